@@ -1,0 +1,1 @@
+//! switchyard: a multi-modal OpenAI/OpenRouter-compatible inference router.

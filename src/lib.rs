@@ -1,1 +1,21 @@
 //! switchyard: a multi-modal OpenAI/OpenRouter-compatible inference router.
+//!
+//! # Layout
+//! - [`config`]: `models.yaml`, `routing.yaml`, `.env`, `${VAR}`, OFFLOAD → a validated registry.
+//! - [`engines`]: backend kinds, what each serves, health paths, URL joining.
+//! - [`mesh`]: the actors — a `RouterActor` picking routes, one `BackendActor` per endpoint —
+//!   and the lease that carries capacity from one to the handler and back.
+//! - [`api`]: HTTP handlers, one module per endpoint family, and the OpenAI error shape.
+//! - [`relay`]: talking to backends — one call, retry/fallback, streaming relays.
+//! - [`record`]: the record every request leaves behind.
+//! - [`server`], [`settings`], [`state`]: wiring.
+
+pub mod api;
+pub mod config;
+pub mod engines;
+pub mod mesh;
+pub mod record;
+pub mod relay;
+pub mod server;
+pub mod settings;
+pub mod state;

@@ -1,3 +1,188 @@
-fn main() {
-    println!("switchyard");
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
+use switchyard::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "A multi-modal OpenAI/OpenRouter-compatible inference router")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router (the default).
+    Serve(ServeArgs),
+    /// Validate the configuration and print a summary; exit code 1 lists every problem.
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// The model registry.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "config/models.yaml")]
+    config: PathBuf,
+    /// Optional weight overrides; a missing file is fine unless given explicitly.
+    #[arg(long, env = "SWITCHYARD_ROUTING")]
+    routing: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+}
+
+const DEFAULT_ROUTING: &str = "config/routing.yaml";
+
+fn main() -> ExitCode {
+    // `.env` first, so it can supply every default below; real env vars win over it.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig(args)) => check_config(&args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
+    let routing = args.routing.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING));
+    config::load(&LoadOptions {
+        models_path: &args.config,
+        routing_path: Some(&routing),
+        routing_required: args.routing.is_some(),
+        vars: &ProcessEnv,
+    })
+}
+
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    let settings = Settings::from_vars(&ProcessEnv);
+    match (load_registry(args), settings) {
+        (Ok(registry), Ok(_)) => {
+            for w in &registry.warnings {
+                println!("warning: {w}");
+            }
+            print_summary(&registry);
+            ExitCode::SUCCESS
+        }
+        (registry, settings) => {
+            if let Err(errs) = &registry {
+                for w in &errs.warnings {
+                    println!("warning: {w}");
+                }
+                for e in &errs.errors {
+                    println!("error: {e}");
+                }
+            }
+            if let Err(errs) = &settings {
+                for e in errs {
+                    println!("error: environment: {e}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_summary(registry: &Registry) {
+    let mut endpoints = std::collections::BTreeSet::new();
+    let mut routes = 0;
+    let mut aliases = 0;
+    for m in &registry.models {
+        aliases += m.aliases.len();
+        routes += m.routes.len();
+        for r in &m.routes {
+            if let Some(b) = &r.base_url {
+                endpoints.insert(b.api_base().to_string());
+            }
+        }
+    }
+    println!(
+        "configuration OK: {} models, {} aliases, {} routes, {} endpoints",
+        registry.models.len(),
+        aliases,
+        routes,
+        endpoints.len()
+    );
+    for m in &registry.models {
+        let alias = if m.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (aliases: {})", m.aliases.join(", "))
+        };
+        println!("  {} [{}]{}", m.id, m.model_type, alias);
+        for r in &m.routes {
+            let url = r.base_url.as_ref().map_or("-".to_string(), |b| b.api_base().to_string());
+            let state = match &r.disabled_reason {
+                Some(why) => format!("disabled: {why}"),
+                None if r.weight == 0.0 => "disabled: weight 0".to_string(),
+                None => format!("weight {}", r.weight),
+            };
+            println!("    - {} ({}) {} -> {} [{}]", r.name, r.kind_name, url, r.provider_model_id, state);
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let registry = match load_registry(&args.config) {
+        Ok(r) => r,
+        Err(errs) => {
+            for e in &errs.errors {
+                tracing::error!("{e}");
+            }
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &registry.warnings {
+        tracing::warn!("{w}");
+    }
+    let settings = match Settings::from_vars(&ProcessEnv) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: environment: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = switchyard::server::ServeOptions {
+        host: args.host,
+        port: args.port,
+    };
+    let system = actix_rt::System::new();
+    match system.block_on(switchyard::server::serve(registry, settings, opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

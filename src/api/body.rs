@@ -1,0 +1,79 @@
+//! Reading a JSON request body with a size limit, turning every problem into an OpenAI-shaped
+//! 400/413/415 before anything is routed.
+
+use actix_web::{web, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::error::{ApiError, ErrorKind};
+
+pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    check_json_content_type(req)?;
+    if let Some(len) = declared_length(req) {
+        if len > limit {
+            // Refuse before reading: a huge body is not worth receiving.
+            return Err(too_large(limit));
+        }
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("Could not read the request body: {e}"), None)
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "The request body is empty; expected a JSON object.",
+            None,
+        ));
+    }
+    serde_json::from_slice(&buf).map_err(|e| {
+        ApiError::bad_request(format!("The request body is not valid JSON: {e}"), None)
+            .with_code("invalid_json")
+    })
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("The request body is larger than the limit of {limit} bytes."),
+    )
+    .with_code("payload_too_large")
+}
+
+/// JSON endpoints accept `application/json` (and `+json` types), no Content-Type, and the
+/// form/text types curl and some clients send by default; anything else is a 415.
+fn check_json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    if req.headers().get("content-type").is_none() {
+        return Ok(());
+    }
+    let mime = req.content_type().to_ascii_lowercase();
+    let ok = mime.is_empty()
+        || mime == "application/json"
+        || mime.ends_with("+json")
+        || mime == "text/plain"
+        || mime == "application/x-www-form-urlencoded";
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("Content-Type `{mime}` is not supported here; send application/json."),
+        )
+        .with_code("unsupported_media_type"))
+    }
+}

@@ -1,0 +1,37 @@
+//! `GET /health`: liveness (200 while the process works) and a summary of endpoint health.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::json_response;
+use super::models::table;
+use crate::mesh::Health;
+use crate::state::AppState;
+
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let Ok(table) = table(&state).await else {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "error", "error": "router not running"}));
+    };
+    let (mut ready, mut starting, mut degraded, mut down) = (0, 0, 0, 0);
+    for (_, handle) in &table.endpoints {
+        match handle.endpoint.health() {
+            Health::Ready => ready += 1,
+            Health::Starting => starting += 1,
+            Health::Degraded => degraded += 1,
+            Health::Down => down += 1,
+        }
+    }
+    json_response(&json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "models": table.models.len(),
+        "endpoints": {
+            "total": table.endpoints.len(),
+            "ready": ready,
+            "starting": starting,
+            "degraded": degraded,
+            "down": down,
+        },
+    }))
+}

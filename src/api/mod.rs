@@ -1,0 +1,118 @@
+//! The HTTP surface: one module per endpoint family, plus shared request helpers.
+
+pub mod body;
+pub mod chat;
+pub mod embeddings;
+pub mod error;
+pub mod health;
+pub mod models;
+pub mod request_id;
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use serde_json::{Map, Value};
+
+use self::error::{ApiError, ErrorKind};
+use self::request_id::RequestId;
+use crate::engines::ApiOp;
+use crate::record::RequestCtx;
+use crate::relay::Forwarded;
+use crate::state::AppState;
+
+/// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health));
+    for prefix in ["/v1", "/api/v1"] {
+        cfg.service(
+            web::scope(prefix)
+                .service(post("/chat/completions", chat::chat_completions))
+                .service(post("/embeddings", embeddings::embeddings))
+                .service(
+                    web::resource("/models")
+                        .route(web::get().to(models::list_models))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/models/{id:.+}")
+                        .route(web::get().to(models::get_model))
+                        .default_service(web::to(method_not_allowed)),
+                ),
+        );
+    }
+}
+
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorKind::NotFound,
+        format!("Unknown path {} {}.", req.method(), req.path()),
+    )
+    .with_code("unknown_url"))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("Method {} is not allowed on {}.", req.method(), req.path()),
+    )
+    .with_code("method_not_allowed"))
+}
+
+pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(request_id::generate);
+    RequestCtx::new(id, op, state.sink.clone())
+}
+
+/// Headers carried to the backend: our request id and OpenRouter attribution, nothing else.
+pub fn forwarded(req: &HttpRequest, request_id: &str) -> Forwarded {
+    let attribution = ["http-referer", "x-title"]
+        .iter()
+        .filter_map(|name| {
+            let v: &HeaderValue = req.headers().get(*name)?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    Forwarded {
+        request_id: request_id.to_string(),
+        attribution,
+    }
+}
+
+pub fn json_response(value: &Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub fn required_model(obj: &Map<String, Value>) -> Result<String, ApiError> {
+    match obj.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => Ok(m.trim().to_string()),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::bad_request(
+            "Missing required parameter: `model`.",
+            Some("model"),
+        )),
+        Some(_) => Err(ApiError::bad_request("`model` must be a string.", Some("model"))),
+    }
+}
+
+pub fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad_request(format!("`{key}` must be a boolean."), Some(key))),
+    }
+}

@@ -1,0 +1,615 @@
+//! From YAML text to a validated [`Registry`]: substitution, schema, semantic checks,
+//! routing.yaml overrides and OFFLOAD, collecting every error on the way.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use super::env::{substitute_tree, VarSource};
+use super::raw::{RawModel, RawPricing, RawRoute};
+use super::routing::RoutingFile;
+use super::{ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret};
+use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
+
+/// Where to read from and how to resolve `${VAR}`s.
+pub struct LoadOptions<'a> {
+    pub models_path: &'a Path,
+    /// routing.yaml; a missing file is fine unless `routing_required`.
+    pub routing_path: Option<&'a Path>,
+    pub routing_required: bool,
+    pub vars: &'a dyn VarSource,
+}
+
+/// Load and validate models.yaml (+ routing.yaml) from disk.
+pub fn load(opts: &LoadOptions<'_>) -> Result<Registry, ConfigErrors> {
+    let label = opts.models_path.display().to_string();
+    let text = std::fs::read_to_string(opts.models_path).map_err(|e| ConfigErrors {
+        errors: vec![format!("{label}: cannot read: {e}")],
+        warnings: vec![],
+    })?;
+    let routing = match opts.routing_path {
+        Some(path) if path.exists() => {
+            let rlabel = path.display().to_string();
+            let rtext = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+                errors: vec![format!("{rlabel}: cannot read: {e}")],
+                warnings: vec![],
+            })?;
+            Some((rlabel, rtext))
+        }
+        Some(path) if opts.routing_required => {
+            return Err(ConfigErrors {
+                errors: vec![format!("{}: file not found", path.display())],
+                warnings: vec![],
+            })
+        }
+        _ => None,
+    };
+    load_str(
+        &label,
+        &text,
+        routing.as_ref().map(|(l, t)| (l.as_str(), t.as_str())),
+        opts.vars,
+    )
+}
+
+/// Load from text (tests and hot reload use this directly).
+pub fn load_str(
+    label: &str,
+    text: &str,
+    routing: Option<(&str, &str)>,
+    vars: &dyn VarSource,
+) -> Result<Registry, ConfigErrors> {
+    let mut out = ConfigErrors::default();
+    let models = parse_models(label, text, vars, &mut out);
+    let mut registry = Registry {
+        models,
+        ..Registry::default()
+    };
+    check_unique_names(label, &registry.models, &mut out.errors);
+    if let Some((rlabel, rtext)) = routing {
+        match RoutingFile::parse(rlabel, rtext, vars) {
+            Ok(file) => file.apply(rlabel, &mut registry, &mut out),
+            Err(errs) => out.errors.extend(errs),
+        }
+    }
+    apply_offload(&mut registry, vars, &mut out.warnings);
+    if out.errors.is_empty() {
+        registry.warnings = out.warnings;
+        Ok(registry)
+    } else {
+        Err(out)
+    }
+}
+
+fn parse_models(
+    label: &str,
+    text: &str,
+    vars: &dyn VarSource,
+    out: &mut ConfigErrors,
+) -> Vec<ModelDef> {
+    let doc: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.errors.push(format!("{label}: invalid YAML: {e}"));
+            return vec![];
+        }
+    };
+    let items = match doc {
+        Value::Sequence(items) => items,
+        Value::Mapping(mut map) => {
+            let models = map.remove("models");
+            for key in map.keys() {
+                out.warnings.push(format!(
+                    "{label}: unknown top-level key {} (ignored)",
+                    key_name(key)
+                ));
+            }
+            match models {
+                Some(Value::Sequence(items)) => items,
+                Some(Value::Null) | None => {
+                    out.warnings.push(format!("{label}: no models defined"));
+                    vec![]
+                }
+                Some(_) => {
+                    out.errors
+                        .push(format!("{label}: `models` must be a list of model entries"));
+                    vec![]
+                }
+            }
+        }
+        Value::Null => {
+            out.warnings.push(format!("{label}: file is empty"));
+            vec![]
+        }
+        _ => {
+            out.errors.push(format!(
+                "{label}: expected a mapping with a `models:` list (or a bare list of models)"
+            ));
+            vec![]
+        }
+    };
+    let mut models = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        if let Some(model) = parse_model(label, index, item, vars, out) {
+            models.push(model);
+        }
+    }
+    models
+}
+
+/// Context for messages about one model: `config/models.yaml: model `x` (models[3])`.
+struct Place<'a> {
+    label: &'a str,
+    index: usize,
+    id: String,
+}
+
+impl Place<'_> {
+    fn at(&self, field: &str, msg: impl std::fmt::Display) -> String {
+        format!(
+            "{}: model `{}` (models[{}]), field `{}`: {}",
+            self.label, self.id, self.index, field, msg
+        )
+    }
+    fn whole(&self, msg: impl std::fmt::Display) -> String {
+        format!(
+            "{}: model `{}` (models[{}]): {}",
+            self.label, self.id, self.index, msg
+        )
+    }
+}
+
+fn parse_model(
+    label: &str,
+    index: usize,
+    mut item: Value,
+    vars: &dyn VarSource,
+    out: &mut ConfigErrors,
+) -> Option<ModelDef> {
+    let place = Place {
+        label,
+        index,
+        id: item
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string(),
+    };
+    let Some(map) = item.as_mapping_mut() else {
+        out.errors
+            .push(format!("{label}: models[{index}] must be a mapping of fields"));
+        return None;
+    };
+
+    // Routes first: a missing variable in a weight-0 route only disables that route.
+    let mut disabled: Vec<Option<String>> = Vec::new();
+    if let Some(Value::Sequence(routes)) = map.get_mut("route") {
+        for (j, route) in routes.iter_mut().enumerate() {
+            let missing = substitute_tree(route, vars, &format!("route[{j}]"));
+            disabled.push(None);
+            if missing.is_empty() {
+                continue;
+            }
+            if weight_of(route) == Some(0.0) {
+                let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
+                let reason = format!("environment variable {} not set", names.join(", "));
+                out.warnings.push(place.at(
+                    &missing[0].field,
+                    format!("{reason}; route kept disabled because its weight is 0"),
+                ));
+                disabled[j] = Some(reason);
+            } else {
+                for m in missing {
+                    out.errors.push(place.at(
+                        &m.field,
+                        format!("environment variable {} is not set", m.var),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Model-level fields; base_url/api_key/provider_model_id only matter through the routes
+    // that inherit them, so their missing variables are judged per route below.
+    let route_value = map.remove("route");
+    let mut rest = Value::Mapping(std::mem::take(map));
+    let mut inherited_missing: HashMap<String, String> = HashMap::new();
+    for m in substitute_tree(&mut rest, vars, "") {
+        if matches!(m.field.as_str(), "base_url" | "api_key" | "provider_model_id") {
+            inherited_missing.insert(m.field.clone(), m.var.clone());
+        } else {
+            out.errors.push(place.at(
+                &m.field,
+                format!("environment variable {} is not set", m.var),
+            ));
+        }
+    }
+    if let Value::Mapping(rest_map) = &mut rest {
+        if let Some(routes) = route_value {
+            rest_map.insert(Value::from("route"), routes);
+        }
+    }
+
+    let raw: RawModel = match serde_path_to_error::deserialize(rest) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let field = e.path().to_string();
+            out.errors.push(place.at(&field, e.inner()));
+            return None;
+        }
+    };
+    match build_model(&place, raw, &disabled, &inherited_missing, vars, out) {
+        Ok(model) => Some(model),
+        Err(errors) => {
+            out.errors.extend(errors);
+            None
+        }
+    }
+}
+
+fn weight_of(route: &Value) -> Option<f64> {
+    match route.get("weight") {
+        None => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn key_name(key: &Value) -> String {
+    key.as_str()
+        .map(|s| format!("`{s}`"))
+        .unwrap_or_else(|| format!("{key:?}"))
+}
+
+fn build_model(
+    place: &Place<'_>,
+    raw: RawModel,
+    disabled: &[Option<String>],
+    inherited_missing: &HashMap<String, String>,
+    vars: &dyn VarSource,
+    out: &mut ConfigErrors,
+) -> Result<ModelDef, Vec<String>> {
+    let mut errors = Vec::new();
+    let id = raw.id.trim().to_string();
+    if id.is_empty() || id.chars().any(char::is_whitespace) {
+        errors.push(place.at("id", "must be non-empty and contain no spaces"));
+    }
+    for key in raw.unknown.keys() {
+        out.warnings
+            .push(place.at(key, "unknown field (ignored; check for a typo)"));
+    }
+
+    let model_type = match raw.model_type.as_deref() {
+        Some(t) => match ModelType::parse(t) {
+            Some(mt) => mt,
+            None => {
+                errors.push(place.at(
+                    "type",
+                    format!("unknown type {t:?}; expected chat, multimodal, embedding, speech, transcription, image or video"),
+                ));
+                ModelType::Chat
+            }
+        },
+        None => ModelType::infer(&raw.input_modalities, &raw.output_modalities),
+    };
+    let (default_in, default_out) = model_type.default_modalities();
+    let input_modalities = if raw.input_modalities.is_empty() {
+        default_in.iter().map(|s| s.to_string()).collect()
+    } else {
+        raw.input_modalities.clone()
+    };
+    let output_modalities = if raw.output_modalities.is_empty() {
+        default_out.iter().map(|s| s.to_string()).collect()
+    } else {
+        raw.output_modalities.clone()
+    };
+    let pricing = pricing_of(place, "pricing", raw.pricing.as_ref(), out);
+
+    let mut raw_routes = raw.route;
+    if raw_routes.is_empty() {
+        // The original gateway allowed a model-level base_url with the provider as the kind.
+        if raw.base_url.is_some() || inherited_missing.contains_key("base_url") {
+            raw_routes.push(RawRoute {
+                name: None,
+                kind: raw.provider.clone().unwrap_or_else(|| "openai_compat".into()),
+                weight: None,
+                base_url: None,
+                provider_model_id: None,
+                api_key: None,
+                pricing: None,
+                rpm: None,
+                tpm: None,
+                max_in_flight: None,
+                health_path: None,
+                auth_header: None,
+                unknown: Default::default(),
+            });
+        } else {
+            errors.push(place.whole("has no `route` entries (and no model-level base_url)"));
+        }
+    }
+
+    let mut routes = Vec::with_capacity(raw_routes.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (j, r) in raw_routes.into_iter().enumerate() {
+        let field = |f: &str| format!("route[{j}].{f}");
+        for key in r.unknown.keys() {
+            out.warnings
+                .push(place.at(&field(key), "unknown field (ignored; check for a typo)"));
+        }
+        let kind_name = r.kind.trim().to_string();
+        if kind_name.is_empty() {
+            errors.push(place.at(&field("kind"), "must not be empty"));
+        }
+        let kind = BackendKind::parse(&kind_name);
+        let weight = r.weight.unwrap_or(1.0);
+        if !weight.is_finite() || weight < 0.0 {
+            errors.push(place.at(
+                &field("weight"),
+                format!("must be a number >= 0, found {weight}"),
+            ));
+        }
+        let mut disabled_reason = disabled.get(j).cloned().flatten();
+
+        let base_raw = r.base_url.clone().or_else(|| raw.base_url.clone());
+        let inherited = |f: &str| r_field_missing(f, &r, inherited_missing);
+        for f in ["base_url", "api_key", "provider_model_id"] {
+            if let Some(var) = inherited(f) {
+                let reason = format!("environment variable {var} not set");
+                if weight == 0.0 {
+                    out.warnings.push(place.at(
+                        f,
+                        format!("{reason}; route {j} kept disabled because its weight is 0"),
+                    ));
+                    disabled_reason.get_or_insert(reason);
+                } else {
+                    errors.push(place.at(f, format!("environment variable {var} is not set")));
+                }
+            }
+        }
+        let base_url = match base_raw.as_deref().map(str::trim) {
+            Some("") | None if disabled_reason.is_none() => {
+                errors.push(place.at(&field("base_url"), "is required"));
+                None
+            }
+            Some("") | None => None,
+            Some(url) => match BaseUrl::parse(url) {
+                Ok(b) => Some(b),
+                Err(e) if disabled_reason.is_some() => {
+                    out.warnings.push(place.at(&field("base_url"), &e));
+                    None
+                }
+                Err(e) => {
+                    errors.push(place.at(&field("base_url"), e));
+                    None
+                }
+            },
+        };
+        let provider_model_id = r
+            .provider_model_id
+            .clone()
+            .or_else(|| raw.provider_model_id.clone())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| id.clone());
+        let api_key = r
+            .api_key
+            .clone()
+            .or_else(|| raw.api_key.clone())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
+        let auth = match r.auth_header.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+            None => kind.auth_style(),
+            Some(h) if h == "authorization" || h == "bearer" => AuthStyle::Bearer,
+            Some(h) if h == "api-key" || h == "api_key" => AuthStyle::ApiKeyHeader,
+            Some(other) => {
+                errors.push(place.at(
+                    &field("auth_header"),
+                    format!("unknown auth header {other:?}; expected authorization or api-key"),
+                ));
+                AuthStyle::Bearer
+            }
+        };
+        if let Some(path) = &r.health_path {
+            if !path.starts_with('/') {
+                errors.push(place.at(&field("health_path"), "must start with /"));
+            }
+        }
+        let limits = Limits {
+            rpm: r.rpm.or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "RPM")),
+            tpm: r.tpm.or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "TPM")),
+            max_in_flight: r.max_in_flight,
+        };
+        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.max_in_flight == Some(0) {
+            errors.push(place.at(
+                &field("rpm/tpm/max_in_flight"),
+                "limits must be at least 1 (leave the field out for no limit)",
+            ));
+        }
+        let name = r.name.clone().unwrap_or_else(|| kind_name.clone());
+        let count = names.entry(name.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 && r.name.is_some() {
+            errors.push(place.at(&field("name"), format!("route name {name:?} is used twice")));
+        }
+        let route_pricing = pricing_of(place, &field("pricing"), r.pricing.as_ref(), out);
+        routes.push(RouteDef {
+            name,
+            kind_name,
+            kind,
+            weight,
+            configured_weight: weight,
+            base_url,
+            provider_model_id,
+            api_key,
+            auth,
+            pricing: pricing.overlaid_by(&route_pricing),
+            limits,
+            health_path: r.health_path,
+            disabled_reason,
+        });
+    }
+    // Unnamed routes that share a kind get `kind#index` so each name is unique.
+    let duplicated: Vec<String> = names
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (j, route) in routes.iter_mut().enumerate() {
+        if duplicated.contains(&route.name) {
+            route.name = format!("{}#{j}", route.name);
+        }
+    }
+
+    let mut aliases = Vec::new();
+    for alias in raw.aliases {
+        let alias = alias.trim().to_string();
+        if alias.is_empty() || alias == id {
+            continue; // an alias equal to the id (seen in the original gateway's configs) is a no-op
+        }
+        if !aliases.contains(&alias) {
+            aliases.push(alias);
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ModelDef {
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        id,
+        description: raw.description,
+        provider: raw.provider,
+        model_type,
+        quantization: raw.quantization,
+        input_modalities,
+        output_modalities,
+        context_length: raw.context_length,
+        max_output_length: raw.max_output_length,
+        supports_tools: raw.supports_tools.unwrap_or(false),
+        supports_structured_output: raw.supports_structured_output.unwrap_or(false),
+        supported_params: raw.supported_params,
+        aliases,
+        pricing,
+        supported_voices: raw.supported_voices,
+        routes,
+    })
+}
+
+/// Whether a route inherits a model-level field whose variable was missing.
+fn r_field_missing(
+    field: &str,
+    route: &RawRoute,
+    inherited_missing: &HashMap<String, String>,
+) -> Option<String> {
+    let route_has = match field {
+        "base_url" => route.base_url.is_some(),
+        "api_key" => route.api_key.is_some(),
+        _ => route.provider_model_id.is_some(),
+    };
+    if route_has {
+        None
+    } else {
+        inherited_missing.get(field).cloned()
+    }
+}
+
+fn pricing_of(
+    place: &Place<'_>,
+    field: &str,
+    raw: Option<&RawPricing>,
+    out: &mut ConfigErrors,
+) -> Pricing {
+    let Some(raw) = raw else {
+        return Pricing::default();
+    };
+    for key in raw.unknown.keys() {
+        out.warnings.push(place.at(
+            &format!("{field}.{key}"),
+            "unknown price field (ignored)",
+        ));
+    }
+    Pricing {
+        prompt: raw.prompt.clone(),
+        completion: raw.completion.clone(),
+        image: raw.image.clone(),
+        request: raw.request.clone(),
+        input_cache_reads: raw.input_cache_reads.clone(),
+        input_cache_writes: raw.input_cache_writes.clone(),
+        audio: raw.audio.clone(),
+        video: raw.video.clone(),
+    }
+}
+
+/// `<PROVIDER>_TPM_LIMIT` / `<PROVIDER>_RPM_LIMIT` (seed 001), by route kind, then model provider.
+fn env_limit(
+    vars: &dyn VarSource,
+    kind_name: &str,
+    provider: Option<&str>,
+    what: &str,
+) -> Option<u64> {
+    [Some(kind_name), provider]
+        .into_iter()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .find_map(|name| {
+            let var: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            vars.get(&format!("{var}_{what}_LIMIT"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|v| *v > 0)
+        })
+}
+
+fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<String>) {
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for (i, model) in models.iter().enumerate() {
+        let here = |what: &str| format!("{what} of model `{}` ({label} models[{i}])", model.id);
+        for (name, what) in std::iter::once((model.id.as_str(), "id"))
+            .chain(model.aliases.iter().map(|a| (a.as_str(), "alias")))
+        {
+            let place = here(what);
+            if let Some(first) = seen.get(name) {
+                errors.push(format!(
+                    "{label}: duplicate model name `{name}`: {place} collides with the {first}"
+                ));
+            } else {
+                seen.insert(name, place);
+            }
+        }
+    }
+}
+
+/// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (seed 001).
+fn apply_offload(registry: &mut Registry, vars: &dyn VarSource, warnings: &mut Vec<String>) {
+    let on = vars
+        .get("OFFLOAD")
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false);
+    if !on {
+        return;
+    }
+    let Some(local) = vars.get("LOCAL_BASE_URL").and_then(|u| normalize_base_url(&u)) else {
+        warnings.push("OFFLOAD=1 but LOCAL_BASE_URL is not set or invalid: nothing offloaded".into());
+        return;
+    };
+    for model in &mut registry.models {
+        for route in &mut model.routes {
+            if route.base_url.as_ref().map(|b| b.api_base()) == Some(local.as_str()) {
+                route.weight = 0.0;
+                route.disabled_reason = Some("offloaded (OFFLOAD=1, route is on LOCAL_BASE_URL)".into());
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The `models.yaml` schema as operators write it (seed 000's fields, plus the optional extras
+//! documented in docs/configuration.md). Validation into [`super::ModelDef`] happens in `load`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::lenient;
+use super::Price;
+
+#[derive(Debug, Deserialize)]
+pub struct RawModel {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub provider: Option<String>,
+    #[serde(rename = "type")]
+    pub model_type: Option<String>,
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub input_modalities: Vec<String>,
+    #[serde(default)]
+    pub output_modalities: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub context_length: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub max_output_length: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub supports_tools: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub supports_structured_output: Option<bool>,
+    pub supported_params: Option<Vec<String>>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub pricing: Option<RawPricing>,
+    /// TTS voices, listed in /v1/models as OpenRouter's `supported_voices`.
+    pub supported_voices: Option<Vec<String>>,
+    /// Defaults for routes that leave these out (the original gateway's model-level fields).
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub provider_model_id: Option<String>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+    /// Unknown keys are kept so they can be reported as warnings (typos), not silently ignored.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPricing {
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub prompt: Option<Price>,
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub completion: Option<Price>,
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub image: Option<Price>,
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub request: Option<Price>,
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub input_cache_reads: Option<Price>,
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub input_cache_writes: Option<Price>,
+    /// Per second of audio (speech output, transcription input).
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub audio: Option<Price>,
+    /// Per second of generated video.
+    #[serde(default, deserialize_with = "lenient::opt_price")]
+    pub video: Option<Price>,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRoute {
+    /// Optional stable name for routing.yaml and admin views; defaults to the kind.
+    pub name: Option<String>,
+    pub kind: String,
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub weight: Option<f64>,
+    pub base_url: Option<String>,
+    pub provider_model_id: Option<String>,
+    pub api_key: Option<String>,
+    pub pricing: Option<RawPricing>,
+    /// Requests per minute this endpoint accepts from this router.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + completion) per minute.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub tpm: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub max_in_flight: Option<u64>,
+    /// Override of the kind's health path, e.g. `/health_generate` for SGLang.
+    pub health_path: Option<String>,
+    /// Header to carry the key: `authorization` (Bearer, default) or `api-key`.
+    pub auth_header: Option<String>,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
+}

@@ -1,0 +1,217 @@
+//! `routing.yaml`: weight overrides applied on top of models.yaml. Two forms are accepted:
+//!
+//! ```yaml
+//! # switchyard's own: weights by model id and route (route name, kind, or index)
+//! weights:
+//!   qwen3.5-27b:
+//!     sglang: 1.0
+//!     featherless: 0.25
+//! health_check: 10          # seconds between active health probes
+//! ```
+//!
+//! and the original gateway's fixed-ratio strategy (`routing_strategy: fixed`,
+//! `routing_parameter.local_fraction`, `local_deployment` / `remote_deployment`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::env::{substitute_tree, VarSource};
+use super::lenient;
+use super::{ConfigErrors, ModelDef, Registry};
+use crate::engines::normalize_base_url;
+
+/// Route selector → weight, per model id.
+pub type WeightOverrides = BTreeMap<String, BTreeMap<String, f64>>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RoutingFile {
+    #[serde(default)]
+    pub weights: BTreeMap<String, BTreeMap<String, Weight>>,
+    pub routing_strategy: Option<String>,
+    pub routing_parameter: Option<RoutingParameter>,
+    #[serde(default)]
+    pub local_deployment: Vec<Deployment>,
+    #[serde(default)]
+    pub remote_deployment: Vec<Deployment>,
+    /// Seconds between health probes (0 = keep the default).
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub health_check: Option<f64>,
+    /// Accepted for compatibility with the original gateway's file.
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub timeout: Option<f64>,
+    pub logging: Option<Value>,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Weight(#[serde(deserialize_with = "weight_value")] pub f64);
+
+fn weight_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    lenient::opt_f64(d)?.ok_or_else(|| serde::de::Error::custom("weight is required"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RoutingParameter {
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub local_fraction: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Deployment {
+    pub endpoint: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+impl RoutingFile {
+    pub fn parse(label: &str, text: &str, vars: &dyn VarSource) -> Result<RoutingFile, Vec<String>> {
+        let mut doc: Value = serde_yaml::from_str(text)
+            .map_err(|e| vec![format!("{label}: invalid YAML: {e}")])?;
+        if doc.is_null() {
+            return Ok(RoutingFile::default());
+        }
+        let missing = substitute_tree(&mut doc, vars, "");
+        if !missing.is_empty() {
+            return Err(missing
+                .into_iter()
+                .map(|m| format!("{label}: field `{}`: environment variable {} is not set", m.field, m.var))
+                .collect());
+        }
+        serde_path_to_error::deserialize(doc)
+            .map_err(|e| vec![format!("{label}: field `{}`: {}", e.path(), e.inner())])
+    }
+
+    /// Apply to a freshly loaded registry; problems go to `out`.
+    pub fn apply(&self, label: &str, registry: &mut Registry, out: &mut ConfigErrors) {
+        for key in self.unknown.keys() {
+            out.warnings
+                .push(format!("{label}: unknown key `{key}` (ignored)"));
+        }
+        if let Some(secs) = self.health_check {
+            if secs > 0.0 && secs.is_finite() {
+                registry.mesh.health_interval = Some(Duration::from_secs_f64(secs.max(0.1)));
+            }
+        }
+        if let Some(strategy) = &self.routing_strategy {
+            if strategy != "fixed" {
+                out.errors.push(format!(
+                    "{label}: routing_strategy {strategy:?} is not supported (only `fixed`)"
+                ));
+            } else {
+                self.apply_fixed(label, registry, out);
+            }
+        }
+        for (model_id, routes) in &self.weights {
+            let Some(model) = registry.models.iter_mut().find(|m| &m.id == model_id) else {
+                out.warnings.push(format!(
+                    "{label}: weights for unknown model `{model_id}` (ignored)"
+                ));
+                continue;
+            };
+            for (selector, weight) in routes {
+                let w = weight.0;
+                if !w.is_finite() || w < 0.0 {
+                    out.errors.push(format!(
+                        "{label}: weights.{model_id}.{selector}: must be a number >= 0"
+                    ));
+                    continue;
+                }
+                match select_route(model, selector) {
+                    Ok(j) => model.routes[j].weight = w,
+                    Err(msg) => out.errors.push(format!("{label}: weights.{model_id}.{selector}: {msg}")),
+                }
+            }
+        }
+    }
+
+    /// The original gateway's strategy: `local_fraction` of traffic shared equally by the
+    /// routes on local endpoints, the rest by the routes on remote ones.
+    fn apply_fixed(&self, label: &str, registry: &mut Registry, out: &mut ConfigErrors) {
+        let fraction = self
+            .routing_parameter
+            .as_ref()
+            .and_then(|p| p.local_fraction)
+            .unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&fraction) {
+            out.errors.push(format!(
+                "{label}: routing_parameter.local_fraction must be between 0 and 1"
+            ));
+            return;
+        }
+        let group = |deployments: &[Deployment], model: &str| -> Vec<String> {
+            deployments
+                .iter()
+                .filter(|d| d.models.iter().any(|m| m == model))
+                .filter_map(|d| normalize_base_url(&d.endpoint))
+                .collect()
+        };
+        for model in &mut registry.models {
+            let local = group(&self.local_deployment, &model.id);
+            let remote = group(&self.remote_deployment, &model.id);
+            if local.is_empty() && remote.is_empty() {
+                continue;
+            }
+            let on = |urls: &[String], r: &super::RouteDef| {
+                r.base_url
+                    .as_ref()
+                    .is_some_and(|b| urls.iter().any(|u| u == b.api_base()))
+            };
+            let n_local = model.routes.iter().filter(|r| on(&local, r)).count();
+            let n_remote = model.routes.iter().filter(|r| on(&remote, r) && !on(&local, r)).count();
+            for r in &mut model.routes {
+                if on(&local, r) {
+                    r.weight = fraction / n_local.max(1) as f64;
+                } else if on(&remote, r) {
+                    r.weight = (1.0 - fraction) / n_remote.max(1) as f64;
+                }
+            }
+        }
+    }
+}
+
+/// Find a route by name, then by kind (if only one route has it), then by index.
+pub fn select_route(model: &ModelDef, selector: &str) -> Result<usize, String> {
+    if let Some(j) = model.routes.iter().position(|r| r.name == selector) {
+        return Ok(j);
+    }
+    let by_kind: Vec<usize> = model
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind_name == selector)
+        .map(|(j, _)| j)
+        .collect();
+    match by_kind.len() {
+        1 => return Ok(by_kind[0]),
+        n if n > 1 => {
+            return Err(format!(
+                "{n} routes have kind `{selector}`; use a route name ({})",
+                route_names(model)
+            ))
+        }
+        _ => {}
+    }
+    if let Ok(j) = selector.parse::<usize>() {
+        if j < model.routes.len() {
+            return Ok(j);
+        }
+    }
+    Err(format!(
+        "no route `{selector}` in model `{}` (routes: {})",
+        model.id,
+        route_names(model)
+    ))
+}
+
+fn route_names(model: &ModelDef) -> String {
+    model
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

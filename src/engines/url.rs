@@ -1,0 +1,150 @@
+//! Joining a route's `base_url` with API paths. Operators write `http://host:8000`,
+//! `http://host:8000/`, `http://host:8000/v1` or a provider's own prefix such as
+//! `https://api.example.com/openai/v1`; all must reach the same `/v1/...` paths.
+
+use std::fmt;
+
+/// A validated base URL split into the server root (for health paths) and the API base
+/// (for `/chat/completions` and friends).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BaseUrl {
+    /// Scheme, host, port and any path prefix before the API version segment, no trailing slash.
+    root: String,
+    /// Where OpenAI paths hang: `root` + `/v1` unless the operator wrote another version segment.
+    api: String,
+}
+
+impl BaseUrl {
+    pub fn parse(raw: &str) -> Result<BaseUrl, String> {
+        let trimmed = raw.trim();
+        let parsed = url::Url::parse(trimmed).map_err(|e| format!("invalid URL {trimmed:?}: {e}"))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(format!("URL {trimmed:?} must use http or https"));
+        }
+        if parsed.host_str().is_none() {
+            return Err(format!("URL {trimmed:?} has no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("credentials in base_url are not allowed; use api_key".into());
+        }
+        let mut path = parsed.path().trim_end_matches('/').to_string();
+        let origin = parsed.origin().ascii_serialization();
+        // A last segment such as `v1`, `v1beta` or `v2` is the API version: keep it on the API
+        // base and strip it for the server root. Anything else gets `/v1` appended.
+        let last = path.rsplit('/').next().unwrap_or("");
+        let is_version = last.len() >= 2
+            && last.starts_with('v')
+            && last[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
+        let (root, api) = if is_version {
+            let api = format!("{origin}{path}");
+            path.truncate(path.len() - last.len() - 1);
+            (format!("{origin}{path}"), api)
+        } else {
+            (format!("{origin}{path}"), format!("{origin}{path}/v1"))
+        };
+        Ok(BaseUrl { root, api })
+    }
+
+    /// `api` + an operation path such as `/chat/completions`.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}{}", self.api, path)
+    }
+
+    /// `root` + a server path such as `/health`.
+    pub fn root_url(&self, path: &str) -> String {
+        format!("{}{}", self.root, path)
+    }
+
+    /// The URL paths that are served under `/v1` on the root (health paths like `/v1/models`)
+    /// must use the API base instead when the operator's prefix is not `/v1`.
+    pub fn probe_url(&self, health_path: &str) -> String {
+        match health_path.strip_prefix("/v1") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => self.api_url(rest),
+            _ => self.root_url(health_path),
+        }
+    }
+
+    pub fn api_base(&self) -> &str {
+        &self.api
+    }
+
+    /// `host:port` for labels and logs.
+    pub fn authority(&self) -> String {
+        url::Url::parse(&self.root)
+            .ok()
+            .map(|u| match (u.host_str(), u.port_or_known_default()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_string(),
+                _ => self.root.clone(),
+            })
+            .unwrap_or_else(|| self.root.clone())
+    }
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.api)
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.api)
+    }
+}
+
+/// Canonical form used to compare URLs (OFFLOAD matching `LOCAL_BASE_URL`): the API base with
+/// a lower-case scheme and host and no trailing slash.
+pub fn normalize_base_url(raw: &str) -> Option<String> {
+    BaseUrl::parse(raw).ok().map(|b| b.api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_and_without_v1_reach_the_same_paths() {
+        for raw in [
+            "http://h:8007",
+            "http://h:8007/",
+            "http://h:8007/v1",
+            "http://h:8007/v1/",
+            "HTTP://H:8007/v1",
+        ] {
+            let b = BaseUrl::parse(raw).unwrap();
+            assert_eq!(b.api_url("/chat/completions"), "http://h:8007/v1/chat/completions");
+            assert_eq!(b.root_url("/health"), "http://h:8007/health");
+        }
+    }
+
+    #[test]
+    fn provider_prefixes_are_kept() {
+        let b = BaseUrl::parse("https://api.example.com/openai/v1beta").unwrap();
+        assert_eq!(
+            b.api_url("/chat/completions"),
+            "https://api.example.com/openai/v1beta/chat/completions"
+        );
+        assert_eq!(b.probe_url("/v1/models"), "https://api.example.com/openai/v1beta/models");
+        let b = BaseUrl::parse("https://api.example.com/inference").unwrap();
+        assert_eq!(
+            b.api_url("/embeddings"),
+            "https://api.example.com/inference/v1/embeddings"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert!(BaseUrl::parse("ftp://x").is_err());
+        assert!(BaseUrl::parse("not a url").is_err());
+        assert!(BaseUrl::parse("http://user:pw@h/v1").is_err());
+    }
+
+    #[test]
+    fn normalizes_for_comparison() {
+        assert_eq!(
+            normalize_base_url("https://FreeInference.org/v1/"),
+            normalize_base_url("https://freeinference.org")
+        );
+    }
+}

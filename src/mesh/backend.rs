@@ -1,0 +1,244 @@
+//! `BackendActor`: one per distinct endpoint. Probes the kind's health path on a jittered
+//! interval and folds the outcome of every finished request (sent by the lease's `Drop`) into
+//! the circuit breaker, the token buckets and the counters.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tracing::{debug, info, warn};
+
+use super::endpoint::{Endpoint, Health};
+use crate::engines::AuthStyle;
+
+/// How often and how patiently endpoints are probed.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failed probes after which a ready endpoint is marked down.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// How a request that held a lease ended, as far as the endpoint's health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The backend rejected the request itself (4xx other than 429): the backend is healthy.
+    ClientError,
+    /// Connect error, timeout, 5xx, broken stream: counts towards opening the circuit.
+    Failure,
+    /// Upstream 429 (or 503 with Retry-After): pause the endpoint, not a health failure.
+    RateLimited { retry_after: Option<Duration> },
+    /// The client went away before an answer; says nothing about the backend.
+    Canceled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::Failure => "error",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// Sent by a lease when it is dropped.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub latency: Duration,
+    pub est_tokens: u64,
+    pub actual_tokens: Option<u64>,
+    pub trial: bool,
+}
+
+/// Stop probing (endpoint removed by a reload); the actor ends once leases stop arriving.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+pub struct BackendActor {
+    endpoint: Arc<Endpoint>,
+    probe: ProbeSettings,
+    probe_failures: u32,
+    retired: bool,
+}
+
+thread_local! {
+    // awc clients are !Send: one per arbiter thread, shared by every BackendActor on it.
+    static PROBE_CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
+}
+
+fn probe_client() -> awc::Client {
+    PROBE_CLIENT.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| crate::relay::client::build(Duration::from_secs(5), 0))
+            .clone()
+    })
+}
+
+impl BackendActor {
+    pub fn new(endpoint: Arc<Endpoint>, probe: ProbeSettings) -> BackendActor {
+        BackendActor {
+            endpoint,
+            probe,
+            probe_failures: 0,
+            retired: false,
+        }
+    }
+
+    fn schedule_probe(&self, ctx: &mut Context<Self>, first: bool) {
+        if self.retired || self.endpoint.health_path.is_none() {
+            return;
+        }
+        // Jitter keeps many replicas and endpoints from probing in lock-step.
+        let base = self.probe.interval.as_secs_f64();
+        let delay = if first {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(base * (0.8 + 0.4 * fastrand::f64()))
+        };
+        ctx.run_later(delay, |act, ctx| act.probe(ctx));
+    }
+
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let Some(path) = self.endpoint.health_path.clone() else {
+            return;
+        };
+        let url = self.endpoint.base.probe_url(&path);
+        let mut req = probe_client().get(&url).timeout(self.probe.timeout);
+        if let Some((style, key)) = &self.endpoint.auth {
+            req = match style {
+                AuthStyle::Bearer => {
+                    req.insert_header(("authorization", format!("Bearer {}", key.expose())))
+                }
+                AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose().to_string())),
+            };
+        }
+        let fut = async move {
+            match req.send().await {
+                Ok(mut resp) => {
+                    let status = resp.status();
+                    // Drain a little so the connection can be reused.
+                    let _ = resp.body().limit(64 * 1024).await;
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("HTTP {}", status.as_u16()))
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.on_probe(result);
+            act.schedule_probe(ctx, false);
+        }));
+    }
+
+    fn on_probe(&mut self, result: Result<(), String>) {
+        let before = self.endpoint.health();
+        let after = match result {
+            Ok(()) => {
+                self.probe_failures = 0;
+                Health::Ready
+            }
+            Err(ref why) => {
+                self.probe_failures = self.probe_failures.saturating_add(1);
+                debug!(endpoint = %self.endpoint.name, error = %why, "health probe failed");
+                match before {
+                    // Loading engines refuse connections or answer 503 until they are ready.
+                    Health::Starting => Health::Starting,
+                    _ if self.probe_failures >= self.probe.unhealthy_threshold => Health::Down,
+                    _ => Health::Degraded,
+                }
+            }
+        };
+        if after != before {
+            self.endpoint.set_health(after);
+            match after {
+                Health::Ready => info!(endpoint = %self.endpoint.name, from = before.as_str(), "endpoint ready"),
+                _ => warn!(endpoint = %self.endpoint.name, from = before.as_str(), to = after.as_str(), "endpoint health changed"),
+            }
+        }
+    }
+}
+
+impl Actor for BackendActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Leases of a busy endpoint report faster than one at a time; never drop reports.
+        ctx.set_mailbox_capacity(usize::MAX);
+        self.schedule_probe(ctx, true);
+    }
+}
+
+impl Handler<Finished> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _ctx: &mut Self::Context) {
+        let ep = &self.endpoint;
+        let now = Instant::now();
+        ep.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let sample = msg.latency.as_micros().min(u64::MAX as u128) as u64;
+        let old = ep.counters.latency_ewma_us.load(Ordering::Relaxed);
+        let ewma = if old == 0 { sample } else { (old * 7 + sample) / 8 };
+        ep.counters.latency_ewma_us.store(ewma, Ordering::Relaxed);
+
+        let mut gate = ep
+            .gate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let (Some(bucket), Some(actual)) = (gate.tpm.as_mut(), msg.actual_tokens) {
+            bucket.settle(msg.est_tokens as f64, actual as f64, now);
+        }
+        match msg.outcome {
+            Outcome::Success | Outcome::ClientError => {
+                if gate.circuit.on_success(msg.trial) {
+                    info!(endpoint = %ep.name, "circuit closed after a successful trial");
+                }
+            }
+            Outcome::Failure => {
+                ep.counters.failures.fetch_add(1, Ordering::Relaxed);
+                if gate.circuit.on_failure(msg.trial, now) {
+                    warn!(endpoint = %ep.name, "circuit opened after consecutive failures");
+                }
+            }
+            Outcome::RateLimited { retry_after } => {
+                let pause = retry_after.unwrap_or(Duration::from_secs(1));
+                gate.paused_until = Some(now + pause.min(Duration::from_secs(300)));
+                gate.circuit.on_neutral(msg.trial);
+            }
+            Outcome::Canceled => gate.circuit.on_neutral(msg.trial),
+        }
+    }
+}
+
+impl Handler<Retire> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
+        // Leases still in flight keep an `Addr`; stopping only ends probing and the mailbox
+        // drains what they send.
+        ctx.stop();
+    }
+}

@@ -1,0 +1,357 @@
+//! The state of one backend endpoint. A [`super::BackendActor`] owns it and is the only writer
+//! of health and circuit verdicts; the Router reads it and takes capacity from it synchronously
+//! (one message per routing decision instead of two), and a lease gives capacity back on drop.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::bucket::TokenBucket;
+use super::circuit::{Admission, CircuitBreaker, CircuitState};
+use crate::config::{Limits, Secret};
+use crate::engines::{AuthStyle, BackendKind, BaseUrl};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// No probe has succeeded yet (the engine may be loading its weights).
+    Starting,
+    Ready,
+    /// A recent probe failed; still routable.
+    Degraded,
+    Down,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            0 => Health::Starting,
+            1 => Health::Ready,
+            2 => Health::Degraded,
+            _ => Health::Down,
+        }
+    }
+    fn to_u8(self) -> u8 {
+        match self {
+            Health::Starting => 0,
+            Health::Ready => 1,
+            Health::Degraded => 2,
+            Health::Down => 3,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Ready => "ready",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// Why an endpoint did not take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Starting,
+    Down,
+    CircuitOpen { retry_after: Duration },
+    RateLimited { retry_after: Duration },
+    Saturated,
+}
+
+/// Admission controls that must change together: circuit, buckets, upstream back-off.
+#[derive(Debug)]
+pub(super) struct Gate {
+    pub circuit: CircuitBreaker,
+    pub rpm: Option<TokenBucket>,
+    pub tpm: Option<TokenBucket>,
+    /// Set from an upstream 429/503 `Retry-After`.
+    pub paused_until: Option<Instant>,
+}
+
+/// Tunables of the passive health logic.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitSettings {
+    pub failure_threshold: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        CircuitSettings {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Endpoint {
+    /// Stable label for logs, metrics and admin views: `kind@host:port`, never a secret.
+    pub name: String,
+    pub kind: BackendKind,
+    pub base: BaseUrl,
+    pub auth: Option<(AuthStyle, Secret)>,
+    /// `None` = not actively probed (passive health only).
+    pub health_path: Option<String>,
+    pub limits: Limits,
+    health: AtomicU8,
+    in_flight: AtomicU64,
+    pub(super) gate: Mutex<Gate>,
+    pub(super) counters: Counters,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub rate_limited: AtomicU64,
+    /// Exponentially weighted mean latency of finished requests, in microseconds.
+    pub latency_ewma_us: AtomicU64,
+}
+
+/// Capacity taken from an endpoint; carried by the lease.
+#[derive(Debug, Clone, Copy)]
+pub struct Permit {
+    pub trial: bool,
+}
+
+impl Endpoint {
+    pub fn new(
+        name: String,
+        kind: BackendKind,
+        base: BaseUrl,
+        auth: Option<(AuthStyle, Secret)>,
+        health_path: Option<String>,
+        limits: Limits,
+        circuit: CircuitSettings,
+    ) -> Endpoint {
+        let now = Instant::now();
+        let initial = if health_path.is_some() {
+            Health::Starting
+        } else {
+            Health::Ready
+        };
+        Endpoint {
+            name,
+            kind,
+            base,
+            auth,
+            health_path,
+            limits,
+            health: AtomicU8::new(initial.to_u8()),
+            in_flight: AtomicU64::new(0),
+            gate: Mutex::new(Gate {
+                circuit: CircuitBreaker::new(circuit.failure_threshold, circuit.cooldown),
+                rpm: limits.rpm.map(|n| TokenBucket::per_minute(n, now)),
+                tpm: limits.tpm.map(|n| TokenBucket::per_minute(n, now)),
+                paused_until: None,
+            }),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    pub(super) fn set_health(&self, h: Health) {
+        self.health.store(h.to_u8(), Ordering::Release);
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        // A panic while holding the lock cannot leave the gate half-updated in a way that
+        // matters more than refusing all traffic would, so recover the guard.
+        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Take capacity for one request estimated at `est_tokens`, or say why not.
+    pub fn try_acquire(&self, est_tokens: u64, now: Instant) -> Result<Permit, Refusal> {
+        match self.health() {
+            Health::Starting => return Err(Refusal::Starting),
+            Health::Down => return Err(Refusal::Down),
+            Health::Ready | Health::Degraded => {}
+        }
+        // In-flight first: it is lock-free and the common refusal under load.
+        let cap = self.limits.max_in_flight.unwrap_or(u64::MAX);
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
+        if taken.is_err() {
+            return Err(Refusal::Saturated);
+        }
+        let verdict = self.admit_gate(est_tokens, now);
+        if verdict.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        verdict
+    }
+
+    fn admit_gate(&self, est_tokens: u64, now: Instant) -> Result<Permit, Refusal> {
+        let mut gate = self.gate();
+        if let Some(until) = gate.paused_until {
+            if now < until {
+                return Err(Refusal::RateLimited {
+                    retry_after: until - now,
+                });
+            }
+            gate.paused_until = None;
+        }
+        if let Admission::Refused { retry_after } = gate.circuit.would_admit(now) {
+            return Err(Refusal::CircuitOpen { retry_after });
+        }
+        let rpm_wait = gate
+            .rpm
+            .as_mut()
+            .map_or(Duration::ZERO, |b| b.wait_for(1.0, now));
+        let tpm_wait = gate
+            .tpm
+            .as_mut()
+            .map_or(Duration::ZERO, |b| b.wait_for(est_tokens as f64, now));
+        let wait = rpm_wait.max(tpm_wait);
+        if !wait.is_zero() {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::RateLimited { retry_after: wait });
+        }
+        if let Some(b) = gate.rpm.as_mut() {
+            b.take(1.0);
+        }
+        if let Some(b) = gate.tpm.as_mut() {
+            b.take(est_tokens as f64);
+        }
+        let trial = gate.circuit.admit(now) == Admission::Trial;
+        Ok(Permit { trial })
+    }
+
+    /// Give back the in-flight slot. Called exactly once per permit, by the lease's `Drop`.
+    pub(super) fn release_slot(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A cheap view for routing decisions and status pages.
+    pub fn snapshot(&self) -> EndpointSnapshot {
+        let now = Instant::now();
+        let mut gate = self.gate();
+        let circuit = gate.circuit.state(now);
+        let consecutive_failures = gate.circuit.consecutive_failures();
+        let rpm = gate.rpm.as_mut().map(|b| BucketLevel {
+            available: b.level(now).max(0.0),
+            capacity: b.capacity(),
+        });
+        let tpm = gate.tpm.as_mut().map(|b| BucketLevel {
+            available: b.level(now).max(0.0),
+            capacity: b.capacity(),
+        });
+        let paused_for_ms = gate
+            .paused_until
+            .map(|u| u.saturating_duration_since(now).as_millis() as u64)
+            .filter(|ms| *ms > 0);
+        drop(gate);
+        EndpointSnapshot {
+            name: self.name.clone(),
+            kind: self.kind.as_str(),
+            url: self.base.api_base().to_string(),
+            health: self.health(),
+            circuit,
+            consecutive_failures,
+            in_flight: self.in_flight(),
+            max_in_flight: self.limits.max_in_flight,
+            rpm,
+            tpm,
+            paused_for_ms,
+            requests_total: self.counters.requests.load(Ordering::Relaxed),
+            failures_total: self.counters.failures.load(Ordering::Relaxed),
+            rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
+            latency_ewma_ms: self.counters.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketLevel {
+    pub available: f64,
+    pub capacity: f64,
+}
+
+/// What admin views and `/health` show of an endpoint. Holds no credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointSnapshot {
+    pub name: String,
+    pub kind: &'static str,
+    pub url: String,
+    pub health: Health,
+    pub circuit: CircuitState,
+    pub consecutive_failures: u32,
+    pub in_flight: u64,
+    pub max_in_flight: Option<u64>,
+    pub rpm: Option<BucketLevel>,
+    pub tpm: Option<BucketLevel>,
+    pub paused_for_ms: Option<u64>,
+    pub requests_total: u64,
+    pub failures_total: u64,
+    pub rate_limited_total: u64,
+    pub latency_ewma_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(limits: Limits) -> Endpoint {
+        let e = Endpoint::new(
+            "t".into(),
+            BackendKind::Vllm,
+            BaseUrl::parse("http://127.0.0.1:1").unwrap(),
+            None,
+            Some("/health".into()),
+            limits,
+            CircuitSettings::default(),
+        );
+        e.set_health(Health::Ready);
+        e
+    }
+
+    #[test]
+    fn starting_endpoints_refuse() {
+        let e = endpoint(Limits::default());
+        e.set_health(Health::Starting);
+        assert_eq!(e.try_acquire(1, Instant::now()).unwrap_err(), Refusal::Starting);
+        assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn in_flight_cap_is_enforced_and_released() {
+        let e = endpoint(Limits {
+            max_in_flight: Some(2),
+            ..Limits::default()
+        });
+        let now = Instant::now();
+        e.try_acquire(1, now).unwrap();
+        e.try_acquire(1, now).unwrap();
+        assert_eq!(e.try_acquire(1, now).unwrap_err(), Refusal::Saturated);
+        e.release_slot();
+        assert!(e.try_acquire(1, now).is_ok());
+        assert_eq!(e.in_flight(), 2);
+    }
+
+    #[test]
+    fn rpm_refusal_gives_the_slot_back() {
+        let e = endpoint(Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        });
+        let now = Instant::now();
+        e.try_acquire(1, now).unwrap();
+        e.release_slot();
+        assert!(matches!(
+            e.try_acquire(1, now).unwrap_err(),
+            Refusal::RateLimited { .. }
+        ));
+        assert_eq!(e.in_flight(), 0);
+    }
+}

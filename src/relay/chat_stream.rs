@@ -1,0 +1,371 @@
+//! Relaying a chat completion stream: SSE events are parsed only to rewrite `model` to the
+//! public id, pick up usage, and spot errors; each event is forwarded as soon as it is
+//! complete. Before the first content event the stream is "primed" so that an upstream error
+//! can still fall back to another route; after that, failures end the stream with an error
+//! event and `[DONE]`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+
+use super::sse::{SseEvent, SseParser};
+use super::upstream::BodyStream;
+use crate::api::error::{upstream_message, ApiError, ErrorKind};
+use crate::mesh::{Lease, Outcome};
+use crate::record::{RequestCtx, Usage};
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+pub struct ChatStream {
+    upstream: BodyStream,
+    parser: SseParser,
+    lease: Lease,
+    ctx: Option<RequestCtx>,
+    public_model: String,
+    client_wants_usage: bool,
+    prompt_estimate: u64,
+    idle: Duration,
+    pending: VecDeque<Bytes>,
+    usage: Option<Usage>,
+    content_chars: usize,
+    content_seen: bool,
+    finish_seen: bool,
+    /// No more upstream reads; whatever is pending is the rest of the stream.
+    ended: bool,
+    outcome: Option<Outcome>,
+    settled: bool,
+}
+
+/// What one upstream event turned out to be.
+enum Step {
+    Continue,
+    Done,
+    UpstreamError(ApiError),
+}
+
+impl ChatStream {
+    pub fn new(
+        upstream: BodyStream,
+        lease: Lease,
+        public_model: String,
+        client_wants_usage: bool,
+        prompt_estimate: u64,
+        idle: Duration,
+        max_event: usize,
+    ) -> ChatStream {
+        ChatStream {
+            upstream,
+            parser: SseParser::new(max_event),
+            lease,
+            ctx: None,
+            public_model,
+            client_wants_usage,
+            prompt_estimate,
+            idle,
+            pending: VecDeque::new(),
+            usage: None,
+            content_chars: 0,
+            content_seen: false,
+            finish_seen: false,
+            ended: false,
+            outcome: None,
+            settled: false,
+        }
+    }
+
+    /// Read until the first content-bearing event. An error here means nothing has been sent
+    /// to the client, so the caller may try another route; the lease records the failure.
+    pub async fn prime(&mut self) -> Result<(), ApiError> {
+        while !self.content_seen && !self.ended {
+            let read = actix_rt::time::timeout(self.idle, self.upstream.next()).await;
+            let chunk = match read {
+                Err(_) => {
+                    return Err(self.prime_failed(
+                        ErrorKind::GatewayTimeout,
+                        "upstream_timeout",
+                        "The backend sent no tokens before the idle timeout.",
+                    ))
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(_))) => {
+                    return Err(self.prime_failed(
+                        ErrorKind::BadGateway,
+                        "upstream_error",
+                        "The backend's stream broke before any content.",
+                    ))
+                }
+                Ok(None) => {
+                    if let Some(event) = self.parser.finish() {
+                        if let Step::UpstreamError(e) = self.on_event(event) {
+                            return Err(self.prime_error(e));
+                        }
+                    }
+                    if self.content_seen || self.outcome == Some(Outcome::Success) {
+                        break;
+                    }
+                    return Err(self.prime_failed(
+                        ErrorKind::BadGateway,
+                        "upstream_error",
+                        "The backend's stream ended before any content.",
+                    ));
+                }
+            };
+            self.parser.push(&chunk);
+            loop {
+                match self.parser.next_event() {
+                    Ok(Some(event)) => match self.on_event(event) {
+                        Step::UpstreamError(e) => return Err(self.prime_error(e)),
+                        Step::Done => break,
+                        Step::Continue => {}
+                    },
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(self.prime_failed(
+                            ErrorKind::BadGateway,
+                            "upstream_error",
+                            "The backend sent an oversized stream event.",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn prime_failed(&mut self, kind: ErrorKind, code: &str, message: &str) -> ApiError {
+        self.lease.finish(Outcome::Failure);
+        let model = &self.public_model;
+        ApiError::new(kind, format!("Model `{model}`: {message}")).with_code(code)
+    }
+
+    fn prime_error(&mut self, e: ApiError) -> ApiError {
+        self.lease.finish(Outcome::Failure);
+        e
+    }
+
+    /// Attach the request's bookkeeping; from here on the stream owns it.
+    pub fn into_body(
+        mut self,
+        ctx: RequestCtx,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+        self.ctx = Some(ctx);
+        futures_util::stream::unfold(self, |mut relay| async move {
+            relay.next_chunk().await.map(|b| (Ok(b), relay))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                if let Some(ctx) = self.ctx.as_mut() {
+                    ctx.mark_first_byte();
+                }
+                return Some(bytes);
+            }
+            if self.ended {
+                self.settle();
+                return None;
+            }
+            match actix_rt::time::timeout(self.idle, self.upstream.next()).await {
+                Err(_) => self.abort("upstream_timeout", "The backend stopped sending tokens (idle timeout)."),
+                Ok(Some(Err(_))) => self.abort("upstream_error", "The backend's stream broke off."),
+                Ok(None) => {
+                    if let Some(event) = self.parser.finish() {
+                        self.handle_post_commit(event);
+                    }
+                    if !self.ended {
+                        if self.finish_seen {
+                            // Some servers close after the finish chunk without `[DONE]`.
+                            self.pending.push_back(Bytes::from_static(DONE));
+                            self.end(Outcome::Success);
+                        } else {
+                            self.abort("upstream_error", "The backend's stream ended unexpectedly.");
+                        }
+                    }
+                }
+                Ok(Some(Ok(chunk))) => {
+                    self.parser.push(&chunk);
+                    loop {
+                        match self.parser.next_event() {
+                            Ok(Some(event)) => {
+                                if self.handle_post_commit(event) {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => {
+                                self.abort("upstream_error", "The backend sent an oversized stream event.");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns true when the stream is over.
+    fn handle_post_commit(&mut self, event: SseEvent) -> bool {
+        match self.on_event(event) {
+            Step::Continue => false,
+            Step::Done => true,
+            Step::UpstreamError(e) => {
+                self.push_error(&e);
+                self.pending.push_back(Bytes::from_static(DONE));
+                self.end(Outcome::Failure);
+                true
+            }
+        }
+    }
+
+    fn abort(&mut self, code: &str, message: &str) {
+        let e = ApiError::new(ErrorKind::BadGateway, message).with_code(code);
+        self.push_error(&e);
+        self.pending.push_back(Bytes::from_static(DONE));
+        self.end(Outcome::Failure);
+    }
+
+    fn push_error(&mut self, e: &ApiError) {
+        self.pending.push_back(sse_data(&e.body()));
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        self.ended = true;
+        self.outcome.get_or_insert(outcome);
+    }
+
+    fn on_event(&mut self, event: SseEvent) -> Step {
+        let Some(data) = event.data else {
+            return Step::Continue; // comments and keep-alives
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.pending.push_back(Bytes::from_static(DONE));
+            self.end(Outcome::Success);
+            self.content_seen = true;
+            return Step::Done;
+        }
+        let mut value: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(_) => {
+                // Not ours to judge: pass unknown payloads through untouched.
+                self.pending.push_back(Bytes::from(format!("data: {data}\n\n")));
+                return Step::Continue;
+            }
+        };
+        let Some(obj) = value.as_object_mut() else {
+            self.pending.push_back(sse_data(&value));
+            return Step::Continue;
+        };
+        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+            let body = json!({ "error": err }).to_string();
+            let (message, kind, code) = upstream_message(body.as_bytes());
+            let mut e = ApiError::new(ErrorKind::BadGateway, format!("The backend reported an error: {message}"));
+            e.error_type = kind.or_else(|| Some("upstream_error".into()));
+            e.code = code.or_else(|| Some("upstream_error".into()));
+            return Step::UpstreamError(e);
+        }
+        if obj.contains_key("model") {
+            obj.insert("model".into(), Value::String(self.public_model.clone()));
+        }
+        let usage = obj.get("usage").and_then(Usage::from_json);
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        let no_choices = match obj.get("choices") {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(_) => false,
+        };
+        if no_choices && usage.is_some() {
+            // The usage chunk: the router always asks for it, the client sees it only if it
+            // asked too, normalised to `choices: []`.
+            if self.client_wants_usage {
+                obj.insert("choices".into(), Value::Array(vec![]));
+                self.pending.push_back(sse_data(&value));
+            }
+            return Step::Continue;
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+        }
+        self.inspect_choices(obj);
+        self.pending.push_back(sse_data(&value));
+        Step::Continue
+    }
+
+    fn inspect_choices(&mut self, obj: &Map<String, Value>) {
+        let Some(Value::Array(choices)) = obj.get("choices") else {
+            return;
+        };
+        for choice in choices {
+            if let Some(delta) = choice.get("delta") {
+                for key in ["content", "reasoning_content", "refusal"] {
+                    if let Some(Value::String(s)) = delta.get(key) {
+                        if !s.is_empty() {
+                            self.content_chars += s.len();
+                            self.content_seen = true;
+                        }
+                    }
+                }
+                if delta.get("tool_calls").is_some_and(|t| !t.is_null()) {
+                    self.content_chars += delta.get("tool_calls").map_or(0, |t| t.to_string().len());
+                    self.content_seen = true;
+                }
+            }
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                self.finish_seen = true;
+                self.content_seen = true;
+            }
+        }
+    }
+
+    /// Final bookkeeping once the stream is over (or dropped).
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let outcome = self.outcome.unwrap_or(Outcome::Canceled);
+        let usage = self.usage.unwrap_or(Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: (self.content_chars as u64).div_ceil(4),
+            estimated: true,
+        });
+        self.lease.set_actual_tokens(usage.total());
+        self.lease.finish(outcome);
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.record.usage = Some(usage);
+            ctx.record.stream = true;
+            let label = match outcome {
+                Outcome::Success => "success",
+                Outcome::Canceled => "canceled",
+                _ => "error",
+            };
+            ctx.complete(200, label);
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for ChatStream {
+    fn drop(&mut self) {
+        // Reached on client disconnect too: the upstream body is dropped with `self`, which
+        // closes the upstream connection instead of draining it.
+        if self.ctx.is_some() {
+            self.settle();
+        }
+    }
+}
+
+fn sse_data(value: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"data: ");
+    // Serializing a Value cannot fail.
+    let _ = serde_json::to_writer(&mut out, value);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}

@@ -1,0 +1,31 @@
+//! The outbound HTTP client. awc clients are `!Send`, so each worker thread builds its own.
+
+use std::time::Duration;
+
+/// A client with a connect timeout and a connection cap (0 = no cap). Redirects are not
+/// followed: an inference backend that redirects is misconfigured, and following could leak
+/// credentials to another host.
+pub fn build(connect_timeout: Duration, max_connections: usize) -> awc::Client {
+    install_crypto_provider();
+    let connector = awc::Connector::new()
+        .timeout(connect_timeout)
+        .handshake_timeout(connect_timeout)
+        .limit(max_connections)
+        .conn_keep_alive(Duration::from_secs(30))
+        .conn_lifetime(Duration::from_secs(300));
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .add_default_header(("user-agent", concat!("switchyard/", env!("CARGO_PKG_VERSION"))))
+        // Per-request timeouts are set on every call; this is only the outer bound.
+        .timeout(Duration::from_secs(3600))
+        .finish()
+}
+
+/// rustls needs a process-wide crypto provider when more than one could be compiled in.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

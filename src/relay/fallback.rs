@@ -1,0 +1,96 @@
+//! Retry and fallback: ask the Router for a lease, try the route, and on a failure that reached
+//! the client with nothing yet, ask again excluding the routes that failed — bounded in
+//! attempts, with a short jittered back-off.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::Addr;
+
+use crate::api::error::ApiError;
+use crate::engines::ApiOp;
+use crate::mesh::{Acquire, Lease, RouteError, RouterActor};
+use crate::record::RequestCtx;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What one attempt on one lease came to.
+pub enum Attempt<T> {
+    Done(T),
+    /// Nothing reached the client: another route may be tried.
+    Retry(ApiError),
+    /// Give up now with this error (the request itself is bad, or bytes were already sent).
+    Fail(ApiError),
+}
+
+/// Run `attempt` on successive leases until one is `Done`, the attempts run out, or no route is
+/// left. The error returned is the last upstream failure when there was one: it says more
+/// than "no route left".
+pub async fn with_fallback<T, F, Fut>(
+    router: &Addr<RouterActor>,
+    model: &str,
+    op: ApiOp,
+    est_tokens: u64,
+    policy: &RetryPolicy,
+    ctx: &mut RequestCtx,
+    mut attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut(Lease) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    let mut exclude: Vec<usize> = Vec::new();
+    let mut last_error: Option<ApiError> = None;
+    for n in 0..policy.max_attempts.max(1) {
+        let acquired = router
+            .send(Acquire {
+                model: model.to_string(),
+                op,
+                est_tokens,
+                exclude: exclude.clone(),
+            })
+            .await
+            .map_err(|_| ApiError::internal("the router is not running"))?;
+        let lease = match acquired {
+            Ok(lease) => lease,
+            Err(RouteError::Exhausted { .. }) if last_error.is_some() => break,
+            Err(e) => return Err(last_error.unwrap_or_else(|| e.into())),
+        };
+        ctx.record.attempts = n + 1;
+        ctx.record.model = Some(lease.model().id.clone());
+        ctx.record.model_type = Some(lease.model().model_type);
+        ctx.record.route = Some(lease.route().name.clone());
+        ctx.record.endpoint = Some(lease.endpoint().name.clone());
+        let route = lease.route_index();
+        match attempt(lease).await {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Fail(error) => return Err(error),
+            Attempt::Retry(error) => {
+                exclude.push(route);
+                last_error = Some(error);
+                if n + 1 < policy.max_attempts {
+                    let exp = policy.backoff_base.saturating_mul(1 << n.min(10));
+                    let wait = exp.min(policy.backoff_max).mul_f64(0.5 + fastrand::f64() / 2.0);
+                    actix_rt::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ApiError::internal("no attempt was made")))
+}

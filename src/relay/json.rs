@@ -1,0 +1,84 @@
+//! A non-streamed JSON exchange on one lease: send, read the whole answer with limits, check it
+//! is JSON and not an error in disguise, and rewrite `model` to the public id.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::fallback::Attempt;
+use super::upstream::{post_json, read_body, CallError, Forwarded, Timeouts};
+use crate::api::error::{upstream_message, ApiError, ErrorKind};
+use crate::mesh::{Lease, Outcome};
+use crate::record::Usage;
+
+/// A finished JSON answer, still holding its lease so the caller decides when it ends.
+pub struct JsonReply {
+    pub lease: Lease,
+    pub value: Value,
+    pub usage: Option<Usage>,
+}
+
+pub async fn call_json(
+    client: &awc::Client,
+    mut lease: Lease,
+    path: &str,
+    body: Bytes,
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+    max_response: usize,
+) -> Attempt<JsonReply> {
+    let mut upstream = match post_json(client, &lease, path, body, fwd, timeouts).await {
+        Ok(u) => u,
+        Err(CallError::Retryable { outcome, error }) => {
+            lease.finish(outcome);
+            return Attempt::Retry(error);
+        }
+        Err(CallError::Fatal { outcome, error }) => {
+            lease.finish(outcome);
+            return Attempt::Fail(error);
+        }
+    };
+    let bytes = match read_body(&mut upstream.body, max_response, timeouts.idle).await {
+        Ok(b) => b,
+        Err(e) => {
+            lease.finish(Outcome::Failure);
+            return Attempt::Retry(e);
+        }
+    };
+    let model = lease.model().id.clone();
+    let mut value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => {
+            lease.finish(Outcome::Failure);
+            return Attempt::Retry(
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("The backend for model `{model}` returned invalid JSON."),
+                )
+                .with_code("upstream_invalid_response"),
+            );
+        }
+    };
+    if value.get("error").is_some_and(|e| !e.is_null()) {
+        // Some servers answer 200 with an error object.
+        let (message, _, _) = upstream_message(&bytes);
+        lease.finish(Outcome::Failure);
+        return Attempt::Retry(
+            ApiError::new(
+                ErrorKind::BadGateway,
+                format!("The backend for model `{model}` reported an error: {message}"),
+            )
+            .with_code("upstream_error"),
+        );
+    }
+    if let Some(obj) = value.as_object_mut() {
+        if obj.contains_key("model") {
+            obj.insert("model".into(), Value::String(model));
+        }
+    }
+    let usage = value.get("usage").and_then(Usage::from_json);
+    if let Some(u) = usage {
+        lease.set_actual_tokens(u.total());
+    }
+    lease.finish(Outcome::Success);
+    Attempt::Done(JsonReply { lease, value, usage })
+}

@@ -1,0 +1,12 @@
+//! Forwarding to backends: the outbound client, one upstream call, retry/fallback, and the
+//! streaming relays.
+
+pub mod chat_stream;
+pub mod client;
+pub mod fallback;
+pub mod json;
+pub mod sse;
+pub mod upstream;
+
+pub use fallback::{with_fallback, Attempt, RetryPolicy};
+pub use upstream::{Forwarded, Timeouts};

@@ -1,0 +1,101 @@
+//! Runtime settings read from the environment (after `.env`), each with a default. Every
+//! variable is listed in `.env.example` and docs/configuration.md.
+
+use std::time::Duration;
+
+use crate::config::VarSource;
+use crate::mesh::{CircuitSettings, ProbeSettings};
+use crate::relay::{RetryPolicy, Timeouts};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    /// Largest single SSE event accepted from a backend.
+    pub max_sse_event_bytes: usize,
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+    pub connect_timeout: Duration,
+    pub probe: ProbeSettings,
+    pub circuit: CircuitSettings,
+    pub workers: Option<usize>,
+    /// Upstream connections per worker (0 = unlimited).
+    pub max_upstream_connections: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body_bytes: 20 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            max_sse_event_bytes: 4 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+            timeouts: Timeouts::default(),
+            connect_timeout: Duration::from_secs(10),
+            probe: ProbeSettings::default(),
+            circuit: CircuitSettings::default(),
+            workers: None,
+            max_upstream_connections: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Read from `vars`; every malformed value is reported, none silently ignored.
+    pub fn from_vars(vars: &dyn VarSource) -> Result<Settings, Vec<String>> {
+        let mut s = Settings::default();
+        let mut errors = Vec::new();
+        let mut num = |name: &str, min: f64| -> Option<f64> {
+            let raw = vars.get(name)?;
+            match raw.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= min => Some(v),
+                _ => {
+                    errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
+                    None
+                }
+            }
+        };
+        let secs = |v: f64| Duration::from_secs_f64(v);
+        if let Some(v) = num("MAX_REQUEST_BODY_MB", 0.001) {
+            s.max_body_bytes = (v * 1024.0 * 1024.0) as usize;
+        }
+        if let Some(v) = num("MAX_ATTEMPTS", 1.0) {
+            s.retry.max_attempts = v as u32;
+        }
+        if let Some(v) = num("UPSTREAM_CONNECT_TIMEOUT_SECS", 0.01) {
+            s.connect_timeout = secs(v);
+        }
+        if let Some(v) = num("UPSTREAM_HEADERS_TIMEOUT_SECS", 0.01) {
+            s.timeouts.headers = secs(v);
+        }
+        if let Some(v) = num("UPSTREAM_IDLE_TIMEOUT_SECS", 0.01) {
+            s.timeouts.idle = secs(v);
+        }
+        if let Some(v) = num("HEALTH_CHECK_INTERVAL_SECS", 0.05) {
+            s.probe.interval = secs(v);
+        }
+        if let Some(v) = num("HEALTH_CHECK_TIMEOUT_SECS", 0.01) {
+            s.probe.timeout = secs(v);
+        }
+        if let Some(v) = num("HEALTH_UNHEALTHY_THRESHOLD", 1.0) {
+            s.probe.unhealthy_threshold = v as u32;
+        }
+        if let Some(v) = num("CIRCUIT_FAILURE_THRESHOLD", 1.0) {
+            s.circuit.failure_threshold = v as u32;
+        }
+        if let Some(v) = num("CIRCUIT_COOLDOWN_SECS", 0.01) {
+            s.circuit.cooldown = secs(v);
+        }
+        if let Some(v) = num("WORKERS", 1.0) {
+            s.workers = Some(v as usize);
+        }
+        if let Some(v) = num("MAX_UPSTREAM_CONNECTIONS", 0.0) {
+            s.max_upstream_connections = v as usize;
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(errors)
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! What every handler shares: the mesh, settings and the record sink.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::mesh::Mesh;
+use crate::record::RecordSink;
+use crate::settings::Settings;
+
+pub struct AppState {
+    pub mesh: Mesh,
+    pub settings: Settings,
+    pub sink: Arc<dyn RecordSink>,
+    pub started: Instant,
+    /// Unix seconds at start: the `created` of models in `/v1/models`.
+    pub started_unix: u64,
+}
+
+impl AppState {
+    pub fn new(mesh: Mesh, settings: Settings, sink: Arc<dyn RecordSink>) -> AppState {
+        AppState {
+            mesh,
+            settings,
+            sink,
+            started: Instant::now(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+}

@@ -184,10 +184,13 @@ fn parse_model(
 
     // Routes first: a missing variable in a weight-0 route only disables that route.
     let mut disabled: Vec<Option<String>> = Vec::new();
+    // Routes whose missing variables are already reported: no second error for the same field.
+    let mut broken: Vec<bool> = Vec::new();
     if let Some(Value::Sequence(routes)) = map.get_mut("route") {
         for (j, route) in routes.iter_mut().enumerate() {
             let missing = substitute_tree(route, vars, &format!("route[{j}]"));
             disabled.push(None);
+            broken.push(!missing.is_empty());
             if missing.is_empty() {
                 continue;
             }
@@ -239,7 +242,7 @@ fn parse_model(
             return None;
         }
     };
-    match build_model(&place, raw, &disabled, &inherited_missing, vars, out) {
+    match build_model(&place, raw, &disabled, &broken, &inherited_missing, vars, out) {
         Ok(model) => Some(model),
         Err(errors) => {
             out.errors.extend(errors);
@@ -267,6 +270,7 @@ fn build_model(
     place: &Place<'_>,
     raw: RawModel,
     disabled: &[Option<String>],
+    broken: &[bool],
     inherited_missing: &HashMap<String, String>,
     vars: &dyn VarSource,
     out: &mut ConfigErrors,
@@ -352,6 +356,7 @@ fn build_model(
             ));
         }
         let mut disabled_reason = disabled.get(j).cloned().flatten();
+        let mut already_reported = broken.get(j).copied().unwrap_or(false);
 
         let base_raw = r.base_url.clone().or_else(|| raw.base_url.clone());
         let inherited = |f: &str| r_field_missing(f, &r, inherited_missing);
@@ -366,10 +371,12 @@ fn build_model(
                     disabled_reason.get_or_insert(reason);
                 } else {
                     errors.push(place.at(f, format!("environment variable {var} is not set")));
+                    already_reported = true;
                 }
             }
         }
         let base_url = match base_raw.as_deref().map(str::trim) {
+            _ if already_reported => None,
             Some("") | None if disabled_reason.is_none() => {
                 errors.push(place.at(&field("base_url"), "is required"));
                 None

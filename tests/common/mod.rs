@@ -1,0 +1,285 @@
+//! Test harness: start the real `switchyard` binary and the project's mock engine on random
+//! loopback ports, and talk to them over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A child process killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub url: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL now (for crash tests).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawn `cmd`, wait for the stdout line starting with `prefix`, and return the URL after it.
+/// Output keeps being drained in the background so the child never blocks on a full pipe.
+fn spawn_and_wait(mut cmd: Command, prefix: &'static str) -> Proc {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn child process");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(url) = line.strip_prefix(prefix) {
+                    let _ = tx.send(url.trim().to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Proc { child, url },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("process did not print `{prefix}` within 60 s");
+        }
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "switchyard" => PathBuf::from(env!("CARGO_BIN_EXE_switchyard")),
+        "switchyard-mock" => PathBuf::from(env!("CARGO_BIN_EXE_switchyard-mock")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Start one mock engine with the given settings (JSON object of `MockSettings` fields).
+pub fn start_mock(settings: Value) -> Proc {
+    let mut cmd = Command::new(bin("switchyard-mock"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0", "--settings-json", &settings.to_string()]);
+    spawn_and_wait(cmd, "switchyard-mock listening on ")
+}
+
+/// A URL on loopback where nothing listens (connection refused).
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+pub struct Router {
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Router {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Router {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+pub struct RouterOpts<'a> {
+    pub models_yaml: &'a str,
+    pub routing_yaml: Option<&'a str>,
+    pub env: Vec<(&'a str, String)>,
+}
+
+/// Defaults that make tests fast: frequent probes, short circuit cool-down.
+fn test_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("HEALTH_CHECK_INTERVAL_SECS", "0.2".into()),
+        ("HEALTH_CHECK_TIMEOUT_SECS", "1".into()),
+        ("CIRCUIT_COOLDOWN_SECS", "1".into()),
+        ("WORKERS", "2".into()),
+        ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
+    ]
+}
+
+pub fn start_router(opts: RouterOpts<'_>) -> Router {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models.yaml");
+    std::fs::write(&models, opts.models_yaml).expect("write models.yaml");
+    let routing = dir.path().join("routing.yaml");
+    if let Some(r) = opts.routing_yaml {
+        std::fs::write(&routing, r).expect("write routing.yaml");
+    }
+    let mut cmd = Command::new(bin("switchyard"));
+    cmd.current_dir(dir.path())
+        .arg("serve")
+        .arg("--config")
+        .arg(&models)
+        .args(["--host", "127.0.0.1", "--port", "0"]);
+    if opts.routing_yaml.is_some() {
+        cmd.arg("--routing").arg(&routing);
+    }
+    for (k, v) in test_env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let proc = spawn_and_wait(cmd, "switchyard listening on ");
+    Router { proc, dir }
+}
+
+/// Start a router and wait until `ready` endpoints report ready.
+pub async fn start_router_ready(opts: RouterOpts<'_>, ready: u64) -> Router {
+    let router = start_router(opts);
+    wait_ready(&router.url, ready).await;
+    router
+}
+
+pub async fn wait_ready(url: &str, ready: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((200, body)) = get_json(&format!("{url}/health")).await {
+            if body["endpoints"]["ready"].as_u64().unwrap_or(0) >= ready {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "router at {url} did not get {ready} ready endpoints");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder().timeout(Duration::from_secs(60)).finish()
+}
+
+pub async fn get_json(url: &str) -> Result<(u16, Value), String> {
+    let mut resp = client().get(url).send().await.map_err(|e| e.to_string())?;
+    let body = resp.body().limit(64 << 20).await.map_err(|e| e.to_string())?;
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok((resp.status().as_u16(), v))
+}
+
+pub async fn post_json(url: &str, body: &Value) -> (u16, awc::http::header::HeaderMap, Value) {
+    let mut resp = client()
+        .post(url)
+        .insert_header(("content-type", "application/json"))
+        .send_body(body.to_string())
+        .await
+        .expect("request");
+    let bytes = resp.body().limit(64 << 20).await.expect("body");
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (resp.status().as_u16(), resp.headers().clone(), v)
+}
+
+pub async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, awc::http::header::HeaderMap, Value) {
+    let mut resp = client()
+        .post(url)
+        .insert_header(("content-type", content_type))
+        .send_body(body)
+        .await
+        .expect("request");
+    let bytes = resp.body().limit(64 << 20).await.expect("body");
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (resp.status().as_u16(), resp.headers().clone(), v)
+}
+
+/// Assert the OpenAI error shape: all four keys, with the given status.
+pub fn assert_openai_error(status: u16, expected: u16, body: &Value) {
+    assert_eq!(status, expected, "body: {body}");
+    let e = body.get("error").and_then(Value::as_object).unwrap_or_else(|| panic!("no error object: {body}"));
+    for key in ["message", "type", "param", "code"] {
+        assert!(e.contains_key(key), "error lacks `{key}`: {body}");
+    }
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+pub async fn mock_stats(mock: &Proc) -> Value {
+    get_json(&format!("{}/_mock/stats", mock.url)).await.expect("mock stats").1
+}
+
+pub async fn mock_patch(mock: &Proc, patch: Value) {
+    let mut resp = client()
+        .patch(format!("{}/_mock/config", mock.url))
+        .insert_header(("content-type", "application/json"))
+        .send_body(patch.to_string())
+        .await
+        .expect("patch mock");
+    assert!(resp.status().is_success(), "mock patch failed: {:?}", resp.body().await);
+}
+
+/// A models.yaml with one chat model routed to the given (kind, url, weight) triples.
+pub fn chat_model_yaml(id: &str, routes: &[(&str, &str, f64)]) -> String {
+    let mut y = format!("models:\n  - id: {id}\n    route:\n");
+    for (kind, url, weight) in routes {
+        y.push_str(&format!(
+            "      - kind: {kind}\n        weight: {weight}\n        base_url: \"{url}\"\n        provider_model_id: upstream-{id}\n"
+        ));
+    }
+    y
+}
+
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello there"}],
+        "stream": stream,
+        "max_tokens": 16,
+    })
+}
+
+/// Read an SSE response to the end, returning each `data:` payload with its arrival time.
+pub async fn read_sse(
+    resp: &mut awc::ClientResponse<impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>,
+) -> Vec<(Duration, String)> {
+    use futures_util::StreamExt;
+    let start = Instant::now();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.next().await {
+        let Ok(chunk) = chunk else { break };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(pos) = buf.find("\n\n") {
+            let event: String = buf.drain(..pos + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    out.push((start.elapsed(), data.to_string()));
+                }
+            }
+        }
+    }
+    out
+}

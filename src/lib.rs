@@ -1,1 +1,2 @@
 //! switchyard: a multi-modal OpenAI/OpenRouter-compatible inference router.
+pub mod mock;

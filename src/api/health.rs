@@ -13,7 +13,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "error", "error": "router not running"}));
     };
     let (mut ready, mut starting, mut degraded, mut down) = (0, 0, 0, 0);
+    let mut in_flight = 0;
     for (_, handle) in &table.endpoints {
+        in_flight += handle.endpoint.in_flight();
         match handle.endpoint.health() {
             Health::Ready => ready += 1,
             Health::Starting => starting += 1,
@@ -32,6 +34,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "starting": starting,
             "degraded": degraded,
             "down": down,
+            "in_flight": in_flight,
         },
     }))
 }

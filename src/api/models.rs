@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::json_response;
-use crate::config::ModelDef;
+use crate::config::{ModelDef, ModelType};
 use crate::mesh::{GetTable, Health, ModelEntry, RouteTable};
 use crate::state::AppState;
 
@@ -94,9 +94,11 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 pub fn supported_parameters(def: &ModelDef) -> Vec<String> {
+    let chat_like = matches!(def.model_type, ModelType::Chat | ModelType::Multimodal);
     let mut params: Vec<String> = match &def.supported_params {
         Some(list) => list.clone(),
-        None => DEFAULT_CHAT_PARAMS.iter().map(|s| s.to_string()).collect(),
+        None if chat_like => DEFAULT_CHAT_PARAMS.iter().map(|s| s.to_string()).collect(),
+        None => Vec::new(),
     };
     params.retain(|p| p != "stream");
     if def.supports_tools {

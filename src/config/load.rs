@@ -421,8 +421,8 @@ fn build_model(
             }
         };
         if let Some(path) = &r.health_path {
-            if !path.starts_with('/') {
-                errors.push(place.at(&field("health_path"), "must start with /"));
+            if !path.starts_with('/') && path != "none" {
+                errors.push(place.at(&field("health_path"), "must start with / (or be `none` to disable probing)"));
             }
         }
         let limits = Limits {

@@ -185,8 +185,8 @@ impl Actor for BackendActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Leases of a busy endpoint report faster than one at a time; never drop reports.
-        ctx.set_mailbox_capacity(usize::MAX);
+        // Leases report with `do_send`, which ignores the mailbox bound: reports are never
+        // dropped, however busy the endpoint.
         self.schedule_probe(ctx, true);
     }
 }

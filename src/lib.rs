@@ -8,11 +8,13 @@
 //! - [`api`]: HTTP handlers, one module per endpoint family, and the OpenAI error shape.
 //! - [`relay`]: talking to backends — one call, retry/fallback, streaming relays.
 //! - [`record`]: the record every request leaves behind.
+//! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod engines;
 pub mod mesh;
 pub mod mock;

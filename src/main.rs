@@ -22,6 +22,16 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and print a summary; exit code 1 lists every problem.
     CheckConfig(ConfigArgs),
+    /// Run the router with in-process mock engines for every model type (no set-up needed).
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -53,6 +63,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Demo(args)) => demo(args),
         None => serve(cli.serve),
     }
 }
@@ -179,6 +190,39 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let system = actix_rt::System::new();
     match system.block_on(switchyard::server::serve(registry, settings, opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    init_logging();
+    let settings = match Settings::from_vars(&ProcessEnv) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: environment: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = switchyard::server::ServeOptions {
+        host: args.host,
+        port: args.port,
+    };
+    let system = actix_rt::System::new();
+    let result = system.block_on(async move {
+        let (engines, registry, yaml) = switchyard::demo::start_engines().await?;
+        for (name, engine) in &engines {
+            tracing::info!(engine = name, url = %engine.url(), "mock engine started");
+        }
+        tracing::info!("demo configuration:\n{yaml}");
+        switchyard::server::serve(registry, settings, opts).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,1 +1,3 @@
 //! switchyard: a multi-modal OpenAI/OpenRouter-compatible inference router.
+
+pub mod catalogue;

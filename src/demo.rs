@@ -101,7 +101,8 @@ models:
 
 /// Start the engines on loopback and build the matching registry. Must run inside the actix
 /// System that will also run the router.
-pub async fn start_engines() -> std::io::Result<(Vec<(&'static str, MockServer)>, Registry, String)> {
+pub async fn start_engines() -> std::io::Result<(Vec<(&'static str, MockServer)>, Registry, String)>
+{
     let mut servers = Vec::new();
     for (name, settings) in engines() {
         let server = mock::start("127.0.0.1", 0, settings).await?;
@@ -126,9 +127,18 @@ mod tests {
     #[test]
     fn demo_config_covers_every_model_type() {
         let yaml = demo_models_yaml(|name| format!("http://127.0.0.1:1/{name}"));
-        let registry = load_str("demo", &yaml, None, &std::collections::HashMap::<String, String>::new())
-            .expect("demo config loads");
-        let mut types: Vec<&str> = registry.models.iter().map(|m| m.model_type.as_str()).collect();
+        let registry = load_str(
+            "demo",
+            &yaml,
+            None,
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect("demo config loads");
+        let mut types: Vec<&str> = registry
+            .models
+            .iter()
+            .map(|m| m.model_type.as_str())
+            .collect();
         types.sort();
         types.dedup();
         assert_eq!(types.len(), 7, "{types:?}");

@@ -1,6 +1,7 @@
 //! switchyard: a multi-modal OpenAI/OpenRouter-compatible inference router.
 //!
 //! # Layout
+//! - [`catalogue`]: the self-hosted model catalogue (data, Dockerfile/manifest rendering, CLI).
 //! - [`config`]: `models.yaml`, `routing.yaml`, `.env`, `${VAR}`, OFFLOAD → a validated registry.
 //! - [`engines`]: backend kinds, what each serves, health paths, URL joining.
 //! - [`mesh`]: the actors — a `RouterActor` picking routes, one `BackendActor` per endpoint —
@@ -13,6 +14,7 @@
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod api;
+pub mod catalogue;
 pub mod config;
 pub mod demo;
 pub mod engines;

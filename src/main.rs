@@ -7,7 +7,11 @@ use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
 use switchyard::settings::Settings;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "A multi-modal OpenAI/OpenRouter-compatible inference router")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A multi-modal OpenAI/OpenRouter-compatible inference router"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +28,9 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Run the router with in-process mock engines for every model type (no set-up needed).
     Demo(DemoArgs),
+    /// Browse the self-hosted model catalogue and render its deployment files.
+    #[command(subcommand)]
+    Catalogue(switchyard::catalogue::Command),
 }
 
 #[derive(Args, Clone)]
@@ -64,6 +71,13 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
+        Some(Command::Catalogue(cmd)) => match switchyard::catalogue::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => serve(cli.serve),
     }
 }
@@ -83,7 +97,10 @@ fn init_logging() {
 }
 
 fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
-    let routing = args.routing.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING));
+    let routing = args
+        .routing
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING));
     config::load(&LoadOptions {
         models_path: &args.config,
         routing_path: Some(&routing),
@@ -149,13 +166,19 @@ fn print_summary(registry: &Registry) {
         };
         println!("  {} [{}]{}", m.id, m.model_type, alias);
         for r in &m.routes {
-            let url = r.base_url.as_ref().map_or("-".to_string(), |b| b.api_base().to_string());
+            let url = r
+                .base_url
+                .as_ref()
+                .map_or("-".to_string(), |b| b.api_base().to_string());
             let state = match &r.disabled_reason {
                 Some(why) => format!("disabled: {why}"),
                 None if r.weight == 0.0 => "disabled: weight 0".to_string(),
                 None => format!("weight {}", r.weight),
             };
-            println!("    - {} ({}) {} -> {} [{}]", r.name, r.kind_name, url, r.provider_model_id, state);
+            println!(
+                "    - {} ({}) {} -> {} [{}]",
+                r.name, r.kind_name, url, r.provider_model_id, state
+            );
         }
     }
 }

@@ -153,7 +153,11 @@ impl RequestCtx {
     pub fn fail(&mut self, error: &crate::api::error::ApiError) {
         let status = error.status().as_u16();
         self.record.status = status;
-        self.record.outcome = if status == 429 { "rate_limited" } else { "error" };
+        self.record.outcome = if status == 429 {
+            "rate_limited"
+        } else {
+            "error"
+        };
         self.record.error = Some(error.message.clone());
     }
 }

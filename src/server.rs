@@ -18,7 +18,11 @@ pub struct ServeOptions {
 
 /// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
 /// bound (tests and scripts read the port from it when started with `--port 0`).
-pub async fn serve(registry: Registry, settings: Settings, opts: ServeOptions) -> std::io::Result<()> {
+pub async fn serve(
+    registry: Registry,
+    settings: Settings,
+    opts: ServeOptions,
+) -> std::io::Result<()> {
     let mut probe = settings.probe;
     if let Some(interval) = registry.mesh.health_interval {
         if std::env::var_os("HEALTH_CHECK_INTERVAL_SECS").is_none() {
@@ -37,7 +41,11 @@ pub async fn serve(registry: Registry, settings: Settings, opts: ServeOptions) -
             .app_data(state.clone())
             .app_data(web::Data::new(client))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                crate::api::error::ApiError::bad_request(format!("Invalid query string: {err}"), None).into()
+                crate::api::error::ApiError::bad_request(
+                    format!("Invalid query string: {err}"),
+                    None,
+                )
+                .into()
             }))
             .wrap(middleware::from_fn(crate::api::request_id::middleware))
             .configure(crate::api::routes)

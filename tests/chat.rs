@@ -19,7 +19,9 @@ fn opts(models_yaml: &str) -> RouterOpts<'_> {
 
 /// Chat requests a mock received (health probes excluded).
 async fn chat_requests(mock: &Proc) -> u64 {
-    mock_stats(mock).await["requests_by_path"]["/v1/chat/completions"].as_u64().unwrap_or(0)
+    mock_stats(mock).await["requests_by_path"]["/v1/chat/completions"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 async fn chat(router: &str, body: &Value) -> (u16, Value) {
@@ -47,8 +49,14 @@ async fn json_chat_uses_provider_model_id_and_answers_with_the_public_id() {
     let sent = mock_stats(&mock).await["last_request"]["body"].clone();
     assert_eq!(sent["model"], "served-name");
     assert_eq!(sent["temperature"], 0.3);
-    assert!(sent.get("top_k").is_none(), "unsupported param must be dropped: {sent}");
-    assert!(sent.get("models").is_none(), "router-only field must not be forwarded: {sent}");
+    assert!(
+        sent.get("top_k").is_none(),
+        "unsupported param must be dropped: {sent}"
+    );
+    assert!(
+        sent.get("models").is_none(),
+        "router-only field must not be forwarded: {sent}"
+    );
 }
 
 #[actix_rt::test]
@@ -66,7 +74,10 @@ async fn weighted_choice_follows_the_weights() {
     assert_eq!(ca + cb, n);
     let share = ca as f64 / n as f64;
     // Binomial(400, 0.75): sd ≈ 0.022; ±0.09 is four standard deviations.
-    assert!((share - 0.75).abs() < 0.09, "share of the weight-3 route: {share} ({ca}/{cb})");
+    assert!(
+        (share - 0.75).abs() < 0.09,
+        "share of the weight-3 route: {share} ({ca}/{cb})"
+    );
 }
 
 #[actix_rt::test]
@@ -125,7 +136,10 @@ async fn falls_back_on_5xx_and_reports_the_last_error_when_all_fail() {
 async fn stream_that_dies_before_content_falls_back_and_after_content_ends_with_an_error_event() {
     let dies_early = start_mock(json!({"die_after_chunks": 0}));
     let good = start_mock(json!({"chunks": 4}));
-    let yaml = chat_model_yaml("m", &[("vllm", &dies_early.url, 1000.0), ("vllm", &good.url, 1.0)]);
+    let yaml = chat_model_yaml(
+        "m",
+        &[("vllm", &dies_early.url, 1000.0), ("vllm", &good.url, 1.0)],
+    );
     let router = start_router_ready(opts(&yaml), 2).await;
     let mut resp = client()
         .post(format!("{}/v1/chat/completions", router.url))
@@ -170,7 +184,10 @@ async fn an_error_event_before_content_counts_as_a_failure() {
         .await
         .expect("request");
     let events = read_sse(&mut resp).await;
-    assert!(events.iter().any(|(_, d)| d.contains("word0")), "{events:?}");
+    assert!(
+        events.iter().any(|(_, d)| d.contains("word0")),
+        "{events:?}"
+    );
     assert!(events.iter().all(|(_, d)| !d.contains("\"error\"")));
     assert_eq!(chat_requests(&good).await, 1);
 }
@@ -186,17 +203,32 @@ async fn streaming_chunks_are_relayed_as_they_arrive() {
         .send_json(&chat_body("m", true))
         .await
         .expect("request");
-    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
     let events = read_sse(&mut resp).await;
-    let content: Vec<Duration> = events.iter().filter(|(_, d)| d.contains("word")).map(|(t, _)| *t).collect();
+    let content: Vec<Duration> = events
+        .iter()
+        .filter(|(_, d)| d.contains("word"))
+        .map(|(t, _)| *t)
+        .collect();
     assert_eq!(content.len(), 6);
     // Coalescing would deliver everything together at the end; relaying spreads arrivals out
     // over the backend's own ~750 ms.
     let spread = content[5] - content[0];
-    assert!(spread >= Duration::from_millis(interval * 5 * 6 / 10), "arrivals {content:?}");
+    assert!(
+        spread >= Duration::from_millis(interval * 5 * 6 / 10),
+        "arrivals {content:?}"
+    );
     let mut gaps: Vec<Duration> = content.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
-    assert!(gaps[gaps.len() / 2] >= Duration::from_millis(interval / 2), "median gap too small: {gaps:?}");
+    assert!(
+        gaps[gaps.len() / 2] >= Duration::from_millis(interval / 2),
+        "median gap too small: {gaps:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -230,7 +262,12 @@ async fn usage_chunk_reaches_the_client_only_when_asked() {
         } else {
             assert!(usage_chunks.is_empty(), "{events:?}");
         }
-        assert!(events.iter().all(|(_, d)| d == "[DONE]" || d.contains("\"model\":\"m\"")), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|(_, d)| d == "[DONE]" || d.contains("\"model\":\"m\"")),
+            "{events:?}"
+        );
     }
 }
 
@@ -276,23 +313,36 @@ async fn client_disconnect_mid_stream_cancels_upstream_and_releases_in_flight() 
                 break;
             }
         }
-        let (_, health) = get_json(&format!("{}/health", router.url)).await.expect("health");
+        let (_, health) = get_json(&format!("{}/health", router.url))
+            .await
+            .expect("health");
         assert_eq!(health["endpoints"]["in_flight"], 1);
         // `resp` and its connection are dropped here.
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let stats = mock_stats(&mock).await;
-        let (_, health) = get_json(&format!("{}/health", router.url)).await.expect("health");
+        let (_, health) = get_json(&format!("{}/health", router.url))
+            .await
+            .expect("health");
         if stats["streams_aborted"] == 1 && health["endpoints"]["in_flight"] == 0 {
             let sent = stats["chunks_sent"].as_u64().unwrap_or(0);
             actix_rt::time::sleep(Duration::from_millis(300)).await;
             let later = mock_stats(&mock).await["chunks_sent"].as_u64().unwrap_or(0);
-            assert_eq!(sent, later, "the mock kept sending after the router closed upstream");
-            assert!(sent < 100, "the upstream stream was not cut short: {sent} chunks sent");
+            assert_eq!(
+                sent, later,
+                "the mock kept sending after the router closed upstream"
+            );
+            assert!(
+                sent < 100,
+                "the upstream stream was not cut short: {sent} chunks sent"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "upstream not cancelled: {stats}, {health}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream not cancelled: {stats}, {health}"
+        );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -307,7 +357,11 @@ async fn rate_limit_answers_429_with_retry_after() {
     let router = start_router_ready(opts(&yaml), 1).await;
     assert_eq!(chat(&router.url, &chat_body("m", false)).await.0, 200);
     assert_eq!(chat(&router.url, &chat_body("m", false)).await.0, 200);
-    let (status, headers, v) = post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false)).await;
+    let (status, headers, v) = post_json(
+        &format!("{}/v1/chat/completions", router.url),
+        &chat_body("m", false),
+    )
+    .await;
     assert_openai_error(status, 429, &v);
     let retry: u64 = headers
         .get("retry-after")
@@ -323,9 +377,16 @@ async fn upstream_429_is_tried_elsewhere_then_reported() {
     let limited = start_mock(json!({"fail_rate": 1.0, "fail_status": 429, "retry_after": 7}));
     let yaml = chat_model_yaml("m", &[("vllm", &limited.url, 1.0)]);
     let router = start_router_ready(opts(&yaml), 1).await;
-    let (status, headers, v) = post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false)).await;
+    let (status, headers, v) = post_json(
+        &format!("{}/v1/chat/completions", router.url),
+        &chat_body("m", false),
+    )
+    .await;
     assert_openai_error(status, 429, &v);
-    assert_eq!(headers.get("retry-after").and_then(|h| h.to_str().ok()), Some("7"));
+    assert_eq!(
+        headers.get("retry-after").and_then(|h| h.to_str().ok()),
+        Some("7")
+    );
 }
 
 #[actix_rt::test]
@@ -334,12 +395,21 @@ async fn loading_backends_answer_503_with_retry_after() {
     let yaml = chat_model_yaml("m", &[("llamacpp", &mock.url, 1.0)]);
     let router = start_router(opts(&yaml));
     actix_rt::time::sleep(Duration::from_millis(500)).await;
-    let (status, headers, v) = post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false)).await;
+    let (status, headers, v) = post_json(
+        &format!("{}/v1/chat/completions", router.url),
+        &chat_body("m", false),
+    )
+    .await;
     assert_openai_error(status, 503, &v);
     assert!(headers.get("retry-after").is_some());
     assert_eq!(v["error"]["code"], "model_loading");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("loading"));
-    let (_, models) = get_json(&format!("{}/v1/models", router.url)).await.expect("models");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("loading"));
+    let (_, models) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
     assert_eq!(models["data"][0]["availability"]["status"], "loading");
     // Once the engine reports ready, requests go through.
     mock_patch(&mock, json!({"health": "ok"})).await;
@@ -360,13 +430,17 @@ async fn multimodal_parts_pass_through_and_text_models_refuse_images() {
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
     ]);
-    let mut body = json!({"model": "vision", "messages": [{"role": "user", "content": parts.clone()}]});
+    let mut body =
+        json!({"model": "vision", "messages": [{"role": "user", "content": parts.clone()}]});
     // vision has no audio input: drop that part for this check.
     body["messages"][0]["content"] = json!([parts[0], parts[1]]);
     let (status, v) = chat(&router.url, &body).await;
     assert_eq!(status, 200, "{v}");
     let sent = mock_stats(&mock).await["last_request"]["body"].clone();
-    assert_eq!(sent["messages"][0]["content"][1]["image_url"]["url"], "data:image/png;base64,iVBORw0KGgo=");
+    assert_eq!(
+        sent["messages"][0]["content"][1]["image_url"]["url"],
+        "data:image/png;base64,iVBORw0KGgo="
+    );
     body["model"] = json!("text");
     let (status, v) = chat(&router.url, &body).await;
     assert_openai_error(status, 400, &v);
@@ -384,10 +458,19 @@ async fn request_ids_are_echoed_or_generated() {
         .send_json(&chat_body("m", false))
         .await
         .expect("request");
-    assert_eq!(resp.headers().get("x-request-id").and_then(|h| h.to_str().ok()), Some("my-trace-123"));
+    assert_eq!(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|h| h.to_str().ok()),
+        Some("my-trace-123")
+    );
     let seen = mock_stats(&mock).await["last_request"]["headers"].clone();
     assert_eq!(seen["x-request-id"], "my-trace-123");
-    let resp = client().get(format!("{}/v1/nonexistent", router.url)).send().await.expect("request");
+    let resp = client()
+        .get(format!("{}/v1/nonexistent", router.url))
+        .send()
+        .await
+        .expect("request");
     assert!(resp.headers().get("x-request-id").is_some());
 }
 

@@ -7,7 +7,11 @@ use serde_json::Value;
 
 use super::error::{ApiError, ErrorKind};
 
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+pub async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
     check_json_content_type(req)?;
     if let Some(len) = declared_length(req) {
         if len > limit {

@@ -24,7 +24,13 @@ use crate::state::AppState;
 const ROUTER_ONLY: &[&str] = &["models", "provider", "route", "transforms", "plugins"];
 /// Body keys the router manages itself; always kept.
 const ALWAYS_KEPT: &[&str] = &["model", "messages", "stream", "stream_options"];
-const TOOL_KEYS: &[&str] = &["tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"];
+const TOOL_KEYS: &[&str] = &[
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+];
 
 /// What validation learned about a chat request.
 #[derive(Debug)]
@@ -46,10 +52,23 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
-            return Err(ApiError::bad_request("`messages` must contain at least one message.", Some("messages")))
+            return Err(ApiError::bad_request(
+                "`messages` must contain at least one message.",
+                Some("messages"),
+            ))
         }
-        Some(_) => return Err(ApiError::bad_request("`messages` must be an array.", Some("messages"))),
-        None => return Err(ApiError::bad_request("Missing required parameter: `messages`.", Some("messages"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`messages` must be an array.",
+                Some("messages"),
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "Missing required parameter: `messages`.",
+                Some("messages"),
+            ))
+        }
     };
     let mut facts = ChatFacts {
         model,
@@ -62,9 +81,9 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
     };
     for (i, message) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
-        let m = message
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request(format!("`{param}` must be an object."), Some(&param)))?;
+        let m = message.as_object().ok_or_else(|| {
+            ApiError::bad_request(format!("`{param}` must be an object."), Some(&param))
+        })?;
         match m.get("role") {
             Some(Value::String(r)) if !r.is_empty() => {}
             _ => {
@@ -81,7 +100,8 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
                 for part in parts {
                     match part.get("type").and_then(Value::as_str) {
                         Some("text") => {
-                            facts.prompt_chars += part.get("text").and_then(Value::as_str).map_or(0, str::len)
+                            facts.prompt_chars +=
+                                part.get("text").and_then(Value::as_str).map_or(0, str::len)
                         }
                         Some("image_url") => facts.uses_image = true,
                         Some("input_audio") => facts.uses_audio = true,
@@ -110,7 +130,10 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
             facts.include_usage = matches!(o.get("include_usage"), Some(Value::Bool(true)));
         }
         Some(_) => {
-            return Err(ApiError::bad_request("`stream_options` must be an object.", Some("stream_options")))
+            return Err(ApiError::bad_request(
+                "`stream_options` must be an object.",
+                Some("stream_options"),
+            ))
         }
     }
     for key in ["max_tokens", "max_completion_tokens"] {
@@ -127,16 +150,27 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
             },
         }
     }
-    for key in ["temperature", "top_p", "frequency_penalty", "presence_penalty"] {
+    for key in [
+        "temperature",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+    ] {
         if let Some(v) = obj.get(key) {
             if !v.is_null() && !v.is_number() {
-                return Err(ApiError::bad_request(format!("`{key}` must be a number."), Some(key)));
+                return Err(ApiError::bad_request(
+                    format!("`{key}` must be a number."),
+                    Some(key),
+                ));
             }
         }
     }
     if let Some(v) = obj.get("tools") {
         if !v.is_null() && !v.is_array() {
-            return Err(ApiError::bad_request("`tools` must be an array.", Some("tools")));
+            return Err(ApiError::bad_request(
+                "`tools` must be an array.",
+                Some("tools"),
+            ));
         }
     }
     Ok(facts)
@@ -144,7 +178,11 @@ pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
 
 /// Reject content the model cannot take (images sent to a text-only model, …).
 fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
-    let accepts = |m: &str| def.input_modalities.iter().any(|x| x.eq_ignore_ascii_case(m));
+    let accepts = |m: &str| {
+        def.input_modalities
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(m))
+    };
     for (used, modality) in [(facts.uses_image, "image"), (facts.uses_audio, "audio")] {
         if used && !accepts(modality) {
             return Err(ApiError::bad_request(
@@ -165,7 +203,10 @@ pub fn filter_params(body: &mut Map<String, Value>, def: &ModelDef) {
     };
     let listed = |k: &str| supported.iter().any(|s| s == k);
     // Newer clients send max_completion_tokens; older runtimes only know max_tokens.
-    if body.contains_key("max_completion_tokens") && !listed("max_completion_tokens") && listed("max_tokens") {
+    if body.contains_key("max_completion_tokens")
+        && !listed("max_completion_tokens")
+        && listed("max_tokens")
+    {
         if let Some(v) = body.remove("max_completion_tokens") {
             body.entry("max_tokens").or_insert(v);
         }
@@ -263,7 +304,10 @@ async fn handle(
     let facts = validate(&body)?;
     ctx.record.stream = facts.stream;
     let Value::Object(map) = body else {
-        return Err(ApiError::bad_request("The request body must be a JSON object.", None));
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+            None,
+        ));
     };
     let fwd = forwarded(req, ctx.request_id());
     let settings = &state.settings;
@@ -300,7 +344,17 @@ async fn handle(
                 let prompt_estimate = estimate_prompt_tokens(&facts);
                 let path = ApiOp::ChatCompletions.upstream_path();
                 if !facts.stream {
-                    return match call_json(client, lease, path, bytes, &fwd, &settings.timeouts, settings.max_response_bytes).await {
+                    return match call_json(
+                        client,
+                        lease,
+                        path,
+                        bytes,
+                        &fwd,
+                        &settings.timeouts,
+                        settings.max_response_bytes,
+                    )
+                    .await
+                    {
                         Attempt::Done(reply) => {
                             let usage = reply.usage.unwrap_or_else(|| Usage {
                                 prompt_tokens: prompt_estimate,
@@ -313,17 +367,18 @@ async fn handle(
                         Attempt::Fail(e) => Attempt::Fail(e),
                     };
                 }
-                let upstream = match post_json(client, &lease, path, bytes, &fwd, &settings.timeouts).await {
-                    Ok(u) => u,
-                    Err(CallError::Retryable { outcome, error }) => {
-                        lease.finish(outcome);
-                        return Attempt::Retry(error);
-                    }
-                    Err(CallError::Fatal { outcome, error }) => {
-                        lease.finish(outcome);
-                        return Attempt::Fail(error);
-                    }
-                };
+                let upstream =
+                    match post_json(client, &lease, path, bytes, &fwd, &settings.timeouts).await {
+                        Ok(u) => u,
+                        Err(CallError::Retryable { outcome, error }) => {
+                            lease.finish(outcome);
+                            return Attempt::Retry(error);
+                        }
+                        Err(CallError::Fatal { outcome, error }) => {
+                            lease.finish(outcome);
+                            return Attempt::Fail(error);
+                        }
+                    };
                 let mut stream = ChatStream::new(
                     upstream.body,
                     lease,

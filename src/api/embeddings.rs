@@ -20,7 +20,9 @@ pub fn validate_input(obj: &Map<String, Value>) -> Result<u64, ApiError> {
         None | Some(Value::Null) => return Err(bad("Missing required parameter: `input`.")),
         Some(Value::String(s)) if s.is_empty() => return Err(bad("`input` must not be empty.")),
         Some(Value::String(s)) => (s.len() as u64).div_ceil(4),
-        Some(Value::Array(items)) if items.is_empty() => return Err(bad("`input` must not be empty.")),
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err(bad("`input` must not be empty."))
+        }
         Some(Value::Array(items)) => {
             let mut total = 0u64;
             for item in items {
@@ -70,7 +72,10 @@ pub async fn embeddings(
     let result = async {
         let body = super::body::read_json(&req, payload, state.settings.max_body_bytes).await?;
         let Value::Object(map) = body else {
-            return Err(ApiError::bad_request("The request body must be a JSON object.", None));
+            return Err(ApiError::bad_request(
+                "The request body must be a JSON object.",
+                None,
+            ));
         };
         let model = super::required_model(&map)?;
         let est = validate_input(&map)?;
@@ -91,10 +96,23 @@ pub async fn embeddings(
                 async move {
                     let bytes = {
                         let mut m = map.borrow_mut();
-                        m.insert("model".into(), Value::String(lease.route().provider_model_id.clone()));
+                        m.insert(
+                            "model".into(),
+                            Value::String(lease.route().provider_model_id.clone()),
+                        );
                         Bytes::from(serde_json::to_vec(&*m).unwrap_or_default())
                     };
-                    match call_json(client, lease, ApiOp::Embeddings.upstream_path(), bytes, &fwd, &settings.timeouts, settings.max_response_bytes).await {
+                    match call_json(
+                        client,
+                        lease,
+                        ApiOp::Embeddings.upstream_path(),
+                        bytes,
+                        &fwd,
+                        &settings.timeouts,
+                        settings.max_response_bytes,
+                    )
+                    .await
+                    {
                         Attempt::Done(reply) => Attempt::Done((reply.value, reply.usage)),
                         Attempt::Retry(e) => Attempt::Retry(e),
                         Attempt::Fail(e) => Attempt::Fail(e),

@@ -262,7 +262,9 @@ pub fn upstream_message(body: &[u8]) -> (String, Option<String>, Option<String>)
         // TGI: {"error": "...", "error_type": "..."}
         Value::String(s) => (
             s.clone(),
-            v.get("error_type").and_then(Value::as_str).map(str::to_string),
+            v.get("error_type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             None,
         ),
         Value::Object(o) => {
@@ -301,9 +303,11 @@ mod tests {
 
     #[test]
     fn retry_after_rounds_up_to_at_least_one() {
-        let e = ApiError::new(ErrorKind::RateLimited, "x").with_retry_after(Duration::from_millis(10));
+        let e =
+            ApiError::new(ErrorKind::RateLimited, "x").with_retry_after(Duration::from_millis(10));
         assert_eq!(e.retry_after_secs(), Some(1));
-        let e = ApiError::new(ErrorKind::RateLimited, "x").with_retry_after(Duration::from_millis(2100));
+        let e = ApiError::new(ErrorKind::RateLimited, "x")
+            .with_retry_after(Duration::from_millis(2100));
         assert_eq!(e.retry_after_secs(), Some(3));
     }
 
@@ -317,6 +321,13 @@ mod tests {
             upstream_message(br#"{"error":{"message":"m","type":"t","code":400}}"#),
             ("m".into(), Some("t".into()), None)
         );
-        assert_eq!(upstream_message(b"  "), ("upstream returned an error without a body".into(), None, None));
+        assert_eq!(
+            upstream_message(b"  "),
+            (
+                "upstream returned an error without a body".into(),
+                None,
+                None
+            )
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let Ok(table) = table(&state).await else {
-        return HttpResponse::ServiceUnavailable().json(json!({"status": "error", "error": "router not running"}));
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "error", "error": "router not running"}));
     };
     let (mut ready, mut starting, mut degraded, mut down) = (0, 0, 0, 0);
     let mut in_flight = 0;

@@ -105,7 +105,10 @@ pub fn required_model(obj: &Map<String, Value>) -> Result<String, ApiError> {
             "Missing required parameter: `model`.",
             Some("model"),
         )),
-        Some(_) => Err(ApiError::bad_request("`model` must be a string.", Some("model"))),
+        Some(_) => Err(ApiError::bad_request(
+            "`model` must be a string.",
+            Some("model"),
+        )),
     }
 }
 
@@ -113,6 +116,9 @@ pub fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad_request(format!("`{key}` must be a boolean."), Some(key))),
+        Some(_) => Err(ApiError::bad_request(
+            format!("`{key}` must be a boolean."),
+            Some(key),
+        )),
     }
 }

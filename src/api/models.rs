@@ -46,7 +46,11 @@ pub async fn list_models(
     for entry in &table.models {
         let def = &entry.def;
         if let Some(out) = &wanted_out {
-            let matches = out.iter().any(|m| def.output_modalities.iter().any(|o| o.eq_ignore_ascii_case(m)));
+            let matches = out.iter().any(|m| {
+                def.output_modalities
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(m))
+            });
             if !matches {
                 continue;
             }
@@ -78,12 +82,21 @@ pub async fn list_models(
     })))
 }
 
-pub async fn get_model(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_model(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let table = table(&state).await?;
     let name = path.into_inner();
-    let entry = table.resolve(&name).ok_or_else(|| ApiError::model_not_found(&name))?;
+    let entry = table
+        .resolve(&name)
+        .ok_or_else(|| ApiError::model_not_found(&name))?;
     let params = supported_parameters(&entry.def);
-    Ok(json_response(&model_object(entry, state.started_unix, &params)))
+    Ok(json_response(&model_object(
+        entry,
+        state.started_unix,
+        &params,
+    )))
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -154,12 +167,17 @@ pub fn availability(entry: &ModelEntry) -> Value {
 }
 
 fn modality_string(def: &ModelDef) -> String {
-    format!("{}->{}", def.input_modalities.join("+"), def.output_modalities.join("+"))
+    format!(
+        "{}->{}",
+        def.input_modalities.join("+"),
+        def.output_modalities.join("+")
+    )
 }
 
 fn model_object(entry: &ModelEntry, created: u64, params: &[String]) -> Value {
     let def = &entry.def;
-    let price = |p: &Option<crate::config::Price>| p.as_ref().map_or("0".to_string(), |p| p.text.clone());
+    let price =
+        |p: &Option<crate::config::Price>| p.as_ref().map_or("0".to_string(), |p| p.text.clone());
     let mut pricing = json!({
         "prompt": price(&def.pricing.prompt),
         "completion": price(&def.pricing.completion),

@@ -60,7 +60,10 @@ fn walk(value: &mut Value, vars: &dyn VarSource, path: &str, missing: &mut Vec<M
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                let key = key.as_str().map(str::to_string).unwrap_or_else(|| "?".into());
+                let key = key
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "?".into());
                 let child = if path.is_empty() {
                     key
                 } else {
@@ -126,7 +129,10 @@ mod tests {
             substitute_str("a${B}c${C}", &v),
             ("ac".into(), vec!["B".into(), "C".into()])
         );
-        assert_eq!(substitute_str("cost $5 ${", &v), ("cost $5 ${".into(), vec![]));
+        assert_eq!(
+            substitute_str("cost $5 ${", &v),
+            ("cost $5 ${".into(), vec![])
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
         Some(BoolOrString::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(Some(true)),
             "false" | "no" | "off" | "0" | "" => Ok(Some(false)),
-            _ => Err(de::Error::custom(format!("expected true or false, found {s:?}"))),
+            _ => Err(de::Error::custom(format!(
+                "expected true or false, found {s:?}"
+            ))),
         },
     }
 }
@@ -64,7 +66,9 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
 pub fn opt_price<'de, D: Deserializer<'de>>(d: D) -> Result<Option<super::Price>, D::Error> {
     match Option::<NumOrString>::deserialize(d)? {
         None => Ok(None),
-        Some(NumOrString::Num(n)) => super::Price::from_f64(n).map(Some).map_err(de::Error::custom),
+        Some(NumOrString::Num(n)) => super::Price::from_f64(n)
+            .map(Some)
+            .map_err(de::Error::custom),
         Some(NumOrString::Str(s)) => super::Price::parse(&s).map(Some).map_err(de::Error::custom),
     }
 }

@@ -177,8 +177,9 @@ fn parse_model(
             .to_string(),
     };
     let Some(map) = item.as_mapping_mut() else {
-        out.errors
-            .push(format!("{label}: models[{index}] must be a mapping of fields"));
+        out.errors.push(format!(
+            "{label}: models[{index}] must be a mapping of fields"
+        ));
         return None;
     };
 
@@ -219,7 +220,10 @@ fn parse_model(
     let mut rest = Value::Mapping(std::mem::take(map));
     let mut inherited_missing: HashMap<String, String> = HashMap::new();
     for m in substitute_tree(&mut rest, vars, "") {
-        if matches!(m.field.as_str(), "base_url" | "api_key" | "provider_model_id") {
+        if matches!(
+            m.field.as_str(),
+            "base_url" | "api_key" | "provider_model_id"
+        ) {
             inherited_missing.insert(m.field.clone(), m.var.clone());
         } else {
             out.errors.push(place.at(
@@ -242,7 +246,15 @@ fn parse_model(
             return None;
         }
     };
-    match build_model(&place, raw, &disabled, &broken, &inherited_missing, vars, out) {
+    match build_model(
+        &place,
+        raw,
+        &disabled,
+        &broken,
+        &inherited_missing,
+        vars,
+        out,
+    ) {
         Ok(model) => Some(model),
         Err(errors) => {
             out.errors.extend(errors);
@@ -317,7 +329,10 @@ fn build_model(
         if raw.base_url.is_some() || inherited_missing.contains_key("base_url") {
             raw_routes.push(RawRoute {
                 name: None,
-                kind: raw.provider.clone().unwrap_or_else(|| "openai_compat".into()),
+                kind: raw
+                    .provider
+                    .clone()
+                    .unwrap_or_else(|| "openai_compat".into()),
                 weight: None,
                 base_url: None,
                 provider_model_id: None,
@@ -408,7 +423,11 @@ fn build_model(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .map(Secret::new);
-        let auth = match r.auth_header.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        let auth = match r
+            .auth_header
+            .as_deref()
+            .map(|s| s.trim().to_ascii_lowercase())
+        {
             None => kind.auth_style(),
             Some(h) if h == "authorization" || h == "bearer" => AuthStyle::Bearer,
             Some(h) if h == "api-key" || h == "api_key" => AuthStyle::ApiKeyHeader,
@@ -422,12 +441,19 @@ fn build_model(
         };
         if let Some(path) = &r.health_path {
             if !path.starts_with('/') && path != "none" {
-                errors.push(place.at(&field("health_path"), "must start with / (or be `none` to disable probing)"));
+                errors.push(place.at(
+                    &field("health_path"),
+                    "must start with / (or be `none` to disable probing)",
+                ));
             }
         }
         let limits = Limits {
-            rpm: r.rpm.or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "RPM")),
-            tpm: r.tpm.or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "TPM")),
+            rpm: r
+                .rpm
+                .or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "RPM")),
+            tpm: r
+                .tpm
+                .or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "TPM")),
             max_in_flight: r.max_in_flight,
         };
         if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.max_in_flight == Some(0) {
@@ -534,10 +560,8 @@ fn pricing_of(
         return Pricing::default();
     };
     for key in raw.unknown.keys() {
-        out.warnings.push(place.at(
-            &format!("{field}.{key}"),
-            "unknown price field (ignored)",
-        ));
+        out.warnings
+            .push(place.at(&format!("{field}.{key}"), "unknown price field (ignored)"));
     }
     Pricing {
         prompt: raw.prompt.clone(),
@@ -602,20 +626,30 @@ fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<String>
 fn apply_offload(registry: &mut Registry, vars: &dyn VarSource, warnings: &mut Vec<String>) {
     let on = vars
         .get("OFFLOAD")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false);
     if !on {
         return;
     }
-    let Some(local) = vars.get("LOCAL_BASE_URL").and_then(|u| normalize_base_url(&u)) else {
-        warnings.push("OFFLOAD=1 but LOCAL_BASE_URL is not set or invalid: nothing offloaded".into());
+    let Some(local) = vars
+        .get("LOCAL_BASE_URL")
+        .and_then(|u| normalize_base_url(&u))
+    else {
+        warnings
+            .push("OFFLOAD=1 but LOCAL_BASE_URL is not set or invalid: nothing offloaded".into());
         return;
     };
     for model in &mut registry.models {
         for route in &mut model.routes {
             if route.base_url.as_ref().map(|b| b.api_base()) == Some(local.as_str()) {
                 route.weight = 0.0;
-                route.disabled_reason = Some("offloaded (OFFLOAD=1, route is on LOCAL_BASE_URL)".into());
+                route.disabled_reason =
+                    Some("offloaded (OFFLOAD=1, route is on LOCAL_BASE_URL)".into());
             }
         }
     }

@@ -35,16 +35,18 @@ pub enum ModelType {
 impl ModelType {
     /// Accepts the router's names and seed 002's (`text_to_speech`, `speech_to_text`, …).
     pub fn parse(s: &str) -> Option<ModelType> {
-        Some(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "chat" | "llm" | "text" | "completion" => ModelType::Chat,
-            "multimodal" | "vision" | "vlm" => ModelType::Multimodal,
-            "embedding" | "embeddings" => ModelType::Embedding,
-            "speech" | "tts" | "text_to_speech" => ModelType::Speech,
-            "transcription" | "stt" | "speech_to_text" | "asr" => ModelType::Transcription,
-            "image" | "image_generation" => ModelType::Image,
-            "video" | "video_generation" => ModelType::Video,
-            _ => return None,
-        })
+        Some(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "chat" | "llm" | "text" | "completion" => ModelType::Chat,
+                "multimodal" | "vision" | "vlm" => ModelType::Multimodal,
+                "embedding" | "embeddings" => ModelType::Embedding,
+                "speech" | "tts" | "text_to_speech" => ModelType::Speech,
+                "transcription" | "stt" | "speech_to_text" | "asr" => ModelType::Transcription,
+                "image" | "image_generation" => ModelType::Image,
+                "video" | "video_generation" => ModelType::Video,
+                _ => return None,
+            },
+        )
     }
 
     /// Inference from modalities when no `type:` is given (issue rules, in this order).
@@ -60,7 +62,11 @@ impl ModelType {
             ModelType::Transcription
         } else if has(output, "audio") || has(output, "speech") {
             ModelType::Speech
-        } else if has(input, "image") || has(input, "audio") || has(input, "video") || has(input, "file") {
+        } else if has(input, "image")
+            || has(input, "audio")
+            || has(input, "video")
+            || has(input, "file")
+        {
             ModelType::Multimodal
         } else {
             ModelType::Chat

@@ -68,9 +68,13 @@ pub struct Deployment {
 }
 
 impl RoutingFile {
-    pub fn parse(label: &str, text: &str, vars: &dyn VarSource) -> Result<RoutingFile, Vec<String>> {
-        let mut doc: Value = serde_yaml::from_str(text)
-            .map_err(|e| vec![format!("{label}: invalid YAML: {e}")])?;
+    pub fn parse(
+        label: &str,
+        text: &str,
+        vars: &dyn VarSource,
+    ) -> Result<RoutingFile, Vec<String>> {
+        let mut doc: Value =
+            serde_yaml::from_str(text).map_err(|e| vec![format!("{label}: invalid YAML: {e}")])?;
         if doc.is_null() {
             return Ok(RoutingFile::default());
         }
@@ -78,7 +82,12 @@ impl RoutingFile {
         if !missing.is_empty() {
             return Err(missing
                 .into_iter()
-                .map(|m| format!("{label}: field `{}`: environment variable {} is not set", m.field, m.var))
+                .map(|m| {
+                    format!(
+                        "{label}: field `{}`: environment variable {} is not set",
+                        m.field, m.var
+                    )
+                })
                 .collect());
         }
         serde_path_to_error::deserialize(doc)
@@ -122,7 +131,9 @@ impl RoutingFile {
                 }
                 match select_route(model, selector) {
                     Ok(j) => model.routes[j].weight = w,
-                    Err(msg) => out.errors.push(format!("{label}: weights.{model_id}.{selector}: {msg}")),
+                    Err(msg) => out
+                        .errors
+                        .push(format!("{label}: weights.{model_id}.{selector}: {msg}")),
                 }
             }
         }
@@ -161,7 +172,11 @@ impl RoutingFile {
                     .is_some_and(|b| urls.iter().any(|u| u == b.api_base()))
             };
             let n_local = model.routes.iter().filter(|r| on(&local, r)).count();
-            let n_remote = model.routes.iter().filter(|r| on(&remote, r) && !on(&local, r)).count();
+            let n_remote = model
+                .routes
+                .iter()
+                .filter(|r| on(&remote, r) && !on(&local, r))
+                .count();
             for r in &mut model.routes {
                 if on(&local, r) {
                     r.weight = fraction / n_local.max(1) as f64;

@@ -136,7 +136,13 @@ impl BackendKind {
         match self {
             // Seed 002: engines vllm/transformers (VLLMProvider) serve chat, embeddings and
             // images; vLLM also serves ASR models on the audio routes.
-            BackendKind::Vllm => &[ChatCompletions, Embeddings, Images, Transcriptions, Translations],
+            BackendKind::Vllm => &[
+                ChatCompletions,
+                Embeddings,
+                Images,
+                Transcriptions,
+                Translations,
+            ],
             BackendKind::Transformers => &[ChatCompletions, Embeddings, Images],
             BackendKind::Sglang | BackendKind::Llamacpp | BackendKind::Lmstudio => {
                 &[ChatCompletions, Embeddings]
@@ -144,7 +150,14 @@ impl BackendKind {
             BackendKind::Ollama => &[ChatCompletions, Embeddings, Images],
             // TGI has no /v1/embeddings (seed 003): such requests get a structured 501.
             BackendKind::Tgi => &[ChatCompletions],
-            BackendKind::Localai => &[ChatCompletions, Embeddings, Speech, Transcriptions, Translations, Images],
+            BackendKind::Localai => &[
+                ChatCompletions,
+                Embeddings,
+                Speech,
+                Transcriptions,
+                Translations,
+                Images,
+            ],
             BackendKind::Whisper => &[Transcriptions, Translations],
             BackendKind::TtsEngine => &[Speech],
             BackendKind::VideoEngine => &[Video],
@@ -203,7 +216,10 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_unknown_is_remote() {
-        assert_eq!(BackendKind::parse("openai_compat"), BackendKind::OpenaiCompat);
+        assert_eq!(
+            BackendKind::parse("openai_compat"),
+            BackendKind::OpenaiCompat
+        );
         assert_eq!(BackendKind::parse("tts-engine"), BackendKind::TtsEngine);
         assert_eq!(BackendKind::parse("featherless"), BackendKind::Remote);
         assert_eq!(BackendKind::parse("LlamaCpp"), BackendKind::Llamacpp);

@@ -17,7 +17,8 @@ pub struct BaseUrl {
 impl BaseUrl {
     pub fn parse(raw: &str) -> Result<BaseUrl, String> {
         let trimmed = raw.trim();
-        let parsed = url::Url::parse(trimmed).map_err(|e| format!("invalid URL {trimmed:?}: {e}"))?;
+        let parsed =
+            url::Url::parse(trimmed).map_err(|e| format!("invalid URL {trimmed:?}: {e}"))?;
         if parsed.scheme() != "http" && parsed.scheme() != "https" {
             return Err(format!("URL {trimmed:?} must use http or https"));
         }
@@ -113,7 +114,10 @@ mod tests {
             "HTTP://H:8007/v1",
         ] {
             let b = BaseUrl::parse(raw).unwrap();
-            assert_eq!(b.api_url("/chat/completions"), "http://h:8007/v1/chat/completions");
+            assert_eq!(
+                b.api_url("/chat/completions"),
+                "http://h:8007/v1/chat/completions"
+            );
             assert_eq!(b.root_url("/health"), "http://h:8007/health");
         }
     }
@@ -125,7 +129,10 @@ mod tests {
             b.api_url("/chat/completions"),
             "https://api.example.com/openai/v1beta/chat/completions"
         );
-        assert_eq!(b.probe_url("/v1/models"), "https://api.example.com/openai/v1beta/models");
+        assert_eq!(
+            b.probe_url("/v1/models"),
+            "https://api.example.com/openai/v1beta/models"
+        );
         let b = BaseUrl::parse("https://api.example.com/inference").unwrap();
         assert_eq!(
             b.api_url("/embeddings"),

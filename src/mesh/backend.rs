@@ -41,7 +41,9 @@ pub enum Outcome {
     /// Connect error, timeout, 5xx, broken stream: counts towards opening the circuit.
     Failure,
     /// Upstream 429 (or 503 with Retry-After): pause the endpoint, not a health failure.
-    RateLimited { retry_after: Option<Duration> },
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
     /// The client went away before an answer; says nothing about the backend.
     Canceled,
 }
@@ -174,8 +176,12 @@ impl BackendActor {
         if after != before {
             self.endpoint.set_health(after);
             match after {
-                Health::Ready => info!(endpoint = %self.endpoint.name, from = before.as_str(), "endpoint ready"),
-                _ => warn!(endpoint = %self.endpoint.name, from = before.as_str(), to = after.as_str(), "endpoint health changed"),
+                Health::Ready => {
+                    info!(endpoint = %self.endpoint.name, from = before.as_str(), "endpoint ready")
+                }
+                _ => {
+                    warn!(endpoint = %self.endpoint.name, from = before.as_str(), to = after.as_str(), "endpoint health changed")
+                }
             }
         }
     }
@@ -200,7 +206,11 @@ impl Handler<Finished> for BackendActor {
         ep.counters.requests.fetch_add(1, Ordering::Relaxed);
         let sample = msg.latency.as_micros().min(u64::MAX as u128) as u64;
         let old = ep.counters.latency_ewma_us.load(Ordering::Relaxed);
-        let ewma = if old == 0 { sample } else { (old * 7 + sample) / 8 };
+        let ewma = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
         ep.counters.latency_ewma_us.store(ewma, Ordering::Relaxed);
 
         let mut gate = ep

@@ -76,7 +76,10 @@ mod tests {
             b.take(1.0);
         }
         let wait = b.wait_for(1.0, t0);
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         assert_eq!(b.wait_for(1.0, t0 + Duration::from_secs(1)), Duration::ZERO);
     }
 

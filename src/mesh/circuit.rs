@@ -29,7 +29,9 @@ pub enum Admission {
     Allowed,
     /// Allowed as the single half-open trial.
     Trial,
-    Refused { retry_after: Duration },
+    Refused {
+        retry_after: Duration,
+    },
 }
 
 impl CircuitBreaker {
@@ -136,7 +138,10 @@ mod tests {
         assert!(matches!(c.admit(t0), Admission::Refused { .. }));
         let later = t0 + Duration::from_secs(11);
         assert_eq!(c.admit(later), Admission::Trial);
-        assert!(matches!(c.admit(later), Admission::Refused { .. }), "only one trial");
+        assert!(
+            matches!(c.admit(later), Admission::Refused { .. }),
+            "only one trial"
+        );
         assert!(c.on_success(true));
         assert_eq!(c.state(later), CircuitState::Closed);
         assert_eq!(c.admit(later), Admission::Allowed);

@@ -167,7 +167,9 @@ impl Endpoint {
     fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
         // A panic while holding the lock cannot leave the gate half-updated in a way that
         // matters more than refusing all traffic would, so recover the guard.
-        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.gate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Take capacity for one request estimated at `est_tokens`, or say why not.
@@ -181,7 +183,9 @@ impl Endpoint {
         let cap = self.limits.max_in_flight.unwrap_or(u64::MAX);
         let taken = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            });
         if taken.is_err() {
             return Err(Refusal::Saturated);
         }
@@ -320,7 +324,10 @@ mod tests {
     fn starting_endpoints_refuse() {
         let e = endpoint(Limits::default());
         e.set_health(Health::Starting);
-        assert_eq!(e.try_acquire(1, Instant::now()).unwrap_err(), Refusal::Starting);
+        assert_eq!(
+            e.try_acquire(1, Instant::now()).unwrap_err(),
+            Refusal::Starting
+        );
         assert_eq!(e.in_flight(), 0);
     }
 

@@ -46,9 +46,14 @@ pub enum RouteError {
         model_type: crate::config::ModelType,
     },
     /// No route's backend kind implements the operation (TGI has no embeddings).
-    Unsupported { model: String, kinds: Vec<String> },
+    Unsupported {
+        model: String,
+        kinds: Vec<String>,
+    },
     /// Every route was excluded after failing in this request.
-    Exhausted { model: String },
+    Exhausted {
+        model: String,
+    },
     NoCapacity {
         model: String,
         reason: CapacityReason,
@@ -126,7 +131,10 @@ impl RouteTable {
                     Some(&i) => i,
                     None => {
                         let reused = previous.and_then(|p| {
-                            p.endpoints.iter().find(|(k, _)| *k == key).map(|(_, h)| h.clone())
+                            p.endpoints
+                                .iter()
+                                .find(|(k, _)| *k == key)
+                                .map(|(_, h)| h.clone())
                         });
                         let handle = match reused {
                             Some(h) => h,
@@ -134,7 +142,11 @@ impl RouteTable {
                                 let base_name = format!("{}@{}", route.kind_name, base.authority());
                                 let n = names.entry(base_name.clone()).or_insert(0);
                                 *n += 1;
-                                let name = if *n == 1 { base_name } else { format!("{base_name}#{n}") };
+                                let name = if *n == 1 {
+                                    base_name
+                                } else {
+                                    format!("{base_name}#{n}")
+                                };
                                 factory.create(&key, name, base, route)
                             }
                         };
@@ -263,9 +275,8 @@ fn weighted_pick(candidates: &[(usize, f64)]) -> usize {
 
 /// Rate limits and saturation clear soonest (429); loading and outages are 503s.
 fn classify(refusals: &[Refusal]) -> (CapacityReason, Duration) {
-    let min_wait = |pred: &dyn Fn(&Refusal) -> Option<Duration>| {
-        refusals.iter().filter_map(pred).min()
-    };
+    let min_wait =
+        |pred: &dyn Fn(&Refusal) -> Option<Duration>| refusals.iter().filter_map(pred).min();
     if let Some(wait) = min_wait(&|r| match r {
         Refusal::RateLimited { retry_after } => Some(*retry_after),
         _ => None,
@@ -312,7 +323,13 @@ mod tests {
         ]);
         assert_eq!(r, CapacityReason::RateLimited);
         assert_eq!(wait, Duration::from_secs(3));
-        assert_eq!(classify(&[Refusal::Starting, Refusal::Starting]).0, CapacityReason::Loading);
-        assert_eq!(classify(&[Refusal::Starting, Refusal::Down]).0, CapacityReason::Unavailable);
+        assert_eq!(
+            classify(&[Refusal::Starting, Refusal::Starting]).0,
+            CapacityReason::Loading
+        );
+        assert_eq!(
+            classify(&[Refusal::Starting, Refusal::Down]).0,
+            CapacityReason::Unavailable
+        );
     }
 }

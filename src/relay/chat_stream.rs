@@ -170,7 +170,10 @@ impl ChatStream {
                 return None;
             }
             match actix_rt::time::timeout(self.idle, self.upstream.next()).await {
-                Err(_) => self.abort("upstream_timeout", "The backend stopped sending tokens (idle timeout)."),
+                Err(_) => self.abort(
+                    "upstream_timeout",
+                    "The backend stopped sending tokens (idle timeout).",
+                ),
                 Ok(Some(Err(_))) => self.abort("upstream_error", "The backend's stream broke off."),
                 Ok(None) => {
                     if let Some(event) = self.parser.finish() {
@@ -182,7 +185,10 @@ impl ChatStream {
                             self.pending.push_back(Bytes::from_static(DONE));
                             self.end(Outcome::Success);
                         } else {
-                            self.abort("upstream_error", "The backend's stream ended unexpectedly.");
+                            self.abort(
+                                "upstream_error",
+                                "The backend's stream ended unexpectedly.",
+                            );
                         }
                     }
                 }
@@ -197,7 +203,10 @@ impl ChatStream {
                             }
                             Ok(None) => break,
                             Err(_) => {
-                                self.abort("upstream_error", "The backend sent an oversized stream event.");
+                                self.abort(
+                                    "upstream_error",
+                                    "The backend sent an oversized stream event.",
+                                );
                                 break;
                             }
                         }
@@ -252,7 +261,8 @@ impl ChatStream {
             Ok(v) => v,
             Err(_) => {
                 // Not ours to judge: pass unknown payloads through untouched.
-                self.pending.push_back(Bytes::from(format!("data: {data}\n\n")));
+                self.pending
+                    .push_back(Bytes::from(format!("data: {data}\n\n")));
                 return Step::Continue;
             }
         };
@@ -263,7 +273,10 @@ impl ChatStream {
         if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
             let body = json!({ "error": err }).to_string();
             let (message, kind, code) = upstream_message(body.as_bytes());
-            let mut e = ApiError::new(ErrorKind::BadGateway, format!("The backend reported an error: {message}"));
+            let mut e = ApiError::new(
+                ErrorKind::BadGateway,
+                format!("The backend reported an error: {message}"),
+            );
             e.error_type = kind.or_else(|| Some("upstream_error".into()));
             e.code = code.or_else(|| Some("upstream_error".into()));
             return Step::UpstreamError(e);
@@ -312,7 +325,8 @@ impl ChatStream {
                     }
                 }
                 if delta.get("tool_calls").is_some_and(|t| !t.is_null()) {
-                    self.content_chars += delta.get("tool_calls").map_or(0, |t| t.to_string().len());
+                    self.content_chars +=
+                        delta.get("tool_calls").map_or(0, |t| t.to_string().len());
                     self.content_seen = true;
                 }
             }

@@ -16,7 +16,10 @@ pub fn build(connect_timeout: Duration, max_connections: usize) -> awc::Client {
     awc::Client::builder()
         .connector(connector)
         .disable_redirects()
-        .add_default_header(("user-agent", concat!("switchyard/", env!("CARGO_PKG_VERSION"))))
+        .add_default_header((
+            "user-agent",
+            concat!("switchyard/", env!("CARGO_PKG_VERSION")),
+        ))
         // Per-request timeouts are set on every call; this is only the outer bound.
         .timeout(Duration::from_secs(3600))
         .finish()

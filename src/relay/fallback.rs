@@ -86,7 +86,9 @@ where
                 last_error = Some(error);
                 if n + 1 < policy.max_attempts {
                     let exp = policy.backoff_base.saturating_mul(1 << n.min(10));
-                    let wait = exp.min(policy.backoff_max).mul_f64(0.5 + fastrand::f64() / 2.0);
+                    let wait = exp
+                        .min(policy.backoff_max)
+                        .mul_f64(0.5 + fastrand::f64() / 2.0);
                     actix_rt::time::sleep(wait).await;
                 }
             }

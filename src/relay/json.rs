@@ -80,5 +80,9 @@ pub async fn call_json(
         lease.set_actual_tokens(u.total());
     }
     lease.finish(Outcome::Success);
-    Attempt::Done(JsonReply { lease, value, usage })
+    Attempt::Done(JsonReply {
+        lease,
+        value,
+        usage,
+    })
 }

@@ -85,7 +85,11 @@ fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
         let b = buf[i];
         if b == b'\n' || b == b'\r' {
             // Length of this line ending.
-            let first = if b == b'\r' && buf.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            let first = if b == b'\r' && buf.get(i + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
             if b == b'\r' && i + 1 == buf.len() {
                 return None; // could be the start of \r\n; wait for more
             }
@@ -98,7 +102,7 @@ fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
                         // `\r\r` at the end: a boundary either way; a `\n` arriving later just
                         // starts the next event with an empty line, which parsing skips.
                         _ => Some((i, first + 1)),
-                    }
+                    };
                 }
                 Some(_) => i = next,
                 None => return None,

@@ -82,7 +82,9 @@ pub fn request(
         .insert_header(("x-request-id", fwd.request_id.as_str()));
     if let Some((style, key)) = &lease.endpoint().auth {
         req = match style {
-            AuthStyle::Bearer => req.insert_header(("authorization", format!("Bearer {}", key.expose()))),
+            AuthStyle::Bearer => {
+                req.insert_header(("authorization", format!("Bearer {}", key.expose())))
+            }
             AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose())),
         };
     }
@@ -101,8 +103,15 @@ pub async fn post_json(
     fwd: &Forwarded,
     timeouts: &Timeouts,
 ) -> Result<Upstream, CallError> {
-    let req = request(client, actix_web::http::Method::POST, lease, path, fwd, timeouts.headers)
-        .content_type("application/json");
+    let req = request(
+        client,
+        actix_web::http::Method::POST,
+        lease,
+        path,
+        fwd,
+        timeouts.headers,
+    )
+    .content_type("application/json");
     classify(lease, req.send_body(body).await).await
 }
 
@@ -131,7 +140,9 @@ where
     let retry_after = retry_after(resp.headers());
     // Error bodies are small; a bounded read with a deadline keeps a misbehaving backend
     // from holding the attempt.
-    let body = match actix_rt::time::timeout(Duration::from_secs(10), resp.body().limit(64 * 1024)).await {
+    let body = match actix_rt::time::timeout(Duration::from_secs(10), resp.body().limit(64 * 1024))
+        .await
+    {
         Ok(Ok(b)) => b,
         _ => Bytes::new(),
     };
@@ -171,7 +182,9 @@ where
             outcome: Outcome::Failure,
             error: ApiError::new(
                 ErrorKind::BadGateway,
-                format!("The backend for model `{model}` refused the request (HTTP {code}): {message}"),
+                format!(
+                    "The backend for model `{model}` refused the request (HTTP {code}): {message}"
+                ),
             )
             .with_code("upstream_error"),
         }),
@@ -202,12 +215,21 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
         SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
             (ErrorKind::GatewayTimeout, "upstream_timeout", "timed out")
         }
-        SendRequestError::Connect(_) => (ErrorKind::BadGateway, "upstream_unreachable", "could not be reached"),
-        _ => (ErrorKind::BadGateway, "upstream_error", "failed before answering"),
+        SendRequestError::Connect(_) => (
+            ErrorKind::BadGateway,
+            "upstream_unreachable",
+            "could not be reached",
+        ),
+        _ => (
+            ErrorKind::BadGateway,
+            "upstream_error",
+            "failed before answering",
+        ),
     };
     CallError::Retryable {
         outcome: Outcome::Failure,
-        error: ApiError::new(kind, format!("The backend for model `{model}` {what}.")).with_code(code),
+        error: ApiError::new(kind, format!("The backend for model `{model}` {what}."))
+            .with_code(code),
     }
 }
 
@@ -215,29 +237,44 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("retry-after")?.to_str().ok()?.trim();
     match value.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Some(Duration::from_secs_f64(secs.min(3600.0))),
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Some(Duration::from_secs_f64(secs.min(3600.0)))
+        }
         _ => Some(Duration::from_secs(1)),
     }
 }
 
 /// Read a whole (non-streamed) body with a size cap and an idle deadline per chunk.
-pub async fn read_body(body: &mut BodyStream, limit: usize, idle: Duration) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    body: &mut BodyStream,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     loop {
         match actix_rt::time::timeout(idle, body.next()).await {
             Err(_) => {
-                return Err(ApiError::new(ErrorKind::GatewayTimeout, "The backend stopped sending its response.")
-                    .with_code("upstream_timeout"))
+                return Err(ApiError::new(
+                    ErrorKind::GatewayTimeout,
+                    "The backend stopped sending its response.",
+                )
+                .with_code("upstream_timeout"))
             }
             Ok(None) => return Ok(buf.freeze()),
             Ok(Some(Err(_))) => {
-                return Err(ApiError::new(ErrorKind::BadGateway, "The backend's response was cut off.")
-                    .with_code("upstream_error"))
+                return Err(ApiError::new(
+                    ErrorKind::BadGateway,
+                    "The backend's response was cut off.",
+                )
+                .with_code("upstream_error"))
             }
             Ok(Some(Ok(chunk))) => {
                 if buf.len() + chunk.len() > limit {
-                    return Err(ApiError::new(ErrorKind::BadGateway, "The backend's response is too large.")
-                        .with_code("upstream_response_too_large"));
+                    return Err(ApiError::new(
+                        ErrorKind::BadGateway,
+                        "The backend's response is too large.",
+                    )
+                    .with_code("upstream_response_too_large"));
                 }
                 buf.extend_from_slice(&chunk);
             }

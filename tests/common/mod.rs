@@ -29,7 +29,10 @@ impl Proc {
 
     /// SIGTERM, then wait up to `grace` for a clean exit; returns the exit status code.
     pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -52,7 +55,9 @@ impl Drop for Proc {
 /// Spawn `cmd`, wait for the stdout line starting with `prefix`, and return the URL after it.
 /// Output keeps being drained in the background so the child never blocks on a full pipe.
 fn spawn_and_wait(mut cmd: Command, prefix: &'static str) -> Proc {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn child process");
     let stdout = child.stdout.take().expect("child stdout");
     let (tx, rx) = mpsc::channel();
@@ -88,7 +93,14 @@ pub fn bin(name: &str) -> PathBuf {
 /// Start one mock engine with the given settings (JSON object of `MockSettings` fields).
 pub fn start_mock(settings: Value) -> Proc {
     let mut cmd = Command::new(bin("switchyard-mock"));
-    cmd.args(["--host", "127.0.0.1", "--port", "0", "--settings-json", &settings.to_string()]);
+    cmd.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--settings-json",
+        &settings.to_string(),
+    ]);
     spawn_and_wait(cmd, "switchyard-mock listening on ")
 }
 
@@ -131,7 +143,10 @@ fn test_env() -> Vec<(&'static str, String)> {
         ("HEALTH_CHECK_TIMEOUT_SECS", "1".into()),
         ("CIRCUIT_COOLDOWN_SECS", "1".into()),
         ("WORKERS", "2".into()),
-        ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
+        (
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
     ]
 }
 
@@ -177,18 +192,27 @@ pub async fn wait_ready(url: &str, ready: u64) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "router at {url} did not get {ready} ready endpoints");
+        assert!(
+            Instant::now() < deadline,
+            "router at {url} did not get {ready} ready endpoints"
+        );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 pub fn client() -> awc::Client {
-    awc::Client::builder().timeout(Duration::from_secs(60)).finish()
+    awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
 }
 
 pub async fn get_json(url: &str) -> Result<(u16, Value), String> {
     let mut resp = client().get(url).send().await.map_err(|e| e.to_string())?;
-    let body = resp.body().limit(64 << 20).await.map_err(|e| e.to_string())?;
+    let body = resp
+        .body()
+        .limit(64 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok((resp.status().as_u16(), v))
 }
@@ -201,11 +225,16 @@ pub async fn post_json(url: &str, body: &Value) -> (u16, awc::http::header::Head
         .await
         .expect("request");
     let bytes = resp.body().limit(64 << 20).await.expect("body");
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (resp.status().as_u16(), resp.headers().clone(), v)
 }
 
-pub async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, awc::http::header::HeaderMap, Value) {
+pub async fn post_raw(
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, awc::http::header::HeaderMap, Value) {
     let mut resp = client()
         .post(url)
         .insert_header(("content-type", content_type))
@@ -213,22 +242,32 @@ pub async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, awc
         .await
         .expect("request");
     let bytes = resp.body().limit(64 << 20).await.expect("body");
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (resp.status().as_u16(), resp.headers().clone(), v)
 }
 
 /// Assert the OpenAI error shape: all four keys, with the given status.
 pub fn assert_openai_error(status: u16, expected: u16, body: &Value) {
     assert_eq!(status, expected, "body: {body}");
-    let e = body.get("error").and_then(Value::as_object).unwrap_or_else(|| panic!("no error object: {body}"));
+    let e = body
+        .get("error")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("no error object: {body}"));
     for key in ["message", "type", "param", "code"] {
         assert!(e.contains_key(key), "error lacks `{key}`: {body}");
     }
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 pub async fn mock_stats(mock: &Proc) -> Value {
-    get_json(&format!("{}/_mock/stats", mock.url)).await.expect("mock stats").1
+    get_json(&format!("{}/_mock/stats", mock.url))
+        .await
+        .expect("mock stats")
+        .1
 }
 
 pub async fn mock_patch(mock: &Proc, patch: Value) {
@@ -238,7 +277,11 @@ pub async fn mock_patch(mock: &Proc, patch: Value) {
         .send_body(patch.to_string())
         .await
         .expect("patch mock");
-    assert!(resp.status().is_success(), "mock patch failed: {:?}", resp.body().await);
+    assert!(
+        resp.status().is_success(),
+        "mock patch failed: {:?}",
+        resp.body().await
+    );
 }
 
 /// A models.yaml with one chat model routed to the given (kind, url, weight) triples.
@@ -263,7 +306,9 @@ pub fn chat_body(model: &str, stream: bool) -> Value {
 
 /// Read an SSE response to the end, returning each `data:` payload with its arrival time.
 pub async fn read_sse(
-    resp: &mut awc::ClientResponse<impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>,
+    resp: &mut awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
 ) -> Vec<(Duration, String)> {
     use futures_util::StreamExt;
     let start = Instant::now();

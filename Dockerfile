@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1.7
+# switchyard: multi-stage build of the router binary into a small Debian runtime.
+#   docker build -t switchyard:0.1.0 .
+#   docker run -p 8080:8080 -v "$PWD/config:/app/config:ro" switchyard:0.1.0
+
+# ---- build ----
+FROM rust:1.89.0-slim-bookworm AS builder
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# The catalogue data and templates are compiled into the binary (include_str!).
+COPY catalogue ./catalogue
+# Cache mounts keep the registry and incremental artefacts between builds; the binary is copied
+# out of the mounted target dir because the mount is not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin switchyard \
+    && cp target/release/switchyard /usr/local/bin/switchyard
+
+# ---- runtime ----
+FROM debian:12.12-slim
+# ca-certificates for TLS to remote providers; curl only for the HEALTHCHECK below (until the
+# binary has a healthcheck subcommand). Pins are the current bookworm versions: bump them when
+# Debian ships a security update and the build reports the pinned version as missing.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates=20250419~deb12u2 \
+        curl=7.88.1-10+deb12u15 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 switchyard \
+    && useradd --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin switchyard \
+    && mkdir -p /app/config /app/var \
+    && chown -R 10001:10001 /app
+
+COPY --from=builder /usr/local/bin/switchyard /usr/local/bin/switchyard
+
+WORKDIR /app
+ENV HOST=0.0.0.0 \
+    PORT=8080 \
+    RUST_LOG=info
+# config/ holds models.yaml (and routing.yaml); var/ the SQLite request log and job files.
+VOLUME ["/app/config", "/app/var"]
+USER 10001:10001
+EXPOSE 8080
+
+# Through sh so an overridden PORT is honoured.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["sh", "-c", "curl --fail --silent --show-error --max-time 2 http://127.0.0.1:${PORT}/health || exit 1"]
+
+ENTRYPOINT ["switchyard"]
+CMD ["serve", "--config", "/app/config/models.yaml"]

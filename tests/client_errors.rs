@@ -48,7 +48,16 @@ async fn every_bad_request_is_openai_shaped_and_never_forwarded() {
     let (mock, router) = setup().await;
     let chat = format!("{}/v1/chat/completions", router.url);
     let emb = format!("{}/v1/embeddings", router.url);
-    let cases: Vec<(&str, String, Value, u16, Option<&str>, Option<&str>)> = vec![
+    // (case, url, body, status, error code, param)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Value,
+        u16,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "unknown model",
             chat.clone(),

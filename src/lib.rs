@@ -11,6 +11,7 @@
 //! - [`record`]: the record every request leaves behind.
 //! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
+//! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod api;
@@ -25,3 +26,4 @@ pub mod relay;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod store;

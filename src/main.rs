@@ -28,6 +28,8 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Run the router with in-process mock engines for every model type (no set-up needed).
     Demo(DemoArgs),
+    /// Create or upgrade the database schema (also done at every start).
+    Migrate,
     /// Browse the self-hosted model catalogue and render its deployment files.
     #[command(subcommand)]
     Catalogue(switchyard::catalogue::Command),
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
+        Some(Command::Migrate) => migrate(),
         Some(Command::Catalogue(cmd)) => match switchyard::catalogue::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -249,6 +252,34 @@ fn demo(args: DemoArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate() -> ExitCode {
+    init_logging();
+    let db = match switchyard::store::DbSettings::from_vars(&ProcessEnv) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let system = actix_rt::System::new();
+    let result = system.block_on(async {
+        let store = switchyard::store::Store::connect(&db)
+            .await
+            .map_err(|e| e.to_string())?;
+        store.migrate().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            println!("database {} is up to date", db.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: database {}: {e}", db.describe());
             ExitCode::FAILURE
         }
     }

@@ -23,6 +23,7 @@ pub async fn serve(
     settings: Settings,
     opts: ServeOptions,
 ) -> std::io::Result<()> {
+    let store = open_store().await?;
     let mut probe = settings.probe;
     if let Some(interval) = registry.mesh.health_interval {
         if std::env::var_os("HEALTH_CHECK_INTERVAL_SECS").is_none() {
@@ -34,7 +35,7 @@ pub async fn serve(
     let workers = settings.workers;
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
-    let state = web::Data::new(AppState::new(mesh, settings, sink));
+    let state = web::Data::new(AppState::new(mesh, settings, sink, store));
     let mut server = HttpServer::new(move || {
         let client = crate::relay::client::build(connect_timeout, max_conns);
         App::new()
@@ -60,4 +61,19 @@ pub async fn serve(
     }
     let _ = std::io::stdout().flush();
     server.run().await
+}
+
+/// Connect to the configured database and apply migrations; refuse to start without it, since
+/// records and jobs must not be silently lost.
+async fn open_store() -> std::io::Result<crate::store::Store> {
+    let db = crate::store::DbSettings::from_vars(&crate::config::ProcessEnv)
+        .map_err(std::io::Error::other)?;
+    let store = crate::store::Store::connect(&db)
+        .await
+        .map_err(|e| std::io::Error::other(format!("database ({}): {e}", db.describe())))?;
+    store.migrate().await.map_err(|e| {
+        std::io::Error::other(format!("database migrations ({}): {e}", db.describe()))
+    })?;
+    tracing::info!(database = %db.describe(), "database ready");
+    Ok(store)
 }

@@ -6,22 +6,30 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
 use crate::settings::Settings;
+use crate::store::Store;
 
 pub struct AppState {
     pub mesh: Mesh,
     pub settings: Settings,
     pub sink: Arc<dyn RecordSink>,
+    pub store: Store,
     pub started: Instant,
     /// Unix seconds at start: the `created` of models in `/v1/models`.
     pub started_unix: u64,
 }
 
 impl AppState {
-    pub fn new(mesh: Mesh, settings: Settings, sink: Arc<dyn RecordSink>) -> AppState {
+    pub fn new(
+        mesh: Mesh,
+        settings: Settings,
+        sink: Arc<dyn RecordSink>,
+        store: Store,
+    ) -> AppState {
         AppState {
             mesh,
             settings,
             sink,
+            store,
             started: Instant::now(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -1,0 +1,219 @@
+//! The database behind request logs, usage and video jobs, through sqlx's `Any` driver so one
+//! set of queries and migrations serves both SQLite (the embedded default) and PostgreSQL
+//! (`USE_SQLITE_LOG=false` + `DATABASE_URL`, shared by several replicas).
+//!
+//! Portability rules for queries and migrations: `$1`-style placeholders, `TEXT`, `BIGINT`,
+//! `DOUBLE PRECISION`, timestamps as unix milliseconds in `BIGINT`, no driver-specific DDL.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::VarSource;
+
+/// Default SQLite file, as seed 001's gateway names it.
+pub const DEFAULT_SQLITE_PATH: &str = "var/db/openrouter_logs.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the database is, from the environment.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub kind: DbKind,
+    /// Connection URL; may contain a password, so it is never logged (see [`DbSettings::describe`]).
+    pub url: String,
+    pub sqlite_path: Option<PathBuf>,
+    pub max_connections: u32,
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+impl DbSettings {
+    /// `USE_SQLITE_LOG` (default true) picks SQLite at `SQLITE_DB_PATH` / `OPENROUTER_SQLITE_DB`
+    /// / `var/db/openrouter_logs.db`; `USE_SQLITE_LOG=false` with `DATABASE_URL` picks PostgreSQL.
+    pub fn from_vars(vars: &dyn VarSource) -> Result<DbSettings, String> {
+        let use_sqlite = vars
+            .get("USE_SQLITE_LOG")
+            .map(|v| truthy(&v))
+            .unwrap_or(true);
+        let database_url = vars.get("DATABASE_URL").filter(|u| !u.trim().is_empty());
+        let max_connections = match vars.get("DATABASE_MAX_CONNECTIONS") {
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!("DATABASE_MAX_CONNECTIONS={v:?}: expected a positive integer")
+                })?,
+            None => 8,
+        };
+        if !use_sqlite {
+            return match database_url {
+                Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    Ok(DbSettings {
+                        kind: DbKind::Postgres,
+                        url,
+                        sqlite_path: None,
+                        max_connections,
+                    })
+                }
+                Some(_) => Err("DATABASE_URL must be a postgres:// or postgresql:// URL".into()),
+                None => Err("USE_SQLITE_LOG=false needs DATABASE_URL (a PostgreSQL URL)".into()),
+            };
+        }
+        let path = vars
+            .get("SQLITE_DB_PATH")
+            .or_else(|| vars.get("OPENROUTER_SQLITE_DB"))
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string());
+        let path = PathBuf::from(path);
+        Ok(DbSettings {
+            kind: DbKind::Sqlite,
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            sqlite_path: Some(path),
+            max_connections,
+        })
+    }
+
+    /// A description safe to log: the SQLite path, or PostgreSQL's host and database only.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            DbKind::Sqlite => format!(
+                "sqlite {}",
+                self.sqlite_path
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+            DbKind::Postgres => match url::Url::parse(&self.url) {
+                Ok(u) => format!(
+                    "postgres {}:{}{}",
+                    u.host_str().unwrap_or("?"),
+                    u.port().unwrap_or(5432),
+                    u.path()
+                ),
+                Err(_) => "postgres".into(),
+            },
+        }
+    }
+}
+
+/// A connection pool plus which database it talks to.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub kind: DbKind,
+}
+
+impl Store {
+    pub async fn connect(settings: &DbSettings) -> Result<Store, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = &settings.sqlite_path {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let options = AnyConnectOptions::from_str(&settings.url)?;
+        let kind = settings.kind;
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        // WAL lets readers (admin views, `switchyard logs`) run beside the writer;
+                        // busy_timeout rides out the writer's short locks instead of failing.
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA busy_timeout=5000").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool, kind })
+    }
+
+    /// Apply every pending migration (embedded in the binary). Safe to run concurrently from
+    /// several replicas: sqlx takes a lock on PostgreSQL.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("src/store/migrations").run(&self.pool).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sqlite_is_the_default_and_paths_can_be_overridden() {
+        let s = DbSettings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(s.kind, DbKind::Sqlite);
+        assert_eq!(
+            s.sqlite_path.as_deref(),
+            Some(Path::new(DEFAULT_SQLITE_PATH))
+        );
+        let s = DbSettings::from_vars(&vars(&[("OPENROUTER_SQLITE_DB", "/tmp/x.db")])).unwrap();
+        assert_eq!(s.sqlite_path.as_deref(), Some(Path::new("/tmp/x.db")));
+        let s = DbSettings::from_vars(&vars(&[
+            ("SQLITE_DB_PATH", "/tmp/a.db"),
+            ("OPENROUTER_SQLITE_DB", "/tmp/b.db"),
+        ]))
+        .unwrap();
+        assert_eq!(s.sqlite_path.as_deref(), Some(Path::new("/tmp/a.db")));
+    }
+
+    #[test]
+    fn postgres_needs_use_sqlite_log_false_and_a_url() {
+        let s = DbSettings::from_vars(&vars(&[("DATABASE_URL", "postgres://u:pw@db:5432/app")]))
+            .unwrap();
+        assert_eq!(s.kind, DbKind::Sqlite, "USE_SQLITE_LOG defaults to true");
+        let s = DbSettings::from_vars(&vars(&[
+            ("USE_SQLITE_LOG", "false"),
+            ("DATABASE_URL", "postgres://u:pw@db:5432/app"),
+        ]))
+        .unwrap();
+        assert_eq!(s.kind, DbKind::Postgres);
+        assert!(!s.describe().contains("pw"));
+        assert!(DbSettings::from_vars(&vars(&[("USE_SQLITE_LOG", "false")])).is_err());
+    }
+
+    #[actix_rt::test]
+    async fn sqlite_store_connects_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/logs.db");
+        let settings =
+            DbSettings::from_vars(&vars(&[("SQLITE_DB_PATH", path.to_str().unwrap())])).unwrap();
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM switchyard_meta")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(path.exists());
+    }
+}

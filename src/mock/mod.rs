@@ -109,6 +109,9 @@ pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Re
         .workers(workers)
         .backlog(4096)
         .disable_signals()
+        // A client that hangs up must end its stream even while the body is stalled (hang, long
+        // pauses); with half-closed connections allowed actix would only notice at the next write.
+        .h1_allow_half_closed(false)
         .shutdown_timeout(1)
         .on_connect(reset::remember_socket)
         .listen(listener)?

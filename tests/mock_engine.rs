@@ -1513,3 +1513,76 @@ async fn video_sync_holds_then_answers_with_mp4() {
     assert!(body["error"]["message"].is_string());
     assert_eq!(mock.stats().await["video_submits"], 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// library API (in-process, as the router's own tests use it)
+
+#[actix_rt::test]
+async fn library_api_in_process() {
+    use switchyard::mock::{self, Health, MockSettings};
+    let settings = MockSettings {
+        chunks: 2,
+        ..MockSettings::default()
+    };
+    let server = mock::start("127.0.0.1", 0, settings).await.unwrap();
+    let base = server.url();
+    assert_eq!(base, format!("http://127.0.0.1:{}", server.addr.port()));
+
+    let (status, body) = post(&format!("{base}/v1/chat/completions"), &chat_body(false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["choices"][0]["message"]["content"], "word0 word1 ");
+
+    server.patch_settings(json!({"health": "loading"})).unwrap();
+    assert_eq!(server.settings().health, Health::Loading);
+    assert_eq!(get_json(&format!("{base}/health")).await.0, 503);
+    assert!(server
+        .patch_settings(json!({"bogus": 1}))
+        .unwrap_err()
+        .contains("bogus"));
+
+    let stats = server.stats();
+    assert_eq!(stats.requests_total, 2);
+    assert_eq!(stats.last_request.unwrap().path, "/v1/chat/completions");
+
+    server.set_settings(MockSettings::default());
+    assert_eq!(get_json(&format!("{base}/health")).await.0, 200);
+    server.reset_stats();
+    assert_eq!(server.stats().requests_total, 0);
+
+    server.stop().await;
+    let after = client().get(format!("{base}/health")).send().await;
+    assert!(after.is_err(), "server still answering after stop");
+}
+
+/// Rough throughput of the mock alone (client and server share this machine's cores).
+/// `cargo test --release --test mock_engine -- --ignored --nocapture throughput`
+#[actix_rt::test]
+#[ignore = "load smoke test; run in release with --ignored --nocapture"]
+async fn throughput_smoke() {
+    let mock = Mock::start(&[]);
+    for stream in [false, true] {
+        let url = mock.url("/v1/chat/completions");
+        let body = chat_body(stream);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let client = client();
+        let tasks = (0..32).map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let mut resp = client.post(&url).send_json(&body).await.unwrap();
+                    let bytes = resp.body().await.unwrap();
+                    assert!(!bytes.is_empty());
+                    done += 1;
+                }
+                done
+            }
+        });
+        let total: u64 = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .sum();
+        eprintln!("stream={stream}: {} req/s", total / 3);
+        assert!(total > 0);
+    }
+}

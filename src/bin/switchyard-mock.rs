@@ -24,7 +24,7 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// Number of independent servers.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     count: u16,
     /// A JSON object of settings (see docs/mock-engine.md).
     #[arg(long)]

@@ -91,7 +91,12 @@ fn spawn(args: &[&str], count: usize) -> (Child, Vec<String>, BufReader<ChildStd
         let url = line
             .trim()
             .strip_prefix(LISTEN_PREFIX)
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .unwrap_or_else(|| {
+                // An empty line means the process exited without starting. With a
+                // CARGO_TARGET_DIR shared between checkouts, another checkout's build may
+                // have replaced target/debug/switchyard-mock with its own version.
+                panic!("expected the listening line, got {line:?}")
+            })
             .to_owned();
         urls.push(url);
     }

@@ -4,6 +4,7 @@
 //! parse to learn the port. Logs go to stderr and are off unless `RUST_LOG` is set.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
@@ -161,7 +162,17 @@ impl Cli {
 }
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard-mock: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     tracing_subscriber::fmt()

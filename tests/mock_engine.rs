@@ -312,6 +312,9 @@ async fn chat_rejects_bad_input_with_openai_errors() {
     let (status, body) = get_json(&mock.url("/no/such/path")).await;
     assert_eq!(status, 404);
     assert!(body["error"]["message"].is_string());
+    let (status, body) = get_json(&url).await;
+    assert_eq!(status, 405, "GET on a POST path");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
 }
 
 #[actix_rt::test]

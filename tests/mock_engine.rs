@@ -366,22 +366,20 @@ async fn sse_framing_and_chunk_spacing() {
     assert_eq!(events[7].json()["usage"]["completion_tokens"], 5);
     assert_eq!(events[8].data, "[DONE]");
 
-    // Relayed as produced: 4 gaps of 100 ms, so ≥ 400 ms from first to last content chunk
-    // (a little slack for clock granularity), and no bunching at the end.
-    let span = content[4].at - content[0].at;
+    // Relayed as produced: the last content chunk is produced ≥ 400 ms after the first (4 gaps
+    // of 100 ms), and the chunks arrive spread out rather than bunched at the end. The bounds
+    // leave room for a client that is itself late to read on a loaded machine.
+    let at: Vec<Duration> = content.iter().map(|e| e.at).collect();
+    assert!(at[4] >= Duration::from_millis(400), "{at:?}");
     assert!(
-        span >= Duration::from_millis(380),
-        "content chunks spread over {span:?}"
+        at[4] - at[0] >= Duration::from_millis(300),
+        "content chunks bunched: {at:?}"
     );
-    let spread_gaps = content
+    let spread_gaps = at
         .windows(2)
-        .filter(|w| w[1].at - w[0].at >= Duration::from_millis(50))
+        .filter(|w| w[1] - w[0] >= Duration::from_millis(40))
         .count();
-    assert!(
-        spread_gaps >= 3,
-        "chunks arrived bunched: {:?}",
-        content.iter().map(|e| e.at).collect::<Vec<_>>()
-    );
+    assert!(spread_gaps >= 2, "chunks arrived bunched: {at:?}");
 
     let stats = mock.stats().await;
     assert_eq!(stats["streams_started"], 1);
@@ -397,8 +395,12 @@ async fn ttft_delays_the_first_content_chunk_not_the_headers() {
     let role = &events[0];
     let first_content = events.iter().find(|e| e.is_content()).unwrap();
     assert!(
-        first_content.at - role.at >= Duration::from_millis(350),
+        first_content.at >= Duration::from_millis(400),
         "ttft not applied"
+    );
+    assert!(
+        first_content.at - role.at >= Duration::from_millis(200),
+        "the role chunk should come at once, before the TTFT wait"
     );
 }
 
@@ -735,7 +737,7 @@ async fn slow_drip_and_mid_stream_hang_spread_a_json_body() {
     assert!(pieces > 5, "body arrived in {pieces} pieces");
     assert!(start.elapsed() >= Duration::from_millis(100));
 
-    mock.patch(json!({"slow_drip_ms": 0, "hang": "mid_stream", "hang_ms": 400}))
+    mock.patch(json!({"slow_drip_ms": 0, "hang": "mid_stream", "hang_ms": 1500}))
         .await;
     let start = Instant::now();
     let mut resp = client()
@@ -747,10 +749,10 @@ async fn slow_drip_and_mid_stream_hang_spread_a_json_body() {
     let body = resp.body().await.unwrap();
     assert!(serde_json::from_slice::<Value>(&body).is_ok());
     assert!(
-        headers_at < Duration::from_millis(300),
+        headers_at < Duration::from_millis(1000),
         "headers waited {headers_at:?}"
     );
-    assert!(start.elapsed() >= Duration::from_millis(390));
+    assert!(start.elapsed() >= Duration::from_millis(1490));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,7 +873,7 @@ async fn control_api_patch_put_and_reset() {
 
 #[actix_rt::test]
 async fn count_starts_independent_servers() {
-    let (mut child, urls, _stdout) = spawn(&["--count", "3"], 3);
+    let (mut child, urls, _stdout) = spawn(&["--count", "3", "--workers", "2"], 3);
     assert_eq!(urls.len(), 3);
     let mut ports: Vec<_> = urls
         .iter()

@@ -4,6 +4,7 @@
 //! parse to learn the port. Logs go to stderr and are off unless `RUST_LOG` is set.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
@@ -24,7 +25,7 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// Number of independent servers.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     count: u16,
     /// A JSON object of settings (see docs/mock-engine.md).
     #[arg(long)]
@@ -161,7 +162,17 @@ impl Cli {
 }
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard-mock: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     tracing_subscriber::fmt()

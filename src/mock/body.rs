@@ -35,6 +35,9 @@ enum Step {
 #[derive(Default)]
 pub struct Plan {
     steps: VecDeque<Step>,
+    /// Bytes not yet separated by a pause; joined once when the run ends (linear, not quadratic).
+    pending: Vec<Bytes>,
+    pending_chunks: u64,
 }
 
 impl Plan {
@@ -43,31 +46,45 @@ impl Plan {
     }
 
     pub fn data(&mut self, bytes: impl Into<Bytes>, chunks: u64) {
-        let bytes = bytes.into();
-        if let Some(Step::Data {
-            bytes: last,
-            chunks: n,
-        }) = self.steps.back_mut()
-        {
-            // One write instead of many when nothing separates them in time.
-            let mut joined = BytesMut::with_capacity(last.len() + bytes.len());
-            joined.extend_from_slice(last);
-            joined.extend_from_slice(&bytes);
-            *last = joined.freeze();
-            *n += chunks;
-            return;
-        }
-        self.steps.push_back(Step::Data { bytes, chunks });
+        self.pending.push(bytes.into());
+        self.pending_chunks += chunks;
     }
 
     pub fn pause_ms(&mut self, ms: u64) {
         if ms > 0 {
+            self.flush();
             self.steps.push_back(Step::Pause(Duration::from_millis(ms)));
         }
     }
 
     pub fn die(&mut self) {
+        self.flush();
         self.steps.push_back(Step::Die);
+    }
+
+    /// Turns the pending run of bytes into one write.
+    fn flush(&mut self) {
+        let bytes = match self.pending.len() {
+            0 => return,
+            1 => self.pending.remove(0),
+            _ => {
+                let len = self.pending.iter().map(Bytes::len).sum();
+                let mut joined = BytesMut::with_capacity(len);
+                for piece in self.pending.drain(..) {
+                    joined.extend_from_slice(&piece);
+                }
+                joined.freeze()
+            }
+        };
+        self.steps.push_back(Step::Data {
+            bytes,
+            chunks: std::mem::take(&mut self.pending_chunks),
+        });
+    }
+
+    fn into_steps(mut self) -> VecDeque<Step> {
+        self.flush();
+        self.steps
     }
 
     /// Splits `body` into pieces of `piece` bytes with `gap_ms` between them.
@@ -173,7 +190,7 @@ pub struct PacedBody {
 impl PacedBody {
     pub fn new(plan: Plan, tracker: Tracker) -> Self {
         Self {
-            steps: plan.steps,
+            steps: plan.into_steps(),
             sleep: None,
             tracker,
             die_flushed: false,
@@ -232,8 +249,8 @@ impl Stream for PacedBody {
 mod tests {
     use super::*;
 
-    fn kinds(plan: &Plan) -> Vec<&'static str> {
-        plan.steps
+    fn kinds(steps: &VecDeque<Step>) -> Vec<&'static str> {
+        steps
             .iter()
             .map(|s| match s {
                 Step::Data { .. } => "data",
@@ -252,8 +269,9 @@ mod tests {
         plan.pause_ms(5);
         plan.data(Bytes::from_static(b"c"), 0);
         plan.die();
-        assert_eq!(kinds(&plan), ["data", "pause", "data", "die"]);
-        match &plan.steps[0] {
+        let steps = plan.into_steps();
+        assert_eq!(kinds(&steps), ["data", "pause", "data", "die"]);
+        match &steps[0] {
             Step::Data { bytes, chunks } => {
                 assert_eq!(&bytes[..], b"ab");
                 assert_eq!(*chunks, 2);
@@ -265,6 +283,26 @@ mod tests {
     #[test]
     fn drip_splits_into_pieces() {
         let plan = Plan::drip(Bytes::from_static(b"0123456789"), 4, 1);
-        assert_eq!(kinds(&plan), ["data", "pause", "data", "pause", "data"]);
+        assert_eq!(
+            kinds(&plan.into_steps()),
+            ["data", "pause", "data", "pause", "data"]
+        );
+    }
+
+    #[test]
+    fn a_long_run_is_joined_once() {
+        let mut plan = Plan::new();
+        for _ in 0..100_000 {
+            plan.data(Bytes::from_static(b"data: {}\n\n"), 1);
+        }
+        let steps = plan.into_steps();
+        assert_eq!(steps.len(), 1);
+        match &steps[0] {
+            Step::Data { bytes, chunks } => {
+                assert_eq!(bytes.len(), 1_000_000);
+                assert_eq!(*chunks, 100_000);
+            }
+            _ => unreachable!(),
+        }
     }
 }

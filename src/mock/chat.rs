@@ -130,7 +130,10 @@ async fn non_streaming(
 ) -> HttpResponse {
     // A real engine takes as long to generate a reply whether or not it streams it.
     if reply.words > 0 {
-        sleep_ms(s.ttft_ms + s.chunk_interval_ms * u64::from(reply.words - 1)).await;
+        let rest = s
+            .chunk_interval_ms
+            .saturating_mul(u64::from(reply.words - 1));
+        sleep_ms(s.ttft_ms.saturating_add(rest)).await;
     }
     let body = json!({
         "id": reply.id,

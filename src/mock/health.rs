@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::errors::{json_response, not_found};
+use super::errors::{json_response, not_found, openai_error};
 use super::settings::Health;
 use super::state::MockState;
 use super::util::unix_now;
@@ -66,4 +66,16 @@ pub async fn models(state: web::Data<MockState>) -> HttpResponse {
 pub async fn unknown(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
     state.count(req.path());
     not_found(format!("Unknown path {} {}", req.method(), req.path()))
+}
+
+/// A known path with the wrong method.
+pub async fn wrong_method(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
+    state.count(req.path());
+    openai_error(
+        405,
+        format!("Method {} is not allowed on {}", req.method(), req.path()),
+        "invalid_request_error",
+        None,
+        Some("method_not_allowed"),
+    )
 }

@@ -1,5 +1,7 @@
 //! `POST /v1/images/generations` and the files it links to (`GET /_mock/files/{id}.png`).
 
+use std::sync::OnceLock;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -76,7 +78,7 @@ fn respond(request: &JsonRequest, state: &web::Data<MockState>) -> Result<HttpRe
             if as_url {
                 json!({"url": issue_url(state)})
             } else {
-                json!({"b64_json": base64_encode(PNG)})
+                json!({"b64_json": png_base64()})
             }
         })
         .collect();
@@ -87,6 +89,12 @@ fn respond(request: &JsonRequest, state: &web::Data<MockState>) -> Result<HttpRe
         "application/json",
         Bytes::from(body.to_string()),
     ))
+}
+
+/// The PNG in base64, encoded once.
+fn png_base64() -> &'static str {
+    static ENCODED: OnceLock<String> = OnceLock::new();
+    ENCODED.get_or_init(|| base64_encode(PNG))
 }
 
 fn issue_url(state: &MockState) -> String {

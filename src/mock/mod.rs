@@ -109,6 +109,9 @@ pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Re
         .workers(workers)
         .backlog(4096)
         .disable_signals()
+        // A client that hangs up must end its stream even while the body is stalled (hang, long
+        // pauses); with half-closed connections allowed actix would only notice at the next write.
+        .h1_allow_half_closed(false)
         .shutdown_timeout(1)
         .on_connect(reset::remember_socket)
         .listen(listener)?
@@ -122,39 +125,43 @@ pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Re
     })
 }
 
+/// A path whose other methods get an OpenAI-shaped 405 instead of actix's empty one.
+fn at(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(health::wrong_method))
+}
+
 fn routes(cfg: &mut web::ServiceConfig) {
+    let get = web::get;
+    let post = web::post;
     cfg
         // health and discovery
-        .route("/health", web::get().to(health::health))
-        .route("/v1/health", web::get().to(health::health))
-        .route("/readyz", web::get().to(health::health))
-        .route("/healthz", web::get().to(health::health))
-        .route("/api/version", web::get().to(health::ollama_version))
-        .route("/", web::get().to(health::ollama_root))
-        .route("/v1/models", web::get().to(health::models))
+        .service(at("/health").route(get().to(health::health)))
+        .service(at("/v1/health").route(get().to(health::health)))
+        .service(at("/readyz").route(get().to(health::health)))
+        .service(at("/healthz").route(get().to(health::health)))
+        .service(at("/api/version").route(get().to(health::ollama_version)))
+        .service(at("/").route(get().to(health::ollama_root)))
+        .service(at("/v1/models").route(get().to(health::models)))
         // inference
-        .route(chat::ROUTE, web::post().to(chat::completions))
-        .route(embeddings::ROUTE, web::post().to(embeddings::create))
-        .route(audio::ROUTE, web::post().to(audio::speech))
-        .route(
-            transcribe::TRANSCRIPTIONS,
-            web::post().to(transcribe::transcriptions),
-        )
-        .route(
-            transcribe::TRANSLATIONS,
-            web::post().to(transcribe::translations),
-        )
-        .route(images::ROUTE, web::post().to(images::generations))
-        .route(video::ROUTE, web::post().to(video::submit))
-        .route(video::JOB_ROUTE, web::get().to(video::poll))
-        .route(video::CONTENT_ROUTE, web::get().to(video::content))
-        .route(video::CANCEL_ROUTE, web::post().to(video::cancel))
-        .route(images::FILES_ROUTE, web::get().to(images::file))
+        .service(at(chat::ROUTE).route(post().to(chat::completions)))
+        .service(at(embeddings::ROUTE).route(post().to(embeddings::create)))
+        .service(at(audio::ROUTE).route(post().to(audio::speech)))
+        .service(at(transcribe::TRANSCRIPTIONS).route(post().to(transcribe::transcriptions)))
+        .service(at(transcribe::TRANSLATIONS).route(post().to(transcribe::translations)))
+        .service(at(images::ROUTE).route(post().to(images::generations)))
+        .service(at(video::ROUTE).route(post().to(video::submit)))
+        .service(at(video::JOB_ROUTE).route(get().to(video::poll)))
+        .service(at(video::CONTENT_ROUTE).route(get().to(video::content)))
+        .service(at(video::CANCEL_ROUTE).route(post().to(video::cancel)))
+        .service(at(images::FILES_ROUTE).route(get().to(images::file)))
         // control
-        .route("/_mock/config", web::get().to(control::get_config))
-        .route("/_mock/config", web::patch().to(control::patch_config))
-        .route("/_mock/config", web::put().to(control::patch_config))
-        .route("/_mock/stats", web::get().to(control::stats))
-        .route("/_mock/reset", web::post().to(control::reset))
+        .service(
+            at("/_mock/config")
+                .route(get().to(control::get_config))
+                .route(web::patch().to(control::patch_config))
+                .route(web::put().to(control::patch_config)),
+        )
+        .service(at("/_mock/stats").route(get().to(control::stats)))
+        .service(at("/_mock/reset").route(post().to(control::reset)))
         .default_service(web::to(health::unknown));
 }

@@ -90,7 +90,7 @@ impl Phase {
 
 impl VideoJob {
     fn run_ms(&self) -> u64 {
-        u64::from(self.steps) * self.step_ms
+        u64::from(self.steps).saturating_mul(self.step_ms)
     }
 
     fn phase(&self, now: Instant) -> Phase {
@@ -115,9 +115,11 @@ impl VideoJob {
 
     fn to_json(&self, phase: Phase, style: VideoStatusStyle, base_url: &str) -> Value {
         let path = format!("{ROUTE}/{}", self.id);
-        let started_at =
-            (!matches!(phase, Phase::Queued)).then(|| self.created_at + self.queue_ms / 1000);
-        let finished_at = self.created_at + (self.queue_ms + self.run_ms()) / 1000;
+        let started_at = (!matches!(phase, Phase::Queued))
+            .then(|| self.created_at.saturating_add(self.queue_ms / 1000));
+        let finished_at = self
+            .created_at
+            .saturating_add(self.queue_ms.saturating_add(self.run_ms()) / 1000);
         let error = match (phase, style) {
             (Phase::Failed, VideoStatusStyle::Openrouter) => json!("mock video generation failed"),
             (Phase::Failed, _) => {

@@ -67,6 +67,12 @@ pub struct RequestRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error: Option<String>,
+    /// Seconds of audio produced (speech) or transcribed (transcriptions, translations).
+    pub audio_seconds: Option<f64>,
+    /// Images generated.
+    pub images: Option<u32>,
+    /// Seconds of video generated (written by the video job runner on completion).
+    pub video_seconds: Option<f64>,
 }
 
 /// Where finished records go (logs now; the accounting layer adds storage and metrics).
@@ -91,6 +97,9 @@ impl RecordSink for LogSink {
             prompt_tokens = r.usage.map(|u| u.prompt_tokens),
             completion_tokens = r.usage.map(|u| u.completion_tokens),
             attempts = r.attempts,
+            audio_seconds = r.audio_seconds,
+            images = r.images,
+            video_seconds = r.video_seconds,
             "request finished"
         );
     }
@@ -123,6 +132,9 @@ impl RequestCtx {
                 attempts: 0,
                 stream: false,
                 error: None,
+                audio_seconds: None,
+                images: None,
+                video_seconds: None,
             },
             started: Instant::now(),
             sink,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Upstream connections per worker (0 = unlimited).
     pub max_upstream_connections: usize,
+    /// Audio uploads and video jobs.
+    pub media: crate::media::MediaSettings,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             circuit: CircuitSettings::default(),
             workers: None,
             max_upstream_connections: 0,
+            media: crate::media::MediaSettings::default(),
         }
     }
 }
@@ -91,6 +94,10 @@ impl Settings {
         }
         if let Some(v) = num("MAX_UPSTREAM_CONNECTIONS", 0.0) {
             s.max_upstream_connections = v as usize;
+        }
+        match crate::media::MediaSettings::from_vars(vars) {
+            Ok(media) => s.media = media,
+            Err(e) => errors.extend(e),
         }
         if errors.is_empty() {
             Ok(s)

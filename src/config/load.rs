@@ -9,7 +9,10 @@ use serde_yaml::Value;
 use super::env::{substitute_tree, VarSource};
 use super::raw::{RawModel, RawPricing, RawRoute};
 use super::routing::RoutingFile;
-use super::{ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret};
+use super::{
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
+    VideoRouteOptions,
+};
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
 
 /// Where to read from and how to resolve `${VAR}`s.
@@ -343,6 +346,7 @@ fn build_model(
                 max_in_flight: None,
                 health_path: None,
                 auth_header: None,
+                video: Default::default(),
                 unknown: Default::default(),
             });
         } else {
@@ -469,6 +473,12 @@ fn build_model(
             errors.push(place.at(&field("name"), format!("route name {name:?} is used twice")));
         }
         let route_pricing = pricing_of(place, &field("pricing"), r.pricing.as_ref(), out);
+        let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
+            for (f, message) in problems {
+                errors.push(place.at(&field(f), message));
+            }
+            VideoRouteOptions::default()
+        });
         routes.push(RouteDef {
             name,
             kind_name,
@@ -483,6 +493,7 @@ fn build_model(
             limits,
             health_path: r.health_path,
             disabled_reason,
+            video,
         });
     }
     // Unnamed routes that share a kind get `kind#index` so each name is unique.

@@ -7,6 +7,7 @@ mod lenient;
 mod load;
 mod raw;
 mod routing;
+mod video;
 
 use std::fmt;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 pub use env::{substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
 pub use routing::{select_route, RoutingFile, WeightOverrides};
+pub use video::{VideoMode, VideoRouteOptions};
 
 /// What a model does, which decides the endpoint that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -260,6 +262,8 @@ pub struct RouteDef {
     pub health_path: Option<String>,
     /// Why this route can never be chosen, when it can't (missing env var, OFFLOAD).
     pub disabled_reason: Option<String>,
+    /// How a video backend answers and where its job paths are.
+    pub video: VideoRouteOptions,
 }
 
 impl RouteDef {

@@ -93,6 +93,9 @@ pub struct RawRoute {
     pub health_path: Option<String>,
     /// Header to carry the key: `authorization` (Bearer, default) or `api-key`.
     pub auth_header: Option<String>,
+    /// Video backends: `video_mode` and `video_*_path` (docs/configuration.md).
+    #[serde(flatten)]
+    pub video: super::video::RawVideoRoute,
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml::Value>,
 }

@@ -13,7 +13,7 @@ pub use backend::{BackendActor, Outcome, ProbeSettings};
 pub use circuit::CircuitState;
 pub use endpoint::{CircuitSettings, Endpoint, EndpointSnapshot, Health};
 pub use lease::Lease;
-pub use router::{Acquire, ActorFactory, ApplyRegistry, GetTable, RouterActor};
+pub use router::{Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor};
 pub use table::{CapacityReason, EndpointHandle, ModelEntry, RouteError, RouteTable};
 
 use actix::{Actor, Addr, Arbiter};

@@ -25,6 +25,16 @@ pub struct Acquire {
     pub exclude: Vec<usize>,
 }
 
+/// Ask for a lease on one named route of `model` (see [`RouteTable::acquire_route`]): video
+/// job polls and downloads go back to the backend that holds the job.
+#[derive(Message)]
+#[rtype(result = "Result<Lease, RouteError>")]
+pub struct AcquireRoute {
+    pub model: String,
+    pub op: ApiOp,
+    pub route: String,
+}
+
 /// The current table, for read-only views (`/v1/models`, `/health`, admin).
 #[derive(Message)]
 #[rtype(result = "Arc<RouteTable>")]
@@ -96,6 +106,14 @@ impl Handler<Acquire> for RouterActor {
     fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
         self.table
             .acquire(&msg.model, msg.op, msg.est_tokens, &msg.exclude)
+    }
+}
+
+impl Handler<AcquireRoute> for RouterActor {
+    type Result = Result<Lease, RouteError>;
+
+    fn handle(&mut self, msg: AcquireRoute, _ctx: &mut Self::Context) -> Self::Result {
+        self.table.acquire_route(&msg.model, msg.op, &msg.route, 1)
     }
 }
 

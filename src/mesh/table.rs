@@ -261,6 +261,52 @@ impl RouteTable {
     }
 }
 
+impl RouteTable {
+    /// A lease on the route named `route_name`, whatever its weight: follow-up calls on a
+    /// backend's job (polls, downloads, cancels) must reach the backend that holds the job, and a
+    /// route drained to weight 0 still finishes the jobs it has. A route that is gone or disabled
+    /// gives `Exhausted`.
+    pub fn acquire_route(
+        &self,
+        name: &str,
+        op: ApiOp,
+        route_name: &str,
+        est_tokens: u64,
+    ) -> Result<Lease, RouteError> {
+        let entry = self
+            .resolve(name)
+            .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
+        let def = &entry.def;
+        let exhausted = || RouteError::Exhausted {
+            model: def.id.clone(),
+        };
+        let j = def
+            .routes
+            .iter()
+            .position(|r| r.name == route_name && r.kind.serves(op))
+            .ok_or_else(exhausted)?;
+        let handle = entry.endpoints[j].as_ref().ok_or_else(exhausted)?;
+        match handle.endpoint.try_acquire(est_tokens, Instant::now()) {
+            Ok(permit) => Ok(Lease::new(
+                def.clone(),
+                j,
+                handle.endpoint.clone(),
+                handle.actor.clone(),
+                permit,
+                est_tokens,
+            )),
+            Err(refusal) => {
+                let (reason, retry_after) = classify(&[refusal]);
+                Err(RouteError::NoCapacity {
+                    model: def.id.clone(),
+                    reason,
+                    retry_after,
+                })
+            }
+        }
+    }
+}
+
 fn weighted_pick(candidates: &[(usize, f64)]) -> usize {
     let total: f64 = candidates.iter().map(|(_, w)| w).sum();
     let mut point = fastrand::f64() * total;

@@ -5,8 +5,11 @@ pub mod chat;
 pub mod embeddings;
 pub mod error;
 pub mod health;
+pub mod images;
 pub mod models;
 pub mod request_id;
+pub mod speech;
+pub mod transcriptions;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -27,6 +30,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope(prefix)
                 .service(post("/chat/completions", chat::chat_completions))
                 .service(post("/embeddings", embeddings::embeddings))
+                .service(post("/audio/speech", speech::speech))
+                .service(post(
+                    "/audio/transcriptions",
+                    transcriptions::transcriptions,
+                ))
+                .service(post("/audio/translations", transcriptions::translations))
+                .service(post("/images/generations", images::generations))
                 .service(
                     web::resource("/models")
                         .route(web::get().to(models::list_models))

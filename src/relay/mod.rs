@@ -1,11 +1,14 @@
 //! Forwarding to backends: the outbound client, one upstream call, retry/fallback, and the
 //! streaming relays.
 
+pub mod bytes_stream;
 pub mod chat_stream;
 pub mod client;
 pub mod fallback;
 pub mod json;
+pub mod multipart;
 pub mod sse;
+pub mod upload;
 pub mod upstream;
 
 pub use fallback::{with_fallback, Attempt, RetryPolicy};

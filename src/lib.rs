@@ -12,6 +12,7 @@
 //! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
+//! - [`jobs`]: durable video generation jobs: their table, the runner actor, webhooks.
 //! - [`media`]: settings of audio uploads and video jobs.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
@@ -20,6 +21,7 @@ pub mod catalogue;
 pub mod config;
 pub mod demo;
 pub mod engines;
+pub mod jobs;
 pub mod media;
 pub mod mesh;
 pub mod mock;

@@ -32,6 +32,7 @@ pub async fn serve(
     }
     let mesh = Mesh::start(&registry, probe, settings.circuit);
     let sink: Arc<dyn RecordSink> = Arc::new(LogSink);
+    let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, opts.port)?);
     let workers = settings.workers;
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
@@ -41,6 +42,7 @@ pub async fn serve(
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(client))
+            .app_data(jobs.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 crate::api::error::ApiError::bad_request(
                     format!("Invalid query string: {err}"),
@@ -61,6 +63,29 @@ pub async fn serve(
     }
     let _ = std::io::stdout().flush();
     server.run().await
+}
+
+/// Prepare the upload spool and start the video job runner (which resumes unfinished jobs).
+fn start_media(
+    settings: &Settings,
+    store: &crate::store::Store,
+    mesh: &Mesh,
+    sink: &Arc<dyn RecordSink>,
+    port: u16,
+) -> std::io::Result<crate::jobs::Jobs> {
+    let spool = &settings.media.upload.spool_dir;
+    std::fs::create_dir_all(spool).map_err(|e| {
+        std::io::Error::other(format!("upload spool directory {}: {e}", spool.display()))
+    })?;
+    crate::jobs::start(crate::jobs::RunnerConfig {
+        store: crate::jobs::JobStore::new(store.pool.clone()),
+        router: mesh.router.clone(),
+        settings: settings.media.video.clone(),
+        timeouts: settings.timeouts,
+        retry: settings.retry,
+        sink: sink.clone(),
+        port,
+    })
 }
 
 /// Connect to the configured database and apply migrations; refuse to start without it, since

@@ -10,6 +10,7 @@ pub mod models;
 pub mod request_id;
 pub mod speech;
 pub mod transcriptions;
+pub mod video;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -37,6 +38,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 ))
                 .service(post("/audio/translations", transcriptions::translations))
                 .service(post("/images/generations", images::generations))
+                .service(
+                    web::resource("/video/generations")
+                        .route(web::post().to(video::create))
+                        .route(web::get().to(video::list))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/video/generations/{id}")
+                        .route(web::get().to(video::get))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/video/generations/{id}/content")
+                        .route(web::get().to(video::content))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(post("/video/generations/{id}/cancel", video::cancel))
                 .service(
                     web::resource("/models")
                         .route(web::get().to(models::list_models))

@@ -1,0 +1,820 @@
+//! One video job's life with its backend.
+//!
+//! 1. **Submit** on a lease from the Router (weighted choice, fallback to other routes, waiting
+//!    while every backend is busy, rate limited or loading). The answer decides the mode: JSON
+//!    with an `id` is an asynchronous job; `video/*` or other binary is the video itself
+//!    (a synchronous backend, whose call the lease covers until the last byte is stored).
+//! 2. **Poll** an asynchronous job on its route with a growing interval, mapping the vendor's
+//!    status, and **download** the content when it is done. Each poll and the download take a
+//!    lease of their own, so rate limits and in-flight caps hold; nothing holds a lease while
+//!    waiting between polls.
+//!
+//! Every write is conditional on the job still being unfinished, so a cancel that lands first
+//! wins. A call whose row shows a submission in flight but no backend job id (the router died
+//! during a synchronous call, or before it stored an async job's id) is sent once more; a second
+//! interruption fails the job.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tracing::{debug, info, warn};
+
+use super::content::save;
+use super::runner::Shared;
+use super::store::{JobRow, StoredContent};
+use super::{now_ms, JobStatus};
+use crate::api::error::ApiError;
+use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
+use crate::engines::ApiOp;
+use crate::mesh::{Acquire, AcquireRoute, Lease, Outcome, RouteError};
+use crate::record::RequestCtx;
+use crate::relay::upstream::{classify, read_body, request, BodyStream, CallError, Forwarded};
+
+/// Largest JSON answer (job objects) read from a video backend.
+const MAX_JOB_JSON: usize = 1024 * 1024;
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Db<T> = Result<T, sqlx::Error>;
+
+/// Run a job until it is finished (or this runner is stopped).
+pub async fn drive(shared: Rc<Shared>, id: String) {
+    if let Err(e) = drive_job(&shared, &id).await {
+        // The job keeps its claim and is picked up again by a later maintenance pass.
+        warn!(job = %id, error = %e, "video job interrupted by a database error");
+    }
+}
+
+async fn drive_job(sh: &Shared, id: &str) -> Db<()> {
+    let Some(job) = sh.store.get(id).await? else {
+        return Ok(());
+    };
+    if job.status.is_terminal() {
+        return Ok(());
+    }
+    if job.backend_job_id.is_none() {
+        if job.submitted_at.is_some() {
+            if job.resubmitted >= 1 {
+                fail(
+                    sh,
+                    &job,
+                    "interrupted",
+                    "The router stopped twice while the backend was generating this video; it was not sent again.",
+                )
+                .await?;
+                return Ok(());
+            }
+            info!(job = %id, "resubmitting a video job whose backend call was interrupted");
+            sh.store.mark_resubmitted(id, now_ms()).await?;
+        }
+        if !submit(sh, &job).await? {
+            return Ok(());
+        }
+    }
+    let Some(job) = sh.store.get(id).await? else {
+        return Ok(());
+    };
+    if job.status.is_terminal() {
+        return Ok(());
+    }
+    poll(sh, &job).await
+}
+
+/// What a submission came to.
+enum Submitted {
+    /// An asynchronous backend job to poll.
+    Async { backend_id: String, answer: Value },
+    /// The video itself, stored.
+    Video(StoredContent),
+    /// Another route may do better.
+    Retry { code: String, message: String },
+    /// The request itself was refused, or the backend's answer makes no sense.
+    Fatal { code: String, message: String },
+}
+
+/// Submit the job; `Ok(true)` when there is an asynchronous backend job to poll.
+async fn submit(sh: &Shared, job: &JobRow) -> Db<bool> {
+    let deadline = job.created_at + sh.settings.queue_timeout.as_millis() as i64;
+    let mut body: Map<String, Value> = match serde_json::from_str(&job.request_json) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            fail(
+                sh,
+                job,
+                "invalid_request",
+                "The stored request is not a JSON object.",
+            )
+            .await?;
+            return Ok(false);
+        }
+    };
+    // The router's own business: the backend must not call the client back itself.
+    body.remove("callback_url");
+    let mut exclude: Vec<usize> = Vec::new();
+    let mut last_error: Option<(String, String)> = None;
+    let mut attempts = 0u32;
+    loop {
+        if !still_unfinished(sh, &job.id).await? {
+            return Ok(false);
+        }
+        let acquired = sh
+            .router
+            .send(Acquire {
+                model: job.model.clone(),
+                op: ApiOp::Video,
+                est_tokens: 1,
+                exclude: exclude.clone(),
+            })
+            .await;
+        let lease = match acquired {
+            // The router is gone: the system is stopping. The job resumes at the next start.
+            Err(_) => return Ok(false),
+            Ok(Ok(lease)) => lease,
+            Ok(Err(RouteError::NoCapacity { retry_after, .. })) => {
+                if now_ms() > deadline {
+                    fail(
+                        sh,
+                        job,
+                        "no_capacity",
+                        "No backend could take this job before the queue timeout.",
+                    )
+                    .await?;
+                    return Ok(false);
+                }
+                actix_rt::time::sleep(
+                    retry_after.clamp(Duration::from_millis(100), Duration::from_secs(30)),
+                )
+                .await;
+                continue;
+            }
+            Ok(Err(RouteError::Exhausted { .. })) => {
+                let (code, message) = last_error.unwrap_or_else(|| {
+                    (
+                        "upstream_error".into(),
+                        "Every route of the model failed.".into(),
+                    )
+                });
+                fail(sh, job, &code, &message).await?;
+                return Ok(false);
+            }
+            Ok(Err(other)) => {
+                let e = ApiError::from(other);
+                let code = e.code.clone().unwrap_or_else(|| "model_unavailable".into());
+                fail(sh, job, &code, &e.message).await?;
+                return Ok(false);
+            }
+        };
+        attempts += 1;
+        let route = lease.route().clone();
+        let sync_declared = route.video.mode == VideoMode::Sync;
+        if !sh
+            .store
+            .mark_submitted(&job.id, &route.name, sync_declared, now_ms())
+            .await?
+        {
+            return Ok(false);
+        }
+        let mut sent = body.clone();
+        sent.insert(
+            "model".into(),
+            Value::String(route.provider_model_id.clone()),
+        );
+        let route_index = lease.route_index();
+        match call_submit(sh, lease, &route, &sent, job).await {
+            Submitted::Async { backend_id, answer } => {
+                if !sh
+                    .store
+                    .mark_async(&job.id, &route.name, &backend_id, now_ms())
+                    .await?
+                {
+                    // Canceled while the submission was in flight: cancel the backend's job too.
+                    cancel_backend_job(sh, &job.model, &route.name, &backend_id).await;
+                    return Ok(false);
+                }
+                info!(job = %job.id, route = %route.name, backend_job = %backend_id, "video job accepted by an asynchronous backend");
+                apply_progress(sh, &job.id, &answer).await?;
+                return Ok(true);
+            }
+            Submitted::Video(content) => {
+                complete(sh, job, &route.name, content, "sync").await?;
+                return Ok(false);
+            }
+            Submitted::Fatal { code, message } => {
+                fail(sh, job, &code, &message).await?;
+                return Ok(false);
+            }
+            Submitted::Retry { code, message } => {
+                debug!(job = %job.id, route = %route.name, %message, "video submission failed; trying another route");
+                exclude.push(route_index);
+                last_error = Some((code, message));
+                if attempts >= sh.retry.max_attempts.max(1) {
+                    let (code, message) = last_error.unwrap_or_default();
+                    fail(sh, job, &code, &message).await?;
+                    return Ok(false);
+                }
+                actix_rt::time::sleep(Duration::from_millis(100 * u64::from(attempts))).await;
+            }
+        }
+    }
+}
+
+async fn call_submit(
+    sh: &Shared,
+    mut lease: Lease,
+    route: &RouteDef,
+    body: &Map<String, Value>,
+    job: &JobRow,
+) -> Submitted {
+    let fwd = forwarded(job);
+    // A synchronous backend answers only when the video is done: the whole generation is the
+    // time to the response headers.
+    let req = request(
+        &sh.client,
+        actix_web::http::Method::POST,
+        &lease,
+        &route.video.submit_path,
+        &fwd,
+        sh.settings.sync_timeout,
+    )
+    .content_type("application/json");
+    let sent = req
+        .send_body(Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+        .await;
+    let mut upstream = match classify(&lease, sent).await {
+        Ok(u) => u,
+        Err(CallError::Retryable { outcome, error }) => {
+            lease.finish(outcome);
+            return Submitted::Retry {
+                code: error.code.unwrap_or_else(|| "upstream_error".into()),
+                message: error.message,
+            };
+        }
+        Err(CallError::Fatal { outcome, error }) => {
+            lease.finish(outcome);
+            return Submitted::Fatal {
+                code: error.code.unwrap_or_else(|| "invalid_request".into()),
+                message: format!("The backend refused the job: {}", error.message),
+            };
+        }
+    };
+    let content_type = header_text(&upstream.headers, "content-type")
+        .unwrap_or("application/octet-stream")
+        .to_ascii_lowercase();
+    let is_json = content_type.starts_with("application/json") || content_type.contains("+json");
+    let fatal = |lease: &mut Lease, message: String| {
+        lease.finish(Outcome::Failure);
+        Submitted::Fatal {
+            code: "upstream_invalid_response".into(),
+            message,
+        }
+    };
+    match (route.video.mode, is_json) {
+        (VideoMode::Sync, true) => {
+            return fatal(
+                &mut lease,
+                "The backend answered JSON, but its route is declared `video_mode: sync`.".into(),
+            )
+        }
+        (VideoMode::Async, false) => {
+            return fatal(
+                &mut lease,
+                format!("The backend answered `{content_type}`, but its route is declared `video_mode: async`."),
+            )
+        }
+        _ => {}
+    }
+    if is_json {
+        let answer = match read_json(&mut upstream.body, sh).await {
+            Ok(v) => v,
+            Err(message) => {
+                lease.finish(Outcome::Failure);
+                return Submitted::Retry {
+                    code: "upstream_invalid_response".into(),
+                    message,
+                };
+            }
+        };
+        return match backend_job_id(&answer) {
+            Some(backend_id) => {
+                lease.finish(Outcome::Success);
+                Submitted::Async { backend_id, answer }
+            }
+            None => fatal(
+                &mut lease,
+                "The backend answered JSON without a job id (`id`).".into(),
+            ),
+        };
+    }
+    let stored = save(
+        &sh.settings,
+        &job.id,
+        &mut upstream.body,
+        &content_type,
+        sh.timeouts.idle,
+    )
+    .await;
+    match stored {
+        Ok(content) => {
+            lease.finish(Outcome::Success);
+            Submitted::Video(content)
+        }
+        Err(message) => {
+            lease.finish(Outcome::Failure);
+            Submitted::Retry {
+                code: "upstream_error".into(),
+                message,
+            }
+        }
+    }
+}
+
+/// Poll an asynchronous backend job until it ends, then download its video.
+async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
+    let (Some(backend_id), Some(route_name)) = (&job.backend_job_id, &job.route_name) else {
+        fail(
+            sh,
+            job,
+            "internal_error",
+            "The job has no backend job to follow.",
+        )
+        .await?;
+        return Ok(());
+    };
+    let mut interval = sh.settings.poll_interval;
+    loop {
+        actix_rt::time::sleep(interval).await;
+        interval = interval.mul_f64(1.5).min(sh.settings.poll_max_interval);
+        if !still_unfinished(sh, &job.id).await? {
+            return Ok(());
+        }
+        let Some(lease) = route_lease(sh, job, route_name).await? else {
+            return Ok(());
+        };
+        let path = VideoRouteOptions::fill(&lease.route().video.poll_path, backend_id);
+        let answer = match get_json(sh, lease, &path, job).await {
+            Reply::Ok(v) => v,
+            Reply::Busy => continue,
+            Reply::Gone => {
+                fail(
+                    sh,
+                    job,
+                    "backend_job_lost",
+                    &format!("The backend no longer knows job `{backend_id}`."),
+                )
+                .await?;
+                return Ok(());
+            }
+            Reply::Error(message) => {
+                if poll_failed(sh, job, &message).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let status = answer
+            .get("status")
+            .and_then(Value::as_str)
+            .and_then(JobStatus::from_vendor);
+        match status {
+            Some(JobStatus::Completed) => match download(sh, job, route_name, backend_id).await? {
+                Downloaded::Stored(content) => {
+                    complete(sh, job, route_name, content, "async").await?;
+                    return Ok(());
+                }
+                Downloaded::NotYet => {}
+                Downloaded::Failed(message) => {
+                    if poll_failed(sh, job, &message).await? {
+                        return Ok(());
+                    }
+                }
+                Downloaded::Stop => return Ok(()),
+            },
+            Some(JobStatus::Failed) => {
+                let (code, message) = backend_error(&answer);
+                fail(sh, job, &code, &message).await?;
+                return Ok(());
+            }
+            Some(JobStatus::Canceled) => {
+                finish(
+                    sh,
+                    job,
+                    JobStatus::Canceled,
+                    "canceled_by_backend",
+                    "The backend canceled the job.",
+                )
+                .await?;
+                return Ok(());
+            }
+            Some(JobStatus::Expired) => {
+                fail(
+                    sh,
+                    job,
+                    "backend_expired",
+                    "The backend expired the job before its video was fetched.",
+                )
+                .await?;
+                return Ok(());
+            }
+            Some(JobStatus::Queued | JobStatus::InProgress) => {
+                apply_progress(sh, &job.id, &answer).await?;
+            }
+            None => {
+                debug!(job = %job.id, answer = %answer, "video backend answered an unknown status")
+            }
+        }
+    }
+}
+
+/// Count a failed poll; `Ok(true)` when that was one too many and the job is failed.
+async fn poll_failed(sh: &Shared, job: &JobRow, message: &str) -> Db<bool> {
+    let failures = sh.store.count_poll_failure(&job.id, now_ms()).await?;
+    debug!(job = %job.id, failures, %message, "video poll failed");
+    if failures >= i64::from(sh.settings.max_poll_failures) {
+        fail(sh, job, "upstream_unreachable", message).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+enum Downloaded {
+    Stored(StoredContent),
+    /// The backend says the content is not ready yet (409): poll again.
+    NotYet,
+    Failed(String),
+    /// The route is gone or the router is stopping.
+    Stop,
+}
+
+async fn download(sh: &Shared, job: &JobRow, route_name: &str, backend_id: &str) -> Db<Downloaded> {
+    let Some(mut lease) = route_lease(sh, job, route_name).await? else {
+        return Ok(Downloaded::Stop);
+    };
+    let path = VideoRouteOptions::fill(&lease.route().video.content_path, backend_id);
+    let fwd = forwarded(job);
+    let req = request(
+        &sh.client,
+        actix_web::http::Method::GET,
+        &lease,
+        &path,
+        &fwd,
+        sh.timeouts.headers,
+    );
+    let sent = req.send().await;
+    if let Ok(resp) = &sent {
+        if resp.status().as_u16() == 409 {
+            lease.finish(Outcome::ClientError);
+            return Ok(Downloaded::NotYet);
+        }
+    }
+    let mut upstream = match classify(&lease, sent).await {
+        Ok(u) => u,
+        Err(e) => {
+            lease.finish(e.outcome());
+            let message = match e {
+                CallError::Retryable { error, .. } | CallError::Fatal { error, .. } => {
+                    error.message
+                }
+            };
+            return Ok(Downloaded::Failed(message));
+        }
+    };
+    let content_type = header_text(&upstream.headers, "content-type")
+        .unwrap_or("video/mp4")
+        .to_ascii_lowercase();
+    match save(
+        &sh.settings,
+        &job.id,
+        &mut upstream.body,
+        &content_type,
+        sh.timeouts.idle,
+    )
+    .await
+    {
+        Ok(content) => {
+            lease.finish(Outcome::Success);
+            Ok(Downloaded::Stored(content))
+        }
+        Err(message) => {
+            lease.finish(Outcome::Failure);
+            Ok(Downloaded::Failed(message))
+        }
+    }
+}
+
+/// A lease on the route holding the job, waiting out capacity limits; `None` when the route
+/// is gone (the job is failed) or the router is stopping.
+async fn route_lease(sh: &Shared, job: &JobRow, route_name: &str) -> Db<Option<Lease>> {
+    loop {
+        let acquired = sh
+            .router
+            .send(AcquireRoute {
+                model: job.model.clone(),
+                op: ApiOp::Video,
+                route: route_name.to_string(),
+            })
+            .await;
+        match acquired {
+            Err(_) => return Ok(None),
+            Ok(Ok(lease)) => return Ok(Some(lease)),
+            Ok(Err(RouteError::NoCapacity { retry_after, .. })) => {
+                actix_rt::time::sleep(
+                    retry_after.clamp(Duration::from_millis(100), Duration::from_secs(30)),
+                )
+                .await;
+                if !still_unfinished(sh, &job.id).await? {
+                    return Ok(None);
+                }
+            }
+            Ok(Err(_)) => {
+                fail(
+                    sh,
+                    job,
+                    "route_unavailable",
+                    &format!("Route `{route_name}` of model `{}`, which holds this job, is no longer configured.", job.model),
+                )
+                .await?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+enum Reply {
+    Ok(Value),
+    /// The backend is rate limiting: not a failure of the job.
+    Busy,
+    /// 404: the backend does not know the job.
+    Gone,
+    Error(String),
+}
+
+async fn get_json(sh: &Shared, mut lease: Lease, path: &str, job: &JobRow) -> Reply {
+    let fwd = forwarded(job);
+    let req = request(
+        &sh.client,
+        actix_web::http::Method::GET,
+        &lease,
+        path,
+        &fwd,
+        sh.timeouts.headers,
+    );
+    let sent = req.send().await;
+    if let Ok(resp) = &sent {
+        if resp.status().as_u16() == 404 {
+            lease.finish(Outcome::ClientError);
+            return Reply::Gone;
+        }
+    }
+    let mut upstream = match classify(&lease, sent).await {
+        Ok(u) => u,
+        Err(e) => {
+            let outcome = e.outcome();
+            lease.finish(outcome);
+            if matches!(outcome, Outcome::RateLimited { .. }) {
+                return Reply::Busy;
+            }
+            return match e {
+                CallError::Retryable { error, .. } | CallError::Fatal { error, .. } => {
+                    Reply::Error(error.message)
+                }
+            };
+        }
+    };
+    match read_json(&mut upstream.body, sh).await {
+        Ok(v) => {
+            lease.finish(Outcome::Success);
+            Reply::Ok(v)
+        }
+        Err(message) => {
+            lease.finish(Outcome::Failure);
+            Reply::Error(message)
+        }
+    }
+}
+
+async fn read_json(body: &mut BodyStream, sh: &Shared) -> Result<Value, String> {
+    let bytes = read_body(body, MAX_JOB_JSON, sh.timeouts.idle)
+        .await
+        .map_err(|e| e.message)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err("The video backend answered something that is not a JSON object.".into()),
+    }
+}
+
+/// Ask the backend to cancel its job (best effort: the job is canceled for the client anyway).
+pub async fn cancel_on_backend(sh: &Shared, job: &JobRow) {
+    if let (Some(backend_id), Some(route)) = (&job.backend_job_id, &job.route_name) {
+        cancel_backend_job(sh, &job.model, route, backend_id).await;
+    }
+}
+
+async fn cancel_backend_job(sh: &Shared, model: &str, route_name: &str, backend_id: &str) {
+    let acquired = sh
+        .router
+        .send(AcquireRoute {
+            model: model.to_string(),
+            op: ApiOp::Video,
+            route: route_name.to_string(),
+        })
+        .await;
+    let Ok(Ok(mut lease)) = acquired else {
+        debug!(backend_job = %backend_id, "no lease to cancel the backend's job");
+        return;
+    };
+    let path = VideoRouteOptions::fill(&lease.route().video.cancel_path, backend_id);
+    let req = request(
+        &sh.client,
+        actix_web::http::Method::POST,
+        &lease,
+        &path,
+        &Forwarded::default(),
+        CANCEL_TIMEOUT,
+    );
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => lease.finish(Outcome::Success),
+        Ok(resp) => {
+            debug!(backend_job = %backend_id, status = resp.status().as_u16(), "backend did not cancel its job");
+            lease.finish(Outcome::ClientError);
+        }
+        Err(e) => {
+            debug!(backend_job = %backend_id, error = %e, "could not reach the backend to cancel");
+            lease.finish(Outcome::Failure);
+        }
+    }
+}
+
+/// Record the backend's progress; its queued/in-progress status only ever moves forward.
+async fn apply_progress(sh: &Shared, id: &str, answer: &Value) -> Db<()> {
+    let Some(job) = sh.store.get(id).await? else {
+        return Ok(());
+    };
+    let reported = answer
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(JobStatus::from_vendor)
+        .unwrap_or(job.status);
+    let status = match (job.status, reported) {
+        (JobStatus::InProgress, _) | (_, JobStatus::InProgress) => JobStatus::InProgress,
+        _ => JobStatus::Queued,
+    };
+    let progress = answer
+        .get("progress")
+        .and_then(Value::as_f64)
+        .map_or(job.progress, |p| p.clamp(0.0, 100.0) as i64)
+        .max(job.progress);
+    let seconds = match answer.get("seconds").or_else(|| answer.get("duration")) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    if status != job.status
+        || progress != job.progress
+        || (job.seconds.is_none() && seconds.is_some())
+    {
+        sh.store
+            .set_progress(id, status, progress, seconds.as_deref(), now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
+async fn still_unfinished(sh: &Shared, id: &str) -> Db<bool> {
+    Ok(sh
+        .store
+        .get(id)
+        .await?
+        .is_some_and(|j| !j.status.is_terminal()))
+}
+
+async fn complete(
+    sh: &Shared,
+    job: &JobRow,
+    route: &str,
+    content: StoredContent,
+    mode: &str,
+) -> Db<()> {
+    let now = now_ms();
+    let expires_at = now + sh.settings.retention.as_millis() as i64;
+    if !sh
+        .store
+        .complete(&job.id, &content, mode, expires_at, now)
+        .await?
+    {
+        // Canceled meanwhile: the video is not wanted.
+        super::content::remove(&sh.settings.storage_dir, &content.path).await;
+        return Ok(());
+    }
+    info!(job = %job.id, route, bytes = content.bytes, mode, "video job completed");
+    let seconds = sh
+        .store
+        .get(&job.id)
+        .await?
+        .and_then(|j| j.seconds)
+        .and_then(|s| s.trim().parse::<f64>().ok());
+    let mut ctx = job_record(sh, job, route);
+    ctx.record.video_seconds = seconds;
+    ctx.complete(200, "success");
+    Ok(())
+}
+
+async fn fail(sh: &Shared, job: &JobRow, code: &str, message: &str) -> Db<()> {
+    finish(sh, job, JobStatus::Failed, code, message).await
+}
+
+async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, message: &str) -> Db<()> {
+    if !sh
+        .store
+        .finish_unsuccessfully(&job.id, status, code, message, now_ms())
+        .await?
+    {
+        return Ok(());
+    }
+    info!(job = %job.id, status = status.as_str(), code, %message, "video job ended");
+    let route = job.route_name.clone().unwrap_or_default();
+    let mut ctx = job_record(sh, job, &route);
+    ctx.record.error = Some(message.to_string());
+    ctx.complete(502, "error");
+    Ok(())
+}
+
+/// The record a finished job leaves (its id as request id), carrying the video seconds that
+/// are priced; the create request left its own record (202) when it was accepted.
+fn job_record(sh: &Shared, job: &JobRow, route: &str) -> RequestCtx {
+    let mut ctx = RequestCtx::new(job.id.clone(), ApiOp::Video, sh.sink.clone());
+    ctx.record.model = Some(job.model.clone());
+    ctx.record.model_type = Some(ModelType::Video);
+    ctx.record.route = (!route.is_empty()).then(|| route.to_string());
+    ctx
+}
+
+fn forwarded(job: &JobRow) -> Forwarded {
+    Forwarded {
+        request_id: job.request_id.clone().unwrap_or_else(|| job.id.clone()),
+        attribution: Vec::new(),
+    }
+}
+
+fn header_text<'a>(headers: &'a actix_web::http::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The job id in a submission answer: `id`, or fal's `request_id`, or `job_id`.
+fn backend_job_id(answer: &Value) -> Option<String> {
+    ["id", "request_id", "job_id"]
+        .iter()
+        .find_map(|key| match answer.get(*key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
+/// `(code, message)` from a failed job's `error` (a string or `{code, message}`).
+fn backend_error(answer: &Value) -> (String, String) {
+    match answer.get("error") {
+        Some(Value::String(s)) => ("generation_failed".into(), s.clone()),
+        Some(Value::Object(o)) => (
+            o.get("code")
+                .map(|c| match c {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "generation_failed".into()),
+            o.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("The backend failed to generate the video.")
+                .to_string(),
+        ),
+        _ => (
+            "generation_failed".into(),
+            "The backend failed to generate the video.".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_ids_and_errors_in_vendor_shapes() {
+        assert_eq!(backend_job_id(&json!({"id": "a"})).as_deref(), Some("a"));
+        assert_eq!(
+            backend_job_id(&json!({"request_id": "r"})).as_deref(),
+            Some("r")
+        );
+        assert_eq!(backend_job_id(&json!({"id": 42})).as_deref(), Some("42"));
+        assert_eq!(backend_job_id(&json!({"data": []})), None);
+        assert_eq!(
+            backend_error(&json!({"error": "boom"})),
+            ("generation_failed".into(), "boom".into())
+        );
+        assert_eq!(
+            backend_error(&json!({"error": {"code": "nsfw", "message": "refused"}})),
+            ("nsfw".into(), "refused".into())
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! `JobRunner`: the actor that owns all work on video jobs. One future per active job
+//! ([`super::drive::drive`]) runs in the actor's context, so a cancel stops it by dropping it,
+//! which drops its lease and closes the backend connection. A timer renews this runner's claims,
+//! expires videos past their retention, and picks up jobs nobody is working on: on start this
+//! resumes every job a previous run left unfinished.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tracing::{debug, info, warn};
+
+use super::store::JobStore;
+use super::{now_ms, JobStatus};
+use crate::media::VideoSettings;
+use crate::mesh::RouterActor;
+use crate::record::RecordSink;
+use crate::relay::{RetryPolicy, Timeouts};
+
+const TICK: Duration = Duration::from_millis(500);
+const PICKUP_EVERY: Duration = Duration::from_secs(5);
+
+/// A job row was inserted by this router: start it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobCreated(pub String);
+
+/// A handler marked the job canceled: stop its work and tell the backend.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobCanceled(pub String);
+
+/// What every job future shares. Built in the runner's thread (the awc client is `!Send`).
+pub struct Shared {
+    pub store: JobStore,
+    pub router: Addr<RouterActor>,
+    pub client: awc::Client,
+    pub settings: Arc<VideoSettings>,
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+    pub sink: Arc<dyn RecordSink>,
+    pub owner: String,
+}
+
+/// The `Send` parts of [`Shared`], moved into the runner's arbiter.
+pub struct SharedParts {
+    store: JobStore,
+    router: Addr<RouterActor>,
+    settings: Arc<VideoSettings>,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    sink: Arc<dyn RecordSink>,
+    owner: String,
+}
+
+impl Shared {
+    pub fn parts(
+        store: JobStore,
+        router: Addr<RouterActor>,
+        settings: Arc<VideoSettings>,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        sink: Arc<dyn RecordSink>,
+        owner: String,
+    ) -> SharedParts {
+        SharedParts {
+            store,
+            router,
+            settings,
+            timeouts,
+            retry,
+            sink,
+            owner,
+        }
+    }
+
+    pub fn claim_until(&self) -> i64 {
+        now_ms() + self.settings.claim.as_millis() as i64
+    }
+}
+
+pub struct JobRunner {
+    shared: Rc<Shared>,
+    active: HashMap<String, SpawnHandle>,
+    webhooks: HashSet<String>,
+    maintenance_running: bool,
+    last_pickup: Option<Instant>,
+    last_renewal: Instant,
+}
+
+impl JobRunner {
+    pub fn new(parts: SharedParts) -> JobRunner {
+        // No redirects, like the relay client: a webhook receiver or backend that redirects
+        // should not be followed to another host.
+        let client = crate::relay::client::build(Duration::from_secs(10), 0);
+        JobRunner {
+            shared: Rc::new(Shared {
+                store: parts.store,
+                router: parts.router,
+                client,
+                settings: parts.settings,
+                timeouts: parts.timeouts,
+                retry: parts.retry,
+                sink: parts.sink,
+                owner: parts.owner,
+            }),
+            active: HashMap::new(),
+            webhooks: HashSet::new(),
+            maintenance_running: false,
+            last_pickup: None,
+            last_renewal: Instant::now(),
+        }
+    }
+
+    fn start_job(&mut self, id: String, ctx: &mut Context<Self>) {
+        if self.active.contains_key(&id) {
+            return;
+        }
+        let done_id = id.clone();
+        let work = super::drive::drive(self.shared.clone(), id.clone())
+            .into_actor(self)
+            .map(move |_, act: &mut JobRunner, ctx| {
+                act.active.remove(&done_id);
+                act.send_webhook(done_id, ctx);
+            });
+        let handle = ctx.spawn(work);
+        self.active.insert(id, handle);
+    }
+
+    fn send_webhook(&mut self, id: String, ctx: &mut Context<Self>) {
+        if !self.webhooks.insert(id.clone()) {
+            return;
+        }
+        let work = super::webhook::deliver(self.shared.clone(), id.clone())
+            .into_actor(self)
+            .map(move |_, act: &mut JobRunner, _| {
+                act.webhooks.remove(&id);
+            });
+        ctx.spawn(work);
+    }
+
+    /// Renew claims, expire old videos, and (every few seconds) take up jobs nobody works on.
+    fn maintain(&mut self, ctx: &mut Context<Self>) {
+        if self.maintenance_running {
+            return;
+        }
+        self.maintenance_running = true;
+        let renew = self.last_renewal.elapsed() >= self.shared.settings.claim / 3;
+        if renew {
+            self.last_renewal = Instant::now();
+        }
+        let pickup = self
+            .last_pickup
+            .is_none_or(|at| at.elapsed() >= PICKUP_EVERY);
+        if pickup {
+            self.last_pickup = Some(Instant::now());
+        }
+        let shared = self.shared.clone();
+        let work = async move {
+            if renew {
+                if let Err(e) = shared
+                    .store
+                    .renew_claims(&shared.owner, shared.claim_until())
+                    .await
+                {
+                    warn!(error = %e, "could not renew video job claims");
+                }
+            }
+            let expired = expire_due(&shared).await;
+            let claimed = if pickup {
+                claim_orphans(&shared).await
+            } else {
+                Vec::new()
+            };
+            (expired, claimed)
+        }
+        .into_actor(self)
+        .map(|(expired, claimed), act: &mut JobRunner, ctx| {
+            act.maintenance_running = false;
+            for id in expired {
+                act.send_webhook(id, ctx);
+            }
+            for (id, unfinished) in claimed {
+                if unfinished {
+                    act.start_job(id, ctx);
+                } else {
+                    act.send_webhook(id, ctx);
+                }
+            }
+        });
+        ctx.spawn(work);
+    }
+}
+
+/// Expire completed jobs past their retention and delete their files; returns the ids this
+/// runner expired (their webhooks are due).
+async fn expire_due(shared: &Shared) -> Vec<String> {
+    let now = now_ms();
+    let due = match shared.store.due_for_expiry(now).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %e, "could not look for expired videos");
+            return Vec::new();
+        }
+    };
+    let mut expired = Vec::new();
+    for job in due {
+        match shared.store.mark_expired(&job.id, now).await {
+            Ok(true) => {
+                if let Some(name) = &job.content_path {
+                    super::content::remove(&shared.settings.storage_dir, name).await;
+                }
+                info!(job = %job.id, "video expired");
+                expired.push(job.id);
+            }
+            Ok(false) => {}
+            Err(e) => warn!(job = %job.id, error = %e, "could not expire video"),
+        }
+    }
+    expired
+}
+
+/// Claim jobs that need work and that no live runner holds: `(id, unfinished)`.
+async fn claim_orphans(shared: &Shared) -> Vec<(String, bool)> {
+    let now = now_ms();
+    let rows = match shared.store.claimable(&shared.owner, now).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %e, "could not look for video jobs to resume");
+            return Vec::new();
+        }
+    };
+    let mut claimed = Vec::new();
+    for job in rows {
+        match shared
+            .store
+            .claim(&job.id, &shared.owner, shared.claim_until(), now)
+            .await
+        {
+            Ok(true) => claimed.push((job.id, !job.status.is_terminal())),
+            Ok(false) => debug!(job = %job.id, "claimed by another runner meanwhile"),
+            Err(e) => warn!(job = %job.id, error = %e, "could not claim video job"),
+        }
+    }
+    claimed
+}
+
+impl Actor for JobRunner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(owner = %self.shared.owner, "video job runner started");
+        // The first maintenance pass resumes whatever a previous run left unfinished.
+        self.maintain(ctx);
+        ctx.run_interval(TICK, |act, ctx| act.maintain(ctx));
+    }
+}
+
+impl Handler<JobCreated> for JobRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobCreated, ctx: &mut Self::Context) {
+        self.start_job(msg.0, ctx);
+    }
+}
+
+impl Handler<JobCanceled> for JobRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobCanceled, ctx: &mut Self::Context) {
+        let id = msg.0;
+        if let Some(handle) = self.active.remove(&id) {
+            // Dropping the job's future drops its lease and any backend call in flight.
+            ctx.cancel_future(handle);
+        }
+        let shared = self.shared.clone();
+        let for_webhook = id.clone();
+        let work = async move {
+            if let Ok(Some(job)) = shared.store.get(&id).await {
+                if job.status == JobStatus::Canceled {
+                    super::drive::cancel_on_backend(&shared, &job).await;
+                }
+            }
+        }
+        .into_actor(self)
+        .map(move |_, act: &mut JobRunner, ctx| act.send_webhook(for_webhook, ctx));
+        ctx.spawn(work);
+    }
+}

@@ -1,0 +1,503 @@
+//! The `video_jobs` table. Every state change is a conditional UPDATE (`… AND status IN
+//! (unfinished)`), so a cancel from a handler and a completion from the runner cannot
+//! overwrite each other: whichever lands first wins, the other affects no row.
+//!
+//! Claims (`lease_owner`, `lease_until`) say which router's runner works on a job; a runner
+//! renews its claims while it lives, and a job whose claim ran out may be taken by another
+//! runner (another replica, or this router after a restart under a new identity).
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::JobStatus;
+
+const COLUMNS: &str =
+    "id, model, status, progress, prompt, seconds, size, request_json, request_id, \
+    idempotency_key, route_name, mode, backend_job_id, submitted_at, resubmitted, poll_failures, \
+    error_code, error_message, created_at, started_at, completed_at, expires_at, updated_at, \
+    content_path, content_type, content_bytes, callback_url, webhook_status, webhook_attempts, \
+    lease_owner, lease_until";
+
+const UNFINISHED: &str = "status IN ('queued', 'in_progress')";
+
+/// One job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub model: String,
+    pub status: JobStatus,
+    pub progress: i64,
+    pub prompt: String,
+    pub seconds: Option<String>,
+    pub size: Option<String>,
+    /// The client's request body, sent again on resubmission.
+    pub request_json: String,
+    pub request_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub route_name: Option<String>,
+    /// `async` or `sync`, once the backend's answer told.
+    pub mode: Option<String>,
+    pub backend_job_id: Option<String>,
+    /// Set when a submission call starts; with no backend job id it means a call was running.
+    pub submitted_at: Option<i64>,
+    pub resubmitted: i64,
+    pub poll_failures: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub updated_at: i64,
+    pub content_path: Option<String>,
+    pub content_type: Option<String>,
+    pub content_bytes: Option<i64>,
+    pub callback_url: Option<String>,
+    /// `pending`, `delivered` or `failed`; `None` when there is no webhook to send.
+    pub webhook_status: Option<String>,
+    pub webhook_attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+}
+
+impl JobRow {
+    fn from_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        Ok(JobRow {
+            id: row.try_get("id")?,
+            model: row.try_get("model")?,
+            status: JobStatus::parse(&status).unwrap_or(JobStatus::Failed),
+            progress: row.try_get("progress")?,
+            prompt: row.try_get("prompt")?,
+            seconds: row.try_get("seconds")?,
+            size: row.try_get("size")?,
+            request_json: row.try_get("request_json")?,
+            request_id: row.try_get("request_id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            route_name: row.try_get("route_name")?,
+            mode: row.try_get("mode")?,
+            backend_job_id: row.try_get("backend_job_id")?,
+            submitted_at: row.try_get("submitted_at")?,
+            resubmitted: row.try_get("resubmitted")?,
+            poll_failures: row.try_get("poll_failures")?,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            completed_at: row.try_get("completed_at")?,
+            expires_at: row.try_get("expires_at")?,
+            updated_at: row.try_get("updated_at")?,
+            content_path: row.try_get("content_path")?,
+            content_type: row.try_get("content_type")?,
+            content_bytes: row.try_get("content_bytes")?,
+            callback_url: row.try_get("callback_url")?,
+            webhook_status: row.try_get("webhook_status")?,
+            webhook_attempts: row.try_get("webhook_attempts")?,
+            lease_owner: row.try_get("lease_owner")?,
+            lease_until: row.try_get("lease_until")?,
+        })
+    }
+}
+
+/// What a new job starts with.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub model: String,
+    pub prompt: String,
+    pub seconds: Option<String>,
+    pub size: Option<String>,
+    pub request_json: String,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub callback_url: Option<String>,
+    pub owner: String,
+    pub lease_until: i64,
+    pub now: i64,
+}
+
+pub enum Inserted {
+    New(JobRow),
+    /// A job with the same idempotency key exists: the client is retrying its create.
+    Existing(JobRow),
+}
+
+pub enum Canceled {
+    Now(JobRow),
+    AlreadyFinished(JobRow),
+    NotFound,
+}
+
+/// Where a completed video is.
+#[derive(Debug, Clone)]
+pub struct StoredContent {
+    pub path: String,
+    pub content_type: String,
+    pub bytes: i64,
+}
+
+#[derive(Clone)]
+pub struct JobStore {
+    pool: AnyPool,
+}
+
+impl JobStore {
+    pub fn new(pool: AnyPool) -> JobStore {
+        JobStore { pool }
+    }
+
+    pub async fn insert(&self, job: &NewJob) -> Result<Inserted, sqlx::Error> {
+        if let Some(key) = &job.idempotency_key {
+            if let Some(existing) = self.by_idempotency_key(key).await? {
+                return Ok(Inserted::Existing(existing));
+            }
+        }
+        let result = sqlx::query(
+            "INSERT INTO video_jobs (id, model, status, progress, prompt, seconds, size, request_json, \
+             request_id, idempotency_key, callback_url, created_at, updated_at, lease_owner, lease_until) \
+             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
+        )
+        .bind(&job.id)
+        .bind(&job.model)
+        .bind(&job.prompt)
+        .bind(&job.seconds)
+        .bind(&job.size)
+        .bind(&job.request_json)
+        .bind(&job.request_id)
+        .bind(&job.idempotency_key)
+        .bind(&job.callback_url)
+        .bind(job.now)
+        .bind(&job.owner)
+        .bind(job.lease_until)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => {}
+            // Two creates with one key raced: the unique index let one through.
+            Err(e) if job.idempotency_key.is_some() => {
+                if let Some(key) = &job.idempotency_key {
+                    if let Some(existing) = self.by_idempotency_key(key).await? {
+                        return Ok(Inserted::Existing(existing));
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+        let row = self
+            .get(&job.id)
+            .await?
+            .ok_or_else(|| sqlx::Error::RowNotFound)?;
+        Ok(Inserted::New(row))
+    }
+
+    async fn by_idempotency_key(&self, key: &str) -> Result<Option<JobRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM video_jobs WHERE idempotency_key = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(JobRow::from_row).transpose()
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM video_jobs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(JobRow::from_row).transpose()
+    }
+
+    /// Up to `limit` jobs after the cursor `after` (an id), newest first unless `ascending`.
+    /// Ids are time-ordered (UUIDv7), so id order is creation order.
+    pub async fn list(
+        &self,
+        limit: u32,
+        after: Option<&str>,
+        ascending: bool,
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        let (cmp, dir) = if ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let rows = match after {
+            Some(cursor) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM video_jobs WHERE id {cmp} $1 ORDER BY id {dir} LIMIT $2"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(cursor)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM video_jobs ORDER BY id {dir} LIMIT $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(JobRow::from_row).collect()
+    }
+
+    /// Cancel an unfinished job; a webhook becomes due when the job has a callback.
+    pub async fn cancel(&self, id: &str, now: i64) -> Result<Canceled, sqlx::Error> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE video_jobs SET status = 'canceled', updated_at = $2, \
+             webhook_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END \
+             WHERE id = $1 AND {UNFINISHED}"
+        )))
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(match (done, self.get(id).await?) {
+            (_, None) => Canceled::NotFound,
+            (0, Some(row)) => Canceled::AlreadyFinished(row),
+            (_, Some(row)) => Canceled::Now(row),
+        })
+    }
+
+    /// A submission call is starting on `route`.
+    pub async fn mark_submitted(
+        &self,
+        id: &str,
+        route: &str,
+        in_progress: bool,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let status = if in_progress { "in_progress" } else { "queued" };
+        self.update(
+            "SET route_name = $2, submitted_at = $3, status = $4, \
+             started_at = CASE WHEN $4 = 'in_progress' THEN $3 ELSE started_at END, updated_at = $3",
+            id,
+            |q| q.bind(route.to_string()).bind(now).bind(status.to_string()),
+        )
+        .await
+    }
+
+    /// The previous run died during a submission; this run sends it once more.
+    pub async fn mark_resubmitted(&self, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+        self.update(
+            "SET resubmitted = resubmitted + 1, submitted_at = NULL, updated_at = $2",
+            id,
+            |q| q.bind(now),
+        )
+        .await
+    }
+
+    /// The backend accepted the job asynchronously under `backend_id`.
+    pub async fn mark_async(
+        &self,
+        id: &str,
+        route: &str,
+        backend_id: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.update(
+            "SET route_name = $2, backend_job_id = $3, mode = 'async', updated_at = $4",
+            id,
+            |q| {
+                q.bind(route.to_string())
+                    .bind(backend_id.to_string())
+                    .bind(now)
+            },
+        )
+        .await
+    }
+
+    pub async fn set_progress(
+        &self,
+        id: &str,
+        status: JobStatus,
+        progress: i64,
+        seconds: Option<&str>,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.update(
+            "SET status = $2, progress = $3, poll_failures = 0, \
+             seconds = COALESCE(seconds, $4), \
+             started_at = CASE WHEN $2 = 'in_progress' AND started_at IS NULL THEN $5 ELSE started_at END, \
+             updated_at = $5",
+            id,
+            |q| {
+                q.bind(status.as_str().to_string())
+                    .bind(progress)
+                    .bind(seconds.map(str::to_string))
+                    .bind(now)
+            },
+        )
+        .await
+    }
+
+    pub async fn count_poll_failure(&self, id: &str, now: i64) -> Result<i64, sqlx::Error> {
+        self.update(
+            "SET poll_failures = poll_failures + 1, updated_at = $2",
+            id,
+            |q| q.bind(now),
+        )
+        .await?;
+        Ok(self.get(id).await?.map_or(0, |r| r.poll_failures))
+    }
+
+    pub async fn complete(
+        &self,
+        id: &str,
+        content: &StoredContent,
+        mode: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.update(
+            "SET status = 'completed', progress = 100, content_path = $2, content_type = $3, \
+             content_bytes = $4, mode = $5, completed_at = $6, expires_at = $7, updated_at = $6, \
+             started_at = COALESCE(started_at, $6), \
+             webhook_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END",
+            id,
+            |q| {
+                q.bind(content.path.clone())
+                    .bind(content.content_type.clone())
+                    .bind(content.bytes)
+                    .bind(mode.to_string())
+                    .bind(now)
+                    .bind(expires_at)
+            },
+        )
+        .await
+    }
+
+    /// Finish an unfinished job as `failed` (or `canceled` when the backend canceled it).
+    pub async fn finish_unsuccessfully(
+        &self,
+        id: &str,
+        status: JobStatus,
+        code: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.update(
+            "SET status = $2, error_code = $3, error_message = $4, completed_at = $5, updated_at = $5, \
+             webhook_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END",
+            id,
+            |q| {
+                q.bind(status.as_str().to_string())
+                    .bind(code.to_string())
+                    .bind(message.to_string())
+                    .bind(now)
+            },
+        )
+        .await
+    }
+
+    /// Run `UPDATE video_jobs {set} WHERE id = $1 AND unfinished`; `$2…` are bound by `bind`.
+    async fn update<'q, F>(&self, set: &str, id: &'q str, bind: F) -> Result<bool, sqlx::Error>
+    where
+        F: FnOnce(
+            sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    {
+        let sql = format!("UPDATE video_jobs {set} WHERE id = $1 AND {UNFINISHED}");
+        let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id));
+        Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// Completed jobs whose retention ran out.
+    pub async fn due_for_expiry(&self, now: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM video_jobs WHERE status = 'completed' AND expires_at <= $1 LIMIT 100"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(JobRow::from_row).collect()
+    }
+
+    /// Mark one completed job expired; true if this call did it.
+    pub async fn mark_expired(&self, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE video_jobs SET status = 'expired', updated_at = $2, \
+             webhook_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END \
+             WHERE id = $1 AND status = 'completed'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn webhook_attempted(
+        &self,
+        id: &str,
+        attempts: i64,
+        outcome: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE video_jobs SET webhook_attempts = $2, \
+             webhook_status = COALESCE($3, webhook_status) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(outcome.map(str::to_string))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Take (or keep) a job for `owner` unless another live runner holds it.
+    pub async fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE video_jobs SET lease_owner = $2, lease_until = $3 \
+             WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Extend every claim of `owner` on jobs that still need work.
+    pub async fn renew_claims(&self, owner: &str, until: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE video_jobs SET lease_until = $2 WHERE lease_owner = $1 \
+             AND ({UNFINISHED} OR webhook_status = 'pending')"
+        )))
+        .bind(owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Jobs that need work (unfinished, or a webhook to send) and that `owner` may take.
+    pub async fn claimable(&self, owner: &str, now: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM video_jobs WHERE ({UNFINISHED} OR webhook_status = 'pending') \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $2) \
+             ORDER BY id LIMIT 500"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(JobRow::from_row).collect()
+    }
+}

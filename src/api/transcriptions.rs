@@ -367,15 +367,13 @@ impl FieldRules {
                     ));
                 }
             }
-            "temperature" => {
-                if !text.parse::<f64>().is_ok_and(|t| (0.0..=1.0).contains(&t)) {
-                    return bad("`temperature` must be a number from 0 to 1.".into());
-                }
+            "temperature" if !text.parse::<f64>().is_ok_and(|t| (0.0..=1.0).contains(&t)) => {
+                return bad("`temperature` must be a number from 0 to 1.".into());
             }
-            "timestamp_granularities[]" | "timestamp_granularities" => {
-                if text != "word" && text != "segment" {
-                    return bad("`timestamp_granularities[]` must be `word` or `segment`.".into());
-                }
+            "timestamp_granularities[]" | "timestamp_granularities"
+                if text != "word" && text != "segment" =>
+            {
+                return bad("`timestamp_granularities[]` must be `word` or `segment`.".into());
             }
             _ => {}
         }

@@ -34,6 +34,10 @@ const SPOOL_READ_CHUNK: usize = 64 * 1024;
 /// The response of one upstream send, before classification.
 pub type SendResult = <awc::SendClientRequest as std::future::Future>::Output;
 
+/// A form body of known length, read from a spool file.
+pub type SpooledBody =
+    awc::body::SizedStream<LocalBoxStream<'static, Result<Bytes, std::io::Error>>>;
+
 /// Writes an upload to an unlinked temporary file.
 struct SpoolWriter {
     file: tokio::fs::File,
@@ -76,16 +80,7 @@ pub struct SpooledUpload {
 impl SpooledUpload {
     /// The form one route receives (its model name in `model`), with its exact length so it
     /// goes out with a Content-Length, which every server accepts.
-    pub fn body(
-        &self,
-        model: &str,
-    ) -> Result<
-        (
-            String,
-            awc::body::SizedStream<LocalBoxStream<'static, Result<Bytes, std::io::Error>>>,
-        ),
-        UploadError,
-    > {
+    pub fn body(&self, model: &str) -> Result<(String, SpooledBody), UploadError> {
         let encoder = FormEncoder::new();
         let mut head = BytesMut::new();
         encoder.fields(&mut head, &self.fields, model);

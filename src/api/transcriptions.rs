@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use awc::error::SendRequestError;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -30,6 +31,8 @@ const TRANSCRIPTION_FORMATS: &[&str] = &[
     "vtt",
     "diarized_json",
 ];
+/// Sends of a spooled upload on one lease when writing the request fails (stale connection).
+const STALE_CONNECTION_RESENDS: u32 = 3;
 const TRANSLATION_FORMATS: &[&str] = &["json", "text", "srt", "verbose_json", "vtt"];
 
 pub async fn transcriptions(
@@ -185,14 +188,27 @@ async fn run(
                 let current = source.replace(Source::Spent);
                 match current {
                     Source::Spooled(upload) => {
-                        let sent = match upload.body(&provider_model) {
-                            Ok((content_type, body)) => {
-                                build(&lease).content_type(content_type).send_body(body).await
-                            }
-                            Err(e) => {
-                                source.replace(Source::Spooled(upload));
-                                lease.finish(Outcome::Canceled);
-                                return Attempt::Fail(e.into_api());
+                        let mut sends = 0;
+                        let sent = loop {
+                            sends += 1;
+                            let sent = match upload.body(&provider_model) {
+                                Ok((content_type, body)) => {
+                                    build(&lease).content_type(content_type).send_body(body).await
+                                }
+                                Err(e) => {
+                                    source.replace(Source::Spooled(upload));
+                                    lease.finish(Outcome::Canceled);
+                                    return Attempt::Fail(e.into_api());
+                                }
+                            };
+                            // A pooled connection the backend had just closed (its keep-alive
+                            // ran out) fails while the request is written: nothing reached the
+                            // backend, and a spooled body can simply be sent again.
+                            match sent {
+                                Err(SendRequestError::Send(_)) if sends < STALE_CONNECTION_RESENDS => {
+                                    tracing::debug!("resending a spooled upload after a write error");
+                                }
+                                other => break other,
                             }
                         };
                         source.replace(Source::Spooled(upload));

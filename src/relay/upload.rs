@@ -28,7 +28,7 @@ use super::multipart::{
 };
 
 /// Chunks in flight between the client's body and the backend's (each at most 64 KiB).
-const CHANNEL_CHUNKS: usize = 4;
+const CHANNEL_CHUNKS: usize = 2;
 const SPOOL_READ_CHUNK: usize = 64 * 1024;
 
 /// The response of one upstream send, before classification.

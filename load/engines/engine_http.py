@@ -13,7 +13,9 @@ Standard library only. Provides:
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
+import os
 import signal
 import socket
 import sys
@@ -60,6 +62,18 @@ class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "switchyard-engine/1"
     quiet = False
+    api_key = None  # when set, every route but /health needs "Authorization: Bearer <api_key>"
+
+    def authorized(self):
+        """True when no key is configured or the request carries it; else answers 401."""
+        if not self.api_key or self.path.split("?", 1)[0].rstrip("/") == "/health":
+            return True
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.api_key.encode()):
+            return True
+        self.send_api_error(ApiError(401, "Incorrect API key provided", code="invalid_api_key"),
+                            close=self.command == "POST")
+        return False
 
     def log_message(self, fmt, *args):  # noqa: D401 - stdlib signature
         if not self.quiet:
@@ -204,6 +218,8 @@ def base_arg_parser(description):
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 = any free port (default)")
     p.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
+    p.add_argument("--api-key", default=os.environ.get("ENGINE_API_KEY") or None,
+                   help="require 'Authorization: Bearer KEY' (default $ENGINE_API_KEY; none = open)")
     return p
 
 

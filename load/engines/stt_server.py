@@ -330,13 +330,15 @@ def validate_form(form, task, models, any_model):
 
 # ---------------------------------------------------------------- HTTP
 
-def make_handler(recognizer, converter, models, any_model, max_file_bytes, tmp_root, quiet):
+def make_handler(recognizer, converter, models, any_model, max_file_bytes, tmp_root, quiet,
+                 api_key=None):
     body_limit = max_file_bytes + FORM_OVERHEAD
 
     class Handler(JsonHandler):
         pass
 
     Handler.quiet = quiet
+    Handler.api_key = api_key
 
     def too_large(self):
         return ApiError(413, f"the request is larger than the {max_file_bytes // (1 << 20)} MiB "
@@ -352,6 +354,8 @@ def make_handler(recognizer, converter, models, any_model, max_file_bytes, tmp_r
         return super(Handler, self).handle_expect_100()
 
     def do_GET(self):
+        if not self.authorized():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
             return self.send_json(200, {"status": "ok"})
@@ -378,6 +382,8 @@ def make_handler(recognizer, converter, models, any_model, max_file_bytes, tmp_r
             pass
 
     def do_POST(self):
+        if not self.authorized():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         tasks = {"/v1/audio/transcriptions": "transcribe", "/v1/audio/translations": "translate"}
         if path not in tasks:
@@ -468,7 +474,7 @@ def main(argv=None):
                      f"ffmpeg={converter.ffmpeg} (soxr={converter.soxr}) sox={converter.sox} "
                      f"models={','.join(models)}{' (any accepted)' if args.any_model else ''}\n")
     serve(args.host, args.port, make_handler(recognizer, converter, models, args.any_model,
-                                             args.max_file_bytes, args.tmp_dir, args.quiet))
+                                             args.max_file_bytes, args.tmp_dir, args.quiet, args.api_key))
 
 
 if __name__ == "__main__":

@@ -46,21 +46,23 @@ from engine_http import ApiError, ChunkedWriter, JsonHandler, base_arg_parser, s
 
 DEFAULT_MODELS = ["espeak-ng", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
 
-# OpenAI voice name -> espeak-ng voice. All English; variants give some variety.
+# OpenAI voice name -> espeak-ng voice. All English. The klatt and female variants are the
+# ones PocketSphinx recognises best (measured on a few sentences, see docs/real-engines.md);
+# alloy, the SDK examples' voice, is the best of them.
 OPENAI_VOICES = {
-    "alloy": "en",
-    "ash": "en-us",
-    "ballad": "en-gb-x-rp",
-    "coral": "en+f2",
-    "echo": "en-us+m3",
-    "fable": "en-gb-scotland",
-    "nova": "en-us+f3",
-    "onyx": "en+m7",
-    "sage": "en+f4",
-    "shimmer": "en-us+f2",
-    "verse": "en-029",
-    "marin": "en+f3",
-    "cedar": "en+m3",
+    "alloy": "en-us+klatt3",
+    "ash": "en-us+klatt4",
+    "ballad": "en+klatt4",
+    "coral": "en-us+f2",
+    "echo": "en-us+klatt",
+    "fable": "en+klatt3",
+    "nova": "en-us+f5",
+    "onyx": "en-us+klatt2",
+    "sage": "en+f2",
+    "shimmer": "en-us+f1",
+    "verse": "en+klatt",
+    "marin": "en-us+f3",
+    "cedar": "en-us+m1",
 }
 
 CONTENT_TYPES = {
@@ -210,13 +212,16 @@ def espeak_voice(voice):
     return voice
 
 
-def make_handler(tools: Tools, models, any_model, quiet):
+def make_handler(tools: Tools, models, any_model, quiet, api_key=None):
     class Handler(JsonHandler):
         pass
 
     Handler.quiet = quiet
+    Handler.api_key = api_key
 
     def do_GET(self):
+        if not self.authorized():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
             return self.send_json(200, {"status": "ok"})
@@ -233,6 +238,8 @@ def make_handler(tools: Tools, models, any_model, quiet):
         self.send_api_error(ApiError(404, f"no route for GET {path}", code="not_found"))
 
     def do_POST(self):
+        if not self.authorized():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path != "/v1/audio/speech":
             return self.send_api_error(ApiError(404, f"no route for POST {path}", code="not_found"),
@@ -344,7 +351,7 @@ def main(argv=None):
     models = args.models or DEFAULT_MODELS
     sys.stderr.write(f"tts: espeak={tools.espeak} ffmpeg={tools.ffmpeg} sox={tools.sox} "
                      f"models={','.join(models)}{' (any accepted)' if args.any_model else ''}\n")
-    serve(args.host, args.port, make_handler(tools, models, args.any_model, args.quiet))
+    serve(args.host, args.port, make_handler(tools, models, args.any_model, args.quiet, args.api_key))
 
 
 if __name__ == "__main__":

@@ -100,10 +100,11 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_json(err.status, err.body(), headers)
 
     def read_json_body(self, limit=1 << 20):
+        """Read the whole body (at most `limit` bytes), then parse it as a JSON object."""
+        data = request_body_reader(self, limit).read_all()
         ctype = self.headers.get("Content-Type", "")
         if "json" not in ctype.lower():
             raise ApiError(400, "expected Content-Type: application/json", code="invalid_content_type")
-        data = request_body_reader(self, limit).read_all()
         try:
             obj = json.loads(data or b"null")
         except ValueError as exc:

@@ -167,9 +167,11 @@ class Checks:
 
     def check_stt(self):
         c, m = self.need("stt")
-        path = self.state.get("wav")
-        if not path:
-            raise Skip("needs the audio from the tts check")
+        if "wav" not in self.state:
+            if not self.model("tts"):
+                raise Skip("needs audio from TTS: give --tts-model too")
+            self.check_tts()  # e.g. with --only stt
+        path = self.state["wav"]
         with open(path, "rb") as f:
             r = c.audio.transcriptions.create(model=m, file=("speech.wav", f, "audio/wav"))
         words = set(re.findall(r"[a-z']+", r.text.lower()))

@@ -113,7 +113,8 @@ class Tools:
             return False
         ok = rc == 0
         with self._lock:
-            self._voice_ok[voice] = ok
+            if len(self._voice_ok) < 1024:  # bounded: voice names come from clients
+                self._voice_ok[voice] = ok
         return ok
 
     def encoder_cmd(self, fmt):

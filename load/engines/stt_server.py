@@ -44,7 +44,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import formdata  # noqa: E402
-from engine_http import ApiError, JsonHandler, base_arg_parser, request_body_reader, serve  # noqa: E402
+from engine_http import ApiError, BodyTooLarge, JsonHandler, base_arg_parser, request_body_reader, serve  # noqa: E402
 
 DEFAULT_MODELS = ["pocketsphinx-en-us", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"]
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
@@ -408,7 +408,8 @@ def make_handler(recognizer, converter, models, any_model, max_file_bytes, tmp_r
             t0 = time.monotonic()
             try:
                 form = formdata.parse(reader, boundary, tmp, max_file_bytes)
-            except formdata.FileTooLarge:
+            except (formdata.FileTooLarge, BodyTooLarge):
+                reader.limit = None  # read and drop the rest (drain is bounded by itself)
                 drain(self, reader)
                 raise too_large(self)
             except formdata.FormDataError as exc:

@@ -36,6 +36,12 @@ TIMEOUT="${ENGINES_START_TIMEOUT:-180}"
 if [ -f "$RUN/pids" ]; then
   alive=1
   while read -r name pid; do kill -0 "$pid" 2>/dev/null || alive=0; done <"$RUN/pids"
+  if ((alive)) && [ -f "$RUN/engines.run.env" ]; then  # and really answering?
+    while IFS='=' read -r key val; do
+      [[ $key == *_BASE_URL ]] || continue
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "${val%/v1}/health")" = 200 ] || alive=0
+    done <"$RUN/engines.run.env"
+  fi
   if ((alive)) && [ -f "$RUN/engines.json" ]; then
     echo "engines already running (stop them with $HERE/stop_engines.sh):"
     cat "$RUN/engines.run.env"

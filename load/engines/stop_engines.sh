@@ -11,6 +11,12 @@ pids=()
 while read -r name pid; do
   [ -n "${pid:-}" ] || continue
   if kill -0 "$pid" 2>/dev/null; then
+    # only ours: after a reboot or crash the recorded pid may belong to something else
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+    case "$cmd" in
+      *llama-server*|*tts_server.py*|*stt_server.py*) ;;
+      *) echo "pid $pid ($name) is no engine of ours now ($cmd): left alone"; continue ;;
+    esac
     kill -TERM "$pid" 2>/dev/null && echo "stopping $name (pid $pid)"
     pids+=("$pid")
   fi

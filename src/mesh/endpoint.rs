@@ -76,6 +76,11 @@ pub(super) struct Gate {
 pub struct CircuitSettings {
     pub failure_threshold: u32,
     pub cooldown: Duration,
+    /// Failure share over `window` that opens the circuit (0 = consecutive failures only).
+    pub error_ratio: f64,
+    /// Requests the window must hold before the ratio is judged.
+    pub min_requests: u32,
+    pub window: Duration,
 }
 
 impl Default for CircuitSettings {
@@ -83,6 +88,9 @@ impl Default for CircuitSettings {
         CircuitSettings {
             failure_threshold: 5,
             cooldown: Duration::from_secs(30),
+            error_ratio: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(30),
         }
     }
 }
@@ -143,7 +151,7 @@ impl Endpoint {
             health: AtomicU8::new(initial.to_u8()),
             in_flight: AtomicU64::new(0),
             gate: Mutex::new(Gate {
-                circuit: CircuitBreaker::new(circuit.failure_threshold, circuit.cooldown),
+                circuit: CircuitBreaker::from_settings(&circuit),
                 rpm: limits.rpm.map(|n| TokenBucket::per_minute(n, now)),
                 tpm: limits.tpm.map(|n| TokenBucket::per_minute(n, now)),
                 paused_until: None,
@@ -229,6 +237,9 @@ impl Endpoint {
             b.take(est_tokens as f64);
         }
         let trial = gate.circuit.admit(now) == Admission::Trial;
+        if trial {
+            tracing::info!(endpoint = %self.name, "circuit half-open: letting one trial request through");
+        }
         Ok(Permit { trial })
     }
 

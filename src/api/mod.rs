@@ -6,6 +6,7 @@ pub mod embeddings;
 pub mod error;
 pub mod health;
 pub mod models;
+pub mod openapi;
 pub mod request_id;
 
 use actix_web::http::header::HeaderValue;
@@ -22,6 +23,12 @@ use crate::state::AppState;
 /// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health));
+    cfg.route("/openapi.yaml", web::get().to(openapi::document));
+    cfg.service(
+        web::resource("/admin/reload")
+            .route(web::post().to(crate::reload::admin_reload))
+            .default_service(web::to(method_not_allowed)),
+    );
     for prefix in ["/v1", "/api/v1"] {
         cfg.service(
             web::scope(prefix)
@@ -74,7 +81,16 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_else(request_id::generate);
-    RequestCtx::new(id, op, state.sink.clone())
+    let mut ctx = RequestCtx::new(id, op, state.sink.clone());
+    let caller = req
+        .extensions()
+        .get::<std::sync::Arc<crate::auth::Caller>>()
+        .cloned();
+    if let Some(caller) = caller {
+        ctx.record.api_key_id = Some(caller.key_id.clone());
+        ctx.caller = Some(caller);
+    }
+    ctx
 }
 
 /// Headers carried to the backend: our request id and OpenRouter attribution, nothing else.

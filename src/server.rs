@@ -80,6 +80,10 @@ pub async fn serve(
     })
     // Slow-loris clients: the request head must arrive within this (actix answers 408).
     .client_request_timeout(client_request_timeout)
+    // A client that closes its connection while waiting must cancel its request: without
+    // this, actix keeps running a pending (non-streamed) handler to the end, upstream call
+    // and all. Half-closing HTTP/1 clients are not something inference clients do.
+    .h1_allow_half_closed(false)
     .bind((opts.host.as_str(), opts.port))?;
     if let Some(w) = workers {
         server = server.workers(w);

@@ -49,6 +49,15 @@ impl RetryBudget {
         }
     }
 
+    /// Give back a token that was taken for a retry that did not happen.
+    pub fn refund(&self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.0 = (state.0 + 1.0).min(self.burst);
+    }
+
     /// Retries refused so far because the budget was empty.
     pub fn denied(&self) -> u64 {
         self.denied.load(Ordering::Relaxed)

@@ -63,6 +63,8 @@ where
     check_caller_may_use(router, model, ctx).await?;
     let mut exclude: Vec<usize> = Vec::new();
     let mut last_error: Option<ApiError> = None;
+    // A retry token spent for the coming attempt; given back if no route is left to try.
+    let mut spent_retry = false;
     for n in 0..policy.max_attempts.max(1) {
         let acquired = router
             .send(Acquire {
@@ -75,9 +77,17 @@ where
             .map_err(|_| ApiError::internal("the router is not running"))?;
         let lease = match acquired {
             Ok(lease) => lease,
-            Err(RouteError::Exhausted { .. }) if last_error.is_some() => break,
-            Err(e) => return Err(last_error.unwrap_or_else(|| e.into())),
+            Err(e) => {
+                if std::mem::take(&mut spent_retry) {
+                    policy.budget.refund();
+                }
+                match e {
+                    RouteError::Exhausted { .. } if last_error.is_some() => break,
+                    e => return Err(last_error.unwrap_or_else(|| e.into())),
+                }
+            }
         };
+        spent_retry = false;
         ctx.record.attempts = n + 1;
         ctx.record.model = Some(lease.model().id.clone());
         ctx.record.model_type = Some(lease.model().model_type);
@@ -95,6 +105,7 @@ where
                         tracing::debug!(model, "retry budget exhausted; not retrying");
                         break;
                     }
+                    spent_retry = true;
                     let exp = policy.backoff_base.saturating_mul(1 << n.min(10));
                     let wait = exp
                         .min(policy.backoff_max)

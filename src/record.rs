@@ -21,7 +21,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Saturating: the counts come from backends and may be absurd.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
     /// Read an OpenAI `usage` object (`prompt_tokens`/`completion_tokens`, or the

@@ -22,8 +22,16 @@ use crate::state::AppState;
 
 /// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health));
-    cfg.route("/openapi.yaml", web::get().to(openapi::document));
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(health::health))
+            .default_service(web::to(method_not_allowed)),
+    );
+    cfg.service(
+        web::resource("/openapi.yaml")
+            .route(web::get().to(openapi::document))
+            .default_service(web::to(method_not_allowed)),
+    );
     cfg.service(
         web::resource("/admin/reload")
             .route(web::post().to(crate::reload::admin_reload))
@@ -67,12 +75,34 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     .with_code("unknown_url"))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut resp = ApiError::new(
         ErrorKind::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),
     )
-    .with_code("method_not_allowed"))
+    .with_code("method_not_allowed")
+    .error_response();
+    // RFC 9110: a 405 lists the methods the resource has.
+    resp.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        HeaderValue::from_static(allowed_methods(req.path())),
+    );
+    resp
+}
+
+/// The methods of the router's resources, by path (every resource answers 405 the same way).
+fn allowed_methods(path: &str) -> &'static str {
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models", ..] => "GET",
+        ["v1", "video", "generations"] => "GET, POST",
+        ["v1", "video", "generations", _] => "GET, DELETE",
+        ["v1", "video", "generations", _, "content"] | ["admin", "usage" | "backends"] => "GET",
+        ["admin", "routing"] => "GET, PUT",
+        _ => "POST",
+    }
 }
 
 pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {

@@ -71,14 +71,21 @@ pub fn merge(base: &Registry, found: &Discovered) -> (Registry, Vec<String>) {
                     // An explicit model (or an earlier discovery) has this name.
                     continue;
                 }
-                merged.models.push(discovered_model(template, route, served, public));
+                merged
+                    .models
+                    .push(discovered_model(template, route, served, public));
             }
         }
     }
     (merged, notes)
 }
 
-fn discovered_model(template: &ModelDef, route: &RouteDef, served: &str, public: String) -> ModelDef {
+fn discovered_model(
+    template: &ModelDef,
+    route: &RouteDef,
+    served: &str,
+    public: String,
+) -> ModelDef {
     let mut route = route.clone();
     route.provider_model_id = served.to_string();
     route.discover = None;
@@ -130,7 +137,9 @@ pub async fn fetch(route: &RouteDef) -> Result<Vec<String>, String> {
     let mut req = client.get(&url).timeout(Duration::from_secs(10));
     if let Some(key) = &route.api_key {
         req = match route.auth {
-            AuthStyle::Bearer => req.insert_header(("authorization", format!("Bearer {}", key.expose()))),
+            AuthStyle::Bearer => {
+                req.insert_header(("authorization", format!("Bearer {}", key.expose())))
+            }
             AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose().to_string())),
         };
     }
@@ -160,7 +169,13 @@ mod tests {
         let mut found = Discovered::new();
         found.insert(
             ("tmpl".into(), "vllm".into()),
-            vec!["a".into(), "b".into(), "c".into(), "weird".into(), "bad id".into()],
+            vec![
+                "a".into(),
+                "b".into(),
+                "c".into(),
+                "weird".into(),
+                "bad id".into(),
+            ],
         );
         let (merged, notes) = merge(&base, &found);
         let ids: Vec<&str> = merged.models.iter().map(|m| m.id.as_str()).collect();
@@ -183,8 +198,10 @@ mod tests {
     #[test]
     fn parses_model_lists() {
         assert_eq!(
-            parse_model_list(br#"{"object":"list","data":[{"id":"b"},{"id":"a"},{"id":"a"},{"x":1}]}"#)
-                .unwrap(),
+            parse_model_list(
+                br#"{"object":"list","data":[{"id":"b"},{"id":"a"},{"id":"a"},{"x":1}]}"#
+            )
+            .unwrap(),
             vec!["a", "b"]
         );
         assert!(parse_model_list(b"nope").is_err());

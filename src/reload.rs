@@ -112,25 +112,37 @@ impl ConfigActor {
     }
 
     /// Send the composed registry to the Router and report what happened to the endpoints.
-    fn apply(&self) -> impl std::future::Future<Output = Result<(usize, usize, usize), ReloadFailure>> {
+    fn apply(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(usize, usize, usize), ReloadFailure>> {
         let (registry, notes) = discovery::merge(&self.base, &self.discovered);
         for note in notes {
             warn!("discovery: {note}");
         }
         let router = self.router.clone();
         async move {
-            let before = router.send(GetTable).await.map_err(|_| ReloadFailure::RouterDown)?;
+            let before = router
+                .send(GetTable)
+                .await
+                .map_err(|_| ReloadFailure::RouterDown)?;
             router
                 .send(ApplyRegistry(registry))
                 .await
                 .map_err(|_| ReloadFailure::RouterDown)?;
-            let after = router.send(GetTable).await.map_err(|_| ReloadFailure::RouterDown)?;
+            let after = router
+                .send(GetTable)
+                .await
+                .map_err(|_| ReloadFailure::RouterDown)?;
             let existed = |h: &crate::mesh::EndpointHandle, t: &crate::mesh::RouteTable| {
                 t.endpoints
                     .iter()
                     .any(|(_, o)| Arc::ptr_eq(&o.endpoint, &h.endpoint))
             };
-            let kept = after.endpoints.iter().filter(|(_, h)| existed(h, &before)).count();
+            let kept = after
+                .endpoints
+                .iter()
+                .filter(|(_, h)| existed(h, &before))
+                .count();
             let added = after.endpoints.len() - kept;
             let retired = before
                 .endpoints
@@ -147,9 +159,10 @@ impl ConfigActor {
                 let result = discovery::fetch(&target.route).await;
                 (target.key, result)
             };
-            ctx.spawn(fut.into_actor(self).map(|(key, result), act, ctx| {
-                act.on_discovered(key, result, ctx)
-            }));
+            ctx.spawn(
+                fut.into_actor(self)
+                    .map(|(key, result), act, ctx| act.on_discovered(key, result, ctx)),
+            );
         }
     }
 
@@ -211,7 +224,10 @@ impl Handler<Reload> for ConfigActor {
         let models = registry.models.len();
         let key_count = keys.len();
         // Discoveries of routes that no longer exist are forgotten.
-        let keep: Vec<DiscoveryKey> = discovery::targets(&registry).into_iter().map(|t| t.key).collect();
+        let keep: Vec<DiscoveryKey> = discovery::targets(&registry)
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
         self.discovered.retain(|k, _| keep.contains(k));
         self.base = registry;
         self.auth.replace_store(keys);
@@ -261,9 +277,14 @@ pub fn log_outcome(trigger: &str, outcome: &Result<ReloadReport, ReloadFailure>)
             );
         }
         Err(ReloadFailure::NoSource) => {
-            warn!(trigger, "reload ignored: this router was not started from config files")
+            warn!(
+                trigger,
+                "reload ignored: this router was not started from config files"
+            )
         }
-        Err(ReloadFailure::RouterDown) => tracing::error!(trigger, "reload failed: router not running"),
+        Err(ReloadFailure::RouterDown) => {
+            tracing::error!(trigger, "reload failed: router not running")
+        }
     }
 }
 

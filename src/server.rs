@@ -8,9 +8,9 @@ use actix_web::{middleware, web, App, HttpServer};
 
 use crate::auth::{Auth, KeyUsageSink};
 use crate::config::{ProcessEnv, Registry};
-use crate::reload::ConfigActor;
 use crate::mesh::Mesh;
 use crate::record::{LogSink, RecordSink};
+use crate::reload::ConfigActor;
 use crate::settings::Settings;
 use crate::state::AppState;
 

@@ -113,7 +113,8 @@ impl Settings {
         if budget_rate.is_some() || budget_burst.is_some() {
             let rate = budget_rate.unwrap_or(20.0);
             let burst = budget_burst.unwrap_or((rate * 2.0).max(1.0));
-            s.retry.budget = std::sync::Arc::new(crate::relay::budget::RetryBudget::new(rate, burst));
+            s.retry.budget =
+                std::sync::Arc::new(crate::relay::budget::RetryBudget::new(rate, burst));
         }
         if let Some(v) = num("CLIENT_REQUEST_TIMEOUT_SECS", 0.1) {
             s.client_request_timeout = secs(v);

@@ -60,7 +60,10 @@ fn raw_exchange(router: &Router, head: &[u8], body: &[u8], wait: Duration) -> (S
             }
         }
     }
-    (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
 }
 
 fn status_of(response: &str) -> u16 {
@@ -205,7 +208,10 @@ async fn odd_values_are_400s_or_pass_through_never_5xx() {
     .await;
     assert_eq!(status, 200, "{v}");
     let sent = mock_stats(&mock).await["last_request"]["body"].clone();
-    assert!(sent.get("frobnicate").is_none() && sent.get("logit_bias").is_none(), "{sent}");
+    assert!(
+        sent.get("frobnicate").is_none() && sent.get("logit_bias").is_none(),
+        "{sent}"
+    );
     assert_eq!(sent["temperature"], 0.1);
     // Wrong types everywhere a field is checked; odd but valid JSON elsewhere.
     for body in [
@@ -227,7 +233,10 @@ async fn odd_values_are_400s_or_pass_through_never_5xx() {
         wide.insert(format!("k{i}"), json!(i));
     }
     wide.insert("model".into(), json!("m"));
-    wide.insert("messages".into(), json!([{"role": "user", "content": "é".repeat(100_000)}]));
+    wide.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "é".repeat(100_000)}]),
+    );
     let (status, _, v) = post_json(&url, &Value::Object(wide)).await;
     assert_eq!(status, 200, "{v}");
     still_serving(&router).await;

@@ -30,7 +30,10 @@ async fn v1_needs_a_valid_bearer_key_when_keys_are_configured() {
     let mock = start_mock(json!({}));
     let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
     let router = start_router_ready(
-        opts(&yaml, vec![("API_KEYS", "sk-alpha-123, sk-beta-456".into())]),
+        opts(
+            &yaml,
+            vec![("API_KEYS", "sk-alpha-123, sk-beta-456".into())],
+        ),
         1,
     )
     .await;
@@ -55,11 +58,19 @@ async fn v1_needs_a_valid_bearer_key_when_keys_are_configured() {
         }
     }
     // The same check on every /v1 path, OpenRouter's prefix included; /health stays open.
-    for path in ["/v1/models", "/api/v1/models", "/v1/models/m", "/api/v1/chat/completions"] {
-        let (status, _, v) = send_with_key("GET", &format!("{}{path}", router.url), None, None).await;
+    for path in [
+        "/v1/models",
+        "/api/v1/models",
+        "/v1/models/m",
+        "/api/v1/chat/completions",
+    ] {
+        let (status, _, v) =
+            send_with_key("GET", &format!("{}{path}", router.url), None, None).await;
         assert_openai_error(status, 401, &v);
     }
-    let (status, _) = get_json(&format!("{}/health", router.url)).await.expect("health");
+    let (status, _) = get_json(&format!("{}/health", router.url))
+        .await
+        .expect("health");
     assert_eq!(status, 200);
     // A scheme other than Bearer is not a key.
     let resp = client()
@@ -109,7 +120,10 @@ async fn admin_scope_needs_an_admin_key_and_refuses_client_keys() {
         assert!(status != 401 && status != 403, "{path}: {status}");
     }
     // The admin key also works on /v1.
-    assert_eq!(chat_with(&router.url, Some("adm-secret-1"), "m").await.0, 200);
+    assert_eq!(
+        chat_with(&router.url, Some("adm-secret-1"), "m").await.0,
+        200
+    );
 }
 
 #[actix_rt::test]
@@ -117,7 +131,8 @@ async fn admin_is_disabled_without_an_admin_key_and_metrics_can_be_public() {
     let mock = start_mock(json!({}));
     let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
     let router = start_router_ready(opts(&yaml, vec![("METRICS_PUBLIC", "true".into())]), 1).await;
-    let (status, _, v) = send_with_key("POST", &format!("{}/admin/reload", router.url), None, None).await;
+    let (status, _, v) =
+        send_with_key("POST", &format!("{}/admin/reload", router.url), None, None).await;
     assert_openai_error(status, 403, &v);
     assert_eq!(v["error"]["code"], "admin_disabled");
     // METRICS_PUBLIC: /metrics is not guarded (here nothing serves it: 404, not 401/403).
@@ -158,9 +173,15 @@ async fn keys_file_names_model_lists_and_per_key_limits() {
         let (status, v) = chat_with(&router.url, team, name).await;
         assert_openai_error(status, 403, &v);
         assert_eq!(v["error"]["code"], "model_not_allowed");
-        assert!(v["error"]["message"].as_str().unwrap_or("").contains("team-a"));
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("team-a"));
     }
-    assert_eq!(mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"], before);
+    assert_eq!(
+        mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"],
+        before
+    );
     // rpm 4: the two chats and the two refusals used four admissions; the next is limited.
     let (status, headers, v) = send_with_key(
         "POST",
@@ -179,10 +200,18 @@ async fn keys_file_names_model_lists_and_per_key_limits() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Buckets are per key: team-a is limited, this key is not. tpm 5: its first request is
     // admitted and charged its real usage (about 10 tokens); the key then waits.
-    assert_eq!(chat_with(&router.url, Some("tok-key-123"), "open-m").await.0, 200);
+    assert_eq!(
+        chat_with(&router.url, Some("tok-key-123"), "open-m")
+            .await
+            .0,
+        200
+    );
     let (status, v) = chat_with(&router.url, Some("tok-key-123"), "open-m").await;
     assert_openai_error(status, 429, &v);
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("`tokens`"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("`tokens`"));
 }
 
 #[actix_rt::test]
@@ -222,8 +251,16 @@ async fn outbound_credentials_backend_api_key_and_no_client_headers() {
         assert_eq!(resp.status(), 200, "{model}");
         let seen = mock_stats(&mock).await["last_request"]["headers"].clone();
         assert_eq!(seen["authorization"].as_str(), expected, "{model}: {seen}");
-        for leaked in ["cookie", "x-api-key", "proxy-authorization", "x-forwarded-for"] {
-            assert!(seen.get(leaked).is_none(), "{model}: {leaked} was forwarded: {seen}");
+        for leaked in [
+            "cookie",
+            "x-api-key",
+            "proxy-authorization",
+            "x-forwarded-for",
+        ] {
+            assert!(
+                seen.get(leaked).is_none(),
+                "{model}: {leaked} was forwarded: {seen}"
+            );
         }
         let all = seen.to_string();
         assert!(!all.contains("client-key-1"), "client key leaked: {all}");

@@ -50,8 +50,7 @@ async fn discovered_models_are_registered_and_explicit_ones_win() {
     eventually(Duration::from_secs(10), "discovered models listed", || {
         let url = url.clone();
         async move {
-            sorted_ids(&url).await
-                == vec!["llama", "local-engine", "local/mistral", "local/qwen"]
+            sorted_ids(&url).await == vec!["llama", "local-engine", "local/mistral", "local/qwen"]
         }
     })
     .await;
@@ -63,7 +62,10 @@ async fn discovered_models_are_registered_and_explicit_ones_win() {
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["model"], "local/mistral");
-    assert_eq!(mock_stats(&engine).await["last_request"]["body"]["model"], "mistral");
+    assert_eq!(
+        mock_stats(&engine).await["last_request"]["body"]["model"],
+        "mistral"
+    );
     // local/qwen is written in the file: it keeps its own endpoint.
     post_json(
         &format!("{}/v1/chat/completions", router.url),
@@ -77,12 +79,17 @@ async fn discovered_models_are_registered_and_explicit_ones_win() {
     // Periodic: what the engine serves now is what the router lists.
     mock_patch(&engine, json!({"model_ids": ["mistral", "phi"]})).await;
     let url = router.url.clone();
-    eventually(Duration::from_secs(10), "model list follows the engine", || {
-        let url = url.clone();
-        async move {
-            sorted_ids(&url).await == vec!["local-engine", "local/mistral", "local/phi", "local/qwen"]
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "model list follows the engine",
+        || {
+            let url = url.clone();
+            async move {
+                sorted_ids(&url).await
+                    == vec!["local-engine", "local/mistral", "local/phi", "local/qwen"]
+            }
+        },
+    )
     .await;
 }
 
@@ -94,7 +101,10 @@ async fn discovery_refuses_private_addresses_without_opt_in() {
     let router = start_router_ready(opts(&yaml), 2).await;
     // Several discovery rounds pass; the loopback engine is never asked for its models.
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sorted_ids(&router.url).await, vec!["local-engine", "local/qwen"]);
+    assert_eq!(
+        sorted_ids(&router.url).await,
+        vec!["local-engine", "local/qwen"]
+    );
     let asked = mock_stats(&engine).await["requests_by_path"]["/v1/models"]
         .as_u64()
         .unwrap_or(0);

@@ -68,7 +68,11 @@ async fn ask(router: &str, stream: bool) -> Got {
         .and_then(|h| h.to_str().ok())
         .map(str::to_string);
     if stream && status == 200 {
-        let events = read_sse(&mut resp).await.into_iter().map(|(_, d)| d).collect();
+        let events = read_sse(&mut resp)
+            .await
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
         Got {
             status,
             retry_after,
@@ -272,7 +276,11 @@ async fn fault_matrix() {
         assert_eq!(fell_back, c.falls_back, "{label}: fallback");
         if c.stream && c.falls_back {
             assert!(got.error_event().is_none(), "{label}: {got:?}");
-            assert_eq!(got.events.last().map(String::as_str), Some("[DONE]"), "{label}");
+            assert_eq!(
+                got.events.last().map(String::as_str),
+                Some("[DONE]"),
+                "{label}"
+            );
         }
         wait_in_flight_zero(&with_fallback.url, Duration::from_secs(10)).await;
         if let Some(pause) = c.pause {
@@ -291,7 +299,9 @@ async fn fault_matrix() {
             Single::StreamCut(chunks, code) => {
                 assert_eq!(got.status, 200, "{label}");
                 assert_eq!(got.content_chunks(), chunks, "{label}: {got:?}");
-                let err = got.error_event().unwrap_or_else(|| panic!("{label}: no error event"));
+                let err = got
+                    .error_event()
+                    .unwrap_or_else(|| panic!("{label}: no error event"));
                 assert_eq!(err["error"]["code"], code, "{label}: {err}");
                 for key in ["message", "type", "param", "code"] {
                     assert!(err["error"].get(key).is_some(), "{label}: {err}");
@@ -399,14 +409,21 @@ async fn health_flapping_moves_traffic_away_and_back() {
         for _ in 0..10 {
             assert_eq!(ask(&router.url, round == 1).await.status, 200);
         }
-        assert_eq!(chat_count(&flapping).await, before, "down endpoint got traffic");
+        assert_eq!(
+            chat_count(&flapping).await,
+            before,
+            "down endpoint got traffic"
+        );
         mock_patch(&flapping, json!({"health": "ok"})).await;
         wait_ready(&router.url, 2).await;
         let before = chat_count(&flapping).await;
         for _ in 0..10 {
             assert_eq!(ask(&router.url, round == 1).await.status, 200);
         }
-        assert!(chat_count(&flapping).await >= before + 8, "traffic did not come back");
+        assert!(
+            chat_count(&flapping).await >= before + 8,
+            "traffic did not come back"
+        );
     }
     wait_in_flight_zero(&router.url, Duration::from_secs(5)).await;
 }

@@ -61,13 +61,37 @@ fn yaml_scalar() -> impl Strategy<Value = String> {
 }
 
 const MODEL_FIELDS: &[&str] = &[
-    "id", "name", "type", "aliases", "base_url", "api_key", "provider", "context_length",
-    "supports_tools", "pricing", "supported_params", "input_modalities", "bogus",
+    "id",
+    "name",
+    "type",
+    "aliases",
+    "base_url",
+    "api_key",
+    "provider",
+    "context_length",
+    "supports_tools",
+    "pricing",
+    "supported_params",
+    "input_modalities",
+    "bogus",
 ];
 const ROUTE_FIELDS: &[&str] = &[
-    "kind", "weight", "base_url", "api_key", "provider_model_id", "rpm", "tpm",
-    "max_in_flight", "health_path", "auth_header", "timeouts", "allow_private_network",
-    "discover", "discover_prefix", "discover_map", "typo",
+    "kind",
+    "weight",
+    "base_url",
+    "api_key",
+    "provider_model_id",
+    "rpm",
+    "tpm",
+    "max_in_flight",
+    "health_path",
+    "auth_header",
+    "timeouts",
+    "allow_private_network",
+    "discover",
+    "discover_prefix",
+    "discover_map",
+    "typo",
 ];
 
 fn yaml_doc() -> impl Strategy<Value = String> {
@@ -195,7 +219,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<u64>().prop_map(|n| Value::from(n)),
         any::<i64>().prop_map(|n| Value::from(n)),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[a-z_]{0,16}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {

@@ -52,9 +52,12 @@ async fn admin_reload_validates_first_then_swaps_keeping_unchanged_endpoints() {
     assert!(errors.len() >= 3, "{v}");
     assert_eq!(model_ids(&router.url, None).await, vec!["m"]);
     assert_eq!(
-        post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false))
-            .await
-            .0,
+        post_json(
+            &format!("{}/v1/chat/completions", router.url),
+            &chat_body("m", false)
+        )
+        .await
+        .0,
         200
     );
 
@@ -70,12 +73,20 @@ async fn admin_reload_validates_first_then_swaps_keeping_unchanged_endpoints() {
     assert_eq!(v["report"]["endpoints_kept"], 1);
     assert_eq!(v["report"]["endpoints_added"], 1);
     assert_eq!(v["report"]["endpoints_retired"], 0);
-    let (_, health) = get_json(&format!("{}/health", router.url)).await.expect("health");
-    assert!(health["endpoints"]["ready"].as_u64().unwrap_or(0) >= 1, "{health}");
+    let (_, health) = get_json(&format!("{}/health", router.url))
+        .await
+        .expect("health");
+    assert!(
+        health["endpoints"]["ready"].as_u64().unwrap_or(0) >= 1,
+        "{health}"
+    );
     assert_eq!(
-        post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false))
-            .await
-            .0,
+        post_json(
+            &format!("{}/v1/chat/completions", router.url),
+            &chat_body("m", false)
+        )
+        .await
+        .0,
         200
     );
     let mut ids = model_ids(&router.url, None).await;
@@ -83,22 +94,25 @@ async fn admin_reload_validates_first_then_swaps_keeping_unchanged_endpoints() {
     assert_eq!(ids, vec!["m", "n"]);
     wait_ready(&router.url, 2).await;
     assert_eq!(
-        post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("n", false))
-            .await
-            .0,
+        post_json(
+            &format!("{}/v1/chat/completions", router.url),
+            &chat_body("n", false)
+        )
+        .await
+        .0,
         200
     );
 
     // Removing m's endpoint retires it.
-    write_models(
-        &router,
-        &chat_model_yaml("n", &[("vllm", &b.url, 1.0)]),
-    );
+    write_models(&router, &chat_model_yaml("n", &[("vllm", &b.url, 1.0)]));
     let (status, v) = reload(&router).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["report"]["endpoints_retired"], 1);
-    let (status, _, v) =
-        post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false)).await;
+    let (status, _, v) = post_json(
+        &format!("{}/v1/chat/completions", router.url),
+        &chat_body("m", false),
+    )
+    .await;
     assert_openai_error(status, 404, &v);
 }
 
@@ -106,13 +120,20 @@ async fn admin_reload_validates_first_then_swaps_keeping_unchanged_endpoints() {
 async fn sighup_reloads_and_a_bad_file_on_sighup_changes_nothing() {
     let a = start_mock(json!({}));
     let router = start_router_ready(opts(&chat_model_yaml("m", &[("vllm", &a.url, 1.0)])), 1).await;
-    write_models(&router, &chat_model_yaml("renamed", &[("vllm", &a.url, 1.0)]));
+    write_models(
+        &router,
+        &chat_model_yaml("renamed", &[("vllm", &a.url, 1.0)]),
+    );
     signal(&router, "HUP");
     let url = router.url.clone();
-    eventually(Duration::from_secs(10), "model renamed after SIGHUP", || {
-        let url = url.clone();
-        async move { model_ids(&url, None).await == vec!["renamed"] }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "model renamed after SIGHUP",
+        || {
+            let url = url.clone();
+            async move { model_ids(&url, None).await == vec!["renamed"] }
+        },
+    )
     .await;
     write_models(&router, "models: [[[");
     signal(&router, "HUP");
@@ -131,7 +152,8 @@ async fn sighup_reloads_and_a_bad_file_on_sighup_changes_nothing() {
 async fn a_stream_on_a_removed_endpoint_finishes() {
     let old = start_mock(json!({"chunks": 20, "chunk_interval_ms": 100}));
     let new = start_mock(json!({}));
-    let router = start_router_ready(opts(&chat_model_yaml("m", &[("vllm", &old.url, 1.0)])), 1).await;
+    let router =
+        start_router_ready(opts(&chat_model_yaml("m", &[("vllm", &old.url, 1.0)])), 1).await;
     let mut resp = client()
         .post(format!("{}/v1/chat/completions", router.url))
         .send_json(&chat_body("m", true))
@@ -150,8 +172,11 @@ async fn a_stream_on_a_removed_endpoint_finishes() {
     assert!(events.iter().all(|(_, d)| !d.contains("\"error\"")));
     // New requests go to the new endpoint.
     wait_ready(&router.url, 1).await;
-    let (status, _, _) =
-        post_json(&format!("{}/v1/chat/completions", router.url), &chat_body("m", false)).await;
+    let (status, _, _) = post_json(
+        &format!("{}/v1/chat/completions", router.url),
+        &chat_body("m", false),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         mock_stats(&new).await["requests_by_path"]["/v1/chat/completions"],
@@ -181,16 +206,36 @@ async fn keys_are_reloaded_too() {
     )
     .await;
     let models = format!("{}/v1/models", router.url);
-    assert_eq!(send_with_key("GET", &models, Some("first-key-123"), None).await.0, 200);
+    assert_eq!(
+        send_with_key("GET", &models, Some("first-key-123"), None)
+            .await
+            .0,
+        200
+    );
     // A broken keys file is refused like a broken models file.
     std::fs::write(&keys, "keys:\n  - {name: second}\n").expect("keys");
     let (status, v) = reload(&router).await;
     assert_openai_error(status, 422, &v);
-    assert_eq!(send_with_key("GET", &models, Some("first-key-123"), None).await.0, 200);
+    assert_eq!(
+        send_with_key("GET", &models, Some("first-key-123"), None)
+            .await
+            .0,
+        200
+    );
     std::fs::write(&keys, "keys:\n  - {name: second, key: second-key-456}\n").expect("keys");
     let (status, v) = reload(&router).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["report"]["keys"], 2, "second + the admin key");
-    assert_eq!(send_with_key("GET", &models, Some("first-key-123"), None).await.0, 401);
-    assert_eq!(send_with_key("GET", &models, Some("second-key-456"), None).await.0, 200);
+    assert_eq!(
+        send_with_key("GET", &models, Some("first-key-123"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        send_with_key("GET", &models, Some("second-key-456"), None)
+            .await
+            .0,
+        200
+    );
 }

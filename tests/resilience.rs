@@ -54,13 +54,17 @@ async fn error_ratio_opens_the_circuit_and_one_trial_closes_it() {
     .await;
     // Failures are folded in by the BackendActor shortly after each answer.
     let url = router.url.clone();
-    eventually(Duration::from_secs(15), "circuit open (503 no_healthy_backend)", || {
-        let url = url.clone();
-        async move {
-            let (status, v) = chat(&url, false).await;
-            status == 503 && v["error"]["code"] == "no_healthy_backend"
-        }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "circuit open (503 no_healthy_backend)",
+        || {
+            let url = url.clone();
+            async move {
+                let (status, v) = chat(&url, false).await;
+                status == 503 && v["error"]["code"] == "no_healthy_backend"
+            }
+        },
+    )
     .await;
     let sent = chat_count(&mock).await;
     assert!((6..=12).contains(&sent), "opened after {sent} requests");
@@ -123,7 +127,10 @@ async fn upstream_retry_after_pauses_the_endpoint() {
     )
     .await;
     assert_openai_error(status, 503, &v);
-    assert_eq!(headers.get("retry-after").and_then(|h| h.to_str().ok()), Some("2"));
+    assert_eq!(
+        headers.get("retry-after").and_then(|h| h.to_str().ok()),
+        Some("2")
+    );
     mock_patch(&mock, json!({"fail_rate": 0.0})).await;
     // The pause is folded in by the BackendActor just after the answer.
     actix_rt::time::sleep(Duration::from_millis(200)).await;
@@ -143,7 +150,10 @@ async fn upstream_retry_after_pauses_the_endpoint() {
         async move { chat(&url, false).await.0 == 200 }
     })
     .await;
-    assert!(paused_at.elapsed() >= Duration::from_millis(1500), "pause ended early");
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1500),
+        "pause ended early"
+    );
 }
 
 #[actix_rt::test]
@@ -159,7 +169,10 @@ async fn client_disconnect_during_a_json_answer_closes_the_upstream_connection()
             .post(format!("{}/v1/chat/completions", router.url))
             .send_json(&chat_body("m", false))
             .await;
-        assert!(result.is_err(), "the answer should take longer than the client waits");
+        assert!(
+            result.is_err(),
+            "the answer should take longer than the client waits"
+        );
     }
     wait_in_flight_zero(&router.url, Duration::from_secs(5)).await;
     // The router dropped its upstream body, closing the connection: the mock notices at its
@@ -218,7 +231,11 @@ async fn per_route_timeouts_override_the_defaults() {
     assert_openai_error(status, 504, &v);
     assert_eq!(v["error"]["code"], "upstream_timeout");
     assert_eq!(v["error"]["type"], "timeout_error");
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     // Total: a stream of 40 tokens 100 ms apart is cut at 1.5 s with an SSE error event.
     let mut body = chat_body("long", true);
     body["max_tokens"] = json!(100);
@@ -233,7 +250,10 @@ async fn per_route_timeouts_override_the_defaults() {
     assert!((5..40).contains(&words), "{words} tokens before the cut");
     let err: Value = serde_json::from_str(&events[events.len() - 2].1).expect("error event");
     assert_eq!(err["error"]["code"], "upstream_timeout", "{err}");
-    assert!(err["error"]["message"].as_str().unwrap_or("").contains("total"));
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("total"));
     assert_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
     // Non-streamed with the same total: 504 before any byte.
     let (status, _, v) = post_json(
@@ -270,9 +290,7 @@ async fn stream_disconnect_stops_the_mock_promptly() {
     let m = &mock;
     eventually(Duration::from_secs(10), "stream aborted upstream", || {
         let url = url.clone();
-        async move {
-            mock_stats(m).await["streams_aborted"] == 1 && in_flight(&url).await == 0
-        }
+        async move { mock_stats(m).await["streams_aborted"] == 1 && in_flight(&url).await == 0 }
     })
     .await;
 }

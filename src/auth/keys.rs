@@ -378,7 +378,9 @@ mod tests {
         assert_eq!(a.rpm, Some(60));
         assert!(pattern_matches("local/*", "local/qwen"));
         assert!(!pattern_matches("demo-chat", "demo-chat-2"));
-        assert!(matches!(store.lookup("test"), Lookup::Known(c) if c.admin && c.key_id == "hashed"));
+        assert!(
+            matches!(store.lookup("test"), Lookup::Known(c) if c.admin && c.key_id == "hashed")
+        );
     }
 
     #[test]
@@ -393,7 +395,8 @@ mod tests {
                 .len(),
             2
         );
-        assert!(KeyStore::from_file_text("k.yaml", "keys: [{name: a, kee: x}]", &vars(&[]))
-            .is_err());
+        assert!(
+            KeyStore::from_file_text("k.yaml", "keys: [{name: a, kee: x}]", &vars(&[])).is_err()
+        );
     }
 }

@@ -54,7 +54,9 @@ pub async fn middleware<B: MessageBody + 'static>(
             if let Some(caller) = caller {
                 req.extensions_mut().insert(caller);
             }
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
         }
         Err(error) => {
             let mut response = error.error_response();
@@ -151,7 +153,8 @@ fn missing_key() -> ApiError {
 }
 
 fn wrong_key() -> ApiError {
-    ApiError::new(ErrorKind::Unauthorized, "Incorrect API key provided.").with_code("invalid_api_key")
+    ApiError::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
+        .with_code("invalid_api_key")
 }
 
 #[cfg(test)]

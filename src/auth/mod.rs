@@ -75,7 +75,10 @@ impl Auth {
     pub fn warn_at_start(&self) {
         let store = self.store();
         if store.requires_client_key() {
-            tracing::info!(keys = store.len(), "client keys configured: /v1 requires a Bearer key");
+            tracing::info!(
+                keys = store.len(),
+                "client keys configured: /v1 requires a Bearer key"
+            );
         } else {
             let msg = "NO CLIENT KEYS CONFIGURED: /v1 is OPEN to anyone who can reach this port. Set API_KEYS or a keys file (KEYS_FILE) to require a key.";
             tracing::warn!("{msg}");

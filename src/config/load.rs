@@ -448,12 +448,14 @@ fn build_model(
                 Default::default()
             }
         };
-        let discover = r.discover.unwrap_or(false).then(|| crate::config::Discovery {
-            prefix: r.discover_prefix.clone().unwrap_or_default(),
-            map: r.discover_map.clone().unwrap_or_default(),
-        });
-        if !r.discover.unwrap_or(false)
-            && (r.discover_prefix.is_some() || r.discover_map.is_some())
+        let discover = r
+            .discover
+            .unwrap_or(false)
+            .then(|| crate::config::Discovery {
+                prefix: r.discover_prefix.clone().unwrap_or_default(),
+                map: r.discover_map.clone().unwrap_or_default(),
+            });
+        if !r.discover.unwrap_or(false) && (r.discover_prefix.is_some() || r.discover_map.is_some())
         {
             out.warnings.push(place.at(
                 &field("discover_prefix"),

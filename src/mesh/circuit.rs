@@ -82,7 +82,10 @@ impl OutcomeWindow {
             .iter()
             .filter(|(e, _, _)| *e != u64::MAX && *e <= epoch && epoch - *e < SLOTS as u64)
             .fold((0u32, 0u32), |(n, f), (_, ok, fail)| {
-                (n.saturating_add(*ok).saturating_add(*fail), f.saturating_add(*fail))
+                (
+                    n.saturating_add(*ok).saturating_add(*fail),
+                    f.saturating_add(*fail),
+                )
             })
     }
 
@@ -322,7 +325,13 @@ mod tests {
         }
         let (i, reason) = opened.expect("ratio trigger");
         assert_eq!(i, 9, "judged once 10 requests are in the window");
-        assert!(matches!(reason, OpenReason::ErrorRatio { failures: 5, requests: 10 }));
+        assert!(matches!(
+            reason,
+            OpenReason::ErrorRatio {
+                failures: 5,
+                requests: 10
+            }
+        ));
         assert_eq!(c.state(t0), CircuitState::Open);
     }
 

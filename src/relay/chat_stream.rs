@@ -207,12 +207,12 @@ impl ChatStream {
                 return None;
             }
             match self.read().await {
-                Read::IdleTimeout => self.abort_timeout(
-                    "The backend stopped sending tokens (idle timeout).",
-                ),
-                Read::TotalTimeout => self.abort_timeout(
-                    "The backend did not finish within the total time limit.",
-                ),
+                Read::IdleTimeout => {
+                    self.abort_timeout("The backend stopped sending tokens (idle timeout).")
+                }
+                Read::TotalTimeout => {
+                    self.abort_timeout("The backend did not finish within the total time limit.")
+                }
                 Read::Broken => self.abort("upstream_error", "The backend's stream broke off."),
                 Read::End => {
                     if let Some(event) = self.parser.finish() {

@@ -39,15 +39,14 @@ pub async fn call_json(
     };
     let limits = timeouts.for_route(lease.route());
     let total_left = limits.total_left(lease.elapsed());
-    let bytes = match read_body_within(&mut upstream.body, max_response, limits.idle, total_left)
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            lease.finish(Outcome::Failure);
-            return Attempt::Retry(e);
-        }
-    };
+    let bytes =
+        match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
+            Ok(b) => b,
+            Err(e) => {
+                lease.finish(Outcome::Failure);
+                return Attempt::Retry(e);
+            }
+        };
     let model = lease.model().id.clone();
     let mut value: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,

@@ -149,7 +149,7 @@ async fn keys_file_names_model_lists_and_per_key_limits() {
         "models:\n  - id: open-m\n    aliases: [open-alias]\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: local/one\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: secret-m\n    aliases: [innocent]\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n",
         a.url
     );
-    let keys = "keys:\n  - name: team-a\n    key: ${TEAM_A_KEY}\n    models: [open-m, \"local/*\"]\n    rpm: 4\n  - name: tokens\n    key: tok-key-123\n    tpm: 5\n";
+    let keys = "keys:\n  - name: team-a\n    key: ${TEAM_A_KEY}\n    models: [open-m, \"local/*\"]\n    rpm: 6\n  - name: tokens\n    key: tok-key-123\n    tpm: 5\n";
     let dir = tempfile::tempdir().expect("tempdir");
     let keys_path = dir.path().join("keys.yaml");
     std::fs::write(&keys_path, keys).expect("write keys");
@@ -166,6 +166,18 @@ async fn keys_file_names_model_lists_and_per_key_limits() {
     .await;
     let team = Some("team-a-secret");
     assert_eq!(chat_with(&router.url, team, "open-alias").await.0, 200);
+    // The key sees only its models.
+    let mut listed = model_ids(&router.url, team).await;
+    listed.sort();
+    assert_eq!(listed, vec!["local/one", "open-m"]);
+    let (status, _, v) = send_with_key(
+        "GET",
+        &format!("{}/v1/models/secret-m", router.url),
+        team,
+        None,
+    )
+    .await;
+    assert_openai_error(status, 404, &v);
     assert_eq!(chat_with(&router.url, team, "local/one").await.0, 200);
     // Not on the list, by id or by alias: 403 before any backend is asked.
     let before = mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"].clone();
@@ -182,7 +194,7 @@ async fn keys_file_names_model_lists_and_per_key_limits() {
         mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"],
         before
     );
-    // rpm 4: the two chats and the two refusals used four admissions; the next is limited.
+    // rpm 6: two chats, two model lookups and two refusals; the next is limited.
     let (status, headers, v) = send_with_key(
         "POST",
         &format!("{}/v1/chat/completions", router.url),
@@ -267,4 +279,81 @@ async fn outbound_credentials_backend_api_key_and_no_client_headers() {
         // OpenRouter attribution is meant to travel.
         assert_eq!(seen["http-referer"], "https://app.example");
     }
+}
+
+#[actix_rt::test]
+async fn logs_name_keys_and_never_print_them_and_an_open_router_says_so() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mock = start_mock(json!({}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models.yaml");
+    std::fs::write(&models, chat_model_yaml("m", &[("vllm", &mock.url, 1.0)])).expect("write");
+    let start = |env: &[(&str, &str)], log: &std::path::Path| {
+        let mut cmd = Command::new(bin("switchyard"));
+        cmd.current_dir(dir.path())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
+            .arg(&models)
+            .env("RUST_LOG", "info")
+            .env("HEALTH_CHECK_INTERVAL_SECS", "0.2")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("listening line").expect("read");
+            if let Some(url) = line.strip_prefix("switchyard listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        (child, url)
+    };
+
+    let keyed_log = dir.path().join("keyed.log");
+    let (mut child, url) = start(&[("API_KEYS", "very-secret-client-key")], &keyed_log);
+    wait_ready(&url, 1).await;
+    assert_eq!(
+        chat_with(&url, Some("very-secret-client-key"), "m").await.0,
+        200
+    );
+    assert_eq!(chat_with(&url, Some("wrong-secret-key"), "m").await.0, 401);
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&keyed_log).expect("log");
+    assert!(
+        !log.contains("very-secret-client-key"),
+        "key in logs:\n{log}"
+    );
+    assert!(
+        !log.contains("wrong-secret-key"),
+        "presented key in logs:\n{log}"
+    );
+    let id = format!(
+        "key-{}",
+        switchyard::auth::digest("very-secret-client-key")[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(
+        log.contains(&id),
+        "the request record names the key by {id}:\n{log}"
+    );
+    assert!(!log.contains("/v1 is OPEN"));
+
+    let open_log = dir.path().join("open.log");
+    let (mut child, _url) = start(&[], &open_log);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&open_log).expect("log");
+    assert!(
+        log.contains("NO CLIENT KEYS CONFIGURED: /v1 is OPEN"),
+        "{log}"
+    );
 }

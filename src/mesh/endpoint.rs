@@ -254,6 +254,7 @@ impl Endpoint {
         let mut gate = self.gate();
         let circuit = gate.circuit.state(now);
         let consecutive_failures = gate.circuit.consecutive_failures();
+        let (window_requests, window_failures) = gate.circuit.window_totals(now);
         let rpm = gate.rpm.as_mut().map(|b| BucketLevel {
             available: b.level(now).max(0.0),
             capacity: b.capacity(),
@@ -274,6 +275,8 @@ impl Endpoint {
             health: self.health(),
             circuit,
             consecutive_failures,
+            window_requests,
+            window_failures,
             in_flight: self.in_flight(),
             max_in_flight: self.limits.max_in_flight,
             rpm,
@@ -302,6 +305,9 @@ pub struct EndpointSnapshot {
     pub health: Health,
     pub circuit: CircuitState,
     pub consecutive_failures: u32,
+    /// Requests and failures in the circuit's error-ratio window.
+    pub window_requests: u32,
+    pub window_failures: u32,
     pub in_flight: u64,
     pub max_in_flight: Option<u64>,
     pub rpm: Option<BucketLevel>,

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/../.."
 secs="${1:-60}"
 for target in sse_parser config_loader keys_file usage_tap chat_request; do
   echo "== $target ($secs s)"
-  cargo +nightly fuzz run --fuzz-dir tests/fuzz "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
+  cargo +nightly fuzz run -O --fuzz-dir tests/fuzz "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
 done

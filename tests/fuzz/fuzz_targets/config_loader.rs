@@ -11,5 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let (models, routing) = text.split_once("\n---routing---\n").unwrap_or((text, ""));
     let vars: HashMap<String, String> = HashMap::from([("SET".into(), "http://h:1".into())]);
-    let _ = switchyard::config::load_str("models.yaml", models, Some(("routing.yaml", routing)), &vars);
+    let _ = switchyard::config::load_str(
+        "models.yaml",
+        models,
+        Some(("routing.yaml", routing)),
+        &vars,
+    );
 });

@@ -8,7 +8,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(u) = switchyard::record::Usage::from_json(&v) {
             let _ = u.total();
         }
-        if let Some(u) = v.get("usage").and_then(switchyard::record::Usage::from_json) {
+        if let Some(u) = v
+            .get("usage")
+            .and_then(switchyard::record::Usage::from_json)
+        {
             let _ = u.total();
         }
     }

@@ -21,7 +21,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Saturating: the counts come from backends and may be absurd.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
     /// Read an OpenAI `usage` object (`prompt_tokens`/`completion_tokens`, or the
@@ -67,6 +68,8 @@ pub struct RequestRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error: Option<String>,
+    /// The caller's key name or short digest id (never the key), when a key was presented.
+    pub api_key_id: Option<String>,
 }
 
 /// Where finished records go (logs now; the accounting layer adds storage and metrics).
@@ -91,6 +94,7 @@ impl RecordSink for LogSink {
             prompt_tokens = r.usage.map(|u| u.prompt_tokens),
             completion_tokens = r.usage.map(|u| u.completion_tokens),
             attempts = r.attempts,
+            key = r.api_key_id.as_deref().unwrap_or("-"),
             "request finished"
         );
     }
@@ -99,6 +103,8 @@ impl RecordSink for LogSink {
 /// The per-request bookkeeping object.
 pub struct RequestCtx {
     pub record: RequestRecord,
+    /// The authenticated caller, when a key was presented (model lists are checked on it).
+    pub caller: Option<Arc<crate::auth::Caller>>,
     started: Instant,
     sink: Arc<dyn RecordSink>,
     finished: bool,
@@ -123,7 +129,9 @@ impl RequestCtx {
                 attempts: 0,
                 stream: false,
                 error: None,
+                api_key_id: None,
             },
+            caller: None,
             started: Instant::now(),
             sink,
             finished: false,

@@ -7,8 +7,11 @@
 //! - [`mesh`]: the actors — a `RouterActor` picking routes, one `BackendActor` per endpoint —
 //!   and the lease that carries capacity from one to the handler and back.
 //! - [`api`]: HTTP handlers, one module per endpoint family, and the OpenAI error shape.
+//! - [`auth`]: client and admin keys, per-key limits, the scope check on every request.
 //! - [`relay`]: talking to backends — one call, retry/fallback, streaming relays.
 //! - [`record`]: the record every request leaves behind.
+//! - [`reload`]: the `ConfigActor` — hot reload (SIGHUP, `POST /admin/reload`) and the models
+//!   [`discovery`] finds; [`netguard`] keeps self-started traffic off private networks.
 //! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
@@ -17,16 +20,20 @@
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod api;
+pub mod auth;
 pub mod catalogue;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod engines;
 pub mod jobs;
 pub mod media;
 pub mod mesh;
 pub mod mock;
+pub mod netguard;
 pub mod record;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod state;

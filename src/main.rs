@@ -113,7 +113,12 @@ fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
 }
 
 fn check_config(args: &ConfigArgs) -> ExitCode {
-    let settings = Settings::from_vars(&ProcessEnv);
+    // Keys problems are reported as environment errors next to the settings' own.
+    let settings = Settings::from_vars(&ProcessEnv).and_then(|s| {
+        switchyard::auth::Auth::from_vars(&ProcessEnv)
+            .map(|_| s)
+            .map_err(|errs| errs.into_iter().map(|e| format!("keys: {e}")).collect())
+    });
     match (load_registry(args), settings) {
         (Ok(registry), Ok(_)) => {
             for w in &registry.warnings {
@@ -213,6 +218,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     let opts = switchyard::server::ServeOptions {
         host: args.host,
         port: args.port,
+        reload: Some(switchyard::reload::ConfigSource {
+            models: args.config.config.clone(),
+            routing: Some(
+                args.config
+                    .routing
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING)),
+            ),
+            routing_required: args.config.routing.is_some(),
+        }),
     };
     let system = actix_rt::System::new();
     match system.block_on(switchyard::server::serve(registry, settings, opts)) {
@@ -238,6 +253,7 @@ fn demo(args: DemoArgs) -> ExitCode {
     let opts = switchyard::server::ServeOptions {
         host: args.host,
         port: args.port,
+        reload: None,
     };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {

@@ -21,7 +21,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Saturating: the counts come from backends and may be absurd.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
     /// Read an OpenAI `usage` object (`prompt_tokens`/`completion_tokens`, or the
@@ -67,6 +68,8 @@ pub struct RequestRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error: Option<String>,
+    /// The caller's key name or short digest id (never the key), when a key was presented.
+    pub api_key_id: Option<String>,
     /// Seconds of audio produced (speech) or transcribed (transcriptions, translations).
     pub audio_seconds: Option<f64>,
     /// Images generated.
@@ -97,6 +100,7 @@ impl RecordSink for LogSink {
             prompt_tokens = r.usage.map(|u| u.prompt_tokens),
             completion_tokens = r.usage.map(|u| u.completion_tokens),
             attempts = r.attempts,
+            key = r.api_key_id.as_deref().unwrap_or("-"),
             audio_seconds = r.audio_seconds,
             images = r.images,
             video_seconds = r.video_seconds,
@@ -108,6 +112,8 @@ impl RecordSink for LogSink {
 /// The per-request bookkeeping object.
 pub struct RequestCtx {
     pub record: RequestRecord,
+    /// The authenticated caller, when a key was presented (model lists are checked on it).
+    pub caller: Option<Arc<crate::auth::Caller>>,
     started: Instant,
     sink: Arc<dyn RecordSink>,
     finished: bool,
@@ -132,10 +138,12 @@ impl RequestCtx {
                 attempts: 0,
                 stream: false,
                 error: None,
+                api_key_id: None,
                 audio_seconds: None,
                 images: None,
                 video_seconds: None,
             },
+            caller: None,
             started: Instant::now(),
             sink,
             finished: false,

@@ -3,17 +3,22 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use actix::Actor;
 use actix_web::{middleware, web, App, HttpServer};
 
-use crate::config::Registry;
+use crate::auth::{Auth, KeyUsageSink};
+use crate::config::{ProcessEnv, Registry};
 use crate::mesh::Mesh;
 use crate::record::{LogSink, RecordSink};
+use crate::reload::ConfigActor;
 use crate::settings::Settings;
 use crate::state::AppState;
 
 pub struct ServeOptions {
     pub host: String,
     pub port: u16,
+    /// The files the registry came from, for hot reload (`None`: the demo).
+    pub reload: Option<crate::reload::ConfigSource>,
 }
 
 /// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
@@ -30,17 +35,38 @@ pub async fn serve(
             probe.interval = interval;
         }
     }
+    let auth = Arc::new(Auth::from_vars(&ProcessEnv).map_err(|errors| {
+        for e in &errors {
+            tracing::error!("keys: {e}");
+        }
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, errors.join("; "))
+    })?);
+    auth.warn_at_start();
     let mesh = Mesh::start(&registry, probe, settings.circuit);
-    let sink: Arc<dyn RecordSink> = Arc::new(LogSink);
+    let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(auth.clone(), Arc::new(LogSink)));
+    let control = {
+        let (source, registry, router, auth) =
+            (opts.reload, registry, mesh.router.clone(), auth.clone());
+        let interval = settings.discovery_interval;
+        ConfigActor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
+            ConfigActor::new(source, registry, router, auth, interval)
+        })
+    };
+    crate::reload::listen_for_sighup(control.clone())?;
     let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, opts.port)?);
     let workers = settings.workers;
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
+    let client_request_timeout = settings.client_request_timeout;
     let state = web::Data::new(AppState::new(mesh, settings, sink, store));
+    let auth = web::Data::from(auth);
+    let control = web::Data::new(control);
     let mut server = HttpServer::new(move || {
         let client = crate::relay::client::build(connect_timeout, max_conns);
         App::new()
             .app_data(state.clone())
+            .app_data(auth.clone())
+            .app_data(control.clone())
             .app_data(web::Data::new(client))
             .app_data(jobs.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -50,10 +76,17 @@ pub async fn serve(
                 )
                 .into()
             }))
+            .wrap(middleware::from_fn(crate::auth::middleware))
             .wrap(middleware::from_fn(crate::api::request_id::middleware))
             .configure(crate::api::routes)
             .default_service(web::to(crate::api::not_found))
     })
+    // Slow-loris clients: the request head must arrive within this (actix answers 408).
+    .client_request_timeout(client_request_timeout)
+    // A client that closes its connection while waiting must cancel its request: without
+    // this, actix keeps running a pending (non-streamed) handler to the end, upstream call
+    // and all. Half-closing HTTP/1 clients are not something inference clients do.
+    .h1_allow_half_closed(false)
     .bind((opts.host.as_str(), opts.port))?;
     if let Some(w) = workers {
         server = server.workers(w);
@@ -82,7 +115,7 @@ fn start_media(
         router: mesh.router.clone(),
         settings: settings.media.video.clone(),
         timeouts: settings.timeouts,
-        retry: settings.retry,
+        retry: settings.retry.clone(),
         sink: sink.clone(),
         port,
     })

@@ -21,6 +21,12 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Upstream connections per worker (0 = unlimited).
     pub max_upstream_connections: usize,
+    /// Time a client has to send its request head (slow-loris defence; actix answers 408).
+    pub client_request_timeout: Duration,
+    /// Time a client has to send a whole request body.
+    pub client_body_timeout: Duration,
+    /// Between two `/v1/models` queries of a `discover: true` route.
+    pub discovery_interval: Duration,
     /// Audio uploads and video jobs.
     pub media: crate::media::MediaSettings,
 }
@@ -38,6 +44,9 @@ impl Default for Settings {
             circuit: CircuitSettings::default(),
             workers: None,
             max_upstream_connections: 0,
+            client_request_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(60),
+            discovery_interval: Duration::from_secs(60),
             media: crate::media::MediaSettings::default(),
         }
     }
@@ -67,6 +76,10 @@ impl Settings {
         }
         if let Some(v) = num("UPSTREAM_CONNECT_TIMEOUT_SECS", 0.01) {
             s.connect_timeout = secs(v);
+            s.timeouts.connect = secs(v);
+        }
+        if let Some(v) = num("UPSTREAM_TOTAL_TIMEOUT_SECS", 0.01) {
+            s.timeouts.total = secs(v);
         }
         if let Some(v) = num("UPSTREAM_HEADERS_TIMEOUT_SECS", 0.01) {
             s.timeouts.headers = secs(v);
@@ -88,6 +101,32 @@ impl Settings {
         }
         if let Some(v) = num("CIRCUIT_COOLDOWN_SECS", 0.01) {
             s.circuit.cooldown = secs(v);
+        }
+        if let Some(v) = num("CIRCUIT_ERROR_RATIO", 0.0) {
+            s.circuit.error_ratio = v.min(1.0);
+        }
+        if let Some(v) = num("CIRCUIT_MIN_REQUESTS", 1.0) {
+            s.circuit.min_requests = v as u32;
+        }
+        if let Some(v) = num("CIRCUIT_WINDOW_SECS", 0.1) {
+            s.circuit.window = secs(v);
+        }
+        let budget_rate = num("RETRY_BUDGET_PER_SEC", 0.0);
+        let budget_burst = num("RETRY_BUDGET_BURST", 1.0);
+        if budget_rate.is_some() || budget_burst.is_some() {
+            let rate = budget_rate.unwrap_or(20.0);
+            let burst = budget_burst.unwrap_or((rate * 2.0).max(1.0));
+            s.retry.budget =
+                std::sync::Arc::new(crate::relay::budget::RetryBudget::new(rate, burst));
+        }
+        if let Some(v) = num("CLIENT_REQUEST_TIMEOUT_SECS", 0.1) {
+            s.client_request_timeout = secs(v);
+        }
+        if let Some(v) = num("CLIENT_BODY_TIMEOUT_SECS", 0.1) {
+            s.client_body_timeout = secs(v);
+        }
+        if let Some(v) = num("DISCOVERY_INTERVAL_SECS", 0.1) {
+            s.discovery_interval = secs(v);
         }
         if let Some(v) = num("WORKERS", 1.0) {
             s.workers = Some(v as usize);

@@ -19,8 +19,29 @@ pub async fn read_json(
             return Err(too_large(limit));
         }
     }
+    // A client that trickles its body (slow loris) is cut off after the body timeout.
+    let within = req
+        .app_data::<web::Data<crate::state::AppState>>()
+        .map_or(std::time::Duration::from_secs(60), |s| {
+            s.settings.client_body_timeout
+        });
+    let deadline = tokio::time::Instant::now() + within;
     let mut buf = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let next = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorKind::RequestTimeout,
+                    format!(
+                        "The request body was not received within {} seconds.",
+                        within.as_secs_f64()
+                    ),
+                )
+                .with_code("request_timeout"))
+            }
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(format!("Could not read the request body: {e}"), None)
         })?;

@@ -379,15 +379,18 @@ async fn handle(
                             return Attempt::Fail(error);
                         }
                     };
+                let limits = settings.timeouts.for_route(lease.route());
+                let started_ago = lease.elapsed();
                 let mut stream = ChatStream::new(
                     upstream.body,
                     lease,
                     def.id.clone(),
                     facts.include_usage,
                     prompt_estimate,
-                    settings.timeouts.idle,
+                    limits.idle,
                     settings.max_sse_event_bytes,
-                );
+                )
+                .with_total_limit(started_ago, limits.total);
                 match stream.prime().await {
                     Ok(()) => Attempt::Done(Reply::Stream(Box::new(stream))),
                     Err(e) => Attempt::Retry(e),

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    /// The client took too long to send its request.
+    RequestTimeout,
     Conflict,
     Gone,
     PayloadTooLarge,
@@ -97,6 +99,7 @@ impl ApiError {
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
             ErrorKind::Gone => 410,
             ErrorKind::PayloadTooLarge => 413,
@@ -118,6 +121,7 @@ impl ApiError {
             ErrorKind::BadRequest
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
             | ErrorKind::Conflict
             | ErrorKind::Gone
             | ErrorKind::PayloadTooLarge

@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod images;
 pub mod models;
+pub mod openapi;
 pub mod request_id;
 pub mod speech;
 pub mod transcriptions;
@@ -25,7 +26,21 @@ use crate::state::AppState;
 
 /// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health));
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(health::health))
+            .default_service(web::to(method_not_allowed)),
+    );
+    cfg.service(
+        web::resource("/openapi.yaml")
+            .route(web::get().to(openapi::document))
+            .default_service(web::to(method_not_allowed)),
+    );
+    cfg.service(
+        web::resource("/admin/reload")
+            .route(web::post().to(crate::reload::admin_reload))
+            .default_service(web::to(method_not_allowed)),
+    );
     for prefix in ["/v1", "/api/v1"] {
         cfg.service(
             web::scope(prefix)
@@ -88,12 +103,34 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     .with_code("unknown_url"))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut resp = ApiError::new(
         ErrorKind::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),
     )
-    .with_code("method_not_allowed"))
+    .with_code("method_not_allowed")
+    .error_response();
+    // RFC 9110: a 405 lists the methods the resource has.
+    resp.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        HeaderValue::from_static(allowed_methods(req.path())),
+    );
+    resp
+}
+
+/// The methods of the router's resources, by path (every resource answers 405 the same way).
+fn allowed_methods(path: &str) -> &'static str {
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models", ..] => "GET",
+        ["v1", "video", "generations"] => "GET, POST",
+        ["v1", "video", "generations", _] => "GET, DELETE",
+        ["v1", "video", "generations", _, "content"] | ["admin", "usage" | "backends"] => "GET",
+        ["admin", "routing"] => "GET, PUT",
+        _ => "POST",
+    }
 }
 
 pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
@@ -102,7 +139,16 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_else(request_id::generate);
-    RequestCtx::new(id, op, state.sink.clone())
+    let mut ctx = RequestCtx::new(id, op, state.sink.clone());
+    let caller = req
+        .extensions()
+        .get::<std::sync::Arc<crate::auth::Caller>>()
+        .cloned();
+    if let Some(caller) = caller {
+        ctx.record.api_key_id = Some(caller.key_id.clone());
+        ctx.caller = Some(caller);
+    }
+    ctx
 }
 
 /// Headers carried to the backend: our request id and OpenRouter attribution, nothing else.

@@ -1,7 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: OpenAI's list shape with OpenRouter's model
 //! fields (contract §2.1), plus each model's type and current availability.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,10 +31,20 @@ pub async fn table(state: &AppState) -> Result<std::sync::Arc<RouteTable>, ApiEr
         .map_err(|_| ApiError::internal("the router is not running"))
 }
 
+/// The caller's key, when it limits which models it may use (those are the only ones it sees).
+fn restricted_caller(req: &HttpRequest) -> Option<std::sync::Arc<crate::auth::Caller>> {
+    req.extensions()
+        .get::<std::sync::Arc<crate::auth::Caller>>()
+        .filter(|c| c.restricts_models())
+        .cloned()
+}
+
 pub async fn list_models(
+    req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = restricted_caller(&req);
     let table = table(&state).await?;
     let wanted_out: Option<Vec<String>> = query
         .output_modalities
@@ -45,6 +55,9 @@ pub async fn list_models(
     let mut data: Vec<Value> = Vec::new();
     for entry in &table.models {
         let def = &entry.def;
+        if caller.as_ref().is_some_and(|c| !c.may_use(def)) {
+            continue;
+        }
         if let Some(out) = &wanted_out {
             let matches = out.iter().any(|m| {
                 def.output_modalities
@@ -83,13 +96,16 @@ pub async fn list_models(
 }
 
 pub async fn get_model(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let table = table(&state).await?;
     let name = path.into_inner();
+    let caller = restricted_caller(&req);
     let entry = table
         .resolve(&name)
+        .filter(|e| caller.as_ref().is_none_or(|c| c.may_use(&e.def)))
         .ok_or_else(|| ApiError::model_not_found(&name))?;
     let params = supported_parameters(&entry.def);
     Ok(json_response(&model_object(

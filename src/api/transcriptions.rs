@@ -117,7 +117,7 @@ async fn run(
         max_file_bytes: upload.max_file_bytes,
         max_field_bytes: upload.max_field_bytes,
         max_fields: upload.max_fields,
-        idle: state.settings.timeouts.idle,
+        idle: state.settings.client_body_timeout,
     };
     let rules = FieldRules {
         op,

@@ -346,6 +346,11 @@ fn build_model(
                 max_in_flight: None,
                 health_path: None,
                 auth_header: None,
+                timeouts: None,
+                allow_private_network: None,
+                discover: None,
+                discover_prefix: None,
+                discover_map: None,
                 video: Default::default(),
                 unknown: Default::default(),
             });
@@ -420,13 +425,47 @@ fn build_model(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| id.clone());
-        let api_key = r
+        // `BACKEND_API_KEY` (seed 003) is the key of routes that name none; `api_key: none`
+        // opts a route out of it.
+        let api_key = match r
             .api_key
             .clone()
             .or_else(|| raw.api_key.clone())
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .map(Secret::new);
+        {
+            Some(k) if k.eq_ignore_ascii_case("none") => None,
+            Some(k) => Some(Secret::new(k)),
+            None => vars
+                .get("BACKEND_API_KEY")
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .map(Secret::new),
+        };
+        let timeouts = match r.timeouts.as_ref().map(|t| t.validate()) {
+            None => Default::default(),
+            Some(Ok(t)) => t,
+            Some(Err(problems)) => {
+                for p in problems {
+                    errors.push(place.at(&field("timeouts"), p));
+                }
+                Default::default()
+            }
+        };
+        let discover = r
+            .discover
+            .unwrap_or(false)
+            .then(|| crate::config::Discovery {
+                prefix: r.discover_prefix.clone().unwrap_or_default(),
+                map: r.discover_map.clone().unwrap_or_default(),
+            });
+        if !r.discover.unwrap_or(false) && (r.discover_prefix.is_some() || r.discover_map.is_some())
+        {
+            out.warnings.push(place.at(
+                &field("discover_prefix"),
+                "discover_prefix/discover_map have no effect without `discover: true`",
+            ));
+        }
         let auth = match r
             .auth_header
             .as_deref()
@@ -493,6 +532,9 @@ fn build_model(
             limits,
             health_path: r.health_path,
             disabled_reason,
+            timeouts,
+            allow_private_network: r.allow_private_network.unwrap_or(false),
+            discover,
             video,
         });
     }

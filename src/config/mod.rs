@@ -6,6 +6,7 @@ mod env;
 mod lenient;
 mod load;
 mod raw;
+mod route_opts;
 mod routing;
 mod video;
 
@@ -18,6 +19,7 @@ use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 
 pub use env::{substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
+pub use route_opts::{Discovery, RouteTimeouts};
 pub use routing::{select_route, RoutingFile, WeightOverrides};
 pub use video::{VideoMode, VideoRouteOptions};
 
@@ -262,6 +264,12 @@ pub struct RouteDef {
     pub health_path: Option<String>,
     /// Why this route can never be chosen, when it can't (missing env var, OFFLOAD).
     pub disabled_reason: Option<String>,
+    /// Overrides of the router-wide upstream time limits.
+    pub timeouts: RouteTimeouts,
+    /// Discovery may reach this endpoint even on a loopback/private/link-local address.
+    pub allow_private_network: bool,
+    /// `Some` when the endpoint's own model list is registered (seed 004).
+    pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,
 }

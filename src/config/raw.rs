@@ -93,6 +93,22 @@ pub struct RawRoute {
     pub health_path: Option<String>,
     /// Header to carry the key: `authorization` (Bearer, default) or `api-key`.
     pub auth_header: Option<String>,
+    /// Upstream time limits in seconds: `connect`, `headers`, `idle`, `total`.
+    pub timeouts: Option<super::route_opts::RawTimeouts>,
+    /// Lets discovery reach loopback/private/link-local addresses (seed 004).
+    #[serde(
+        default,
+        alias = "allowPrivateNetwork",
+        deserialize_with = "lenient::opt_bool"
+    )]
+    pub allow_private_network: Option<bool>,
+    /// Register the models this endpoint lists at `/v1/models` (seed 004).
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub discover: Option<bool>,
+    /// Public id of a discovered model = prefix + served id.
+    pub discover_prefix: Option<String>,
+    /// Served id → public id for discovered models.
+    pub discover_map: Option<BTreeMap<String, String>>,
     /// Video backends: `video_mode` and `video_*_path` (docs/configuration.md).
     #[serde(flatten)]
     pub video: super::video::RawVideoRoute,

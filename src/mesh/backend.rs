@@ -222,14 +222,14 @@ impl Handler<Finished> for BackendActor {
         }
         match msg.outcome {
             Outcome::Success | Outcome::ClientError => {
-                if gate.circuit.on_success(msg.trial) {
+                if gate.circuit.on_success(msg.trial, now) {
                     info!(endpoint = %ep.name, "circuit closed after a successful trial");
                 }
             }
             Outcome::Failure => {
                 ep.counters.failures.fetch_add(1, Ordering::Relaxed);
-                if gate.circuit.on_failure(msg.trial, now) {
-                    warn!(endpoint = %ep.name, "circuit opened after consecutive failures");
+                if let Some(reason) = gate.circuit.on_failure(msg.trial, now) {
+                    warn!(endpoint = %ep.name, %reason, "circuit opened");
                 }
             }
             Outcome::RateLimited { retry_after } => {
@@ -247,8 +247,14 @@ impl Handler<Retire> for BackendActor {
 
     fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
         self.retired = true;
-        // Leases still in flight keep an `Addr`; stopping only ends probing and the mailbox
-        // drains what they send.
-        ctx.stop();
+        // Probing ends now; the actor stays until the requests still holding leases on this
+        // endpoint have finished (their outcomes are still folded in), then stops.
+        info!(endpoint = %self.endpoint.name, in_flight = self.endpoint.in_flight(), "endpoint retired; draining");
+        ctx.run_interval(Duration::from_millis(100), |act, ctx| {
+            if act.endpoint.in_flight() == 0 {
+                info!(endpoint = %act.endpoint.name, "retired endpoint drained; stopping");
+                ctx.stop();
+            }
+        });
     }
 }

@@ -76,6 +76,11 @@ pub(super) struct Gate {
 pub struct CircuitSettings {
     pub failure_threshold: u32,
     pub cooldown: Duration,
+    /// Failure share over `window` that opens the circuit (0 = consecutive failures only).
+    pub error_ratio: f64,
+    /// Requests the window must hold before the ratio is judged.
+    pub min_requests: u32,
+    pub window: Duration,
 }
 
 impl Default for CircuitSettings {
@@ -83,6 +88,9 @@ impl Default for CircuitSettings {
         CircuitSettings {
             failure_threshold: 5,
             cooldown: Duration::from_secs(30),
+            error_ratio: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(30),
         }
     }
 }
@@ -143,7 +151,7 @@ impl Endpoint {
             health: AtomicU8::new(initial.to_u8()),
             in_flight: AtomicU64::new(0),
             gate: Mutex::new(Gate {
-                circuit: CircuitBreaker::new(circuit.failure_threshold, circuit.cooldown),
+                circuit: CircuitBreaker::from_settings(&circuit),
                 rpm: limits.rpm.map(|n| TokenBucket::per_minute(n, now)),
                 tpm: limits.tpm.map(|n| TokenBucket::per_minute(n, now)),
                 paused_until: None,
@@ -229,6 +237,9 @@ impl Endpoint {
             b.take(est_tokens as f64);
         }
         let trial = gate.circuit.admit(now) == Admission::Trial;
+        if trial {
+            tracing::info!(endpoint = %self.name, "circuit half-open: letting one trial request through");
+        }
         Ok(Permit { trial })
     }
 
@@ -243,6 +254,7 @@ impl Endpoint {
         let mut gate = self.gate();
         let circuit = gate.circuit.state(now);
         let consecutive_failures = gate.circuit.consecutive_failures();
+        let (window_requests, window_failures) = gate.circuit.window_totals(now);
         let rpm = gate.rpm.as_mut().map(|b| BucketLevel {
             available: b.level(now).max(0.0),
             capacity: b.capacity(),
@@ -263,6 +275,8 @@ impl Endpoint {
             health: self.health(),
             circuit,
             consecutive_failures,
+            window_requests,
+            window_failures,
             in_flight: self.in_flight(),
             max_in_flight: self.limits.max_in_flight,
             rpm,
@@ -291,6 +305,9 @@ pub struct EndpointSnapshot {
     pub health: Health,
     pub circuit: CircuitState,
     pub consecutive_failures: u32,
+    /// Requests and failures in the circuit's error-ratio window.
+    pub window_requests: u32,
+    pub window_failures: u32,
     pub in_flight: u64,
     pub max_in_flight: Option<u64>,
     pub rpm: Option<BucketLevel>,

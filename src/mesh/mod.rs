@@ -10,7 +10,8 @@ mod router;
 mod table;
 
 pub use backend::{BackendActor, Outcome, ProbeSettings};
-pub use circuit::CircuitState;
+pub use bucket::TokenBucket;
+pub use circuit::{CircuitBreaker, CircuitState, OpenReason};
 pub use endpoint::{CircuitSettings, Endpoint, EndpointSnapshot, Health};
 pub use lease::Lease;
 pub use router::{Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor};

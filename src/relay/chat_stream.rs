@@ -5,7 +5,7 @@
 //! event and `[DONE]`.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -28,6 +28,8 @@ pub struct ChatStream {
     client_wants_usage: bool,
     prompt_estimate: u64,
     idle: Duration,
+    /// The attempt's total time limit; `None` = only the idle limit applies.
+    deadline: Option<Instant>,
     pending: VecDeque<Bytes>,
     usage: Option<Usage>,
     content_chars: usize,
@@ -37,6 +39,15 @@ pub struct ChatStream {
     ended: bool,
     outcome: Option<Outcome>,
     settled: bool,
+}
+
+/// One read from the upstream body, with both time limits applied.
+enum Read {
+    Chunk(Bytes),
+    Broken,
+    End,
+    IdleTimeout,
+    TotalTimeout,
 }
 
 /// What one upstream event turned out to be.
@@ -65,6 +76,7 @@ impl ChatStream {
             client_wants_usage,
             prompt_estimate,
             idle,
+            deadline: None,
             pending: VecDeque::new(),
             usage: None,
             content_chars: 0,
@@ -76,28 +88,53 @@ impl ChatStream {
         }
     }
 
+    /// End the attempt once `total` has passed since `started` (the lease's start).
+    pub fn with_total_limit(mut self, started_ago: Duration, total: Duration) -> ChatStream {
+        self.deadline = Instant::now().checked_add(total.saturating_sub(started_ago));
+        self
+    }
+
+    async fn read(&mut self) -> Read {
+        let left = self.deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match actix_rt::time::timeout(self.idle.min(left), self.upstream.next()).await {
+            Err(_) if left <= self.idle => Read::TotalTimeout,
+            Err(_) => Read::IdleTimeout,
+            Ok(Some(Ok(chunk))) => Read::Chunk(chunk),
+            Ok(Some(Err(_))) => Read::Broken,
+            Ok(None) => Read::End,
+        }
+    }
+
     /// Read until the first content-bearing event. An error here means nothing has been sent
     /// to the client, so the caller may try another route; the lease records the failure.
     pub async fn prime(&mut self) -> Result<(), ApiError> {
         while !self.content_seen && !self.ended {
-            let read = actix_rt::time::timeout(self.idle, self.upstream.next()).await;
-            let chunk = match read {
-                Err(_) => {
+            let chunk = match self.read().await {
+                Read::IdleTimeout => {
                     return Err(self.prime_failed(
                         ErrorKind::GatewayTimeout,
                         "upstream_timeout",
                         "The backend sent no tokens before the idle timeout.",
                     ))
                 }
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(Some(Err(_))) => {
+                Read::TotalTimeout => {
+                    return Err(self.prime_failed(
+                        ErrorKind::GatewayTimeout,
+                        "upstream_timeout",
+                        "The backend sent no tokens within the total time limit.",
+                    ))
+                }
+                Read::Chunk(chunk) => chunk,
+                Read::Broken => {
                     return Err(self.prime_failed(
                         ErrorKind::BadGateway,
                         "upstream_error",
                         "The backend's stream broke before any content.",
                     ))
                 }
-                Ok(None) => {
+                Read::End => {
                     if let Some(event) = self.parser.finish() {
                         if let Step::UpstreamError(e) = self.on_event(event) {
                             return Err(self.prime_error(e));
@@ -169,13 +206,15 @@ impl ChatStream {
                 self.settle();
                 return None;
             }
-            match actix_rt::time::timeout(self.idle, self.upstream.next()).await {
-                Err(_) => self.abort(
-                    "upstream_timeout",
-                    "The backend stopped sending tokens (idle timeout).",
-                ),
-                Ok(Some(Err(_))) => self.abort("upstream_error", "The backend's stream broke off."),
-                Ok(None) => {
+            match self.read().await {
+                Read::IdleTimeout => {
+                    self.abort_timeout("The backend stopped sending tokens (idle timeout).")
+                }
+                Read::TotalTimeout => {
+                    self.abort_timeout("The backend did not finish within the total time limit.")
+                }
+                Read::Broken => self.abort("upstream_error", "The backend's stream broke off."),
+                Read::End => {
                     if let Some(event) = self.parser.finish() {
                         self.handle_post_commit(event);
                     }
@@ -192,7 +231,7 @@ impl ChatStream {
                         }
                     }
                 }
-                Ok(Some(Ok(chunk))) => {
+                Read::Chunk(chunk) => {
                     self.parser.push(&chunk);
                     loop {
                         match self.parser.next_event() {
@@ -232,6 +271,14 @@ impl ChatStream {
 
     fn abort(&mut self, code: &str, message: &str) {
         let e = ApiError::new(ErrorKind::BadGateway, message).with_code(code);
+        self.push_error(&e);
+        self.pending.push_back(Bytes::from_static(DONE));
+        self.end(Outcome::Failure);
+    }
+
+    /// A time limit ran out after the client got bytes: an SSE error event, then `[DONE]`.
+    fn abort_timeout(&mut self, message: &str) {
+        let e = ApiError::new(ErrorKind::GatewayTimeout, message).with_code("upstream_timeout");
         self.push_error(&e);
         self.pending.push_back(Bytes::from_static(DONE));
         self.end(Outcome::Failure);

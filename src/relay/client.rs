@@ -25,6 +25,23 @@ pub fn build(connect_timeout: Duration, max_connections: usize) -> awc::Client {
         .finish()
 }
 
+thread_local! {
+    // awc clients are !Send: routes with their own connect timeout share one client per
+    // (thread, timeout), so their connection pools are reused like the default client's.
+    static BY_CONNECT_TIMEOUT: std::cell::RefCell<std::collections::HashMap<Duration, awc::Client>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The client of this thread for routes whose connect timeout is `connect`.
+pub fn with_connect_timeout(connect: Duration) -> awc::Client {
+    BY_CONNECT_TIMEOUT.with(|cell| {
+        cell.borrow_mut()
+            .entry(connect)
+            .or_insert_with(|| build(connect, 0))
+            .clone()
+    })
+}
+
 /// rustls needs a process-wide crypto provider when more than one could be compiled in.
 fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -3,21 +3,25 @@
 //! attempts, with a short jittered back-off.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 
+use super::budget::RetryBudget;
 use crate::api::error::ApiError;
 use crate::engines::ApiOp;
-use crate::mesh::{Acquire, Lease, RouteError, RouterActor};
+use crate::mesh::{Acquire, GetTable, Lease, RouteError, RouterActor};
 use crate::record::RequestCtx;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Retries per second across all requests of this replica.
+    pub budget: Arc<RetryBudget>,
 }
 
 impl Default for RetryPolicy {
@@ -26,6 +30,7 @@ impl Default for RetryPolicy {
             max_attempts: 3,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_millis(250),
+            budget: Arc::new(RetryBudget::default()),
         }
     }
 }
@@ -55,8 +60,11 @@ where
     F: FnMut(Lease) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
+    check_caller_may_use(router, model, ctx).await?;
     let mut exclude: Vec<usize> = Vec::new();
     let mut last_error: Option<ApiError> = None;
+    // A retry token spent for the coming attempt; given back if no route is left to try.
+    let mut spent_retry = false;
     for n in 0..policy.max_attempts.max(1) {
         let acquired = router
             .send(Acquire {
@@ -69,9 +77,17 @@ where
             .map_err(|_| ApiError::internal("the router is not running"))?;
         let lease = match acquired {
             Ok(lease) => lease,
-            Err(RouteError::Exhausted { .. }) if last_error.is_some() => break,
-            Err(e) => return Err(last_error.unwrap_or_else(|| e.into())),
+            Err(e) => {
+                if std::mem::take(&mut spent_retry) {
+                    policy.budget.refund();
+                }
+                match e {
+                    RouteError::Exhausted { .. } if last_error.is_some() => break,
+                    e => return Err(last_error.unwrap_or_else(|| e.into())),
+                }
+            }
         };
+        spent_retry = false;
         ctx.record.attempts = n + 1;
         ctx.record.model = Some(lease.model().id.clone());
         ctx.record.model_type = Some(lease.model().model_type);
@@ -85,6 +101,11 @@ where
                 exclude.push(route);
                 last_error = Some(error);
                 if n + 1 < policy.max_attempts {
+                    if !policy.budget.try_spend() {
+                        tracing::debug!(model, "retry budget exhausted; not retrying");
+                        break;
+                    }
+                    spent_retry = true;
                     let exp = policy.backoff_base.saturating_mul(1 << n.min(10));
                     let wait = exp
                         .min(policy.backoff_max)
@@ -95,4 +116,26 @@ where
         }
     }
     Err(last_error.unwrap_or_else(|| ApiError::internal("no attempt was made")))
+}
+
+/// A client key limited to some models may not use others (checked on the public id and
+/// aliases, so an alias cannot get around the list).
+async fn check_caller_may_use(
+    router: &Addr<RouterActor>,
+    model: &str,
+    ctx: &RequestCtx,
+) -> Result<(), ApiError> {
+    let Some(caller) = ctx.caller.as_ref().filter(|c| c.restricts_models()) else {
+        return Ok(());
+    };
+    let table = router
+        .send(GetTable)
+        .await
+        .map_err(|_| ApiError::internal("the router is not running"))?;
+    match table.resolve(model) {
+        // Unknown names get the Router's own 404.
+        None => Ok(()),
+        Some(entry) if caller.may_use(&entry.def) => Ok(()),
+        Some(_) => Err(crate::auth::model_not_allowed(model, caller)),
+    }
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::fallback::Attempt;
-use super::upstream::{post_json, read_body, CallError, Forwarded, Timeouts};
+use super::upstream::{post_json, read_body_within, CallError, Forwarded, Timeouts};
 use crate::api::error::{upstream_message, ApiError, ErrorKind};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
@@ -37,13 +37,16 @@ pub async fn call_json(
             return Attempt::Fail(error);
         }
     };
-    let bytes = match read_body(&mut upstream.body, max_response, timeouts.idle).await {
-        Ok(b) => b,
-        Err(e) => {
-            lease.finish(Outcome::Failure);
-            return Attempt::Retry(e);
-        }
-    };
+    let limits = timeouts.for_route(lease.route());
+    let total_left = limits.total_left(lease.elapsed());
+    let bytes =
+        match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
+            Ok(b) => b,
+            Err(e) => {
+                lease.finish(Outcome::Failure);
+                return Attempt::Retry(e);
+            }
+        };
     let model = lease.model().id.clone();
     let mut value: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,

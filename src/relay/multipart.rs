@@ -20,8 +20,8 @@ pub enum UploadError {
     FileTooLarge { limit: u64 },
     /// A text field is larger than the limit: 413.
     FieldTooLarge { name: String, limit: usize },
-    /// The client stopped sending: 400.
-    Stalled,
+    /// The client stopped sending: 408.
+    Stalled { idle: std::time::Duration },
     /// The spool file could not be written: 500.
     Spool(String),
     /// A field failed the endpoint's own checks.
@@ -52,11 +52,14 @@ impl UploadError {
             )
             .with_param(name)
             .with_code("field_too_large"),
-            UploadError::Stalled => ApiError::bad_request(
-                "The upload stalled: no data arrived within the idle timeout.",
-                None,
+            UploadError::Stalled { idle } => ApiError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "The upload stalled: no data arrived for {} seconds.",
+                    idle.as_secs_f64()
+                ),
             )
-            .with_code("upload_stalled"),
+            .with_code("request_timeout"),
             UploadError::Rejected(e) => e,
             UploadError::Spool(why) => {
                 tracing::error!(error = %why, "upload spool failed");
@@ -99,7 +102,8 @@ pub struct FormLimits {
     pub max_file_bytes: u64,
     pub max_field_bytes: usize,
     pub max_fields: usize,
-    /// Longest wait for the next piece of the client's body.
+    /// Longest wait for the next piece of the client's body (`CLIENT_BODY_TIMEOUT_SECS`: an
+    /// upload may take longer than that in all, as long as it keeps moving).
     pub idle: Duration,
 }
 
@@ -135,7 +139,9 @@ impl FormReader {
     pub async fn next_part(&mut self) -> Result<Option<Part>, UploadError> {
         let next = actix_rt::time::timeout(self.limits.idle, self.multipart.next())
             .await
-            .map_err(|_| UploadError::Stalled)?;
+            .map_err(|_| UploadError::Stalled {
+                idle: self.limits.idle,
+            })?;
         let mut field = match next {
             None => return Ok(None),
             Some(Err(e)) => return Err(malformed(e)),
@@ -177,7 +183,9 @@ impl FormReader {
         loop {
             let chunk = actix_rt::time::timeout(self.limits.idle, field.next())
                 .await
-                .map_err(|_| UploadError::Stalled)?;
+                .map_err(|_| UploadError::Stalled {
+                    idle: self.limits.idle,
+                })?;
             match chunk {
                 None => break,
                 Some(Err(e)) => return Err(malformed(e)),
@@ -204,7 +212,9 @@ impl FormReader {
         loop {
             let next = actix_rt::time::timeout(self.limits.idle, field.next())
                 .await
-                .map_err(|_| UploadError::Stalled)?;
+                .map_err(|_| UploadError::Stalled {
+                    idle: self.limits.idle,
+                })?;
             match next {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(malformed(e)),

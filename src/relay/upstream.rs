@@ -23,21 +23,47 @@ pub struct Upstream {
     pub body: BodyStream,
 }
 
-/// Per-call time limits.
+/// Per-call time limits: router-wide defaults, overridden per route (`timeouts:` in
+/// models.yaml). Before the first byte reached the client a timeout is a 504 (after trying the
+/// other routes); after it, the stream ends with an error event.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// Connection set-up (the outbound client's connector timeout).
+    pub connect: Duration,
     /// Until the response headers arrive (for non-streaming calls: the whole generation).
     pub headers: Duration,
     /// Longest silence between two chunks of a streamed body.
     pub idle: Duration,
+    /// The whole attempt, from asking the backend to its last byte.
+    pub total: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
+            connect: Duration::from_secs(10),
             headers: Duration::from_secs(300),
             idle: Duration::from_secs(120),
+            total: Duration::from_secs(1800),
         }
+    }
+}
+
+impl Timeouts {
+    /// These defaults with the route's own limits applied.
+    pub fn for_route(&self, route: &crate::config::RouteDef) -> Timeouts {
+        let own = &route.timeouts;
+        Timeouts {
+            connect: own.connect.unwrap_or(self.connect),
+            headers: own.headers.unwrap_or(self.headers),
+            idle: own.idle.unwrap_or(self.idle),
+            total: own.total.unwrap_or(self.total),
+        }
+    }
+
+    /// What is left of the total budget for an attempt that started `elapsed` ago.
+    pub fn total_left(&self, elapsed: Duration) -> Duration {
+        self.total.saturating_sub(elapsed)
     }
 }
 
@@ -76,6 +102,11 @@ pub fn request(
     timeout: Duration,
 ) -> awc::ClientRequest {
     let url = lease.endpoint().base.api_url(path);
+    // A route with its own connect timeout needs a connector built with it.
+    let client = match lease.route().timeouts.connect {
+        Some(connect) => super::client::with_connect_timeout(connect),
+        None => client.clone(),
+    };
     let mut req = client
         .request(method, url)
         .timeout(timeout)
@@ -103,13 +134,15 @@ pub async fn post_json(
     fwd: &Forwarded,
     timeouts: &Timeouts,
 ) -> Result<Upstream, CallError> {
+    let limits = timeouts.for_route(lease.route());
+    let headers_within = limits.headers.min(limits.total_left(lease.elapsed()));
     let req = request(
         client,
         actix_web::http::Method::POST,
         lease,
         path,
         fwd,
-        timeouts.headers,
+        headers_within,
     )
     .content_type("application/json");
     classify(lease, req.send_body(body).await).await
@@ -250,15 +283,32 @@ pub async fn read_body(
     limit: usize,
     idle: Duration,
 ) -> Result<Bytes, ApiError> {
+    read_body_within(body, limit, idle, Duration::MAX).await
+}
+
+/// [`read_body`] that also gives up when `total_left` has passed.
+pub async fn read_body_within(
+    body: &mut BodyStream,
+    limit: usize,
+    idle: Duration,
+    total_left: Duration,
+) -> Result<Bytes, ApiError> {
+    let deadline = std::time::Instant::now().checked_add(total_left);
     let mut buf = bytes::BytesMut::new();
     loop {
-        match actix_rt::time::timeout(idle, body.next()).await {
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+        });
+        match actix_rt::time::timeout(idle.min(left), body.next()).await {
             Err(_) => {
-                return Err(ApiError::new(
-                    ErrorKind::GatewayTimeout,
-                    "The backend stopped sending its response.",
-                )
-                .with_code("upstream_timeout"))
+                let message = if left <= idle {
+                    "The backend did not finish its response within the total time limit."
+                } else {
+                    "The backend stopped sending its response."
+                };
+                return Err(
+                    ApiError::new(ErrorKind::GatewayTimeout, message).with_code("upstream_timeout")
+                );
             }
             Ok(None) => return Ok(buf.freeze()),
             Ok(Some(Err(_))) => {

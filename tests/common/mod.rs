@@ -328,3 +328,94 @@ pub async fn read_sse(
     }
     out
 }
+
+/// A request with `Authorization: Bearer <key>` (no header when `key` is `None`).
+pub async fn send_with_key(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, awc::http::header::HeaderMap, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client().request(method, url);
+    if let Some(key) = key {
+        req = req.insert_header(("authorization", format!("Bearer {key}")));
+    }
+    let sent = match body {
+        Some(b) => {
+            req.insert_header(("content-type", "application/json"))
+                .send_body(b.to_string())
+                .await
+        }
+        None => req.send().await,
+    };
+    let mut resp = sent.expect("request");
+    let bytes = resp.body().limit(64 << 20).await.expect("body");
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (resp.status().as_u16(), resp.headers().clone(), v)
+}
+
+/// `endpoints.in_flight` from `/health`.
+pub async fn in_flight(router: &str) -> u64 {
+    get_json(&format!("{router}/health"))
+        .await
+        .ok()
+        .and_then(|(_, v)| v["endpoints"]["in_flight"].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+/// Poll until every lease is released, or fail after `within`.
+pub async fn wait_in_flight_zero(router: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = in_flight(router).await;
+        if n == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in-flight still {n} after {within:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Poll `check` every 50 ms until it is true, or fail with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Send a signal by name (`HUP`, `TERM`) to a child process.
+pub fn signal(proc: &Proc, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(proc.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Public model ids listed by `/v1/models` (with an optional key).
+pub async fn model_ids(router: &str, key: Option<&str>) -> Vec<String> {
+    let (_, _, v) = send_with_key("GET", &format!("{router}/v1/models"), key, None).await;
+    v["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,402 @@
+//! The key store: client and admin keys from `API_KEYS`, `ADMIN_API_KEY(S)` and the keys file,
+//! kept only as SHA-256 digests and compared in constant time. A key is known by its name (or
+//! `key-<first 8 hex of its digest>`), never by its text.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{substitute_str, ModelDef, VarSource};
+
+/// Who is calling: what handlers, records and limits see of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The key's name, or `key-xxxxxxxx` from its digest. Safe to log.
+    pub key_id: String,
+    /// Admin keys may use `/admin/*` and `/metrics` (and `/v1`).
+    pub admin: bool,
+    /// Model ids/aliases (a trailing `*` matches a prefix); `None` = every model.
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl Caller {
+    pub fn restricts_models(&self) -> bool {
+        self.models.is_some()
+    }
+
+    /// Whether this key may use `def` (by its id or any alias).
+    pub fn may_use(&self, def: &ModelDef) -> bool {
+        let Some(patterns) = &self.models else {
+            return true;
+        };
+        std::iter::once(def.id.as_str())
+            .chain(def.aliases.iter().map(String::as_str))
+            .any(|name| patterns.iter().any(|p| pattern_matches(p, name)))
+    }
+}
+
+fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+type KeyDigest = [u8; 32];
+
+pub fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn short_id(d: &KeyDigest) -> String {
+    let hex: String = d[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("key-{hex}")
+}
+
+struct Entry {
+    digest: KeyDigest,
+    caller: Arc<Caller>,
+}
+
+/// Every configured key. `Debug` shows names only.
+#[derive(Default)]
+pub struct KeyStore {
+    entries: Vec<Entry>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.caller.key_id))
+            .finish()
+    }
+}
+
+/// What a presented key turned out to be.
+pub enum Lookup {
+    Known(Arc<Caller>),
+    Unknown,
+}
+
+impl KeyStore {
+    /// Whether `/v1` needs a key: true as soon as one client key is configured.
+    pub fn requires_client_key(&self) -> bool {
+        self.entries.iter().any(|e| !e.caller.admin)
+    }
+
+    pub fn has_admin_keys(&self) -> bool {
+        self.entries.iter().any(|e| e.caller.admin)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn callers(&self) -> impl Iterator<Item = &Arc<Caller>> {
+        self.entries.iter().map(|e| &e.caller)
+    }
+
+    /// Find the key whose digest equals that of `presented`. Every entry is compared, each in
+    /// constant time, so timing says nothing about how close a guess was.
+    pub fn lookup(&self, presented: &str) -> Lookup {
+        let wanted = digest(presented);
+        let mut found: Option<&Entry> = None;
+        for entry in &self.entries {
+            let equal: bool = entry.digest.ct_eq(&wanted).into();
+            if equal && found.is_none() {
+                found = Some(entry);
+            }
+        }
+        match found {
+            Some(e) => Lookup::Known(e.caller.clone()),
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Build from the environment and the optional keys file; every problem is reported.
+    pub fn load(vars: &dyn VarSource, file: Option<&Path>) -> Result<KeyStore, Vec<String>> {
+        let mut builder = Builder::default();
+        if let Some(list) = vars.get("API_KEYS") {
+            for key in split_keys(&list) {
+                builder.add("API_KEYS", None, digest(key), false, None, None, None);
+            }
+        }
+        for var in ["ADMIN_API_KEY", "ADMIN_API_KEYS"] {
+            if let Some(list) = vars.get(var) {
+                for key in split_keys(&list) {
+                    builder.add(var, None, digest(key), true, None, None, None);
+                }
+            }
+        }
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => builder.add_file(&path.display().to_string(), &text, vars),
+                Err(e) => builder
+                    .errors
+                    .push(format!("{}: cannot read: {e}", path.display())),
+            }
+        }
+        if builder.errors.is_empty() {
+            Ok(KeyStore {
+                entries: builder.entries,
+            })
+        } else {
+            Err(builder.errors)
+        }
+    }
+
+    /// Parse a keys file from text (tests, fuzzing).
+    pub fn from_file_text(
+        label: &str,
+        text: &str,
+        vars: &dyn VarSource,
+    ) -> Result<KeyStore, Vec<String>> {
+        let mut builder = Builder::default();
+        builder.add_file(label, text, vars);
+        if builder.errors.is_empty() {
+            Ok(KeyStore {
+                entries: builder.entries,
+            })
+        } else {
+            Err(builder.errors)
+        }
+    }
+}
+
+fn split_keys(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|k| !k.is_empty())
+}
+
+/// The keys file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeysFile {
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    /// The key itself (usually `${VAR}`).
+    key: Option<String>,
+    /// Or its SHA-256 in hex, so the file need not hold the key at all.
+    key_sha256: Option<String>,
+    #[serde(default)]
+    admin: bool,
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+}
+
+#[derive(Default)]
+struct Builder {
+    entries: Vec<Entry>,
+    digests: HashSet<KeyDigest>,
+    names: HashSet<String>,
+    errors: Vec<String>,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        source: &str,
+        name: Option<String>,
+        digest: KeyDigest,
+        admin: bool,
+        models: Option<Vec<String>>,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+    ) {
+        let key_id = name.unwrap_or_else(|| short_id(&digest));
+        if !self.digests.insert(digest) {
+            self.errors.push(format!(
+                "{source}: key `{key_id}` is configured twice (same key value)"
+            ));
+            return;
+        }
+        if !self.names.insert(key_id.clone()) {
+            self.errors
+                .push(format!("{source}: key name `{key_id}` is used twice"));
+            return;
+        }
+        self.entries.push(Entry {
+            digest,
+            caller: Arc::new(Caller {
+                key_id,
+                admin,
+                models,
+                rpm,
+                tpm,
+            }),
+        });
+    }
+
+    fn add_file(&mut self, label: &str, text: &str, vars: &dyn VarSource) {
+        let raw: RawKeysFile = match serde_yaml::from_str::<Option<RawKeysFile>>(text) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return,
+            Err(e) => {
+                self.errors.push(format!("{label}: {e}"));
+                return;
+            }
+        };
+        for (i, k) in raw.keys.into_iter().enumerate() {
+            let place = format!("{label}: keys[{i}] (`{}`)", k.name);
+            let name = k.name.trim().to_string();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.errors
+                    .push(format!("{place}: `name` must be non-empty without spaces"));
+                continue;
+            }
+            let digest = match (&k.key, &k.key_sha256) {
+                (Some(text), None) => {
+                    let (value, missing) = substitute_str(text, vars);
+                    if !missing.is_empty() {
+                        self.errors.push(format!(
+                            "{place}: field `key`: environment variable {} is not set",
+                            missing.join(", ")
+                        ));
+                        continue;
+                    }
+                    let value = value.trim();
+                    if value.len() < 8 {
+                        self.errors
+                            .push(format!("{place}: `key` must be at least 8 characters"));
+                        continue;
+                    }
+                    digest_of(value)
+                }
+                (None, Some(hex)) => match parse_hex_digest(hex) {
+                    Some(d) => d,
+                    None => {
+                        self.errors.push(format!(
+                            "{place}: `key_sha256` must be 64 hexadecimal characters"
+                        ));
+                        continue;
+                    }
+                },
+                _ => {
+                    self.errors.push(format!(
+                        "{place}: give exactly one of `key` and `key_sha256`"
+                    ));
+                    continue;
+                }
+            };
+            if k.rpm == Some(0) || k.tpm == Some(0) {
+                self.errors.push(format!(
+                    "{place}: rpm/tpm must be at least 1 (leave out for no limit)"
+                ));
+                continue;
+            }
+            let models = k.models.map(|list| {
+                list.into_iter()
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect::<Vec<_>>()
+            });
+            self.add(label, Some(name), digest, k.admin, models, k.rpm, k.tpm);
+        }
+    }
+}
+
+fn digest_of(value: &str) -> KeyDigest {
+    digest(value)
+}
+
+fn parse_hex_digest(hex: &str) -> Option<KeyDigest> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_keys_are_found_by_value_and_named_by_digest() {
+        let store = KeyStore::load(
+            &vars(&[("API_KEYS", "sk-one, sk-two,,"), ("ADMIN_API_KEY", "adm-1")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(store.len(), 3);
+        assert!(store.requires_client_key());
+        assert!(store.has_admin_keys());
+        let Lookup::Known(c) = store.lookup("sk-two") else {
+            panic!("sk-two not found")
+        };
+        assert!(!c.admin);
+        assert!(c.key_id.starts_with("key-") && c.key_id.len() == 12);
+        assert!(!c.key_id.contains("sk-two"));
+        assert!(matches!(store.lookup("adm-1"), Lookup::Known(c) if c.admin));
+        assert!(matches!(store.lookup("sk-on"), Lookup::Unknown));
+        assert!(!format!("{store:?}").contains("sk-one"));
+    }
+
+    #[test]
+    fn keys_file_with_names_models_limits_and_digests() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+        let text = format!(
+            "keys:\n  - name: team-a\n    key: ${{TEAM_A}}\n    models: [demo-chat, \"local/*\"]\n    rpm: 60\n  - name: hashed\n    key_sha256: {sha}\n    admin: true\n"
+        );
+        let store =
+            KeyStore::from_file_text("keys.yaml", &text, &vars(&[("TEAM_A", "secret-team-a")]))
+                .unwrap();
+        let Lookup::Known(a) = store.lookup("secret-team-a") else {
+            panic!()
+        };
+        assert_eq!(a.key_id, "team-a");
+        assert_eq!(a.rpm, Some(60));
+        assert!(pattern_matches("local/*", "local/qwen"));
+        assert!(!pattern_matches("demo-chat", "demo-chat-2"));
+        assert!(
+            matches!(store.lookup("test"), Lookup::Known(c) if c.admin && c.key_id == "hashed")
+        );
+    }
+
+    #[test]
+    fn keys_file_errors_are_all_reported() {
+        let text = "keys:\n  - name: a\n    key: short\n  - name: b\n  - name: c\n    key: ${NOPE}\n  - name: d\n    key_sha256: xyz\n  - name: e\n    key: long-enough-key\n    rpm: 0\n";
+        let errs = KeyStore::from_file_text("k.yaml", text, &vars(&[])).unwrap_err();
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        let dup = "keys:\n  - {name: a, key: same-key-1}\n  - {name: b, key: same-key-1}\n  - {name: a, key: other-key-1}\n";
+        assert_eq!(
+            KeyStore::from_file_text("k.yaml", dup, &vars(&[]))
+                .unwrap_err()
+                .len(),
+            2
+        );
+        assert!(
+            KeyStore::from_file_text("k.yaml", "keys: [{name: a, kee: x}]", &vars(&[])).is_err()
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! Per-route options added for trust and resilience: upstream time limits, the private-network
+//! opt-in of seed 004, and model discovery.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::lenient;
+
+/// Time limits of one route, each overriding the router-wide default when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RouteTimeouts {
+    /// TCP (and TLS) connection set-up.
+    pub connect: Option<Duration>,
+    /// Until the response headers arrive (for non-streamed calls: the whole generation).
+    pub headers: Option<Duration>,
+    /// Longest silence between two chunks of a streamed body.
+    pub idle: Option<Duration>,
+    /// The whole attempt, first byte to last.
+    pub total: Option<Duration>,
+}
+
+/// `timeouts:` as written: seconds, numbers or numeric strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub connect: Option<f64>,
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub headers: Option<f64>,
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub idle: Option<f64>,
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub total: Option<f64>,
+}
+
+impl RawTimeouts {
+    /// Every value must be a positive, finite number of seconds (at most a day).
+    pub fn validate(&self) -> Result<RouteTimeouts, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut secs = |name: &str, v: Option<f64>| -> Option<Duration> {
+            let v = v?;
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Some(Duration::from_secs_f64(v))
+            } else {
+                errors.push(format!(
+                    "timeouts.{name}: must be a number of seconds between 0 and 86400, found {v}"
+                ));
+                None
+            }
+        };
+        let t = RouteTimeouts {
+            connect: secs("connect", self.connect),
+            headers: secs("headers", self.headers),
+            idle: secs("idle", self.idle),
+            total: secs("total", self.total),
+        };
+        if errors.is_empty() {
+            Ok(t)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// `discover: true`: the models the endpoint lists at `/v1/models` become public models.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Public id = `prefix` + the served id, unless `map` names it.
+    pub prefix: String,
+    /// Served id → public id.
+    pub map: BTreeMap<String, String>,
+}
+
+impl Discovery {
+    pub fn public_id(&self, served: &str) -> String {
+        match self.map.get(served) {
+            Some(id) => id.clone(),
+            None => format!("{}{served}", self.prefix),
+        }
+    }
+}

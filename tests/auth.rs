@@ -1,0 +1,359 @@
+//! Who may call: client keys on `/v1`, admin keys on `/admin/*` and `/metrics`, per-key model
+//! lists and limits, and what is (not) sent to backends.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn opts<'a>(yaml: &'a str, env: Vec<(&'a str, String)>) -> RouterOpts<'a> {
+    RouterOpts {
+        models_yaml: yaml,
+        routing_yaml: None,
+        env,
+    }
+}
+
+async fn chat_with(router: &str, key: Option<&str>, model: &str) -> (u16, Value) {
+    let (status, _, v) = send_with_key(
+        "POST",
+        &format!("{router}/v1/chat/completions"),
+        key,
+        Some(&chat_body(model, false)),
+    )
+    .await;
+    (status, v)
+}
+
+#[actix_rt::test]
+async fn v1_needs_a_valid_bearer_key_when_keys_are_configured() {
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let router = start_router_ready(
+        opts(
+            &yaml,
+            vec![("API_KEYS", "sk-alpha-123, sk-beta-456".into())],
+        ),
+        1,
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", router.url);
+    let body = chat_body("m", false);
+    for (key, expected) in [
+        (None, 401),
+        (Some("wrong-key"), 401),
+        (Some("sk-alpha-12"), 401),
+        (Some("sk-alpha-123"), 200),
+        (Some("sk-beta-456"), 200),
+    ] {
+        let (status, headers, v) = send_with_key("POST", &url, key, Some(&body)).await;
+        if expected == 401 {
+            assert_openai_error(status, 401, &v);
+            assert_eq!(v["error"]["code"], "invalid_api_key", "{v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert!(headers.get("www-authenticate").is_some());
+            assert!(headers.get("x-request-id").is_some());
+        } else {
+            assert_eq!(status, 200, "{key:?}: {v}");
+        }
+    }
+    // The same check on every /v1 path, OpenRouter's prefix included; /health stays open.
+    for path in [
+        "/v1/models",
+        "/api/v1/models",
+        "/v1/models/m",
+        "/api/v1/chat/completions",
+    ] {
+        let (status, _, v) =
+            send_with_key("GET", &format!("{}{path}", router.url), None, None).await;
+        assert_openai_error(status, 401, &v);
+    }
+    let (status, _) = get_json(&format!("{}/health", router.url))
+        .await
+        .expect("health");
+    assert_eq!(status, 200);
+    // A scheme other than Bearer is not a key.
+    let resp = client()
+        .get(format!("{}/v1/models", router.url))
+        .insert_header(("authorization", "Basic c2stYWxwaGEtMTIz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401);
+    // Only two requests reached the backend.
+    let stats = mock_stats(&mock).await;
+    assert_eq!(stats["requests_by_path"]["/v1/chat/completions"], 2);
+}
+
+#[actix_rt::test]
+async fn admin_scope_needs_an_admin_key_and_refuses_client_keys() {
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let router = start_router_ready(
+        opts(
+            &yaml,
+            vec![
+                ("API_KEYS", "sk-client-1".into()),
+                ("ADMIN_API_KEY", "adm-secret-1".into()),
+            ],
+        ),
+        1,
+    )
+    .await;
+    let reload = format!("{}/admin/reload", router.url);
+    let (status, _, v) = send_with_key("POST", &reload, None, None).await;
+    assert_openai_error(status, 401, &v);
+    let (status, _, v) = send_with_key("POST", &reload, Some("nope-nope"), None).await;
+    assert_openai_error(status, 401, &v);
+    let (status, _, v) = send_with_key("POST", &reload, Some("sk-client-1"), None).await;
+    assert_openai_error(status, 403, &v);
+    assert_eq!(v["error"]["code"], "admin_key_required");
+    assert_eq!(v["error"]["type"], "permission_error");
+    let (status, _, v) = send_with_key("POST", &reload, Some("adm-secret-1"), None).await;
+    assert_eq!(status, 200, "{v}");
+    // Any /admin path and /metrics go through the same check, whatever serves them.
+    for path in ["/admin/backends", "/admin/anything/else", "/metrics"] {
+        let url = format!("{}{path}", router.url);
+        let (status, _, v) = send_with_key("GET", &url, Some("sk-client-1"), None).await;
+        assert_openai_error(status, 403, &v);
+        let (status, _, _) = send_with_key("GET", &url, Some("adm-secret-1"), None).await;
+        assert!(status != 401 && status != 403, "{path}: {status}");
+    }
+    // The admin key also works on /v1.
+    assert_eq!(
+        chat_with(&router.url, Some("adm-secret-1"), "m").await.0,
+        200
+    );
+}
+
+#[actix_rt::test]
+async fn admin_is_disabled_without_an_admin_key_and_metrics_can_be_public() {
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let router = start_router_ready(opts(&yaml, vec![("METRICS_PUBLIC", "true".into())]), 1).await;
+    let (status, _, v) =
+        send_with_key("POST", &format!("{}/admin/reload", router.url), None, None).await;
+    assert_openai_error(status, 403, &v);
+    assert_eq!(v["error"]["code"], "admin_disabled");
+    // METRICS_PUBLIC: /metrics is not guarded (here nothing serves it: 404, not 401/403).
+    let (status, _, _) = send_with_key("GET", &format!("{}/metrics", router.url), None, None).await;
+    assert!(status != 401 && status != 403, "{status}");
+    // No client keys: /v1 is open.
+    assert_eq!(chat_with(&router.url, None, "m").await.0, 200);
+}
+
+#[actix_rt::test]
+async fn keys_file_names_model_lists_and_per_key_limits() {
+    let a = start_mock(json!({}));
+    let yaml = format!(
+        "models:\n  - id: open-m\n    aliases: [open-alias]\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: local/one\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: secret-m\n    aliases: [innocent]\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n",
+        a.url
+    );
+    let keys = "keys:\n  - name: team-a\n    key: ${TEAM_A_KEY}\n    models: [open-m, \"local/*\"]\n    rpm: 6\n  - name: tokens\n    key: tok-key-123\n    tpm: 5\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys_path = dir.path().join("keys.yaml");
+    std::fs::write(&keys_path, keys).expect("write keys");
+    let router = start_router_ready(
+        opts(
+            &yaml,
+            vec![
+                ("KEYS_FILE", keys_path.display().to_string()),
+                ("TEAM_A_KEY", "team-a-secret".into()),
+            ],
+        ),
+        1,
+    )
+    .await;
+    let team = Some("team-a-secret");
+    assert_eq!(chat_with(&router.url, team, "open-alias").await.0, 200);
+    // The key sees only its models.
+    let mut listed = model_ids(&router.url, team).await;
+    listed.sort();
+    assert_eq!(listed, vec!["local/one", "open-m"]);
+    let (status, _, v) = send_with_key(
+        "GET",
+        &format!("{}/v1/models/secret-m", router.url),
+        team,
+        None,
+    )
+    .await;
+    assert_openai_error(status, 404, &v);
+    assert_eq!(chat_with(&router.url, team, "local/one").await.0, 200);
+    // Not on the list, by id or by alias: 403 before any backend is asked.
+    let before = mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"].clone();
+    for name in ["secret-m", "innocent"] {
+        let (status, v) = chat_with(&router.url, team, name).await;
+        assert_openai_error(status, 403, &v);
+        assert_eq!(v["error"]["code"], "model_not_allowed");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("team-a"));
+    }
+    assert_eq!(
+        mock_stats(&a).await["requests_by_path"]["/v1/chat/completions"],
+        before
+    );
+    // rpm 6: two chats, two model lookups and two refusals; the next is limited.
+    let (status, headers, v) = send_with_key(
+        "POST",
+        &format!("{}/v1/chat/completions", router.url),
+        team,
+        Some(&chat_body("open-m", false)),
+    )
+    .await;
+    assert_openai_error(status, 429, &v);
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Buckets are per key: team-a is limited, this key is not. tpm 5: its first request is
+    // admitted and charged its real usage (about 10 tokens); the key then waits.
+    assert_eq!(
+        chat_with(&router.url, Some("tok-key-123"), "open-m")
+            .await
+            .0,
+        200
+    );
+    let (status, v) = chat_with(&router.url, Some("tok-key-123"), "open-m").await;
+    assert_openai_error(status, 429, &v);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("`tokens`"));
+}
+
+#[actix_rt::test]
+async fn outbound_credentials_backend_api_key_and_no_client_headers() {
+    let mock = start_mock(json!({}));
+    let yaml = format!(
+        "models:\n  - id: default-key\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: own-key\n    route: [{{kind: vllm, base_url: \"{0}/v1\", api_key: route-key-1}}]\n  - id: no-key\n    route: [{{kind: vllm, base_url: \"{0}/\", api_key: none}}]\n",
+        mock.url
+    );
+    let router = start_router_ready(
+        opts(
+            &yaml,
+            vec![
+                ("BACKEND_API_KEY", "backend-default-key".into()),
+                ("API_KEYS", "client-key-1".into()),
+            ],
+        ),
+        1,
+    )
+    .await;
+    for (model, expected) in [
+        ("default-key", Some("Bearer backend-default-key")),
+        ("own-key", Some("Bearer route-key-1")),
+        ("no-key", None),
+    ] {
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", router.url))
+            .insert_header(("authorization", "Bearer client-key-1"))
+            .insert_header(("cookie", "session=abc"))
+            .insert_header(("x-api-key", "client-x-key"))
+            .insert_header(("proxy-authorization", "Basic Zm9vOmJhcg=="))
+            .insert_header(("x-forwarded-for", "203.0.113.7"))
+            .insert_header(("http-referer", "https://app.example"))
+            .send_json(&chat_body(model, false))
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "{model}");
+        let seen = mock_stats(&mock).await["last_request"]["headers"].clone();
+        assert_eq!(seen["authorization"].as_str(), expected, "{model}: {seen}");
+        for leaked in [
+            "cookie",
+            "x-api-key",
+            "proxy-authorization",
+            "x-forwarded-for",
+        ] {
+            assert!(
+                seen.get(leaked).is_none(),
+                "{model}: {leaked} was forwarded: {seen}"
+            );
+        }
+        let all = seen.to_string();
+        assert!(!all.contains("client-key-1"), "client key leaked: {all}");
+        // OpenRouter attribution is meant to travel.
+        assert_eq!(seen["http-referer"], "https://app.example");
+    }
+}
+
+#[actix_rt::test]
+async fn logs_name_keys_and_never_print_them_and_an_open_router_says_so() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mock = start_mock(json!({}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models.yaml");
+    std::fs::write(&models, chat_model_yaml("m", &[("vllm", &mock.url, 1.0)])).expect("write");
+    let start = |env: &[(&str, &str)], log: &std::path::Path| {
+        let mut cmd = Command::new(bin("switchyard"));
+        cmd.current_dir(dir.path())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
+            .arg(&models)
+            .env("RUST_LOG", "info")
+            .env("HEALTH_CHECK_INTERVAL_SECS", "0.2")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("listening line").expect("read");
+            if let Some(url) = line.strip_prefix("switchyard listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        (child, url)
+    };
+
+    let keyed_log = dir.path().join("keyed.log");
+    let (mut child, url) = start(&[("API_KEYS", "very-secret-client-key")], &keyed_log);
+    wait_ready(&url, 1).await;
+    assert_eq!(
+        chat_with(&url, Some("very-secret-client-key"), "m").await.0,
+        200
+    );
+    assert_eq!(chat_with(&url, Some("wrong-secret-key"), "m").await.0, 401);
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&keyed_log).expect("log");
+    assert!(
+        !log.contains("very-secret-client-key"),
+        "key in logs:\n{log}"
+    );
+    assert!(
+        !log.contains("wrong-secret-key"),
+        "presented key in logs:\n{log}"
+    );
+    let id = format!(
+        "key-{}",
+        switchyard::auth::digest("very-secret-client-key")[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(
+        log.contains(&id),
+        "the request record names the key by {id}:\n{log}"
+    );
+    assert!(!log.contains("/v1 is OPEN"));
+
+    let open_log = dir.path().join("open.log");
+    let (mut child, _url) = start(&[], &open_log);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&open_log).expect("log");
+    assert!(
+        log.contains("NO CLIENT KEYS CONFIGURED: /v1 is OPEN"),
+        "{log}"
+    );
+}

@@ -693,11 +693,10 @@ async fn webhooks_are_signed_and_retried() {
             .split_once(",v1=")
             .and_then(|(t, v)| Some((t.strip_prefix("t=")?, v)))
             .unwrap_or_else(|| panic!("bad signature header {signature:?}"));
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(format!("{t}.{body}").as_bytes());
+        let signed = format!("{t}.{body}");
         assert_eq!(
             v1,
-            hex::encode(mac.finalize().into_bytes()),
+            hmac_sha256_hex(secret.as_bytes(), signed.as_bytes()),
             "signature of {body}"
         );
         let age = (std::time::SystemTime::now()
@@ -761,6 +760,19 @@ async fn resume_after_kill(db: Vec<(&'static str, String)>) {
     .await;
     assert_eq!(s, 200, "finished content is still served");
     assert_eq!(body.to_vec(), mock_mp4(4096));
+    // Listing works on this database too, with and without a cursor.
+    let (_, page) = get_json(&format!("{}/v1/video/generations?limit=5", router.url))
+        .await
+        .unwrap();
+    assert_eq!(page["data"][0]["id"], id);
+    let (_, page) = get_json(&format!(
+        "{}/v1/video/generations?order=asc&after={id}",
+        router.url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page["data"], json!([]));
+    assert_eq!(page["has_more"], false);
     drop(router);
 
     let sync = start_mock(
@@ -900,4 +912,142 @@ async fn jobs_resume_after_a_hard_kill_on_postgres() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A request with an optional bearer key; answers (status, JSON).
+async fn with_key(method: &str, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = match method {
+        "POST" => client().post(url),
+        "DELETE" => client().delete(url),
+        _ => client().get(url),
+    };
+    if let Some(k) = key {
+        req = req.insert_header(("authorization", format!("Bearer {k}")));
+    }
+    let mut resp = match body {
+        Some(b) => req
+            .insert_header(("content-type", "application/json"))
+            .send_body(b.to_string())
+            .await
+            .expect("request"),
+        None => req.send().await.expect("request"),
+    };
+    let bytes = resp.body().limit(1 << 20).await.expect("body");
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (resp.status().as_u16(), v)
+}
+
+#[actix_rt::test]
+async fn jobs_belong_to_the_key_that_created_them_and_can_be_deleted() {
+    let mock = start_mock(json!({"video_queue_ms": 0, "video_steps": 1, "video_step_ms": 20}));
+    let storage = tempfile::tempdir().unwrap();
+    let keys = "keys:\n  - name: alice\n    key: alice-key-123\n  - name: bob\n    key: bob-key-456\n  - name: chat-only\n    key: chat-only-789\n    models: [something-else]\n  - name: ops\n    key: ops-admin-000\n    admin: true\n";
+    let keys_path = storage.path().join("keys.yaml");
+    std::fs::write(&keys_path, keys).unwrap();
+    let videos = storage.path().join("videos");
+    let router = start(
+        &video_yaml(&mock.url, ""),
+        vec![
+            ("KEYS_FILE", keys_path.display().to_string()),
+            ("VIDEO_STORAGE_DIR", videos.display().to_string()),
+        ],
+    )
+    .await;
+    let base = format!("{}/v1/video/generations", router.url);
+    let (alice, bob, admin) = (
+        Some("alice-key-123"),
+        Some("bob-key-456"),
+        Some("ops-admin-000"),
+    );
+    // A key limited to other models may not start video jobs.
+    let (s, v) = with_key(
+        "POST",
+        &base,
+        Some("chat-only-789"),
+        Some(json!({"model": "vid", "prompt": "p"})),
+    )
+    .await;
+    assert_openai_error(s, 403, &v);
+    assert_eq!(v["error"]["code"], "model_not_allowed");
+    let (s, v) = with_key(
+        "POST",
+        &base,
+        alice,
+        Some(json!({"model": "vid", "prompt": "alice's"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let job_url = format!("{base}/{id}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while with_key("GET", &job_url, alice, None).await.1["status"] != "completed" {
+        assert!(Instant::now() < deadline, "job did not complete");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Bob cannot see, fetch, cancel or delete Alice's job, nor list it.
+    for (method, url) in [
+        ("GET", job_url.clone()),
+        ("GET", format!("{job_url}/content")),
+        ("POST", format!("{job_url}/cancel")),
+        ("DELETE", job_url.clone()),
+    ] {
+        let (s, v) = with_key(method, &url, bob, None).await;
+        assert_openai_error(s, 404, &v);
+    }
+    let (s, v) = with_key("GET", &base, bob, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"], json!([]));
+    let (_, v) = with_key("GET", &base, alice, None).await;
+    assert_eq!(v["data"][0]["id"], id);
+    let (_, v) = with_key("GET", &base, admin, None).await;
+    assert_eq!(v["data"][0]["id"], id, "admin keys see every job");
+    // The same idempotency key from two clients makes two jobs.
+    let mut ids = Vec::new();
+    for key in ["alice-key-123", "bob-key-456"] {
+        let mut resp = client()
+            .post(&base)
+            .insert_header(("authorization", format!("Bearer {key}")))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("idempotency-key", "same-key"))
+            .send_body(json!({"model": "vid", "prompt": "x"}).to_string())
+            .await
+            .unwrap();
+        let v: Value = resp.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    // Alice deletes her finished job: row and file go.
+    assert_eq!(files_in(&videos).len(), 1);
+    let (s, v) = with_key("DELETE", &job_url, alice, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"id": id, "object": "video.generation.deleted", "deleted": true})
+    );
+    let (s, _) = with_key("GET", &job_url, alice, None).await;
+    assert_eq!(s, 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while files_in(&videos)
+        .iter()
+        .any(|p| p.to_string_lossy().contains(&id))
+    {
+        assert!(Instant::now() < deadline, "video file not deleted");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_running_job_cannot_be_deleted() {
+    let mock = start_mock(json!({"video_queue_ms": 100, "video_steps": 50, "video_step_ms": 200}));
+    let router = start(&video_yaml(&mock.url, ""), vec![]).await;
+    let (_, _, v) = create(&router.url, json!({"model": "vid", "prompt": "busy"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let url = format!("{}/v1/video/generations/{id}", router.url);
+    let (s, v) = with_key("DELETE", &url, None, None).await;
+    assert_openai_error(s, 409, &v);
+    assert_eq!(v["error"]["code"], "video_not_deletable");
+    let (s, _, _) = post_json(&format!("{url}/cancel"), &json!({})).await;
+    assert_eq!(s, 200);
+    let (s, v) = with_key("DELETE", &url, None, None).await;
+    assert_eq!(s, 200, "{v}");
 }

@@ -62,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/video/generations/{id}")
                         .route(web::get().to(video::get))
+                        .route(web::delete().to(video::delete))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(

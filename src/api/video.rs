@@ -7,18 +7,24 @@
 //! - `GET /v1/video/generations/{id}/content` → the video (Range supported; 409 before
 //!   completion, 410 after expiry)
 //! - `POST /v1/video/generations/{id}/cancel` → the canceled job, or 409 if it had ended
+//! - `DELETE /v1/video/generations/{id}` → the job and its video are deleted (409 while running)
+//!
+//! With client keys configured, a job belongs to the key that created it: other keys get 404s
+//! for it and do not see it in lists (admin keys see every job).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{wrong_endpoint, ApiError, ErrorKind};
 use super::new_ctx;
+use crate::auth::Caller;
 use crate::engines::ApiOp;
 use crate::jobs::content::{parse_range, read_range, ByteRange};
-use crate::jobs::store::{Canceled, Inserted, NewJob};
+use crate::jobs::store::{Canceled, Inserted, JobRow, NewJob};
 use crate::jobs::{job_object, now_ms, visible_status, JobCanceled, JobCreated, JobStatus, Jobs};
 use crate::mesh::{CapacityReason, Health, RouteError};
 use crate::state::AppState;
@@ -186,15 +192,47 @@ fn job_not_found(id: &str) -> ApiError {
     .with_code("video_not_found")
 }
 
+/// The client key of the request, when keys are configured.
+fn caller(req: &HttpRequest) -> Option<Arc<Caller>> {
+    req.extensions().get::<Arc<Caller>>().cloned()
+}
+
+/// Whose jobs a request may see: `None` = every job (no keys configured, or an admin key).
+fn visible_owner(caller: Option<&Caller>) -> Option<&str> {
+    caller.filter(|c| !c.admin).map(|c| c.key_id.as_str())
+}
+
+/// The job, if it exists and this request may see it (others' jobs are simply not found).
+async fn visible_job(req: &HttpRequest, jobs: &Jobs, id: &str) -> Result<JobRow, ApiError> {
+    let row = jobs
+        .store
+        .get(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| job_not_found(id))?;
+    let who = caller(req);
+    match visible_owner(who.as_deref()) {
+        Some(key) if row.client_key.as_deref() != Some(key) => Err(job_not_found(id)),
+        _ => Ok(row),
+    }
+}
+
 /// Check, without taking capacity, that the model exists, is a video model and has a backend
 /// that is (or may soon be) able to work: jobs wait in the queue for capacity, not for a
 /// backend that is still loading.
-async fn check_model(state: &AppState, name: &str) -> Result<String, ApiError> {
+async fn check_model(
+    state: &AppState,
+    name: &str,
+    caller: Option<&Caller>,
+) -> Result<String, ApiError> {
     let table = super::models::table(state).await?;
     let entry = table
         .resolve(name)
         .ok_or_else(|| ApiError::model_not_found(name))?;
     let def = &entry.def;
+    if let Some(c) = caller.filter(|c| !c.may_use(def)) {
+        return Err(crate::auth::model_not_allowed(name, c));
+    }
     if !def.model_type.accepts(ApiOp::Video) {
         return Err(wrong_endpoint(&def.id, def.model_type));
     }
@@ -267,7 +305,9 @@ pub async fn create(
                 }
             },
         };
-        let model = check_model(&state, &facts.model).await?;
+        let who = caller(&req);
+        let model = check_model(&state, &facts.model, who.as_deref()).await?;
+        let client_key = who.as_ref().map(|c| c.key_id.clone());
         ctx.record.model = Some(model.clone());
         ctx.record.model_type = Some(crate::config::ModelType::Video);
         let now = now_ms();
@@ -279,7 +319,10 @@ pub async fn create(
             size: facts.size,
             request_json: Value::Object(map).to_string(),
             request_id: ctx.request_id().to_string(),
-            idempotency_key,
+            // Scoped to the key: two clients choosing the same idempotency key never meet.
+            idempotency_key: idempotency_key
+                .map(|k| format!("{}:{k}", client_key.as_deref().unwrap_or("-"))),
+            client_key,
             callback_url: facts.callback_url,
             owner: jobs.owner.clone(),
             lease_until: now + jobs.settings.claim.as_millis() as i64,
@@ -318,12 +361,7 @@ pub async fn get(
     jobs: web::Data<Jobs>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let row = jobs
-        .store
-        .get(&id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| job_not_found(&id))?;
+    let row = visible_job(&req, &jobs, &id).await?;
     Ok(HttpResponse::Ok().json(job_object(&row, api_prefix(&req), now_ms())))
 }
 
@@ -359,7 +397,12 @@ pub async fn list(
     let after = query.after.as_deref().filter(|a| !a.is_empty());
     let mut rows = jobs
         .store
-        .list(limit + 1, after, ascending)
+        .list(
+            limit + 1,
+            after,
+            ascending,
+            visible_owner(caller(&req).as_deref()),
+        )
         .await
         .map_err(store_error)?;
     let has_more = rows.len() > limit as usize;
@@ -382,6 +425,8 @@ pub async fn cancel(
     jobs: web::Data<Jobs>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    // Another key's job is not found, and so cannot be canceled.
+    visible_job(&req, &jobs, &id).await?;
     match jobs
         .store
         .cancel(&id, now_ms())
@@ -404,18 +449,43 @@ pub async fn cancel(
     }
 }
 
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    jobs: web::Data<Jobs>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let row = visible_job(&req, &jobs, &id).await?;
+    if !row.status.is_terminal() {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "Video generation job `{id}` is {}; cancel it before deleting it.",
+                row.status.as_str()
+            ),
+        )
+        .with_code("video_not_deletable"));
+    }
+    match jobs.store.delete_finished(&id).await.map_err(store_error)? {
+        Some(deleted) => {
+            if let Some(name) = &deleted.content_path {
+                crate::jobs::content::remove(&jobs.settings.storage_dir, name).await;
+            }
+            Ok(HttpResponse::Ok()
+                .json(json!({"id": id, "object": "video.generation.deleted", "deleted": true})))
+        }
+        // Deleted meanwhile by another request.
+        None => Err(job_not_found(&id)),
+    }
+}
+
 pub async fn content(
     req: HttpRequest,
     path: web::Path<String>,
     jobs: web::Data<Jobs>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let row = jobs
-        .store
-        .get(&id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| job_not_found(&id))?;
+    let row = visible_job(&req, &jobs, &id).await?;
     let gone = || {
         ApiError::new(
             ErrorKind::Gone,

@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Row};
 use super::JobStatus;
 
 const COLUMNS: &str =
-    "id, model, status, progress, prompt, seconds, size, request_json, request_id, \
+    "id, model, status, progress, prompt, seconds, size, request_json, request_id, client_key, \
     idempotency_key, route_name, mode, backend_job_id, submitted_at, resubmitted, poll_failures, \
     error_code, error_message, created_at, started_at, completed_at, expires_at, updated_at, \
     content_path, content_type, content_bytes, callback_url, webhook_status, webhook_attempts, \
@@ -33,6 +33,9 @@ pub struct JobRow {
     /// The client's request body, sent again on resubmission.
     pub request_json: String,
     pub request_id: Option<String>,
+    /// The client key that created the job (its name or digest id, never the key); with keys
+    /// configured, only that key (or an admin key) sees the job.
+    pub client_key: Option<String>,
     pub idempotency_key: Option<String>,
     pub route_name: Option<String>,
     /// `async` or `sync`, once the backend's answer told.
@@ -73,6 +76,7 @@ impl JobRow {
             size: row.try_get("size")?,
             request_json: row.try_get("request_json")?,
             request_id: row.try_get("request_id")?,
+            client_key: row.try_get("client_key")?,
             idempotency_key: row.try_get("idempotency_key")?,
             route_name: row.try_get("route_name")?,
             mode: row.try_get("mode")?,
@@ -109,6 +113,8 @@ pub struct NewJob {
     pub size: Option<String>,
     pub request_json: String,
     pub request_id: String,
+    pub client_key: Option<String>,
+    /// Already scoped to the client key, so two clients' keys never collide.
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
     pub owner: String,
@@ -154,8 +160,9 @@ impl JobStore {
         }
         let result = sqlx::query(
             "INSERT INTO video_jobs (id, model, status, progress, prompt, seconds, size, request_json, \
-             request_id, idempotency_key, callback_url, created_at, updated_at, lease_owner, lease_until) \
-             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
+             request_id, idempotency_key, callback_url, created_at, updated_at, lease_owner, lease_until, \
+             client_key) \
+             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
         )
         .bind(&job.id)
         .bind(&job.model)
@@ -169,6 +176,7 @@ impl JobStore {
         .bind(job.now)
         .bind(&job.owner)
         .bind(job.lease_until)
+        .bind(&job.client_key)
         .execute(&self.pool)
         .await;
         match result {
@@ -209,39 +217,57 @@ impl JobStore {
         row.as_ref().map(JobRow::from_row).transpose()
     }
 
-    /// Up to `limit` jobs after the cursor `after` (an id), newest first unless `ascending`.
-    /// Ids are time-ordered (UUIDv7), so id order is creation order.
+    /// Up to `limit` jobs after the cursor `after` (an id), newest first unless `ascending`,
+    /// only those of `client_key` when given. Ids are time-ordered (UUIDv7), so id order is
+    /// creation order.
     pub async fn list(
         &self,
         limit: u32,
         after: Option<&str>,
         ascending: bool,
+        client_key: Option<&str>,
     ) -> Result<Vec<JobRow>, sqlx::Error> {
         let (cmp, dir) = if ascending {
             (">", "ASC")
         } else {
             ("<", "DESC")
         };
-        let rows = match after {
-            Some(cursor) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM video_jobs WHERE id {cmp} $1 ORDER BY id {dir} LIMIT $2"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(cursor)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                let sql = format!("SELECT {COLUMNS} FROM video_jobs ORDER BY id {dir} LIMIT $1");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        // $1 = limit, $2 = cursor, $3 = key; absent filters compare a value with itself.
+        let cursor = if after.is_some() {
+            format!("id {cmp} $2")
+        } else {
+            "$2 = $2".to_string()
         };
+        let owner = if client_key.is_some() {
+            "client_key = $3"
+        } else {
+            "$3 = $3"
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM video_jobs WHERE {cursor} AND {owner} ORDER BY id {dir} LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .bind(after.unwrap_or(""))
+            .bind(client_key.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(JobRow::from_row).collect()
+    }
+
+    /// Delete a finished job's row; returns it (for its file) when one was deleted.
+    pub async fn delete_finished(&self, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+        let Some(row) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM video_jobs WHERE id = $1 AND NOT {UNFINISHED}"
+        )))
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((n > 0).then_some(row))
     }
 
     /// Cancel an unfinished job; a webhook becomes due when the job has a callback.

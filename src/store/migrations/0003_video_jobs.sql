@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     size             TEXT,
     request_json     TEXT NOT NULL,
     request_id       TEXT,
+    client_key       TEXT,
     idempotency_key  TEXT,
     route_name       TEXT,
     mode             TEXT,

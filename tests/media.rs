@@ -812,7 +812,8 @@ async fn loading_models_answer_503_with_retry_after_on_every_new_endpoint() {
     }
     // Once the engine is ready, the same requests go through.
     mock_patch(&mock, json!({"health": "ok"})).await;
-    wait_ready(&router.url, 1).await;
+    // One endpoint per kind on the same engine: four to wait for.
+    wait_ready(&router.url, 4).await;
     let (s, _, v) = post_json(
         &format!("{}/v1/images/generations", router.url),
         &json!({"model": "img", "prompt": "x"}),

@@ -17,7 +17,7 @@ const MAX_PROMPT_CHARS: usize = 32_000;
 /// Checks OpenAI's request shape; returns how many images are asked for.
 pub fn validate(obj: &Map<String, Value>) -> Result<u64, ApiError> {
     match obj.get("prompt") {
-        Some(Value::String(p)) if p.trim().is_empty() => {
+        Some(Value::String(p)) if p.is_empty() => {
             return Err(ApiError::bad_request(
                 "`prompt` must not be empty.",
                 Some("prompt"),
@@ -86,10 +86,17 @@ pub fn validate(obj: &Map<String, Value>) -> Result<u64, ApiError> {
     Ok(n)
 }
 
+/// `WIDTHxHEIGHT`, each 1 to 5 digits without a leading zero (the backend judges what it can
+/// render; this only rejects what is not a size at all).
 fn parse_size(s: &str) -> Option<(u32, u32)> {
     let (w, h) = s.split_once('x')?;
-    let (w, h) = (w.parse::<u32>().ok()?, h.parse::<u32>().ok()?);
-    (w > 0 && h > 0 && w <= 16_384 && h <= 16_384).then_some((w, h))
+    let dimension = |d: &str| {
+        let well_formed = (1..=5).contains(&d.len())
+            && !d.starts_with('0')
+            && d.bytes().all(|b| b.is_ascii_digit());
+        well_formed.then(|| d.parse::<u32>().ok()).flatten()
+    };
+    Some((dimension(w)?, dimension(h)?))
 }
 
 pub async fn generations(
@@ -197,6 +204,8 @@ mod tests {
             json!({"prompt": "a", "n": 11}),
             json!({"prompt": "a", "size": "big"}),
             json!({"prompt": "a", "size": "0x5"}),
+            json!({"prompt": "a", "size": "0512x512"}),
+            json!({"prompt": "a", "size": "100000x5"}),
             json!({"prompt": "a", "response_format": "png"}),
             json!({"prompt": "a", "quality": 3}),
         ] {

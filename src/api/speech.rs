@@ -44,7 +44,7 @@ pub struct SpeechFacts {
 pub fn validate(obj: &Map<String, Value>) -> Result<SpeechFacts, ApiError> {
     let model = super::required_model(obj)?;
     let input_chars = match obj.get("input") {
-        Some(Value::String(s)) if s.trim().is_empty() => {
+        Some(Value::String(s)) if s.is_empty() => {
             return Err(ApiError::bad_request(
                 "`input` must not be empty.",
                 Some("input"),
@@ -72,7 +72,7 @@ pub fn validate(obj: &Map<String, Value>) -> Result<SpeechFacts, ApiError> {
         .with_code("string_above_max_length"));
     }
     let voice = match obj.get("voice") {
-        Some(Value::String(v)) if !v.trim().is_empty() => Some(v.clone()),
+        Some(Value::String(v)) if !v.is_empty() => Some(v.clone()),
         // Custom voices: `{"id": "voice_1234"}`.
         Some(Value::Object(o)) if o.get("id").is_some_and(Value::is_string) => None,
         None | Some(Value::Null) => {
@@ -218,9 +218,11 @@ pub async fn speech(
                                 return Attempt::Fail(error);
                             }
                         };
+                    let limits = settings.timeouts.for_route(lease.route());
+                    let started_ago = lease.elapsed();
                     if is_json(&upstream.headers) && !facts_ref.sse {
                         // A 200 JSON answer to a speech request is an error in disguise.
-                        let body = read_body(&mut upstream.body, 64 * 1024, settings.timeouts.idle)
+                        let body = read_body(&mut upstream.body, 64 * 1024, limits.idle)
                             .await
                             .unwrap_or_default();
                         let (message, _, _) = super::error::upstream_message(&body);
@@ -238,7 +240,8 @@ pub async fn speech(
                     }
                     let meter = (!facts_ref.sse).then(|| AudioMeter::new(facts_ref.format == "pcm"));
                     let mut relay =
-                        ByteRelay::new(upstream.body, lease, settings.timeouts.idle, meter, false);
+                        ByteRelay::new(upstream.body, lease, limits.idle, meter, false)
+                            .with_total_limit(limits.total_left(started_ago));
                     match relay.prime().await {
                         Ok(()) => Attempt::Done(relay),
                         Err(e) => Attempt::Retry(e),

@@ -176,13 +176,14 @@ async fn run(
             async move {
                 let provider_model = lease.route().provider_model_id.clone();
                 let build = |lease: &Lease| {
+                    let limits = settings.timeouts.for_route(lease.route());
                     request(
                         client,
                         actix_web::http::Method::POST,
                         lease,
                         op.upstream_path(),
                         &fwd,
-                        settings.timeouts.headers,
+                        limits.headers.min(limits.total_left(lease.elapsed())),
                     )
                 };
                 let current = source.replace(Source::Spent);
@@ -290,23 +291,19 @@ async fn answer(
         .unwrap_or("application/octet-stream")
         .to_string();
     let model = lease.model().id.clone();
+    let limits = settings.timeouts.for_route(lease.route());
     if content_type
         .to_ascii_lowercase()
         .starts_with("application/json")
     {
-        let bytes = match read_body(
-            &mut upstream.body,
-            settings.max_response_bytes,
-            settings.timeouts.idle,
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                lease.finish(Outcome::Failure);
-                return Attempt::Retry(e);
-            }
-        };
+        let bytes =
+            match read_body(&mut upstream.body, settings.max_response_bytes, limits.idle).await {
+                Ok(b) => b,
+                Err(e) => {
+                    lease.finish(Outcome::Failure);
+                    return Attempt::Retry(e);
+                }
+            };
         let problem = match serde_json::from_slice::<Value>(&bytes) {
             Err(_) => Some("returned invalid JSON".to_string()),
             Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => Some(format!(
@@ -328,7 +325,9 @@ async fn answer(
         lease.finish(Outcome::Success);
         return Attempt::Done(Reply::Json(bytes));
     }
-    let mut relay = ByteRelay::new(upstream.body, lease, settings.timeouts.idle, None, true);
+    let left = limits.total_left(lease.elapsed());
+    let mut relay =
+        ByteRelay::new(upstream.body, lease, limits.idle, None, true).with_total_limit(left);
     match relay.prime().await {
         Ok(()) => Attempt::Done(Reply::Stream(Box::new(relay), content_type)),
         Err(e) => Attempt::Retry(e),

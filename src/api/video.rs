@@ -47,7 +47,7 @@ pub struct VideoFacts {
 pub fn validate(obj: &Map<String, Value>) -> Result<VideoFacts, ApiError> {
     let model = super::required_model(obj)?;
     let prompt = match obj.get("prompt") {
-        Some(Value::String(p)) if p.trim().is_empty() => {
+        Some(Value::String(p)) if p.is_empty() => {
             return Err(ApiError::bad_request(
                 "`prompt` must not be empty.",
                 Some("prompt"),
@@ -98,7 +98,7 @@ pub fn validate(obj: &Map<String, Value>) -> Result<VideoFacts, ApiError> {
     }
     let size = match obj.get("size").or_else(|| obj.get("resolution")) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 32 => {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 32 => {
             Some(s.trim().to_string())
         }
         Some(_) => {
@@ -581,7 +581,7 @@ mod tests {
         for bad in [
             json!({"prompt": "p"}),
             json!({"model": "m"}),
-            json!({"model": "m", "prompt": " "}),
+            json!({"model": "m", "prompt": ""}),
             json!({"model": "m", "prompt": "p", "seconds": -1}),
             json!({"model": "m", "prompt": "p", "seconds": "soon"}),
             json!({"model": "m", "prompt": "p", "n": 2}),

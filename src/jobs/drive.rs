@@ -285,7 +285,7 @@ async fn call_submit(
         _ => {}
     }
     if is_json {
-        let answer = match read_json(&mut upstream.body, sh).await {
+        let answer = match read_json(&mut upstream.body, sh.timeouts.for_route(route).idle).await {
             Ok(v) => v,
             Err(message) => {
                 lease.finish(Outcome::Failure);
@@ -311,7 +311,7 @@ async fn call_submit(
         &job.id,
         &mut upstream.body,
         &content_type,
-        sh.timeouts.idle,
+        sh.timeouts.for_route(route).idle,
     )
     .await;
     match stored {
@@ -452,13 +452,14 @@ async fn download(sh: &Shared, job: &JobRow, route_name: &str, backend_id: &str)
     };
     let path = VideoRouteOptions::fill(&lease.route().video.content_path, backend_id);
     let fwd = forwarded(job);
+    let limits = sh.timeouts.for_route(lease.route());
     let req = request(
         &sh.client,
         actix_web::http::Method::GET,
         &lease,
         &path,
         &fwd,
-        sh.timeouts.headers,
+        limits.headers,
     );
     let sent = req.send().await;
     if let Ok(resp) = &sent {
@@ -487,7 +488,7 @@ async fn download(sh: &Shared, job: &JobRow, route_name: &str, backend_id: &str)
         &job.id,
         &mut upstream.body,
         &content_type,
-        sh.timeouts.idle,
+        limits.idle,
     )
     .await
     {
@@ -551,13 +552,14 @@ enum Reply {
 
 async fn get_json(sh: &Shared, mut lease: Lease, path: &str, job: &JobRow) -> Reply {
     let fwd = forwarded(job);
+    let limits = sh.timeouts.for_route(lease.route());
     let req = request(
         &sh.client,
         actix_web::http::Method::GET,
         &lease,
         path,
         &fwd,
-        sh.timeouts.headers,
+        limits.headers,
     );
     let sent = req.send().await;
     if let Ok(resp) = &sent {
@@ -581,7 +583,7 @@ async fn get_json(sh: &Shared, mut lease: Lease, path: &str, job: &JobRow) -> Re
             };
         }
     };
-    match read_json(&mut upstream.body, sh).await {
+    match read_json(&mut upstream.body, limits.idle).await {
         Ok(v) => {
             lease.finish(Outcome::Success);
             Reply::Ok(v)
@@ -593,8 +595,8 @@ async fn get_json(sh: &Shared, mut lease: Lease, path: &str, job: &JobRow) -> Re
     }
 }
 
-async fn read_json(body: &mut BodyStream, sh: &Shared) -> Result<Value, String> {
-    let bytes = read_body(body, MAX_JOB_JSON, sh.timeouts.idle)
+async fn read_json(body: &mut BodyStream, idle: Duration) -> Result<Value, String> {
+    let bytes = read_body(body, MAX_JOB_JSON, idle)
         .await
         .map_err(|e| e.message)?;
     match serde_json::from_slice::<Value>(&bytes) {

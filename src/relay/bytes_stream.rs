@@ -7,7 +7,7 @@
 //! The relay owns the lease and the request's record, like the chat stream relay: both are
 //! settled when the body ends or is dropped (client disconnect), exactly once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -96,6 +96,8 @@ pub struct ByteRelay {
     lease: Lease,
     ctx: Option<RequestCtx>,
     idle: Duration,
+    /// The attempt's total time limit (`UPSTREAM_TOTAL_TIMEOUT_SECS` / route `timeouts.total`).
+    deadline: Option<Instant>,
     /// The chunk read while priming, sent first.
     first: Option<Bytes>,
     /// An empty body is a valid answer (text formats) rather than a failure (audio).
@@ -120,6 +122,7 @@ impl ByteRelay {
             lease,
             ctx: None,
             idle,
+            deadline: None,
             first: None,
             allow_empty,
             meter,
@@ -127,6 +130,20 @@ impl ByteRelay {
             outcome: None,
             error: None,
             settled: false,
+        }
+    }
+
+    /// End the body once `left` has passed (what remains of the attempt's total time).
+    pub fn with_total_limit(mut self, left: Duration) -> ByteRelay {
+        self.deadline = Instant::now().checked_add(left);
+        self
+    }
+
+    /// The wait allowed for the next chunk: the idle limit, cut short by the total deadline.
+    fn next_wait(&self) -> Duration {
+        match self.deadline {
+            Some(at) => self.idle.min(at.saturating_duration_since(Instant::now())),
+            None => self.idle,
         }
     }
 
@@ -139,13 +156,13 @@ impl ByteRelay {
             ApiError::new(kind, format!("The backend for model `{model}` {what}")).with_code(code)
         };
         loop {
-            match actix_rt::time::timeout(self.idle, self.upstream.next()).await {
+            match actix_rt::time::timeout(self.next_wait(), self.upstream.next()).await {
                 Err(_) => {
                     return Err(fail(
                         self,
                         ErrorKind::GatewayTimeout,
                         "upstream_timeout",
-                        "sent nothing before the idle timeout.",
+                        "sent nothing within the time limit.",
                     ))
                 }
                 Ok(Some(Err(_))) => {
@@ -203,7 +220,7 @@ impl ByteRelay {
                 self.settle();
                 return None;
             }
-            let why = match actix_rt::time::timeout(self.idle, self.upstream.next()).await {
+            let why = match actix_rt::time::timeout(self.next_wait(), self.upstream.next()).await {
                 Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
                 Ok(Some(Ok(chunk))) => {
                     if let Some(m) = self.meter.as_mut() {
@@ -218,7 +235,7 @@ impl ByteRelay {
                     self.end(Outcome::Success);
                     continue;
                 }
-                Err(_) => "the backend stopped sending (idle timeout)",
+                Err(_) => "the backend stopped sending (idle or total time limit)",
                 Ok(Some(Err(_))) => "the backend's body broke off",
             };
             // Headers and part of the body are out: aborting the response is the only signal.

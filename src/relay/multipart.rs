@@ -155,6 +155,11 @@ impl FormReader {
             )));
         }
         let name = field.name().unwrap_or_default().to_string();
+        if !is_field_name(&name) {
+            return Err(UploadError::Malformed(
+                "Form field names must be 1 to 256 bytes, without control characters, quotes or backslashes.".into(),
+            ));
+        }
         let filename = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
@@ -231,6 +236,15 @@ impl FormReader {
             }
         }
     }
+}
+
+/// A field name that can be written back into the backend's form: 1 to 256 bytes of UTF-8
+/// (RFC 7578 allows it) without control characters, quotes or backslashes.
+fn is_field_name(name: &str) -> bool {
+    (1..=256).contains(&name.len())
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
 }
 
 fn malformed(e: actix_multipart::MultipartError) -> UploadError {
@@ -333,6 +347,22 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_names_are_token_like() {
+        for ok in [
+            "model",
+            "timestamp_granularities[]",
+            "include[]",
+            "a b",
+            "é",
+        ] {
+            assert!(is_field_name(ok), "{ok}");
+        }
+        for bad in ["", "x\"y", "a\\b", "tab\there", &"n".repeat(257)] {
+            assert!(!is_field_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn encodes_fields_file_and_end() {

@@ -1051,3 +1051,107 @@ async fn a_running_job_cannot_be_deleted() {
     let (s, v) = with_key("DELETE", &url, None, None).await;
     assert_eq!(s, 200, "{v}");
 }
+
+#[actix_rt::test]
+async fn jobs_fail_when_the_backend_loses_them_or_stops_answering() {
+    let mock = start_mock(json!({"video_queue_ms": 100, "video_steps": 100, "video_step_ms": 200}));
+    let router = start(
+        &video_yaml(&mock.url, ""),
+        vec![("VIDEO_MAX_POLL_FAILURES", "3".into())],
+    )
+    .await;
+    // The backend forgets its jobs (a restart of the engine): the next poll is a 404.
+    let (_, _, v) = create(&router.url, json!({"model": "vid", "prompt": "lost"})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_for(
+        &router.url,
+        &id,
+        Duration::from_secs(20),
+        status_is("in_progress"),
+    )
+    .await;
+    let mut resp = client()
+        .post(format!("{}/_mock/reset", mock.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.body().await);
+    let (done, _) = wait_for(
+        &router.url,
+        &id,
+        Duration::from_secs(20),
+        status_is("failed"),
+    )
+    .await;
+    assert_eq!(done["error"]["code"], "backend_job_lost", "{done}");
+
+    // The backend answers every poll with a 500: failed after three in a row.
+    let (_, _, v) = create(
+        &router.url,
+        json!({"model": "vid", "prompt": "unreachable"}),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_for(
+        &router.url,
+        &id,
+        Duration::from_secs(20),
+        status_is("in_progress"),
+    )
+    .await;
+    mock_patch(&mock, json!({"fail_rate": 1.0, "fail_status": 500})).await;
+    let (done, _) = wait_for(
+        &router.url,
+        &id,
+        Duration::from_secs(20),
+        status_is("failed"),
+    )
+    .await;
+    assert_eq!(done["error"]["code"], "upstream_unreachable", "{done}");
+}
+
+#[actix_rt::test]
+async fn in_flight_caps_hold_for_video_jobs() {
+    // One generation at a time on this backend: the second job waits in `queued`.
+    let mock = start_mock(json!({"video_mode": "sync", "video_steps": 4, "video_step_ms": 250}));
+    let router = start(
+        &video_yaml(
+            &mock.url,
+            "        video_mode: sync\n        max_in_flight: 1\n",
+        ),
+        vec![],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let (s, _, v) = create(
+            &router.url,
+            json!({"model": "vid", "prompt": format!("clip {i}")}),
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut saw_one_waiting = false;
+    loop {
+        let (_, health) = get_json(&format!("{}/health", router.url)).await.unwrap();
+        assert!(
+            health["endpoints"]["in_flight"].as_u64().unwrap() <= 1,
+            "{health}"
+        );
+        let a = job(&router.url, &ids[0]).await["status"].clone();
+        let b = job(&router.url, &ids[1]).await["status"].clone();
+        let statuses = [a.as_str().unwrap_or(""), b.as_str().unwrap_or("")];
+        if statuses.contains(&"in_progress") && statuses.contains(&"queued") {
+            saw_one_waiting = true;
+        }
+        if statuses == ["completed", "completed"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs stuck: {statuses:?}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_one_waiting, "the second job should wait for the first");
+    assert_eq!(mock_stats(&mock).await["video_submits"], 2);
+}

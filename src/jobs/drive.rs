@@ -342,6 +342,8 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
         return Ok(());
     };
     let mut interval = sh.settings.poll_interval;
+    // Failed polls since the last good one (a long job may see scattered failures).
+    let mut failing = job.poll_failures > 0;
     loop {
         actix_rt::time::sleep(interval).await;
         interval = interval.mul_f64(1.5).min(sh.settings.poll_max_interval);
@@ -353,7 +355,12 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
         };
         let path = VideoRouteOptions::fill(&lease.route().video.poll_path, backend_id);
         let answer = match get_json(sh, lease, &path, job).await {
-            Reply::Ok(v) => v,
+            Reply::Ok(v) => {
+                if std::mem::take(&mut failing) {
+                    sh.store.reset_poll_failures(&job.id).await?;
+                }
+                v
+            }
             Reply::Busy => continue,
             Reply::Gone => {
                 fail(
@@ -366,6 +373,7 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
                 return Ok(());
             }
             Reply::Error(message) => {
+                failing = true;
                 if poll_failed(sh, job, &message).await? {
                     return Ok(());
                 }
@@ -384,6 +392,7 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
                 }
                 Downloaded::NotYet => {}
                 Downloaded::Failed(message) => {
+                    failing = true;
                     if poll_failed(sh, job, &message).await? {
                         return Ok(());
                     }

@@ -361,6 +361,11 @@ impl JobStore {
         .await
     }
 
+    /// A poll succeeded: earlier failures no longer count towards giving up.
+    pub async fn reset_poll_failures(&self, id: &str) -> Result<bool, sqlx::Error> {
+        self.update("SET poll_failures = 0", id, |q| q).await
+    }
+
     pub async fn count_poll_failure(&self, id: &str, now: i64) -> Result<i64, sqlx::Error> {
         self.update(
             "SET poll_failures = poll_failures + 1, updated_at = $2",

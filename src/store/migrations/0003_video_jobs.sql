@@ -35,5 +35,6 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     lease_owner      TEXT,
     lease_until      BIGINT
 );
-CREATE INDEX IF NOT EXISTS video_jobs_status ON video_jobs (status);
+CREATE INDEX IF NOT EXISTS video_jobs_status_expiry ON video_jobs (status, expires_at);
+CREATE INDEX IF NOT EXISTS video_jobs_webhook ON video_jobs (webhook_status);
 CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency_key ON video_jobs (idempotency_key);

@@ -38,7 +38,7 @@ LOAD_PID=$!
 PIDS+=("$LOAD_PID")
 STREAM_PEAK="$(sample_rss "$ROUTER_PID" "$HOLD")"
 wait "$LOAD_PID" || true
-STREAM_INFO="$(j "$WORK/streams.json" '"%s streams started, %s errors" % (r["totals"]["requests"], r["totals"]["errors"])')"
+STREAM_INFO="$(j "$WORK/streams.json" '"%s streams completed, %s errors" % (r["totals"]["requests"], r["totals"]["errors"])')"
 log "with $STREAMS streams: peak RSS $(mib "$STREAM_PEAK") MiB ($STREAM_INFO)"
 
 # Does this build serve uploads? A small probe upload tells.

@@ -5,11 +5,10 @@
 #
 # Usage: load/bench/01-overhead.sh [--duration SECS] [--smoke]
 # Env: ROUNDS (default 1: each measurement repeated, median kept), ROUTER_WORKERS (2),
-#      NGINX_WORKERS (2), GEN_THREADS (1), SKIP_BUILD=1, RESULTS=FILE.
+#      NGINX_WORKERS (2), GEN_THREADS (2), SKIP_BUILD=1, RESULTS=FILE.
 source "$(dirname "$0")/lib.sh"
 parse_common "$@"
 ROUNDS="${ROUNDS:-1}"
-GEN_THREADS="${GEN_THREADS:-1}"
 WARMUP="$([ "$SMOKE" = 1 ] && echo 0.5 || echo 2)"
 
 build_release
@@ -31,11 +30,10 @@ fi
 # measure NAME URL MODEL CONC: median-of-ROUNDS run; prints "rps p50 p99" (µs).
 measure() {
     local name="$1" url="$2" model="$3" c="$4" r f rows=()
-    load "warm-$name-$c" -t "$url" -s chat -m "$model" -c "$c" -d "$WARMUP" \
-        --threads "$GEN_THREADS" >/dev/null
+    load "warm-$name-$c" -t "$url" -s chat -m "$model" -c "$c" -d "$WARMUP" >/dev/null
     for r in $(seq 1 "$ROUNDS"); do
         f="$(load "$name-c$c-r$r" -t "$url" -s chat -m "$model" -c "$c" -d "$DURATION" \
-            --threads "$GEN_THREADS" --label "$name c=$c")"
+            --label "$name c=$c")"
         rows+=("$(j "$f" '"%s %s %s %s" % (r["totals"]["ok_rps"], r["scenarios"][0]["latency_us"]["p50"], r["scenarios"][0]["latency_us"]["p99"], r["totals"]["errors"])')")
     done
     printf '%s\n' "${rows[@]}" | sort -n -k1 | awk -v n="${#rows[@]}" 'NR==int((n+1)/2)'

@@ -5,14 +5,13 @@
 #
 # Usage: load/bench/02-streaming.sh [--duration SECS] [--smoke]
 # Env: CHUNKS (20), CHUNK_MS (25), TTFT_MS (50), LEVELS ("100 1000"), ROUTER_WORKERS (2),
-#      GEN_THREADS (1), SKIP_BUILD=1, RESULTS=FILE.
+#      GEN_THREADS (2), SKIP_BUILD=1, RESULTS=FILE.
 source "$(dirname "$0")/lib.sh"
 parse_common "$@"
 CHUNKS="${CHUNKS:-20}"
 CHUNK_MS="${CHUNK_MS:-25}"
 TTFT_MS="${TTFT_MS:-50}"
 LEVELS="${LEVELS:-100 1000}"
-GEN_THREADS="${GEN_THREADS:-1}"
 
 build_release
 raise_fd_limit 16384
@@ -38,7 +37,7 @@ for c in $LEVELS; do
     for t in direct router; do
         if [ "$t" = direct ]; then url="$FLEET_URL"; model=mock-model; else url="$ROUTER_URL"; model=bench; fi
         f="$(load "$t-$c" -t "$url" -s chat_stream -m "$model" -c "$c" -d "$RUN_S" \
-            --threads "$GEN_THREADS" --timeout 60s --label "stream $t c=$c")"
+            --timeout 60s --label "stream $t c=$c")"
         ROW[$t$c]="$(row "$f")"
         log "$t c=$c: ${ROW[$t$c]}"
     done

@@ -32,7 +32,7 @@ IDLE="$(rss_kib "$ROUTER_PID")"
 log "idle RSS $(mib "$IDLE") MiB"
 
 HOLD="$(awk -v d="$DURATION" 'BEGIN{print (d>5)?d:5}')"
-"$LOAD" run -q -t "$ROUTER_URL" -s chat_stream -m bench -c "$STREAMS" -d "$HOLD" --timeout 60s \
+"$LOAD" run -q --threads "$GEN_THREADS" -t "$ROUTER_URL" -s chat_stream -m bench -c "$STREAMS" -d "$HOLD" --timeout 60s \
     --json "$WORK/streams.json" &
 LOAD_PID=$!
 PIDS+=("$LOAD_PID")
@@ -51,7 +51,7 @@ if [ "$PROBE" = 404 ] || [ "$PROBE" = 405 ]; then
     UPLOAD_ROW="| $UPLOADS × $UPLOAD_SIZE uploads | not available on this build (router answered $PROBE) | – | < 150 MiB | not measured |"
     log "uploads: not available on this build ($PROBE)"
 else
-    "$LOAD" run -q -t "$ROUTER_URL" -s transcription -m bench-whisper -c "$UPLOADS" \
+    "$LOAD" run -q --threads "$GEN_THREADS" -t "$ROUTER_URL" -s transcription -m bench-whisper -c "$UPLOADS" \
         --file-size "$UPLOAD_SIZE" -d "$HOLD" --timeout 120s --json "$WORK/uploads.json" &
     LOAD_PID=$!
     PIDS+=("$LOAD_PID")

@@ -37,7 +37,7 @@ scenarios:
   - {kind: chat, model: bench, weight: ${STREAM_SHARE%%:*}}
   - {kind: chat_stream, model: bench, weight: ${STREAM_SHARE##*:}}
 EOF
-"$LOAD" run -q -f "$WORK/soak.yaml" -t "$ROUTER_URL" --rate "$RATE" -d "${SECS}s" \
+"$LOAD" run -q --threads "$GEN_THREADS" -f "$WORK/soak.yaml" -t "$ROUTER_URL" --rate "$RATE" -d "${SECS}s" \
     --json "$WORK/soak.json" --html "$WORK/soak.html" --label "soak ${MINUTES} min" &
 LOAD_PID=$!
 PIDS+=("$LOAD_PID")

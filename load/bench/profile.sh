@@ -46,10 +46,10 @@ awk -v cs="$CS" -v n="$REQS" 'BEGIN{ if (n>0) printf "context switches per reque
 for who in router load; do
     echo "== $who: top symbols (self, cpu-clock)"
     perf report -i "$OUT/$who.perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-        | grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | cut -c1-150 | head -n 25
+        | grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | cut -c1-150 | head -n 25 || true
     echo "== $who: by shared object"
     perf report -i "$OUT/$who.perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
-        | grep -E '^ +[0-9]' | head -n 6
+        | grep -E '^ +[0-9]' | head -n 6 || true
 done
 
 if [ "${CALLGRIND:-0}" = 1 ]; then
@@ -68,5 +68,5 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
     "$LOAD" run -q -t "$CG_URL" -s "$SCEN" -m bench -c 4 -n 2000 --timeout 120s --json "$WORK/cg.json"
     kill -TERM "$CG_PID"; wait "$CG_PID" 2>/dev/null || true
     echo "== router under callgrind (2,000 requests): top functions by instructions"
-    callgrind_annotate "$OUT/router.callgrind" 2>/dev/null | head -n 40
+    callgrind_annotate --inclusive=no "$OUT/router.callgrind" 2>/dev/null | cut -c1-160 | head -n 40 || true
 fi

@@ -175,15 +175,12 @@ impl Ctx {
         self.progress.issued.fetch_add(1, Ordering::Relaxed);
         let sent = Instant::now();
         let p = &self.prepared[idx];
-        let outcome = match actix_rt::time::timeout(
-            self.plan.timeout,
-            execute(p, &self.client, sched),
-        )
-        .await
-        {
-            Ok(o) => o,
-            Err(_) => Outcome::fail(None, "timeout"),
-        };
+        let outcome =
+            match actix_rt::time::timeout(self.plan.timeout, execute(p, &self.client, sched)).await
+            {
+                Ok(o) => o,
+                Err(_) => Outcome::fail(None, "timeout"),
+            };
         let end = Instant::now();
         if outcome.error.is_some() {
             self.progress.errors.fetch_add(1, Ordering::Relaxed);

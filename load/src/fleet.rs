@@ -171,7 +171,9 @@ impl FleetArgs {
         };
         if let Some(json) = &self.settings_json {
             let v: Value = serde_json::from_str(json).context("--settings-json is not JSON")?;
-            s = s.patched(v).map_err(|e| anyhow::anyhow!("--settings-json: {e}"))?;
+            s = s
+                .patched(v)
+                .map_err(|e| anyhow::anyhow!("--settings-json: {e}"))?;
         }
         let mut p = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
@@ -284,7 +286,9 @@ mod tests {
 
     #[test]
     fn many_endpoints_over_few_urls_get_distinct_identities() {
-        let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 5000 + i)).collect();
+        let urls: Vec<String> = (0..3)
+            .map(|i| format!("http://127.0.0.1:{}", 5000 + i))
+            .collect();
         let y = models_yaml(&urls, &shape(10, Some(5))).expect("yaml");
         let parsed: serde_yaml::Value = serde_yaml::from_str(&y).expect("valid YAML");
         let models = parsed["models"].as_sequence().expect("models");

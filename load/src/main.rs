@@ -180,7 +180,10 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         apply_overrides(s, args)?;
     }
 
-    let mode = match (args.rate.or(file.rate), args.concurrency.or(file.concurrency)) {
+    let mode = match (
+        args.rate.or(file.rate),
+        args.concurrency.or(file.concurrency),
+    ) {
         (Some(rate), None) => Mode::Open {
             rate,
             max_in_flight: args.max_in_flight,
@@ -322,8 +325,15 @@ mod tests {
 
     #[test]
     fn count_only_runs_are_still_capped_in_time() {
-        let p = build_plan(&args(&["-t", "http://localhost:9", "-s", "chat", "-n", "10"]))
-            .expect("plan");
+        let p = build_plan(&args(&[
+            "-t",
+            "http://localhost:9",
+            "-s",
+            "chat",
+            "-n",
+            "10",
+        ]))
+        .expect("plan");
         assert_eq!(p.requests, Some(10));
         assert_eq!(p.duration, MAX_DURATION);
         assert!(matches!(p.mode, Mode::Closed { concurrency: 1 }));

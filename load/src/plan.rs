@@ -194,7 +194,10 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen.len(), 100);
-        assert_eq!(OpenSchedule::total(rate, Duration::from_millis(100), None), 100);
+        assert_eq!(
+            OpenSchedule::total(rate, Duration::from_millis(100), None),
+            100
+        );
         for (n, (i, at)) in seen.iter().enumerate() {
             assert_eq!(*i, n as u64);
             let expect = n as f64 / rate;

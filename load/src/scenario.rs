@@ -345,7 +345,9 @@ async fn chat_stream(p: &Prepared, client: &awc::Client, sched: Instant) -> Outc
                 timing.coalesced_reads += 1;
             }
             if let Some(prev) = last_content {
-                timing.gaps_us.push(now.duration_since(prev).as_micros() as u64);
+                timing
+                    .gaps_us
+                    .push(now.duration_since(prev).as_micros() as u64);
             }
             // Events in one read arrived together: their gaps are zero.
             timing
@@ -453,7 +455,10 @@ async fn video(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
         out.error = Some("video_no_job_id".into());
         return out;
     };
-    let mut state = job.get("status").and_then(Value::as_str).map(str::to_string);
+    let mut state = job
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let poll_url = format!("{}/{id}", p.poll_base);
     loop {
         if let Some(done) = state.as_deref().and_then(video_state) {
@@ -600,7 +605,10 @@ mod tests {
                 v["model"].as_str().unwrap_or_default().to_string()
             })
             .collect();
-        assert_eq!(models, ["bench-00000", "bench-00001", "bench-00002", "bench-00000"]);
+        assert_eq!(
+            models,
+            ["bench-00000", "bench-00001", "bench-00002", "bench-00000"]
+        );
     }
 
     #[test]
@@ -608,9 +616,6 @@ mod tests {
         assert_eq!(video_state("completed"), Some(Ok(())));
         assert_eq!(video_state("SUCCEEDED"), Some(Ok(())));
         assert!(video_state("in_progress").is_none());
-        assert_eq!(
-            video_state("failed"),
-            Some(Err("video_failed".to_string()))
-        );
+        assert_eq!(video_state("failed"), Some(Err("video_failed".to_string())));
     }
 }

@@ -227,7 +227,7 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         "h" => v * 3600.0,
         other => bail!("invalid duration unit {other:?} in {s:?}"),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1.0e7 {
+    if !(0.0..=1.0e7).contains(&secs) {
         bail!("duration {s:?} out of range");
     }
     Ok(Duration::from_secs_f64(secs))
@@ -251,7 +251,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         other => bail!("invalid size unit {other:?} in {s:?}"),
     };
     let bytes = v * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1.0e12 {
+    if !(0.0..=1.0e12).contains(&bytes) {
         bail!("size {s:?} out of range");
     }
     Ok(bytes.round() as u64)
@@ -298,9 +298,15 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
+        );
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 fortnights").is_err());
         assert!(parse_duration("-1s").is_err());

@@ -109,7 +109,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const ROLE: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+    const ROLE: &str =
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
     const WORD: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"word0 \"}}]}\n\n";
 
     #[test]
@@ -118,7 +119,9 @@ mod tests {
         assert_eq!(s.feed(ROLE.as_bytes()), ReadEvents::default());
         let two = format!("{WORD}{WORD}");
         assert_eq!(s.feed(two.as_bytes()).content, 2);
-        let end = s.feed(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        let end = s.feed(
+            b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+        );
         assert_eq!(
             end,
             ReadEvents {

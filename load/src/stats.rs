@@ -228,7 +228,11 @@ mod tests {
         assert_eq!((a.ok, a.errors, a.requests()), (1, 1, 2));
         assert_eq!(a.by_status.get("200"), Some(&1));
         assert_eq!(a.by_error.get("http_503"), Some(&1));
-        assert_eq!(a.latency.count(), 1, "errors stay out of the latency histogram");
+        assert_eq!(
+            a.latency.count(),
+            1,
+            "errors stay out of the latency histogram"
+        );
         assert_eq!(a.gap.count(), 2);
         assert!((100_000..=100_100).contains(&a.tps_x100.quantile(0.5)));
         assert_eq!(a.timeline, vec![[1, 0], [0, 0], [0, 1]]);

@@ -10,8 +10,11 @@
 # and probe, sharing a server). PORTS=ENDPOINTS gives one server per endpoint.
 #
 # Usage: load/bench/05-scale.sh [--duration SECS] [--smoke]
-# Env: MODELS (10000), ENDPOINTS (1000), PORTS (ENDPOINTS), CONCURRENCY (32), SKIP_BUILD=1.
+# Probes run at the router's default interval (10 s): 1,000 endpoints then cost ~100 probes/s.
+# Env: MODELS (10000), ENDPOINTS (1000), PORTS (ENDPOINTS), CONCURRENCY (32),
+#      HEALTH_INTERVAL (10), SKIP_BUILD=1.
 source "$(dirname "$0")/lib.sh"
+export HEALTH_INTERVAL="${HEALTH_INTERVAL:-10}"
 parse_common "$@"
 MODELS="${MODELS:-10000}"
 ENDPOINTS="${ENDPOINTS:-1000}"
@@ -39,7 +42,7 @@ startup() {
     READY_MS=$(((t2 - t0) / 1000000))
 }
 
-# throughput NAME URL ARGS...: sets RPS P50 ERR.
+# throughput NAME URL ARGS...: sets RPS P50 ERR (warm-up second first).
 throughput() {
     local name="$1" url="$2" f
     shift 2
@@ -48,8 +51,16 @@ throughput() {
     read -r RPS P50 ERR < <(j "$f" '"%s %s %s" % (r["totals"]["ok_rps"], r["scenarios"][0]["latency_us"]["p50"], r["totals"]["errors"])')
 }
 
+# Direct baselines: one mock, and every mock port in turn (what spreading costs the fleet
+# itself, with no router in the way).
+throughput direct-one "$FLEET_URL" -m mock-model
+DONE_RPS=$RPS DONE_P50=$P50
+throughput direct-all "$FLEET_URL" -m mock-model --targets-file "$WORK/fleet.urls"
+DALL_RPS=$RPS DALL_P50=$P50
+
 startup one "$WORK/one.yaml"
 ONE_HEALTH=$HEALTH_MS ONE_READY=$READY_MS
+ONE_IDLE="$(rss_kib "$ROUTER_PID")"
 throughput one "$ROUTER_URL" -m bench
 ONE_RPS=$RPS ONE_P50=$P50 ONE_ERR=$ERR
 ONE_RSS="$(rss_kib "$ROUTER_PID")"
@@ -58,11 +69,13 @@ log "1 model: ready in ${ONE_READY} ms, $ONE_RPS req/s"
 
 startup big "$WORK/big.yaml"
 BIG_HEALTH=$HEALTH_MS BIG_READY=$READY_MS
+BIG_IDLE="$(rss_kib "$ROUTER_PID")"
 log "$MODELS models / $ENDPOINTS endpoints: /health in ${BIG_HEALTH} ms, all ready in ${BIG_READY} ms"
 f="$(load models-list -t "$ROUTER_URL" -s get -c 1 -d "$DURATION")"
 read -r LIST_P50 LIST_P99 LIST_BYTES < <(j "$f" '"%s %s %s" % (r["scenarios"][0]["latency_us"]["p50"], r["scenarios"][0]["latency_us"]["p99"], r["scenarios"][0]["bytes_in"]//max(1,r["scenarios"][0]["requests"]))')
 throughput big-one "$ROUTER_URL" -m bench-00000
 SAME_RPS=$RPS SAME_P50=$P50 SAME_ERR=$ERR
+BIG_RSS1="$(rss_kib "$ROUTER_PID")"
 throughput big-all "$ROUTER_URL" -m bench --model-pool "$MODELS"
 ALL_RPS=$RPS ALL_P50=$P50 ALL_ERR=$ERR
 BIG_RSS="$(rss_kib "$ROUTER_PID")"
@@ -72,18 +85,24 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN{ print (b>0 && a/b>=0.9)?"met":"misse
 {
     echo "### Bench 5 — scale of config ($MODELS models, $ENDPOINTS endpoints on $PORTS mock ports)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). Chat JSON at c=$CONCURRENCY, ${DURATION}s per run; router WORKERS=${ROUTER_WORKERS:-2}."
+    echo "Preliminary unless stated otherwise; $(machine_line). Chat JSON at c=$CONCURRENCY, ${DURATION}s per run; router WORKERS=${ROUTER_WORKERS:-2}; probe interval ${HEALTH_INTERVAL}s."
     echo
-    echo "| config | /health answers | all endpoints ready | RSS after runs MiB |"
-    echo "|---|---|---|---|"
-    echo "| 1 model, 1 endpoint | ${ONE_HEALTH} ms | ${ONE_READY} ms | $(mib "$ONE_RSS") |"
-    echo "| $MODELS models, $ENDPOINTS endpoints | ${BIG_HEALTH} ms | ${BIG_READY} ms | $(mib "$BIG_RSS") |"
+    echo "| config | /health answers | all endpoints ready | RSS ready MiB | RSS after one-model run MiB | RSS after all-models run MiB |"
+    echo "|---|---|---|---|---|---|"
+    echo "| 1 model, 1 endpoint | ${ONE_HEALTH} ms | ${ONE_READY} ms | $(mib "$ONE_IDLE") | $(mib "$ONE_RSS") | – |"
+    echo "| $MODELS models, $ENDPOINTS endpoints | ${BIG_HEALTH} ms | ${BIG_READY} ms | $(mib "$BIG_IDLE") | $(mib "$BIG_RSS1") | $(mib "$BIG_RSS") |"
+    echo
+    echo "The all-models run opens upstream connections to every endpoint from each router worker; its RSS includes those pools."
     echo
     echo "\`GET /v1/models\` with $MODELS models: p50 ${LIST_P50} µs, p99 ${LIST_P99} µs, ${LIST_BYTES} bytes."
     echo
     echo "| routing | req/s | p50 µs | errors | vs 1-model | target (within 10 %) |"
     echo "|---|---|---|---|---|---|"
+    printf '| direct, one mock port | %.0f | %s | 0 | – | – |\n' "$DONE_RPS" "$DONE_P50"
+    printf '| direct, all %s ports in turn | %.0f | %s | 0 | – | – |\n' "$PORTS" "$DALL_RPS" "$DALL_P50"
     printf '| 1-model config | %.0f | %s | %s | – | – |\n' "$ONE_RPS" "$ONE_P50" "$ONE_ERR"
     printf '| big config, one model | %.0f | %s | %s | %s | **%s** |\n' "$SAME_RPS" "$SAME_P50" "$SAME_ERR" "$(pct "$SAME_RPS" "$ONE_RPS")" "$(verdict "$SAME_RPS" "$ONE_RPS")"
     printf '| big config, all %s models in turn | %.0f | %s | %s | %s | **%s** |\n' "$MODELS" "$ALL_RPS" "$ALL_P50" "$ALL_ERR" "$(pct "$ALL_RPS" "$ONE_RPS")" "$(verdict "$ALL_RPS" "$ONE_RPS")"
+    echo
+    echo "Router ÷ direct with requests spread over every endpoint: $(awk -v a="$ALL_RPS" -v b="$DALL_RPS" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'); with one endpoint: $(awk -v a="$ONE_RPS" -v b="$DONE_RPS" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }')."
 } | emit

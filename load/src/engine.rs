@@ -52,7 +52,7 @@ pub fn run(plan: &Plan, quiet: bool) -> anyhow::Result<RunResult> {
     let prepared: Arc<Vec<Prepared>> = Arc::new(
         plan.scenarios
             .iter()
-            .map(|s| Prepared::new(s, &plan.target))
+            .map(|s| Prepared::new(s, &plan.targets))
             .collect(),
     );
     let progress = Arc::new(Progress::default());
@@ -332,6 +332,7 @@ mod tests {
     fn buckets_give_about_a_hundred_points() {
         let mut plan = Plan {
             target: "http://127.0.0.1:1".into(),
+            targets: vec!["http://127.0.0.1:1".into()],
             mode: Mode::Closed { concurrency: 1 },
             duration: Duration::from_secs(60),
             requests: None,

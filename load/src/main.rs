@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{Mode, Plan, DEFAULT_DURATION, MAX_DURATION};
@@ -60,8 +60,12 @@ struct RunArgs {
     #[arg(long, short = 'f')]
     file: Option<PathBuf>,
     /// Server root, e.g. http://127.0.0.1:8080 (paths such as /v1/chat/completions are added).
-    #[arg(long, short = 't')]
-    target: Option<String>,
+    /// Repeat it (or use --targets-file) to spread requests over several servers in turn.
+    #[arg(long = "target", short = 't')]
+    targets: Vec<String>,
+    /// A file of targets, one a line (e.g. the URLs `fleet --urls-out` wrote).
+    #[arg(long)]
+    targets_file: Option<PathBuf>,
     /// Scenario kind, optionally weighted: chat, chat_stream, embeddings, speech,
     /// transcription, images, video, get (GET /v1/models); e.g. `--scenario chat:3 --scenario chat_stream:1`.
     #[arg(long = "scenario", short = 's')]
@@ -161,12 +165,27 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         }
         None => FileSpec::default(),
     };
-    let raw_target = args
-        .target
-        .clone()
-        .or(file.target.clone())
-        .context("no target: give --target http://127.0.0.1:PORT")?;
-    let target = guard::check_target(&raw_target, args.allow_non_loopback)?;
+    let mut raw_targets = args.targets.clone();
+    if let Some(f) = &args.targets_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        raw_targets.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if raw_targets.is_empty() {
+        raw_targets.extend(file.target.clone());
+    }
+    if raw_targets.is_empty() {
+        bail!("no target: give --target http://127.0.0.1:PORT");
+    }
+    let targets = raw_targets
+        .iter()
+        .map(|t| guard::check_target(t, args.allow_non_loopback).map(|t| t.base))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut scenarios = if args.scenarios.is_empty() {
         file.scenarios.clone()
@@ -210,7 +229,8 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         None => file.timeout.unwrap_or(Duration::from_secs(60)),
     };
     let plan = Plan {
-        target: target.base,
+        target: targets[0].clone(),
+        targets,
         mode,
         duration,
         requests,
@@ -267,7 +287,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = build_plan(&args)?;
     if !args.quiet {
         for s in &plan.scenarios {
-            let p = scenario::Prepared::new(s, &plan.target);
+            let p = scenario::Prepared::new(s, &plan.targets);
             eprintln!("scenario {}", scenario::describe(&p));
         }
     }
@@ -321,6 +341,29 @@ mod tests {
         assert_eq!(p.duration, Duration::from_secs(2));
         assert_eq!(p.scenarios[0].weight, 3);
         assert_eq!(p.scenarios[1].file_bytes, 2 << 20);
+    }
+
+    #[test]
+    fn several_targets_each_pass_the_guard() {
+        let p = build_plan(&args(&[
+            "-t",
+            "http://127.0.0.1:9",
+            "-t",
+            "http://localhost:10/",
+            "-s",
+            "chat",
+        ]))
+        .expect("plan");
+        assert_eq!(p.targets, ["http://127.0.0.1:9", "http://localhost:10"]);
+        assert!(build_plan(&args(&[
+            "-t",
+            "http://127.0.0.1:9",
+            "-t",
+            "http://10.0.0.1:9",
+            "-s",
+            "chat"
+        ]))
+        .is_err());
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub enum Mode {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The first target (shown in reports).
     pub target: String,
+    /// Every target, used in turn (one unless several were given).
+    pub targets: Vec<String>,
     pub mode: Mode,
     /// Stop issuing after this long (always set; a count-only run gets the hard cap).
     pub duration: Duration,
@@ -79,6 +82,9 @@ impl Plan {
         }
         if self.threads == 0 || self.threads > MAX_THREADS {
             bail!("--threads must be in 1..={MAX_THREADS}");
+        }
+        if self.targets.is_empty() || self.targets.len() > 100_000 {
+            bail!("between 1 and 100000 targets");
         }
         if self.scenarios.is_empty() {
             bail!("no scenario given (--scenario KIND or a scenarios: list in the file)");
@@ -162,6 +168,7 @@ mod tests {
     fn plan(mode: Mode) -> Plan {
         Plan {
             target: "http://127.0.0.1:1".into(),
+            targets: vec!["http://127.0.0.1:1".into()],
             mode,
             duration: Duration::from_secs(1),
             requests: None,

@@ -22,19 +22,20 @@ const UPLOAD_PIECE: usize = 64 << 10;
 pub struct Prepared {
     pub spec: ScenarioSpec,
     pub name: String,
-    pub url: String,
-    /// `{target}/v1/video/generations` (polls go to `{poll_base}/{id}`).
-    pub poll_base: String,
+    /// The request URL on each target, used in turn.
+    pub urls: Vec<String>,
+    /// `{target}/v1/video/generations` per target (polls go to `{poll_base}/{id}`).
+    pub poll_bases: Vec<String>,
     pub content_type: String,
     pub body: Bytes,
     /// With a model pool: one body per model, used in turn.
     pub pool: Vec<Bytes>,
     next: AtomicUsize,
+    next_target: AtomicUsize,
 }
 
 impl Prepared {
-    pub fn new(spec: &ScenarioSpec, target: &str) -> Prepared {
-        let url = format!("{target}{}", spec.path());
+    pub fn new(spec: &ScenarioSpec, targets: &[String]) -> Prepared {
         let (content_type, body) = build_body(spec);
         let pool = match spec.model_pool {
             Some(n) if spec.kind != Kind::Get => (0..n)
@@ -49,12 +50,28 @@ impl Prepared {
         Prepared {
             name: spec.display_name(),
             spec: spec.clone(),
-            url,
-            poll_base: format!("{target}{}", Kind::Video.default_path()),
+            urls: targets
+                .iter()
+                .map(|t| format!("{t}{}", spec.path()))
+                .collect(),
+            poll_bases: targets
+                .iter()
+                .map(|t| format!("{t}{}", Kind::Video.default_path()))
+                .collect(),
             content_type,
             body,
             pool,
             next: AtomicUsize::new(0),
+            next_target: AtomicUsize::new(0),
+        }
+    }
+
+    /// Index of the target for the next request (round robin).
+    pub fn pick_target(&self) -> usize {
+        if self.urls.len() <= 1 {
+            0
+        } else {
+            self.next_target.fetch_add(1, Ordering::Relaxed) % self.urls.len()
         }
     }
 
@@ -211,27 +228,32 @@ fn http_error(status: u16) -> String {
 /// Send one request of this scenario. `sched` is the scheduled send time: every duration in the
 /// outcome counts from it.
 pub async fn execute(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
+    let t = p.pick_target();
     match p.spec.kind {
-        Kind::Chat | Kind::Embeddings | Kind::Images => json_call(p, client, sched).await,
-        Kind::ChatStream => chat_stream(p, client, sched).await,
-        Kind::Speech => streamed_bytes(p, client, sched).await,
-        Kind::Transcription => upload(p, client, sched).await,
-        Kind::Video => video(p, client, sched).await,
-        Kind::Get => get(p, client, sched).await,
+        Kind::Chat | Kind::Embeddings | Kind::Images => json_call(p, t, client, sched).await,
+        Kind::ChatStream => chat_stream(p, t, client, sched).await,
+        Kind::Speech => streamed_bytes(p, t, client, sched).await,
+        Kind::Transcription => upload(p, t, client, sched).await,
+        Kind::Video => video(p, t, client, sched).await,
+        Kind::Get => get(p, t, client, sched).await,
     }
 }
 
-async fn post(p: &Prepared, client: &awc::Client) -> Result<awc::ClientResponse, Outcome> {
+async fn post(
+    p: &Prepared,
+    t: usize,
+    client: &awc::Client,
+) -> Result<awc::ClientResponse, Outcome> {
     client
-        .post(&p.url)
+        .post(&p.urls[t])
         .insert_header(("content-type", p.content_type.as_str()))
         .send_body(p.body())
         .await
         .map_err(|e| Outcome::fail(None, send_error(&e)))
 }
 
-async fn get(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
-    let mut resp = match client.get(&p.url).send().await {
+async fn get(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
+    let mut resp = match client.get(&p.urls[t]).send().await {
         Ok(r) => r,
         Err(e) => return Outcome::fail(None, send_error(&e)),
     };
@@ -249,8 +271,8 @@ async fn get(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
     }
 }
 
-async fn json_call(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
-    let mut resp = match post(p, client).await {
+async fn json_call(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
+    let mut resp = match post(p, t, client).await {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -290,8 +312,8 @@ where
     Ok((n, first))
 }
 
-async fn streamed_bytes(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
-    let mut resp = match post(p, client).await {
+async fn streamed_bytes(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
+    let mut resp = match post(p, t, client).await {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -309,8 +331,8 @@ async fn streamed_bytes(p: &Prepared, client: &awc::Client, sched: Instant) -> O
     }
 }
 
-async fn chat_stream(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
-    let mut resp = match post(p, client).await {
+async fn chat_stream(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
+    let mut resp = match post(p, t, client).await {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -385,7 +407,7 @@ async fn chat_stream(p: &Prepared, client: &awc::Client, sched: Instant) -> Outc
     }
 }
 
-async fn upload(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
+async fn upload(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
     let body = p.body.clone();
     let len = body.len();
     let pieces = (0..len.div_ceil(UPLOAD_PIECE)).map(move |i| {
@@ -394,7 +416,7 @@ async fn upload(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
     });
     let sized = awc::body::SizedStream::new(len as u64, futures_util::stream::iter(pieces));
     let sent = client
-        .post(&p.url)
+        .post(&p.urls[t])
         .insert_header(("content-type", p.content_type.as_str()))
         .send_body(sized)
         .await;
@@ -428,8 +450,8 @@ fn video_state(status: &str) -> Option<Result<(), String>> {
     }
 }
 
-async fn video(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
-    let mut resp = match post(p, client).await {
+async fn video(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) -> Outcome {
+    let mut resp = match post(p, t, client).await {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -459,7 +481,7 @@ async fn video(p: &Prepared, client: &awc::Client, sched: Instant) -> Outcome {
         .get("status")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let poll_url = format!("{}/{id}", p.poll_base);
+    let poll_url = format!("{}/{id}", p.poll_bases[t]);
     loop {
         if let Some(done) = state.as_deref().and_then(video_state) {
             if let Err(e) = done {
@@ -552,7 +574,16 @@ impl Picker {
 
 /// One line per scenario for the run's header.
 pub fn describe(p: &Prepared) -> String {
-    format!("{} → {} ({} B body)", p.name, p.url, p.body.len())
+    let more = match p.urls.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} more target(s)", n - 1),
+    };
+    format!(
+        "{} → {}{more} ({} B body)",
+        p.name,
+        p.urls.first().map_or("", String::as_str),
+        p.body.len()
+    )
 }
 
 #[cfg(test)]
@@ -576,29 +607,31 @@ mod tests {
     fn bodies_match_the_contract_shapes() {
         let mut s = ScenarioSpec::new(Kind::ChatStream);
         s.max_tokens = Some(5);
-        let p = Prepared::new(&s, "http://127.0.0.1:1");
-        assert_eq!(p.url, "http://127.0.0.1:1/v1/chat/completions");
+        let one = ["http://127.0.0.1:1".to_string()];
+        let p = Prepared::new(&s, &one);
+        assert_eq!(p.urls, ["http://127.0.0.1:1/v1/chat/completions"]);
         let v: Value = serde_json::from_slice(&p.body).expect("json");
         assert_eq!(v["stream"], true);
         assert_eq!(v["max_tokens"], 5);
 
         let mut t = ScenarioSpec::new(Kind::Transcription);
         t.file_bytes = 100_000;
-        let p = Prepared::new(&t, "http://127.0.0.1:1");
+        let p = Prepared::new(&t, &one);
         assert!(p.content_type.contains(BOUNDARY));
         assert!(p.body.len() > 100_000 && p.body.len() < 101_000);
         assert!(p.body.ends_with(format!("--{BOUNDARY}--\r\n").as_bytes()));
         let wav = wav_bytes(1000);
         assert_eq!(wav.len(), 1000);
         assert_eq!(&wav[..4], b"RIFF");
-        assert_eq!(
-            Prepared::new(&ScenarioSpec::new(Kind::Video), "http://h:1").poll_base,
-            "http://h:1/v1/video/generations"
-        );
+        let two = ["http://h:1".to_string(), "http://h:2".to_string()];
+        let v = Prepared::new(&ScenarioSpec::new(Kind::Video), &two);
+        assert_eq!(v.poll_bases[1], "http://h:2/v1/video/generations");
+        let picks: Vec<usize> = (0..4).map(|_| v.pick_target()).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
         let mut pooled = ScenarioSpec::new(Kind::Chat);
         pooled.model = "bench".into();
         pooled.model_pool = Some(3);
-        let p = Prepared::new(&pooled, "http://h:1");
+        let p = Prepared::new(&pooled, &two[..1]);
         let models: Vec<String> = (0..4)
             .map(|_| {
                 let v: Value = serde_json::from_slice(&p.body()).expect("json");

@@ -19,6 +19,9 @@ pub struct Report {
     pub version: String,
     pub label: Option<String>,
     pub target: String,
+    /// Targets used in turn (1 unless several were given).
+    #[serde(default = "one")]
+    pub targets: usize,
     pub started_unix_ms: u64,
     pub mode: ModeReport,
     pub planned_duration_s: f64,
@@ -96,6 +99,10 @@ pub struct Coalescing {
     pub coalesced_ratio: f64,
 }
 
+fn one() -> usize {
+    1
+}
+
 fn per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 {
         n as f64 / secs
@@ -134,6 +141,7 @@ impl Report {
             version: env!("CARGO_PKG_VERSION").into(),
             label: plan.label.clone(),
             target: plan.target.clone(),
+            targets: plan.targets.len(),
             started_unix_ms: run.started_unix_ms,
             send_lag_us: match plan.mode {
                 Mode::Open { .. } => Some(run.stats.send_lag.summary()),
@@ -164,9 +172,14 @@ impl Report {
             ModeReport::Open { rate, .. } => format!("open loop, {rate} req/s"),
             ModeReport::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
         };
+        let more = if self.targets > 1 {
+            format!(" and {} more", self.targets - 1)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "target {}  ({mode}, {} thread(s), {:.2} s)",
+            "target {}{more}  ({mode}, {} thread(s), {:.2} s)",
             self.target, self.threads, self.wall_s
         );
         let _ = writeln!(
@@ -332,6 +345,7 @@ pub(crate) mod tests {
     pub(crate) fn sample() -> (Plan, RunResult) {
         let plan = Plan {
             target: "http://127.0.0.1:9".into(),
+            targets: vec!["http://127.0.0.1:9".into()],
             mode: Mode::Open {
                 rate: 100.0,
                 max_in_flight: 64,

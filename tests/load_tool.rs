@@ -145,7 +145,15 @@ fn refuses_non_loopback_and_unbounded_input() {
     let out = run_load(&["run", "-t", "http://192.0.2.1:80", "-s", "chat", "-d", "1s"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not loopback"));
-    let out = run_load(&["run", "-t", "http://127.0.0.1:9", "-s", "chat", "-d", "100h"]);
+    let out = run_load(&[
+        "run",
+        "-t",
+        "http://127.0.0.1:9",
+        "-s",
+        "chat",
+        "-d",
+        "100h",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let out = run_load(&["run", "-t", "http://127.0.0.1:9", "-s", "chat", "-c", "0"]);
     assert_eq!(out.status.code(), Some(2));

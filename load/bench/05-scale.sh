@@ -92,7 +92,7 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN{ print (b>0 && a/b>=0.9)?"met":"misse
     echo "| 1 model, 1 endpoint | ${ONE_HEALTH} ms | ${ONE_READY} ms | $(mib "$ONE_IDLE") | $(mib "$ONE_RSS") | – |"
     echo "| $MODELS models, $ENDPOINTS endpoints | ${BIG_HEALTH} ms | ${BIG_READY} ms | $(mib "$BIG_IDLE") | $(mib "$BIG_RSS1") | $(mib "$BIG_RSS") |"
     echo
-    echo "The all-models run opens upstream connections to every endpoint from each router worker; its RSS includes those pools."
+    echo "The one-model column follows the \`/v1/models\` runs (answers of several MB each); the all-models run also opens upstream connections to every endpoint from each router worker."
     echo
     echo "\`GET /v1/models\` with $MODELS models: p50 ${LIST_P50} µs, p99 ${LIST_P99} µs, ${LIST_BYTES} bytes."
     echo

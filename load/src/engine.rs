@@ -56,6 +56,7 @@ pub fn run(plan: &Plan, quiet: bool) -> anyhow::Result<RunResult> {
             .collect(),
     );
     let progress = Arc::new(Progress::default());
+    stop_on_ctrl_c(progress.clone());
     let bucket = bucket_for(plan);
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -95,6 +96,35 @@ pub fn run(plan: &Plan, quiet: bool) -> anyhow::Result<RunResult> {
         bucket,
         started_unix_ms,
     })
+}
+
+/// First Ctrl-C: stop sending, let in-flight requests drain, still write the reports.
+/// Second Ctrl-C: leave at once.
+fn stop_on_ctrl_c(progress: Arc<Progress>) {
+    let spawned = std::thread::Builder::new()
+        .name("load-signal".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    progress.stop.store(true, Ordering::Relaxed);
+                    eprintln!("\nstopping: in-flight requests drain, then the report (Ctrl-C again to quit)");
+                }
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+        });
+    if spawned.is_err() {
+        eprintln!(
+            "switchyard-load: no Ctrl-C handler (thread spawn failed); Ctrl-C will quit at once"
+        );
+    }
 }
 
 fn progress_bar(plan: &Plan, quiet: bool) -> ProgressBar {

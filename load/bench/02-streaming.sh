@@ -59,7 +59,8 @@ done
             ag="$(awk -v a="$g" -v b="$dg" 'BEGIN{print a-b}')"
             echo "| $t | $c | $tt | $tt99 | $g | $g99 | $co of $cr | $tok | $ok | $err | $at | $ag |"
             if [ "$t" = router ]; then
-                m="$(awk -v a="$at" -v b="$ag" -v co="$co" -v dco="$dco" 'BEGIN{print (a<1000 && b<1000 && co<=dco)?"met":"missed"}')"
+                # |added gap|: coalesced events arrive together, which shows as a *smaller* gap.
+                m="$(awk -v a="$at" -v b="$ag" -v co="$co" -v dco="$dco" 'function abs(x){return x<0?-x:x} BEGIN{print (a<1000 && abs(b)<1000 && co<=dco)?"met":"missed"}')"
                 verdicts+=("- c=$c: added TTFT p50 ${at} µs, added gap p50 ${ag} µs, coalesced reads $co (direct $dco) — target < 1 ms added, no coalescing: **$m**")
             fi
         done

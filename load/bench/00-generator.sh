@@ -25,7 +25,7 @@ for c in 1 32; do
         f="$(GEN_THREADS=$t load "gen-t$t-c$c" -t "$FLEET_URL" -s chat -c "$c" -d "$DURATION")"
         ROWS+=("$(j "$f" '"| switchyard-load | %s | '"$t"' | %.0f | %s | %s |" % ('"$c"', r["totals"]["ok_rps"], r["scenarios"][0]["latency_us"]["p50"], r["scenarios"][0]["latency_us"]["p99"])')")
     done
-    if command -v wrk >/dev/null; then
+    if ensure_tool wrk wrk; then
         out="$(wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$FLEET_URL/v1/chat/completions")"
         rps="$(awk '/Requests\/sec/{printf "%.0f", $2}' <<<"$out")"
         p50="$(awk '$1=="50%"{print $2}' <<<"$out")"

@@ -20,7 +20,7 @@ start_router router "$WORK/models.yaml"
 wait_ready "$ROUTER_URL" 30
 log "router at $ROUTER_URL"
 NGINX_URL=""
-if have_nginx; then
+if ensure_tool nginx nginx-light || have_nginx; then
     start_nginx nginx "${FLEET_URL#http://}"
     log "nginx at $NGINX_URL"
 else

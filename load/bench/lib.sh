@@ -181,6 +181,19 @@ free_port() {
 
 have_nginx() { command -v nginx >/dev/null 2>&1; }
 
+# ensure_tool CMD PACKAGE: install a Debian package for a missing tool when we may (root with
+# apt-get, NO_INSTALL unset); a machine is not kept between sessions, so scripts bring their own.
+ensure_tool() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    if [ "${NO_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing $pkg for $cmd"
+        { apt-get install -y -qq "$pkg" || { apt-get update -qq && apt-get install -y -qq "$pkg"; }; } \
+            >"$WORK/apt-$pkg.log" 2>&1 || log "could not install $pkg (see NO_INSTALL, apt logs)"
+    fi
+    command -v "$cmd" >/dev/null 2>&1
+}
+
 # Generator threads for every `load` run: two lift the tool's ceiling to wrk's (bench 0).
 GEN_THREADS="${GEN_THREADS:-2}"
 

@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 SCEN="$([ "${PROFILE_STREAMS:-0}" = 1 ] && echo chat_stream || echo chat)"
 
 build_release
-command -v perf >/dev/null || { echo "perf not installed (apt-get install linux-perf)" >&2; exit 1; }
+ensure_tool perf linux-perf || { echo "perf not available (apt-get install linux-perf)" >&2; exit 1; }
 start_fleet mock --workers 1
 "$LOAD" gen-config --url "$FLEET_URL" --models 1 --model-prefix bench --out "$WORK/models.yaml"
 start_router router "$WORK/models.yaml"
@@ -53,7 +53,7 @@ for who in router load; do
 done
 
 if [ "${CALLGRIND:-0}" = 1 ]; then
-    command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 1; }
+    ensure_tool valgrind valgrind || { echo "valgrind not available" >&2; exit 1; }
     kill -TERM "$ROUTER_PID"; wait "$ROUTER_PID" 2>/dev/null || true
     mkdir -p "$WORK/cg"
     (cd "$WORK/cg" && exec env RUST_LOG=warn SQLITE_DB_PATH="$WORK/cg/db" WORKERS=1 \

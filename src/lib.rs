@@ -9,21 +9,29 @@
 //! - [`api`]: HTTP handlers, one module per endpoint family, and the OpenAI error shape.
 //! - [`relay`]: talking to backends — one call, retry/fallback, streaming relays.
 //! - [`record`]: the record every request leaves behind.
+//! - [`accounting`]: pricing, the batching request logger (`api_logs`), `logs`/`usage` CLI.
+//! - [`metrics`]: Prometheus metrics and the status page's recent-traffic timeline.
+//! - [`admin`]: `/admin/*` views and weight changes, `/metrics`, the `/ui` status page.
+//! - [`shutdown`]: signals, grace period, final flush.
 //! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`server`], [`settings`], [`state`]: wiring.
 
+pub mod accounting;
+pub mod admin;
 pub mod api;
 pub mod catalogue;
 pub mod config;
 pub mod demo;
 pub mod engines;
 pub mod mesh;
+pub mod metrics;
 pub mod mock;
 pub mod record;
 pub mod relay;
 pub mod server;
 pub mod settings;
+pub mod shutdown;
 pub mod state;
 pub mod store;

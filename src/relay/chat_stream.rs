@@ -37,6 +37,11 @@ pub struct ChatStream {
     ended: bool,
     outcome: Option<Outcome>,
     settled: bool,
+    /// When the relay phase began (after priming): from here on the stream waits on the
+    /// backend, which the record counts as upstream time.
+    relay_started: Option<std::time::Instant>,
+    /// A failure after the client got bytes, for the record.
+    late_failure: Option<ApiError>,
 }
 
 /// What one upstream event turned out to be.
@@ -73,6 +78,8 @@ impl ChatStream {
             ended: false,
             outcome: None,
             settled: false,
+            relay_started: None,
+            late_failure: None,
         }
     }
 
@@ -152,6 +159,7 @@ impl ChatStream {
         ctx: RequestCtx,
     ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
         self.ctx = Some(ctx);
+        self.relay_started = Some(std::time::Instant::now());
         futures_util::stream::unfold(self, |mut relay| async move {
             relay.next_chunk().await.map(|b| (Ok(b), relay))
         })
@@ -225,6 +233,7 @@ impl ChatStream {
                 self.push_error(&e);
                 self.pending.push_back(Bytes::from_static(DONE));
                 self.end(Outcome::Failure);
+                self.late_failure.get_or_insert(e);
                 true
             }
         }
@@ -235,6 +244,7 @@ impl ChatStream {
         self.push_error(&e);
         self.pending.push_back(Bytes::from_static(DONE));
         self.end(Outcome::Failure);
+        self.late_failure.get_or_insert(e);
     }
 
     fn push_error(&mut self, e: &ApiError) {
@@ -347,6 +357,7 @@ impl ChatStream {
         let usage = self.usage.unwrap_or(Usage {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: (self.content_chars as u64).div_ceil(4),
+            cached_tokens: 0,
             estimated: true,
         });
         self.lease.set_actual_tokens(usage.total());
@@ -354,6 +365,17 @@ impl ChatStream {
         if let Some(ctx) = self.ctx.as_mut() {
             ctx.record.usage = Some(usage);
             ctx.record.stream = true;
+            if let Some(started) = self.relay_started {
+                ctx.record.upstream_time += started.elapsed();
+            }
+            if let Some(e) = &self.late_failure {
+                let endpoint = &self.lease.endpoint().name;
+                ctx.record
+                    .upstream_errors
+                    .extend(crate::record::UpstreamFailure::classify(endpoint, e));
+                ctx.record.error = Some(e.message.clone());
+                ctx.record.error_code = e.code.clone();
+            }
             let label = match outcome {
                 Outcome::Success => "success",
                 Outcome::Canceled => "canceled",

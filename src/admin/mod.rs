@@ -1,0 +1,57 @@
+//! Operator surfaces: the admin API (`/admin/*`), `GET /metrics` and the live status page
+//! (`GET /ui`, also `/status`).
+//!
+//! - [`guard`]: the `ADMIN_API_KEY` check in front of `/admin/*` (one function, replaced by
+//!   the key scopes of the security issue).
+//! - [`routing`]: `GET`/`PUT /admin/routing`.
+//! - [`views`]: `/admin/usage`, `/admin/backends`, `/admin/status`, `/admin/video-jobs`, and
+//!   `/metrics`.
+//! - [`ui`]: the status page, embedded in the binary.
+
+pub mod guard;
+pub mod routing;
+pub mod ui;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{middleware, web};
+
+use crate::accounting::LogQueue;
+use crate::config::Secret;
+use crate::metrics::Metrics;
+
+/// What the operator surfaces share (registered as app data next to `AppState`).
+pub struct Observability {
+    pub metrics: Arc<Metrics>,
+    pub log: Option<LogQueue>,
+    pub admin_key: Option<Secret>,
+    /// routing.yaml, where `PUT /admin/routing` persists weights (`None`: the demo).
+    pub routing_path: Option<PathBuf>,
+    /// One weight change at a time: read table, change, apply, persist.
+    pub routing_lock: tokio::sync::Mutex<()>,
+}
+
+/// Mount `/metrics`, `/ui` (+ `/status`) and the guarded `/admin` scope.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(views::metrics));
+    cfg.route("/ui", web::get().to(ui::page));
+    cfg.route("/ui/", web::get().to(ui::page));
+    cfg.route("/status", web::get().to(ui::page));
+    cfg.route("/ui/status.js", web::get().to(ui::script));
+    cfg.route("/ui/status.css", web::get().to(ui::style));
+    cfg.service(
+        web::scope("/admin")
+            .wrap(middleware::from_fn(guard::require_admin))
+            .service(
+                web::resource("/routing")
+                    .route(web::get().to(routing::get_routing))
+                    .route(web::put().to(routing::put_routing)),
+            )
+            .route("/usage", web::get().to(views::usage))
+            .route("/backends", web::get().to(views::backends))
+            .route("/status", web::get().to(views::status))
+            .route("/video-jobs", web::get().to(views::video_jobs)),
+    );
+}

@@ -328,3 +328,5 @@ pub async fn read_sse(
     }
     out
 }
+
+pub mod obs;

@@ -558,8 +558,39 @@ mod tests {
             error_type: "upstream_error",
         });
         m.observe(&r, Some(0.5));
+        let mut media = test_record();
+        media.op = ApiOp::Transcriptions;
+        media.model = Some("whisper".into());
+        media.audio_seconds = Some(12.5);
+        m.observe(&media, None);
+        let mut image = test_record();
+        image.op = ApiOp::Images;
+        image.model = Some("sdxl".into());
+        image.images = Some(3);
+        m.observe(&image, None);
+        let mut video = test_record();
+        video.op = ApiOp::Video;
+        video.model = Some("wan".into());
+        video.video_seconds = Some(8.0);
+        m.observe(&video, None);
+        m.video_job_status("wan", None, Some("queued"));
+        m.video_job_status("wan", Some("queued"), Some("in_progress"));
+        m.video_job_finished("wan", "completed", 42.0);
+        let mut limited = test_record();
+        limited.outcome = "rate_limited";
+        limited.status = 429;
+        limited.error_code = Some("rate_limit_exceeded".into());
+        limited.api_key_id = Some("team-a".into());
+        m.observe(&limited, None);
         let text = m.render(None, None);
         for needle in [
+            r#"switchyard_audio_seconds_total{direction="input",model="whisper"} 12.5"#,
+            r#"switchyard_images_generated_total{model="sdxl"} 3"#,
+            r#"switchyard_video_seconds_total{model="wan"} 8"#,
+            r#"switchyard_video_jobs{model="wan",status="in_progress"} 1"#,
+            r#"switchyard_video_jobs{model="wan",status="queued"} 0"#,
+            r#"switchyard_video_job_duration_seconds_count{model="wan",outcome="completed"} 1"#,
+            r#"switchyard_rate_limited_total{api_key_id="team-a",model="-",reason="rate_limit_exceeded"} 1"#,
             r#"switchyard_requests_total{backend="vllm@127.0.0.1:1",model="m1",op="chat_completions",outcome="success"} 1"#,
             r#"switchyard_tokens_total{backend="vllm@127.0.0.1:1",model="m1",type="completion"} 5"#,
             r#"switchyard_upstream_errors_total{backend="vllm@127.0.0.1:2",error_type="upstream_error",status_code="502"} 1"#,

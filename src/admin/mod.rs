@@ -47,7 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/routing")
                     .route(web::get().to(routing::get_routing))
-                    .route(web::put().to(routing::put_routing)),
+                    .route(web::put().to(routing::put_routing))
+                    .default_service(web::to(crate::api::method_not_allowed)),
             )
             .route("/usage", web::get().to(views::usage))
             .route("/backends", web::get().to(views::backends))

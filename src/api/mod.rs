@@ -60,7 +60,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     .with_code("unknown_url"))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorKind::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),

@@ -65,8 +65,10 @@ run() { # $1 = on|off → prints requests/s
     sleep 0.05
   done
   local rps
-  rps=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -s load/bench/chat.lua "$url/v1/chat/completions" \
-    | awk '/Requests\/sec/ {print $2}')
+  local out
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -s load/bench/chat.lua "$url/v1/chat/completions")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  [ "$mode" = on ] && awk '/requests in/ {print $1}' <<<"$out" >>"$WORK/sent-on"
   kill -TERM "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
   rm -f "$WORK/router-$mode.pid"
@@ -86,4 +88,7 @@ moff=$(printf '%s\n' "${OFF[@]}" | median)
 rows=$(SQLITE_DB_PATH="$WORK/logs.db" "$BIN/switchyard" usage --by none --json \
   | awk -F': ' '/"requests"/ {gsub(",","",$2); print $2}')
 echo "median: on ${mon} req/s, off ${moff} req/s, ratio on/off $(awk -v a="$mon" -v b="$moff" 'BEGIN {printf "%.3f", a/b}')"
-echo "rows logged during the 'on' runs: ${rows:-0} (${ROUNDS} x ${DURATION}s, ${CONNS} connections, router workers ${ROUTER_WORKERS})"
+sent=$(awk '{s+=$1} END {print s+0}' "$WORK/sent-on")
+spilled=$( (cat "$WORK"/logs.db.spill.jsonl* 2>/dev/null || true) | wc -l)
+echo "requests answered during the 'on' runs (wrk): ${sent}"
+echo "rows logged during the 'on' runs: ${rows:-0} in the database + ${spilled} in the spill file (${ROUNDS} x ${DURATION}s, ${CONNS} connections, router workers ${ROUTER_WORKERS})"

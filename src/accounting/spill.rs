@@ -2,12 +2,13 @@
 //! the database when it answers again (and at every start). Appends come from the logger actor
 //! and, when its queue is full, from request threads; a mutex keeps lines whole.
 //!
-//! Replay first renames the file to `<name>.replaying`, so new spills start a fresh file; the
-//! replaying file is deleted only once every row in it was committed. A crash mid-replay leaves
-//! it in place for the next attempt, and `ON CONFLICT (id) DO NOTHING` makes the repeat harmless.
+//! Replay first renames the file to `<name>.replaying`, so new spills start a fresh file, then
+//! reads it in chunks; the replaying file is deleted only once every row in it was committed.
+//! A crash mid-replay leaves it in place for the next start, which reads it from the top:
+//! `ON CONFLICT (id) DO NOTHING` makes the repeat harmless.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -16,7 +17,9 @@ use super::row::LogRow;
 
 pub struct Spill {
     path: PathBuf,
-    file: Mutex<Option<File>>,
+    /// Buffered: the logger flushes it every tick and at drain, so request threads that
+    /// overflow do not pay a system call per row.
+    file: Mutex<Option<BufWriter<File>>>,
     /// Rows appended since start (a metric; the file itself is the truth).
     pub appended: AtomicU64,
 }
@@ -56,15 +59,14 @@ impl Spill {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            *guard = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            *guard = Some(BufWriter::with_capacity(256 * 1024, file));
         }
         let result = match guard.as_mut() {
-            Some(file) => file.write_all(&buf).and_then(|()| file.flush()),
+            Some(file) => file.write_all(&buf),
             None => Err(std::io::Error::other("spill file not open")),
         };
         match &result {
@@ -86,49 +88,95 @@ impl Spill {
         result
     }
 
+    /// Hand buffered lines to the OS (every logger tick, and at drain).
+    pub fn flush(&self) -> std::io::Result<()> {
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Whether anything waits to be replayed.
     pub fn has_rows(&self) -> bool {
+        let _ = self.flush();
         let nonempty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
         nonempty(&self.path) || nonempty(&self.replaying_path())
     }
 
-    /// Move the current file aside for replay (a previous unfinished replay goes first) and
-    /// read its rows. Lines that do not parse are kept in `<name>.bad` rather than dropped.
-    pub fn take_for_replay(&self) -> std::io::Result<Option<(PathBuf, Vec<LogRow>)>> {
+    /// The file to replay from: an unfinished `.replaying` file first, else the current
+    /// spill file moved aside (so new spills start a fresh file). `None` when there is none.
+    pub fn open_replay(&self) -> std::io::Result<Option<PathBuf>> {
         let replaying = self.replaying_path();
-        if !replaying.exists() {
-            let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            // Close our handle so new appends create a new file after the rename.
-            *guard = None;
-            match std::fs::rename(&self.path, &replaying) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if replaying.exists() {
+            return Ok(Some(replaying));
         }
-        let reader = BufReader::new(File::open(&replaying)?);
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        // Flush and close our handle so new appends create a new file after the rename.
+        if let Some(mut file) = guard.take() {
+            file.flush()?;
+        }
+        match std::fs::rename(&self.path, &replaying) {
+            Ok(()) => Ok(Some(replaying)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read up to `max` rows from byte `offset`; returns the rows, the offset after them and
+    /// whether the file ended. Lines that do not parse are kept in `<name>.bad`, not dropped.
+    pub fn read_chunk(
+        &self,
+        file: &Path,
+        offset: u64,
+        max: usize,
+    ) -> std::io::Result<(Vec<LogRow>, u64, bool)> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = File::open(file)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut reader = BufReader::new(f);
         let mut rows = Vec::new();
         let mut bad = Vec::new();
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
+        let mut pos = offset;
+        let mut line = String::new();
+        let mut eof = false;
+        while rows.len() < max {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            if !line.ends_with('\n') {
+                // A line still being written (cannot happen to a moved-aside file, but a
+                // partial last line from a crash is kept for later rather than misread).
+                eof = true;
+                break;
+            }
+            pos += n as u64;
+            let text = line.trim();
+            if text.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<LogRow>(&line) {
+            match serde_json::from_str::<LogRow>(text) {
                 Ok(row) => rows.push(row),
-                Err(_) => bad.push(line),
+                Err(_) => bad.push(text.to_string()),
             }
+        }
+        if !eof {
+            // Peek: a chunk that ends exactly at the end of the file is the last one.
+            eof = reader.fill_buf().map(|b| b.is_empty()).unwrap_or(false);
         }
         if !bad.is_empty() {
             let mut name = self.path.as_os_str().to_owned();
             name.push(".bad");
-            let mut f = OpenOptions::new().create(true).append(true).open(&name)?;
-            for line in &bad {
-                writeln!(f, "{line}")?;
+            let mut out = OpenOptions::new().create(true).append(true).open(&name)?;
+            for l in &bad {
+                writeln!(out, "{l}")?;
             }
             tracing::warn!(lines = bad.len(), file = ?name, "unreadable spill lines set aside");
         }
-        Ok(Some((replaying, rows)))
+        Ok((rows, pos, eof))
     }
 
     /// Forget a replayed file once its rows are committed.

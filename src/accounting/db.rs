@@ -382,7 +382,7 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
         _ => return None,
     };
     let ms = n * per;
-    (ms.is_finite() && ms >= 0.0 && ms < 1e15).then_some(ms as i64)
+    (0.0..1e15).contains(&ms).then_some(ms as i64)
 }
 
 /// A point in time from the CLI or a query string: a duration ago (`24h`), unix seconds, or

@@ -209,29 +209,27 @@ impl RequestLogger {
         let started = Instant::now();
         let write = self.store.insert(rows.clone());
         self.writing = true;
-        ctx.wait(
-            async move { (write.await, rows) }
-                .into_actor(self)
-                .map(move |(result, rows), act, _ctx| {
-                    act.writing = false;
-                    act.stats.last_flush_micros.store(
-                        started.elapsed().as_micros().min(u64::MAX as u128) as u64,
-                        Ordering::Relaxed,
-                    );
-                    match result {
-                        Ok(()) => {
-                            act.stats
-                                .rows_written
-                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                            act.db_ok();
-                        }
-                        Err(e) => {
-                            act.db_failed(&e);
-                            act.spill_rows(&rows);
-                        }
+        ctx.wait(async move { (write.await, rows) }.into_actor(self).map(
+            move |(result, rows), act, _ctx| {
+                act.writing = false;
+                act.stats.last_flush_micros.store(
+                    started.elapsed().as_micros().min(u64::MAX as u128) as u64,
+                    Ordering::Relaxed,
+                );
+                match result {
+                    Ok(()) => {
+                        act.stats
+                            .rows_written
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        act.db_ok();
                     }
-                }),
-        );
+                    Err(e) => {
+                        act.db_failed(&e);
+                        act.spill_rows(&rows);
+                    }
+                }
+            },
+        ));
     }
 
     /// Put one chunk of spilled rows into the database, if there are any.
@@ -253,7 +251,10 @@ impl RequestLogger {
             return;
         };
         let (rows, next, eof) =
-            match self.spill.read_chunk(&cursor.file, cursor.offset, REPLAY_CHUNK) {
+            match self
+                .spill
+                .read_chunk(&cursor.file, cursor.offset, REPLAY_CHUNK)
+            {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the request log spill file");
@@ -307,7 +308,7 @@ impl Handler<Drain> for RequestLogger {
         let count = rows.len() as u64;
         // At shutdown the database gets one more chance even if it is resting.
         let write = self.store.insert(rows.clone());
-        AtomicResponse::new(Box::pin(async move { write.await }.into_actor(self).map(
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |result, act, _ctx| match result {
                 Ok(()) => {
                     act.stats.rows_written.fetch_add(count, Ordering::Relaxed);

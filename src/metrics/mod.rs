@@ -285,12 +285,16 @@ impl Metrics {
             self.fallbacks.with_label_values(&[model, r.outcome]).inc();
         }
         if r.outcome == "rate_limited" {
-            let reason = match r.error_code.as_deref() {
-                Some(
-                    c @ ("rate_limit_exceeded" | "capacity_exhausted" | "upstream_rate_limited"),
-                ) => c,
-                _ => "other",
-            };
+            const KNOWN: [&str; 3] = [
+                "rate_limit_exceeded",
+                "capacity_exhausted",
+                "upstream_rate_limited",
+            ];
+            let reason = r
+                .error_code
+                .as_deref()
+                .filter(|c| KNOWN.contains(c))
+                .unwrap_or("other");
             self.rate_limited
                 .with_label_values(&[model, key, reason])
                 .inc();

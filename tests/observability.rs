@@ -47,9 +47,11 @@ async fn admin_put(url: &str, body: &Value) -> (u16, Value) {
     )
 }
 
+/// `/metrics` is in the admin scope (unless METRICS_PUBLIC=true), so scrape with the admin key.
 async fn metrics_text(router: &str) -> String {
     let mut resp = client()
         .get(format!("{router}/metrics"))
+        .insert_header(("authorization", format!("Bearer {ADMIN_KEY}")))
         .send()
         .await
         .expect("metrics");
@@ -172,7 +174,10 @@ async fn metrics_cover_the_contract_set_and_parse() {
         RouterOpts {
             models_yaml: &yaml,
             routing_yaml: None,
-            env: vec![("CIRCUIT_FAILURE_THRESHOLD", "1000".into())],
+            env: vec![
+                ("CIRCUIT_FAILURE_THRESHOLD", "1000".into()),
+                ("ADMIN_API_KEY", ADMIN_KEY.into()),
+            ],
         },
         2,
     )
@@ -346,7 +351,7 @@ async fn admin_is_off_without_a_configured_key() {
     let (status, body) =
         admin_get(&format!("{}/admin/routing", router.url), Some("anything")).await;
     assert_openai_error(status, 403, &body);
-    assert_eq!(body["error"]["code"], "admin_api_disabled");
+    assert_eq!(body["error"]["code"], "admin_disabled");
 }
 
 #[actix_rt::test]

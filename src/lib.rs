@@ -12,6 +12,10 @@
 //! - [`record`]: the record every request leaves behind.
 //! - [`reload`]: the `ConfigActor` — hot reload (SIGHUP, `POST /admin/reload`) and the models
 //!   [`discovery`] finds; [`netguard`] keeps self-started traffic off private networks.
+//! - [`accounting`]: pricing, the batching request logger (`api_logs`), `logs`/`usage` CLI.
+//! - [`metrics`]: Prometheus metrics and the status page's recent-traffic timeline.
+//! - [`admin`]: `/admin/*` views and weight changes, `/metrics`, the `/ui` status page.
+//! - [`shutdown`]: signals, grace period, final flush.
 //! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
 //! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
@@ -19,6 +23,8 @@
 //! - [`media`]: settings of audio uploads and video jobs.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
+pub mod accounting;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod catalogue;
@@ -29,6 +35,7 @@ pub mod engines;
 pub mod jobs;
 pub mod media;
 pub mod mesh;
+pub mod metrics;
 pub mod mock;
 pub mod netguard;
 pub mod record;
@@ -36,5 +43,6 @@ pub mod relay;
 pub mod reload;
 pub mod server;
 pub mod settings;
+pub mod shutdown;
 pub mod state;
 pub mod store;

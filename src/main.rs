@@ -30,6 +30,10 @@ enum Command {
     Demo(DemoArgs),
     /// Create or upgrade the database schema (also done at every start).
     Migrate,
+    /// Print request log rows (newest last); `--follow` keeps printing new ones.
+    Logs(switchyard::accounting::cli::LogsArgs),
+    /// Usage and cost aggregates by model, key and period.
+    Usage(switchyard::accounting::cli::UsageArgs),
     /// Browse the self-hosted model catalogue and render its deployment files.
     #[command(subcommand)]
     Catalogue(switchyard::catalogue::Command),
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Migrate) => migrate(),
+        Some(Command::Logs(args)) => switchyard::accounting::cli::logs(args),
+        Some(Command::Usage(args)) => switchyard::accounting::cli::usage(args),
         Some(Command::Catalogue(cmd)) => match switchyard::catalogue::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,6 +2,7 @@
 //! request (into the response stream when there is one) and hands its record to the sink when
 //! it is dropped, so a record is written on every path, client disconnects included.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +16,10 @@ use crate::engines::ApiOp;
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens served from the backend's cache (`prompt_tokens_details.cached_tokens`);
+    /// part of `prompt_tokens`, priced at `input_cache_reads` when that is set.
+    #[serde(default)]
+    pub cached_tokens: u64,
     /// True when the backend reported nothing and the router counted for itself.
     pub estimated: bool,
 }
@@ -39,9 +44,16 @@ impl Usage {
         if prompt.is_none() && completion.is_none() {
             return None;
         }
+        let cached = obj
+            .get("prompt_tokens_details")
+            .or_else(|| obj.get("input_tokens_details"))
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
         Some(Usage {
             prompt_tokens: prompt.unwrap_or(0),
             completion_tokens: completion.unwrap_or(0),
+            cached_tokens: cached,
             estimated: false,
         })
     }
@@ -68,14 +80,119 @@ pub struct RequestRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error: Option<String>,
+    /// The `code` of the error answered, when there was one.
+    pub error_code: Option<String>,
     /// The caller's key name or short digest id (never the key), when a key was presented.
     pub api_key_id: Option<String>,
-    /// Seconds of audio produced (speech) or transcribed (transcriptions, translations).
+    /// Seconds of audio produced (speech) or consumed (transcription, translation).
     pub audio_seconds: Option<f64>,
     /// Images generated.
     pub images: Option<u32>,
-    /// Seconds of video generated (written by the video job runner on completion).
+    /// Seconds of video generated.
     pub video_seconds: Option<f64>,
+    /// Time spent waiting on backends (every attempt, retry back-off, and the relay of a
+    /// stream after its first token); the rest of `latency` is the router's own overhead.
+    pub upstream_time: Duration,
+    /// Failed attempts (including the final one when it failed upstream).
+    pub upstream_errors: Vec<UpstreamFailure>,
+    /// The model and route that served the request, for pricing.
+    #[serde(skip)]
+    pub served_by: Option<ServedBy>,
+}
+
+/// One failed upstream attempt, with bounded labels only.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamFailure {
+    /// Endpoint name (`kind@host:port`).
+    pub endpoint: String,
+    /// Status the router derived from the failure (502, 504, 429, or the backend's 4xx).
+    pub status: u16,
+    /// The router's error code (`upstream_timeout`, `upstream_unreachable`, …) or
+    /// `upstream_client_error` for a backend's own 4xx.
+    pub error_type: &'static str,
+}
+
+impl UpstreamFailure {
+    /// Sort an attempt's error: `None` when the router itself refused (bad input, …).
+    pub fn classify(
+        endpoint: &str,
+        error: &crate::api::error::ApiError,
+    ) -> Option<UpstreamFailure> {
+        use crate::api::error::ErrorKind;
+        const KNOWN: &[&str] = &[
+            "upstream_timeout",
+            "upstream_unreachable",
+            "upstream_error",
+            "upstream_rate_limited",
+            "upstream_unavailable",
+            "upstream_invalid_response",
+            "upstream_response_too_large",
+        ];
+        let code = error.code.as_deref().unwrap_or("");
+        let error_type = match (error.kind, KNOWN.iter().find(|k| **k == code)) {
+            (ErrorKind::Upstream(_), _) => "upstream_client_error",
+            (_, Some(known)) => known,
+            (ErrorKind::BadGateway | ErrorKind::GatewayTimeout, None) => "upstream_error",
+            _ => return None,
+        };
+        Some(UpstreamFailure {
+            endpoint: endpoint.to_string(),
+            status: error.status().as_u16(),
+            error_type,
+        })
+    }
+}
+
+/// Which model definition and route answered; cheap to clone (an `Arc`).
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    pub model: Arc<crate::config::ModelDef>,
+    pub route_index: usize,
+}
+
+impl ServedBy {
+    pub fn route(&self) -> Option<&crate::config::RouteDef> {
+        self.model.routes.get(self.route_index)
+    }
+}
+
+/// Requests whose context is alive (handlers running, streams relaying), for the in-flight
+/// gauge and for graceful shutdown, which waits for it to reach zero before the last flush.
+static LIVE_REQUESTS: AtomicI64 = AtomicI64::new(0);
+
+pub fn live_requests() -> i64 {
+    LIVE_REQUESTS.load(Ordering::Acquire)
+}
+
+impl RequestRecord {
+    /// An empty record left behind in a context whose record was handed to the sink.
+    fn placeholder(op: ApiOp) -> RequestRecord {
+        RequestRecord {
+            request_id: String::new(),
+            started_at: SystemTime::UNIX_EPOCH,
+            op,
+            model: None,
+            model_type: None,
+            route: None,
+            endpoint: None,
+            status: 0,
+            outcome: "canceled",
+            latency: Duration::ZERO,
+            ttfb: None,
+            usage: None,
+            attempts: 0,
+            stream: false,
+            error: None,
+            error_code: None,
+            api_key_id: None,
+            audio_seconds: None,
+            images: None,
+            video_seconds: None,
+            upstream_time: Duration::ZERO,
+            upstream_errors: Vec::new(),
+            served_by: None,
+        }
+    }
 }
 
 /// Where finished records go (logs now; the accounting layer adds storage and metrics).
@@ -101,9 +218,6 @@ impl RecordSink for LogSink {
             completion_tokens = r.usage.map(|u| u.completion_tokens),
             attempts = r.attempts,
             key = r.api_key_id.as_deref().unwrap_or("-"),
-            audio_seconds = r.audio_seconds,
-            images = r.images,
-            video_seconds = r.video_seconds,
             "request finished"
         );
     }
@@ -121,27 +235,12 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     pub fn new(request_id: String, op: ApiOp, sink: Arc<dyn RecordSink>) -> RequestCtx {
+        LIVE_REQUESTS.fetch_add(1, Ordering::AcqRel);
         RequestCtx {
             record: RequestRecord {
                 request_id,
                 started_at: SystemTime::now(),
-                op,
-                model: None,
-                model_type: None,
-                route: None,
-                endpoint: None,
-                status: 0,
-                outcome: "canceled",
-                latency: Duration::ZERO,
-                ttfb: None,
-                usage: None,
-                attempts: 0,
-                stream: false,
-                error: None,
-                api_key_id: None,
-                audio_seconds: None,
-                images: None,
-                video_seconds: None,
+                ..RequestRecord::placeholder(op)
             },
             caller: None,
             started: Instant::now(),
@@ -179,6 +278,7 @@ impl RequestCtx {
             "error"
         };
         self.record.error = Some(error.message.clone());
+        self.record.error_code = error.code.clone();
     }
 }
 
@@ -194,7 +294,26 @@ impl Drop for RequestCtx {
             self.record.outcome = "canceled";
         }
         self.record.latency = self.started.elapsed();
-        let record = self.record.clone();
+        if self.record.ttfb.is_none() && self.record.status != 499 {
+            // A non-streamed answer's first byte leaves with the whole of it.
+            self.record.ttfb = Some(self.record.latency);
+        }
+        let op = self.record.op;
+        let record = std::mem::replace(&mut self.record, RequestRecord::placeholder(op));
         self.sink.record(record);
+        // After the sink took the record: shutdown waits for zero, then flushes.
+        LIVE_REQUESTS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A blank record for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_record() -> RequestRecord {
+    RequestRecord {
+        request_id: "req_test".into(),
+        started_at: SystemTime::now(),
+        status: 200,
+        outcome: "success",
+        ..RequestRecord::placeholder(ApiOp::ChatCompletions)
     }
 }

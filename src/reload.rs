@@ -27,6 +27,20 @@ pub struct ConfigSource {
     pub routing_required: bool,
 }
 
+/// Change route weights at run time (`PUT /admin/routing`): the change is made to the
+/// registry this actor composes, so later reloads of unchanged files and discovery rounds keep
+/// it. Replies with the changes that could not be made (model not from the files).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, ReloadFailure>")]
+pub struct SetWeights(pub Vec<WeightChange>);
+
+#[derive(Debug, Clone)]
+pub struct WeightChange {
+    pub model_id: String,
+    pub route_index: usize,
+    pub weight: f64,
+}
+
 /// Re-read the files and apply them.
 #[derive(Message)]
 #[rtype(result = "Result<ReloadReport, ReloadFailure>")]
@@ -208,6 +222,35 @@ impl Actor for ConfigActor {
         }
         self.discover_all(ctx);
         ctx.run_interval(self.discovery_interval, |act, ctx| act.discover_all(ctx));
+    }
+}
+
+impl Handler<SetWeights> for ConfigActor {
+    type Result = AtomicResponse<Self, Result<Vec<String>, ReloadFailure>>;
+
+    fn handle(&mut self, msg: SetWeights, _ctx: &mut Self::Context) -> Self::Result {
+        let mut skipped = Vec::new();
+        for change in msg.0 {
+            let route = self
+                .base
+                .models
+                .iter_mut()
+                .find(|m| m.id == change.model_id)
+                .and_then(|m| m.routes.get_mut(change.route_index));
+            match route {
+                Some(route) => route.weight = change.weight,
+                None => skipped.push(format!(
+                    "{}: discovered models follow the route that discovered them; weight not changed",
+                    change.model_id
+                )),
+            }
+        }
+        let apply = self.apply();
+        AtomicResponse::new(Box::pin(
+            apply
+                .into_actor(self)
+                .map(move |result, _, _| result.map(|_| skipped)),
+        ))
     }
 }
 

@@ -9,7 +9,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::auth::{Auth, KeyUsageSink};
 use crate::config::{ProcessEnv, Registry};
 use crate::mesh::Mesh;
-use crate::record::{LogSink, RecordSink};
+use crate::record::RecordSink;
 use crate::reload::ConfigActor;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -17,7 +17,8 @@ use crate::state::AppState;
 pub struct ServeOptions {
     pub host: String,
     pub port: u16,
-    /// The files the registry came from, for hot reload (`None`: the demo).
+    /// The files the registry came from, for hot reload and for `PUT /admin/routing` to
+    /// persist weights to routing.yaml (`None`: the demo, which has no files).
     pub reload: Option<crate::reload::ConfigSource>,
 }
 
@@ -28,7 +29,14 @@ pub async fn serve(
     settings: Settings,
     opts: ServeOptions,
 ) -> std::io::Result<()> {
-    let store = open_store().await?;
+    let db = crate::store::DbSettings::from_vars(&crate::config::ProcessEnv)
+        .map_err(std::io::Error::other)?;
+    let observability = crate::accounting::settings::ObservabilitySettings::from_vars(
+        &crate::config::ProcessEnv,
+        &db,
+    )
+    .map_err(|errs| std::io::Error::other(errs.join("; ")))?;
+    let store = open_store(&db).await?;
     let mut probe = settings.probe;
     if let Some(interval) = registry.mesh.health_interval {
         if std::env::var_os("HEALTH_CHECK_INTERVAL_SECS").is_none() {
@@ -43,7 +51,25 @@ pub async fn serve(
     })?);
     auth.warn_at_start();
     let mesh = Mesh::start(&registry, probe, settings.circuit);
-    let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(auth.clone(), Arc::new(LogSink)));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let log = observability.request_log.then(|| {
+        crate::accounting::LogQueue::start(
+            Arc::new(store.clone()),
+            Arc::new(crate::accounting::spill::Spill::new(
+                observability.spill_path.clone(),
+            )),
+            observability.logger,
+        )
+    });
+    // Per-key token accounting wraps the accounting sink (metrics + request log).
+    let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(
+        auth.clone(),
+        Arc::new(crate::accounting::AccountingSink::new(
+            metrics.clone(),
+            log.clone(),
+        )),
+    ));
+    let routing_path = opts.reload.as_ref().and_then(|s| s.routing.clone());
     let control = {
         let (source, registry, router, auth) =
             (opts.reload, registry, mesh.router.clone(), auth.clone());
@@ -53,6 +79,14 @@ pub async fn serve(
         })
     };
     crate::reload::listen_for_sighup(control.clone())?;
+    let obs = web::Data::new(crate::admin::Observability {
+        metrics: metrics.clone(),
+        log: log.clone(),
+        routing_path,
+        routing_lock: tokio::sync::Mutex::new(()),
+    });
+    let metrics_data = web::Data::from(metrics);
+    let grace = observability.shutdown_grace;
     let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, opts.port)?);
     let workers = settings.workers;
     let connect_timeout = settings.connect_timeout;
@@ -67,6 +101,8 @@ pub async fn serve(
             .app_data(state.clone())
             .app_data(auth.clone())
             .app_data(control.clone())
+            .app_data(obs.clone())
+            .app_data(metrics_data.clone())
             .app_data(web::Data::new(client))
             .app_data(jobs.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -77,8 +113,10 @@ pub async fn serve(
                 .into()
             }))
             .wrap(middleware::from_fn(crate::auth::middleware))
+            .wrap(middleware::from_fn(crate::metrics::http_middleware))
             .wrap(middleware::from_fn(crate::api::request_id::middleware))
             .configure(crate::api::routes)
+            .configure(crate::admin::routes)
             .default_service(web::to(crate::api::not_found))
     })
     // Slow-loris clients: the request head must arrive within this (actix answers 408).
@@ -87,6 +125,10 @@ pub async fn serve(
     // this, actix keeps running a pending (non-streamed) handler to the end, upstream call
     // and all. Half-closing HTTP/1 clients are not something inference clients do.
     .h1_allow_half_closed(false)
+    // Signals are ours (see `shutdown`): actix's own handler would stop the whole System
+    // before the request logger drained.
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs_f64().ceil() as u64)
     .bind((opts.host.as_str(), opts.port))?;
     if let Some(w) = workers {
         server = server.workers(w);
@@ -95,7 +137,11 @@ pub async fn serve(
         println!("switchyard listening on http://{addr}");
     }
     let _ = std::io::stdout().flush();
-    server.run().await
+    let server = server.run();
+    crate::shutdown::listen_for_signals(server.handle(), grace)?;
+    let result = server.await;
+    crate::shutdown::finish(log.as_ref()).await;
+    result
 }
 
 /// Prepare the upload spool and start the video job runner (which resumes unfinished jobs).
@@ -123,10 +169,8 @@ fn start_media(
 
 /// Connect to the configured database and apply migrations; refuse to start without it, since
 /// records and jobs must not be silently lost.
-async fn open_store() -> std::io::Result<crate::store::Store> {
-    let db = crate::store::DbSettings::from_vars(&crate::config::ProcessEnv)
-        .map_err(std::io::Error::other)?;
-    let store = crate::store::Store::connect(&db)
+async fn open_store(db: &crate::store::DbSettings) -> std::io::Result<crate::store::Store> {
+    let store = crate::store::Store::connect(db)
         .await
         .map_err(|e| std::io::Error::other(format!("database ({}): {e}", db.describe())))?;
     store.migrate().await.map_err(|e| {

@@ -359,6 +359,7 @@ async fn handle(
                             let usage = reply.usage.unwrap_or_else(|| Usage {
                                 prompt_tokens: prompt_estimate,
                                 completion_tokens: estimate_completion_tokens(&reply.value),
+                                cached_tokens: 0,
                                 estimated: true,
                             });
                             Attempt::Done(Reply::Json(reply.value, usage))

@@ -125,6 +125,7 @@ pub async fn embeddings(
             let usage = usage.unwrap_or(Usage {
                 prompt_tokens: est,
                 completion_tokens: 0,
+                cached_tokens: 0,
                 estimated: true,
             });
             (value, usage)

@@ -36,11 +36,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(openapi::document))
             .default_service(web::to(method_not_allowed)),
     );
-    cfg.service(
-        web::resource("/admin/reload")
-            .route(web::post().to(crate::reload::admin_reload))
-            .default_service(web::to(method_not_allowed)),
-    );
     for prefix in ["/v1", "/api/v1"] {
         cfg.service(
             web::scope(prefix)
@@ -104,7 +99,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     .with_code("unknown_url"))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
     let mut resp = ApiError::new(
         ErrorKind::MethodNotAllowed,
@@ -128,7 +123,9 @@ fn allowed_methods(path: &str) -> &'static str {
         ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models", ..] => "GET",
         ["v1", "video", "generations"] => "GET, POST",
         ["v1", "video", "generations", _] => "GET, DELETE",
-        ["v1", "video", "generations", _, "content"] | ["admin", "usage" | "backends"] => "GET",
+        ["v1", "video", "generations", _, "content"]
+        | ["admin", "usage" | "backends" | "status" | "video-jobs"]
+        | ["ui" | "status", ..] => "GET",
         ["admin", "routing"] => "GET, PUT",
         _ => "POST",
     }

@@ -1,7 +1,13 @@
 //! `X-Request-Id`: accepted from the client when it is sane, generated otherwise, stored in the
-//! request's extensions for handlers and logs, and returned on every response.
+//! request's extensions for handlers and logs, and returned on every response. Each request
+//! runs in a `request` tracing span carrying the id, entered while the handler runs and while
+//! the response body (a stream too) is produced or dropped, so every log line of the request
+//! carries it (`LOG_FORMAT=json` puts it under `span`).
 
-use actix_web::body::MessageBody;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -24,7 +30,7 @@ fn acceptable(id: &str) -> bool {
 
 pub async fn middleware(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
@@ -35,10 +41,50 @@ pub async fn middleware(
         .map(str::to_string)
         .unwrap_or_else(generate);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let mut res = tracing::Instrument::instrument(next.call(req), span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
-    Ok(res)
+    Ok(res.map_body(move |_, body| SpannedBody {
+        inner: Some(body.boxed()),
+        span,
+    }))
+}
+
+/// A response body polled (and dropped) inside its request's span.
+pub struct SpannedBody {
+    inner: Option<BoxBody>,
+    span: tracing::Span,
+}
+
+impl MessageBody for SpannedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner
+            .as_ref()
+            .map_or(BodySize::None, MessageBody::size)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<bytes::Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let _entered = this.span.enter();
+        match this.inner.as_mut() {
+            Some(body) => Pin::new(body).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for SpannedBody {
+    fn drop(&mut self) {
+        // A stream cut by a client disconnect writes its record here: keep it in the span.
+        let _entered = self.span.enter();
+        self.inner.take();
+    }
 }

@@ -112,6 +112,11 @@ pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Re
         // A client that hangs up must end its stream even while the body is stalled (hang, long
         // pauses); with half-closed connections allowed actix would only notice at the next write.
         .h1_allow_half_closed(false)
+        // Real engines (uvicorn, llama.cpp) send with TCP_NODELAY; without it each SSE chunk
+        // after the first waits for the client's delayed ACK (up to 40 ms) on a reused
+        // connection, and the stream looks slow and coalesced for reasons that are not the
+        // router's.
+        .tcp_nodelay(true)
         .shutdown_timeout(1)
         .on_connect(reset::remember_socket)
         .listen(listener)?

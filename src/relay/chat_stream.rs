@@ -39,6 +39,11 @@ pub struct ChatStream {
     ended: bool,
     outcome: Option<Outcome>,
     settled: bool,
+    /// When the relay phase began (after priming): from here on the stream waits on the
+    /// backend, which the record counts as upstream time.
+    relay_started: Option<std::time::Instant>,
+    /// A failure after the client got bytes, for the record.
+    late_failure: Option<ApiError>,
 }
 
 /// One read from the upstream body, with both time limits applied.
@@ -85,6 +90,8 @@ impl ChatStream {
             ended: false,
             outcome: None,
             settled: false,
+            relay_started: None,
+            late_failure: None,
         }
     }
 
@@ -189,6 +196,7 @@ impl ChatStream {
         ctx: RequestCtx,
     ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
         self.ctx = Some(ctx);
+        self.relay_started = Some(std::time::Instant::now());
         futures_util::stream::unfold(self, |mut relay| async move {
             relay.next_chunk().await.map(|b| (Ok(b), relay))
         })
@@ -264,6 +272,7 @@ impl ChatStream {
                 self.push_error(&e);
                 self.pending.push_back(Bytes::from_static(DONE));
                 self.end(Outcome::Failure);
+                self.late_failure.get_or_insert(e);
                 true
             }
         }
@@ -274,6 +283,7 @@ impl ChatStream {
         self.push_error(&e);
         self.pending.push_back(Bytes::from_static(DONE));
         self.end(Outcome::Failure);
+        self.late_failure.get_or_insert(e);
     }
 
     /// A time limit ran out after the client got bytes: an SSE error event, then `[DONE]`.
@@ -394,6 +404,7 @@ impl ChatStream {
         let usage = self.usage.unwrap_or(Usage {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: (self.content_chars as u64).div_ceil(4),
+            cached_tokens: 0,
             estimated: true,
         });
         self.lease.set_actual_tokens(usage.total());
@@ -401,6 +412,17 @@ impl ChatStream {
         if let Some(ctx) = self.ctx.as_mut() {
             ctx.record.usage = Some(usage);
             ctx.record.stream = true;
+            if let Some(started) = self.relay_started {
+                ctx.record.upstream_time += started.elapsed();
+            }
+            if let Some(e) = &self.late_failure {
+                let endpoint = &self.lease.endpoint().name;
+                ctx.record
+                    .upstream_errors
+                    .extend(crate::record::UpstreamFailure::classify(endpoint, e));
+                ctx.record.error = Some(e.message.clone());
+                ctx.record.error_code = e.code.clone();
+            }
             let label = match outcome {
                 Outcome::Success => "success",
                 Outcome::Canceled => "canceled",

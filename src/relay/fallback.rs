@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 
@@ -12,7 +12,7 @@ use super::budget::RetryBudget;
 use crate::api::error::ApiError;
 use crate::engines::ApiOp;
 use crate::mesh::{Acquire, GetTable, Lease, RouteError, RouterActor};
-use crate::record::RequestCtx;
+use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -93,11 +93,27 @@ where
         ctx.record.model_type = Some(lease.model().model_type);
         ctx.record.route = Some(lease.route().name.clone());
         ctx.record.endpoint = Some(lease.endpoint().name.clone());
+        ctx.record.served_by = Some(ServedBy {
+            model: lease.model().clone(),
+            route_index: lease.route_index(),
+        });
         let route = lease.route_index();
-        match attempt(lease).await {
+        let endpoint = lease.endpoint().name.clone();
+        let attempt_started = Instant::now();
+        let result = attempt(lease).await;
+        ctx.record.upstream_time += attempt_started.elapsed();
+        match result {
             Attempt::Done(value) => return Ok(value),
-            Attempt::Fail(error) => return Err(error),
+            Attempt::Fail(error) => {
+                ctx.record
+                    .upstream_errors
+                    .extend(UpstreamFailure::classify(&endpoint, &error));
+                return Err(error);
+            }
             Attempt::Retry(error) => {
+                ctx.record
+                    .upstream_errors
+                    .extend(UpstreamFailure::classify(&endpoint, &error));
                 exclude.push(route);
                 last_error = Some(error);
                 if n + 1 < policy.max_attempts {
@@ -111,6 +127,8 @@ where
                         .min(policy.backoff_max)
                         .mul_f64(0.5 + fastrand::f64() / 2.0);
                     actix_rt::time::sleep(wait).await;
+                    // Back-off is spent because a backend failed: upstream time, not overhead.
+                    ctx.record.upstream_time += wait;
                 }
             }
         }

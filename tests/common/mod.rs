@@ -27,6 +27,18 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Wait up to `within` for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM, then wait up to `grace` for a clean exit; returns the exit status code.
     pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
         let _ = Command::new("kill")
@@ -419,3 +431,5 @@ pub async fn model_ids(router: &str, key: Option<&str>) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+pub mod obs;

@@ -1,0 +1,164 @@
+//! One `api_logs` row: what the database, the spill file and the CLI agree on.
+
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::RequestRecord;
+
+/// Column list in insert order; [`LogRow::bind_all`] binds in the same order.
+pub const COLUMNS: &[&str] = &[
+    "id",
+    "request_id",
+    "ts_ms",
+    "model_id",
+    "model_type",
+    "op",
+    "route",
+    "endpoint",
+    "api_key_id",
+    "status_code",
+    "outcome",
+    "stream",
+    "latency_ms",
+    "ttfb_ms",
+    "upstream_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "total_tokens",
+    "usage_estimated",
+    "audio_seconds",
+    "images",
+    "video_seconds",
+    "cost_usd",
+    "attempts",
+    "error_code",
+    "error",
+];
+
+/// Longest error text kept in a row: enough to diagnose, small enough for a busy table.
+const MAX_ERROR_CHARS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub id: String,
+    pub request_id: String,
+    /// Request start, unix milliseconds.
+    pub ts_ms: i64,
+    pub model_id: Option<String>,
+    pub model_type: Option<String>,
+    pub op: String,
+    pub route: Option<String>,
+    pub endpoint: Option<String>,
+    pub api_key_id: Option<String>,
+    pub status_code: i64,
+    pub outcome: String,
+    pub stream: bool,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub upstream_ms: Option<f64>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub usage_estimated: bool,
+    pub audio_seconds: Option<f64>,
+    pub images: Option<i64>,
+    pub video_seconds: Option<f64>,
+    pub cost_usd: Option<f64>,
+    pub attempts: i64,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite())
+}
+
+impl LogRow {
+    pub fn from_record(r: &RequestRecord, cost_usd: Option<f64>) -> LogRow {
+        let ts_ms = r
+            .started_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| int(d.as_millis().min(u64::MAX as u128) as u64))
+            .unwrap_or(0);
+        let usage = r.usage;
+        LogRow {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            request_id: r.request_id.clone(),
+            ts_ms,
+            model_id: r.model.clone(),
+            model_type: r.model_type.map(|t| t.as_str().to_string()),
+            op: r.op.as_str().to_string(),
+            route: r.route.clone(),
+            endpoint: r.endpoint.clone(),
+            api_key_id: r.api_key_id.clone(),
+            status_code: i64::from(r.status),
+            outcome: r.outcome.to_string(),
+            stream: r.stream,
+            latency_ms: ms(r.latency),
+            ttfb_ms: r.ttfb.map(ms),
+            upstream_ms: (r.attempts > 0).then(|| ms(r.upstream_time)),
+            prompt_tokens: usage.map(|u| int(u.prompt_tokens)),
+            completion_tokens: usage.map(|u| int(u.completion_tokens)),
+            cached_tokens: usage.map(|u| int(u.cached_tokens)),
+            total_tokens: usage.map(|u| int(u.total())),
+            usage_estimated: usage.is_some_and(|u| u.estimated),
+            audio_seconds: finite(r.audio_seconds),
+            images: r.images.map(i64::from),
+            video_seconds: finite(r.video_seconds),
+            cost_usd: finite(cost_usd),
+            attempts: i64::from(r.attempts),
+            error_code: r.error_code.clone(),
+            error: r
+                .error
+                .as_ref()
+                .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+        }
+    }
+
+    /// Bind every column, in [`COLUMNS`] order.
+    pub fn bind_all<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        q = q
+            .bind(self.id.as_str())
+            .bind(self.request_id.as_str())
+            .bind(self.ts_ms)
+            .bind(self.model_id.as_deref())
+            .bind(self.model_type.as_deref())
+            .bind(self.op.as_str())
+            .bind(self.route.as_deref())
+            .bind(self.endpoint.as_deref())
+            .bind(self.api_key_id.as_deref())
+            .bind(self.status_code)
+            .bind(self.outcome.as_str())
+            .bind(i64::from(self.stream))
+            .bind(self.latency_ms)
+            .bind(self.ttfb_ms)
+            .bind(self.upstream_ms)
+            .bind(self.prompt_tokens)
+            .bind(self.completion_tokens)
+            .bind(self.cached_tokens)
+            .bind(self.total_tokens)
+            .bind(i64::from(self.usage_estimated))
+            .bind(self.audio_seconds)
+            .bind(self.images)
+            .bind(self.video_seconds)
+            .bind(self.cost_usd)
+            .bind(self.attempts)
+            .bind(self.error_code.as_deref())
+            .bind(self.error.as_deref());
+        q
+    }
+}

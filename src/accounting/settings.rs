@@ -1,0 +1,139 @@
+//! Environment variables of accounting and observability (docs/configuration.md, "Accounting
+//! and observability"). Kept apart from `settings.rs` so this feature's knobs live together.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::logger::LoggerSettings;
+use crate::config::VarSource;
+use crate::store::DbSettings;
+
+#[derive(Debug, Clone)]
+pub struct ObservabilitySettings {
+    /// `REQUEST_LOG_ENABLED`: write `api_logs` rows (metrics are always kept).
+    pub request_log: bool,
+    pub logger: LoggerSettings,
+    /// `LOG_SPILL_PATH`: rows the database could not take yet.
+    pub spill_path: PathBuf,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests and streams may run after
+    /// SIGTERM/SIGINT before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+fn truthy(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+impl ObservabilitySettings {
+    pub fn from_vars(vars: &dyn VarSource, db: &DbSettings) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut num = |name: &str, min: f64, default: f64| -> f64 {
+            match vars.get(name) {
+                None => default,
+                Some(raw) => match raw.trim().parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= min => v,
+                    _ => {
+                        errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
+                        default
+                    }
+                },
+            }
+        };
+        let defaults = LoggerSettings::default();
+        let logger = LoggerSettings {
+            batch_size: num("LOG_BATCH_SIZE", 1.0, defaults.batch_size as f64) as usize,
+            flush_interval: Duration::from_secs_f64(
+                num(
+                    "LOG_FLUSH_INTERVAL_MS",
+                    1.0,
+                    defaults.flush_interval.as_millis() as f64,
+                ) / 1000.0,
+            ),
+            queue_capacity: num("LOG_QUEUE_CAPACITY", 1.0, defaults.queue_capacity as f64) as usize,
+        };
+        let shutdown_grace = Duration::from_secs_f64(num("SHUTDOWN_GRACE_SECONDS", 0.0, 30.0));
+        let request_log = match vars.get("REQUEST_LOG_ENABLED") {
+            None => true,
+            Some(v) => truthy(&v).unwrap_or_else(|| {
+                errors.push(format!("REQUEST_LOG_ENABLED={v:?}: expected true or false"));
+                true
+            }),
+        };
+        let spill_path = vars
+            .get("LOG_SPILL_PATH")
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_spill_path(db));
+        if errors.is_empty() {
+            Ok(ObservabilitySettings {
+                request_log,
+                logger,
+                spill_path,
+                shutdown_grace,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Next to the SQLite file, or under `var/db/` for PostgreSQL.
+fn default_spill_path(db: &DbSettings) -> PathBuf {
+    match &db.sqlite_path {
+        Some(p) => {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".spill.jsonl");
+            PathBuf::from(name)
+        }
+        None => PathBuf::from("var/db/api_logs.spill.jsonl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let db = DbSettings::from_vars(&vars(&[("SQLITE_DB_PATH", "/tmp/x.db")])).unwrap();
+        let s = ObservabilitySettings::from_vars(&vars(&[]), &db).unwrap();
+        assert!(s.request_log);
+        assert_eq!(s.spill_path, PathBuf::from("/tmp/x.db.spill.jsonl"));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        let s = ObservabilitySettings::from_vars(
+            &vars(&[
+                ("REQUEST_LOG_ENABLED", "false"),
+                ("LOG_BATCH_SIZE", "10"),
+                ("SHUTDOWN_GRACE_SECONDS", "2.5"),
+            ]),
+            &db,
+        )
+        .unwrap();
+        assert!(!s.request_log);
+        assert_eq!(s.logger.batch_size, 10);
+        assert_eq!(s.shutdown_grace, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let db = DbSettings::from_vars(&vars(&[])).unwrap();
+        let errs = ObservabilitySettings::from_vars(
+            &vars(&[("LOG_BATCH_SIZE", "0"), ("REQUEST_LOG_ENABLED", "maybe")]),
+            &db,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+}

@@ -1,0 +1,321 @@
+//! `GET /admin/routing`: the weights in force per model and route, after models.yaml,
+//! routing.yaml and OFFLOAD. `PUT /admin/routing`: change weights at run time through the
+//! Router's `ApplyRegistry` (endpoints keep their state), and optionally write them to
+//! routing.yaml in its `weights:` form.
+//!
+//! ```json
+//! PUT /admin/routing
+//! {"weights": {"qwen2.5-7b-instruct": {"vllm": 1.0, "featherless": 0.25}}, "persist": true}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::Observability;
+use crate::api::error::{ApiError, ErrorKind};
+use crate::api::json_response;
+use crate::config::{select_route, ProcessEnv, VarSource};
+use crate::mesh::{GetTable, RouteTable};
+use crate::reload::{ConfigActor, SetWeights, WeightChange};
+use crate::state::AppState;
+
+async fn table(state: &AppState) -> Result<Arc<RouteTable>, ApiError> {
+    state
+        .mesh
+        .router
+        .send(GetTable)
+        .await
+        .map_err(|_| ApiError::internal("the router is not running"))
+}
+
+fn offload_on() -> bool {
+    ProcessEnv.get("OFFLOAD").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// The view both verbs answer with.
+pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>) -> Value {
+    let models: Vec<Value> = table
+        .models
+        .iter()
+        .map(|m| {
+            let enabled = |j: usize| m.endpoints.get(j).is_some_and(Option::is_some);
+            let total: f64 = m
+                .def
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| enabled(*j))
+                .map(|(_, r)| r.weight)
+                .sum();
+            let routes: Vec<Value> = m
+                .def
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    let on = enabled(j);
+                    let share = if on && total > 0.0 {
+                        r.weight / total
+                    } else {
+                        0.0
+                    };
+                    json!({
+                        "name": r.name,
+                        "kind": r.kind_name,
+                        "endpoint": m.endpoints.get(j).and_then(Option::as_ref)
+                            .map(|h| h.endpoint.name.clone()),
+                        "provider_model_id": r.provider_model_id,
+                        "configured_weight": r.configured_weight,
+                        "weight": r.weight,
+                        "share": share,
+                        "enabled": on,
+                        "disabled_reason": r.disabled_reason,
+                    })
+                })
+                .collect();
+            json!({
+                "id": m.def.id,
+                "type": m.def.model_type,
+                "aliases": m.def.aliases,
+                "routes": routes,
+            })
+        })
+        .collect();
+    json!({
+        "object": "routing",
+        "routing_file": routing_path.map(|p| p.display().to_string()),
+        "offload": offload_on(),
+        "models": models,
+    })
+}
+
+pub async fn get_routing(
+    state: web::Data<AppState>,
+    obs: web::Data<Observability>,
+) -> Result<HttpResponse, ApiError> {
+    let table = table(&state).await?;
+    Ok(json_response(&routing_view(
+        &table,
+        obs.routing_path.as_deref(),
+    )))
+}
+
+/// One validated change: model index, route index, its names, the new weight.
+struct Change {
+    model: usize,
+    route: usize,
+    model_id: String,
+    route_name: String,
+    weight: f64,
+}
+
+fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool), ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("The request body must be a JSON object.", None))?;
+    for key in obj.keys() {
+        if key != "weights" && key != "persist" {
+            return Err(ApiError::bad_request(
+                format!("Unknown field `{key}` (expected `weights` and optional `persist`)."),
+                Some(key),
+            ));
+        }
+    }
+    let persist = match obj.get("persist") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`persist` must be a boolean.",
+                Some("persist"),
+            ))
+        }
+    };
+    let weights = match obj.get("weights") {
+        Some(Value::Object(w)) if !w.is_empty() => w,
+        _ => {
+            return Err(ApiError::bad_request(
+                "`weights` must be an object: {model id: {route: weight}}.",
+                Some("weights"),
+            ))
+        }
+    };
+    let mut changes = Vec::new();
+    for (model_name, routes) in weights {
+        let param = format!("weights.{model_name}");
+        let model = table
+            .models
+            .iter()
+            .position(|m| &m.def.id == model_name || m.def.aliases.contains(model_name))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("No model `{model_name}` is configured."),
+                )
+                .with_param(param.clone())
+                .with_code("model_not_found")
+            })?;
+        let def = &table.models[model].def;
+        let routes = match routes {
+            Value::Object(r) if !r.is_empty() => r,
+            _ => {
+                return Err(ApiError::bad_request(
+                    format!("`{param}` must be an object: {{route: weight}}."),
+                    Some(&param),
+                ))
+            }
+        };
+        for (selector, weight) in routes {
+            let param = format!("{param}.{selector}");
+            let route = select_route(def, selector)
+                .map_err(|msg| ApiError::bad_request(msg, Some(&param)))?;
+            let weight = weight
+                .as_f64()
+                .filter(|w| w.is_finite() && *w >= 0.0 && *w <= 1e9)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        format!("`{param}` must be a number between 0 and 1e9."),
+                        Some(&param),
+                    )
+                })?;
+            changes.push(Change {
+                model,
+                route,
+                model_id: def.id.clone(),
+                route_name: def.routes[route].name.clone(),
+                weight,
+            });
+        }
+    }
+    Ok((changes, persist))
+}
+
+pub async fn put_routing(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    obs: web::Data<Observability>,
+    control: web::Data<actix::Addr<ConfigActor>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = crate::api::body::read_json(&req, payload, 1024 * 1024).await?;
+    let _one_at_a_time = obs.routing_lock.lock().await;
+    let current = table(&state).await?;
+    let (changes, persist) = parse_changes(&body, &current)?;
+    if persist && obs.routing_path.is_none() {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            "This router has no routing.yaml to persist to (demo mode).",
+        )
+        .with_param("persist")
+        .with_code("no_routing_file"));
+    }
+    let mut warnings = Vec::new();
+    for c in &changes {
+        if let Some(why) = &current.models[c.model].def.routes[c.route].disabled_reason {
+            warnings.push(format!(
+                "{}/{}: weight stored, but the route is disabled ({why})",
+                c.model_id, c.route_name
+            ));
+        }
+    }
+    // Through the ConfigActor, so reloads and discovery keep the change.
+    let skipped = control
+        .send(SetWeights(
+            changes
+                .iter()
+                .map(|c| WeightChange {
+                    model_id: c.model_id.clone(),
+                    route_index: c.route,
+                    weight: c.weight,
+                })
+                .collect(),
+        ))
+        .await
+        .map_err(|_| ApiError::internal("the configuration actor is not running"))?
+        .map_err(|e| ApiError::internal(format!("weights not applied: {e:?}")))?;
+    warnings.extend(skipped);
+    if persist {
+        if let Some(path) = &obs.routing_path {
+            persist_weights(path, &changes, &current).map_err(|e| {
+                ApiError::internal(format!(
+                    "Weights applied, but writing {} failed: {e}",
+                    path.display()
+                ))
+                .with_code("persist_failed")
+            })?;
+        }
+    }
+    for c in &changes {
+        tracing::info!(model = %c.model_id, route = %c.route_name, weight = c.weight, persist, "routing weight changed");
+    }
+    let after = table(&state).await?;
+    let mut view = routing_view(&after, obs.routing_path.as_deref());
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("persisted".into(), Value::Bool(persist));
+        obj.insert("warnings".into(), json!(warnings));
+    }
+    Ok(json_response(&view))
+}
+
+/// Merge the changes into routing.yaml's `weights:` (creating the file if needed), keyed by
+/// route name, and replace the file atomically. Other keys (health_check, the fixed
+/// strategy) are kept; comments are not (YAML round-trips drop them).
+fn persist_weights(path: &Path, changes: &[Change], table: &RouteTable) -> std::io::Result<()> {
+    use serde_yaml::{Mapping, Value as Y};
+    let mut doc = match std::fs::read_to_string(path) {
+        Ok(text) => serde_yaml::from_str::<Y>(&text).map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Y::Null,
+        Err(e) => return Err(e),
+    };
+    if doc.is_null() {
+        doc = Y::Mapping(Mapping::new());
+    }
+    let root = doc
+        .as_mapping_mut()
+        .ok_or_else(|| std::io::Error::other("routing.yaml is not a mapping"))?;
+    let weights = root
+        .entry(Y::from("weights"))
+        .or_insert_with(|| Y::Mapping(Mapping::new()));
+    if !weights.is_mapping() {
+        *weights = Y::Mapping(Mapping::new());
+    }
+    let mut by_model: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    for c in changes {
+        by_model.entry(&c.model_id).or_default().push(c);
+    }
+    if let Some(weights) = weights.as_mapping_mut() {
+        for (model_id, list) in by_model {
+            let entry = weights
+                .entry(Y::from(model_id))
+                .or_insert_with(|| Y::Mapping(Mapping::new()));
+            if !entry.is_mapping() {
+                *entry = Y::Mapping(Mapping::new());
+            }
+            if let Some(routes) = entry.as_mapping_mut() {
+                for c in list {
+                    // Another selector (kind, index) for the same route would fight this one.
+                    let def = &table.models[c.model].def;
+                    routes.retain(|k, _| match k.as_str() {
+                        Some(sel) if sel != c.route_name => select_route(def, sel) != Ok(c.route),
+                        _ => true,
+                    });
+                    routes.insert(Y::from(c.route_name.as_str()), Y::from(c.weight));
+                }
+            }
+        }
+    }
+    let text = serde_yaml::to_string(&doc).map_err(std::io::Error::other)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

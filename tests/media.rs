@@ -821,3 +821,127 @@ async fn loading_models_answer_503_with_retry_after_on_every_new_endpoint() {
     .await;
     assert_eq!(s, 200, "{v}");
 }
+
+// ---------------------------------------------------------------- records
+
+/// The `api_logs` rows of a router's SQLite file, waiting until `n` rows with `op` exist.
+async fn logged(db: &std::path::Path, op: &str, n: usize) -> Vec<sqlx::sqlite::SqliteRow> {
+    use sqlx::Connection;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut conn) =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await
+        {
+            if let Ok(rows) = sqlx::query("SELECT * FROM api_logs WHERE op = $1 ORDER BY ts_ms")
+                .bind(op)
+                .fetch_all(&mut conn)
+                .await
+            {
+                if rows.len() >= n {
+                    return rows;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no {n} `{op}` rows in api_logs");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn audio_image_and_video_units_are_recorded_and_priced() {
+    use sqlx::Row;
+    let mock = start_mock(
+        json!({"tts_chunks": 2, "video_queue_ms": 0, "video_steps": 1, "video_step_ms": 10}),
+    );
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("log.db");
+    let yaml = format!(
+        "models:
+  - id: tts
+    type: speech
+    pricing: {{audio: \"0.001\"}}
+    route: [{{kind: tts-engine, base_url: \"{url}\"}}]
+  - id: stt
+    type: transcription
+    pricing: {{audio: \"0.002\"}}
+    route: [{{kind: whisper, base_url: \"{url}\"}}]
+  - id: img
+    type: image
+    pricing: {{image: \"0.04\"}}
+    route: [{{kind: custom, base_url: \"{url}\"}}]
+  - id: vid
+    type: video
+    pricing: {{video: \"0.5\"}}
+    route: [{{name: engine, kind: video-engine, base_url: \"{url}\"}}]
+",
+        url = mock.url
+    );
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![
+                ("SQLITE_DB_PATH", db.display().to_string()),
+                ("VIDEO_POLL_INTERVAL_MS", "50".into()),
+            ],
+        },
+        4,
+    )
+    .await;
+    let (s, _, _) = post_json(
+        &format!("{}/v1/audio/speech", router.url),
+        &speech_body("tts", Some("wav")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = upload(
+        &format!("{}/v1/audio/transcriptions", router.url),
+        form(&[
+            FormPart::Text("model", "stt"),
+            FormPart::File("a.wav", 64 * 1024),
+        ]),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = post_json(
+        &format!("{}/v1/images/generations", router.url),
+        &json!({"model": "img", "prompt": "x", "n": 3, "response_format": "b64_json"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, v) = post_json(
+        &format!("{}/v1/video/generations", router.url),
+        &json!({"model": "vid", "prompt": "x", "seconds": 8}),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let job_id = v["id"].as_str().unwrap().to_string();
+
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let speech = &logged(&db, "speech", 1).await[0];
+    let secs: f64 = speech.get("audio_seconds");
+    // "Hello from the router": 21 characters × 50 ms of tone.
+    assert!(close(secs, 1.05), "speech seconds {secs}");
+    assert!(close(speech.get::<f64, _>("cost_usd"), secs * 0.001));
+    let stt = &logged(&db, "transcriptions", 1).await[0];
+    let secs: f64 = stt.get("audio_seconds");
+    assert!(secs > 0.0);
+    assert!(close(stt.get::<f64, _>("cost_usd"), secs * 0.002));
+    let img = &logged(&db, "images", 1).await[0];
+    assert_eq!(img.get::<i64, _>("images"), 3);
+    assert!(close(img.get::<f64, _>("cost_usd"), 0.12));
+    // The create request (202, no units) and the job's completion record (8 s of video).
+    let video = logged(&db, "video", 2).await;
+    let create = video
+        .iter()
+        .find(|r| r.get::<i64, _>("status_code") == 202)
+        .expect("create record");
+    assert!(create.get::<Option<f64>, _>("video_seconds").is_none());
+    let done = video
+        .iter()
+        .find(|r| r.get::<String, _>("request_id") == job_id)
+        .expect("completion record");
+    assert_eq!(done.get::<f64, _>("video_seconds"), 8.0);
+    assert!(close(done.get::<f64, _>("cost_usd"), 4.0));
+    assert_eq!(done.get::<String, _>("route"), "engine");
+}

@@ -317,7 +317,7 @@ pub async fn create(
             prompt: facts.prompt,
             seconds: facts.seconds,
             size: facts.size,
-            request_json: Value::Object(map).to_string(),
+            request_body: Value::Object(map).to_string(),
             request_id: ctx.request_id().to_string(),
             // Scoped to the key: two clients choosing the same idempotency key never meet.
             idempotency_key: idempotency_key

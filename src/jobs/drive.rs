@@ -28,8 +28,8 @@ use super::{now_ms, JobStatus};
 use crate::api::error::ApiError;
 use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
-use crate::mesh::{Acquire, AcquireRoute, Lease, Outcome, RouteError};
-use crate::record::RequestCtx;
+use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
+use crate::record::{RequestCtx, ServedBy};
 use crate::relay::upstream::{classify, read_body, request, BodyStream, CallError, Forwarded};
 
 /// Largest JSON answer (job objects) read from a video backend.
@@ -96,7 +96,7 @@ enum Submitted {
 /// Submit the job; `Ok(true)` when there is an asynchronous backend job to poll.
 async fn submit(sh: &Shared, job: &JobRow) -> Db<bool> {
     let deadline = job.created_at + sh.settings.queue_timeout.as_millis() as i64;
-    let mut body: Map<String, Value> = match serde_json::from_str(&job.request_json) {
+    let mut body: Map<String, Value> = match serde_json::from_str(&job.request_body) {
         Ok(Value::Object(map)) => map,
         _ => {
             fail(
@@ -724,7 +724,7 @@ async fn complete(
         .await?
         .and_then(|j| j.seconds)
         .and_then(|s| s.trim().parse::<f64>().ok());
-    let mut ctx = job_record(sh, job, route);
+    let mut ctx = job_record(sh, job, route).await;
     ctx.record.video_seconds = seconds;
     ctx.complete(200, "success");
     Ok(())
@@ -744,19 +744,35 @@ async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, messag
     }
     info!(job = %job.id, status = status.as_str(), code, %message, "video job ended");
     let route = job.route_name.clone().unwrap_or_default();
-    let mut ctx = job_record(sh, job, &route);
+    let mut ctx = job_record(sh, job, &route).await;
     ctx.record.error = Some(message.to_string());
+    ctx.record.error_code = Some(code.to_string());
     ctx.complete(502, "error");
     Ok(())
 }
 
 /// The record a finished job leaves (its id as request id), carrying the video seconds that
-/// are priced; the create request left its own record (202) when it was accepted.
-fn job_record(sh: &Shared, job: &JobRow, route: &str) -> RequestCtx {
+/// are priced by the model and route that made the video; the create request left its own
+/// record (202, no units, not priced) when it was accepted.
+async fn job_record(sh: &Shared, job: &JobRow, route: &str) -> RequestCtx {
     let mut ctx = RequestCtx::new(job.id.clone(), ApiOp::Video, sh.sink.clone());
     ctx.record.model = Some(job.model.clone());
     ctx.record.model_type = Some(ModelType::Video);
     ctx.record.route = (!route.is_empty()).then(|| route.to_string());
+    ctx.record.api_key_id = job.client_key.clone();
+    if let Ok(table) = sh.router.send(GetTable).await {
+        if let Some(entry) = table.resolve(&job.model) {
+            if let Some(index) = entry.def.routes.iter().position(|r| r.name == route) {
+                ctx.record.endpoint = entry.endpoints[index]
+                    .as_ref()
+                    .map(|h| h.endpoint.name.clone());
+                ctx.record.served_by = Some(ServedBy {
+                    model: entry.def.clone(),
+                    route_index: index,
+                });
+            }
+        }
+    }
     ctx
 }
 

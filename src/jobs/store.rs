@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Row};
 use super::JobStatus;
 
 const COLUMNS: &str =
-    "id, model, status, progress, prompt, seconds, size, request_json, request_id, client_key, \
+    "id, model, status, progress, prompt, seconds, size, request_body, request_id, client_key, \
     idempotency_key, route_name, mode, backend_job_id, submitted_at, resubmitted, poll_failures, \
     error_code, error_message, created_at, started_at, completed_at, expires_at, updated_at, \
     content_path, content_type, content_bytes, callback_url, webhook_status, webhook_attempts, \
@@ -31,7 +31,7 @@ pub struct JobRow {
     pub seconds: Option<String>,
     pub size: Option<String>,
     /// The client's request body, sent again on resubmission.
-    pub request_json: String,
+    pub request_body: String,
     pub request_id: Option<String>,
     /// The client key that created the job (its name or digest id, never the key); with keys
     /// configured, only that key (or an admin key) sees the job.
@@ -74,7 +74,7 @@ impl JobRow {
             prompt: row.try_get("prompt")?,
             seconds: row.try_get("seconds")?,
             size: row.try_get("size")?,
-            request_json: row.try_get("request_json")?,
+            request_body: row.try_get("request_body")?,
             request_id: row.try_get("request_id")?,
             client_key: row.try_get("client_key")?,
             idempotency_key: row.try_get("idempotency_key")?,
@@ -111,7 +111,7 @@ pub struct NewJob {
     pub prompt: String,
     pub seconds: Option<String>,
     pub size: Option<String>,
-    pub request_json: String,
+    pub request_body: String,
     pub request_id: String,
     pub client_key: Option<String>,
     /// Already scoped to the client key, so two clients' keys never collide.
@@ -159,7 +159,7 @@ impl JobStore {
             }
         }
         let result = sqlx::query(
-            "INSERT INTO video_jobs (id, model, status, progress, prompt, seconds, size, request_json, \
+            "INSERT INTO video_jobs (id, model, status, progress, prompt, seconds, size, request_body, \
              request_id, idempotency_key, callback_url, created_at, updated_at, lease_owner, lease_until, \
              client_key) \
              VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
@@ -169,7 +169,7 @@ impl JobStore {
         .bind(&job.prompt)
         .bind(&job.seconds)
         .bind(&job.size)
-        .bind(&job.request_json)
+        .bind(&job.request_body)
         .bind(&job.request_id)
         .bind(&job.idempotency_key)
         .bind(&job.callback_url)

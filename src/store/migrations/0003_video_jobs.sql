@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     prompt           TEXT NOT NULL,
     seconds          TEXT,
     size             TEXT,
-    request_json     TEXT NOT NULL,
+    request_body     TEXT NOT NULL,
     request_id       TEXT,
     client_key       TEXT,
     idempotency_key  TEXT,

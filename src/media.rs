@@ -59,6 +59,8 @@ pub struct VideoSettings {
     pub webhook_secret: Option<Secret>,
     pub webhook_max_attempts: u32,
     pub webhook_backoff: Duration,
+    /// Webhooks may go to loopback/private/link-local addresses (`VIDEO_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
     /// Identity of this router's job runner in the shared job table (`VIDEO_RUNNER_ID`).
     pub runner_id: Option<String>,
     /// How long a runner's claim on a job lasts without renewal (another replica may then take it).
@@ -79,6 +81,7 @@ impl Default for VideoSettings {
             webhook_secret: None,
             webhook_max_attempts: 8,
             webhook_backoff: Duration::from_secs(1),
+            webhook_allow_private: false,
             runner_id: None,
             claim: Duration::from_secs(30),
         }
@@ -149,6 +152,12 @@ impl MediaSettings {
             m.video.storage_dir = PathBuf::from(dir);
         }
         m.video.webhook_secret = text("VIDEO_WEBHOOK_SECRET").map(Secret::new);
+        m.video.webhook_allow_private = text("VIDEO_WEBHOOK_ALLOW_PRIVATE").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        });
         m.video.runner_id = text("VIDEO_RUNNER_ID").map(|s| s.trim().to_string());
         if m.video.poll_max_interval < m.video.poll_interval {
             m.video.poll_max_interval = m.video.poll_interval;

@@ -17,6 +17,8 @@ fn video_env() -> Vec<(&'static str, String)> {
     vec![
         ("VIDEO_POLL_INTERVAL_MS", "50".into()),
         ("VIDEO_POLL_MAX_INTERVAL_MS", "150".into()),
+        // The webhook receivers of these tests listen on loopback.
+        ("VIDEO_WEBHOOK_ALLOW_PRIVATE", "true".into()),
     ]
 }
 
@@ -1154,4 +1156,33 @@ async fn in_flight_caps_hold_for_video_jobs() {
     }
     assert!(saw_one_waiting, "the second job should wait for the first");
     assert_eq!(mock_stats(&mock).await["video_submits"], 2);
+}
+
+#[actix_rt::test]
+async fn callbacks_to_private_addresses_are_refused_by_default() {
+    let mock = start_mock(json!({}));
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &video_yaml(&mock.url, ""),
+            routing_yaml: None,
+            env: vec![],
+        },
+        1,
+    )
+    .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://localhost:8080/x",
+    ] {
+        let (s, _, v) = create(
+            &router.url,
+            json!({"model": "vid", "prompt": "p", "callback_url": url}),
+        )
+        .await;
+        assert_openai_error(s, 400, &v);
+        assert_eq!(v["error"]["code"], "callback_url_not_allowed", "{url}");
+    }
+    assert_eq!(mock_stats(&mock).await["video_submits"], 0);
 }

@@ -305,6 +305,18 @@ pub async fn create(
                 }
             },
         };
+        if let Some(url) = &facts.callback_url {
+            use crate::jobs::webhook::{check_callback, CallbackRefusal};
+            if let Err(CallbackRefusal::Private(target)) =
+                check_callback(url, jobs.settings.webhook_allow_private).await
+            {
+                return Err(ApiError::bad_request(
+                    format!("`callback_url` leads to {target}, a loopback, private or link-local address."),
+                    Some("callback_url"),
+                )
+                .with_code("callback_url_not_allowed"));
+            }
+        }
         let who = caller(&req);
         let model = check_model(&state, &facts.model, who.as_deref()).await?;
         let client_key = who.as_ref().map(|c| c.key_id.clone());

@@ -50,6 +50,52 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac))
 }
 
+/// Why a callback URL may not be called.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallbackRefusal {
+    /// Loopback, private, link-local, … (the router must not be a way into its own network).
+    Private(String),
+    /// The name does not resolve now (retried at delivery).
+    Unresolvable(String),
+}
+
+/// Network hygiene for webhooks (seed 004): the router calls URLs its clients chose, so unless
+/// `VIDEO_WEBHOOK_ALLOW_PRIVATE` is set they must not lead to a loopback, private or link-local
+/// address. Checked at create and again before every delivery (names can change address).
+pub async fn check_callback(url: &str, allow_private: bool) -> Result<(), CallbackRefusal> {
+    use crate::netguard::is_private;
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = url::Url::parse(url).map_err(|e| CallbackRefusal::Unresolvable(e.to_string()))?;
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    match parsed.host() {
+        None => Err(CallbackRefusal::Unresolvable("no host".into())),
+        Some(url::Host::Ipv4(ip)) if is_private(ip.into()) => {
+            Err(CallbackRefusal::Private(ip.to_string()))
+        }
+        Some(url::Host::Ipv6(ip)) if is_private(ip.into()) => {
+            Err(CallbackRefusal::Private(ip.to_string()))
+        }
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => Ok(()),
+        Some(url::Host::Domain(name)) => {
+            let lower = name.to_ascii_lowercase();
+            if lower == "localhost" || lower.ends_with(".localhost") {
+                return Err(CallbackRefusal::Private(name.to_string()));
+            }
+            let addrs = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| CallbackRefusal::Unresolvable(format!("{name}: {e}")))?;
+            for addr in addrs {
+                if is_private(addr.ip()) {
+                    return Err(CallbackRefusal::Private(format!("{name} ({})", addr.ip())));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Deliver the pending webhook of job `id`, if it has one.
 pub async fn deliver(shared: Rc<Shared>, id: String) {
     let job = match shared.store.get(&id).await {
@@ -79,6 +125,16 @@ pub async fn deliver(shared: Rc<Shared>, id: String) {
     let mut backoff = shared.settings.webhook_backoff;
     while attempts < max {
         attempts += 1;
+        if let Err(CallbackRefusal::Private(target)) =
+            check_callback(url, shared.settings.webhook_allow_private).await
+        {
+            warn!(job = %id, %target, "webhook not sent: its URL leads to a private address");
+            let _ = shared
+                .store
+                .webhook_attempted(&id, attempts, Some("failed"))
+                .await;
+            return;
+        }
         let mut req = shared
             .client
             .post(url)
@@ -156,6 +212,30 @@ mod tests {
                 &[b"Test Using Larger Than Block-Size Key - Hash Key First"]
             )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn private_callbacks_are_refused_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "http://10.0.0.5/hook",
+            "http://[::1]/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost/hook",
+        ] {
+            assert!(
+                matches!(
+                    check_callback(url, false).await,
+                    Err(CallbackRefusal::Private(_))
+                ),
+                "{url}"
+            );
+            assert_eq!(check_callback(url, true).await, Ok(()));
+        }
+        assert_eq!(
+            check_callback("https://93.184.215.14/hook", false).await,
+            Ok(())
         );
     }
 

@@ -11,7 +11,10 @@ pub fn build(connect_timeout: Duration, max_connections: usize) -> awc::Client {
         .timeout(connect_timeout)
         .handshake_timeout(connect_timeout)
         .limit(max_connections)
-        .conn_keep_alive(Duration::from_secs(30))
+        // Idle pooled connections are dropped before the backends' own idle timeout (actix
+        // and uvicorn close after 5 s): reusing one the backend is closing fails the write
+        // ("broken pipe") on an otherwise healthy route.
+        .conn_keep_alive(Duration::from_secs(3))
         .conn_lifetime(Duration::from_secs(300));
     awc::Client::builder()
         .connector(connector)

@@ -316,7 +316,7 @@ async fn handle(
     let facts = Rc::new(facts);
     let est_guess = (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512);
     let reply = with_fallback(
-        &state.mesh.router,
+        &state.mesh.local_router(),
         &facts.model,
         ApiOp::ChatCompletions,
         est_guess,

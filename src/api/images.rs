@@ -121,7 +121,7 @@ pub async fn generations(
         let map = std::rc::Rc::new(std::cell::RefCell::new(map));
         let client: &awc::Client = &client;
         with_fallback(
-            &state.mesh.router,
+            &state.mesh.local_router(),
             &model,
             ApiOp::Images,
             n,

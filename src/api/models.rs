@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::json_response;
 use crate::config::{ModelDef, ModelType};
-use crate::mesh::{GetTable, Health, ModelEntry, RouteTable};
+use crate::mesh::{Health, ModelEntry, RouteTable};
 use crate::state::AppState;
 
 /// Parameters every chat model is assumed to take when `supported_params` is not given.
@@ -22,13 +22,9 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+/// The current table, read from the mesh's hub without a message (views only).
 pub async fn table(state: &AppState) -> Result<std::sync::Arc<RouteTable>, ApiError> {
-    state
-        .mesh
-        .router
-        .send(GetTable)
-        .await
-        .map_err(|_| ApiError::internal("the router is not running"))
+    Ok(state.mesh.table())
 }
 
 /// The caller's key, when it limits which models it may use (those are the only ones it sees).

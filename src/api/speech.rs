@@ -181,7 +181,7 @@ pub async fn speech(
             content_type(&facts.format)
         };
         with_fallback(
-            &state.mesh.router,
+            &state.mesh.local_router(),
             &facts.model,
             ApiOp::Speech,
             (facts.input_chars as u64).div_ceil(4).max(1),

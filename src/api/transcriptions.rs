@@ -164,7 +164,7 @@ async fn run(
     let settings = &state.settings;
     let check = &check;
     with_fallback(
-        &state.mesh.router,
+        &state.mesh.local_router(),
         &model,
         op,
         1,

@@ -1,11 +1,12 @@
-//! `BackendActor`: one per distinct endpoint. Probes the kind's health path on a jittered
-//! interval and folds the outcome of every finished request (sent by the lease's `Drop`) into
-//! the circuit breaker, the token buckets and the counters.
+//! `BackendActor`: one per distinct endpoint. It owns the endpoint's state ([`Endpoint`]),
+//! probes the kind's health path on a jittered interval, and drains the endpoint when a reload
+//! retires it. Outcomes of finished requests are folded into that state by the lease's `Drop`
+//! itself ([`Endpoint::fold_outcome`]): a message per request would wake the actor's thread
+//! for every request, which measured as a context switch per request on two cores.
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{debug, info, warn};
@@ -60,9 +61,8 @@ impl Outcome {
     }
 }
 
-/// Sent by a lease when it is dropped.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
+/// How a lease ended, folded into its endpoint's state when the lease is dropped.
+#[derive(Debug)]
 pub struct Finished {
     pub outcome: Outcome,
     pub latency: Duration,
@@ -194,51 +194,6 @@ impl Actor for BackendActor {
         // Leases report with `do_send`, which ignores the mailbox bound: reports are never
         // dropped, however busy the endpoint.
         self.schedule_probe(ctx, true);
-    }
-}
-
-impl Handler<Finished> for BackendActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Finished, _ctx: &mut Self::Context) {
-        let ep = &self.endpoint;
-        let now = Instant::now();
-        ep.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let sample = msg.latency.as_micros().min(u64::MAX as u128) as u64;
-        let old = ep.counters.latency_ewma_us.load(Ordering::Relaxed);
-        let ewma = if old == 0 {
-            sample
-        } else {
-            (old * 7 + sample) / 8
-        };
-        ep.counters.latency_ewma_us.store(ewma, Ordering::Relaxed);
-
-        let mut gate = ep
-            .gate
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let (Some(bucket), Some(actual)) = (gate.tpm.as_mut(), msg.actual_tokens) {
-            bucket.settle(msg.est_tokens as f64, actual as f64, now);
-        }
-        match msg.outcome {
-            Outcome::Success | Outcome::ClientError => {
-                if gate.circuit.on_success(msg.trial, now) {
-                    info!(endpoint = %ep.name, "circuit closed after a successful trial");
-                }
-            }
-            Outcome::Failure => {
-                ep.counters.failures.fetch_add(1, Ordering::Relaxed);
-                if let Some(reason) = gate.circuit.on_failure(msg.trial, now) {
-                    warn!(endpoint = %ep.name, %reason, "circuit opened");
-                }
-            }
-            Outcome::RateLimited { retry_after } => {
-                let pause = retry_after.unwrap_or(Duration::from_secs(1));
-                gate.paused_until = Some(now + pause.min(Duration::from_secs(300)));
-                gate.circuit.on_neutral(msg.trial);
-            }
-            Outcome::Canceled => gate.circuit.on_neutral(msg.trial),
-        }
     }
 }
 

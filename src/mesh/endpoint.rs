@@ -243,6 +243,46 @@ impl Endpoint {
         Ok(Permit { trial })
     }
 
+    /// Fold a finished request's outcome into the circuit, the tokens/minute bucket and the
+    /// counters. Called by the lease's `Drop`, on the thread that finished the request.
+    pub(super) fn fold_outcome(&self, msg: super::backend::Finished) {
+        use super::backend::Outcome;
+        let now = Instant::now();
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let sample = msg.latency.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.counters.latency_ewma_us.load(Ordering::Relaxed);
+        let ewma = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.counters.latency_ewma_us.store(ewma, Ordering::Relaxed);
+
+        let mut gate = self.gate();
+        if let (Some(bucket), Some(actual)) = (gate.tpm.as_mut(), msg.actual_tokens) {
+            bucket.settle(msg.est_tokens as f64, actual as f64, now);
+        }
+        match msg.outcome {
+            Outcome::Success | Outcome::ClientError => {
+                if gate.circuit.on_success(msg.trial, now) {
+                    tracing::info!(endpoint = %self.name, "circuit closed after a successful trial");
+                }
+            }
+            Outcome::Failure => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(reason) = gate.circuit.on_failure(msg.trial, now) {
+                    tracing::warn!(endpoint = %self.name, %reason, "circuit opened");
+                }
+            }
+            Outcome::RateLimited { retry_after } => {
+                let pause = retry_after.unwrap_or(Duration::from_secs(1));
+                gate.paused_until = Some(now + pause.min(Duration::from_secs(300)));
+                gate.circuit.on_neutral(msg.trial);
+            }
+            Outcome::Canceled => gate.circuit.on_neutral(msg.trial),
+        }
+    }
+
     /// Give back the in-flight slot. Called exactly once per permit, by the lease's `Drop`.
     pub(super) fn release_slot(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
-
-use super::backend::{BackendActor, Finished, Outcome};
+use super::backend::{Finished, Outcome};
 use super::endpoint::{Endpoint, Permit};
 use crate::config::{ModelDef, RouteDef};
 
@@ -15,7 +13,6 @@ pub struct Lease {
     model: Arc<ModelDef>,
     route_index: usize,
     endpoint: Arc<Endpoint>,
-    actor: Addr<BackendActor>,
     permit: Permit,
     est_tokens: u64,
     started: Instant,
@@ -28,7 +25,6 @@ impl Lease {
         model: Arc<ModelDef>,
         route_index: usize,
         endpoint: Arc<Endpoint>,
-        actor: Addr<BackendActor>,
         permit: Permit,
         est_tokens: u64,
     ) -> Lease {
@@ -36,7 +32,6 @@ impl Lease {
             model,
             route_index,
             endpoint,
-            actor,
             permit,
             est_tokens,
             started: Instant::now(),
@@ -79,7 +74,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.release_slot();
-        self.actor.do_send(Finished {
+        self.endpoint.fold_outcome(Finished {
             outcome: self.outcome.unwrap_or(Outcome::Canceled),
             latency: self.started.elapsed(),
             est_tokens: self.est_tokens,

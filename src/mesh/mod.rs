@@ -1,5 +1,6 @@
-//! The actor mesh: a [`RouterActor`] that picks routes and one [`BackendActor`] per distinct
-//! backend endpoint holding its health, circuit, token buckets and in-flight count.
+//! The actor mesh: [`RouterActor`]s that pick routes (one per HTTP worker thread, plus the
+//! owner that applies registry changes) and one [`BackendActor`] per distinct backend endpoint
+//! holding its health, circuit, token buckets and in-flight count.
 
 mod backend;
 mod bucket;
@@ -14,8 +15,13 @@ pub use bucket::TokenBucket;
 pub use circuit::{CircuitBreaker, CircuitState, OpenReason};
 pub use endpoint::{CircuitSettings, Endpoint, EndpointSnapshot, Health};
 pub use lease::Lease;
-pub use router::{Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor};
+pub use router::{
+    Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
+};
 pub use table::{CapacityReason, EndpointHandle, ModelEntry, RouteError, RouteTable};
+
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter};
 
@@ -24,7 +30,15 @@ use crate::config::Registry;
 /// Handles to the running mesh.
 #[derive(Clone)]
 pub struct Mesh {
+    /// The owner RouterActor: registry changes go here; it also answers routing requests from
+    /// threads that have no RouterActor of their own.
     pub router: Addr<RouterActor>,
+    hub: Arc<TableHub>,
+}
+
+thread_local! {
+    // This thread's RouterActor per mesh (keyed by the hub's address).
+    static LOCAL_ROUTERS: RefCell<Vec<(usize, Addr<RouterActor>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Mesh {
@@ -38,11 +52,35 @@ impl Mesh {
             probe,
             circuit,
         };
-        let registry = registry.clone();
-        let router = RouterActor::start_in_arbiter(&routers.handle(), move |_| {
-            RouterActor::new(&registry, factory)
-        });
+        // The first table is built here (starting the BackendActors on their arbiter), so the
+        // hub exists before any request arrives.
+        let (owner, hub) = RouterActor::owner(registry, factory);
+        let router = RouterActor::start_in_arbiter(&routers.handle(), move |_| owner);
         // Dropping an `Arbiter` value does not stop its thread; it runs until the System stops.
-        Mesh { router }
+        Mesh { router, hub }
+    }
+
+    /// The RouterActor on the calling thread, started on first use in this thread's arbiter
+    /// (each HTTP worker gets its own); the owner when the thread runs no arbiter.
+    pub fn local_router(&self) -> Addr<RouterActor> {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return self.router.clone();
+        }
+        let key = Arc::as_ptr(&self.hub) as usize;
+        LOCAL_ROUTERS.with(|cell| {
+            let mut routers = cell.borrow_mut();
+            routers.retain(|(_, addr)| addr.connected());
+            if let Some((_, addr)) = routers.iter().find(|(k, _)| *k == key) {
+                return addr.clone();
+            }
+            let addr = RouterActor::replica(self.hub.clone()).start();
+            routers.push((key, addr.clone()));
+            addr
+        })
+    }
+
+    /// The current route table, read without a message (views, health).
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.hub.load()
     }
 }

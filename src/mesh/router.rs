@@ -1,7 +1,14 @@
-//! `RouterActor`: owns the model table. Handlers send it [`Acquire`] and get a [`Lease`] back;
-//! it never touches a request or response byte.
+//! `RouterActor`: picks routes. Handlers send it [`Acquire`] and get a [`Lease`] back; it never
+//! touches a request or response byte.
+//!
+//! There is one RouterActor per HTTP worker thread plus one *owner* on the mesh's arbiter, all
+//! reading the same [`TableHub`]. A handler talks to the one on its own thread
+//! ([`super::Mesh::local_router`]), so a routing decision never crosses threads (a cross-thread
+//! request/reply measured as two context switches per request). The owner alone builds tables
+//! ([`ApplyRegistry`]), starts BackendActors and retires them.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
@@ -79,15 +86,84 @@ impl EndpointFactory for ActorFactory {
     }
 }
 
+/// The current route table, published by the owner and read by every RouterActor.
+pub struct TableHub {
+    current: RwLock<Arc<RouteTable>>,
+    /// Bumped on every publish, so readers re-read the lock only when the table changed.
+    generation: AtomicU64,
+}
+
+impl TableHub {
+    pub fn new(table: RouteTable) -> TableHub {
+        TableHub {
+            current: RwLock::new(Arc::new(table)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn load(&self) -> Arc<RouteTable> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, table: Arc<RouteTable>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = table;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
 pub struct RouterActor {
+    hub: Arc<TableHub>,
+    /// This actor's copy of the hub's table and the generation it was read at.
     table: Arc<RouteTable>,
-    factory: ActorFactory,
+    seen: u64,
+    /// Only the owner builds tables and endpoints.
+    factory: Option<ActorFactory>,
 }
 
 impl RouterActor {
-    pub fn new(registry: &Registry, mut factory: ActorFactory) -> RouterActor {
-        let table = Arc::new(RouteTable::build(registry, None, &mut factory));
-        RouterActor { table, factory }
+    /// The owner: builds the first table (starting its BackendActors) and publishes it.
+    pub fn owner(registry: &Registry, mut factory: ActorFactory) -> (RouterActor, Arc<TableHub>) {
+        let hub = Arc::new(TableHub::new(RouteTable::build(
+            registry,
+            None,
+            &mut factory,
+        )));
+        let actor = RouterActor {
+            table: hub.load(),
+            seen: hub.generation(),
+            hub: hub.clone(),
+            factory: Some(factory),
+        };
+        (actor, hub)
+    }
+
+    /// A worker-thread replica reading the owner's tables.
+    pub fn replica(hub: Arc<TableHub>) -> RouterActor {
+        RouterActor {
+            table: hub.load(),
+            seen: hub.generation(),
+            hub,
+            factory: None,
+        }
+    }
+
+    fn table(&mut self) -> &Arc<RouteTable> {
+        let generation = self.hub.generation();
+        if generation != self.seen {
+            self.table = self.hub.load();
+            self.seen = generation;
+        }
+        &self.table
     }
 }
 
@@ -104,7 +180,7 @@ impl Handler<Acquire> for RouterActor {
     type Result = Result<Lease, RouteError>;
 
     fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
-        self.table
+        self.table()
             .acquire(&msg.model, msg.op, msg.est_tokens, &msg.exclude)
     }
 }
@@ -113,7 +189,8 @@ impl Handler<AcquireRoute> for RouterActor {
     type Result = Result<Lease, RouteError>;
 
     fn handle(&mut self, msg: AcquireRoute, _ctx: &mut Self::Context) -> Self::Result {
-        self.table.acquire_route(&msg.model, msg.op, &msg.route, 1)
+        self.table()
+            .acquire_route(&msg.model, msg.op, &msg.route, 1)
     }
 }
 
@@ -121,7 +198,7 @@ impl Handler<GetTable> for RouterActor {
     type Result = MessageResult<GetTable>;
 
     fn handle(&mut self, _msg: GetTable, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.table.clone())
+        MessageResult(self.table().clone())
     }
 }
 
@@ -129,13 +206,20 @@ impl Handler<ApplyRegistry> for RouterActor {
     type Result = ();
 
     fn handle(&mut self, msg: ApplyRegistry, _ctx: &mut Self::Context) {
-        let next = RouteTable::build(&msg.0, Some(&self.table), &mut self.factory);
-        for (key, handle) in &self.table.endpoints {
+        let current = self.table().clone();
+        let Some(factory) = self.factory.as_mut() else {
+            tracing::error!(
+                "ApplyRegistry sent to a worker's RouterActor; only the owner applies registries"
+            );
+            return;
+        };
+        let next = Arc::new(RouteTable::build(&msg.0, Some(&current), factory));
+        for (key, handle) in &current.endpoints {
             if !next.endpoints.iter().any(|(k, _)| k == key) {
                 // Leases in flight keep their own references and finish normally.
                 handle.actor.do_send(Retire);
             }
         }
-        self.table = Arc::new(next);
+        self.hub.publish(next);
     }
 }

@@ -244,7 +244,6 @@ impl RouteTable {
                         def.clone(),
                         j,
                         handle.endpoint.clone(),
-                        handle.actor.clone(),
                         permit,
                         est_tokens,
                     ))
@@ -291,7 +290,6 @@ impl RouteTable {
                 def.clone(),
                 j,
                 handle.endpoint.clone(),
-                handle.actor.clone(),
                 permit,
                 est_tokens,
             )),

@@ -21,6 +21,7 @@
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`jobs`]: durable video generation jobs: their table, the runner actor, webhooks.
 //! - [`media`]: settings of audio uploads and video jobs.
+//! - [`replica`]: this router's identity among replicas sharing a database.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod accounting;
@@ -41,6 +42,7 @@ pub mod netguard;
 pub mod record;
 pub mod relay;
 pub mod reload;
+pub mod replica;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -164,6 +164,7 @@ fn to_log_row(row: &AnyRow) -> LogRow {
         attempts: get_opt_i64(row, "attempts").unwrap_or(0),
         error_code: get_opt_text(row, "error_code"),
         error: get_opt_text(row, "error"),
+        replica: get_opt_text(row, "replica"),
     }
 }
 

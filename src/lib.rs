@@ -21,6 +21,7 @@
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`jobs`]: durable video generation jobs: their table, the runner actor, webhooks.
 //! - [`media`]: settings of audio uploads and video jobs.
+//! - [`healthcheck`]: `switchyard healthcheck`, the container image's health probe.
 //! - [`replica`]: this router's identity among replicas sharing a database.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
@@ -33,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod engines;
+pub mod healthcheck;
 pub mod jobs;
 pub mod media;
 pub mod mesh;

@@ -282,7 +282,11 @@ async fn scale_out(db_url: &str) {
             }
             // Polling alternates between the survivors: either may answer for any job.
             round += 1;
-            let through = if round.is_multiple_of(2) { &b.url } else { &c.url };
+            let through = if round.is_multiple_of(2) {
+                &b.url
+            } else {
+                &c.url
+            };
             let v = job(through, id).await;
             match v["status"].as_str() {
                 Some("completed") => {

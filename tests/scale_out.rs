@@ -230,6 +230,28 @@ async fn scale_out(db_url: &str) {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(chat_usage["requests"], 9, "{usage}");
+    let (_, _, by_replica) = send_with_key(
+        "GET",
+        &format!("{}/admin/usage?by=replica&model=chat", c.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(by_replica["group_by"], json!(["replica"]));
+    let counted: BTreeMap<String, i64> = by_replica["data"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|r| {
+                    (
+                        r["replica"].as_str().unwrap_or("").to_string(),
+                        r["requests"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(counted, expected, "{by_replica}");
 
     // Jobs through A: two async, two sync. Kill A once all four are with their backends.
     let async_ids = [

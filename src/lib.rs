@@ -21,6 +21,8 @@
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`jobs`]: durable video generation jobs: their table, the runner actor, webhooks.
 //! - [`media`]: settings of audio uploads and video jobs.
+//! - [`healthcheck`]: `switchyard healthcheck`, the container image's health probe.
+//! - [`replica`]: this router's identity among replicas sharing a database.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
 pub mod accounting;
@@ -32,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod engines;
+pub mod healthcheck;
 pub mod jobs;
 pub mod media;
 pub mod mesh;
@@ -41,6 +44,7 @@ pub mod netguard;
 pub mod record;
 pub mod relay;
 pub mod reload;
+pub mod replica;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

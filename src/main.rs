@@ -37,6 +37,21 @@ enum Command {
     /// Browse the self-hosted model catalogue and render its deployment files.
     #[command(subcommand)]
     Catalogue(switchyard::catalogue::Command),
+    /// Exit 0 when a running router's /health answers 200 (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct HealthcheckArgs {
+    /// The URL to check (default: http://127.0.0.1:$PORT/health).
+    #[arg(long)]
+    url: Option<String>,
+    /// The router's port, for the default URL.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3.0)]
+    timeout: f64,
 }
 
 #[derive(Args, Clone)]
@@ -80,6 +95,18 @@ fn main() -> ExitCode {
         Some(Command::Migrate) => migrate(),
         Some(Command::Logs(args)) => switchyard::accounting::cli::logs(args),
         Some(Command::Usage(args)) => switchyard::accounting::cli::usage(args),
+        Some(Command::Healthcheck(args)) => {
+            let url = args
+                .url
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}/health", args.port));
+            let secs = if args.timeout.is_finite() {
+                args.timeout.clamp(0.1, 300.0)
+            } else {
+                3.0
+            };
+            let timeout = std::time::Duration::from_secs_f64(secs);
+            switchyard::healthcheck::run(&url, timeout)
+        }
         Some(Command::Catalogue(cmd)) => match switchyard::catalogue::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -36,6 +36,15 @@ pub async fn serve(
         &db,
     )
     .map_err(|errs| std::io::Error::other(errs.join("; ")))?;
+    // Bind before anything else: the port actually bound (with `--port 0`) is part of this
+    // replica's default identity, which rows and job claims carry.
+    let listeners = bind_listeners(&opts.host, opts.port)?;
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(opts.port, |a| a.port());
+    let replica = crate::replica::identity(&ProcessEnv, port);
+    tracing::info!(%replica, "replica identity");
     let store = open_store(&db).await?;
     let mut probe = settings.probe;
     if let Some(interval) = registry.mesh.health_interval {
@@ -67,6 +76,7 @@ pub async fn serve(
         Arc::new(crate::accounting::AccountingSink::new(
             metrics.clone(),
             log.clone(),
+            &replica,
         )),
     ));
     let routing_path = opts.reload.as_ref().and_then(|s| s.routing.clone());
@@ -87,7 +97,7 @@ pub async fn serve(
     });
     let metrics_data = web::Data::from(metrics);
     let grace = observability.shutdown_grace;
-    let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, opts.port)?);
+    let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, replica)?);
     let workers = settings.workers;
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
@@ -128,8 +138,10 @@ pub async fn serve(
     // Signals are ours (see `shutdown`): actix's own handler would stop the whole System
     // before the request logger drained.
     .disable_signals()
-    .shutdown_timeout(grace.as_secs_f64().ceil() as u64)
-    .bind((opts.host.as_str(), opts.port))?;
+    .shutdown_timeout(grace.as_secs_f64().ceil() as u64);
+    for listener in listeners {
+        server = server.listen(listener)?;
+    }
     if let Some(w) = workers {
         server = server.workers(w);
     }
@@ -150,7 +162,7 @@ fn start_media(
     store: &crate::store::Store,
     mesh: &Mesh,
     sink: &Arc<dyn RecordSink>,
-    port: u16,
+    replica: String,
 ) -> std::io::Result<crate::jobs::Jobs> {
     let spool = &settings.media.upload.spool_dir;
     std::fs::create_dir_all(spool).map_err(|e| {
@@ -163,8 +175,36 @@ fn start_media(
         timeouts: settings.timeouts,
         retry: settings.retry.clone(),
         sink: sink.clone(),
-        port,
+        replica,
     })
+}
+
+/// Listeners on every address `host` resolves to, set up as actix's own `bind` does
+/// (SO_REUSEADDR, backlog 1024).
+fn bind_listeners(host: &str, port: u16) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(1024)?;
+                Ok(std::net::TcpListener::from(socket))
+            });
+        match bound {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(last_error.unwrap_or_else(|| {
+            std::io::Error::other(format!("{host}:{port} resolves to no address"))
+        }));
+    }
+    Ok(listeners)
 }
 
 /// Connect to the configured database and apply migrations; refuse to start without it, since

@@ -712,8 +712,13 @@ async fn webhooks_are_signed_and_retried() {
 }
 
 /// Start a router on `db` env (SQLite file or PostgreSQL) and a shared storage directory.
+/// Every start has the same identity, as a restarted router on its fixed port would (these
+/// routers listen on a random port, part of the default identity).
 async fn start_on(yaml: &str, storage: &Path, db: &[(&'static str, String)]) -> Router {
-    let mut env = vec![("VIDEO_STORAGE_DIR", storage.display().to_string())];
+    let mut env = vec![
+        ("VIDEO_STORAGE_DIR", storage.display().to_string()),
+        ("REPLICA_ID", "restarted-router".to_string()),
+    ];
     env.extend(db.iter().cloned());
     start(yaml, env).await
 }

@@ -60,7 +60,7 @@ pub struct LogsArgs {
 pub struct UsageArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Group by any of: model, key, period.
+    /// Group by any of: model, key, replica, period.
     #[arg(long, default_value = "model")]
     pub by: String,
     /// Period length when grouping by period: hour, day or month (30 days).
@@ -259,6 +259,9 @@ pub fn usage(args: UsageArgs) -> ExitCode {
         if group.key {
             header.push_str(&format!("{:<20} ", "key"));
         }
+        if group.replica {
+            header.push_str(&format!("{:<24} ", "replica"));
+        }
         println!(
             "{header}{:>9} {:>7} {:>12} {:>12} {:>9} {:>14} {:>10}",
             "requests", "errors", "prompt", "completion", "~est", "cost (USD)", "avg ms"
@@ -273,6 +276,9 @@ pub fn usage(args: UsageArgs) -> ExitCode {
             }
             if let Some(k) = &r.api_key_id {
                 line.push_str(&format!("{k:<20} "));
+            }
+            if let Some(k) = &r.replica {
+                line.push_str(&format!("{k:<24} "));
             }
             println!(
                 "{line}{:>9} {:>7} {:>12} {:>12} {:>9} {:>14.6} {:>10.1}",

@@ -175,6 +175,7 @@ fn to_log_row(row: &AnyRow) -> LogRow {
         attempts: get_opt_i64(row, "attempts").unwrap_or(0),
         error_code: get_opt_text(row, "error_code"),
         error: get_opt_text(row, "error"),
+        replica: get_opt_text(row, "replica"),
     }
 }
 
@@ -239,22 +240,25 @@ impl Period {
 pub struct GroupBy {
     pub model: bool,
     pub key: bool,
+    /// The router that served the requests (scale-out).
+    pub replica: bool,
     pub period: Option<Period>,
 }
 
 impl GroupBy {
-    /// `model,key,period` in any order; `period` uses `default_period`.
+    /// `model,key,replica,period` in any order; `period` uses `default_period`.
     pub fn parse(s: &str, default_period: Period) -> Result<GroupBy, String> {
         let mut g = GroupBy::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.to_ascii_lowercase().as_str() {
                 "model" => g.model = true,
                 "key" | "api_key" | "api_key_id" => g.key = true,
+                "replica" | "instance" => g.replica = true,
                 "period" | "time" => g.period = Some(default_period),
                 "none" | "total" => {}
                 other => {
                     return Err(format!(
-                        "cannot group by `{other}` (use model, key, period)"
+                        "cannot group by `{other}` (use model, key, replica, period)"
                     ))
                 }
             }
@@ -269,6 +273,8 @@ pub struct UsageRow {
     pub model_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Start of the period, unix milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_start_ms: Option<i64>,
@@ -301,6 +307,9 @@ pub async fn usage(
     if group.key {
         keys.push("api_key_id".into());
     }
+    if group.replica {
+        keys.push("replica".into());
+    }
     let mut select: Vec<String> = Vec::new();
     if group.period.is_some() {
         select.push(format!("{} AS period_start", keys[0]));
@@ -310,6 +319,9 @@ pub async fn usage(
     }
     if group.key {
         select.push("api_key_id".into());
+    }
+    if group.replica {
+        select.push("replica".into());
     }
     // COALESCE keeps every aggregate non-null; CAST pins the types both databases return.
     select.extend(
@@ -342,6 +354,9 @@ pub async fn usage(
         if group.key {
             order.push("api_key_id".into());
         }
+        if group.replica {
+            order.push("replica".into());
+        }
         sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
     }
     let rows = bind_filter(sqlx::query(AssertSqlSafe(sql)), binds)
@@ -360,6 +375,9 @@ pub async fn usage(
             } else {
                 None
             },
+            replica: group
+                .replica
+                .then(|| get_opt_text(r, "replica").unwrap_or_else(|| "-".into())),
             period_start_ms: group
                 .period
                 .map(|_| get_opt_i64(r, "period_start").unwrap_or(0)),

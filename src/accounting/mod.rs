@@ -27,11 +27,17 @@ pub use row::LogRow;
 pub struct AccountingSink {
     metrics: Arc<Metrics>,
     log: Option<LogQueue>,
+    /// This router's identity ([`crate::replica`]), stamped on every row.
+    replica: Arc<str>,
 }
 
 impl AccountingSink {
-    pub fn new(metrics: Arc<Metrics>, log: Option<LogQueue>) -> AccountingSink {
-        AccountingSink { metrics, log }
+    pub fn new(metrics: Arc<Metrics>, log: Option<LogQueue>, replica: &str) -> AccountingSink {
+        AccountingSink {
+            metrics,
+            log,
+            replica: Arc::from(replica),
+        }
     }
 }
 
@@ -40,7 +46,9 @@ impl RecordSink for AccountingSink {
         let cost = cost::of_record(&record);
         self.metrics.observe(&record, cost);
         if let Some(queue) = &self.log {
-            queue.push(LogRow::from_record(&record, cost));
+            let mut row = LogRow::from_record(&record, cost);
+            row.replica = Some(self.replica.to_string());
+            queue.push(row);
         }
         LogSink.record(record);
     }

@@ -35,6 +35,7 @@ pub const COLUMNS: &[&str] = &[
     "attempts",
     "error_code",
     "error",
+    "replica",
 ];
 
 /// Longest error text kept in a row: enough to diagnose, small enough for a busy table.
@@ -70,6 +71,10 @@ pub struct LogRow {
     pub attempts: i64,
     pub error_code: Option<String>,
     pub error: Option<String>,
+    /// The router that served the request ([`crate::replica`]); absent in spill lines written
+    /// before the column existed.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -123,6 +128,7 @@ impl LogRow {
                 .error
                 .as_ref()
                 .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+            replica: None,
         }
     }
 
@@ -158,7 +164,8 @@ impl LogRow {
             .bind(self.cost_usd)
             .bind(self.attempts)
             .bind(self.error_code.as_deref())
-            .bind(self.error.as_deref());
+            .bind(self.error.as_deref())
+            .bind(self.replica.as_deref());
         q
     }
 }

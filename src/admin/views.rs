@@ -83,6 +83,9 @@ pub async fn usage(
     if group.key {
         dims.push("key");
     }
+    if group.replica {
+        dims.push("replica");
+    }
     if group.period.is_some() {
         dims.push("period");
     }

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per endpoint family, plus shared request helpers.
 
 pub mod body;
+pub mod catalogue;
 pub mod chat;
 pub mod embeddings;
 pub mod error;
@@ -67,6 +68,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(post("/video/generations/{id}/cancel", video::cancel))
                 .service(
+                    web::resource("/catalogue")
+                        .route(web::get().to(catalogue::list))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
                     web::resource("/models")
                         .route(web::get().to(models::list_models))
                         .default_service(web::to(method_not_allowed)),
@@ -120,7 +126,7 @@ fn allowed_methods(path: &str) -> &'static str {
     let path = path.strip_prefix("/api").unwrap_or(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models", ..] => "GET",
+        ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models" | "catalogue", ..] => "GET",
         ["v1", "video", "generations"] => "GET, POST",
         ["v1", "video", "generations", _] => "GET, DELETE",
         ["v1", "video", "generations", _, "content"]

@@ -1,5 +1,9 @@
-//! Videos on disk: written to `<id>.part` and renamed when complete (a crash never leaves a
-//! half video under a final name), served back with byte ranges, removed at expiry.
+//! Videos on disk: written to `<id>.<attempt>.part` and renamed to `<id>.<attempt>.<ext>` when
+//! complete (a crash never leaves a half video under a final name), served back with byte
+//! ranges, removed at expiry. Each download has its own `<attempt>` name, so two replicas that
+//! both worked on a job (one lost its claim while still running) never write or delete each
+//! other's file on a shared `VIDEO_STORAGE_DIR`: the first to complete the row wins, the other
+//! removes its own file.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,8 +41,10 @@ pub async fn save(
     idle: Duration,
 ) -> Result<StoredContent, String> {
     let dir = &settings.storage_dir;
-    let name = format!("{id}.{}", extension(content_type));
-    let part = dir.join(format!("{id}.part"));
+    let attempt = uuid::Uuid::new_v4().simple().to_string();
+    let attempt = &attempt[..12];
+    let name = format!("{id}.{attempt}.{}", extension(content_type));
+    let part = dir.join(format!("{id}.{attempt}.part"));
     let io = |e: std::io::Error| format!("could not store the video: {e}");
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
     let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
@@ -101,6 +107,22 @@ pub async fn remove(dir: &Path, name: &str) {
     if let Err(e) = tokio::fs::remove_file(dir.join(name)).await {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(file = name, error = %e, "could not delete an expired video");
+        }
+    }
+}
+
+/// Delete what interrupted downloads of job `id` left (`<id>.part`, `<id>.<attempt>.part`).
+/// Called once the job has ended, when no download of it is wanted any more.
+pub async fn remove_parts(dir: &Path, id: &str) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    let prefix = format!("{id}.");
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&prefix) && name.ends_with(".part") {
+            remove(dir, name).await;
         }
     }
 }

@@ -38,11 +38,22 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Db<T> = Result<T, sqlx::Error>;
 
-/// Run a job until it is finished (or this runner is stopped).
+/// Run a job until it is finished, another runner holds it, or this runner is stopped.
 pub async fn drive(shared: Rc<Shared>, id: String) {
     if let Err(e) = drive_job(&shared, &id).await {
         // The job keeps its claim and is picked up again by a later maintenance pass.
         warn!(job = %id, error = %e, "video job interrupted by a database error");
+        return;
+    }
+    clean_up_if_ended(&shared, &id).await;
+}
+
+/// Once a job has ended, remove what interrupted downloads of it left in storage.
+pub async fn clean_up_if_ended(sh: &Shared, id: &str) {
+    if let Ok(Some(job)) = sh.store.get(id).await {
+        if job.status.is_terminal() {
+            super::content::remove_parts(&sh.settings.storage_dir, id).await;
+        }
     }
 }
 
@@ -691,12 +702,20 @@ async fn apply_progress(sh: &Shared, id: &str, answer: &Value) -> Db<()> {
     Ok(())
 }
 
+/// The job still needs work, and from this runner: a runner whose claim ran out (it was
+/// paused, or cut off from the database) and was taken over stops at its next step.
 async fn still_unfinished(sh: &Shared, id: &str) -> Db<bool> {
-    Ok(sh
-        .store
-        .get(id)
-        .await?
-        .is_some_and(|j| !j.status.is_terminal()))
+    let Some(job) = sh.store.get(id).await? else {
+        return Ok(false);
+    };
+    if job.status.is_terminal() {
+        return Ok(false);
+    }
+    if job.lease_owner.as_deref() != Some(sh.owner.as_str()) {
+        info!(job = %id, owner = job.lease_owner.as_deref().unwrap_or("-"), "video job taken over by another runner; stopping here");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 async fn complete(

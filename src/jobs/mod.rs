@@ -187,8 +187,9 @@ pub struct RunnerConfig {
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
     pub sink: Arc<dyn RecordSink>,
-    /// The port the router was asked to listen on, part of the default runner identity.
-    pub port: u16,
+    /// This router's identity among replicas ([`crate::replica`]): the runner's owner name
+    /// unless `VIDEO_RUNNER_ID` gives another.
+    pub replica: String,
 }
 
 /// Create the storage directory and start the runner on its own arbiter, so downloads and
@@ -204,7 +205,7 @@ pub fn start(config: RunnerConfig) -> std::io::Result<Jobs> {
         .settings
         .runner_id
         .clone()
-        .unwrap_or_else(|| format!("{}:{}", hostname(), config.port));
+        .unwrap_or_else(|| config.replica.clone());
     let settings = Arc::new(config.settings);
     let store = config.store.clone();
     let for_actor = runner::Shared::parts(
@@ -224,15 +225,6 @@ pub fn start(config: RunnerConfig) -> std::io::Result<Jobs> {
         settings,
         owner,
     })
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -3,6 +3,13 @@
 //! which drops its lease and closes the backend connection. A timer renews this runner's claims,
 //! expires videos past their retention, and picks up jobs nobody is working on: on start this
 //! resumes every job a previous run left unfinished.
+//!
+//! Several replicas may share the job table. A job is worked on by the runner that holds its
+//! claim (`lease_owner`, `lease_until`), renewed every `VIDEO_CLAIM_SECS / 3`. When a replica
+//! dies its claims run out, and the others take its jobs within `VIDEO_CLAIM_SECS` plus one
+//! pickup interval (`VIDEO_CLAIM_SECS / 3`, at most 5 s). At each renewal a runner also drops
+//! the work on jobs it no longer holds unfinished: canceled through another replica, or taken
+//! over while this one was cut off.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -20,7 +27,8 @@ use crate::record::RecordSink;
 use crate::relay::{RetryPolicy, Timeouts};
 
 const TICK: Duration = Duration::from_millis(500);
-const PICKUP_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait between two looks for jobs nobody works on.
+const MAX_PICKUP_EVERY: Duration = Duration::from_secs(5);
 
 /// A job row was inserted by this router: start it.
 #[derive(Message)]
@@ -78,6 +86,16 @@ impl Shared {
 
     pub fn claim_until(&self) -> i64 {
         now_ms() + self.settings.claim.as_millis() as i64
+    }
+
+    /// Between two renewals of this runner's claims: a claim survives two missed renewals.
+    fn renew_every(&self) -> Duration {
+        self.settings.claim / 3
+    }
+
+    /// Between two looks for orphaned jobs: bounds the takeover time after a replica dies.
+    fn pickup_every(&self) -> Duration {
+        (self.settings.claim / 3).clamp(TICK, MAX_PICKUP_EVERY)
     }
 }
 
@@ -147,38 +165,39 @@ impl JobRunner {
             return;
         }
         self.maintenance_running = true;
-        let renew = self.last_renewal.elapsed() >= self.shared.settings.claim / 3;
+        let renew = self.last_renewal.elapsed() >= self.shared.renew_every();
         if renew {
             self.last_renewal = Instant::now();
         }
         let pickup = self
             .last_pickup
-            .is_none_or(|at| at.elapsed() >= PICKUP_EVERY);
+            .is_none_or(|at| at.elapsed() >= self.shared.pickup_every());
         if pickup {
             self.last_pickup = Some(Instant::now());
         }
+        // Taken before the query, so a job created meanwhile is not mistaken for a lost one.
+        let working: Vec<String> = self.active.keys().cloned().collect();
         let shared = self.shared.clone();
         let work = async move {
-            if renew {
-                if let Err(e) = shared
-                    .store
-                    .renew_claims(&shared.owner, shared.claim_until())
-                    .await
-                {
-                    warn!(error = %e, "could not renew video job claims");
-                }
-            }
+            let lost = if renew {
+                renew_and_find_lost(&shared, working).await
+            } else {
+                Vec::new()
+            };
             let expired = expire_due(&shared).await;
             let claimed = if pickup {
                 claim_orphans(&shared).await
             } else {
                 Vec::new()
             };
-            (expired, claimed)
+            (lost, expired, claimed)
         }
         .into_actor(self)
-        .map(|(expired, claimed), act: &mut JobRunner, ctx| {
+        .map(|(lost, expired, claimed), act: &mut JobRunner, ctx| {
             act.maintenance_running = false;
+            for id in lost {
+                act.drop_lost(id, ctx);
+            }
             for id in expired {
                 act.send_webhook(id, ctx);
             }
@@ -191,6 +210,68 @@ impl JobRunner {
             }
         });
         ctx.spawn(work);
+    }
+}
+
+impl JobRunner {
+    /// Stop working on a job this runner no longer holds unfinished. If it ended (canceled
+    /// through another replica), its webhook is ours to send; if another runner took it, that
+    /// runner does the rest.
+    fn drop_lost(&mut self, id: String, ctx: &mut Context<Self>) {
+        let Some(handle) = self.active.remove(&id) else {
+            return;
+        };
+        ctx.cancel_future(handle);
+        let shared = self.shared.clone();
+        let work = async move {
+            let ended = match shared.store.get(&id).await {
+                Ok(Some(job)) if job.status.is_terminal() => true,
+                Ok(Some(job)) => {
+                    info!(job = %id, owner = job.lease_owner.as_deref().unwrap_or("-"), "video job taken over by another runner");
+                    false
+                }
+                _ => false,
+            };
+            if ended {
+                super::drive::clean_up_if_ended(&shared, &id).await;
+            }
+            (id, ended)
+        }
+        .into_actor(self)
+        .map(|(id, ended), act: &mut JobRunner, ctx| {
+            if ended {
+                act.send_webhook(id, ctx);
+            }
+        });
+        ctx.spawn(work);
+    }
+}
+
+/// Renew this runner's claims; returns the jobs of `working` it no longer holds unfinished.
+async fn renew_and_find_lost(shared: &Shared, working: Vec<String>) -> Vec<String> {
+    if let Err(e) = shared
+        .store
+        .renew_claims(&shared.owner, shared.claim_until())
+        .await
+    {
+        warn!(error = %e, "could not renew video job claims");
+        return Vec::new();
+    }
+    if working.is_empty() {
+        return Vec::new();
+    }
+    match shared.store.owned_unfinished(&shared.owner).await {
+        Ok(owned) => {
+            let owned: HashSet<String> = owned.into_iter().collect();
+            working
+                .into_iter()
+                .filter(|id| !owned.contains(id))
+                .collect()
+        }
+        Err(e) => {
+            warn!(error = %e, "could not check this runner's video job claims");
+            Vec::new()
+        }
     }
 }
 
@@ -278,14 +359,22 @@ impl Handler<JobCanceled> for JobRunner {
         let shared = self.shared.clone();
         let for_webhook = id.clone();
         let work = async move {
-            if let Ok(Some(job)) = shared.store.get(&id).await {
-                if job.status == JobStatus::Canceled {
-                    super::drive::cancel_on_backend(&shared, &job).await;
-                }
+            let Ok(Some(job)) = shared.store.get(&id).await else {
+                return false;
+            };
+            if job.status == JobStatus::Canceled {
+                super::drive::cancel_on_backend(&shared, &job).await;
             }
+            // The claim holder sends the webhook (it may be another replica, which notices the
+            // cancel at its next renewal), so a cancel never sends it twice.
+            job.lease_owner.as_deref() == Some(shared.owner.as_str())
         }
         .into_actor(self)
-        .map(move |_, act: &mut JobRunner, ctx| act.send_webhook(for_webhook, ctx));
+        .map(move |ours, act: &mut JobRunner, ctx| {
+            if ours {
+                act.send_webhook(for_webhook, ctx);
+            }
+        });
         ctx.spawn(work);
     }
 }

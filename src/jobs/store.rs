@@ -517,6 +517,17 @@ impl JobStore {
         Ok(())
     }
 
+    /// Ids of the unfinished jobs `owner` holds: a job it works on that is not among them was
+    /// canceled through another replica, or taken over after its claim ran out.
+    pub async fn owned_unfinished(&self, owner: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM video_jobs WHERE lease_owner = $1 AND {UNFINISHED}"
+        )))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Jobs that need work (unfinished, or a webhook to send) and that `owner` may take.
     pub async fn claimable(&self, owner: &str, now: i64) -> Result<Vec<JobRow>, sqlx::Error> {
         let sql = format!(

@@ -161,7 +161,7 @@ step() {
   rc=$?
   detail=$(grep -v '^\s*$' "$WORK/logs/$name.log" | tail -n1 | sed 's/^ *//' | cut -c1-150)
   if ((rc == 0)) && [ -n "${STEP_DETAIL:-}" ]; then
-    detail=$(grep -- "$STEP_DETAIL" "$WORK/logs/$name.log" | tail -n1 | cut -c1-150)
+    detail=$(grep -- "$STEP_DETAIL" "$WORK/logs/$name.log" | tail -n1 | sed 's/:$//' | cut -c1-150)
   fi
   if ((rc == 0)); then
     record PASS "$name" "$(secs_since "$t")" "$detail"

@@ -86,16 +86,18 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-e2e.XXXXXX")"
 mkdir -p "$WORK/logs" "$WORK/out"
 export ENGINES_RUN_DIR="$WORK/engines"   # our own engine run dir: never touches engines started by hand
 SUMMARY_FILE="${E2E_SUMMARY:-$CACHE/e2e-last-summary.txt}"
-RESULTS=()      # "VERDICT|name|seconds|detail"
+SEP=$'\x1f'      # field separator in RESULTS (details may contain anything else)
+RESULTS=()      # "VERDICT<SEP>name<SEP>seconds<SEP>detail"
 PIDS=()         # mocks and router
 ENGINES_STARTED=0
 STATUS=0
 
 now() { date +%s.%N; }
 secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-record() {  # VERDICT NAME SECONDS DETAIL
-  RESULTS+=("$1|$2|$3|$4")
-  printf '%-4s %-26s %7ss  %s\n' "$1" "$2" "$3" "$4"
+record() {  # VERDICT NAME SECONDS DETAIL (kept on one line: newlines become " / ")
+  local d=${4//$'\n'/ / }
+  RESULTS+=("$1$SEP$2$SEP$3$SEP$d")
+  printf '%-4s %-26s %7ss  %s\n' "$1" "$2" "$3" "$d"
 }
 
 stop_pid() {
@@ -137,7 +139,7 @@ print_summary() {
     echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%M:%SZ); $_E2E_SETUP_NOTE"
   } >"$f"
   for line in "${RESULTS[@]}"; do
-    IFS='|' read -r v n s d <<<"$line"
+    IFS=$SEP read -r v n s d <<<"$line"
     case $v in PASS) pass=$((pass + 1)) ;; FAIL) fail=$((fail + 1)) ;; SKIP) skip=$((skip + 1)) ;; esac
     printf '%-4s %-26s %7ss  %s\n' "$v" "$n" "$s" "$d" >>"$f"
   done
@@ -509,7 +511,7 @@ PYEOF
 ); then
   record PASS tokens_per_second "$(secs_since "$t")" "$detail"
 else
-  record FAIL tokens_per_second "$(secs_since "$t")" "${detail:-a run failed}; logs $WORK/logs/tps-*.log"
+  record FAIL tokens_per_second "$(secs_since "$t")" "$(tail -n1 <<<"${detail:-a run failed}"); logs $WORK/logs/tps-*.log"
 fi
 for n in direct1 router1 router2 direct2; do
   sed "s/^/    [$n] /" "$WORK/logs/tps-$n.log" 2>/dev/null

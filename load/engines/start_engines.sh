@@ -11,9 +11,10 @@
 #   load/engines/stop_engines.sh
 #
 # Writes $RUN/engines.json (URLs, models, pids, logs), $RUN/engines.run.env (shell-sourceable
-# CHAT_BASE_URL=... lines) and $RUN/pids, with RUN=$CACHE/run. Run setup.sh first.
+# CHAT_BASE_URL=... lines) and $RUN/pids, with RUN=${ENGINES_RUN_DIR:-$CACHE/run}. Run setup.sh first.
 #
-# Knobs (environment): SWITCHYARD_ENGINES_DIR, ENGINES, ENGINES_HOST (127.0.0.1),
+# Knobs (environment): SWITCHYARD_ENGINES_DIR, ENGINES_RUN_DIR (default $CACHE/run; e2e.sh gives
+#   each run its own, so it never touches engines started by hand), ENGINES, ENGINES_HOST (127.0.0.1),
 #   LLAMA_THREADS (2), LLAMA_CTX (2048), LLAMA_PARALLEL (2), ENGINES_START_TIMEOUT (180 s),
 #   ENGINES_API_KEY (unset: the engines are open; set: all four require "Bearer $ENGINES_API_KEY")
 set -euo pipefail
@@ -22,9 +23,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${SWITCHYARD_ENGINES_DIR:-$HOME/.cache/switchyard-engines}"
 ENV_FILE="$CACHE/engines.env"
 [ -f "$ENV_FILE" ] || { echo "no $ENV_FILE: run $HERE/setup.sh first" >&2; exit 1; }
+RUN_OVERRIDE="${ENGINES_RUN_DIR:-}"  # engines.env sets ENGINES_RUN_DIR too; the caller's wins
 # shellcheck disable=SC1090
 source "$ENV_FILE"
-RUN="$CACHE/run"
+RUN="${RUN_OVERRIDE:-$CACHE/run}"
 mkdir -p "$RUN"
 ENGINES="${ENGINES:-chat,embeddings,tts,stt}"
 HOST="${ENGINES_HOST:-127.0.0.1}"
@@ -43,7 +45,7 @@ if [ -f "$RUN/pids" ]; then
     done <"$RUN/engines.run.env"
   fi
   if ((alive)) && [ -f "$RUN/engines.json" ]; then
-    echo "engines already running (stop them with $HERE/stop_engines.sh):"
+    echo "engines already running (stop them with ENGINES_RUN_DIR=$RUN $HERE/stop_engines.sh):"
     cat "$RUN/engines.run.env"
     exit 0
   fi
@@ -153,4 +155,4 @@ with open(os.path.join(run, "engines.run.env"), "w") as f:
 EOF
 echo "engines healthy after ${ELAPSED}s:"
 sed 's/^/    /' "$RUN/engines.run.env"
-echo "details: $RUN/engines.json; stop with $HERE/stop_engines.sh"
+echo "details: $RUN/engines.json; stop with ENGINES_RUN_DIR=$RUN $HERE/stop_engines.sh"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stop the engines started by start_engines.sh (by the pids it recorded; nothing else).
+# ENGINES_RUN_DIR: the run dir they were started with (default $CACHE/run).
 set -uo pipefail
 CACHE="${SWITCHYARD_ENGINES_DIR:-$HOME/.cache/switchyard-engines}"
-RUN="$CACHE/run"
+RUN="${ENGINES_RUN_DIR:-$CACHE/run}"
 if [ ! -f "$RUN/pids" ]; then
   echo "no engines recorded in $RUN/pids"
   exit 0

@@ -14,6 +14,7 @@ final usage chunk, stream_options.include_usage). Reports per-request decode spe
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import threading
@@ -66,6 +67,7 @@ def main(argv=None):
     p.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request (default 64)")
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (default 1)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured requests first (default 1)")
+    p.add_argument("--json-out", help="also write the summary and every request's figures to this file")
     args = p.parse_args(argv)
     if not 1 <= args.requests <= 1000 or not 1 <= args.concurrency <= 64:
         p.error("--requests must be 1..1000 and --concurrency 1..64")
@@ -113,6 +115,15 @@ def main(argv=None):
     print(f"  TTFT                   p50 {pct(ttfts, 0.5) * 1000:.0f} ms, p90 {pct(ttfts, 0.9) * 1000:.0f} ms")
     for e in errors[:5]:
         print(f"  error: {e}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"base_url": args.base_url, "model": args.model, "max_tokens": args.max_tokens,
+                       "concurrency": args.concurrency, "ok": len(results), "failed": len(errors),
+                       "wall_seconds": wall, "completion_tokens": tokens,
+                       "throughput_tps": tokens / wall if wall > 0 else 0.0,
+                       "decode_tps_p50": statistics.median(decode) if decode else None,
+                       "ttft_p50": pct(ttfts, 0.5), "ttft_p90": pct(ttfts, 0.9),
+                       "requests": results, "errors": errors}, f, indent=1)
     return 1 if errors or not results else 0
 
 

@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# End to end with real engines and real clients: switchyard in front of llama.cpp's llama-server
+# (chat, embeddings), the reference TTS (espeak-ng) and STT (PocketSphinx) servers and the mock
+# engine (images, video, and a failing chat route that shows fallback), driven by the official
+# openai SDK (openai_checks.py) and by the seeds' own curl commands.
+#
+#   load/engines/e2e.sh               # everything; runs setup.sh first if the cache is missing
+#   load/engines/e2e.sh --no-setup    # a missing cache is a FAIL instead
+#   load/engines/e2e.sh --if-cached   # CI: "SKIP real-engine e2e: no cached engines at ..." + exit 0
+#                                     # when the cache is missing (never runs setup.sh)
+# Options: --skip-build (use target/release as it is), --no-server-tests (skip test_servers.py),
+#   --keep (keep the work dir), --tps-requests N (4), --tps-max-tokens N (64).
+# Environment: SWITCHYARD_ENGINES_DIR (the cache, default ~/.cache/switchyard-engines),
+#   E2E_TIMEOUT (2700 s for the whole run after setup), E2E_SETUP_TIMEOUT (5400 s),
+#   E2E_SUMMARY (also write the summary there; default $CACHE/e2e-last-summary.txt).
+#
+# Everything listens on 127.0.0.1 only. Every process it starts is stopped on exit (by pid),
+# also on failure, Ctrl-C or timeout. Prints PASS/FAIL/SKIP per check with its time and a
+# summary; exits 1 if any check failed (124 on timeout), 0 otherwise.
+# shellcheck disable=SC2317  # functions reached through traps, after an exec that shellcheck sees as the end
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+CACHE="${SWITCHYARD_ENGINES_DIR:-$HOME/.cache/switchyard-engines}"
+export SWITCHYARD_ENGINES_DIR="$CACHE"
+
+NO_SETUP=0 IF_CACHED=0 SKIP_BUILD=0 SERVER_TESTS=1 KEEP=0 TPS_REQUESTS=4 TPS_MAX_TOKENS=64
+ARGS=("$@")
+while (($#)); do
+  case "$1" in
+    --no-setup) NO_SETUP=1 ;;
+    --if-cached) IF_CACHED=1 ;;
+    --skip-build) SKIP_BUILD=1 ;;
+    --no-server-tests) SERVER_TESTS=0 ;;
+    --keep) KEEP=1 ;;
+    --tps-requests) TPS_REQUESTS="$2"; shift ;;
+    --tps-max-tokens) TPS_MAX_TOKENS="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "e2e.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# ------------------------------------------------------------------ 0. the cache, bounded
+cache_ok() {  # the files e2e needs from setup.sh
+  [ -f "$CACHE/engines.env" ] || return 1
+  # shellcheck disable=SC1091
+  ( source "$CACHE/engines.env" && [ -x "$LLAMA_SERVER" ] && [ -f "$GEMMA_GGUF" ] \
+      && [ -f "$GEMMA_CHAT_TEMPLATE" ] && [ -x "$VENV_PYTHON" ] \
+      && "$VENV_PYTHON" -c 'import openai, pocketsphinx, pytest' 2>/dev/null )
+}
+
+if [ -z "${_E2E_INNER:-}" ]; then
+  export _E2E_T0
+  _E2E_T0=$(date +%s.%N)
+  _E2E_SETUP_NOTE="cached engines at $CACHE"
+  if ! cache_ok; then
+    if ((IF_CACHED)); then
+      echo "SKIP real-engine e2e: no cached engines at $CACHE (build them once with load/engines/setup.sh, ~30 min)"
+      exit 0
+    fi
+    if ((NO_SETUP)); then
+      echo "FAIL real-engine e2e: no cached engines at $CACHE and --no-setup given (run load/engines/setup.sh)"
+      exit 1
+    fi
+    echo "==> no cached engines at $CACHE: running load/engines/setup.sh (first time ~30 min)"
+    t=$(date +%s)
+    if ! timeout -k 30 "${E2E_SETUP_TIMEOUT:-5400}" "$HERE/setup.sh"; then
+      echo "FAIL real-engine e2e: setup.sh failed (see its output above)"
+      exit 1
+    fi
+    _E2E_SETUP_NOTE="setup.sh ran, $(( $(date +%s) - t ))s"
+  fi
+  export _E2E_SETUP_NOTE _E2E_INNER=1
+  # The rest runs under one deadline. timeout signals the whole process group (engines, router,
+  # checks), and the EXIT trap below then stops what is left by pid.
+  exec timeout -k 20 "${E2E_TIMEOUT:-2700}" "$0" "${ARGS[@]}"
+fi
+
+# ------------------------------------------------------------------ helpers
+# shellcheck disable=SC1091
+source "$CACHE/engines.env"
+PY="$VENV_PYTHON"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-e2e.XXXXXX")"
+mkdir -p "$WORK/logs" "$WORK/out"
+export ENGINES_RUN_DIR="$WORK/engines"   # our own engine run dir: never touches engines started by hand
+SUMMARY_FILE="${E2E_SUMMARY:-$CACHE/e2e-last-summary.txt}"
+SEP=$'\x1f'      # field separator in RESULTS (details may contain anything else)
+RESULTS=()      # "VERDICT<SEP>name<SEP>seconds<SEP>detail"
+PIDS=()         # mocks and router
+ENGINES_STARTED=0
+STATUS=0
+
+now() { date +%s.%N; }
+secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+record() {  # VERDICT NAME SECONDS DETAIL (kept on one line: newlines become " / ")
+  local d=${4//$'\n'/ / }
+  RESULTS+=("$1$SEP$2$SEP$3$SEP$d")
+  printf '%-4s %-26s %7ss  %s\n' "$1" "$2" "$3" "$d"
+}
+
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  ((rc == 0)) || STATUS=$rc
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done   # router first, then mocks
+  if ((ENGINES_STARTED)); then "$HERE/stop_engines.sh" >"$WORK/logs/stop_engines.log" 2>&1 || true; fi
+  print_summary
+  if ((KEEP)) || [ "$STATUS" != 0 ]; then
+    echo "logs and outputs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$STATUS"
+}
+on_signal() {
+  record FAIL "interrupted" "$(secs_since "$_E2E_T0")" "signal $1 (E2E_TIMEOUT ${E2E_TIMEOUT:-2700}s reached, or Ctrl-C)"
+  STATUS=124
+  exit 124
+}
+trap cleanup EXIT
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+
+print_summary() {
+  local pass=0 fail=0 skip=0 line v n s d wall f="$WORK/summary.txt"
+  wall=$(secs_since "$_E2E_T0")
+  {
+    echo
+    echo "==================== real-engine e2e summary ===================="
+    echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%M:%SZ); $_E2E_SETUP_NOTE"
+  } >"$f"
+  for line in "${RESULTS[@]}"; do
+    IFS=$SEP read -r v n s d <<<"$line"
+    case $v in PASS) pass=$((pass + 1)) ;; FAIL) fail=$((fail + 1)) ;; SKIP) skip=$((skip + 1)) ;; esac
+    printf '%-4s %-26s %7ss  %s\n' "$v" "$n" "$s" "$d" >>"$f"
+  done
+  {
+    echo "-----------------------------------------------------------------"
+    echo "e2e: $pass passed, $fail failed, $skip skipped; wall time ${wall}s"
+  } >>"$f"
+  cat "$f"
+  { mkdir -p "$(dirname "$SUMMARY_FILE")" && cp "$f" "$SUMMARY_FILE"; } 2>/dev/null || true
+  if ((fail)) && [ "$STATUS" = 0 ]; then STATUS=1; fi
+}
+
+# step NAME TIMEOUT CMD...: run CMD (output to logs/NAME.log) under a timeout; PASS with the
+# last line of its output (or the last line matching $STEP_DETAIL) as detail, or FAIL with the
+# last line and the log path.
+step() {
+  local name=$1 limit=$2 t rc detail
+  shift 2
+  t=$(now)
+  timeout -k 5 "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
+  rc=$?
+  detail=$(grep -v '^\s*$' "$WORK/logs/$name.log" | tail -n1 | sed 's/^ *//' | cut -c1-150)
+  if ((rc == 0)) && [ -n "${STEP_DETAIL:-}" ]; then
+    detail=$(grep -- "$STEP_DETAIL" "$WORK/logs/$name.log" | tail -n1 | sed 's/:$//' | cut -c1-150)
+  fi
+  if ((rc == 0)); then
+    record PASS "$name" "$(secs_since "$t")" "$detail"
+  else
+    ((rc == 124)) && detail="timed out after ${limit}s; $detail"
+    record FAIL "$name" "$(secs_since "$t")" "exit $rc: $detail (log: $WORK/logs/$name.log)"
+  fi
+  return $rc
+}
+
+# wait_line FILE PATTERN SECONDS PID: print the first line of FILE matching PATTERN.
+wait_line() {
+  local file=$1 pat=$2 secs=$3 pid=$4 i
+  for i in $(seq $((secs * 10))); do
+    if grep -q -- "$pat" "$file" 2>/dev/null; then grep -m1 -- "$pat" "$file"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+echo "real-engine e2e: cache $CACHE, work dir $WORK"
+
+# ------------------------------------------------------------------ 1. the reference servers' own tests
+if ((SERVER_TESTS)); then
+  step test_servers.py 600 "$PY" -m pytest -q -p no:cacheprovider "$HERE/test_servers.py"
+else
+  record SKIP test_servers.py 0.00 "--no-server-tests"
+fi
+
+# ------------------------------------------------------------------ 2. engines
+ENGINES_STARTED=1
+if STEP_DETAIL="engines healthy" step start_engines 240 "$HERE/start_engines.sh"; then
+  # shellcheck disable=SC1091
+  source "$ENGINES_RUN_DIR/engines.run.env"
+else
+  exit 1
+fi
+
+# ------------------------------------------------------------------ 3. router and mocks
+if ((SKIP_BUILD)) && [ -x "$ROOT/target/release/switchyard" ] && [ -x "$ROOT/target/release/switchyard-mock" ]; then
+  record SKIP cargo_build 0.00 "--skip-build: using $ROOT/target/release as it is"
+else
+  step cargo_build 2400 bash -c "cd '$ROOT' && cargo build --release --bins" || exit 1
+fi
+BIN="$ROOT/target/release"
+
+start_mock() {  # NAME ARGS...: sets MOCK_URL
+  local name=$1 line pid
+  shift
+  "$BIN/switchyard-mock" --host 127.0.0.1 --port 0 "$@" >"$WORK/logs/$name.out" 2>"$WORK/logs/$name.err" </dev/null &
+  pid=$!
+  PIDS+=("$pid")
+  line=$(wait_line "$WORK/logs/$name.out" "listening on" 30 "$pid") || return 1
+  MOCK_URL=${line##* }
+}
+t=$(now)
+if start_mock mock-media --model mock-image --model mock-video --video-steps 3 --video-step-ms 200 \
+   && MEDIA_URL=$MOCK_URL \
+   && start_mock mock-broken --model gemma-3-270m --fail-rate 1.0 --fail-status 500 \
+   && BROKEN_URL=$MOCK_URL; then
+  record PASS start_mocks "$(secs_since "$t")" "media $MEDIA_URL; broken (fail_rate 1.0, 500) $BROKEN_URL"
+else
+  record FAIL start_mocks "$(secs_since "$t")" "switchyard-mock did not start (logs in $WORK/logs)"
+  exit 1
+fi
+
+# The generated config: every route points at a loopback engine started above.
+cat >"$WORK/models.yaml" <<EOF
+# Generated by load/engines/e2e.sh for one run.
+models:
+  - id: gemma-3-270m
+    name: Gemma 3 270M (llama.cpp), behind a broken mock route that shows fallback
+    type: chat
+    context_length: 1024
+    pricing: {prompt: "0", completion: "0"}
+    route:
+      # 50 of 51 first attempts pick the broken mock (500 every time); the router retries on
+      # llama-server. After 5 failures in a row its circuit opens and llama-server gets the
+      # traffic straight away (half-open trial every CIRCUIT_COOLDOWN_SECS).
+      - {name: broken-mock, kind: vllm, weight: 50, base_url: "$BROKEN_URL/v1", provider_model_id: gemma-3-270m}
+      - {name: llama-server, kind: llamacpp, weight: 1, base_url: "${CHAT_BASE_URL%/v1}", provider_model_id: gemma-3-270m}
+  - id: gemma-3-270m-solo
+    name: Gemma 3 270M (llama.cpp only; the tokens/s comparison)
+    type: chat
+    context_length: 1024
+    route:
+      - {name: llama-server, kind: llamacpp, base_url: "${CHAT_BASE_URL%/v1}", provider_model_id: gemma-3-270m}
+  - id: gemma-3-270m-embed
+    name: Gemma 3 270M embeddings (llama.cpp --embeddings --pooling mean)
+    type: embedding
+    route:
+      - {kind: llamacpp, base_url: "${EMBEDDINGS_BASE_URL%/v1}", provider_model_id: gemma-3-270m-embed}
+  - id: tts-1
+    name: espeak-ng (reference TTS server)
+    type: speech
+    supported_voices: [alloy, ash, ballad, coral, echo, fable, nova, onyx, sage, shimmer, verse]
+    route:
+      - {kind: tts-engine, base_url: "${TTS_BASE_URL%/v1}", provider_model_id: tts-1}
+  - id: whisper-1
+    name: PocketSphinx en-us (reference STT server)
+    type: transcription
+    route:
+      - {kind: whisper, base_url: "${STT_BASE_URL%/v1}", provider_model_id: whisper-1}
+  - id: mock-image
+    name: Mock image engine
+    type: image
+    route:
+      - {kind: custom, base_url: "$MEDIA_URL", provider_model_id: mock-image}
+  - id: mock-video
+    name: Mock video engine
+    type: video
+    route:
+      - {kind: video-engine, base_url: "$MEDIA_URL", provider_model_id: mock-video}
+EOF
+
+API_KEY="sk-e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ADMIN_KEY="sk-e2e-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+t=$(now)
+mkdir -p "$WORK/router"
+(
+  cd "$WORK/router" || exit 1
+  exec env API_KEYS="$API_KEY" ADMIN_API_KEY="$ADMIN_KEY" RUST_LOG="${ROUTER_RUST_LOG:-warn}" \
+    SQLITE_DB_PATH="$WORK/router/router.db" UPLOAD_SPOOL_DIR="$WORK/router/spool" \
+    VIDEO_STORAGE_DIR="$WORK/router/video" VIDEO_POLL_INTERVAL_MS=200 HEALTH_CHECK_INTERVAL_SECS=2 \
+    CIRCUIT_COOLDOWN_SECS=600 WORKERS=2 \
+    "$BIN/switchyard" serve --config "$WORK/models.yaml" --host 127.0.0.1 --port 0
+) >"$WORK/logs/router.out" 2>"$WORK/logs/router.err" </dev/null &
+ROUTER_PID=$!
+PIDS+=("$ROUTER_PID")
+if line=$(wait_line "$WORK/logs/router.out" "switchyard listening on" 60 "$ROUTER_PID"); then
+  ROUTER=${line##* }
+else
+  record FAIL start_router "$(secs_since "$t")" "no 'listening' line; see $WORK/logs/router.err"
+  exit 1
+fi
+# /health: every endpoint probed and ready
+ready=0
+for _ in $(seq 600); do
+  code=$(curl -s -o "$WORK/out/health-wait.json" -w '%{http_code}' --max-time 2 "$ROUTER/health" || true)
+  if [ "$code" = 200 ] && python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json" >/dev/null; then
+    ready=1; break
+  fi
+  sleep 0.1
+done
+if ((ready)); then
+  record PASS start_router "$(secs_since "$t")" "$ROUTER ($(python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json"))"
+else
+  record FAIL start_router "$(secs_since "$t")" "/health never showed every endpoint ready: $(cat "$WORK/out/health-wait.json" 2>/dev/null)"
+  exit 1
+fi
+
+# ------------------------------------------------------------------ 4. the openai SDK through the router
+t=$(now)
+mkdir -p "$WORK/tmp"
+TMPDIR="$WORK/tmp" timeout -k 5 600 "$PY" "$HERE/openai_checks.py" --base-url "$ROUTER/v1" --api-key "$API_KEY" \
+  --chat-model gemma-3-270m --embed-model gemma-3-270m-embed --tts-model tts-1 --stt-model whisper-1 \
+  --image-model mock-image --video-model mock-video -v >"$WORK/logs/openai_checks.log" 2>&1
+rc=$?
+n=0
+while read -r v name secs detail; do
+  record "$v" "sdk:$name" "${secs%s}" "$(cut -c1-150 <<<"$detail")"
+  n=$((n + 1))
+done < <(grep -E '^(PASS|FAIL|SKIP) ' "$WORK/logs/openai_checks.log")
+if ((rc != 0)) && ! grep -q '^FAIL ' "$WORK/logs/openai_checks.log"; then
+  record FAIL openai_checks.py "$(secs_since "$t")" "exit $rc; see $WORK/logs/openai_checks.log"
+fi
+
+# ------------------------------------------------------------------ 5. the seeds' curl commands
+# Seed 000 ("Adding a New Local Model") and seed 001 (the gateway README), as written there,
+# with only the host, the model and the key changed. Outputs are checked by curl_checks.py.
+AUTH="Authorization: Bearer $API_KEY"
+CHAT_DIRECT=${CHAT_BASE_URL%/v1}
+OUT=$WORK/out
+check() {  # NAME CURL-OUTPUT-FILE CURL-EXIT KIND ARGS...: check a curl output
+  local name=$1 file=$2 crc=$3 t0=$4 detail
+  shift 4
+  if ((crc != 0)); then
+    record FAIL "$name" "$(secs_since "$t0")" "curl exit $crc; output $file"
+    return
+  fi
+  if detail=$(python3 "$HERE/curl_checks.py" "$@" "$file" 2>&1); then
+    record PASS "$name" "$(secs_since "$t0")" "$(cut -c1-150 <<<"$detail")"
+  else
+    record FAIL "$name" "$(secs_since "$t0")" "$(cut -c1-150 <<<"$detail") (output $file)"
+  fi
+}
+check_sse() {  # NAME MODEL T0 CURL...: pipe a streaming curl into the SSE checker as it arrives
+  local name=$1 model=$2 t0=$3 detail rc
+  shift 3
+  timeout -k 5 180 "$@" 2>"$OUT/$name.err" | tee "$OUT/$name.sse" \
+    | python3 "$HERE/curl_checks.py" sse - --model "$model" --min-seconds 1 --since "$t0" >"$OUT/$name.check" 2>&1
+  rc=("${PIPESTATUS[@]}")
+  detail=$(cat "$OUT/$name.check")
+  if [ "${rc[0]}" = 0 ] && [ "${rc[2]}" = 0 ]; then
+    record PASS "$name" "$(secs_since "$t0")" "$(cut -c1-150 <<<"$detail")"
+  else
+    record FAIL "$name" "$(secs_since "$t0")" "curl exit ${rc[0]}: $(cut -c1-150 <<<"$detail") (output $OUT/$name.sse)"
+  fi
+}
+
+# seed 000, step 1: the local server itself, before the gateway
+t=$(now); curl "$CHAT_DIRECT"/v1/models >"$OUT/s000-direct-models.json" 2>"$OUT/s000-direct-models.err"
+check seed000:direct-models "$OUT/s000-direct-models.json" $? "$t" models --expect gemma-3-270m
+t=$(now)
+curl -s -X POST "$CHAT_DIRECT"/v1/chat/completions \
+  -H "Content-Type: application/json" \
+  -d '{
+    "model": "gemma-3-270m",
+    "messages": [{"role": "user", "content": "Hello"}],
+    "max_tokens": 32
+  }' >"$OUT/s000-direct-chat.json"
+check seed000:direct-chat "$OUT/s000-direct-chat.json" $? "$t" chat
+# seed 000, step 5: through the gateway
+t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/s000-models.json" 2>"$OUT/s000-models.err"
+check seed000:models "$OUT/s000-models.json" $? "$t" models \
+  --expect gemma-3-270m,gemma-3-270m-embed,tts-1,whisper-1,mock-image,mock-video
+t=$(now)
+curl -s -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "model": "gemma-3-270m",
+    "messages": [{"role": "user", "content": "Hello from the gateway"}],
+    "max_tokens": 32
+  }' >"$OUT/s000-chat.json"
+check seed000:chat "$OUT/s000-chat.json" $? "$t" chat --model gemma-3-270m
+t=$(now)
+check_sse seed000:stream gemma-3-270m "$t" \
+  curl -N -s -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "model": "gemma-3-270m",
+    "messages": [{"role": "user", "content": "Stream one sentence"}],
+    "stream": true,
+    "max_tokens": 64
+  }'
+# seed 001, "Quick Checks" and "Example Requests"
+t=$(now); curl "$ROUTER"/health >"$OUT/s001-health.json" 2>"$OUT/s001-health.err"
+check seed001:health "$OUT/s001-health.json" $? "$t" health
+t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/s001-models.json" 2>"$OUT/s001-models.err"
+check seed001:models "$OUT/s001-models.json" $? "$t" models --expect gemma-3-270m
+t=$(now)
+env \
+http_proxy= \
+curl -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
+-H "Content-Type: application/json" \
+-d '{
+"model": "gemma-3-270m",
+"messages": [{"role": "user", "content": "Ping"}],
+"max_tokens": 64
+}' >"$OUT/s001-chat.json" 2>"$OUT/s001-chat.err"
+check seed001:chat "$OUT/s001-chat.json" $? "$t" chat --model gemma-3-270m
+t=$(now)
+check_sse seed001:stream gemma-3-270m "$t" \
+env \
+http_proxy= \
+curl -N -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
+-H "Content-Type: application/json" \
+-d '{
+"model": "gemma-3-270m",
+"messages": [
+{"role": "system", "content": "You are a helpful assistant."},
+{"role": "user", "content": "Describe the architecture."}
+],
+"stream": true,
+"temperature": 0.7,
+"max_tokens": 256
+}'
+# and the same chat without a key: 401 invalid_api_key in OpenAI's shape
+t=$(now)
+code=$(curl -s -o "$OUT/noauth.json" -w '%{http_code}' -X POST "$ROUTER"/v1/chat/completions \
+  -H "Content-Type: application/json" \
+  -d '{"model": "gemma-3-270m", "messages": [{"role": "user", "content": "Ping"}], "max_tokens": 8}')
+if [ "$code" = 401 ]; then
+  check curl:no-key-401 "$OUT/noauth.json" 0 "$t" error --code invalid_api_key
+else
+  record FAIL curl:no-key-401 "$(secs_since "$t")" "HTTP $code, expected 401 ($OUT/noauth.json)"
+fi
+
+# ------------------------------------------------------------------ 6. fallback happened
+t=$(now)
+curl -s "$BROKEN_URL/_mock/stats" >"$OUT/broken-mock-stats.json"
+curl -s -H "Authorization: Bearer $ADMIN_KEY" "$ROUTER/metrics" >"$OUT/metrics.txt"
+curl -s -H "Authorization: Bearer $ADMIN_KEY" "$ROUTER/admin/backends" >"$OUT/backends.json"
+if detail=$(python3 - "$OUT/broken-mock-stats.json" "$OUT/metrics.txt" "$OUT/backends.json" "$BROKEN_URL" <<'PYEOF' 2>&1
+import json, re, sys
+stats = json.load(open(sys.argv[1]))
+metrics = open(sys.argv[2]).read()
+backends = json.load(open(sys.argv[3]))["data"]
+faults = stats.get("faults_injected", 0)
+# e.g. switchyard_fallbacks_total{model="gemma-3-270m",outcome="success"} 3
+fallbacks = sum(float(m.group(1)) for m in re.finditer(
+    r'^switchyard_fallbacks_total\{[^}]*model="gemma-3-270m"[^}]*outcome="success"[^}]*\} ([0-9.e+]+)$', metrics, re.M))
+def endpoint(route):
+    for ep in backends:
+        if any(r.get("model") == "gemma-3-270m" and r.get("route") == route for r in ep.get("routes", [])):
+            return ep
+    return {}
+broken, llama = endpoint("broken-mock"), endpoint("llama-server")
+msg = (f"broken mock answered {faults} requests with 500; switchyard_fallbacks_total{{outcome=success}} "
+       f"{fallbacks:g}; broken route: {broken.get('failures_total')} failures, circuit "
+       f"{broken.get('circuit')}; llama-server: {llama.get('requests_total')} requests")
+if faults < 1 or fallbacks < 1:
+    print("FAIL: " + msg)
+    sys.exit(1)
+print(msg)
+PYEOF
+); then
+  record PASS fallback "$(secs_since "$t")" "$detail"
+else
+  record FAIL fallback "$(secs_since "$t")" "$detail (outputs in $OUT)"
+fi
+
+# ------------------------------------------------------------------ 7. tokens/s: direct vs through the router
+# Same settings, same run, ABBA order (direct, router, router, direct) so a drift in the load of
+# the shared machine affects both sides alike. gemma-3-270m-solo has only the llama-server route.
+tps() {  # NAME BASE_URL MODEL KEY
+  timeout -k 5 600 "$PY" "$HERE/tokens_per_second.py" --base-url "$2" --model "$3" --api-key "$4" \
+    --requests "$TPS_REQUESTS" --max-tokens "$TPS_MAX_TOKENS" --concurrency 1 \
+    --json-out "$OUT/tps-$1.json" >"$WORK/logs/tps-$1.log" 2>&1
+}
+t=$(now)
+tps_ok=1
+tps direct1 "$CHAT_BASE_URL" gemma-3-270m sk-no-key-required || tps_ok=0
+tps router1 "$ROUTER/v1" gemma-3-270m-solo "$API_KEY" || tps_ok=0
+tps router2 "$ROUTER/v1" gemma-3-270m-solo "$API_KEY" || tps_ok=0
+tps direct2 "$CHAT_BASE_URL" gemma-3-270m sk-no-key-required || tps_ok=0
+if ((tps_ok)) && detail=$(python3 - "$OUT" <<'PYEOF' 2>&1
+import json, statistics, sys
+out = sys.argv[1]
+def side(names):
+    runs = [json.load(open(f"{out}/tps-{n}.json")) for n in names]
+    reqs = [r for run in runs for r in run["requests"]]
+    tokens = sum(r["tokens"] for r in reqs)
+    wall = sum(run["wall_seconds"] for run in runs)
+    decode = [r["decode_tps"] for r in reqs if r["decode_tps"] > 0]
+    ttft = sorted(r["ttft"] for r in reqs)
+    return {"n": len(reqs), "tps": tokens / wall, "decode": statistics.median(decode),
+            "ttft": statistics.median(ttft) * 1000}
+d, r = side(["direct1", "direct2"]), side(["router1", "router2"])
+print(f"direct {d['tps']:.1f} tok/s (decode p50 {d['decode']:.1f}, TTFT p50 {d['ttft']:.0f} ms) | "
+      f"router {r['tps']:.1f} tok/s (decode p50 {r['decode']:.1f}, TTFT p50 {r['ttft']:.0f} ms) | "
+      f"router/direct {r['tps'] / d['tps']:.3f}, TTFT {round(r['ttft'] - d['ttft']):+d} ms; {d['n']}+{r['n']} requests")
+PYEOF
+); then
+  record PASS tokens_per_second "$(secs_since "$t")" "$detail"
+else
+  record FAIL tokens_per_second "$(secs_since "$t")" "$(tail -n1 <<<"${detail:-a run failed}"); logs $WORK/logs/tps-*.log"
+fi
+for n in direct1 router1 router2 direct2; do
+  sed "s/^/    [$n] /" "$WORK/logs/tps-$n.log" 2>/dev/null
+done
+
+exit 0

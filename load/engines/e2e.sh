@@ -8,7 +8,8 @@
 #   load/engines/e2e.sh --no-setup    # a missing cache is a FAIL instead
 #   load/engines/e2e.sh --if-cached   # CI: "SKIP real-engine e2e: no cached engines at ..." + exit 0
 #                                     # when the cache is missing (never runs setup.sh)
-# Options: --skip-build (use target/release as it is), --no-server-tests (skip test_servers.py),
+# Options: --debug (use debug binaries, as CI does after `cargo test`), --skip-build (use the
+#   binaries as they are), --no-server-tests (skip test_servers.py),
 #   --keep (keep the work dir), --tps-requests N (4), --tps-max-tokens N (64).
 # Environment: SWITCHYARD_ENGINES_DIR (the cache, default ~/.cache/switchyard-engines),
 #   E2E_TIMEOUT (2700 s for the whole run after setup), E2E_SETUP_TIMEOUT (5400 s),
@@ -25,13 +26,14 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="${SWITCHYARD_ENGINES_DIR:-$HOME/.cache/switchyard-engines}"
 export SWITCHYARD_ENGINES_DIR="$CACHE"
 
-NO_SETUP=0 IF_CACHED=0 SKIP_BUILD=0 SERVER_TESTS=1 KEEP=0 TPS_REQUESTS=4 TPS_MAX_TOKENS=64
+NO_SETUP=0 IF_CACHED=0 SKIP_BUILD=0 SERVER_TESTS=1 KEEP=0 TPS_REQUESTS=4 TPS_MAX_TOKENS=64 PROFILE=release
 ARGS=("$@")
 while (($#)); do
   case "$1" in
     --no-setup) NO_SETUP=1 ;;
     --if-cached) IF_CACHED=1 ;;
     --skip-build) SKIP_BUILD=1 ;;
+    --debug) PROFILE=debug ;;
     --no-server-tests) SERVER_TESTS=0 ;;
     --keep) KEEP=1 ;;
     --tps-requests) TPS_REQUESTS="$2"; shift ;;
@@ -204,12 +206,15 @@ else
 fi
 
 # ------------------------------------------------------------------ 3. router and mocks
-if ((SKIP_BUILD)) && [ -x "$ROOT/target/release/switchyard" ] && [ -x "$ROOT/target/release/switchyard-mock" ]; then
-  record SKIP cargo_build 0.00 "--skip-build: using $ROOT/target/release as it is"
+BIN="$ROOT/target/$PROFILE"
+if ((SKIP_BUILD)) && [ -x "$BIN/switchyard" ] && [ -x "$BIN/switchyard-mock" ]; then
+  record SKIP cargo_build 0.00 "--skip-build: using $BIN as it is"
+elif [ "$PROFILE" = debug ]; then
+  # CI: the debug binaries `cargo test` just built; no second (release) build.
+  step cargo_build 2400 bash -c "cd '$ROOT' && cargo build --bins" || exit 1
 else
   step cargo_build 2400 bash -c "cd '$ROOT' && cargo build --release --bins" || exit 1
 fi
-BIN="$ROOT/target/release"
 
 start_mock() {  # NAME ARGS...: sets MOCK_URL
   local name=$1 line pid

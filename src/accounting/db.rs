@@ -39,6 +39,22 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// The INSERT text for `rows` rows, built once per distinct row count (a statement's text is
+/// also the key of sqlx's prepared-statement cache, so it must not be rebuilt per batch).
+/// Texts are leaked on purpose: at most one per row count up to `PG_ROWS_PER_STATEMENT`.
+fn cached_insert_sql(rows: usize) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache
+        .entry(rows)
+        .or_insert_with(|| Box::leak(insert_sql(rows).into_boxed_str()))
+}
+
 /// Insert rows in one transaction: all of them or none.
 pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
@@ -50,7 +66,7 @@ pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Err
     };
     let mut tx = store.pool.begin().await?;
     for chunk in rows.chunks(per_statement) {
-        let sql = insert_sql(chunk.len());
+        let sql = cached_insert_sql(chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for row in chunk {
             q = row.bind_all(q);

@@ -10,12 +10,13 @@ use serde_json::{Map, Value};
 use tracing::debug;
 
 use super::error::ApiError;
-use super::{forwarded, json_response, new_ctx};
+use super::{forwarded, json_bytes_response, new_ctx};
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::record::Usage;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
+use crate::relay::shallow::JsonObject;
 use crate::relay::upstream::{post_json, CallError};
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
@@ -247,10 +248,9 @@ fn estimate_prompt_tokens(facts: &ChatFacts) -> u64 {
 }
 
 /// Completion tokens guessed from a non-streamed answer's text.
-fn estimate_completion_tokens(value: &Value) -> u64 {
-    let chars: usize = value
-        .get("choices")
-        .and_then(Value::as_array)
+fn estimate_completion_tokens(body: &JsonObject) -> u64 {
+    let chars: usize = body
+        .field::<Vec<Value>>("choices")
         .map(|choices| {
             choices
                 .iter()
@@ -271,10 +271,10 @@ pub async fn chat_completions(
     let mut ctx = new_ctx(&req, &state, ApiOp::ChatCompletions);
     let result = handle(&req, payload, &state, &client, &mut ctx).await;
     match result {
-        Ok(Reply::Json(value, usage)) => {
+        Ok(Reply::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
             ctx.complete(200, "success");
-            Ok(json_response(&value))
+            Ok(json_bytes_response(body.to_bytes()))
         }
         Ok(Reply::Stream(stream)) => Ok(HttpResponse::Ok()
             .content_type("text/event-stream")
@@ -289,7 +289,7 @@ pub async fn chat_completions(
 }
 
 enum Reply {
-    Json(Value, Usage),
+    Json(JsonObject, Usage),
     Stream(Box<ChatStream>),
 }
 
@@ -358,11 +358,11 @@ async fn handle(
                         Attempt::Done(reply) => {
                             let usage = reply.usage.unwrap_or_else(|| Usage {
                                 prompt_tokens: prompt_estimate,
-                                completion_tokens: estimate_completion_tokens(&reply.value),
+                                completion_tokens: estimate_completion_tokens(&reply.body),
                                 cached_tokens: 0,
                                 estimated: true,
                             });
-                            Attempt::Done(Reply::Json(reply.value, usage))
+                            Attempt::Done(Reply::Json(reply.body, usage))
                         }
                         Attempt::Retry(e) => Attempt::Retry(e),
                         Attempt::Fail(e) => Attempt::Fail(e),

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::{forwarded, json_response, new_ctx};
+use super::{forwarded, json_bytes_response, new_ctx};
 use crate::engines::ApiOp;
 use crate::record::Usage;
 use crate::relay::json::call_json;
@@ -113,7 +113,7 @@ pub async fn embeddings(
                     )
                     .await
                     {
-                        Attempt::Done(reply) => Attempt::Done((reply.value, reply.usage)),
+                        Attempt::Done(reply) => Attempt::Done((reply.body, reply.usage)),
                         Attempt::Retry(e) => Attempt::Retry(e),
                         Attempt::Fail(e) => Attempt::Fail(e),
                     }
@@ -136,7 +136,7 @@ pub async fn embeddings(
         Ok((value, usage)) => {
             ctx.record.usage = Some(usage);
             ctx.complete(200, "success");
-            Ok(json_response(&value))
+            Ok(json_bytes_response(value.to_bytes()))
         }
         Err(e) => {
             ctx.fail(&e);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::{forwarded, json_response, new_ctx};
+use super::{forwarded, json_bytes_response, new_ctx};
 use crate::engines::ApiOp;
 use crate::relay::json::call_json;
 use crate::relay::{with_fallback, Attempt};
@@ -150,7 +150,7 @@ pub async fn generations(
                     )
                     .await
                     {
-                        Attempt::Done(reply) => Attempt::Done((reply.value, reply.usage)),
+                        Attempt::Done(reply) => Attempt::Done((reply.body, reply.usage)),
                         Attempt::Retry(e) => Attempt::Retry(e),
                         Attempt::Fail(e) => Attempt::Fail(e),
                     }
@@ -161,15 +161,14 @@ pub async fn generations(
     }
     .await;
     match result {
-        Ok((value, usage)) => {
+        Ok((body, usage)) => {
             ctx.record.usage = usage;
-            let produced = value
-                .get("data")
-                .and_then(Value::as_array)
+            let produced = body
+                .field::<Vec<serde::de::IgnoredAny>>("data")
                 .map_or(0, |d| d.len() as u32);
             ctx.record.images = Some(produced);
             ctx.complete(200, "success");
-            Ok(json_response(&value))
+            Ok(json_bytes_response(body.to_bytes()))
         }
         Err(e) => {
             ctx.fail(&e);

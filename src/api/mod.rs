@@ -170,6 +170,13 @@ pub fn forwarded(req: &HttpRequest, request_id: &str) -> Forwarded {
     }
 }
 
+/// A JSON body that is already serialized (relayed backend answers).
+pub fn json_bytes_response(body: bytes::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
+}
+
 pub fn json_response(value: &Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

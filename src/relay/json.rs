@@ -2,9 +2,9 @@
 //! is JSON and not an error in disguise, and rewrite `model` to the public id.
 
 use bytes::Bytes;
-use serde_json::Value;
 
 use super::fallback::Attempt;
+use super::shallow::JsonObject;
 use super::upstream::{post_json, read_body_within, CallError, Forwarded, Timeouts};
 use crate::api::error::{upstream_message, ApiError, ErrorKind};
 use crate::mesh::{Lease, Outcome};
@@ -13,7 +13,8 @@ use crate::record::Usage;
 /// A finished JSON answer, still holding its lease so the caller decides when it ends.
 pub struct JsonReply {
     pub lease: Lease,
-    pub value: Value,
+    /// The answer, `model` already rewritten; nested values are kept as raw JSON.
+    pub body: JsonObject,
     pub usage: Option<Usage>,
 }
 
@@ -48,7 +49,7 @@ pub async fn call_json(
             }
         };
     let model = lease.model().id.clone();
-    let mut value: Value = match serde_json::from_slice(&bytes) {
+    let mut body = match JsonObject::parse(&bytes) {
         Ok(v) => v,
         Err(_) => {
             lease.finish(Outcome::Failure);
@@ -61,7 +62,7 @@ pub async fn call_json(
             );
         }
     };
-    if value.get("error").is_some_and(|e| !e.is_null()) {
+    if body.has_non_null("error") {
         // Some servers answer 200 with an error object.
         let (message, _, _) = upstream_message(&bytes);
         lease.finish(Outcome::Failure);
@@ -73,19 +74,14 @@ pub async fn call_json(
             .with_code("upstream_error"),
         );
     }
-    if let Some(obj) = value.as_object_mut() {
-        if obj.contains_key("model") {
-            obj.insert("model".into(), Value::String(model));
-        }
-    }
-    let usage = value.get("usage").and_then(Usage::from_json);
+    body.replace_string("model", &model);
+    let usage = body
+        .field::<serde_json::Value>("usage")
+        .as_ref()
+        .and_then(Usage::from_json);
     if let Some(u) = usage {
         lease.set_actual_tokens(u.total());
     }
     lease.finish(Outcome::Success);
-    Attempt::Done(JsonReply {
-        lease,
-        value,
-        usage,
-    })
+    Attempt::Done(JsonReply { lease, body, usage })
 }

@@ -1,0 +1,122 @@
+//! A JSON object parsed one level deep: top-level keys in their order, each value kept as raw
+//! JSON text. Backend answers are relayed with one field rewritten (`model`) and one or two read
+//! (`usage`, `error`); building a full `serde_json::Value` tree of every answer (every nested
+//! object an ordered map, every string an allocation) was the router's largest CPU cost.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+pub struct JsonObject {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+impl JsonObject {
+    /// Parse `bytes`, which must hold a JSON object.
+    pub fn parse(bytes: &[u8]) -> Result<JsonObject, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The field deserialized as `T`; `None` when absent or of another shape.
+    pub fn field<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.get(key)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// True when the field is present and not `null`.
+    pub fn has_non_null(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|raw| raw.get().trim() != "null")
+    }
+
+    /// Replace the value of `key` with a JSON string, if the key is present.
+    pub fn replace_string(&mut self, key: &str, value: &str) {
+        if let Some((_, raw)) = self.fields.iter_mut().find(|(k, _)| k == key) {
+            if let Ok(v) = serde_json::value::to_raw_value(value) {
+                *raw = v;
+            }
+        }
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let len: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(len + 2);
+        out.push(b'{');
+        for (i, (key, value)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing a `&str` as JSON cannot fail.
+            let _ = serde_json::to_writer(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = JsonObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push((k, v));
+                }
+                Ok(JsonObject { fields })
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_one_field_and_keeps_the_rest_byte_for_byte() {
+        let text = br#"{"id":"x","model":"upstream","choices":[{"message":{"content":"a \"q\""}}],"usage":{"prompt_tokens":3}}"#;
+        let mut obj = JsonObject::parse(text).unwrap();
+        obj.replace_string("model", "public \"id\"");
+        let out = obj.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "public \"id\"");
+        assert_eq!(v["choices"][0]["message"]["content"], "a \"q\"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"id":"x","model":"public \"id\"","choices":[{"message":{"content":"a \"q\""}}],"usage":{"prompt_tokens":3}}"#
+        );
+        let usage: serde_json::Value = obj.field("usage").unwrap();
+        assert_eq!(usage["prompt_tokens"], 3);
+    }
+
+    #[test]
+    fn absent_keys_are_not_added_and_non_objects_are_errors() {
+        let mut obj = JsonObject::parse(br#"{"a":null}"#).unwrap();
+        obj.replace_string("model", "m");
+        assert_eq!(&obj.to_bytes()[..], br#"{"a":null}"#);
+        assert!(!obj.has_non_null("a"));
+        assert!(JsonObject::parse(b"[1]").is_err());
+        assert!(JsonObject::parse(b"{\"a\":").is_err());
+    }
+}

@@ -6,19 +6,18 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::row::{LogRow, COLUMNS};
-use crate::store::Store;
+use crate::store::{DbKind, Store};
 
-/// Rows per INSERT statement on PostgreSQL: one round trip for many rows, well under the
-/// bind-parameter limit.
-const PG_ROWS_PER_STATEMENT: usize = 100;
+/// Most rows in one INSERT statement: 28 columns × 256 rows stays under both databases'
+/// bind-parameter limits (SQLite 32,766, PostgreSQL 65,535).
+const MAX_ROWS_PER_STATEMENT: usize = 256;
 
-/// Rows per INSERT statement on SQLite. One: sqlx-sqlite looks every parameter up by index
-/// (`sqlite3_bind_parameter_name`, linear in the parameter count), so a multi-row statement
-/// costs quadratic time — 39% of the router's CPU at 10k req/s with 100-row statements. A
-/// one-row statement is prepared once and reused within the transaction, in-process.
-const SQLITE_ROWS_PER_STATEMENT: usize = 1;
-
-fn insert_sql(rows: usize) -> String {
+/// The INSERT text for `rows` rows. SQLite gets anonymous `?` placeholders: sqlx-sqlite asks
+/// SQLite for every parameter's name (`sqlite3_bind_parameter_name`, a linear scan of the
+/// named ones), so numbered `$N` placeholders made a many-row statement cost quadratic time
+/// (39% of the router's CPU at 10k req/s with 100-row statements); anonymous ones have no name
+/// to scan. PostgreSQL needs `$N`.
+fn insert_sql(rows: usize, kind: DbKind) -> String {
     let cols = COLUMNS.len();
     let mut sql = format!("INSERT INTO api_logs ({}) VALUES ", COLUMNS.join(", "));
     for r in 0..rows {
@@ -30,7 +29,10 @@ fn insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * cols + c + 1));
+            match kind {
+                DbKind::Sqlite => sql.push('?'),
+                DbKind::Postgres => sql.push_str(&format!("${}", r * cols + c + 1)),
+            }
         }
         sql.push(')');
     }
@@ -39,20 +41,37 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-/// The INSERT text for `rows` rows, built once per distinct row count (a statement's text is
-/// also the key of sqlx's prepared-statement cache, so it must not be rebuilt per batch).
-/// Texts are leaked on purpose: at most one per row count up to `PG_ROWS_PER_STATEMENT`.
-fn cached_insert_sql(rows: usize) -> &'static str {
+/// The INSERT text for `rows` rows, built once (a statement's text is also the key of sqlx's
+/// prepared-statement cache, so it must not be rebuilt per batch). Row counts are powers of
+/// two (see [`statement_sizes`]), so at most nine texts per database kind ever exist; they are
+/// leaked on purpose.
+fn cached_insert_sql(rows: usize, kind: DbKind) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<(usize, bool), &'static str>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut cache = cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     cache
-        .entry(rows)
-        .or_insert_with(|| Box::leak(insert_sql(rows).into_boxed_str()))
+        .entry((rows, kind == DbKind::Sqlite))
+        .or_insert_with(|| Box::leak(insert_sql(rows, kind).into_boxed_str()))
+}
+
+/// Split `rows` into statement sizes that are powers of two up to [`MAX_ROWS_PER_STATEMENT`]
+/// (300 → 256, 32, 8, 4): few round trips, and few distinct prepared statements.
+fn statement_sizes(mut rows: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while rows > 0 {
+        let size = if rows >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << rows.ilog2()
+        };
+        sizes.push(size);
+        rows -= size;
+    }
+    sizes
 }
 
 /// Insert rows in one transaction: all of them or none.
@@ -60,14 +79,12 @@ pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Err
     if rows.is_empty() {
         return Ok(());
     }
-    let per_statement = match store.kind {
-        crate::store::DbKind::Sqlite => SQLITE_ROWS_PER_STATEMENT,
-        crate::store::DbKind::Postgres => PG_ROWS_PER_STATEMENT,
-    };
     let mut tx = store.pool.begin().await?;
-    for chunk in rows.chunks(per_statement) {
-        let sql = cached_insert_sql(chunk.len());
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, store.kind)));
         for row in chunk {
             q = row.bind_all(q);
         }
@@ -456,13 +473,97 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    fn full_row(i: i64) -> LogRow {
+        LogRow {
+            id: format!("row-{i}"),
+            request_id: format!("req-{i}"),
+            ts_ms: 1_700_000_000_000 + i,
+            model_id: Some("m \"quoted\" ü".into()),
+            model_type: Some("chat".into()),
+            op: "chat".into(),
+            route: Some("vllm".into()),
+            endpoint: Some("http://127.0.0.1:1".into()),
+            api_key_id: None,
+            status_code: 200,
+            outcome: "ok".into(),
+            stream: i % 2 == 0,
+            latency_ms: 12.0,
+            ttfb_ms: Some(1.5),
+            upstream_ms: None,
+            prompt_tokens: Some(7),
+            completion_tokens: Some(3),
+            cached_tokens: None,
+            total_tokens: Some(10),
+            usage_estimated: true,
+            audio_seconds: Some(0.25),
+            images: None,
+            video_seconds: None,
+            cost_usd: Some(0.000_012_5),
+            attempts: 2,
+            error_code: None,
+            error: Some("line\nbreak".into()),
+            replica: Some("r1".into()),
+        }
+    }
+
+    /// Every column survives a batch insert unchanged (300 rows: several statement sizes), and
+    /// a replayed batch adds nothing.
+    #[actix_rt::test]
+    async fn sqlite_batch_insert_round_trips_every_column_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let settings = crate::store::DbSettings {
+            kind: crate::store::DbKind::Sqlite,
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            sqlite_path: Some(path),
+            max_connections: 1,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        let rows: Vec<LogRow> = (0..300).map(full_row).collect();
+        insert_rows(&store, &rows).await.unwrap();
+        insert_rows(&store, &rows[..10]).await.unwrap();
+        let back = recent_rows(&store, &Filter::default(), 1_000)
+            .await
+            .unwrap();
+        assert_eq!(back, rows);
+    }
+
     #[test]
-    fn insert_sql_numbers_every_placeholder() {
-        let sql = insert_sql(2);
+    fn a_serialised_row_has_exactly_the_columns() {
+        let v = serde_json::to_value(full_row(1)).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut cols = COLUMNS.to_vec();
+        keys.sort_unstable();
+        cols.sort_unstable();
+        assert_eq!(keys, cols);
+    }
+
+    #[test]
+    fn insert_sql_has_a_placeholder_per_value() {
         let n = COLUMNS.len();
-        assert!(sql.contains(&format!("${}", 2 * n)));
-        assert!(!sql.contains(&format!("${}", 2 * n + 1)));
-        assert!(sql.ends_with("ON CONFLICT (id) DO NOTHING"));
+        let pg = insert_sql(2, DbKind::Postgres);
+        assert!(pg.contains(&format!("${}", 2 * n)));
+        assert!(!pg.contains(&format!("${}", 2 * n + 1)));
+        assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
+        let lite = insert_sql(2, DbKind::Sqlite);
+        assert_eq!(lite.matches('?').count(), 2 * n);
+        assert!(!lite.contains('$'));
+    }
+
+    #[test]
+    fn statements_are_powers_of_two_covering_every_row() {
+        assert_eq!(statement_sizes(0), Vec::<usize>::new());
+        assert_eq!(statement_sizes(1), vec![1]);
+        assert_eq!(statement_sizes(300), vec![256, 32, 8, 4]);
+        assert_eq!(statement_sizes(600), vec![256, 256, 64, 16, 8]);
+        for n in 0..1_000 {
+            let sizes = statement_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= MAX_ROWS_PER_STATEMENT));
+        }
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub async fn serve(
     // this, actix keeps running a pending (non-streamed) handler to the end, upstream call
     // and all. Half-closing HTTP/1 clients are not something inference clients do.
     .h1_allow_half_closed(false)
+    // SSE events and audio chunks are small writes: with Nagle's algorithm on (actix's
+    // default), one written while the previous is unacknowledged waits for the client's
+    // delayed ACK, up to 40 ms on Linux.
+    .tcp_nodelay(true)
     // Signals are ours (see `shutdown`): actix's own handler would stop the whole System
     // before the request logger drained.
     .disable_signals()

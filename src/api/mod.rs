@@ -177,7 +177,7 @@ pub fn json_bytes_response(body: bytes::Bytes) -> HttpResponse {
         .body(body)
 }
 
-pub fn json_response(value: &Value) -> HttpResponse {
+pub fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(serde_json::to_vec(value).unwrap_or_default())

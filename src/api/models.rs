@@ -2,8 +2,7 @@
 //! fields (contract §2.1), plus each model's type and current availability.
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::json_response;
@@ -48,7 +47,7 @@ pub async fn list_models(
         .filter(|s| !s.trim().eq_ignore_ascii_case("all"))
         .map(split_list);
     let wanted_params: Option<Vec<String>> = query.supported_parameters.as_deref().map(split_list);
-    let mut data: Vec<Value> = Vec::new();
+    let mut data: Vec<ModelObject> = Vec::new();
     for entry in &table.models {
         let def = &entry.def;
         if caller.as_ref().is_some_and(|c| !c.may_use(def)) {
@@ -70,25 +69,25 @@ pub async fn list_models(
                 continue;
             }
         }
-        data.push(model_object(entry, state.started_unix, &params));
+        data.push(ModelObject::new(entry, state.started_unix, params));
     }
     let total = data.len();
     let paginated = query.offset.is_some() || query.limit.is_some();
-    let (data, next) = if paginated {
+    let (range, next) = if paginated {
         let offset = query.offset.unwrap_or(0).min(total);
         let limit = query.limit.unwrap_or(500).clamp(1, 1000);
         let end = (offset + limit).min(total);
         let next = (end < total).then(|| format!("/v1/models?offset={end}&limit={limit}"));
-        (data[offset..end].to_vec(), next)
+        (offset..end, next)
     } else {
-        (data, None)
+        (0..total, None)
     };
-    Ok(json_response(&json!({
-        "object": "list",
-        "data": data,
-        "total_count": total,
-        "links": { "next": next },
-    })))
+    Ok(json_response(&ModelList {
+        object: "list",
+        data: &data[range],
+        total_count: total,
+        links: ListLinks { next },
+    }))
 }
 
 pub async fn get_model(
@@ -104,10 +103,10 @@ pub async fn get_model(
         .filter(|e| caller.as_ref().is_none_or(|c| c.may_use(&e.def)))
         .ok_or_else(|| ApiError::model_not_found(&name))?;
     let params = supported_parameters(&entry.def);
-    Ok(json_response(&model_object(
+    Ok(json_response(&ModelObject::new(
         entry,
         state.started_unix,
-        &params,
+        params,
     )))
 }
 
@@ -144,7 +143,17 @@ pub fn supported_parameters(def: &ModelDef) -> Vec<String> {
 }
 
 /// Availability of a model from its routes' endpoints.
-pub fn availability(entry: &ModelEntry) -> Value {
+#[derive(Debug, Serialize)]
+pub struct Availability {
+    pub status: &'static str,
+    pub routes_ready: usize,
+    pub routes_starting: usize,
+    pub routes_down: usize,
+    pub routes_enabled: usize,
+    pub routes_configured: usize,
+}
+
+pub fn availability(entry: &ModelEntry) -> Availability {
     let mut total = 0;
     let (mut ready, mut starting, mut down) = (0, 0, 0);
     for (route, handle) in entry.def.routes.iter().zip(&entry.endpoints) {
@@ -168,14 +177,14 @@ pub fn availability(entry: &ModelEntry) -> Value {
     } else {
         "unavailable"
     };
-    json!({
-        "status": status,
-        "routes_ready": ready,
-        "routes_starting": starting,
-        "routes_down": down,
-        "routes_enabled": total,
-        "routes_configured": entry.def.routes.len(),
-    })
+    Availability {
+        status,
+        routes_ready: ready,
+        routes_starting: starting,
+        routes_down: down,
+        routes_enabled: total,
+        routes_configured: entry.def.routes.len(),
+    }
 }
 
 fn modality_string(def: &ModelDef) -> String {
@@ -186,60 +195,134 @@ fn modality_string(def: &ModelDef) -> String {
     )
 }
 
-fn model_object(entry: &ModelEntry, created: u64, params: &[String]) -> Value {
-    let def = &entry.def;
-    let price =
-        |p: &Option<crate::config::Price>| p.as_ref().map_or("0".to_string(), |p| p.text.clone());
-    let mut pricing = json!({
-        "prompt": price(&def.pricing.prompt),
-        "completion": price(&def.pricing.completion),
-        "request": price(&def.pricing.request),
-        "image": price(&def.pricing.image),
-    });
-    if let Some(obj) = pricing.as_object_mut() {
-        if let Some(p) = &def.pricing.input_cache_reads {
-            obj.insert("input_cache_read".into(), json!(p.text));
-        }
-        if let Some(p) = &def.pricing.input_cache_writes {
-            obj.insert("input_cache_write".into(), json!(p.text));
-        }
-        if let Some(p) = &def.pricing.audio {
-            obj.insert("audio".into(), json!(p.text));
+/// The list answer. Serialized straight from the model table (no `Value` tree): with 10,000
+/// models a tree meant ~400,000 allocations per call.
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: &'a [ModelObject<'a>],
+    total_count: usize,
+    links: ListLinks,
+}
+
+#[derive(Serialize)]
+struct ListLinks {
+    next: Option<String>,
+}
+
+/// One model in OpenRouter's shape (contract §2.1) plus `type`, `quantization`, `aliases`
+/// and live `availability`. `None` fields are written as `null`, as OpenRouter does.
+#[derive(Serialize)]
+struct ModelObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'a str,
+    canonical_slug: &'a str,
+    hugging_face_id: Option<()>,
+    name: &'a str,
+    description: &'a str,
+    context_length: Option<u64>,
+    architecture: Architecture<'a>,
+    pricing: PricingView<'a>,
+    top_provider: TopProvider,
+    per_request_limits: Option<()>,
+    supported_parameters: Vec<String>,
+    default_parameters: Option<()>,
+    supported_voices: &'a Option<Vec<String>>,
+    links: ModelLinks,
+    expiration_date: Option<()>,
+    knowledge_cutoff: Option<()>,
+    #[serde(rename = "type")]
+    model_type: ModelType,
+    quantization: &'a Option<String>,
+    aliases: &'a [String],
+    availability: Availability,
+}
+
+#[derive(Serialize)]
+struct Architecture<'a> {
+    modality: String,
+    input_modalities: &'a [String],
+    output_modalities: &'a [String],
+    tokenizer: &'static str,
+    instruct_type: Option<()>,
+}
+
+#[derive(Serialize)]
+struct PricingView<'a> {
+    prompt: &'a str,
+    completion: &'a str,
+    request: &'a str,
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_cache_read: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_cache_write: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TopProvider {
+    context_length: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    is_moderated: bool,
+}
+
+#[derive(Serialize)]
+struct ModelLinks {
+    details: String,
+}
+
+impl<'a> ModelObject<'a> {
+    fn new(entry: &'a ModelEntry, created: u64, params: Vec<String>) -> ModelObject<'a> {
+        let def = &entry.def;
+        let price = |p: &'a Option<crate::config::Price>| p.as_ref().map(|p| p.text.as_str());
+        ModelObject {
+            id: &def.id,
+            object: "model",
+            created,
+            owned_by: def.provider.as_deref().unwrap_or("switchyard"),
+            canonical_slug: &def.id,
+            hugging_face_id: None,
+            name: &def.name,
+            description: def.description.as_deref().unwrap_or_default(),
+            context_length: def.context_length,
+            architecture: Architecture {
+                modality: modality_string(def),
+                input_modalities: &def.input_modalities,
+                output_modalities: &def.output_modalities,
+                tokenizer: "Other",
+                instruct_type: None,
+            },
+            pricing: PricingView {
+                prompt: price(&def.pricing.prompt).unwrap_or("0"),
+                completion: price(&def.pricing.completion).unwrap_or("0"),
+                request: price(&def.pricing.request).unwrap_or("0"),
+                image: price(&def.pricing.image).unwrap_or("0"),
+                input_cache_read: price(&def.pricing.input_cache_reads),
+                input_cache_write: price(&def.pricing.input_cache_writes),
+                audio: price(&def.pricing.audio),
+            },
+            top_provider: TopProvider {
+                context_length: def.context_length,
+                max_completion_tokens: def.max_output_length,
+                is_moderated: false,
+            },
+            per_request_limits: None,
+            supported_parameters: params,
+            default_parameters: None,
+            supported_voices: &def.supported_voices,
+            links: ModelLinks {
+                details: format!("/api/v1/models/{}/endpoints", def.id),
+            },
+            expiration_date: None,
+            knowledge_cutoff: None,
+            model_type: def.model_type,
+            quantization: &def.quantization,
+            aliases: &def.aliases,
+            availability: availability(entry),
         }
     }
-    json!({
-        "id": def.id,
-        "object": "model",
-        "created": created,
-        "owned_by": def.provider.clone().unwrap_or_else(|| "switchyard".into()),
-        "canonical_slug": def.id,
-        "hugging_face_id": null,
-        "name": def.name,
-        "description": def.description.clone().unwrap_or_default(),
-        "context_length": def.context_length,
-        "architecture": {
-            "modality": modality_string(def),
-            "input_modalities": def.input_modalities,
-            "output_modalities": def.output_modalities,
-            "tokenizer": "Other",
-            "instruct_type": null,
-        },
-        "pricing": pricing,
-        "top_provider": {
-            "context_length": def.context_length,
-            "max_completion_tokens": def.max_output_length,
-            "is_moderated": false,
-        },
-        "per_request_limits": null,
-        "supported_parameters": params,
-        "default_parameters": null,
-        "supported_voices": def.supported_voices,
-        "links": { "details": format!("/api/v1/models/{}/endpoints", def.id) },
-        "expiration_date": null,
-        "knowledge_cutoff": null,
-        "type": def.model_type,
-        "quantization": def.quantization,
-        "aliases": def.aliases,
-        "availability": availability(entry),
-    })
 }

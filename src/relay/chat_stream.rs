@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::shallow::JsonObject;
 
 use super::sse::{SseEvent, SseParser};
 use super::upstream::BodyStream;
@@ -295,7 +298,11 @@ impl ChatStream {
     }
 
     fn push_error(&mut self, e: &ApiError) {
-        self.pending.push_back(sse_data(&e.body()));
+        let mut out = b"data: ".to_vec();
+        // Serializing a Value cannot fail.
+        let _ = serde_json::to_writer(&mut out, &e.body());
+        out.extend_from_slice(b"\n\n");
+        self.pending.push_back(Bytes::from(out));
     }
 
     fn end(&mut self, outcome: Outcome) {
@@ -314,8 +321,10 @@ impl ChatStream {
             self.content_seen = true;
             return Step::Done;
         }
-        let mut value: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
+        // One level deep: only `model`, `usage`, `error` and `choices` are looked at, the rest
+        // is relayed as the backend wrote it.
+        let mut obj = match JsonObject::parse(data.as_bytes()) {
+            Ok(obj) => obj,
             Err(_) => {
                 // Not ours to judge: pass unknown payloads through untouched.
                 self.pending
@@ -323,12 +332,8 @@ impl ChatStream {
                 return Step::Continue;
             }
         };
-        let Some(obj) = value.as_object_mut() else {
-            self.pending.push_back(sse_data(&value));
-            return Step::Continue;
-        };
-        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-            let body = json!({ "error": err }).to_string();
+        if let Some(err) = obj.get("error").filter(|e| e.get().trim() != "null") {
+            let body = format!("{{\"error\":{}}}", err.get());
             let (message, kind, code) = upstream_message(body.as_bytes());
             let mut e = ApiError::new(
                 ErrorKind::BadGateway,
@@ -338,60 +343,74 @@ impl ChatStream {
             e.code = code.or_else(|| Some("upstream_error".into()));
             return Step::UpstreamError(e);
         }
-        if obj.contains_key("model") {
-            obj.insert("model".into(), Value::String(self.public_model.clone()));
-        }
-        let usage = obj.get("usage").and_then(Usage::from_json);
+        obj.replace_string("model", &self.public_model);
+        let usage = obj
+            .has_non_null("usage")
+            .then(|| obj.field::<serde_json::Value>("usage"))
+            .flatten()
+            .as_ref()
+            .and_then(Usage::from_json);
         if usage.is_some() {
             self.usage = usage;
         }
         let no_choices = match obj.get("choices") {
-            None | Some(Value::Null) => true,
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(_) => false,
+            None => true,
+            Some(raw) => self.inspect_choices(raw),
         };
         if no_choices && usage.is_some() {
             // The usage chunk: the router always asks for it, the client sees it only if it
             // asked too, normalised to `choices: []`.
             if self.client_wants_usage {
-                obj.insert("choices".into(), Value::Array(vec![]));
-                self.pending.push_back(sse_data(&value));
+                if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
+                    obj.set_raw("choices", empty);
+                }
+                self.pending.push_back(sse_data(&obj));
             }
             return Step::Continue;
         }
         if !self.client_wants_usage {
             obj.remove("usage");
         }
-        self.inspect_choices(obj);
-        self.pending.push_back(sse_data(&value));
+        self.pending.push_back(sse_data(&obj));
         Step::Continue
     }
 
-    fn inspect_choices(&mut self, obj: &Map<String, Value>) {
-        let Some(Value::Array(choices)) = obj.get("choices") else {
-            return;
+    /// Count content and spot finished choices; true when there are none (`null` or `[]`).
+    /// Lenient: a part of another shape than OpenAI's is skipped, never an error.
+    fn inspect_choices(&mut self, raw: &RawValue) -> bool {
+        let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            return raw.get().trim() == "null";
         };
-        for choice in choices {
-            if let Some(delta) = choice.get("delta") {
-                for key in ["content", "reasoning_content", "refusal"] {
-                    if let Some(Value::String(s)) = delta.get(key) {
-                        if !s.is_empty() {
-                            self.content_chars += s.len();
-                            self.content_seen = true;
-                        }
+        for choice in &choices {
+            let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {
+                continue;
+            };
+            let delta = choice
+                .delta
+                .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
+            if let Some(delta) = delta {
+                for text in [delta.content, delta.reasoning_content, delta.refusal]
+                    .into_iter()
+                    .flatten()
+                {
+                    // A non-empty JSON string: `"…"` with at least one character inside.
+                    let text = text.get();
+                    if text.starts_with('"') && text.len() > 2 {
+                        self.content_chars += text.len() - 2;
+                        self.content_seen = true;
                     }
                 }
-                if delta.get("tool_calls").is_some_and(|t| !t.is_null()) {
-                    self.content_chars +=
-                        delta.get("tool_calls").map_or(0, |t| t.to_string().len());
+                if let Some(calls) = delta.tool_calls {
+                    self.content_chars += calls.get().len();
                     self.content_seen = true;
                 }
             }
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            if choice.finish_reason.is_some() {
                 self.finish_seen = true;
                 self.content_seen = true;
             }
         }
+        choices.is_empty()
     }
 
     /// Final bookkeeping once the stream is over (or dropped).
@@ -444,11 +463,32 @@ impl Drop for ChatStream {
     }
 }
 
-fn sse_data(value: &Value) -> Bytes {
+/// What the relay reads of one streamed choice, borrowed from the event's text; a `null`
+/// field reads as `None`.
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+fn sse_data(obj: &JsonObject) -> Bytes {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"data: ");
-    // Serializing a Value cannot fail.
-    let _ = serde_json::to_writer(&mut out, value);
+    obj.write_to(&mut out);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }

@@ -47,24 +47,43 @@ impl JsonObject {
         }
     }
 
-    pub fn to_bytes(&self) -> Bytes {
-        let len: usize = self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum();
-        let mut out = Vec::with_capacity(len + 2);
+    /// Set `key` to a raw JSON value: replaced in place if present, appended if not.
+    pub fn set_raw(&mut self, key: &str, value: Box<RawValue>) {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some((_, raw)) => *raw = value,
+            None => self.fields.push((key.to_owned(), value)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.fields.retain(|(k, _)| k != key);
+    }
+
+    /// Append the object's JSON text to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(
+            self.fields
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+                + 2,
+        );
         out.push(b'{');
         for (i, (key, value)) in self.fields.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             // Writing a `&str` as JSON cannot fail.
-            let _ = serde_json::to_writer(&mut out, key);
+            let _ = serde_json::to_writer(&mut *out, key);
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         }
         out.push(b'}');
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
         Bytes::from(out)
     }
 }
@@ -117,6 +136,11 @@ mod tests {
         assert_eq!(&obj.to_bytes()[..], br#"{"a":null}"#);
         assert!(!obj.has_non_null("a"));
         assert!(JsonObject::parse(b"[1]").is_err());
+        let mut obj = JsonObject::parse(br#"{"a":1,"usage":{"x":2},"b":[]}"#).unwrap();
+        obj.remove("usage");
+        obj.set_raw("b", RawValue::from_string("[3]".into()).unwrap());
+        obj.set_raw("c", RawValue::from_string("null".into()).unwrap());
+        assert_eq!(&obj.to_bytes()[..], br#"{"a":1,"b":[3],"c":null}"#);
         assert!(JsonObject::parse(b"{\"a\":").is_err());
     }
 }

@@ -492,3 +492,24 @@ fn sse_data(obj: &JsonObject) -> Bytes {
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_fields_read_as_absent_and_other_shapes_are_kept_raw() {
+        let choice: ChoiceView = serde_json::from_str(
+            r#"{"index":0,"delta":{"content":"hi","refusal":null},"finish_reason":null}"#,
+        )
+        .unwrap();
+        assert!(choice.finish_reason.is_none());
+        let delta: DeltaView = serde_json::from_str(choice.delta.unwrap().get()).unwrap();
+        assert_eq!(delta.content.unwrap().get(), r#""hi""#);
+        assert!(delta.refusal.is_none() && delta.tool_calls.is_none());
+
+        let done: ChoiceView =
+            serde_json::from_str(r#"{"delta":{},"finish_reason":"stop"}"#).unwrap();
+        assert_eq!(done.finish_reason.unwrap().get(), r#""stop""#);
+    }
+}

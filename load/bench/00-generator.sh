@@ -37,7 +37,7 @@ done
 {
     echo "### Bench 0 — generator ceiling (chat JSON straight to the mock)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). ${DURATION}s per cell; mock workers ${MOCK_WORKERS:-1}. wrk p50/p99 are wrk's own (units as printed)."
+    echo "Measured on $(machine_line). ${DURATION}s per cell; mock workers ${MOCK_WORKERS:-1}. wrk p50/p99 are wrk's own (units as printed)."
     echo
     echo "| client | c | threads | req/s | p50 µs | p99 µs |"
     echo "|---|---|---|---|---|---|"

@@ -57,7 +57,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else prin
 {
     echo "### Bench 1 — router overhead (chat JSON, fast fixed mock)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). ${DURATION}s per cell, ${ROUNDS} round(s), router WORKERS=${ROUTER_WORKERS:-2}, nginx workers ${NGINX_WORKERS:-2}, generator threads $GEN_THREADS."
+    echo "Measured on $(machine_line). ${DURATION}s per cell, ${ROUNDS} round(s), router WORKERS=${ROUTER_WORKERS:-2}, nginx workers ${NGINX_WORKERS:-2}, generator threads $GEN_THREADS."
     echo
     echo "| path | c | req/s | p50 µs | p99 µs | errors | added p50 µs | req/s ÷ direct | req/s ÷ nginx |"
     echo "|---|---|---|---|---|---|---|---|---|"

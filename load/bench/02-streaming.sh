@@ -46,7 +46,7 @@ done
 {
     echo "### Bench 2 — streaming (mock: ${CHUNKS} chunks, ${CHUNK_MS} ms apart, TTFT ${TTFT_MS} ms)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). ${RUN_S}s per cell, router WORKERS=${ROUTER_WORKERS:-2}, generator threads $GEN_THREADS."
+    echo "Measured on $(machine_line). ${RUN_S}s per cell, router WORKERS=${ROUTER_WORKERS:-2}, generator threads $GEN_THREADS."
     echo
     echo "| path | streams | TTFT p50 µs | TTFT p99 µs | gap p50 µs | gap p99 µs | coalesced reads | tokens/s p50 | streams done | errors | added TTFT p50 µs | added gap p50 µs |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -67,7 +67,7 @@ HWM="$(hwm_kib "$ROUTER_PID")"
 {
     echo "### Bench 3 — router memory"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). Router WORKERS=${ROUTER_WORKERS:-2}; ${HOLD}s per phase; VmHWM at the end $(mib "$HWM") MiB."
+    echo "Measured on $(machine_line). Router WORKERS=${ROUTER_WORKERS:-2}; ${HOLD}s per phase; VmHWM at the end $(mib "$HWM") MiB."
     echo
     echo "| state | peak RSS MiB | load | target | verdict |"
     echo "|---|---|---|---|---|"

@@ -70,7 +70,7 @@ VERDICT="$(awk -v r="$RATIO" 'BEGIN{print (r>=0.9)?"met":"missed"}')"
 {
     echo "### Bench 4 — logging on vs off"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). Chat JSON, c=$CONCURRENCY, ${DURATION}s per run, $ROUNDS round(s). On: \`$LOG_ON_ENV\`; off: \`$LOG_OFF_ENV\`."
+    echo "Measured on $(machine_line). Chat JSON, c=$CONCURRENCY, ${DURATION}s per run, $ROUNDS round(s). On: \`$LOG_ON_ENV\`; off: \`$LOG_OFF_ENV\`."
     echo
     echo "| logging | rounds (req/s) | median req/s | p50 µs | errors |"
     echo "|---|---|---|---|---|"

@@ -85,7 +85,7 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN{ print (b>0 && a/b>=0.9)?"met":"misse
 {
     echo "### Bench 5 — scale of config ($MODELS models, $ENDPOINTS endpoints on $PORTS mock ports)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). Chat JSON at c=$CONCURRENCY, ${DURATION}s per run; router WORKERS=${ROUTER_WORKERS:-2}; probe interval ${HEALTH_INTERVAL}s."
+    echo "Measured on $(machine_line). Chat JSON at c=$CONCURRENCY, ${DURATION}s per run; router WORKERS=${ROUTER_WORKERS:-2}; probe interval ${HEALTH_INTERVAL}s."
     echo
     echo "| config | /health answers | all endpoints ready | RSS ready MiB | RSS after one-model run MiB | RSS after all-models run MiB |"
     echo "|---|---|---|---|---|---|"

@@ -68,7 +68,7 @@ cp "$WORK/soak.html" "$ROOT/load/bench/out/soak-latest.html"
 {
     echo "### Bench 6 — soak (${MINUTES} min at half of peak)"
     echo
-    echo "Preliminary unless stated otherwise; $(machine_line). Peak (c=32 chat) ${PEAK_RPS} req/s; soak open loop at ${RATE} req/s, chat:stream = ${STREAM_SHARE}; HTML report: load/bench/out/soak-latest.html."
+    echo "Measured on $(machine_line). Peak (c=32 chat) ${PEAK_RPS} req/s; soak open loop at ${RATE} req/s, chat:stream = ${STREAM_SHARE}; HTML report: load/bench/out/soak-latest.html."
     echo
     echo "| requests | errors | req/s done | chat p50 / p99 µs (from schedule) | RSS at ${WARM}s MiB | RSS end MiB | RSS peak MiB | RSS idle after MiB | growth | target | verdict |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"

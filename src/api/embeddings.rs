@@ -1,15 +1,12 @@
 //! `POST /v1/embeddings`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::{forwarded, json_bytes_response, new_ctx};
 use crate::engines::ApiOp;
 use crate::record::Usage;
-use crate::relay::json::call_json;
-use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
 
 /// Checks the OpenAI input shapes: a string, strings, token ids, or arrays of token ids.
@@ -80,45 +77,15 @@ pub async fn embeddings(
         let model = super::required_model(&map)?;
         let est = validate_input(&map)?;
         let fwd = forwarded(&req, ctx.request_id());
-        let settings = &state.settings;
-        let map = std::rc::Rc::new(std::cell::RefCell::new(map));
-        let client: &awc::Client = &client;
-        with_fallback(
-            &state.mesh.local_router(),
+        super::relay_json_body(
+            &state,
+            &client,
             &model,
             ApiOp::Embeddings,
             est,
-            &settings.retry,
+            map,
+            &fwd,
             &mut ctx,
-            |lease| {
-                let map = map.clone();
-                let fwd = fwd.clone();
-                async move {
-                    let bytes = {
-                        let mut m = map.borrow_mut();
-                        m.insert(
-                            "model".into(),
-                            Value::String(lease.route().provider_model_id.clone()),
-                        );
-                        Bytes::from(serde_json::to_vec(&*m).unwrap_or_default())
-                    };
-                    match call_json(
-                        client,
-                        lease,
-                        ApiOp::Embeddings.upstream_path(),
-                        bytes,
-                        &fwd,
-                        &settings.timeouts,
-                        settings.max_response_bytes,
-                    )
-                    .await
-                    {
-                        Attempt::Done(reply) => Attempt::Done((reply.body, reply.usage)),
-                        Attempt::Retry(e) => Attempt::Retry(e),
-                        Attempt::Fail(e) => Attempt::Fail(e),
-                    }
-                }
-            },
         )
         .await
         .map(|(value, usage)| {

@@ -171,6 +171,67 @@ pub fn forwarded(req: &HttpRequest, request_id: &str) -> Forwarded {
 }
 
 /// A JSON body that is already serialized (relayed backend answers).
+/// Send a client's JSON body to `op`'s upstream path, with fallback across the model's routes;
+/// each attempt carries the chosen route's own model id. The answer comes back parsed one
+/// level deep, `model` rewritten to the public id, with the usage the backend reported.
+#[allow(clippy::too_many_arguments)] // each is one handler-side fact; a struct would only rename them
+pub async fn relay_json_body(
+    state: &AppState,
+    client: &awc::Client,
+    model: &str,
+    op: ApiOp,
+    est_tokens: u64,
+    body: Map<String, Value>,
+    fwd: &Forwarded,
+    ctx: &mut RequestCtx,
+) -> Result<
+    (
+        crate::relay::shallow::JsonObject,
+        Option<crate::record::Usage>,
+    ),
+    ApiError,
+> {
+    use crate::relay::{json::call_json, with_fallback, Attempt};
+    let settings = &state.settings;
+    let body = std::cell::RefCell::new(body);
+    with_fallback(
+        &state.mesh.local_router(),
+        model,
+        op,
+        est_tokens,
+        &settings.retry,
+        ctx,
+        |lease| {
+            let bytes = {
+                let mut m = body.borrow_mut();
+                m.insert(
+                    "model".into(),
+                    Value::String(lease.route().provider_model_id.clone()),
+                );
+                bytes::Bytes::from(serde_json::to_vec(&*m).unwrap_or_default())
+            };
+            async move {
+                match call_json(
+                    client,
+                    lease,
+                    op.upstream_path(),
+                    bytes,
+                    fwd,
+                    &settings.timeouts,
+                    settings.max_response_bytes,
+                )
+                .await
+                {
+                    Attempt::Done(reply) => Attempt::Done((reply.body, reply.usage)),
+                    Attempt::Retry(e) => Attempt::Retry(e),
+                    Attempt::Fail(e) => Attempt::Fail(e),
+                }
+            }
+        },
+    )
+    .await
+}
+
 pub fn json_bytes_response(body: bytes::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

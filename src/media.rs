@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::number_var;
 use crate::config::{Secret, VarSource};
 
 #[derive(Debug, Clone)]
@@ -99,16 +100,7 @@ impl MediaSettings {
     pub fn from_vars(vars: &dyn VarSource) -> Result<MediaSettings, Vec<String>> {
         let mut m = MediaSettings::default();
         let mut errors = Vec::new();
-        let mut num = |name: &str, min: f64| -> Option<f64> {
-            let raw = vars.get(name)?;
-            match raw.trim().parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= min => Some(v),
-                _ => {
-                    errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
-                    None
-                }
-            }
-        };
+        let mut num = |name: &str, min: f64| number_var(vars, name, min, &mut errors);
         let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
         let secs = Duration::from_secs_f64;
         if let Some(v) = num("MAX_UPLOAD_MB", 0.001) {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::config::number_var;
 use crate::config::VarSource;
 use crate::mesh::{CircuitSettings, ProbeSettings};
 use crate::relay::{RetryPolicy, Timeouts};
@@ -57,16 +58,7 @@ impl Settings {
     pub fn from_vars(vars: &dyn VarSource) -> Result<Settings, Vec<String>> {
         let mut s = Settings::default();
         let mut errors = Vec::new();
-        let mut num = |name: &str, min: f64| -> Option<f64> {
-            let raw = vars.get(name)?;
-            match raw.trim().parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= min => Some(v),
-                _ => {
-                    errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
-                    None
-                }
-            }
-        };
+        let mut num = |name: &str, min: f64| number_var(vars, name, min, &mut errors);
         let secs = |v: f64| Duration::from_secs_f64(v);
         if let Some(v) = num("MAX_REQUEST_BODY_MB", 0.001) {
             s.max_body_bytes = (v * 1024.0 * 1024.0) as usize;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::logger::LoggerSettings;
+use crate::config::number_var;
 use crate::config::VarSource;
 use crate::store::DbSettings;
 
@@ -32,16 +33,7 @@ impl ObservabilitySettings {
     pub fn from_vars(vars: &dyn VarSource, db: &DbSettings) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut num = |name: &str, min: f64, default: f64| -> f64 {
-            match vars.get(name) {
-                None => default,
-                Some(raw) => match raw.trim().parse::<f64>() {
-                    Ok(v) if v.is_finite() && v >= min => v,
-                    _ => {
-                        errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
-                        default
-                    }
-                },
-            }
+            number_var(vars, name, min, &mut errors).unwrap_or(default)
         };
         let defaults = LoggerSettings::default();
         let logger = LoggerSettings {

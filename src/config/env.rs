@@ -19,6 +19,24 @@ pub trait VarSource {
     fn get(&self, name: &str) -> Option<String>;
 }
 
+/// A numeric setting: `None` when unset; when set but not a finite number `>= min`, the
+/// problem is added to `errors` (settings report every bad variable at once) and `None`.
+pub fn number_var(
+    vars: &dyn VarSource,
+    name: &str,
+    min: f64,
+    errors: &mut Vec<String>,
+) -> Option<f64> {
+    let raw = vars.get(name)?;
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= min => Some(v),
+        _ => {
+            errors.push(format!("{name}={raw:?}: expected a number >= {min}"));
+            None
+        }
+    }
+}
+
 /// The process environment (after `.env` has been loaded into it).
 pub struct ProcessEnv;
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 
-pub use env::{substitute_str, ProcessEnv, VarSource};
+pub use env::{number_var, substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
 pub use route_opts::{Discovery, RouteTimeouts};
 pub use routing::{select_route, RoutingFile, WeightOverrides};

@@ -332,7 +332,7 @@ impl ChatStream {
                 return Step::Continue;
             }
         };
-        if let Some(err) = obj.get("error").filter(|e| e.get().trim() != "null") {
+        if let Some(err) = obj.non_null("error") {
             let body = format!("{{\"error\":{}}}", err.get());
             let (message, kind, code) = upstream_message(body.as_bytes());
             let mut e = ApiError::new(
@@ -345,9 +345,7 @@ impl ChatStream {
         }
         obj.replace_string("model", &self.public_model);
         let usage = obj
-            .has_non_null("usage")
-            .then(|| obj.field::<serde_json::Value>("usage"))
-            .flatten()
+            .field::<serde_json::Value>("usage")
             .as_ref()
             .and_then(Usage::from_json);
         if usage.is_some() {

@@ -33,9 +33,14 @@ impl JsonObject {
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
     }
 
+    /// The field, unless it is absent or `null`.
+    pub fn non_null(&self, key: &str) -> Option<&RawValue> {
+        self.get(key).filter(|raw| raw.get().trim() != "null")
+    }
+
     /// True when the field is present and not `null`.
     pub fn has_non_null(&self, key: &str) -> bool {
-        self.get(key).is_some_and(|raw| raw.get().trim() != "null")
+        self.non_null(key).is_some()
     }
 
     /// Replace the value of `key` with a JSON string, if the key is present.

@@ -21,44 +21,6 @@ use sqlx::Connection;
 /// interval (a third of it).
 const CLAIM_SECS: u64 = 3;
 
-/// A fresh PostgreSQL database for this test, dropped afterwards.
-struct TempDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    async fn create(admin_url: &str) -> TempDatabase {
-        let name = format!("switchyard_scale_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let mut url = url::Url::parse(admin_url).expect("TEST_DATABASE_URL");
-        url.set_path(&format!("/{name}"));
-        TempDatabase {
-            admin_url: admin_url.to_string(),
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    async fn drop_it(self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
-
 const ADMIN_KEY: &str = "scale-out-admin";
 
 fn models_yaml(async_mock: &str, sync_mock: &str) -> String {
@@ -452,7 +414,7 @@ async fn replicas_share_logs_and_take_over_video_jobs_after_a_sigkill() {
         eprintln!("SKIP: TEST_DATABASE_URL not set (a PostgreSQL server where this test may create and drop a database)");
         return;
     };
-    let db = TempDatabase::create(&admin).await;
+    let db = common::pg::TempDatabase::create(&admin, "switchyard_scale").await;
     let outcome =
         futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scale_out(&db.url)))
             .await;

@@ -861,53 +861,13 @@ async fn a_sync_job_interrupted_twice_is_failed_not_resent_forever() {
     assert_eq!(mock_stats(&sync).await["video_submits"], 2);
 }
 
-/// A fresh PostgreSQL database for one test, dropped afterwards.
-struct TempDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    async fn create(admin_url: &str) -> TempDatabase {
-        use sqlx::Connection;
-        let name = format!("switchyard_video_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let mut url = url::Url::parse(admin_url).expect("TEST_DATABASE_URL");
-        url.set_path(&format!("/{name}"));
-        TempDatabase {
-            admin_url: admin_url.to_string(),
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    async fn drop_it(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn jobs_resume_after_a_hard_kill_on_postgres() {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         eprintln!("TEST_DATABASE_URL not set: skipping the PostgreSQL resume test");
         return;
     };
-    let db = TempDatabase::create(&admin).await;
+    let db = common::pg::TempDatabase::create(&admin, "switchyard_video").await;
     let env = vec![
         ("USE_SQLITE_LOG", "false".to_string()),
         ("DATABASE_URL", db.url.clone()),

@@ -433,3 +433,4 @@ pub async fn model_ids(router: &str, key: Option<&str>) -> Vec<String> {
 }
 
 pub mod obs;
+pub mod pg;

@@ -332,14 +332,7 @@ fn parse_hex_digest(hex: &str) -> Option<KeyDigest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_vars as vars;
 
     #[test]
     fn env_keys_are_found_by_value_and_named_by_digest() {

@@ -124,17 +124,19 @@ pub fn substitute_str(input: &str, vars: &dyn VarSource) -> (String, Vec<String>
     (out, missing)
 }
 
+/// A variable source from literal pairs, for unit tests of settings read from the environment.
+#[cfg(test)]
+pub fn test_vars(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_vars as vars;
     use super::*;
-    use std::collections::HashMap;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn substitutes_plain_and_default_forms() {

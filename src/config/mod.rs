@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 
+#[cfg(test)]
+pub use env::test_vars;
 pub use env::{number_var, substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
 pub use route_opts::{Discovery, RouteTimeouts};

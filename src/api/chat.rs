@@ -17,7 +17,7 @@ use crate::record::Usage;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
-use crate::relay::upstream::{post_json, CallError};
+use crate::relay::upstream::post_json;
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
 
@@ -371,14 +371,7 @@ async fn handle(
                 let upstream =
                     match post_json(client, &lease, path, bytes, &fwd, &settings.timeouts).await {
                         Ok(u) => u,
-                        Err(CallError::Retryable { outcome, error }) => {
-                            lease.finish(outcome);
-                            return Attempt::Retry(error);
-                        }
-                        Err(CallError::Fatal { outcome, error }) => {
-                            lease.finish(outcome);
-                            return Attempt::Fail(error);
-                        }
+                        Err(e) => return e.into_attempt(&mut lease),
                     };
                 let limits = settings.timeouts.for_route(lease.route());
                 let started_ago = lease.elapsed();

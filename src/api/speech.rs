@@ -12,7 +12,7 @@ use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::mesh::Outcome;
 use crate::relay::bytes_stream::{AudioMeter, ByteRelay};
-use crate::relay::upstream::{post_json, read_body, CallError};
+use crate::relay::upstream::{post_json, read_body};
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
 
@@ -209,14 +209,7 @@ pub async fn speech(
                             .await
                         {
                             Ok(u) => u,
-                            Err(CallError::Retryable { outcome, error }) => {
-                                lease.finish(outcome);
-                                return Attempt::Retry(error);
-                            }
-                            Err(CallError::Fatal { outcome, error }) => {
-                                lease.finish(outcome);
-                                return Attempt::Fail(error);
-                            }
+                            Err(e) => return e.into_attempt(&mut lease),
                         };
                     let limits = settings.timeouts.for_route(lease.route());
                     let started_ago = lease.elapsed();

@@ -19,7 +19,7 @@ use crate::mesh::{Lease, Outcome};
 use crate::relay::bytes_stream::ByteRelay;
 use crate::relay::multipart::{FormLimits, FormReader, Part, TextField, UploadError};
 use crate::relay::upload::{send_live, spool_rest, LiveUpload, SendResult, SpooledUpload};
-use crate::relay::upstream::{classify, read_body, request, CallError};
+use crate::relay::upstream::{classify, read_body, request};
 use crate::relay::{with_fallback, Attempt, RetryPolicy};
 use crate::state::AppState;
 
@@ -275,14 +275,7 @@ async fn answer(
 ) -> Attempt<Reply> {
     let mut upstream = match classify(&lease, sent).await {
         Ok(u) => u,
-        Err(CallError::Retryable { outcome, error }) => {
-            lease.finish(outcome);
-            return Attempt::Retry(error);
-        }
-        Err(CallError::Fatal { outcome, error }) => {
-            lease.finish(outcome);
-            return Attempt::Fail(error);
-        }
+        Err(e) => return e.into_attempt(&mut lease),
     };
     let content_type = upstream
         .headers

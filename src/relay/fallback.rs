@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 
 use super::budget::RetryBudget;
+use super::upstream::CallError;
 use crate::api::error::ApiError;
 use crate::engines::ApiOp;
 use crate::mesh::{Acquire, GetTable, Lease, RouteError, RouterActor};
@@ -42,6 +43,23 @@ pub enum Attempt<T> {
     Retry(ApiError),
     /// Give up now with this error (the request itself is bad, or bytes were already sent).
     Fail(ApiError),
+}
+
+impl CallError {
+    /// Settle `lease` with this failure's outcome and give the attempt's verdict: a failure
+    /// another route may not repeat is a `Retry`, one the request itself caused is a `Fail`.
+    pub fn into_attempt<T>(self, lease: &mut Lease) -> Attempt<T> {
+        match self {
+            CallError::Retryable { outcome, error } => {
+                lease.finish(outcome);
+                Attempt::Retry(error)
+            }
+            CallError::Fatal { outcome, error } => {
+                lease.finish(outcome);
+                Attempt::Fail(error)
+            }
+        }
+    }
 }
 
 /// Run `attempt` on successive leases until one is `Done`, the attempts run out, or no route is

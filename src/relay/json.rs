@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::fallback::Attempt;
 use super::shallow::JsonObject;
-use super::upstream::{post_json, read_body_within, CallError, Forwarded, Timeouts};
+use super::upstream::{post_json, read_body_within, Forwarded, Timeouts};
 use crate::api::error::{upstream_message, ApiError, ErrorKind};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
@@ -29,14 +29,7 @@ pub async fn call_json(
 ) -> Attempt<JsonReply> {
     let mut upstream = match post_json(client, &lease, path, body, fwd, timeouts).await {
         Ok(u) => u,
-        Err(CallError::Retryable { outcome, error }) => {
-            lease.finish(outcome);
-            return Attempt::Retry(error);
-        }
-        Err(CallError::Fatal { outcome, error }) => {
-            lease.finish(outcome);
-            return Attempt::Fail(error);
-        }
+        Err(e) => return e.into_attempt(&mut lease),
     };
     let limits = timeouts.for_route(lease.route());
     let total_left = limits.total_left(lease.elapsed());

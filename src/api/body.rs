@@ -7,6 +7,22 @@ use serde_json::Value;
 
 use super::error::{ApiError, ErrorKind};
 
+/// [`read_json`] for endpoints whose body must be an object (every `/v1` POST but chat, whose
+/// validation checks the shape itself).
+pub async fn read_json_object(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match read_json(req, payload, limit).await? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+            None,
+        )),
+    }
+}
+
 pub async fn read_json(
     req: &HttpRequest,
     mut payload: web::Payload,

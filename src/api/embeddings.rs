@@ -67,13 +67,8 @@ pub async fn embeddings(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Embeddings);
     let result = async {
-        let body = super::body::read_json(&req, payload, state.settings.max_body_bytes).await?;
-        let Value::Object(map) = body else {
-            return Err(ApiError::bad_request(
-                "The request body must be a JSON object.",
-                None,
-            ));
-        };
+        let map =
+            super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let model = super::required_model(&map)?;
         let est = validate_input(&map)?;
         let fwd = forwarded(&req, ctx.request_id());

@@ -104,13 +104,8 @@ pub async fn generations(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Images);
     let result = async {
-        let body = super::body::read_json(&req, payload, state.settings.max_body_bytes).await?;
-        let Value::Object(map) = body else {
-            return Err(ApiError::bad_request(
-                "The request body must be a JSON object.",
-                None,
-            ));
-        };
+        let map =
+            super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let model = super::required_model(&map)?;
         let n = validate(&map)?;
         let fwd = forwarded(&req, ctx.request_id());

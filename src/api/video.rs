@@ -281,13 +281,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Video);
     let result = async {
-        let body = super::body::read_json(&req, payload, state.settings.max_body_bytes).await?;
-        let Value::Object(map) = body else {
-            return Err(ApiError::bad_request(
-                "The request body must be a JSON object.",
-                None,
-            ));
-        };
+        let map =
+            super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let facts = validate(&map)?;
         let idempotency_key = match req.headers().get("idempotency-key") {
             None => None,

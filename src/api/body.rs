@@ -30,7 +30,7 @@ pub async fn read_json(
 ) -> Result<Value, ApiError> {
     check_json_content_type(req)?;
     if let Some(len) = declared_length(req) {
-        if len > limit {
+        if len > limit as u64 {
             // Refuse before reading: a huge body is not worth receiving.
             return Err(too_large(limit));
         }
@@ -78,7 +78,8 @@ pub async fn read_json(
     })
 }
 
-fn declared_length(req: &HttpRequest) -> Option<usize> {
+/// The body size the client declared in `Content-Length`, if any.
+pub fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers()
         .get("content-length")?
         .to_str()

@@ -106,7 +106,7 @@ async fn run(
 ) -> Result<Reply, ApiError> {
     let upload = &state.settings.media.upload;
     check_content_type(req)?;
-    if declared_length(req).is_some_and(|len| len > upload.max_body_bytes()) {
+    if super::body::declared_length(req).is_some_and(|len| len > upload.max_body_bytes()) {
         // Refused before reading: nothing of it is worth receiving.
         return Err(UploadError::FileTooLarge {
             limit: upload.max_file_bytes,
@@ -403,16 +403,6 @@ fn missing(param: &str) -> ApiError {
         format!("Missing required parameter: `{param}`."),
         Some(param),
     )
-}
-
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get("content-length")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {

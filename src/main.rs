@@ -239,14 +239,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     for w in &registry.warnings {
         tracing::warn!("{w}");
     }
-    let settings = match Settings::from_vars(&ProcessEnv) {
-        Ok(s) => s,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: environment: {e}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let Some(settings) = env_settings() else {
+        return ExitCode::FAILURE;
     };
     let opts = switchyard::server::ServeOptions {
         host: args.host,
@@ -272,16 +266,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn demo(args: DemoArgs) -> ExitCode {
-    init_logging();
-    let settings = match Settings::from_vars(&ProcessEnv) {
-        Ok(s) => s,
+/// The router's settings from the environment; every problem is printed, then `None`.
+fn env_settings() -> Option<Settings> {
+    match Settings::from_vars(&ProcessEnv) {
+        Ok(s) => Some(s),
         Err(errs) => {
             for e in errs {
                 eprintln!("error: environment: {e}");
             }
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    init_logging();
+    let Some(settings) = env_settings() else {
+        return ExitCode::FAILURE;
     };
     let opts = switchyard::server::ServeOptions {
         host: args.host,

@@ -122,7 +122,9 @@ pub async fn serve(
                 )
                 .into()
             }))
-            .wrap(middleware::from_fn(crate::auth::middleware))
+            // Key checks are not here: each scope carries its own (see `crate::auth`), so they
+            // apply to exactly what routing chose. Paths are canonical before routing runs.
+            .wrap(middleware::from_fn(crate::api::canonical_path::middleware))
             .wrap(middleware::from_fn(crate::metrics::http_middleware))
             .wrap(middleware::from_fn(crate::api::request_id::middleware))
             .configure(crate::api::routes)

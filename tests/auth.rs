@@ -357,3 +357,306 @@ async fn logs_name_keys_and_never_print_them_and_an_open_router_says_so() {
         "{log}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scopes cannot be passed by spelling a path differently: every wire form of a protected path
+// either is refused (400 `invalid_path`), finds no route (404), or meets its own scope's check.
+
+/// One request written to the socket exactly as given (request target untouched by any client
+/// library); returns the status code.
+fn raw_status(router: &str, method: &str, target: &str, key: Option<&str>, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let authority = router.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let head = String::from_utf8_lossy(&response);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line for {method} {target}: {head}"))
+}
+
+/// The protected endpoints of each scope: (method, canonical path, body).
+const CLIENT_PATHS: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    ),
+    (
+        "POST",
+        "/api/v1/chat/completions",
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    ),
+    ("GET", "/v1/models", ""),
+    ("GET", "/api/v1/models", ""),
+    ("GET", "/v1/video/generations", ""),
+];
+const ADMIN_PATHS: &[(&str, &str, &str)] = &[
+    ("GET", "/admin/backends", ""),
+    ("GET", "/admin/usage", ""),
+    ("GET", "/metrics", ""),
+    (
+        "PUT",
+        "/admin/routing",
+        r#"{"weights":{"m":{"r0":0}},"persist":true}"#,
+    ),
+    ("POST", "/admin/reload", ""),
+];
+
+fn percent(c: char, upper: bool) -> String {
+    if upper {
+        format!("%{:02X}", c as u32)
+    } else {
+        format!("%{:02x}", c as u32)
+    }
+}
+
+/// Every other wire spelling of `path` we could think of.
+fn spellings(path: &str, authority: &str) -> Vec<String> {
+    let chars: Vec<char> = path.chars().collect();
+    let mut out = Vec::new();
+    let replace_at = |at: usize, with: &str| -> String {
+        chars[..at].iter().collect::<String>() + with + &chars[at + 1..].iter().collect::<String>()
+    };
+    for (at, &c) in chars.iter().enumerate() {
+        if c == '/' {
+            if at > 0 {
+                out.push(replace_at(at, "%2F"));
+                out.push(replace_at(at, "%2f"));
+                out.push(replace_at(at, "//"));
+                out.push(replace_at(at, "/./"));
+                out.push(replace_at(at, "/x/../"));
+                out.push(replace_at(at, "/%2e/"));
+                out.push(replace_at(at, "/%2E%2E/x/"));
+                out.push(replace_at(at, "\\"));
+                out.push(replace_at(at, "%5c"));
+            }
+            continue;
+        }
+        out.push(replace_at(at, &percent(c, false)));
+        out.push(replace_at(at, &percent(c, true)));
+        // Double and triple encoding.
+        out.push(replace_at(at, &format!("%25{:02x}", c as u32)));
+        out.push(replace_at(at, &format!("%2525{:02X}", c as u32)));
+        out.push(replace_at(at, &c.to_ascii_uppercase().to_string()));
+    }
+    let all: String = chars
+        .iter()
+        .map(|&c| {
+            if c == '/' {
+                "/".to_string()
+            } else {
+                percent(c, true)
+            }
+        })
+        .collect();
+    out.push(all);
+    for prefix in [
+        "/",
+        "/.",
+        "/x/..",
+        "/v1/..",
+        "/api/v1/..",
+        "/%2e%2e",
+        "/health/..",
+    ] {
+        out.push(format!("{prefix}{path}"));
+    }
+    out.push(format!("{path}/"));
+    out.push(format!("{path}/."));
+    out.push(format!("{path}?x=1"));
+    // Absolute-form request targets, plain and disguised.
+    out.push(format!("http://{authority}{path}"));
+    out.push(format!(
+        "http://{authority}{}",
+        replace_at(1, &percent(chars[1], false))
+    ));
+    out.push(format!("http://{authority}/.{path}"));
+    out
+}
+
+async fn assert_no_spelling_passes(
+    router: &Router,
+    paths: &[(&str, &str, &str)],
+    keys: &[Option<&str>],
+) {
+    let authority = router.url.trim_start_matches("http://").to_string();
+    let url = router.url.clone();
+    let paths: Vec<(String, String, String)> = paths
+        .iter()
+        .map(|(m, p, b)| (m.to_string(), p.to_string(), b.to_string()))
+        .collect();
+    let keys: Vec<Option<String>> = keys.iter().map(|k| k.map(str::to_string)).collect();
+    actix_rt::task::spawn_blocking(move || {
+        for (method, path, body) in &paths {
+            for target in spellings(path, &authority) {
+                for key in &keys {
+                    let status = raw_status(&url, method, &target, key.as_deref(), body);
+                    assert!(
+                        !(200..300).contains(&status),
+                        "{method} {target} with key {key:?} answered {status}"
+                    );
+                }
+            }
+        }
+    })
+    .await
+    .expect("spellings thread");
+}
+
+/// A router for model `m` on `mock` with client key `sk-client-1234` and admin key
+/// `adm-secret-1234`.
+async fn router_with_both_keys(mock: &Proc, routing_yaml: Option<&str>) -> Router {
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml,
+            env: vec![
+                ("API_KEYS", "sk-client-1234".into()),
+                ("ADMIN_API_KEY", "adm-secret-1234".into()),
+            ],
+        },
+        1,
+    )
+    .await
+}
+
+#[actix_rt::test]
+async fn no_spelling_of_a_path_passes_a_scope_without_its_key() {
+    let mock = start_mock(json!({}));
+    let router = router_with_both_keys(&mock, Some("weights: {}\n")).await;
+    let routing_before = std::fs::read_to_string(router.dir.path().join("routing.yaml")).ok();
+    // Controls: the canonical forms answer 2xx with the right key, so the refusals below are
+    // about the spelling, not a broken endpoint.
+    let url = router.url.clone();
+    actix_rt::task::spawn_blocking(move || {
+        for (method, path, body) in CLIENT_PATHS {
+            let status = raw_status(&url, method, path, Some("sk-client-1234"), body);
+            assert!((200..300).contains(&status), "{method} {path}: {status}");
+        }
+        for (method, path, body) in ADMIN_PATHS {
+            if *method == "GET" {
+                let status = raw_status(&url, method, path, Some("adm-secret-1234"), body);
+                assert!((200..300).contains(&status), "{method} {path}: {status}");
+            }
+        }
+        for path in ["/health", "/openapi.yaml", "/ui"] {
+            assert_eq!(raw_status(&url, "GET", path, None, ""), 200, "{path}");
+        }
+        // A disguised path is refused outright, even with the right key.
+        for target in ["/%61dmin/backends", "/%6detrics", "/v%31/models"] {
+            assert_eq!(
+                raw_status(&url, "GET", target, Some("adm-secret-1234"), ""),
+                400,
+                "{target}"
+            );
+        }
+    })
+    .await
+    .expect("controls");
+    // Client scope: no key, a wrong key.
+    assert_no_spelling_passes(&router, CLIENT_PATHS, &[None, Some("wrong-key-123")]).await;
+    // Admin scope: no key, a wrong key, a client key.
+    assert_no_spelling_passes(
+        &router,
+        ADMIN_PATHS,
+        &[None, Some("wrong-key-123"), Some("sk-client-1234")],
+    )
+    .await;
+    // Nothing was persisted by any spelling of PUT /admin/routing.
+    let routing_after = std::fs::read_to_string(router.dir.path().join("routing.yaml")).ok();
+    assert_eq!(routing_before, routing_after);
+    // The model still answers (no reload disabled it).
+    assert_eq!(
+        chat_with(&router.url, Some("sk-client-1234"), "m").await.0,
+        200
+    );
+}
+
+#[actix_rt::test]
+async fn no_spelling_reaches_the_admin_api_when_it_is_off() {
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    // Client keys but no admin key: the admin scope is closed to everyone.
+    let router =
+        start_router_ready(opts(&yaml, vec![("API_KEYS", "sk-client-1234".into())]), 1).await;
+    assert_no_spelling_passes(&router, ADMIN_PATHS, &[None, Some("sk-client-1234")]).await;
+}
+
+#[actix_rt::test]
+async fn generated_encodings_of_protected_paths_never_pass() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mock = start_mock(json!({}));
+    let router = router_with_both_keys(&mock, None).await;
+    // Each character of a protected path kept, percent-encoded (either case), double-encoded,
+    // or followed by a dot segment or an extra slash; the whole possibly in absolute form.
+    let protected: Vec<(&str, &str, &str)> =
+        CLIENT_PATHS.iter().chain(ADMIN_PATHS).copied().collect();
+    let strategy = (
+        proptest::sample::select(protected),
+        proptest::collection::vec(0u8..8, 24),
+        proptest::bool::ANY,
+    );
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let authority = router.url.trim_start_matches("http://").to_string();
+    let mut cases = Vec::new();
+    for _ in 0..300 {
+        let ((method, path, body), choices, absolute) =
+            strategy.new_tree(&mut runner).expect("case").current();
+        let mut target = String::new();
+        for (n, c) in path.chars().enumerate() {
+            let choice = choices[n % choices.len()];
+            match (c, choice) {
+                ('/', 0) => target.push_str("%2F"),
+                ('/', 1) => target.push_str("//"),
+                ('/', 2) => target.push_str("/./"),
+                ('/', 3) => target.push_str("/../v1/"),
+                ('/', _) => target.push('/'),
+                (c, 0) => target.push_str(&percent(c, false)),
+                (c, 1) => target.push_str(&percent(c, true)),
+                (c, 2) => target.push_str(&format!("%25{:02X}", c as u32)),
+                (c, _) => target.push(c),
+            }
+        }
+        if target == path {
+            continue;
+        }
+        if absolute {
+            target = format!("http://{authority}{target}");
+        }
+        cases.push((method, target, body));
+    }
+    let url = router.url.clone();
+    actix_rt::task::spawn_blocking(move || {
+        assert!(
+            cases.len() > 200,
+            "too few generated cases: {}",
+            cases.len()
+        );
+        for (method, target, body) in cases {
+            for key in [None, Some("sk-client-1234")] {
+                // Every generated form is non-canonical, so even a key of the right scope
+                // gets no 2xx for it.
+                let status = raw_status(&url, method, &target, key, body);
+                assert!(
+                    !(200..300).contains(&status),
+                    "{method} {target} with key {key:?} answered {status}"
+                );
+            }
+        }
+    })
+    .await
+    .expect("generated cases");
+}

@@ -1,7 +1,8 @@
 //! Operator surfaces: the admin API (`/admin/*`), `GET /metrics` and the live status page
 //! (`GET /ui`, also `/status`).
 //!
-//! Access: `crate::auth::middleware` puts `/admin/*` and `/metrics` in the admin scope.
+//! Access: the `/admin` scope and the `/metrics` resource carry the admin key check
+//! (`crate::auth::admin_scope`, `crate::auth::metrics_scope`) on the routes themselves.
 //! - [`routing`]: `GET`/`PUT /admin/routing`.
 //! - [`views`]: `/admin/usage`, `/admin/backends`, `/admin/status`, `/admin/video-jobs`, and
 //!   `/metrics`.
@@ -31,7 +32,11 @@ pub struct Observability {
 
 /// Mount `/metrics`, `/ui` (+ `/status`) and the `/admin` scope.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(views::metrics));
+    cfg.service(
+        web::resource("/metrics")
+            .wrap(actix_web::middleware::from_fn(crate::auth::metrics_scope))
+            .route(web::get().to(views::metrics)),
+    );
     cfg.route("/ui", web::get().to(ui::page));
     cfg.route("/ui/", web::get().to(ui::page));
     cfg.route("/status", web::get().to(ui::page));
@@ -39,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui/status.css", web::get().to(ui::style));
     cfg.service(
         web::scope("/admin")
+            .wrap(actix_web::middleware::from_fn(crate::auth::admin_scope))
             .service(
                 web::resource("/routing")
                     .route(web::get().to(routing::get_routing))

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per endpoint family, plus shared request helpers.
 
 pub mod body;
+pub mod canonical_path;
 pub mod catalogue;
 pub mod chat;
 pub mod embeddings;
@@ -25,7 +26,8 @@ use crate::record::RequestCtx;
 use crate::relay::Forwarded;
 use crate::state::AppState;
 
-/// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API.
+/// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API, each scope behind
+/// the client key check (attached to the scope, so it covers exactly what routes here).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
@@ -40,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for prefix in ["/v1", "/api/v1"] {
         cfg.service(
             web::scope(prefix)
+                .wrap(actix_web::middleware::from_fn(crate::auth::client_scope))
                 .service(post("/chat/completions", chat::chat_completions))
                 .service(post("/embeddings", embeddings::embeddings))
                 .service(post("/audio/speech", speech::speech))

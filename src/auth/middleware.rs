@@ -1,7 +1,10 @@
-//! The scope check every request passes, decided by path so that routes added later are
-//! covered without registering anything: `/v1/*` and `/api/v1/*` are the client scope,
-//! `/admin/*` and `/metrics` (unless `METRICS_PUBLIC=true`) the admin scope, the rest is open
-//! (`/health`, `/openapi.yaml`, the status page).
+//! The key check of each access scope, attached to the routes themselves: the `/v1` and
+//! `/api/v1` scopes wrap [`client_scope`], the `/admin` scope wraps [`admin_scope`] and
+//! `/metrics` wraps [`metrics_scope`]; every other route is open (`/health`, `/openapi.yaml`,
+//! the status page). Because the check is part of what routing chose, no spelling of a path
+//! can reach a handler under another scope than its own: whatever form the request line took,
+//! the handler it routes to runs behind that handler's scope check. (Deciding the scope from
+//! the raw path while actix routed on the percent-decoded one let `/%61dmin/backends` through.)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,30 +25,41 @@ pub enum Scope {
     Admin,
 }
 
-impl Scope {
-    pub fn of_path(path: &str, metrics_public: bool) -> Scope {
-        let under = |prefix: &str| {
-            path == prefix
-                || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        if under("/v1") || under("/api/v1") {
-            Scope::Client
-        } else if under("/admin") || (path == "/metrics" && !metrics_public) {
-            Scope::Admin
-        } else {
-            Scope::Open
-        }
-    }
+/// The `/v1` (and `/api/v1`) scope: a client key when any is configured; per-key rate limits.
+pub async fn client_scope<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    enforce(Scope::Client, req, next).await
 }
 
-pub async fn middleware<B: MessageBody + 'static>(
+/// The `/admin` scope: an admin key, and no access at all when none is configured.
+pub async fn admin_scope<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    enforce(Scope::Admin, req, next).await
+}
+
+/// `GET /metrics`: the admin scope unless `METRICS_PUBLIC=true`.
+pub async fn metrics_scope<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let public = req
+        .app_data::<web::Data<Auth>>()
+        .is_some_and(|auth| auth.metrics_public);
+    let scope = if public { Scope::Open } else { Scope::Admin };
+    enforce(scope, req, next).await
+}
+
+async fn enforce<B: MessageBody + 'static>(
+    scope: Scope,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let verdict = match req.app_data::<web::Data<Auth>>() {
-        Some(auth) => check(auth, &req),
+        Some(auth) => check(auth, &req, scope),
         // No auth state registered (unit setups): nothing to enforce.
         None => Ok(None),
     };
@@ -72,8 +86,7 @@ pub async fn middleware<B: MessageBody + 'static>(
 }
 
 /// The caller (when a known key was presented) or the error that ends the request.
-fn check(auth: &Auth, req: &ServiceRequest) -> Result<Option<Arc<Caller>>, ApiError> {
-    let scope = Scope::of_path(req.path(), auth.metrics_public);
+fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<Caller>>, ApiError> {
     if scope == Scope::Open {
         return Ok(None);
     }
@@ -159,19 +172,54 @@ fn wrong_key() -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::{test, web, App, HttpResponse};
+
     use super::*;
 
-    #[test]
-    fn scopes_by_path() {
-        assert_eq!(Scope::of_path("/v1/chat/completions", false), Scope::Client);
-        assert_eq!(Scope::of_path("/v1", false), Scope::Client);
-        assert_eq!(Scope::of_path("/api/v1/models", false), Scope::Client);
-        assert_eq!(Scope::of_path("/v10/x", false), Scope::Open);
-        assert_eq!(Scope::of_path("/admin/reload", false), Scope::Admin);
-        assert_eq!(Scope::of_path("/administrator", false), Scope::Open);
-        assert_eq!(Scope::of_path("/metrics", false), Scope::Admin);
-        assert_eq!(Scope::of_path("/metrics", true), Scope::Open);
-        assert_eq!(Scope::of_path("/health", false), Scope::Open);
-        assert_eq!(Scope::of_path("/openapi.yaml", false), Scope::Open);
+    /// The scope checks hold on their own, without the canonical-path wall in front: a path
+    /// that actix decodes into a protected route still meets that route's check.
+    #[actix_rt::test]
+    async fn a_disguised_path_meets_the_scope_of_the_route_it_reaches() {
+        let vars = crate::config::test_vars(&[
+            ("API_KEYS", "sk-client-1234"),
+            ("ADMIN_API_KEY", "adm-secret-1234"),
+        ]);
+        let auth = web::Data::new(Auth::from_vars(&vars).expect("keys"));
+        let ok = || web::get().to(HttpResponse::Ok);
+        let app = test::init_service(
+            App::new()
+                .app_data(auth)
+                .service(
+                    web::scope("/admin")
+                        .wrap(actix_web::middleware::from_fn(admin_scope))
+                        .route("/backends", ok()),
+                )
+                .service(
+                    web::resource("/metrics")
+                        .wrap(actix_web::middleware::from_fn(metrics_scope))
+                        .route(ok()),
+                )
+                .service(
+                    web::scope("/v1")
+                        .wrap(actix_web::middleware::from_fn(client_scope))
+                        .route("/models", ok()),
+                ),
+        )
+        .await;
+        for (path, key, expected) in [
+            ("/%61dmin/backends", None, 401),
+            ("/%61dmin/backends", Some("sk-client-1234"), 403),
+            ("/%61dmin/backends", Some("adm-secret-1234"), 200),
+            ("/%6Detrics", None, 401),
+            ("/v%31/models", None, 401),
+            ("/v%31/models", Some("sk-client-1234"), 200),
+        ] {
+            let mut req = test::TestRequest::get().uri(path);
+            if let Some(key) = key {
+                req = req.insert_header(("authorization", format!("Bearer {key}")));
+            }
+            let resp = test::call_service(&app, req.to_request()).await;
+            assert_eq!(resp.status().as_u16(), expected, "{path} {key:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 pub use keys::{digest, Caller, KeyStore, Lookup};
 pub use limits::KeyLimiter;
-pub use middleware::{middleware, Scope};
+pub use middleware::{admin_scope, client_scope, metrics_scope, Scope};
 pub use sink::KeyUsageSink;
 
 use crate::api::error::{ApiError, ErrorKind};

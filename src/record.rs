@@ -127,6 +127,7 @@ impl UpstreamFailure {
             "upstream_unavailable",
             "upstream_invalid_response",
             "upstream_response_too_large",
+            "upstream_auth_failed",
         ];
         let code = error.code.as_deref().unwrap_or("");
         let error_type = match (error.kind, KNOWN.iter().find(|k| **k == code)) {

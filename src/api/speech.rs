@@ -12,7 +12,7 @@ use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::mesh::Outcome;
 use crate::relay::bytes_stream::{AudioMeter, ByteRelay};
-use crate::relay::upstream::{post_json, read_body};
+use crate::relay::upstream::{post_json, read_error_body, MAX_ERROR_BODY};
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
 
@@ -210,10 +210,10 @@ pub async fn speech(
                     let started_ago = lease.elapsed();
                     if is_json(&upstream.headers) && !facts_ref.sse {
                         // A 200 JSON answer to a speech request is an error in disguise.
-                        let body = read_body(&mut upstream.body, 64 * 1024, limits.idle)
-                            .await
-                            .unwrap_or_default();
-                        let (message, _, _) = super::error::upstream_message(&body);
+                        let body =
+                            read_error_body(&mut upstream.body, MAX_ERROR_BODY, limits.idle).await;
+                        let (message, _, _) =
+                            super::error::upstream_message(&body.bytes, lease.redactor());
                         lease.finish(Outcome::Failure);
                         return Attempt::Retry(
                             ApiError::new(

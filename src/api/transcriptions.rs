@@ -301,7 +301,7 @@ async fn answer(
             Err(_) => Some("returned invalid JSON".to_string()),
             Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => Some(format!(
                 "reported an error: {}",
-                super::error::upstream_message(&bytes).0
+                super::error::upstream_message(&bytes, lease.redactor()).0
             )),
             Ok(_) => None,
         };

@@ -84,6 +84,8 @@ struct Cli {
     reset_before_headers: bool,
     #[arg(long)]
     require_api_key: Option<String>,
+    #[arg(long)]
+    echo_auth_in_errors: bool,
     /// async | sync
     #[arg(long)]
     video_mode: Option<String>,
@@ -137,6 +139,7 @@ impl Cli {
         put("slow_drip_ms", num(self.slow_drip_ms));
         put("reset_before_headers", flag(self.reset_before_headers));
         put("require_api_key", text(&self.require_api_key));
+        put("echo_auth_in_errors", flag(self.echo_auth_in_errors));
         put("video_mode", text(&self.video_mode));
         put("video_status_style", text(&self.video_status_style));
         put("video_steps", self.video_steps.map(Value::from));

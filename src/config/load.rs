@@ -67,6 +67,7 @@ pub fn load_str(
     let models = parse_models(label, text, vars, &mut out);
     let mut registry = Registry {
         models,
+        backend_api_key: backend_api_key(vars),
         ..Registry::default()
     };
     check_unique_names(label, &registry.models, &mut out.errors);
@@ -83,6 +84,14 @@ pub fn load_str(
     } else {
         Err(out)
     }
+}
+
+/// `BACKEND_API_KEY` (seed 003), the key of routes that name none.
+fn backend_api_key(vars: &dyn VarSource) -> Option<Secret> {
+    vars.get("BACKEND_API_KEY")
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .map(Secret::new)
 }
 
 fn parse_models(
@@ -436,11 +445,7 @@ fn build_model(
         {
             Some(k) if k.eq_ignore_ascii_case("none") => None,
             Some(k) => Some(Secret::new(k)),
-            None => vars
-                .get("BACKEND_API_KEY")
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .map(Secret::new),
+            None => backend_api_key(vars),
         };
         let timeouts = match r.timeouts.as_ref().map(|t| t.validate()) {
             None => Default::default(),

@@ -318,9 +318,22 @@ pub struct Registry {
     pub models: Vec<ModelDef>,
     pub mesh: MeshSettings,
     pub warnings: Vec<String>,
+    /// `BACKEND_API_KEY`, kept even when every route names its own key: it is still a secret
+    /// the router holds, so it is redacted from backend answers too.
+    pub backend_api_key: Option<Secret>,
 }
 
 impl Registry {
+    /// Every backend credential the router may send: each route's key and `BACKEND_API_KEY`.
+    pub fn backend_secrets(&self) -> impl Iterator<Item = &str> {
+        self.models
+            .iter()
+            .flat_map(|m| m.routes.iter())
+            .filter_map(|r| r.api_key.as_ref())
+            .chain(self.backend_api_key.as_ref())
+            .map(Secret::expose)
+    }
+
     pub fn find(&self, name: &str) -> Option<&ModelDef> {
         self.models
             .iter()

@@ -25,11 +25,12 @@ use super::content::save;
 use super::runner::Shared;
 use super::store::{JobRow, StoredContent};
 use super::{now_ms, JobStatus};
-use crate::api::error::ApiError;
+use crate::api::error::{shorten, ApiError};
 use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
+use crate::relay::redact::Redactor;
 use crate::relay::upstream::{classify, read_body, request, BodyStream, CallError, Forwarded};
 
 /// Largest JSON answer (job objects) read from a video backend.
@@ -364,6 +365,7 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
         let Some(lease) = route_lease(sh, job, route_name).await? else {
             return Ok(());
         };
+        let redactor = lease.redactor().clone();
         let path = VideoRouteOptions::fill(&lease.route().video.poll_path, backend_id);
         let answer = match get_json(sh, lease, &path, job).await {
             Reply::Ok(v) => {
@@ -411,7 +413,7 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
                 Downloaded::Stop => return Ok(()),
             },
             Some(JobStatus::Failed) => {
-                let (code, message) = backend_error(&answer);
+                let (code, message) = backend_error(&answer, &redactor);
                 fail(sh, job, &code, &message).await?;
                 return Ok(());
             }
@@ -440,7 +442,8 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
                 apply_progress(sh, &job.id, &answer).await?;
             }
             None => {
-                debug!(job = %job.id, answer = %answer, "video backend answered an unknown status")
+                let answer = shorten(&redactor.redact(&answer.to_string()), 500);
+                debug!(job = %job.id, %answer, "video backend answered an unknown status")
             }
         }
     }
@@ -817,9 +820,10 @@ fn backend_job_id(answer: &Value) -> Option<String> {
         })
 }
 
-/// `(code, message)` from a failed job's `error` (a string or `{code, message}`).
-fn backend_error(answer: &Value) -> (String, String) {
-    match answer.get("error") {
+/// `(code, message)` from a failed job's `error` (a string or `{code, message}`), with the
+/// router's backend credentials taken out: both end up in `video_jobs`, webhooks and logs.
+fn backend_error(answer: &Value, redactor: &Redactor) -> (String, String) {
+    let (code, message) = match answer.get("error") {
         Some(Value::String(s)) => ("generation_failed".into(), s.clone()),
         Some(Value::Object(o)) => (
             o.get("code")
@@ -837,7 +841,8 @@ fn backend_error(answer: &Value) -> (String, String) {
             "generation_failed".into(),
             "The backend failed to generate the video.".into(),
         ),
-    }
+    };
+    (redactor.redact_owned(code), redactor.redact_owned(message))
 }
 
 #[cfg(test)]
@@ -854,13 +859,34 @@ mod tests {
         );
         assert_eq!(backend_job_id(&json!({"id": 42})).as_deref(), Some("42"));
         assert_eq!(backend_job_id(&json!({"data": []})), None);
+        let none = Redactor::default();
         assert_eq!(
-            backend_error(&json!({"error": "boom"})),
+            backend_error(&json!({"error": "boom"}), &none),
             ("generation_failed".into(), "boom".into())
         );
         assert_eq!(
-            backend_error(&json!({"error": {"code": "nsfw", "message": "refused"}})),
+            backend_error(
+                &json!({"error": {"code": "nsfw", "message": "refused"}}),
+                &none
+            ),
             ("nsfw".into(), "refused".into())
         );
+    }
+
+    #[test]
+    fn failed_jobs_never_store_a_backend_key() {
+        let key = "sk-BACKEND-video-0a1b2c3d4e";
+        let redactor = Redactor::new([key]);
+        let answers = [
+            json!({"error": format!("Incorrect API key provided: {key}")}),
+            json!({"error": {"code": key, "message": format!("Bearer {key} refused")}}),
+        ];
+        for answer in answers {
+            let (code, message) = backend_error(&answer, &redactor);
+            assert!(
+                !code.contains(key) && !message.contains(key),
+                "{code} {message}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::backend::{Finished, Outcome};
 use super::endpoint::{Endpoint, Permit};
 use crate::config::{ModelDef, RouteDef};
+use crate::relay::redact::Redactor;
 
 pub struct Lease {
     model: Arc<ModelDef>,
@@ -18,6 +19,7 @@ pub struct Lease {
     started: Instant,
     outcome: Option<Outcome>,
     actual_tokens: Option<u64>,
+    redactor: Arc<Redactor>,
 }
 
 impl Lease {
@@ -27,6 +29,7 @@ impl Lease {
         endpoint: Arc<Endpoint>,
         permit: Permit,
         est_tokens: u64,
+        redactor: Arc<Redactor>,
     ) -> Lease {
         Lease {
             model,
@@ -37,6 +40,7 @@ impl Lease {
             started: Instant::now(),
             outcome: None,
             actual_tokens: None,
+            redactor,
         }
     }
 
@@ -54,6 +58,11 @@ impl Lease {
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Takes the router's backend credentials out of text derived from this backend's answers.
+    pub fn redactor(&self) -> &Arc<Redactor> {
+        &self.redactor
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -14,6 +14,7 @@ use super::endpoint::{Endpoint, Refusal};
 use super::lease::Lease;
 use crate::config::{ModelDef, Registry};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
+use crate::relay::redact::Redactor;
 
 /// An endpoint and the actor that owns it.
 #[derive(Clone)]
@@ -79,6 +80,9 @@ pub struct RouteTable {
     by_name: HashMap<String, usize>,
     /// Every endpoint, keyed for reuse across reloads, in a stable order.
     pub endpoints: Vec<(EndpointKey, EndpointHandle)>,
+    /// The registry's backend credentials, handed to every lease so whatever reads a backend's
+    /// error can take them out.
+    pub redactor: Arc<Redactor>,
 }
 
 /// Builds endpoints (and their actors) for keys not seen before.
@@ -171,6 +175,7 @@ impl RouteTable {
             models,
             by_name,
             endpoints,
+            redactor: Arc::new(Redactor::new(registry.backend_secrets())),
         }
     }
 
@@ -246,6 +251,7 @@ impl RouteTable {
                         handle.endpoint.clone(),
                         permit,
                         est_tokens,
+                        self.redactor.clone(),
                     ))
                 }
                 Err(refusal) => refusals.push(refusal),
@@ -292,6 +298,7 @@ impl RouteTable {
                 handle.endpoint.clone(),
                 permit,
                 est_tokens,
+                self.redactor.clone(),
             )),
             Err(refusal) => {
                 let (reason, retry_after) = classify(&[refusal]);

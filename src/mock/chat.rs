@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::body::{PacedBody, Plan, Tracker};
-use super::errors::{bad_request, injected_error_body, Rejection};
+use super::errors::{bad_request, injected_error_body, injected_message, Rejection};
 use super::faults::{deliver, sleep_ms};
 use super::request::{begin_json, JsonRequest};
 use super::settings::{Hang, MockSettings, UsageMode};
@@ -96,7 +96,11 @@ async fn respond(
         return Ok(non_streaming(&reply, s, state).await);
     }
     if s.error_event_first {
-        return Ok(error_event_stream(s, state));
+        return Ok(error_event_stream(
+            s,
+            request.echoed_credentials.as_deref(),
+            state,
+        ));
     }
     let include_usage = request
         .body
@@ -246,9 +250,14 @@ fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
 }
 
 /// `error_event_first`: a 200 stream whose only event is an error, then `[DONE]`.
-fn error_event_stream(s: &MockSettings, state: &web::Data<MockState>) -> HttpResponse {
+fn error_event_stream(
+    s: &MockSettings,
+    credentials: Option<&str>,
+    state: &web::Data<MockState>,
+) -> HttpResponse {
     Counters::add(&state.counters.faults_injected, 1);
-    let error = injected_error_body(s.error_style, s.fail_status);
+    let message = injected_message(s.fail_status, credentials, s.error_padding_bytes);
+    let error = injected_error_body(s.error_style, s.fail_status, &message);
     let mut plan = Plan::new();
     plan.data(format!("data: {error}\n\ndata: [DONE]\n\n"), 0);
     sse_response(plan, state)

@@ -47,9 +47,25 @@ pub fn json_response(status: u16, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
-/// Body of an injected error with `status`, in the backend dialect `style`.
-pub fn injected_error_body(style: ErrorStyle, status: u16) -> Value {
-    let message = format!("mock injected error ({status})");
+/// The message of an injected error: its status, then the request's `credentials` when they are
+/// to be echoed, then `padding` filler bytes.
+pub fn injected_message(status: u16, credentials: Option<&str>, padding: usize) -> String {
+    let mut message = quoting_credentials(format!("mock injected error ({status})"), credentials);
+    message.push_str(&".".repeat(padding));
+    message
+}
+
+/// `message`, followed by the request's credentials the way some providers quote the key they
+/// were given (`echo_auth_in_errors`).
+pub fn quoting_credentials(message: String, credentials: Option<&str>) -> String {
+    match credentials {
+        Some(given) => format!("{message}. Incorrect API key provided: {given}"),
+        None => message,
+    }
+}
+
+/// Body of an injected error with `status` and `message`, in the backend dialect `style`.
+pub fn injected_error_body(style: ErrorStyle, status: u16, message: &str) -> Value {
     match style {
         ErrorStyle::Openai => {
             let (kind, code) = openai_kind_and_code(status);
@@ -129,22 +145,17 @@ mod tests {
 
     #[test]
     fn styles_have_their_shapes() {
-        let o = injected_error_body(ErrorStyle::Openai, 500);
+        let body = |style, status| injected_error_body(style, status, "m");
+        let o = body(ErrorStyle::Openai, 500);
         let keys: Vec<_> = o["error"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["message", "type", "param", "code"]);
-        assert_eq!(
-            injected_error_body(ErrorStyle::Vllm, 503)["error"]["code"],
-            503
-        );
-        let t = injected_error_body(ErrorStyle::Tgi, 500);
+        assert_eq!(body(ErrorStyle::Vllm, 503)["error"]["code"], 503);
+        let t = body(ErrorStyle::Tgi, 500);
         assert!(t["error"].is_string() && t["error_type"].is_string());
         assert_eq!(
-            injected_error_body(ErrorStyle::Llamacpp, 503)["error"]["type"],
+            body(ErrorStyle::Llamacpp, 503)["error"]["type"],
             "unavailable_error"
         );
-        assert_eq!(
-            injected_error_body(ErrorStyle::Openrouter, 429)["error"]["code"],
-            429
-        );
+        assert_eq!(body(ErrorStyle::Openrouter, 429)["error"]["code"], 429);
     }
 }

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::body::{PacedBody, Plan, Tracker};
-use super::errors::{injected_error_body, openai_error};
+use super::errors::{injected_error_body, injected_message, openai_error, quoting_credentials};
 use super::reset;
 use super::settings::{Hang, Health, MockSettings};
 use super::state::{Counters, MockState};
@@ -24,9 +24,13 @@ pub async fn gate(req: &HttpRequest, s: &MockSettings, state: &MockState) -> Opt
     }
     if let Some(key) = &s.require_api_key {
         if !bearer_matches(req, key) {
+            let message = match echoed_credentials(req, s) {
+                Some(given) => quoting_credentials("Refused".to_owned(), Some(&given)),
+                None => "Incorrect API key provided.".to_owned(),
+            };
             return Some(openai_error(
                 401,
-                "Incorrect API key provided.",
+                message,
                 "invalid_request_error",
                 None,
                 Some("invalid_api_key"),
@@ -48,7 +52,7 @@ pub async fn gate(req: &HttpRequest, s: &MockSettings, state: &MockState) -> Opt
     }
     sleep_ms(s.latency_ms).await;
     if s.fail_rate > 0.0 && fastrand::f64() < s.fail_rate {
-        return Some(injected_error(s, state));
+        return Some(injected_error(req, s, state));
     }
     if s.invalid_json {
         Counters::add(&state.counters.faults_injected, 1);
@@ -61,10 +65,16 @@ pub async fn gate(req: &HttpRequest, s: &MockSettings, state: &MockState) -> Opt
     None
 }
 
-/// The configured error (`fail_status`, `error_style`, `retry_after`).
-pub fn injected_error(s: &MockSettings, state: &MockState) -> HttpResponse {
+/// The configured error (`fail_status`, `error_style`, `retry_after`, `echo_auth_in_errors`,
+/// `error_padding_bytes`).
+pub fn injected_error(req: &HttpRequest, s: &MockSettings, state: &MockState) -> HttpResponse {
     Counters::add(&state.counters.faults_injected, 1);
-    let body = injected_error_body(s.error_style, s.fail_status);
+    let message = injected_message(
+        s.fail_status,
+        echoed_credentials(req, s).as_deref(),
+        s.error_padding_bytes,
+    );
+    let body = injected_error_body(s.error_style, s.fail_status, &message);
     let mut response = super::errors::json_response(s.fail_status, &body);
     if let Some(secs) = s.retry_after {
         if let Ok(value) = header::HeaderValue::from_str(&secs.to_string()) {
@@ -89,6 +99,22 @@ fn reset_connection(req: &HttpRequest, state: &MockState) -> HttpResponse {
             None,
         ),
     }
+}
+
+/// Under `echo_auth_in_errors`, the credential headers the request carried, as an error
+/// message would quote them.
+pub fn echoed_credentials(req: &HttpRequest, s: &MockSettings) -> Option<String> {
+    if !s.echo_auth_in_errors {
+        return None;
+    }
+    let given: Vec<String> = [header::AUTHORIZATION.as_str(), "api-key"]
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some(format!("{name}: {value}"))
+        })
+        .collect();
+    Some(given.join(", "))
 }
 
 fn bearer_matches(req: &HttpRequest, key: &str) -> bool {

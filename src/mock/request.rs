@@ -17,6 +17,8 @@ pub struct JsonRequest {
     pub settings: Arc<MockSettings>,
     /// The body, a JSON object.
     pub body: Value,
+    /// The request's credentials under `echo_auth_in_errors`, for in-band error events.
+    pub echoed_credentials: Option<String>,
 }
 
 impl JsonRequest {
@@ -64,7 +66,12 @@ pub async fn begin_json(
     if !body.is_object() {
         return Err(bad_request("Request body must be a JSON object", None).into());
     }
-    Ok(JsonRequest { settings, body })
+    let echoed_credentials = faults::echoed_credentials(req, &settings);
+    Ok(JsonRequest {
+        settings,
+        body,
+        echoed_credentials,
+    })
 }
 
 /// Counts, records and gates a request whose body the handler reads itself (or that has none).

@@ -164,6 +164,11 @@ pub struct MockSettings {
     pub reset_before_headers: bool,
     /// 401 unless `Authorization: Bearer <key>`.
     pub require_api_key: Option<String>,
+    /// Injected errors quote the credentials the request carried (`Authorization`, `api-key`),
+    /// as providers that print "Incorrect API key provided: sk-…" do.
+    pub echo_auth_in_errors: bool,
+    /// Filler bytes appended to injected error messages (large error bodies).
+    pub error_padding_bytes: usize,
 }
 
 impl Default for MockSettings {
@@ -205,6 +210,8 @@ impl Default for MockSettings {
             slow_drip_ms: 0,
             reset_before_headers: false,
             require_api_key: None,
+            echo_auth_in_errors: false,
+            error_padding_bytes: 0,
         }
     }
 }
@@ -214,6 +221,7 @@ const MAX_CHUNKS: u32 = 100_000;
 const MAX_EMBEDDING_DIM: usize = 65_536;
 const MAX_VIDEO_BYTES: usize = 256 * 1024 * 1024;
 const MIN_VIDEO_BYTES: usize = 64;
+const MAX_ERROR_PADDING_BYTES: usize = 16 * 1024 * 1024;
 
 impl MockSettings {
     /// Rejects values the handlers cannot honour.
@@ -254,6 +262,11 @@ impl MockSettings {
         if !(MIN_VIDEO_BYTES..=MAX_VIDEO_BYTES).contains(&self.video_bytes) {
             return Err(format!(
                 "video_bytes must be within {MIN_VIDEO_BYTES}..{MAX_VIDEO_BYTES}"
+            ));
+        }
+        if self.error_padding_bytes > MAX_ERROR_PADDING_BYTES {
+            return Err(format!(
+                "error_padding_bytes must be at most {MAX_ERROR_PADDING_BYTES}"
             ));
         }
         if self.video_steps == 0 {

@@ -14,7 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Value};
 
 use super::errors::{
-    bad_request, injected_error_body, json_response, not_found, openai_error, Rejection,
+    bad_request, injected_error_body, injected_message, json_response, not_found, openai_error,
+    quoting_credentials, Rejection,
 };
 use super::faults::{deliver, sleep_ms};
 use super::request::{begin_bodyless, begin_json, JsonRequest};
@@ -40,6 +41,9 @@ pub struct VideoJob {
     steps: u32,
     step_ms: u64,
     will_fail: bool,
+    /// The failed job's error message (quoting the submission's credentials under
+    /// `echo_auth_in_errors`).
+    failure_message: String,
     /// Progress at the moment of cancellation.
     canceled: Option<u32>,
 }
@@ -121,9 +125,9 @@ impl VideoJob {
             .created_at
             .saturating_add(self.queue_ms.saturating_add(self.run_ms()) / 1000);
         let error = match (phase, style) {
-            (Phase::Failed, VideoStatusStyle::Openrouter) => json!("mock video generation failed"),
+            (Phase::Failed, VideoStatusStyle::Openrouter) => json!(self.failure_message),
             (Phase::Failed, _) => {
-                json!({"code": "generation_failed", "message": "mock video generation failed"})
+                json!({"code": "generation_failed", "message": self.failure_message})
             }
             _ => Value::Null,
         };
@@ -213,6 +217,10 @@ fn new_job(request: &JsonRequest) -> Result<VideoJob, Rejection> {
         steps: s.video_steps,
         step_ms: s.video_step_ms,
         will_fail: draw_failure(s),
+        failure_message: quoting_credentials(
+            "mock video generation failed".to_owned(),
+            request.echoed_credentials.as_deref(),
+        ),
         canceled: None,
     })
 }
@@ -245,7 +253,11 @@ async fn submit_sync(
     let job = new_job(request)?;
     sleep_ms(job.run_ms()).await;
     if job.will_fail {
-        return Ok(json_response(500, &injected_error_body(s.error_style, 500)));
+        let message = injected_message(500, request.echoed_credentials.as_deref(), 0);
+        return Ok(json_response(
+            500,
+            &injected_error_body(s.error_style, 500, &message),
+        ));
     }
     let bytes = mp4_bytes(s.video_bytes);
     Counters::add(&state.counters.bytes_sent, bytes.len() as u64);
@@ -469,6 +481,7 @@ mod tests {
             steps: 4,
             step_ms: 100,
             will_fail,
+            failure_message: "mock video generation failed".into(),
             canceled: None,
         }
     }

@@ -334,7 +334,7 @@ impl ChatStream {
         };
         if let Some(err) = obj.non_null("error") {
             let body = format!("{{\"error\":{}}}", err.get());
-            let (message, kind, code) = upstream_message(body.as_bytes());
+            let (message, kind, code) = upstream_message(body.as_bytes(), self.lease.redactor());
             let mut e = ApiError::new(
                 ErrorKind::BadGateway,
                 format!("The backend reported an error: {message}"),

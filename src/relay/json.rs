@@ -57,7 +57,7 @@ pub async fn call_json(
     };
     if body.has_non_null("error") {
         // Some servers answer 200 with an error object.
-        let (message, _, _) = upstream_message(&bytes);
+        let (message, _, _) = upstream_message(&bytes, lease.redactor());
         lease.finish(Outcome::Failure);
         return Attempt::Retry(
             ApiError::new(

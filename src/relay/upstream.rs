@@ -8,9 +8,9 @@ use actix_web::http::StatusCode;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use futures_util::stream::{LocalBoxStream, StreamExt};
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::api::error::{upstream_message, ApiError, ErrorKind};
+use crate::api::error::{shorten, upstream_message, ApiError, ErrorKind};
 use crate::engines::AuthStyle;
 use crate::mesh::{Lease, Outcome};
 
@@ -171,17 +171,17 @@ where
         });
     }
     let retry_after = retry_after(resp.headers());
-    // Error bodies are small; a bounded read with a deadline keeps a misbehaving backend
-    // from holding the attempt.
-    let body = match actix_rt::time::timeout(Duration::from_secs(10), resp.body().limit(64 * 1024))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        _ => Bytes::new(),
-    };
-    let (message, upstream_type, upstream_code) = upstream_message(&body);
-    debug!(endpoint = %lease.endpoint().name, status = status.as_u16(), %message, "upstream error");
+    let body = read_error_body(&mut resp, MAX_ERROR_BODY, ERROR_BODY_WITHIN).await;
     let code = status.as_u16();
+    if code == 401 || code == 403 {
+        return Err(credentials_refused(lease, code, &body));
+    }
+    let (mut message, upstream_type, upstream_code) =
+        upstream_message(&body.bytes, lease.redactor());
+    if body.truncated {
+        message.push_str(" (error body truncated)");
+    }
+    debug!(endpoint = %lease.endpoint().name, status = code, message = %shorten(&message, LOGGED_MESSAGE_CHARS), "upstream error");
     match code {
         429 => Err(CallError::Retryable {
             outcome: Outcome::RateLimited { retry_after },
@@ -209,9 +209,9 @@ where
             )
             .with_code("upstream_timeout"),
         }),
-        // The router's own credentials or the route's model name are wrong: another route
-        // may work, and the client did nothing wrong.
-        401 | 403 | 404 => Err(CallError::Retryable {
+        // The route's model name is wrong: another route may work, and the client did
+        // nothing wrong.
+        404 => Err(CallError::Retryable {
             outcome: Outcome::Failure,
             error: ApiError::new(
                 ErrorKind::BadGateway,
@@ -238,6 +238,74 @@ where
             )
             .with_code("upstream_error"),
         }),
+    }
+}
+
+/// The most of an upstream error body that is read (and held); the rest is never read.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Longest backend message written to the log.
+const LOGGED_MESSAGE_CHARS: usize = 500;
+
+/// How long a backend gets to send its error body.
+const ERROR_BODY_WITHIN: Duration = Duration::from_secs(10);
+
+/// The start of an error body.
+#[derive(Debug, Default)]
+pub struct ErrorBody {
+    pub bytes: Bytes,
+    /// The body went on past the cap, or stalled or broke before its end.
+    pub truncated: bool,
+}
+
+/// Read at most `cap` bytes of an error body within `within`. Whatever arrived is kept: a
+/// misbehaving backend gets a shortened message, never a blank one, and never more memory.
+pub async fn read_error_body<S>(body: &mut S, cap: usize, within: Duration) -> ErrorBody
+where
+    S: futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let mut buf = bytes::BytesMut::new();
+    let read = actix_rt::time::timeout(within, async {
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else {
+                return true;
+            };
+            let room = cap - buf.len();
+            if chunk.len() > room {
+                buf.extend_from_slice(&chunk[..room]);
+                return true;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        false
+    })
+    .await;
+    ErrorBody {
+        bytes: buf.freeze(),
+        truncated: read.unwrap_or(true),
+    }
+}
+
+/// An upstream 401/403: the backend refused the router's own credentials. The client did
+/// nothing wrong and can do nothing about it, so it learns only that; the backend's words
+/// (which may quote the key) go to the operator's log, redacted.
+fn credentials_refused(lease: &Lease, code: u16, body: &ErrorBody) -> CallError {
+    let (message, _, _) = upstream_message(&body.bytes, lease.redactor());
+    warn!(
+        endpoint = %lease.endpoint().name,
+        route = %lease.route().name,
+        status = code,
+        upstream_message = %shorten(&message, LOGGED_MESSAGE_CHARS),
+        "backend refused the router's credentials; check the route's api_key"
+    );
+    let model = &lease.model().id;
+    CallError::Retryable {
+        outcome: Outcome::Failure,
+        error: ApiError::new(
+            ErrorKind::BadGateway,
+            format!("The backend for model `{model}` refused the router's credentials (HTTP {code}). This is a router configuration problem, not a problem with the request."),
+        )
+        .with_code("upstream_auth_failed"),
     }
 }
 
@@ -329,5 +397,59 @@ pub async fn read_body_within(
                 buf.extend_from_slice(&chunk);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// `chunks` chunks of `size` bytes, counting how many were pulled.
+    fn counted_body(chunks: usize, size: usize) -> (BodyStream, Rc<Cell<usize>>) {
+        let pulled = Rc::new(Cell::new(0));
+        let seen = pulled.clone();
+        let body = futures_util::stream::iter(0..chunks)
+            .map(move |_| {
+                seen.set(seen.get() + 1);
+                Ok(Bytes::from(vec![b'x'; size]))
+            })
+            .boxed_local();
+        (body, pulled)
+    }
+
+    #[actix_rt::test]
+    async fn error_bodies_are_read_up_to_the_cap_and_no_further() {
+        let within = Duration::from_secs(5);
+        // (chunks, chunk size, bytes kept, truncated)
+        let cases = [
+            (0, 1, 0, false),
+            (3, 1000, 3000, false),
+            (8, 8192, MAX_ERROR_BODY, false),
+            (9, 8192, MAX_ERROR_BODY, true),
+            (1000, 8192, MAX_ERROR_BODY, true),
+            (1, 10 * MAX_ERROR_BODY, MAX_ERROR_BODY, true),
+        ];
+        for (chunks, size, kept, truncated) in cases {
+            let (mut body, pulled) = counted_body(chunks, size);
+            let read = read_error_body(&mut body, MAX_ERROR_BODY, within).await;
+            assert_eq!(read.bytes.len(), kept, "{chunks} x {size}");
+            assert_eq!(read.truncated, truncated, "{chunks} x {size}");
+            assert!(
+                pulled.get() <= MAX_ERROR_BODY / size + 1,
+                "read past the cap"
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_stalled_error_body_keeps_what_arrived() {
+        let mut body: BodyStream = futures_util::stream::iter([Ok(Bytes::from_static(b"partial"))])
+            .chain(futures_util::stream::pending())
+            .boxed_local();
+        let read = read_error_body(&mut body, MAX_ERROR_BODY, Duration::from_millis(50)).await;
+        assert_eq!(&read.bytes[..], b"partial");
+        assert!(read.truncated);
     }
 }

@@ -66,9 +66,14 @@ impl Drop for Proc {
 
 /// Spawn `cmd`, wait for the stdout line starting with `prefix`, and return the URL after it.
 /// Output keeps being drained in the background so the child never blocks on a full pipe.
-fn spawn_and_wait(mut cmd: Command, prefix: &'static str) -> Proc {
+fn spawn_and_wait(cmd: Command, prefix: &'static str) -> Proc {
+    spawn_with_stderr(cmd, prefix, Stdio::inherit())
+}
+
+/// [`spawn_and_wait`] with the child's stderr sent to `stderr`.
+fn spawn_with_stderr(mut cmd: Command, prefix: &'static str, stderr: Stdio) -> Proc {
     cmd.stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn child process");
     let stdout = child.stdout.take().expect("child stdout");
@@ -163,6 +168,28 @@ fn test_env() -> Vec<(&'static str, String)> {
 }
 
 pub fn start_router(opts: RouterOpts<'_>) -> Router {
+    let (cmd, dir) = router_command(&opts);
+    let proc = spawn_and_wait(cmd, "switchyard listening on ");
+    Router { proc, dir }
+}
+
+/// [`start_router`] with the router's stderr (its log) kept in a file; see [`router_log`].
+pub fn start_router_logged(opts: RouterOpts<'_>) -> Router {
+    let (cmd, dir) = router_command(&opts);
+    let log = std::fs::File::create(dir.path().join(ROUTER_LOG)).expect("router log file");
+    let proc = spawn_with_stderr(cmd, "switchyard listening on ", Stdio::from(log));
+    Router { proc, dir }
+}
+
+const ROUTER_LOG: &str = "router-stderr.log";
+
+/// What a router started by [`start_router_logged`] has written to stderr so far.
+pub fn router_log(router: &Router) -> String {
+    std::fs::read_to_string(router.dir.path().join(ROUTER_LOG)).unwrap_or_default()
+}
+
+/// The command that starts a router for `opts`, in a fresh working directory.
+fn router_command(opts: &RouterOpts<'_>) -> (Command, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = dir.path().join("models.yaml");
     std::fs::write(&models, opts.models_yaml).expect("write models.yaml");
@@ -185,8 +212,7 @@ pub fn start_router(opts: RouterOpts<'_>) -> Router {
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
-    let proc = spawn_and_wait(cmd, "switchyard listening on ");
-    Router { proc, dir }
+    (cmd, dir)
 }
 
 /// Start a router and wait until `ready` endpoints report ready.

@@ -66,6 +66,7 @@ pub async fn serve(
             Arc::new(store.clone()),
             Arc::new(crate::accounting::spill::Spill::new(
                 observability.spill_path.clone(),
+                observability.spill_max_bytes,
             )),
             observability.logger,
         )

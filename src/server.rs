@@ -66,6 +66,7 @@ pub async fn serve(
             Arc::new(store.clone()),
             Arc::new(crate::accounting::spill::Spill::new(
                 observability.spill_path.clone(),
+                observability.spill_max_bytes,
             )),
             observability.logger,
         )
@@ -98,7 +99,9 @@ pub async fn serve(
     let metrics_data = web::Data::from(metrics);
     let grace = observability.shutdown_grace;
     let jobs = web::Data::new(start_media(&settings, &store, &mesh, &sink, replica)?);
-    let workers = settings.workers;
+    let workers = settings.worker_count();
+    let connections_per_worker = settings.connections_per_worker();
+    warn_if_descriptors_short(settings.max_connections);
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
     let client_request_timeout = settings.client_request_timeout;
@@ -148,9 +151,12 @@ pub async fn serve(
     for listener in listeners {
         server = server.listen(listener)?;
     }
-    if let Some(w) = workers {
-        server = server.workers(w);
-    }
+    // Past the cap a worker stops accepting; once every worker is full, new connections wait
+    // in the listen backlog (and beyond it, are refused by the kernel) instead of costing the
+    // router a descriptor each.
+    server = server
+        .workers(workers)
+        .max_connections(connections_per_worker);
     for addr in server.addrs() {
         println!("switchyard listening on http://{addr}");
     }
@@ -160,6 +166,35 @@ pub async fn serve(
     let result = server.await;
     crate::shutdown::finish(log.as_ref()).await;
     result
+}
+
+/// Every held client connection costs a descriptor, and another while it waits on a backend:
+/// say so at start when the process limit cannot cover `MAX_CONNECTIONS` (the router then
+/// answers 503 `router_overloaded` when it runs out, but a warning now saves the guesswork).
+fn warn_if_descriptors_short(max_connections: usize) {
+    let Some(limit) = descriptor_limit() else {
+        return;
+    };
+    let wanted = (max_connections as u64).saturating_mul(2);
+    if limit < wanted {
+        tracing::warn!(
+            descriptor_limit = limit,
+            max_connections,
+            "the open-file limit (ulimit -n) is below 2 x MAX_CONNECTIONS; raise it or lower MAX_CONNECTIONS"
+        );
+    }
+}
+
+/// The soft RLIMIT_NOFILE of this process (`None`: unknown or unlimited).
+fn descriptor_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we own, of the type it expects.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }
 
 /// Prepare the upload spool and start the video job runner (which resumes unfinished jobs).

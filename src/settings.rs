@@ -20,6 +20,8 @@ pub struct Settings {
     pub probe: ProbeSettings,
     pub circuit: CircuitSettings,
     pub workers: Option<usize>,
+    /// Inbound client connections held at once, across all workers (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Upstream connections per worker (0 = unlimited).
     pub max_upstream_connections: usize,
     /// Time a client has to send its request head (slow-loris defence; actix answers 408).
@@ -44,6 +46,7 @@ impl Default for Settings {
             probe: ProbeSettings::default(),
             circuit: CircuitSettings::default(),
             workers: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_upstream_connections: 0,
             client_request_timeout: Duration::from_secs(10),
             client_body_timeout: Duration::from_secs(60),
@@ -53,7 +56,29 @@ impl Default for Settings {
     }
 }
 
+/// Inbound connections across all workers. Each costs a file descriptor (two while it waits
+/// on a backend) and some buffers: 10k stays well inside the usual 64k descriptor limit of
+/// containers and systemd services while being far above what one replica's backends serve.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// actix-web's own ceiling on worker threads.
+const MAX_WORKERS: usize = 512;
+
 impl Settings {
+    /// HTTP workers actually started: `WORKERS`, else one per CPU as actix-web decides.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
+        })
+    }
+
+    /// actix-web caps connections per worker; `MAX_CONNECTIONS` is a total. Each worker gets
+    /// an equal share rounded down (so the total is never exceeded) but at least one.
+    pub fn connections_per_worker(&self) -> usize {
+        (self.max_connections / self.worker_count().max(1)).max(1)
+    }
+
     /// Read from `vars`; every malformed value is reported, none silently ignored.
     pub fn from_vars(vars: &dyn VarSource) -> Result<Settings, Vec<String>> {
         let mut s = Settings::default();
@@ -120,11 +145,20 @@ impl Settings {
         if let Some(v) = num("DISCOVERY_INTERVAL_SECS", 0.1) {
             s.discovery_interval = secs(v);
         }
-        if let Some(v) = num("WORKERS", 1.0) {
-            s.workers = Some(v as usize);
+        let workers = num("WORKERS", 1.0);
+        if let Some(v) = num("MAX_CONNECTIONS", 1.0) {
+            s.max_connections = v.min(u32::MAX as f64) as usize;
         }
         if let Some(v) = num("MAX_UPSTREAM_CONNECTIONS", 0.0) {
             s.max_upstream_connections = v as usize;
+        }
+        match workers {
+            // actix-web panics at start beyond its own limit.
+            Some(v) if v > MAX_WORKERS as f64 => {
+                errors.push(format!("WORKERS={v}: expected at most {MAX_WORKERS}"));
+            }
+            Some(v) => s.workers = Some(v as usize),
+            None => {}
         }
         match crate::media::MediaSettings::from_vars(vars) {
             Ok(media) => s.media = media,
@@ -134,6 +168,54 @@ impl Settings {
             Ok(s)
         } else {
             Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_vars as vars;
+
+    #[test]
+    fn max_connections_is_a_total_split_across_workers() {
+        // (MAX_CONNECTIONS, WORKERS, per worker)
+        let table = [
+            ("10000", "4", 2500),
+            ("10", "3", 3),
+            ("2", "1", 2),
+            // Fewer connections than workers: every worker still takes one.
+            ("2", "8", 1),
+            ("1", "512", 1),
+        ];
+        for (total, workers, per_worker) in table {
+            let s = Settings::from_vars(&vars(&[("MAX_CONNECTIONS", total), ("WORKERS", workers)]))
+                .unwrap();
+            assert_eq!(
+                s.connections_per_worker(),
+                per_worker,
+                "{total} over {workers}"
+            );
+            assert!(per_worker * s.worker_count() <= s.max_connections.max(s.worker_count()));
+        }
+        let s = Settings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn bad_connection_and_worker_counts_are_reported() {
+        for (name, value) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "-5"),
+            ("MAX_CONNECTIONS", "many"),
+            ("WORKERS", "0"),
+            ("WORKERS", "513"),
+        ] {
+            let errors = Settings::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains(name)),
+                "{name}={value}: {errors:?}"
+            );
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - The request path only does a non-blocking `try_send` into a bounded channel
 //!   ([`LogQueue::push`], `LOG_QUEUE_CAPACITY`). When it is full — the database is slower than
-//!   the traffic — the row goes to the spill file instead. Nothing waits, nothing is dropped.
+//!   the traffic — the row goes to the spill file instead. Nothing waits; rows are dropped
+//!   (and counted) only once the spill file itself is full (`LOG_SPILL_MAX_MB`).
 //! - The actor empties the channel into one transaction whenever `LOG_BATCH_SIZE` rows wait or
 //!   `LOG_FLUSH_INTERVAL_MS` passed (group commit: the slower the database, the bigger the
 //!   batch, up to [`MAX_BATCH`]). One write at a time, run with `ctx.wait` so the final
@@ -77,6 +78,17 @@ pub struct LoggerStats {
     /// Rows waiting in the queue at the last look.
     pub buffered: AtomicU64,
     pub last_flush_micros: AtomicU64,
+    /// The spill file's size and the rows its cap dropped.
+    pub spill: Arc<super::spill::SpillCounters>,
+}
+
+impl LoggerStats {
+    fn new(spill: &Spill) -> LoggerStats {
+        LoggerStats {
+            spill: spill.counters().clone(),
+            ..LoggerStats::default()
+        }
+    }
 }
 
 /// Write everything queued (or spill it) and report; sent once at shutdown, after the server
@@ -331,7 +343,7 @@ impl Handler<Drain> for RequestLogger {
     }
 }
 
-/// The request path's handle: never blocks, never drops.
+/// The request path's handle: never blocks; drops only past the spill file's cap.
 #[derive(Clone)]
 pub struct LogQueue {
     tx: mpsc::Sender<LogRow>,
@@ -349,7 +361,7 @@ impl LogQueue {
         spill: Arc<Spill>,
         settings: LoggerSettings,
     ) -> LogQueue {
-        let stats = Arc::new(LoggerStats::default());
+        let stats = Arc::new(LoggerStats::new(&spill));
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let arbiter = Arbiter::new();
         let (sp, st) = (spill.clone(), stats.clone());
@@ -441,7 +453,7 @@ mod tests {
     }
 
     fn start(store: Arc<FakeStore>, spill: Arc<Spill>, settings: LoggerSettings) -> LogQueue {
-        let stats = Arc::new(LoggerStats::default());
+        let stats = Arc::new(LoggerStats::new(&spill));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let (sp, st) = (spill.clone(), stats.clone());
         let addr = RequestLogger::create(move |_| {
@@ -464,7 +476,7 @@ mod tests {
     #[actix_rt::test]
     async fn batches_reach_the_store_and_drain_flushes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl")));
+        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl"), u64::MAX));
         let store = Arc::new(FakeStore::default());
         let q = start(
             store.clone(),
@@ -496,7 +508,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_failing_database_spills_and_the_spill_is_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl")));
+        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl"), u64::MAX));
         let store = Arc::new(FakeStore::default());
         store.failing.store(true, Ordering::SeqCst);
         let settings = LoggerSettings {
@@ -538,7 +550,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_full_queue_spills_on_the_request_side_instead_of_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl")));
+        let spill = Arc::new(Spill::new(dir.path().join("spill.jsonl"), u64::MAX));
         let store = Arc::new(FakeStore::default());
         let q = start(
             store.clone(),
@@ -565,5 +577,77 @@ mod tests {
             None => 0,
         };
         assert_eq!(in_store + spilled, 50, "every row is somewhere");
+    }
+
+    /// The database is down and the spill file small: rows past its cap are dropped and
+    /// counted, `/metrics` shows the file's size and the drops, and the next start replays
+    /// every row that was kept.
+    #[actix_rt::test]
+    async fn past_the_spill_cap_rows_are_dropped_counted_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spill.jsonl");
+        let cap = 40 * 1024;
+        let spill = Arc::new(Spill::new(path.clone(), cap));
+        let store = Arc::new(FakeStore::default());
+        store.failing.store(true, Ordering::SeqCst);
+        let settings = LoggerSettings {
+            batch_size: 10,
+            flush_interval: Duration::from_millis(5),
+            queue_capacity: 20,
+        };
+        let q = start(store.clone(), spill.clone(), settings);
+        settle().await;
+        const ROWS: usize = 500;
+        for n in 0..ROWS {
+            q.push(row(n));
+        }
+        q.drain().await.unwrap();
+        let stats = q.stats().clone();
+        let dropped = stats.spill.dropped_rows.load(Ordering::Relaxed);
+        let bytes = stats.spill.bytes.load(Ordering::Relaxed);
+        assert!(
+            dropped > 0,
+            "a {cap}-byte spill file cannot hold {ROWS} rows"
+        );
+        assert!(
+            bytes <= cap,
+            "{bytes} bytes spilled past the {cap}-byte cap"
+        );
+        // The idle logger may already have moved the file aside to replay it.
+        let on_disk: u64 = ["spill.jsonl", "spill.jsonl.replaying"]
+            .iter()
+            .filter_map(|name| std::fs::metadata(dir.path().join(name)).ok())
+            .map(|m| m.len())
+            .sum();
+        assert_eq!(bytes, on_disk);
+        let exposition = crate::metrics::Metrics::new().render(None, Some(&stats));
+        assert!(
+            exposition.contains(&format!("switchyard_request_log_spill_bytes {bytes}\n")),
+            "{exposition}"
+        );
+        assert!(
+            exposition.contains(&format!(
+                "switchyard_request_log_spill_dropped_rows_total {dropped}\n"
+            )),
+            "{exposition}"
+        );
+
+        // The next start, with the database back, replays what was kept.
+        store.failing.store(false, Ordering::SeqCst);
+        let spill = Arc::new(Spill::new(path, cap));
+        let q2 = start(store.clone(), spill.clone(), settings);
+        let kept = ROWS - dropped as usize;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.rows.lock().unwrap().len() < kept && Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        q2.drain().await.unwrap();
+        assert_eq!(
+            store.rows.lock().unwrap().len(),
+            kept,
+            "every kept row replayed"
+        );
+        assert!(!spill.has_rows());
+        assert_eq!(spill.counters().bytes.load(Ordering::Relaxed), 0);
     }
 }

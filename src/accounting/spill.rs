@@ -6,30 +6,107 @@
 //! reads it in chunks; the replaying file is deleted only once every row in it was committed.
 //! A crash mid-replay leaves it in place for the next start, which reads it from the top:
 //! `ON CONFLICT (id) DO NOTHING` makes the repeat harmless.
+//!
+//! The spill file and the one being replayed together hold at most `LOG_SPILL_MAX_MB`: a long
+//! database outage under heavy traffic must not fill the disk. Whole rows past the cap are
+//! dropped, counted (`switchyard_request_log_spill_dropped_rows_total`) and logged at most
+//! every [`DROP_WARNING_EVERY`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::row::LogRow;
 
-pub struct Spill {
-    path: PathBuf,
+/// Least time between two "spill file full" warnings (the count covers the rows in between).
+pub const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// What the spill file holds and what it had to drop, for `/metrics` and the status page.
+#[derive(Debug, Default)]
+pub struct SpillCounters {
+    /// Bytes in the spill file and the file being replayed (written or still buffered).
+    pub bytes: AtomicU64,
+    /// Rows dropped because the spill file had reached its cap.
+    pub dropped_rows: AtomicU64,
+}
+
+/// What the mutex guards: the open file and the rate limit of the drop warning.
+#[derive(Default)]
+struct SpillState {
     /// Buffered: the logger flushes it every tick and at drain, so request threads that
     /// overflow do not pay a system call per row.
-    file: Mutex<Option<BufWriter<File>>>,
+    file: Option<BufWriter<File>>,
+    /// Rows dropped since the last warning, and when that was.
+    unreported_drops: u64,
+    last_drop_warning: Option<Instant>,
+}
+
+pub struct Spill {
+    path: PathBuf,
+    /// `LOG_SPILL_MAX_MB` in bytes.
+    max_bytes: u64,
+    state: Mutex<SpillState>,
+    counters: Arc<SpillCounters>,
     /// Rows appended since start (a metric; the file itself is the truth).
     pub appended: AtomicU64,
 }
 
 impl Spill {
-    pub fn new(path: PathBuf) -> Spill {
-        Spill {
+    /// A spill file at `path` holding at most `max_bytes`; what an earlier run left there
+    /// already counts.
+    pub fn new(path: PathBuf, max_bytes: u64) -> Spill {
+        let spill = Spill {
             path,
-            file: Mutex::new(None),
+            max_bytes,
+            state: Mutex::default(),
+            counters: Arc::default(),
             appended: AtomicU64::new(0),
+        };
+        spill.measure_disk();
+        spill
+    }
+
+    pub fn counters(&self) -> &Arc<SpillCounters> {
+        &self.counters
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SpillState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set the byte count from the files on disk: at start, whenever the file is (re)opened
+    /// (a failed write may have left part of a line) and after a replay removed its file.
+    /// Callers hold the lock or, at start, are alone.
+    fn measure_disk(&self) {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let bytes = size(&self.path) + size(&self.replaying_path());
+        self.counters.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Count rows the cap turned away; warn now unless a warning went out recently.
+    fn count_dropped(&self, state: &mut SpillState, rows: usize) {
+        let total = self
+            .counters
+            .dropped_rows
+            .fetch_add(rows as u64, Ordering::Relaxed)
+            + rows as u64;
+        state.unreported_drops += rows as u64;
+        let due = state
+            .last_drop_warning
+            .is_none_or(|at| at.elapsed() >= DROP_WARNING_EVERY);
+        if due {
+            tracing::warn!(
+                path = %self.path.display(),
+                max_bytes = self.max_bytes,
+                dropped_rows = state.unreported_drops,
+                dropped_total = total,
+                "request log spill file is full (LOG_SPILL_MAX_MB): dropping rows until the database takes them again"
+            );
+            state.unreported_drops = 0;
+            state.last_drop_warning = Some(Instant::now());
         }
     }
 
@@ -43,40 +120,56 @@ impl Spill {
         PathBuf::from(name)
     }
 
-    /// Append rows; an error here is the one way a record could be lost, so it is logged loudly
-    /// with the rows' request ids.
+    /// Append the rows that fit under the cap and drop the rest (counted). An I/O error here
+    /// loses rows too, so it is logged loudly with their request ids.
     pub fn append(&self, rows: &[LogRow]) -> std::io::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
+        if self.counters.bytes.load(Ordering::Relaxed) >= self.max_bytes {
+            // Full: do not even serialize (an outage may last, and the traffic with it).
+            self.count_dropped(&mut self.lock(), rows.len());
+            return Ok(());
+        }
         let mut buf = Vec::with_capacity(rows.len() * 512);
+        let mut line_ends = Vec::with_capacity(rows.len());
         for row in rows {
             serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
             buf.push(b'\n');
+            line_ends.push(buf.len());
         }
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            *guard = Some(BufWriter::with_capacity(256 * 1024, file));
+        let mut state = self.lock();
+        if state.file.is_none() {
+            state.file = Some(self.open_for_append()?);
+            self.measure_disk();
         }
-        let result = match guard.as_mut() {
-            Some(file) => file.write_all(&buf),
+        let room = self
+            .max_bytes
+            .saturating_sub(self.counters.bytes.load(Ordering::Relaxed));
+        let kept = line_ends
+            .iter()
+            .take_while(|&&end| end as u64 <= room)
+            .count();
+        if kept < rows.len() {
+            self.count_dropped(&mut state, rows.len() - kept);
+        }
+        let Some(&kept_bytes) = kept.checked_sub(1).and_then(|last| line_ends.get(last)) else {
+            return Ok(());
+        };
+        let result = match state.file.as_mut() {
+            Some(file) => file.write_all(&buf[..kept_bytes]),
             None => Err(std::io::Error::other("spill file not open")),
         };
         match &result {
             Ok(()) => {
-                self.appended
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.appended.fetch_add(kept as u64, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(kept_bytes as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                *guard = None;
-                let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+                state.file = None;
+                let ids: Vec<&str> = rows[..kept].iter().map(|r| r.request_id.as_str()).collect();
                 tracing::error!(
                     path = %self.path.display(),
                     error = %e,
@@ -88,10 +181,20 @@ impl Spill {
         result
     }
 
+    fn open_for_append(&self) -> std::io::Result<BufWriter<File>> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        Ok(BufWriter::with_capacity(256 * 1024, file))
+    }
+
     /// Hand buffered lines to the OS (every logger tick, and at drain).
     pub fn flush(&self) -> std::io::Result<()> {
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_mut() {
+        match self.lock().file.as_mut() {
             Some(file) => file.flush(),
             None => Ok(()),
         }
@@ -111,9 +214,9 @@ impl Spill {
         if replaying.exists() {
             return Ok(Some(replaying));
         }
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
         // Flush and close our handle so new appends create a new file after the rename.
-        if let Some(mut file) = guard.take() {
+        if let Some(mut file) = state.file.take() {
             file.flush()?;
         }
         match std::fs::rename(&self.path, &replaying) {
@@ -184,5 +287,81 @@ impl Spill {
         if let Err(e) = std::fs::remove_file(replaying) {
             tracing::warn!(error = %e, file = %replaying.display(), "cannot remove replayed spill file");
         }
+        // Its bytes no longer count against the cap (buffered lines are flushed to be counted
+        // from disk).
+        let mut state = self.lock();
+        if let Some(file) = state.file.as_mut() {
+            let _ = file.flush();
+        }
+        self.measure_disk();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: usize) -> LogRow {
+        let record = crate::record::RequestRecord {
+            request_id: format!("req-{n:04}"),
+            ..crate::record::test_record()
+        };
+        LogRow::from_record(&record, None)
+    }
+
+    fn line_len(row: &LogRow) -> u64 {
+        serde_json::to_vec(row).unwrap().len() as u64 + 1
+    }
+
+    fn on_disk(spill: &Spill) -> u64 {
+        spill.flush().unwrap();
+        std::fs::metadata(spill.path()).map_or(0, |m| m.len())
+    }
+
+    /// Rows past the cap are dropped whole and counted, one at a time or in a batch; the
+    /// byte count matches the file; what was kept replays, and its removal frees the room.
+    #[test]
+    fn the_cap_keeps_whole_rows_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = line_len(&row(0));
+        let spill = Spill::new(dir.path().join("spill.jsonl"), 3 * line + line / 2);
+        for n in 0..5 {
+            spill.append(&[row(n)]).unwrap();
+        }
+        let batch: Vec<LogRow> = (5..12).map(row).collect();
+        spill.append(&batch).unwrap();
+        let counters = spill.counters();
+        assert_eq!(counters.dropped_rows.load(Ordering::Relaxed), 9);
+        assert_eq!(counters.bytes.load(Ordering::Relaxed), 3 * line);
+        assert_eq!(on_disk(&spill), 3 * line, "no partial line past the cap");
+
+        // A new start counts what the last one left, and the cap still holds.
+        let restarted = Spill::new(spill.path().to_path_buf(), 3 * line + line / 2);
+        assert_eq!(restarted.counters().bytes.load(Ordering::Relaxed), 3 * line);
+        restarted.append(&[row(99)]).unwrap();
+        assert_eq!(restarted.counters().dropped_rows.load(Ordering::Relaxed), 1);
+
+        let file = restarted.open_replay().unwrap().expect("a file to replay");
+        let (rows, _, eof) = restarted.read_chunk(&file, 0, 100).unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["req-0000", "req-0001", "req-0002"]);
+        assert!(eof);
+        // The file being replayed still counts until it is done.
+        restarted.append(&[row(100)]).unwrap();
+        assert_eq!(restarted.counters().dropped_rows.load(Ordering::Relaxed), 2);
+        restarted.finish_replay(&file);
+        assert_eq!(restarted.counters().bytes.load(Ordering::Relaxed), 0);
+        restarted.append(&[row(101)]).unwrap();
+        assert_eq!(restarted.counters().bytes.load(Ordering::Relaxed), line);
+        assert_eq!(on_disk(&restarted), line);
+    }
+
+    #[test]
+    fn a_zero_cap_spills_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::new(dir.path().join("spill.jsonl"), 0);
+        spill.append(&[row(1), row(2)]).unwrap();
+        assert_eq!(spill.counters().dropped_rows.load(Ordering::Relaxed), 2);
+        assert!(!spill.has_rows());
     }
 }

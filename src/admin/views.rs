@@ -190,6 +190,8 @@ pub async fn status(
             "write_errors": s.write_errors.load(Relaxed),
             "queue_overflows": s.queue_overflows.load(Relaxed),
             "buffered": s.buffered.load(Relaxed),
+            "spill_bytes": s.spill.bytes.load(Relaxed),
+            "spill_dropped_rows": s.spill.dropped_rows.load(Relaxed),
             "last_flush_ms": s.last_flush_micros.load(Relaxed) as f64 / 1000.0,
         })
     });

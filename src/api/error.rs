@@ -93,6 +93,17 @@ impl ApiError {
         ApiError::new(ErrorKind::Internal, message).with_code("internal_error")
     }
 
+    /// The router itself is out of a local resource (file descriptors, local ports): a 503
+    /// the client may retry shortly, which says nothing about the backend.
+    pub fn router_overloaded() -> ApiError {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "The router is temporarily out of local resources. Retry shortly.",
+        )
+        .with_code("router_overloaded")
+        .with_retry_after(Duration::from_secs(1))
+    }
+
     pub fn status(&self) -> StatusCode {
         let code = match self.kind {
             ErrorKind::BadRequest => 400,

@@ -31,7 +31,9 @@ use crate::engines::ApiOp;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
 use crate::relay::redact::Redactor;
-use crate::relay::upstream::{classify, read_body, request, BodyStream, CallError, Forwarded};
+use crate::relay::upstream::{
+    classify, is_local_failure, read_body, request, BodyStream, CallError, Forwarded,
+};
 
 /// Largest JSON answer (job objects) read from a video backend.
 const MAX_JOB_JSON: usize = 1024 * 1024;
@@ -259,6 +261,14 @@ async fn call_submit(
             lease.finish(outcome);
             return Submitted::Retry {
                 code: error.code.unwrap_or_else(|| "upstream_error".into()),
+                message: error.message,
+            };
+        }
+        // The router's own resources ran out: the job is not at fault, try again later.
+        Err(CallError::Local { error }) => {
+            lease.finish(Outcome::LocalFailure);
+            return Submitted::Retry {
+                code: error.code.unwrap_or_else(|| "router_overloaded".into()),
                 message: error.message,
             };
         }
@@ -496,9 +506,9 @@ async fn download(sh: &Shared, job: &JobRow, route_name: &str, backend_id: &str)
         Err(e) => {
             lease.finish(e.outcome());
             let message = match e {
-                CallError::Retryable { error, .. } | CallError::Fatal { error, .. } => {
-                    error.message
-                }
+                CallError::Retryable { error, .. }
+                | CallError::Fatal { error, .. }
+                | CallError::Local { error } => error.message,
             };
             return Ok(Downloaded::Failed(message));
         }
@@ -600,9 +610,9 @@ async fn get_json(sh: &Shared, mut lease: Lease, path: &str, job: &JobRow) -> Re
                 return Reply::Busy;
             }
             return match e {
-                CallError::Retryable { error, .. } | CallError::Fatal { error, .. } => {
-                    Reply::Error(error.message)
-                }
+                CallError::Retryable { error, .. }
+                | CallError::Fatal { error, .. }
+                | CallError::Local { error } => Reply::Error(error.message),
             };
         }
     };
@@ -665,7 +675,11 @@ async fn cancel_backend_job(sh: &Shared, model: &str, route_name: &str, backend_
         }
         Err(e) => {
             debug!(backend_job = %backend_id, error = %e, "could not reach the backend to cancel");
-            lease.finish(Outcome::Failure);
+            lease.finish(if is_local_failure(&e) {
+                Outcome::LocalFailure
+            } else {
+                Outcome::Failure
+            });
         }
     }
 }

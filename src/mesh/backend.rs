@@ -47,6 +47,9 @@ pub enum Outcome {
     },
     /// The client went away before an answer; says nothing about the backend.
     Canceled,
+    /// The router itself ran out of a local resource (file descriptors, local ports, socket
+    /// buffers) before reaching the backend: the router's fault, never the backend's.
+    LocalFailure,
 }
 
 impl Outcome {
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::Failure => "error",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Canceled => "canceled",
+            Outcome::LocalFailure => "local_failure",
         }
     }
 }
@@ -134,6 +138,8 @@ impl BackendActor {
                 AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose().to_string())),
             };
         }
+        let name = self.endpoint.name.clone();
+        // `None`: no verdict, because the router itself is out of local resources.
         let fut = async move {
             match req.send().await {
                 Ok(mut resp) => {
@@ -141,16 +147,22 @@ impl BackendActor {
                     // Drain a little so the connection can be reused.
                     let _ = resp.body().limit(64 * 1024).await;
                     if status.is_success() {
-                        Ok(())
+                        Some(Ok(()))
                     } else {
-                        Err(format!("HTTP {}", status.as_u16()))
+                        Some(Err(format!("HTTP {}", status.as_u16())))
                     }
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) if crate::relay::upstream::is_local_failure(&e) => {
+                    warn!(endpoint = %name, error = %e, "health probe not sent: the router is out of local resources");
+                    None
+                }
+                Err(e) => Some(Err(e.to_string())),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
-            act.on_probe(result);
+        ctx.spawn(fut.into_actor(self).map(|verdict, act, ctx| {
+            if let Some(result) = verdict {
+                act.on_probe(result);
+            }
             act.schedule_probe(ctx, false);
         }));
     }

@@ -279,7 +279,8 @@ impl Endpoint {
                 gate.paused_until = Some(now + pause.min(Duration::from_secs(300)));
                 gate.circuit.on_neutral(msg.trial);
             }
-            Outcome::Canceled => gate.circuit.on_neutral(msg.trial),
+            // Neither says anything about the backend; a trial that ended so frees its slot.
+            Outcome::Canceled | Outcome::LocalFailure => gate.circuit.on_neutral(msg.trial),
         }
     }
 
@@ -361,6 +362,7 @@ pub struct EndpointSnapshot {
 
 #[cfg(test)]
 mod tests {
+    use super::super::backend::{Finished, Outcome};
     use super::*;
 
     fn endpoint(limits: Limits) -> Endpoint {
@@ -401,6 +403,49 @@ mod tests {
         e.release_slot();
         assert!(e.try_acquire(1, now).is_ok());
         assert_eq!(e.in_flight(), 2);
+    }
+
+    fn finished(outcome: Outcome, trial: bool) -> Finished {
+        Finished {
+            outcome,
+            latency: Duration::from_millis(1),
+            est_tokens: 1,
+            actual_tokens: None,
+            trial,
+        }
+    }
+
+    /// The router's own resource failures never count against the backend: a threshold of one
+    /// would open the circuit on the first real failure, but not on any number of these.
+    #[test]
+    fn local_failures_never_open_the_circuit() {
+        let e = Endpoint::new(
+            "t".into(),
+            BackendKind::Vllm,
+            BaseUrl::parse("http://127.0.0.1:1").unwrap(),
+            None,
+            None,
+            Limits::default(),
+            CircuitSettings {
+                failure_threshold: 1,
+                error_ratio: 0.0,
+                ..CircuitSettings::default()
+            },
+        );
+        e.set_health(Health::Ready);
+        for _ in 0..100 {
+            e.fold_outcome(finished(Outcome::LocalFailure, false));
+        }
+        let view = e.snapshot();
+        assert_eq!(view.circuit, CircuitState::Closed);
+        assert_eq!(view.failures_total, 0);
+        assert_eq!(view.consecutive_failures, 0);
+        e.fold_outcome(finished(Outcome::Failure, false));
+        assert_eq!(
+            e.snapshot().circuit,
+            CircuitState::Open,
+            "a real failure still counts"
+        );
     }
 
     #[test]

@@ -486,15 +486,26 @@ fn live_families(
             "Rows spilled by the request path because the logger's queue was full.",
             s.queue_overflows.load(Ordering::Relaxed),
         );
-        if let Some(g) = live(
-            &r,
-            IntGauge::new(
-                "switchyard_request_log_buffered_rows",
-                "Rows in the logger's current batch.",
-            ),
-        ) {
-            g.set(s.buffered.load(Ordering::Relaxed) as i64);
-        }
+        c(
+            "switchyard_request_log_spill_dropped_rows_total",
+            "Request log rows dropped because the spill file was full (LOG_SPILL_MAX_MB).",
+            s.spill.dropped_rows.load(Ordering::Relaxed),
+        );
+        let g = |name: &str, help: &str, v: u64| {
+            if let Some(m) = live(&r, IntGauge::new(name, help)) {
+                m.set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        };
+        g(
+            "switchyard_request_log_buffered_rows",
+            "Rows in the logger's current batch.",
+            s.buffered.load(Ordering::Relaxed),
+        );
+        g(
+            "switchyard_request_log_spill_bytes",
+            "Bytes in the request log spill file (and the one being replayed).",
+            s.spill.bytes.load(Ordering::Relaxed),
+        );
     }
     r.gather()
 }

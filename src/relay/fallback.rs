@@ -12,7 +12,7 @@ use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::api::error::ApiError;
 use crate::engines::ApiOp;
-use crate::mesh::{Acquire, GetTable, Lease, RouteError, RouterActor};
+use crate::mesh::{Acquire, GetTable, Lease, Outcome, RouteError, RouterActor};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -47,7 +47,8 @@ pub enum Attempt<T> {
 
 impl CallError {
     /// Settle `lease` with this failure's outcome and give the attempt's verdict: a failure
-    /// another route may not repeat is a `Retry`, one the request itself caused is a `Fail`.
+    /// another route may not repeat is a `Retry`; one the request itself caused, or the
+    /// router's own lack of resources, is a `Fail`.
     pub fn into_attempt<T>(self, lease: &mut Lease) -> Attempt<T> {
         match self {
             CallError::Retryable { outcome, error } => {
@@ -56,6 +57,10 @@ impl CallError {
             }
             CallError::Fatal { outcome, error } => {
                 lease.finish(outcome);
+                Attempt::Fail(error)
+            }
+            CallError::Local { error } => {
+                lease.finish(Outcome::LocalFailure);
                 Attempt::Fail(error)
             }
         }

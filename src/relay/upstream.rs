@@ -82,12 +82,17 @@ pub enum CallError {
     Retryable { outcome: Outcome, error: ApiError },
     /// The backend judged the request itself bad: the same request fails everywhere.
     Fatal { outcome: Outcome, error: ApiError },
+    /// The router ran out of a local resource before reaching the backend (see
+    /// [`is_local_failure`]): a 503 for the client, no verdict on the backend. Not retried on
+    /// another route, which would need the same exhausted resource.
+    Local { error: ApiError },
 }
 
 impl CallError {
     pub fn outcome(&self) -> Outcome {
         match self {
             CallError::Retryable { outcome, .. } | CallError::Fatal { outcome, .. } => *outcome,
+            CallError::Local { .. } => Outcome::LocalFailure,
         }
     }
 }
@@ -312,6 +317,11 @@ fn credentials_refused(lease: &Lease, code: u16, body: &ErrorBody) -> CallError 
 fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
     let model = &lease.model().id;
     debug!(endpoint = %lease.endpoint().name, error = %e, "upstream send failed");
+    if is_local_failure(&e) {
+        return CallError::Local {
+            error: ApiError::router_overloaded(),
+        };
+    }
     let (kind, code, what) = match &e {
         SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
             (ErrorKind::GatewayTimeout, "upstream_timeout", "timed out")
@@ -332,6 +342,46 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
         error: ApiError::new(kind, format!("The backend for model `{model}` {what}."))
             .with_code(code),
     }
+}
+
+/// Whether a failed send is the router's own fault: it could not open a connection because
+/// this process or host ran out of something (file descriptors, local ports, socket buffers,
+/// memory). Such a failure must not count against the backend's circuit or health, or an
+/// overloaded router would eject healthy backends one after another.
+pub fn is_local_failure(e: &SendRequestError) -> bool {
+    match e {
+        SendRequestError::Connect(ConnectError::Io(io)) => is_local_io_error(io),
+        // Name resolution opens sockets and files too (tokio's resolver gives an io::Error).
+        SendRequestError::Connect(ConnectError::Resolver(inner)) => inner
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(is_local_io_error),
+        _ => false,
+    }
+}
+
+/// errno values that mean "this host ran out", whatever the destination: no free file
+/// descriptor in the process (EMFILE) or system (ENFILE), no free local port or address
+/// (EADDRNOTAVAIL, EADDRINUSE on connect), no buffer space or memory (ENOBUFS, ENOMEM), and
+/// EAGAIN, which a TCP connect only returns when the local port range is exhausted.
+const LOCAL_ERRNOS: [i32; 7] = [
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::EADDRNOTAVAIL,
+    libc::EADDRINUSE,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+    libc::EAGAIN,
+];
+
+/// [`is_local_failure`] for one I/O error: by errno, or by kind for errors built without one.
+pub fn is_local_io_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    e.raw_os_error().is_some_and(|n| LOCAL_ERRNOS.contains(&n))
+        || (e.raw_os_error().is_none()
+            && matches!(
+                e.kind(),
+                K::AddrNotAvailable | K::AddrInUse | K::OutOfMemory
+            ))
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from inference servers: treated as 1 s).
@@ -403,7 +453,9 @@ pub async fn read_body_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::cell::Cell;
+    use std::io;
     use std::rc::Rc;
 
     /// `chunks` chunks of `size` bytes, counting how many were pulled.
@@ -451,5 +503,107 @@ mod tests {
         let read = read_error_body(&mut body, MAX_ERROR_BODY, Duration::from_millis(50)).await;
         assert_eq!(&read.bytes[..], b"partial");
         assert!(read.truncated);
+    }
+
+    fn connect_io(e: io::Error) -> SendRequestError {
+        SendRequestError::Connect(ConnectError::Io(e))
+    }
+
+    /// Which connect failures are the router's own, by errno and by kind.
+    #[test]
+    fn local_failure_table() {
+        let errno = io::Error::from_raw_os_error;
+        let table: Vec<(&str, SendRequestError, bool)> = vec![
+            ("EMFILE", connect_io(errno(libc::EMFILE)), true),
+            ("ENFILE", connect_io(errno(libc::ENFILE)), true),
+            (
+                "EADDRNOTAVAIL",
+                connect_io(errno(libc::EADDRNOTAVAIL)),
+                true,
+            ),
+            ("EADDRINUSE", connect_io(errno(libc::EADDRINUSE)), true),
+            ("ENOBUFS", connect_io(errno(libc::ENOBUFS)), true),
+            ("ENOMEM", connect_io(errno(libc::ENOMEM)), true),
+            ("EAGAIN", connect_io(errno(libc::EAGAIN)), true),
+            (
+                "kind AddrNotAvailable",
+                connect_io(io::ErrorKind::AddrNotAvailable.into()),
+                true,
+            ),
+            (
+                "kind OutOfMemory",
+                connect_io(io::ErrorKind::OutOfMemory.into()),
+                true,
+            ),
+            (
+                "resolver EMFILE",
+                SendRequestError::Connect(ConnectError::Resolver(Box::new(errno(libc::EMFILE)))),
+                true,
+            ),
+            // The backend's (or the network's) fault.
+            ("ECONNREFUSED", connect_io(errno(libc::ECONNREFUSED)), false),
+            ("ECONNRESET", connect_io(errno(libc::ECONNRESET)), false),
+            ("ECONNABORTED", connect_io(errno(libc::ECONNABORTED)), false),
+            ("EHOSTUNREACH", connect_io(errno(libc::EHOSTUNREACH)), false),
+            ("ENETUNREACH", connect_io(errno(libc::ENETUNREACH)), false),
+            ("ETIMEDOUT", connect_io(errno(libc::ETIMEDOUT)), false),
+            ("EPIPE", connect_io(errno(libc::EPIPE)), false),
+            (
+                "TLS handshake (InvalidData)",
+                connect_io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad certificate",
+                )),
+                false,
+            ),
+            (
+                "kind ConnectionRefused",
+                connect_io(io::ErrorKind::ConnectionRefused.into()),
+                false,
+            ),
+            (
+                "message that merely mentions files",
+                connect_io(io::Error::other("Too many open files")),
+                false,
+            ),
+            (
+                "resolver, not an io::Error",
+                SendRequestError::Connect(ConnectError::Resolver("no such host".into())),
+                false,
+            ),
+            (
+                "NoRecords",
+                SendRequestError::Connect(ConnectError::NoRecords),
+                false,
+            ),
+            (
+                "connect timeout",
+                SendRequestError::Connect(ConnectError::Timeout),
+                false,
+            ),
+            ("response timeout", SendRequestError::Timeout, false),
+            // Once connected, a write error is about that connection, not the host.
+            (
+                "send EMFILE",
+                SendRequestError::Send(errno(libc::EMFILE)),
+                false,
+            ),
+        ];
+        for (name, error, local) in &table {
+            assert_eq!(is_local_failure(error), *local, "{name}: {error}");
+        }
+    }
+
+    proptest! {
+        /// Any errno: a connect failure is local exactly when its errno is in the list, and a
+        /// failure after connecting never is.
+        #[test]
+        fn local_iff_listed_errno(code in 0i32..256) {
+            let listed = LOCAL_ERRNOS.contains(&code);
+            let connect = connect_io(io::Error::from_raw_os_error(code));
+            prop_assert_eq!(is_local_failure(&connect), listed);
+            let send = SendRequestError::Send(io::Error::from_raw_os_error(code));
+            prop_assert!(!is_local_failure(&send));
+        }
     }
 }

@@ -35,6 +35,9 @@ RUN apt-get update \
 COPY --from=builder /usr/local/bin/switchyard /usr/local/bin/switchyard
 
 WORKDIR /app
+# 0.0.0.0: reachable through the container's published port. With no client key the router
+# then refuses to start (an open /v1 must be a decision): run it with API_KEYS (or KEYS_FILE),
+# or with ALLOW_UNAUTHENTICATED=true on purpose. See docs/operations.md#running-it.
 ENV HOST=0.0.0.0 \
     PORT=8080 \
     RUST_LOG=info

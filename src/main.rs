@@ -76,8 +76,11 @@ struct ConfigArgs {
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
-    host: String,
+    /// Listen address. Default: 0.0.0.0 when client keys are configured (or
+    /// ALLOW_UNAUTHENTICATED=true), else 127.0.0.1; a non-loopback address with no client key
+    /// is refused unless ALLOW_UNAUTHENTICATED=true.
+    #[arg(long, env = "HOST")]
+    host: Option<String>,
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
 }
@@ -243,8 +246,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let opts = switchyard::server::ServeOptions {
-        host: args.host,
+        // An empty HOST (as a .env template leaves it) means "not given".
+        host: args.host.filter(|h| !h.trim().is_empty()),
         port: args.port,
+        allow_unauthenticated: settings.allow_unauthenticated,
         reload: Some(switchyard::reload::ConfigSource {
             models: args.config.config.clone(),
             routing: Some(
@@ -285,8 +290,11 @@ fn demo(args: DemoArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let opts = switchyard::server::ServeOptions {
-        host: args.host,
+        host: Some(args.host),
         port: args.port,
+        // The demo is open by design (mock engines, nothing to protect) and listens on
+        // 127.0.0.1 unless told otherwise.
+        allow_unauthenticated: true,
         reload: None,
     };
     let system = actix_rt::System::new();

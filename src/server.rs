@@ -15,8 +15,12 @@ use crate::settings::Settings;
 use crate::state::AppState;
 
 pub struct ServeOptions {
-    pub host: String,
+    /// Where to listen; `None`: see [`listen_host`].
+    pub host: Option<String>,
     pub port: u16,
+    /// `/v1` may be served without a client key on a non-loopback address (the operator said
+    /// `ALLOW_UNAUTHENTICATED=true`, or it is the demo).
+    pub allow_unauthenticated: bool,
     /// The files the registry came from, for hot reload and for `PUT /admin/routing` to
     /// persist weights to routing.yaml (`None`: the demo, which has no files).
     pub reload: Option<crate::reload::ConfigSource>,
@@ -36,9 +40,25 @@ pub async fn serve(
         &db,
     )
     .map_err(|errs| std::io::Error::other(errs.join("; ")))?;
+    let auth = Arc::new(Auth::from_vars(&ProcessEnv).map_err(|errors| {
+        for e in &errors {
+            tracing::error!("keys: {e}");
+        }
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, errors.join("; "))
+    })?);
+    // Whether clients need a key decides where the router may listen.
+    let (host, exposure) = listen_host(
+        opts.host.as_deref(),
+        auth.store().requires_client_key(),
+        opts.allow_unauthenticated,
+    )
+    .map_err(|refusal| {
+        tracing::error!("{refusal}");
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal)
+    })?;
     // Bind before anything else: the port actually bound (with `--port 0`) is part of this
     // replica's default identity, which rows and job claims carry.
-    let listeners = bind_listeners(&opts.host, opts.port)?;
+    let listeners = bind_listeners(&host, opts.port)?;
     let port = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -52,13 +72,7 @@ pub async fn serve(
             probe.interval = interval;
         }
     }
-    let auth = Arc::new(Auth::from_vars(&ProcessEnv).map_err(|errors| {
-        for e in &errors {
-            tracing::error!("keys: {e}");
-        }
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, errors.join("; "))
-    })?);
-    auth.warn_at_start();
+    auth.warn_at_start(exposure, &host);
     let mesh = Mesh::start(&registry, probe, settings.circuit);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let log = observability.request_log.then(|| {
@@ -197,6 +211,68 @@ fn descriptor_limit() -> Option<u64> {
     (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }
 
+/// Who can reach `/v1`, decided before binding and said at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Clients need a key.
+    KeyRequired,
+    /// No client key, and only this machine can connect.
+    OpenOnLoopback,
+    /// No client key on a reachable address, by the operator's choice.
+    OpenToNetwork,
+}
+
+/// Where `serve` listens when not told and clients need a key (or the operator allowed an
+/// open router): every interface, as a server in a container or VM must.
+const DEFAULT_HOST: &str = "0.0.0.0";
+/// Where it listens when not told and `/v1` would be open to anyone who can connect.
+const LOOPBACK_HOST: &str = "127.0.0.1";
+
+/// The host to listen on and what that exposes. With no client key, an open `/v1` on a
+/// reachable address must be a decision (`allow_unauthenticated`): without it the default
+/// host becomes loopback, and a non-loopback host asked for explicitly (`--host` / `HOST`)
+/// is refused, with a message naming the settings, rather than silently changed.
+pub fn listen_host(
+    requested: Option<&str>,
+    key_required: bool,
+    allow_unauthenticated: bool,
+) -> Result<(String, Exposure), String> {
+    if key_required {
+        let host = requested.unwrap_or(DEFAULT_HOST);
+        return Ok((host.to_string(), Exposure::KeyRequired));
+    }
+    let host = match requested {
+        Some(host) => host,
+        None if allow_unauthenticated => DEFAULT_HOST,
+        None => LOOPBACK_HOST,
+    };
+    if is_loopback_host(host) {
+        Ok((host.to_string(), Exposure::OpenOnLoopback))
+    } else if allow_unauthenticated {
+        Ok((host.to_string(), Exposure::OpenToNetwork))
+    } else {
+        Err(format!(
+            "refusing to listen on {host}: no client key is configured, so /v1 would be open to \
+             anyone who can reach this address. Set API_KEYS (or a keys file, KEYS_FILE) to \
+             require a key, set ALLOW_UNAUTHENTICATED=true to serve it open on purpose, or \
+             leave HOST/--host unset to listen on loopback ({LOOPBACK_HOST}) only."
+        ))
+    }
+}
+
+/// Whether every address `host` names is a loopback address (a name that does not resolve is
+/// not: binding it fails anyway).
+fn is_loopback_host(host: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match (host, 0).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// Prepare the upload spool and start the video job runner (which resumes unfinished jobs).
 fn start_media(
     settings: &Settings,
@@ -259,4 +335,72 @@ async fn open_store(db: &crate::store::DbSettings) -> std::io::Result<crate::sto
     })?;
     tracing::info!(database = %db.describe(), "database ready");
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_router_listens_on_loopback_unless_the_operator_decides_otherwise() {
+        use Exposure::*;
+        /// The host and exposure chosen, or `None` for a refusal.
+        type Verdict = Option<(&'static str, Exposure)>;
+        // (requested host, client keys, ALLOW_UNAUTHENTICATED, verdict)
+        let cases: &[(Option<&str>, bool, bool, Verdict)] = &[
+            (None, false, false, Some(("127.0.0.1", OpenOnLoopback))),
+            (None, false, true, Some(("0.0.0.0", OpenToNetwork))),
+            (None, true, false, Some(("0.0.0.0", KeyRequired))),
+            (Some("0.0.0.0"), false, false, None),
+            (Some("::"), false, false, None),
+            (Some("192.0.2.7"), false, false, None),
+            (
+                Some("0.0.0.0"),
+                false,
+                true,
+                Some(("0.0.0.0", OpenToNetwork)),
+            ),
+            (Some("0.0.0.0"), true, false, Some(("0.0.0.0", KeyRequired))),
+            (
+                Some("127.0.0.1"),
+                false,
+                false,
+                Some(("127.0.0.1", OpenOnLoopback)),
+            ),
+            (
+                Some("127.0.0.2"),
+                false,
+                false,
+                Some(("127.0.0.2", OpenOnLoopback)),
+            ),
+            (Some("::1"), false, false, Some(("::1", OpenOnLoopback))),
+            (
+                Some("localhost"),
+                false,
+                false,
+                Some(("localhost", OpenOnLoopback)),
+            ),
+            (
+                Some("127.0.0.1"),
+                false,
+                true,
+                Some(("127.0.0.1", OpenOnLoopback)),
+            ),
+            (Some("no-such-host.invalid"), false, false, None),
+        ];
+        for (requested, keys, allow, expected) in cases {
+            let got = listen_host(*requested, *keys, *allow);
+            let label = format!("{requested:?} keys={keys} allow={allow}: {got:?}");
+            match expected {
+                Some((host, exposure)) => {
+                    assert_eq!(got, Ok((host.to_string(), *exposure)), "{label}")
+                }
+                None => {
+                    let refusal = got.expect_err(&label);
+                    assert!(refusal.contains("ALLOW_UNAUTHENTICATED"), "{refusal}");
+                    assert!(refusal.contains("API_KEYS"), "{refusal}");
+                }
+            }
+        }
+    }
 }

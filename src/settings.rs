@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::config::number_var;
 use crate::config::VarSource;
+use crate::config::{bool_var, number_var};
 use crate::mesh::{CircuitSettings, ProbeSettings};
 use crate::relay::{RetryPolicy, Timeouts};
 
@@ -32,6 +32,9 @@ pub struct Settings {
     pub discovery_interval: Duration,
     /// Audio uploads and video jobs.
     pub media: crate::media::MediaSettings,
+    /// `ALLOW_UNAUTHENTICATED=true`: with no client key, `serve` may still listen on a
+    /// non-loopback address (an open `/v1` is then the operator's decision, not a default).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             client_body_timeout: Duration::from_secs(60),
             discovery_interval: Duration::from_secs(60),
             media: crate::media::MediaSettings::default(),
+            allow_unauthenticated: false,
         }
     }
 }
@@ -159,6 +163,9 @@ impl Settings {
             }
             Some(v) => s.workers = Some(v as usize),
             None => {}
+        }
+        if let Some(v) = bool_var(vars, "ALLOW_UNAUTHENTICATED", &mut errors) {
+            s.allow_unauthenticated = v;
         }
         match crate::media::MediaSettings::from_vars(vars) {
             Ok(media) => s.media = media,

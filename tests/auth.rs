@@ -353,7 +353,7 @@ async fn logs_name_keys_and_never_print_them_and_an_open_router_says_so() {
     let _ = child.wait();
     let log = std::fs::read_to_string(&open_log).expect("log");
     assert!(
-        log.contains("NO CLIENT KEYS CONFIGURED: /v1 is OPEN"),
+        log.contains("no client keys configured: /v1 is open, listening on loopback only"),
         "{log}"
     );
 }

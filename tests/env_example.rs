@@ -1,6 +1,6 @@
 //! `.env.example` lists every environment variable the router reads: found by scanning `src/`
 //! for the ways it reads them (`vars.get("…")`, `std::env::var("…")`, clap's `env = "…"`, the
-//! settings helpers `num("…")`/`text("…")`, lists iterated with `for var in [...]`) and the
+//! settings helpers `num("…")`/`text("…")`/`bool_var(vars, "…")`, lists iterated with `for var in [...]`) and the
 //! `${VAR}` references of the shipped `config/*.yaml`.
 
 use std::collections::BTreeSet;
@@ -22,6 +22,7 @@ fn names_in_line(line: &str, out: &mut BTreeSet<String>) {
         "env = ",
         "num(",
         "text(",
+        "bool_var(vars, ",
     ];
     let in_var_list = line.trim_start().starts_with("for var in [");
     let mut rest = line;

@@ -3,7 +3,7 @@
 in direct mode, against the engines themselves.
 
 Through a router (one base URL serves every model):
-    openai_checks.py --base-url http://127.0.0.1:8080/v1 --api-key sk-test \\
+    openai_checks.py --base-url http://127.0.0.1:8080/v1 --api-key sk-test-key \\
         --chat-model gemma-3-270m --embed-model gemma-3-270m-embed \\
         --tts-model tts-1 --stt-model whisper-1 --image-model mock-image --video-model mock-video
 

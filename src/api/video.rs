@@ -301,8 +301,9 @@ pub async fn create(
             },
         };
         if let Some(url) = &facts.callback_url {
-            use crate::jobs::webhook::{check_callback, CallbackRefusal};
-            if let Err(CallbackRefusal::Private(target)) =
+            use crate::jobs::webhook::check_callback;
+            use crate::netguard::Refusal;
+            if let Err(Refusal::NotPublic(target)) =
                 check_callback(url, jobs.settings.webhook_allow_private).await
             {
                 return Err(ApiError::bad_request(

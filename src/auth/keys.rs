@@ -65,10 +65,15 @@ struct Entry {
     caller: Arc<Caller>,
 }
 
+/// The shortest key accepted anywhere (environment or keys file): a shorter one is guessable.
+pub const MIN_KEY_LEN: usize = 8;
+
 /// Every configured key. `Debug` shows names only.
 #[derive(Default)]
 pub struct KeyStore {
     entries: Vec<Entry>,
+    /// The keys file has a key written in it (not only `${VAR}`s or `key_sha256`).
+    file_has_plaintext_keys: bool,
 }
 
 impl fmt::Debug for KeyStore {
@@ -103,6 +108,11 @@ impl KeyStore {
         self.entries.is_empty()
     }
 
+    /// Whether the keys file holds a key itself, so who may read the file matters.
+    pub fn file_has_plaintext_keys(&self) -> bool {
+        self.file_has_plaintext_keys
+    }
+
     pub fn callers(&self) -> impl Iterator<Item = &Arc<Caller>> {
         self.entries.iter().map(|e| &e.caller)
     }
@@ -128,15 +138,11 @@ impl KeyStore {
     pub fn load(vars: &dyn VarSource, file: Option<&Path>) -> Result<KeyStore, Vec<String>> {
         let mut builder = Builder::default();
         if let Some(list) = vars.get("API_KEYS") {
-            for key in split_keys(&list) {
-                builder.add("API_KEYS", None, digest(key), false, None, None, None);
-            }
+            builder.add_listed("API_KEYS", &list, false);
         }
         for var in ["ADMIN_API_KEY", "ADMIN_API_KEYS"] {
             if let Some(list) = vars.get(var) {
-                for key in split_keys(&list) {
-                    builder.add(var, None, digest(key), true, None, None, None);
-                }
+                builder.add_listed(var, &list, true);
             }
         }
         if let Some(path) = file {
@@ -147,13 +153,7 @@ impl KeyStore {
                     .push(format!("{}: cannot read: {e}", path.display())),
             }
         }
-        if builder.errors.is_empty() {
-            Ok(KeyStore {
-                entries: builder.entries,
-            })
-        } else {
-            Err(builder.errors)
-        }
+        builder.finish()
     }
 
     /// Parse a keys file from text (tests, fuzzing).
@@ -164,13 +164,7 @@ impl KeyStore {
     ) -> Result<KeyStore, Vec<String>> {
         let mut builder = Builder::default();
         builder.add_file(label, text, vars);
-        if builder.errors.is_empty() {
-            Ok(KeyStore {
-                entries: builder.entries,
-            })
-        } else {
-            Err(builder.errors)
-        }
+        builder.finish()
     }
 }
 
@@ -207,9 +201,43 @@ struct Builder {
     digests: HashSet<KeyDigest>,
     names: HashSet<String>,
     errors: Vec<String>,
+    file_has_plaintext_keys: bool,
+}
+
+/// Whether a keys file's `key` field holds key text itself, beyond `${VAR}` references (a
+/// `${VAR:-default}` default is written in the file, so it counts).
+fn writes_key_text(field: &str) -> bool {
+    let no_vars = std::collections::HashMap::<String, String>::new();
+    !substitute_str(field, &no_vars).0.trim().is_empty()
 }
 
 impl Builder {
+    fn finish(self) -> Result<KeyStore, Vec<String>> {
+        if self.errors.is_empty() {
+            Ok(KeyStore {
+                entries: self.entries,
+                file_has_plaintext_keys: self.file_has_plaintext_keys,
+            })
+        } else {
+            Err(self.errors)
+        }
+    }
+
+    /// The comma-separated keys of environment variable `var`; the error names the key by its
+    /// place in the list, never by its text.
+    fn add_listed(&mut self, var: &str, list: &str, admin: bool) {
+        for (i, key) in split_keys(list).enumerate() {
+            if key.len() < MIN_KEY_LEN {
+                self.errors.push(format!(
+                    "{var}: key #{} must be at least {MIN_KEY_LEN} characters",
+                    i + 1
+                ));
+                continue;
+            }
+            self.add(var, None, digest(key), admin, None, None, None);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
@@ -264,6 +292,7 @@ impl Builder {
             }
             let digest = match (&k.key, &k.key_sha256) {
                 (Some(text), None) => {
+                    self.file_has_plaintext_keys |= writes_key_text(text);
                     let (value, missing) = substitute_str(text, vars);
                     if !missing.is_empty() {
                         self.errors.push(format!(
@@ -273,9 +302,10 @@ impl Builder {
                         continue;
                     }
                     let value = value.trim();
-                    if value.len() < 8 {
-                        self.errors
-                            .push(format!("{place}: `key` must be at least 8 characters"));
+                    if value.len() < MIN_KEY_LEN {
+                        self.errors.push(format!(
+                            "{place}: `key` must be at least {MIN_KEY_LEN} characters"
+                        ));
                         continue;
                     }
                     digest_of(value)
@@ -337,22 +367,52 @@ mod tests {
     #[test]
     fn env_keys_are_found_by_value_and_named_by_digest() {
         let store = KeyStore::load(
-            &vars(&[("API_KEYS", "sk-one, sk-two,,"), ("ADMIN_API_KEY", "adm-1")]),
+            &vars(&[
+                ("API_KEYS", "sk-one-0001, sk-two-0002,,"),
+                ("ADMIN_API_KEY", "adm-key-0001"),
+            ]),
             None,
         )
         .unwrap();
         assert_eq!(store.len(), 3);
         assert!(store.requires_client_key());
         assert!(store.has_admin_keys());
-        let Lookup::Known(c) = store.lookup("sk-two") else {
-            panic!("sk-two not found")
+        let Lookup::Known(c) = store.lookup("sk-two-0002") else {
+            panic!("sk-two-0002 not found")
         };
         assert!(!c.admin);
         assert!(c.key_id.starts_with("key-") && c.key_id.len() == 12);
         assert!(!c.key_id.contains("sk-two"));
-        assert!(matches!(store.lookup("adm-1"), Lookup::Known(c) if c.admin));
-        assert!(matches!(store.lookup("sk-on"), Lookup::Unknown));
+        assert!(matches!(store.lookup("adm-key-0001"), Lookup::Known(c) if c.admin));
+        assert!(matches!(store.lookup("sk-one-000"), Lookup::Unknown));
         assert!(!format!("{store:?}").contains("sk-one"));
+    }
+
+    /// Keys from the environment obey the keys file's minimum length, and the error names the
+    /// variable and the key's place, never the key.
+    #[test]
+    fn short_keys_are_refused_from_every_variable() {
+        for var in ["API_KEYS", "ADMIN_API_KEY", "ADMIN_API_KEYS"] {
+            for (list, errors) in [
+                ("x", vec!["#1"]),
+                ("1234567", vec!["#1"]),
+                ("12345678", vec![]),
+                ("long-enough-1, short, long-enough-2, s", vec!["#2", "#4"]),
+                (" padded-key-1 ,  ", vec![]),
+            ] {
+                let result = KeyStore::load(&vars(&[(var, list)]), None);
+                let found = result.err().unwrap_or_default();
+                assert_eq!(found.len(), errors.len(), "{var}={list:?}: {found:?}");
+                for (message, place) in found.iter().zip(&errors) {
+                    assert!(
+                        message.starts_with(&format!("{var}: key {place} ")),
+                        "{message}"
+                    );
+                    assert!(message.contains("at least 8 characters"), "{message}");
+                    assert!(!message.contains("short") && !message.contains("1234567"));
+                }
+            }
+        }
     }
 
     #[test]

@@ -71,18 +71,32 @@ impl Auth {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(store);
     }
 
-    /// Say loudly what is open; called once at start.
-    pub fn warn_at_start(&self) {
+    /// Say loudly what is open; called once at start, with where the server listens.
+    pub fn warn_at_start(&self, exposure: crate::server::Exposure, host: &str) {
+        use crate::server::Exposure;
         let store = self.store();
-        if store.requires_client_key() {
-            tracing::info!(
+        match exposure {
+            Exposure::KeyRequired => tracing::info!(
                 keys = store.len(),
+                host,
                 "client keys configured: /v1 requires a Bearer key"
-            );
-        } else {
-            let msg = "NO CLIENT KEYS CONFIGURED: /v1 is OPEN to anyone who can reach this port. Set API_KEYS or a keys file (KEYS_FILE) to require a key.";
-            tracing::warn!("{msg}");
-            eprintln!("WARNING: {msg}");
+            ),
+            Exposure::OpenOnLoopback => tracing::warn!(
+                host,
+                "no client keys configured: /v1 is open, listening on loopback only. Set API_KEYS or a keys file (KEYS_FILE) to require a key; ALLOW_UNAUTHENTICATED=true to serve it open on another address."
+            ),
+            Exposure::OpenToNetwork => {
+                let msg = format!("NO CLIENT KEYS CONFIGURED: /v1 is OPEN to anyone who can reach {host} (ALLOW_UNAUTHENTICATED=true). Set API_KEYS or a keys file (KEYS_FILE) to require a key.");
+                tracing::warn!("{msg}");
+                eprintln!("WARNING: {msg}");
+            }
+        }
+        if let Some(warning) = self
+            .keys_file
+            .as_deref()
+            .and_then(|path| keys_file_exposure(&store, path))
+        {
+            tracing::warn!("{warning}");
         }
         if !store.has_admin_keys() {
             tracing::warn!("no ADMIN_API_KEY configured: /admin/* is disabled");
@@ -104,6 +118,34 @@ pub fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
     }
 }
 
+/// A warning when the keys file holds keys in plain text and its group or others may read it.
+/// A file of `key_sha256` entries and `${VAR}` references holds no secret and needs none.
+pub fn keys_file_exposure(store: &KeyStore, path: &std::path::Path) -> Option<String> {
+    if !store.file_has_plaintext_keys() {
+        return None;
+    }
+    let mode = file_mode(path)?;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "keys file {} holds plaintext keys and is readable by group/others (mode {:03o}): \
+             chmod 600 it, or write key_sha256 / ${{VAR}} entries instead",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
+#[cfg(unix)]
+fn file_mode(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode())
+}
+
+#[cfg(not(unix))]
+fn file_mode(_path: &std::path::Path) -> Option<u32> {
+    None
+}
+
 /// 403 for a key used on a model outside its list.
 pub fn model_not_allowed(model: &str, caller: &Caller) -> ApiError {
     ApiError::new(
@@ -115,4 +157,58 @@ pub fn model_not_allowed(model: &str, caller: &Caller) -> ApiError {
     )
     .with_param("model")
     .with_code("model_not_allowed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_vars as vars;
+
+    fn keys_file(text: &str, mode: u32) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        file
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readable_keys_files_with_plaintext_keys_are_warned_about() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let env = vars(&[("TEAM_KEY", "team-key-from-env")]);
+        // (file, mode, warned)
+        let cases = [
+            ("keys: [{name: a, key: plain-text-key}]", 0o644, true),
+            ("keys: [{name: a, key: plain-text-key}]", 0o640, true),
+            ("keys: [{name: a, key: plain-text-key}]", 0o604, true),
+            ("keys: [{name: a, key: plain-text-key}]", 0o600, false),
+            ("keys: [{name: a, key: plain-text-key}]", 0o400, false),
+            ("keys: [{name: a, key: 'pre-${TEAM_KEY}'}]", 0o644, true),
+            (
+                "keys: [{name: a, key: '${NOPE:-default-key}'}]",
+                0o644,
+                true,
+            ),
+            ("keys: [{name: a, key: '${TEAM_KEY}'}]", 0o644, false),
+            (
+                &*format!("keys: [{{name: a, key_sha256: {sha}}}]"),
+                0o644,
+                false,
+            ),
+        ];
+        for (text, mode, warned) in cases {
+            let file = keys_file(text, mode);
+            let store = KeyStore::load(&env, Some(file.path())).unwrap();
+            let warning = keys_file_exposure(&store, file.path());
+            assert_eq!(warning.is_some(), warned, "{text} {mode:o}: {warning:?}");
+            if let Some(w) = warning {
+                assert!(!w.contains("plain-text-key"), "{w}");
+                assert!(w.contains(&format!("{mode:03o}")), "{w}");
+            }
+        }
+    }
 }

@@ -37,6 +37,20 @@ pub fn number_var(
     }
 }
 
+/// Read a yes/no variable (`true/false`, `1/0`, `yes/no`, `on/off`, any case); a malformed
+/// value is reported in `errors` rather than read as either.
+pub fn bool_var(vars: &dyn VarSource, name: &str, errors: &mut Vec<String>) -> Option<bool> {
+    let raw = vars.get(name)?;
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => {
+            errors.push(format!("{name}={raw:?}: expected true or false"));
+            None
+        }
+    }
+}
+
 /// The process environment (after `.env` has been loaded into it).
 pub struct ProcessEnv;
 

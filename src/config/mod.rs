@@ -19,7 +19,7 @@ use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 
 #[cfg(test)]
 pub use env::test_vars;
-pub use env::{number_var, substitute_str, ProcessEnv, VarSource};
+pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
 pub use route_opts::{Discovery, RouteTimeouts};
 pub use routing::{select_route, RoutingFile, WeightOverrides};

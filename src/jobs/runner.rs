@@ -45,6 +45,9 @@ pub struct Shared {
     pub store: JobStore,
     pub router: Addr<RouterActor>,
     pub client: awc::Client,
+    /// Webhooks only: its connections go to checked addresses and are never pooled, so none
+    /// is shared with backend calls (awc pools by host name, whatever address was dialled).
+    pub webhook_client: awc::Client,
     pub settings: Arc<VideoSettings>,
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
@@ -118,6 +121,7 @@ impl JobRunner {
                 store: parts.store,
                 router: parts.router,
                 client,
+                webhook_client: crate::relay::client::build(Duration::from_secs(10), 0),
                 settings: parts.settings,
                 timeouts: parts.timeouts,
                 retry: parts.retry,

@@ -9,15 +9,18 @@
 //! {"type": "video.generation.completed", "created_at": <unix>, "data": <job object>}
 //! ```
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use awc::error::SendRequestError;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::runner::Shared;
 use super::{job_object, now_ms};
+use crate::netguard::{public_addrs, Refusal, Resolve, SystemResolver};
 
 const RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -50,50 +53,101 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac))
 }
 
-/// Why a callback URL may not be called.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CallbackRefusal {
-    /// Loopback, private, link-local, … (the router must not be a way into its own network).
-    Private(String),
-    /// The name does not resolve now (retried at delivery).
-    Unresolvable(String),
-}
-
 /// Network hygiene for webhooks (seed 004): the router calls URLs its clients chose, so unless
 /// `VIDEO_WEBHOOK_ALLOW_PRIVATE` is set they must not lead to a loopback, private or link-local
-/// address. Checked at create and again before every delivery (names can change address).
-pub async fn check_callback(url: &str, allow_private: bool) -> Result<(), CallbackRefusal> {
-    use crate::netguard::is_private;
-    if allow_private {
-        return Ok(());
-    }
-    let parsed = url::Url::parse(url).map_err(|e| CallbackRefusal::Unresolvable(e.to_string()))?;
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    match parsed.host() {
-        None => Err(CallbackRefusal::Unresolvable("no host".into())),
-        Some(url::Host::Ipv4(ip)) if is_private(ip.into()) => {
-            Err(CallbackRefusal::Private(ip.to_string()))
+/// address. Checked at create (a name that does not resolve yet is accepted) and again at every
+/// delivery attempt, which then connects to the addresses it checked.
+pub async fn check_callback(url: &str, allow_private: bool) -> Result<(), Refusal> {
+    let parsed = url::Url::parse(url).map_err(|e| Refusal::Unresolvable(e.to_string()))?;
+    public_addrs(&parsed, allow_private, &SystemResolver)
+        .await
+        .map(|_| ())
+}
+
+/// One webhook request, sent again on every attempt.
+struct Delivery<'a> {
+    url: &'a str,
+    body: &'a str,
+    idempotency_key: &'a str,
+    secret: Option<&'a [u8]>,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Delivered,
+    /// Not delivered this time (unresolvable, unreachable, not 2xx): retried after back-off.
+    Failed,
+    /// The URL leads to a non-public address: never retried.
+    Refused(String),
+}
+
+/// A name with many addresses: this many are tried (on connection errors only) per attempt.
+const MAX_ADDRESSES_TRIED: usize = 3;
+
+/// Resolve the callback's host once, check every address, and send to those addresses with the
+/// URL's own Host header and TLS server name. The client never resolves the name itself: a
+/// second lookup could answer with an address that was never checked (DNS rebinding).
+async fn attempt(
+    client: &awc::Client,
+    resolver: &dyn Resolve,
+    allow_private: bool,
+    delivery: &Delivery<'_>,
+) -> Attempt {
+    let url = match url::Url::parse(delivery.url) {
+        Ok(url) => url,
+        Err(e) => return Attempt::Refused(format!("invalid URL: {e}")),
+    };
+    let addrs = match public_addrs(&url, allow_private, resolver).await {
+        Ok(addrs) => addrs,
+        Err(Refusal::NotPublic(target)) => return Attempt::Refused(target),
+        Err(unresolvable) => {
+            debug!(error = %unresolvable, "webhook not delivered");
+            return Attempt::Failed;
         }
-        Some(url::Host::Ipv6(ip)) if is_private(ip.into()) => {
-            Err(CallbackRefusal::Private(ip.to_string()))
-        }
-        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => Ok(()),
-        Some(url::Host::Domain(name)) => {
-            let lower = name.to_ascii_lowercase();
-            if lower == "localhost" || lower.ends_with(".localhost") {
-                return Err(CallbackRefusal::Private(name.to_string()));
+    };
+    for addr in addrs.into_iter().take(MAX_ADDRESSES_TRIED) {
+        match send_to(client, addr, delivery).await {
+            Ok(resp) if resp.status().is_success() => return Attempt::Delivered,
+            Ok(resp) => {
+                debug!(%addr, status = resp.status().as_u16(), "webhook refused");
+                return Attempt::Failed;
             }
-            let addrs = tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|e| CallbackRefusal::Unresolvable(format!("{name}: {e}")))?;
-            for addr in addrs {
-                if is_private(addr.ip()) {
-                    return Err(CallbackRefusal::Private(format!("{name} ({})", addr.ip())));
-                }
+            // Nothing was sent: the next address may answer.
+            Err(SendRequestError::Connect(e)) => {
+                debug!(%addr, error = %e, "webhook receiver unreachable");
             }
-            Ok(())
+            Err(e) => {
+                debug!(%addr, error = %e, "webhook not delivered");
+                return Attempt::Failed;
+            }
         }
     }
+    Attempt::Failed
+}
+
+/// POST the event to `addr`. The connection is closed afterwards, so no later delivery can
+/// reuse it for an address it did not check (awc pools connections by host name).
+async fn send_to(
+    client: &awc::Client,
+    addr: SocketAddr,
+    delivery: &Delivery<'_>,
+) -> Result<awc::ClientResponse<impl futures_util::Stream>, SendRequestError> {
+    let mut req = client
+        .post(delivery.url)
+        .address(addr)
+        .force_close()
+        .timeout(RECEIVER_TIMEOUT)
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("idempotency-key", delivery.idempotency_key));
+    if let Some(secret) = delivery.secret {
+        let t = now_ms() / 1000;
+        req = req.insert_header((
+            "x-gateway-signature",
+            signature(secret, t, delivery.body.as_bytes()),
+        ));
+    }
+    req.send_body(delivery.body.to_owned()).await
 }
 
 /// Deliver the pending webhook of job `id`, if it has one.
@@ -120,65 +174,52 @@ pub async fn deliver(shared: Rc<Shared>, id: String) {
     })
     .to_string();
     let idempotency_key = format!("{id}:{event}");
+    let delivery = Delivery {
+        url,
+        body: &body,
+        idempotency_key: &idempotency_key,
+        secret: shared
+            .settings
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes()),
+    };
     let max = i64::from(shared.settings.webhook_max_attempts);
     let mut attempts = job.webhook_attempts;
     let mut backoff = shared.settings.webhook_backoff;
     while attempts < max {
         attempts += 1;
-        if let Err(CallbackRefusal::Private(target)) =
-            check_callback(url, shared.settings.webhook_allow_private).await
-        {
-            warn!(job = %id, %target, "webhook not sent: its URL leads to a private address");
-            let _ = shared
-                .store
-                .webhook_attempted(&id, attempts, Some("failed"))
-                .await;
-            return;
-        }
-        let mut req = shared
-            .client
-            .post(url)
-            .timeout(RECEIVER_TIMEOUT)
-            .insert_header(("content-type", "application/json"))
-            .insert_header(("idempotency-key", idempotency_key.as_str()));
-        if let Some(secret) = &shared.settings.webhook_secret {
-            let t = now_ms() / 1000;
-            req = req.insert_header((
-                "x-gateway-signature",
-                signature(secret.expose().as_bytes(), t, body.as_bytes()),
-            ));
-        }
-        let delivered = match req.send_body(body.clone()).await {
-            Ok(resp) if resp.status().is_success() => true,
-            Ok(resp) => {
-                debug!(job = %id, status = resp.status().as_u16(), attempts, "webhook refused");
-                false
+        let outcome = attempt(
+            &shared.webhook_client,
+            &SystemResolver,
+            shared.settings.webhook_allow_private,
+            &delivery,
+        )
+        .await;
+        let verdict = match &outcome {
+            Attempt::Delivered => Some("delivered"),
+            Attempt::Refused(target) => {
+                warn!(job = %id, %target, "webhook not sent: its URL leads to a private address");
+                Some("failed")
             }
-            Err(e) => {
-                debug!(job = %id, error = %e, attempts, "webhook not delivered");
-                false
-            }
-        };
-        let verdict = if delivered {
-            Some("delivered")
-        } else if attempts >= max {
-            Some("failed")
-        } else {
-            None
+            Attempt::Failed if attempts >= max => Some("failed"),
+            Attempt::Failed => None,
         };
         if let Err(e) = shared.store.webhook_attempted(&id, attempts, verdict).await {
             warn!(job = %id, error = %e, "could not record a webhook attempt");
         }
-        match verdict {
-            Some("delivered") => {
+        match outcome {
+            Attempt::Delivered => {
                 info!(job = %id, event, attempts, "webhook delivered");
                 return;
             }
-            Some(_) => {
+            Attempt::Refused(_) => return,
+            Attempt::Failed if verdict.is_some() => {
                 warn!(job = %id, event, attempts, "webhook given up after its last attempt");
                 return;
             }
-            None => {
+            Attempt::Failed => {
+                debug!(job = %id, attempts, "webhook attempt failed; retrying");
                 actix_rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -194,6 +235,8 @@ pub async fn deliver(shared: Rc<Shared>, id: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netguard::testing::ScriptedResolver;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn hmac_matches_rfc_4231() {
@@ -221,14 +264,12 @@ mod tests {
             "http://127.0.0.1:8080/hook",
             "http://10.0.0.5/hook",
             "http://[::1]/hook",
+            "http://[::ffff:10.0.0.5]/hook",
             "http://169.254.169.254/latest/meta-data",
             "http://localhost/hook",
         ] {
             assert!(
-                matches!(
-                    check_callback(url, false).await,
-                    Err(CallbackRefusal::Private(_))
-                ),
+                matches!(check_callback(url, false).await, Err(Refusal::NotPublic(_))),
                 "{url}"
             );
             assert_eq!(check_callback(url, true).await, Ok(()));
@@ -237,6 +278,105 @@ mod tests {
             check_callback("https://93.184.215.14/hook", false).await,
             Ok(())
         );
+    }
+
+    /// A webhook receiver on loopback answering 204; counts requests and keeps Host headers.
+    async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        let hosts = Arc::new(Mutex::new(Vec::new()));
+        let seen = hosts.clone();
+        let server = HttpServer::new(move || {
+            let seen = seen.clone();
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+                if let Ok(mut hosts) = seen.lock() {
+                    hosts.push(host.unwrap_or_default().to_string());
+                }
+                async { HttpResponse::NoContent().finish() }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        actix_rt::spawn(server.run());
+        (addr, hosts)
+    }
+
+    fn delivery(url: &str) -> Delivery<'_> {
+        Delivery {
+            url,
+            body: "{}",
+            idempotency_key: "job:event",
+            secret: None,
+        }
+    }
+
+    fn client() -> awc::Client {
+        crate::relay::client::build(Duration::from_millis(300), 0)
+    }
+
+    /// DNS rebinding: the name is public when checked and loopback a moment later. The request
+    /// must go where the check looked (here: nowhere reachable, so the attempt fails), never
+    /// to the loopback receiver, and the name is looked up once per attempt.
+    #[actix_rt::test]
+    async fn a_rebound_name_never_reaches_the_address_it_rebinds_to() {
+        let (loopback, hits) = receiver().await;
+        let public: SocketAddr = (std::net::Ipv4Addr::new(8, 8, 8, 8), loopback.port()).into();
+        let resolver = ScriptedResolver::new(vec![vec![public], vec![loopback]]);
+        let url = format!("http://rebind.example:{}/hook", loopback.port());
+        let outcome = attempt(&client(), &resolver, false, &delivery(&url)).await;
+        assert_ne!(outcome, Attempt::Delivered);
+        assert_eq!(resolver.calls.get(), 1, "the name was looked up again");
+        assert!(
+            hits.lock().unwrap().is_empty(),
+            "the rebound address was called"
+        );
+        // The next attempt looks again, sees loopback and refuses.
+        let outcome = attempt(&client(), &resolver, false, &delivery(&url)).await;
+        assert!(matches!(outcome, Attempt::Refused(_)), "{outcome:?}");
+        assert!(hits.lock().unwrap().is_empty());
+    }
+
+    /// With private addresses allowed the address is still pinned: the request goes to the
+    /// first answer, with the URL's Host header, though the name resolves elsewhere later.
+    #[actix_rt::test]
+    async fn delivery_goes_to_the_resolved_address_with_the_urls_host() {
+        let (checked, checked_hits) = receiver().await;
+        let (other, other_hits) = receiver().await;
+        let resolver = ScriptedResolver::new(vec![vec![checked], vec![other]]);
+        let url = "http://hooks.example:9/hook";
+        let outcome = attempt(&client(), &resolver, true, &delivery(url)).await;
+        assert_eq!(outcome, Attempt::Delivered);
+        assert_eq!(*checked_hits.lock().unwrap(), vec!["hooks.example:9"]);
+        assert!(other_hits.lock().unwrap().is_empty());
+        assert_eq!(resolver.calls.get(), 1);
+    }
+
+    /// A name that does not resolve is a failed attempt (retried), not a delivery the HTTP
+    /// client would attempt by resolving the name itself.
+    #[actix_rt::test]
+    async fn an_unresolvable_name_is_a_failed_attempt() {
+        for allow_private in [false, true] {
+            let resolver = ScriptedResolver::new(vec![vec![]]);
+            let url = "https://nowhere.example/hook";
+            let outcome = attempt(&client(), &resolver, allow_private, &delivery(url)).await;
+            assert_eq!(outcome, Attempt::Failed);
+        }
+    }
+
+    /// Connection errors move on to the name's next address.
+    #[actix_rt::test]
+    async fn an_unreachable_address_falls_over_to_the_next() {
+        let (alive, hits) = receiver().await;
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let resolver = ScriptedResolver::new(vec![vec![dead, alive]]);
+        let outcome = attempt(&client(), &resolver, true, &delivery("http://two.example/")).await;
+        assert_eq!(outcome, Attempt::Delivered);
+        assert_eq!(hits.lock().unwrap().len(), 1);
     }
 
     #[test]

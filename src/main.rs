@@ -70,6 +70,10 @@ struct ConfigArgs {
     /// Optional weight overrides; a missing file is fine unless given explicitly.
     #[arg(long, env = "SWITCHYARD_ROUTING")]
     routing: Option<PathBuf>,
+    /// Unknown keys in models.yaml and routing.yaml are warnings, not errors (for old files;
+    /// the same as CONFIG_LENIENT=true). Reloads keep the mode. The keys file stays strict.
+    #[arg(long)]
+    lenient: bool,
 }
 
 #[derive(Args, Clone)]
@@ -135,6 +139,15 @@ fn init_logging() {
     }
 }
 
+/// `--lenient` becomes `CONFIG_LENIENT=true` in this process's environment before any thread
+/// starts (as `.env` does), so the first load, every reload and the keys check read one
+/// setting from one place.
+fn apply_lenient_flag(args: &ConfigArgs) {
+    if args.lenient {
+        std::env::set_var("CONFIG_LENIENT", "true");
+    }
+}
+
 fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
     let routing = args
         .routing
@@ -149,6 +162,7 @@ fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
 }
 
 fn check_config(args: &ConfigArgs) -> ExitCode {
+    apply_lenient_flag(args);
     // Keys problems are reported as environment errors next to the settings' own.
     let settings = Settings::from_vars(&ProcessEnv).and_then(|s| {
         switchyard::auth::Auth::from_vars(&ProcessEnv)
@@ -228,6 +242,7 @@ fn print_summary(registry: &Registry) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    apply_lenient_flag(&args.config);
     init_logging();
     let registry = match load_registry(&args.config) {
         Ok(r) => r,

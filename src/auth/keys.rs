@@ -2,7 +2,7 @@
 //! kept only as SHA-256 digests and compared in constant time. A key is known by its name (or
 //! `key-<first 8 hex of its digest>`), never by its text.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{substitute_str, ModelDef, VarSource};
+use crate::config::{place_in, substitute_str, unknown_key_message, ModelDef, VarSource};
 
 /// Who is calling: what handlers, records and limits see of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,16 +172,20 @@ fn split_keys(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|k| !k.is_empty())
 }
 
-/// The keys file as written.
+/// The keys file as written. Unknown keys are collected rather than refused by serde, so that
+/// every one is reported (with the closest known key), not only the first. They are errors
+/// even with `CONFIG_LENIENT`: a misspelt `models` or `rpm` would give a key more than meant.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawKeysFile {
     #[serde(default)]
     keys: Vec<RawKey>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
+const KEYS_FILE_KEYS: &[&str] = &["keys"];
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawKey {
     name: String,
     /// The key itself (usually `${VAR}`).
@@ -193,7 +197,11 @@ struct RawKey {
     models: Option<Vec<String>>,
     rpm: Option<u64>,
     tpm: Option<u64>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_yaml::Value>,
 }
+
+const KEY_ENTRY_KEYS: &[&str] = &["name", "key", "key_sha256", "admin", "models", "rpm", "tpm"];
 
 #[derive(Default)]
 struct Builder {
@@ -282,8 +290,11 @@ impl Builder {
                 return;
             }
         };
+        self.refuse_unknown_keys(label, "", &raw.unknown, KEYS_FILE_KEYS);
         for (i, k) in raw.keys.into_iter().enumerate() {
-            let place = format!("{label}: keys[{i}] (`{}`)", k.name);
+            let at = format!("keys[{i}] (`{}`)", k.name);
+            self.refuse_unknown_keys(label, &at, &k.unknown, KEY_ENTRY_KEYS);
+            let place = format!("{label}: {at}");
             let name = k.name.trim().to_string();
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 self.errors
@@ -340,6 +351,22 @@ impl Builder {
             });
             self.add(label, Some(name), digest, k.admin, models, k.rpm, k.tpm);
         }
+    }
+
+    /// Every unknown key at `path` of the file is an error naming the closest known key.
+    fn refuse_unknown_keys(
+        &mut self,
+        label: &str,
+        path: &str,
+        unknown: &BTreeMap<String, serde_yaml::Value>,
+        known: &[&str],
+    ) {
+        let place = place_in(path);
+        self.errors.extend(
+            unknown
+                .keys()
+                .map(|key| unknown_key_message(label, &place, key, known)),
+        );
     }
 }
 
@@ -450,6 +477,43 @@ mod tests {
         );
         assert!(
             KeyStore::from_file_text("k.yaml", "keys: [{name: a, kee: x}]", &vars(&[])).is_err()
+        );
+    }
+
+    #[test]
+    fn every_listed_key_is_accepted_and_every_other_refused_with_a_suggestion() {
+        let value = |k: &str| match k {
+            "admin" => "true",
+            "models" => "[m]",
+            "rpm" | "tpm" => "5",
+            "key_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            _ => "long-enough-key",
+        };
+        for key in KEY_ENTRY_KEYS
+            .iter()
+            .filter(|k| !["name", "key"].contains(*k))
+        {
+            let text = format!(
+                "keys: [{{name: a, key: long-enough-key, {key}: {}}}]",
+                value(key)
+            );
+            let errs = KeyStore::from_file_text("k.yaml", &text, &vars(&[])).err();
+            let unknown = errs.iter().flatten().filter(|e| e.contains("unknown key"));
+            assert_eq!(unknown.count(), 0, "{key}: {errs:?}");
+        }
+        let errs = KeyStore::from_file_text(
+            "k.yaml",
+            "keys: [{name: a, key: long-enough-key, admn: true, rmp: 1}]\nkey: []\n",
+            &vars(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            vec![
+                "k.yaml: unknown key `key` at the top level; did you mean `keys`?",
+                "k.yaml: unknown key `admn` in keys[0] (`a`); did you mean `admin`?",
+                "k.yaml: unknown key `rmp` in keys[0] (`a`); did you mean `rpm`?",
+            ]
         );
     }
 }

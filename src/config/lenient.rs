@@ -51,13 +51,18 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
     match Option::<BoolOrString>::deserialize(d)? {
         None => Ok(None),
         Some(BoolOrString::Bool(b)) => Ok(Some(b)),
-        Some(BoolOrString::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(Some(true)),
-            "false" | "no" | "off" | "0" | "" => Ok(Some(false)),
-            _ => Err(de::Error::custom(format!(
-                "expected true or false, found {s:?}"
-            ))),
-        },
+        Some(BoolOrString::Str(s)) => bool_word(&s)
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(format!("expected true or false, found {s:?}"))),
+    }
+}
+
+/// A boolean as operators write it: `true`/`yes`/`on`/`1`, `false`/`no`/`off`/`0`/empty.
+pub fn bool_word(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" | "" => Some(false),
+        _ => None,
     }
 }
 

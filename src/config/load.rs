@@ -7,8 +7,11 @@ use std::path::Path;
 use serde_yaml::Value;
 
 use super::env::{substitute_tree, VarSource};
-use super::raw::{RawModel, RawPricing, RawRoute};
+use super::raw::{RawModel, RawPricing, RawRoute, MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
+use super::route_opts::TIMEOUT_KEYS;
 use super::routing::RoutingFile;
+use super::strict::{place_in, Strictness};
+use super::video::VIDEO_ROUTE_KEYS;
 use super::{
     ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
     VideoRouteOptions,
@@ -64,7 +67,11 @@ pub fn load_str(
     vars: &dyn VarSource,
 ) -> Result<Registry, ConfigErrors> {
     let mut out = ConfigErrors::default();
-    let models = parse_models(label, text, vars, &mut out);
+    let strictness = Strictness::from_vars(vars).unwrap_or_else(|e| {
+        out.errors.push(e);
+        Strictness::Strict
+    });
+    let models = parse_models(label, text, vars, strictness, &mut out);
     let mut registry = Registry {
         models,
         backend_api_key: backend_api_key(vars),
@@ -73,7 +80,7 @@ pub fn load_str(
     check_unique_names(label, &registry.models, &mut out.errors);
     if let Some((rlabel, rtext)) = routing {
         match RoutingFile::parse(rlabel, rtext, vars) {
-            Ok(file) => file.apply(rlabel, &mut registry, &mut out),
+            Ok(file) => file.apply(rlabel, strictness, &mut registry, &mut out),
             Err(errs) => out.errors.extend(errs),
         }
     }
@@ -98,6 +105,7 @@ fn parse_models(
     label: &str,
     text: &str,
     vars: &dyn VarSource,
+    strictness: Strictness,
     out: &mut ConfigErrors,
 ) -> Vec<ModelDef> {
     let doc: Value = match serde_yaml::from_str(text) {
@@ -111,12 +119,8 @@ fn parse_models(
         Value::Sequence(items) => items,
         Value::Mapping(mut map) => {
             let models = map.remove("models");
-            for key in map.keys() {
-                out.warnings.push(format!(
-                    "{label}: unknown top-level key {} (ignored)",
-                    key_name(key)
-                ));
-            }
+            let unknown: Vec<String> = map.keys().map(key_text).collect();
+            strictness.report(label, &place_in(""), &unknown, &["models"], out);
             match models {
                 Some(Value::Sequence(items)) => items,
                 Some(Value::Null) | None => {
@@ -143,7 +147,7 @@ fn parse_models(
     };
     let mut models = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        if let Some(model) = parse_model(label, index, item, vars, out) {
+        if let Some(model) = parse_model(label, index, item, vars, strictness, out) {
             models.push(model);
         }
     }
@@ -155,6 +159,8 @@ struct Place<'a> {
     label: &'a str,
     index: usize,
     id: String,
+    /// Whether this model's unknown keys are errors or warnings.
+    strictness: Strictness,
 }
 
 impl Place<'_> {
@@ -170,6 +176,23 @@ impl Place<'_> {
             self.label, self.id, self.index, msg
         )
     }
+    /// Report the unknown keys of the mapping at `field` (`""` = the model itself), e.g.
+    /// "unknown key `rpn` in models[3].route[0] (model `x`); did you mean `rpm`?".
+    fn unknown_keys(
+        &self,
+        field: &str,
+        keys: &std::collections::BTreeMap<String, Value>,
+        known: &[&str],
+        out: &mut ConfigErrors,
+    ) {
+        let path = match field {
+            "" => format!("models[{}]", self.index),
+            f => format!("models[{}].{f}", self.index),
+        };
+        let place = format!("{} (model `{}`)", place_in(&path), self.id);
+        self.strictness
+            .report(self.label, &place, keys.keys(), known, out);
+    }
 }
 
 fn parse_model(
@@ -177,6 +200,7 @@ fn parse_model(
     index: usize,
     mut item: Value,
     vars: &dyn VarSource,
+    strictness: Strictness,
     out: &mut ConfigErrors,
 ) -> Option<ModelDef> {
     let place = Place {
@@ -187,6 +211,7 @@ fn parse_model(
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_string(),
+        strictness,
     };
     let Some(map) = item.as_mapping_mut() else {
         out.errors.push(format!(
@@ -284,10 +309,14 @@ fn weight_of(route: &Value) -> Option<f64> {
     }
 }
 
-fn key_name(key: &Value) -> String {
-    key.as_str()
-        .map(|s| format!("`{s}`"))
-        .unwrap_or_else(|| format!("{key:?}"))
+/// A mapping key as text; YAML allows numbers and other non-strings as keys.
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_else(|_| "?".to_string()),
+    }
 }
 
 fn build_model(
@@ -304,10 +333,7 @@ fn build_model(
     if id.is_empty() || id.chars().any(char::is_whitespace) {
         errors.push(place.at("id", "must be non-empty and contain no spaces"));
     }
-    for key in raw.unknown.keys() {
-        out.warnings
-            .push(place.at(key, "unknown field (ignored; check for a typo)"));
-    }
+    place.unknown_keys("", &raw.unknown, MODEL_KEYS, out);
 
     let model_type = match raw.model_type.as_deref() {
         Some(t) => match ModelType::parse(t) {
@@ -370,11 +396,12 @@ fn build_model(
 
     let mut routes = Vec::with_capacity(raw_routes.len());
     let mut names: HashMap<String, usize> = HashMap::new();
+    let route_keys = [ROUTE_KEYS, VIDEO_ROUTE_KEYS].concat();
     for (j, r) in raw_routes.into_iter().enumerate() {
         let field = |f: &str| format!("route[{j}].{f}");
-        for key in r.unknown.keys() {
-            out.warnings
-                .push(place.at(&field(key), "unknown field (ignored; check for a typo)"));
+        place.unknown_keys(&format!("route[{j}]"), &r.unknown, &route_keys, out);
+        if let Some(timeouts) = &r.timeouts {
+            place.unknown_keys(&field("timeouts"), &timeouts.unknown, TIMEOUT_KEYS, out);
         }
         let kind_name = r.kind.trim().to_string();
         if kind_name.is_empty() {
@@ -617,10 +644,7 @@ fn pricing_of(
     let Some(raw) = raw else {
         return Pricing::default();
     };
-    for key in raw.unknown.keys() {
-        out.warnings
-            .push(place.at(&format!("{field}.{key}"), "unknown price field (ignored)"));
-    }
+    place.unknown_keys(field, &raw.unknown, PRICING_KEYS, out);
     Pricing {
         prompt: raw.prompt.clone(),
         completion: raw.completion.clone(),

@@ -8,6 +8,7 @@ mod load;
 mod raw;
 mod route_opts;
 mod routing;
+mod strict;
 mod video;
 
 use std::fmt;
@@ -21,9 +22,14 @@ use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
 pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use load::{load, load_str, LoadOptions};
-pub use route_opts::{Discovery, RouteTimeouts};
-pub use routing::{select_route, RoutingFile, WeightOverrides};
-pub use video::{VideoMode, VideoRouteOptions};
+pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
+pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};
+pub use routing::{
+    select_route, RoutingFile, WeightOverrides, DEPLOYMENT_KEYS, ROUTING_KEYS,
+    ROUTING_PARAMETER_KEYS,
+};
+pub use strict::{closest_key, place_in, unknown_key_message, Strictness};
+pub use video::{VideoMode, VideoRouteOptions, VIDEO_ROUTE_KEYS};
 
 /// What a model does, which decides the endpoint that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

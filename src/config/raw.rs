@@ -41,10 +41,35 @@ pub struct RawModel {
     pub provider_model_id: Option<String>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
-    /// Unknown keys are kept so they can be reported as warnings (typos), not silently ignored.
+    /// Keys not above: typos, reported (errors unless lenient) instead of silently ignored.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// The keys of [`RawModel`], for "did you mean" suggestions. Keep in step with the struct:
+/// `tests/strict_config.rs` loads every one of them and fails on any that is not accepted.
+pub const MODEL_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "provider",
+    "type",
+    "quantization",
+    "input_modalities",
+    "output_modalities",
+    "context_length",
+    "max_output_length",
+    "supports_tools",
+    "supports_structured_output",
+    "supported_params",
+    "aliases",
+    "pricing",
+    "supported_voices",
+    "base_url",
+    "api_key",
+    "provider_model_id",
+    "route",
+];
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawPricing {
@@ -69,6 +94,18 @@ pub struct RawPricing {
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// The keys of [`RawPricing`] (model and route `pricing:`).
+pub const PRICING_KEYS: &[&str] = &[
+    "prompt",
+    "completion",
+    "image",
+    "request",
+    "input_cache_reads",
+    "input_cache_writes",
+    "audio",
+    "video",
+];
 
 #[derive(Debug, Deserialize)]
 pub struct RawRoute {
@@ -115,3 +152,24 @@ pub struct RawRoute {
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// The keys of [`RawRoute`] other than the video ones ([`super::video::VIDEO_ROUTE_KEYS`]).
+pub const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "weight",
+    "base_url",
+    "provider_model_id",
+    "api_key",
+    "pricing",
+    "rpm",
+    "tpm",
+    "max_in_flight",
+    "health_path",
+    "auth_header",
+    "timeouts",
+    "allow_private_network",
+    "discover",
+    "discover_prefix",
+    "discover_map",
+];

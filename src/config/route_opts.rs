@@ -23,7 +23,6 @@ pub struct RouteTimeouts {
 
 /// `timeouts:` as written: seconds, numbers or numeric strings.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub connect: Option<f64>,
@@ -33,7 +32,13 @@ pub struct RawTimeouts {
     pub idle: Option<f64>,
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub total: Option<f64>,
+    /// Reported with the route's other unknown keys (all at once, with a suggestion).
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// The keys of [`RawTimeouts`].
+pub const TIMEOUT_KEYS: &[&str] = &["connect", "headers", "idle", "total"];
 
 impl RawTimeouts {
     /// Every value must be a positive, finite number of seconds (at most a day).

@@ -20,6 +20,7 @@ use serde_yaml::Value;
 
 use super::env::{substitute_tree, VarSource};
 use super::lenient;
+use super::strict::{place_in, Strictness};
 use super::{ConfigErrors, ModelDef, Registry};
 use crate::engines::normalize_base_url;
 
@@ -47,6 +48,18 @@ pub struct RoutingFile {
     pub unknown: BTreeMap<String, Value>,
 }
 
+/// The top-level keys of [`RoutingFile`], for "did you mean" suggestions.
+pub const ROUTING_KEYS: &[&str] = &[
+    "weights",
+    "routing_strategy",
+    "routing_parameter",
+    "local_deployment",
+    "remote_deployment",
+    "health_check",
+    "timeout",
+    "logging",
+];
+
 #[derive(Debug, Deserialize)]
 pub struct Weight(#[serde(deserialize_with = "weight_value")] pub f64);
 
@@ -58,14 +71,23 @@ fn weight_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error>
 pub struct RoutingParameter {
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub local_fraction: Option<f64>,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, Value>,
 }
+
+pub const ROUTING_PARAMETER_KEYS: &[&str] = &["local_fraction"];
 
 #[derive(Debug, Deserialize)]
 pub struct Deployment {
     pub endpoint: String,
     #[serde(default)]
     pub models: Vec<String>,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, Value>,
 }
+
+/// The keys of one `local_deployment` / `remote_deployment` entry.
+pub const DEPLOYMENT_KEYS: &[&str] = &["endpoint", "models"];
 
 impl RoutingFile {
     pub fn parse(
@@ -95,11 +117,14 @@ impl RoutingFile {
     }
 
     /// Apply to a freshly loaded registry; problems go to `out`.
-    pub fn apply(&self, label: &str, registry: &mut Registry, out: &mut ConfigErrors) {
-        for key in self.unknown.keys() {
-            out.warnings
-                .push(format!("{label}: unknown key `{key}` (ignored)"));
-        }
+    pub fn apply(
+        &self,
+        label: &str,
+        strictness: Strictness,
+        registry: &mut Registry,
+        out: &mut ConfigErrors,
+    ) {
+        self.report_unknown_keys(label, strictness, out);
         if let Some(secs) = self.health_check {
             if secs > 0.0 && secs.is_finite() {
                 registry.mesh.health_interval = Some(Duration::from_secs_f64(secs.max(0.1)));
@@ -135,6 +160,34 @@ impl RoutingFile {
                         .errors
                         .push(format!("{label}: weights.{model_id}.{selector}: {msg}")),
                 }
+            }
+        }
+    }
+
+    /// Every unknown key of the file, at every level, in one pass.
+    fn report_unknown_keys(&self, label: &str, strictness: Strictness, out: &mut ConfigErrors) {
+        strictness.report(label, &place_in(""), self.unknown.keys(), ROUTING_KEYS, out);
+        if let Some(parameter) = &self.routing_parameter {
+            strictness.report(
+                label,
+                &place_in("routing_parameter"),
+                parameter.unknown.keys(),
+                ROUTING_PARAMETER_KEYS,
+                out,
+            );
+        }
+        for (list, deployments) in [
+            ("local_deployment", &self.local_deployment),
+            ("remote_deployment", &self.remote_deployment),
+        ] {
+            for (i, deployment) in deployments.iter().enumerate() {
+                strictness.report(
+                    label,
+                    &place_in(&format!("{list}[{i}]")),
+                    deployment.unknown.keys(),
+                    DEPLOYMENT_KEYS,
+                    out,
+                );
             }
         }
     }

@@ -13,6 +13,15 @@ pub struct RawVideoRoute {
     pub video_cancel_path: Option<String>,
 }
 
+/// The keys of [`RawVideoRoute`], for "did you mean" suggestions on a route.
+pub const VIDEO_ROUTE_KEYS: &[&str] = &[
+    "video_mode",
+    "video_submit_path",
+    "video_poll_path",
+    "video_content_path",
+    "video_cancel_path",
+];
+
 /// How a video backend answers a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::number_var;
 use crate::config::{Secret, VarSource};
+use crate::relay::pace::PaceLimits;
 
 #[derive(Debug, Clone)]
 pub struct UploadSettings {
@@ -19,6 +20,9 @@ pub struct UploadSettings {
     pub max_fields: usize,
     /// Where uploads are spooled when they cannot be streamed (`UPLOAD_SPOOL_DIR`).
     pub spool_dir: PathBuf,
+    /// Deadline and minimum rate of a whole upload (`UPLOAD_DEADLINE_SECS`,
+    /// `UPLOAD_MIN_BYTES_PER_SEC`, `UPLOAD_RATE_GRACE_SECS`, `UPLOAD_RATE_WINDOW_SECS`).
+    pub pace: PaceLimits,
 }
 
 impl UploadSettings {
@@ -35,6 +39,13 @@ impl Default for UploadSettings {
             max_field_bytes: 64 * 1024,
             max_fields: 64,
             spool_dir: PathBuf::from("var/spool"),
+            // 25 MiB in 15 minutes needs about 30 KB/s; the minimum rate only catches trickles.
+            pace: PaceLimits {
+                deadline: Duration::from_secs(900),
+                min_bytes_per_sec: 4096,
+                grace: Duration::from_secs(10),
+                window: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -56,6 +67,14 @@ pub struct VideoSettings {
     pub sync_timeout: Duration,
     /// Largest video accepted from a backend.
     pub max_bytes: u64,
+    /// Most finished videos kept on disk, in bytes (`VIDEO_MAX_STORED_MB`): past it the oldest
+    /// are expired early. At least `max_bytes`, so the newest video always fits.
+    pub max_stored_bytes: u64,
+    /// Most unfinished (queued or running) jobs of one client key (`VIDEO_MAX_UNFINISHED_PER_KEY`);
+    /// without keys configured, every caller counts as one.
+    pub max_unfinished_per_key: u32,
+    /// Most unfinished jobs in the whole job table, all replicas (`VIDEO_MAX_UNFINISHED`).
+    pub max_unfinished: u32,
     /// Signs webhooks (`X-Gateway-Signature`); unset = webhooks are sent unsigned.
     pub webhook_secret: Option<Secret>,
     pub webhook_max_attempts: u32,
@@ -79,6 +98,9 @@ impl Default for VideoSettings {
             queue_timeout: Duration::from_secs(3600),
             sync_timeout: Duration::from_secs(1800),
             max_bytes: 4 * 1024 * 1024 * 1024,
+            max_stored_bytes: 20 * 1024 * 1024 * 1024,
+            max_unfinished_per_key: 32,
+            max_unfinished: 512,
             webhook_secret: None,
             webhook_max_attempts: 8,
             webhook_backoff: Duration::from_secs(1),
@@ -106,6 +128,18 @@ impl MediaSettings {
         if let Some(v) = num("MAX_UPLOAD_MB", 0.001) {
             m.upload.max_file_bytes = (v * 1024.0 * 1024.0) as u64;
         }
+        if let Some(v) = num("UPLOAD_DEADLINE_SECS", 1.0) {
+            m.upload.pace.deadline = secs(v);
+        }
+        if let Some(v) = num("UPLOAD_MIN_BYTES_PER_SEC", 0.0) {
+            m.upload.pace.min_bytes_per_sec = v as u64;
+        }
+        if let Some(v) = num("UPLOAD_RATE_GRACE_SECS", 0.0) {
+            m.upload.pace.grace = secs(v);
+        }
+        if let Some(v) = num("UPLOAD_RATE_WINDOW_SECS", 0.1) {
+            m.upload.pace.window = secs(v);
+        }
         if let Some(v) = num("VIDEO_RETENTION_SECS", 1.0) {
             m.video.retention = secs(v);
         }
@@ -126,6 +160,15 @@ impl MediaSettings {
         }
         if let Some(v) = num("VIDEO_MAX_MB", 1.0) {
             m.video.max_bytes = (v * 1024.0 * 1024.0) as u64;
+        }
+        if let Some(v) = num("VIDEO_MAX_STORED_MB", 1.0) {
+            m.video.max_stored_bytes = (v * 1024.0 * 1024.0) as u64;
+        }
+        if let Some(v) = num("VIDEO_MAX_UNFINISHED_PER_KEY", 1.0) {
+            m.video.max_unfinished_per_key = v as u32;
+        }
+        if let Some(v) = num("VIDEO_MAX_UNFINISHED", 1.0) {
+            m.video.max_unfinished = v as u32;
         }
         if let Some(v) = num("VIDEO_WEBHOOK_MAX_ATTEMPTS", 1.0) {
             m.video.webhook_max_attempts = v as u32;
@@ -151,6 +194,13 @@ impl MediaSettings {
             )
         });
         m.video.runner_id = text("VIDEO_RUNNER_ID").map(|s| s.trim().to_string());
+        if m.video.max_stored_bytes < m.video.max_bytes {
+            errors.push(format!(
+                "VIDEO_MAX_STORED_MB ({} MiB) must be at least VIDEO_MAX_MB ({} MiB), so one video always fits",
+                m.video.max_stored_bytes >> 20,
+                m.video.max_bytes >> 20
+            ));
+        }
         if m.video.poll_max_interval < m.video.poll_interval {
             m.video.poll_max_interval = m.video.poll_interval;
         }
@@ -193,5 +243,51 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(errs.len(), 2);
+    }
+
+    #[test]
+    fn upload_pace_and_video_caps() {
+        let m = MediaSettings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(m.upload.pace.deadline, Duration::from_secs(900));
+        assert_eq!(m.upload.pace.min_bytes_per_sec, 4096);
+        assert_eq!(m.video.max_unfinished_per_key, 32);
+        assert_eq!(m.video.max_unfinished, 512);
+        assert_eq!(m.video.max_stored_bytes, 20 << 30);
+        let m = MediaSettings::from_vars(&vars(&[
+            ("UPLOAD_DEADLINE_SECS", "3"),
+            ("UPLOAD_MIN_BYTES_PER_SEC", "0"),
+            ("UPLOAD_RATE_GRACE_SECS", "0.5"),
+            ("UPLOAD_RATE_WINDOW_SECS", "2"),
+            ("VIDEO_MAX_UNFINISHED_PER_KEY", "4"),
+            ("VIDEO_MAX_UNFINISHED", "9"),
+            ("VIDEO_MAX_MB", "2"),
+            ("VIDEO_MAX_STORED_MB", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            m.upload.pace,
+            PaceLimits {
+                deadline: Duration::from_secs(3),
+                min_bytes_per_sec: 0,
+                grace: Duration::from_millis(500),
+                window: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(
+            (m.video.max_unfinished_per_key, m.video.max_unfinished),
+            (4, 9)
+        );
+        assert_eq!(m.video.max_stored_bytes, 3 << 20);
+        for bad in [
+            ("UPLOAD_DEADLINE_SECS", "0"),
+            ("UPLOAD_MIN_BYTES_PER_SEC", "-1"),
+            ("UPLOAD_RATE_WINDOW_SECS", "0"),
+            ("VIDEO_MAX_UNFINISHED_PER_KEY", "0"),
+            ("VIDEO_MAX_UNFINISHED", "none"),
+            // Smaller than the largest video (4096 MiB by default).
+            ("VIDEO_MAX_STORED_MB", "100"),
+        ] {
+            assert!(MediaSettings::from_vars(&vars(&[bad])).is_err(), "{bad:?}");
+        }
     }
 }

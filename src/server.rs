@@ -286,7 +286,7 @@ fn start_media(
         std::io::Error::other(format!("upload spool directory {}: {e}", spool.display()))
     })?;
     crate::jobs::start(crate::jobs::RunnerConfig {
-        store: crate::jobs::JobStore::new(store.pool.clone()),
+        store: crate::jobs::JobStore::new(store.pool.clone(), store.kind),
         router: mesh.router.clone(),
         settings: settings.media.video.clone(),
         timeouts: settings.timeouts,

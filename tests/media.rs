@@ -712,6 +712,185 @@ async fn spool_files_are_released_on_success_error_and_disconnect() {
     assert!(left.is_empty(), "spool dir not empty: {left:?}");
 }
 
+/// What a trickling client got: the status (0 if none within its patience) and the body.
+struct Trickled {
+    status: u16,
+    body: Value,
+}
+
+/// Send `body` as an upload over a raw connection: its first KiB at once (so the file part has
+/// begun), then `chunk` bytes every `every`, giving up after `patience`. A second thread reads
+/// the socket all along, so an early answer (the router cutting the upload off) is caught while
+/// the client is still sending.
+fn trickle_upload(
+    router: &str,
+    body: Vec<u8>,
+    chunk: usize,
+    every: Duration,
+    patience: Duration,
+) -> Trickled {
+    use std::io::{Read, Write};
+    let addr = router.trim_start_matches("http://");
+    let mut writer = std::net::TcpStream::connect(addr).expect("connect");
+    let mut reader = writer.try_clone().expect("clone socket");
+    reader
+        .set_read_timeout(Some(patience))
+        .expect("read timeout");
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = answered.clone();
+    let read = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            if String::from_utf8_lossy(&out).trim_end().ends_with('}') {
+                break;
+            }
+        }
+        out
+    });
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        form_type(),
+        body.len()
+    );
+    let started = Instant::now();
+    let lead = body.len().min(1024);
+    let _ = writer.write_all(head.as_bytes());
+    let _ = writer.write_all(&body[..lead]);
+    for piece in body[lead..].chunks(chunk) {
+        if answered.load(std::sync::atomic::Ordering::SeqCst) || started.elapsed() > patience {
+            break;
+        }
+        if writer.write_all(piece).is_err() {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    let response = String::from_utf8_lossy(&read.join().expect("reader")).into_owned();
+    Trickled {
+        status: response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        body: response
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+            .unwrap_or(Value::Null),
+    }
+}
+
+#[actix_rt::test]
+async fn slow_uploads_are_cut_off_and_release_their_lease_and_spool_file() {
+    let broken = start_mock(json!({"fail_rate": 1.0, "fail_status": 503}));
+    let good = start_mock(json!({}));
+    let spool = tempfile::tempdir().expect("spool dir");
+    // Two routes, so a streamed upload is also spooled (a copy for fallback): every row holds
+    // a spool file while it arrives, and the model-first rows a backend lease too.
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &whisper_yaml(&[(&good.url, 1000.0), (&broken.url, 1.0)]),
+            routing_yaml: None,
+            env: vec![
+                ("UPLOAD_SPOOL_DIR", spool.path().display().to_string()),
+                ("UPLOAD_DEADLINE_SECS", "3".into()),
+                ("UPLOAD_MIN_BYTES_PER_SEC", "500".into()),
+                ("UPLOAD_RATE_GRACE_SECS", "0.5".into()),
+                ("UPLOAD_RATE_WINDOW_SECS", "1".into()),
+            ],
+        },
+        2,
+    )
+    .await;
+    let model_first = |len| form(&[FormPart::Text("model", "stt"), FormPart::File("a.wav", len)]);
+    let file_first = |len| form(&[FormPart::File("a.wav", len), FormPart::Text("model", "stt")]);
+    let ms = Duration::from_millis;
+    // (name, body, bytes per write, between writes, expected status, expected code, leased)
+    let table = [
+        (
+            "model first, 100 B/s",
+            model_first(40_000),
+            20,
+            ms(200),
+            408,
+            Some("upload_too_slow"),
+            true,
+        ),
+        (
+            "file first, 100 B/s",
+            file_first(40_000),
+            20,
+            ms(200),
+            408,
+            Some("upload_too_slow"),
+            false,
+        ),
+        (
+            "fast enough but past the deadline",
+            model_first(40_000),
+            400,
+            ms(100),
+            408,
+            Some("upload_timeout"),
+            true,
+        ),
+        (
+            "steady 2 KB/s within the deadline",
+            model_first(2_500),
+            200,
+            ms(100),
+            200,
+            None,
+            true,
+        ),
+    ];
+    for (name, body, chunk, every, status, code, leased) in table {
+        let started = Instant::now();
+        let url = router.url.clone();
+        let client = std::thread::spawn(move || {
+            trickle_upload(&url, body, chunk, every, Duration::from_secs(12))
+        });
+        let (mut max_in_flight, mut spooled) = (0, false);
+        while !client.is_finished() {
+            max_in_flight = max_in_flight.max(in_flight(&router.url).await);
+            spooled |= !open_files_in(router.pid(), spool.path()).is_empty();
+            actix_rt::time::sleep(ms(50)).await;
+        }
+        let got = client.join().expect("client thread");
+        let took = started.elapsed();
+        match code {
+            Some(code) => {
+                assert_openai_error(got.status, status, &got.body);
+                assert_eq!(got.body["error"]["code"], code, "{name}: {}", got.body);
+                assert!(
+                    took < Duration::from_secs(6),
+                    "{name}: cut off after {took:?}"
+                );
+            }
+            None => assert_eq!(got.status, status, "{name}: {}", got.body),
+        }
+        assert!(spooled, "{name}: the upload was never spooled");
+        assert_eq!(
+            max_in_flight,
+            u64::from(leased),
+            "{name}: lease held while arriving"
+        );
+        wait_in_flight_zero(&router.url, Duration::from_secs(5)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !open_files_in(router.pid(), spool.path()).is_empty() {
+            assert!(Instant::now() < deadline, "{name}: spool file still open");
+            actix_rt::time::sleep(ms(50)).await;
+        }
+        let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
+        assert!(left.is_empty(), "{name}: spool dir not empty: {left:?}");
+    }
+}
+
 // ---------------------------------------------------------------- images
 
 #[actix_rt::test]

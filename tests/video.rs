@@ -45,6 +45,17 @@ async fn create(router: &str, body: Value) -> (u16, awc::http::header::HeaderMap
     post_json(&format!("{router}/v1/video/generations"), &body).await
 }
 
+/// Create job "clip {i}" of model `vid`; its id.
+async fn create_clip(router: &str, i: usize) -> String {
+    let (s, _, v) = create(
+        router,
+        json!({"model": "vid", "prompt": format!("clip {i}")}),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 async fn job(router: &str, id: &str) -> Value {
     let (status, v) = get_json(&format!("{router}/v1/video/generations/{id}"))
         .await
@@ -500,13 +511,7 @@ async fn listing_paginates_in_both_orders() {
     let router = start(&video_yaml(&mock.url, ""), vec![]).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (s, _, v) = create(
-            &router.url,
-            json!({"model": "vid", "prompt": format!("clip {i}")}),
-        )
-        .await;
-        assert_eq!(s, 202, "{v}");
-        ids.push(v["id"].as_str().unwrap().to_string());
+        ids.push(create_clip(&router.url, i).await);
     }
     let list = |query: String| {
         let url = format!("{}/v1/video/generations?{query}", router.url);
@@ -861,10 +866,15 @@ async fn a_sync_job_interrupted_twice_is_failed_not_resent_forever() {
     assert_eq!(mock_stats(&sync).await["video_submits"], 2);
 }
 
-#[actix_rt::test]
-async fn jobs_resume_after_a_hard_kill_on_postgres() {
+/// Run `test` with the environment of a fresh PostgreSQL database, dropped afterwards; skipped
+/// (with a note) unless `TEST_DATABASE_URL` is set.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Vec<(&'static str, String)>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL not set: skipping the PostgreSQL resume test");
+        eprintln!("TEST_DATABASE_URL not set: skipping a PostgreSQL test");
         return;
     };
     let db = common::pg::TempDatabase::create(&admin, "switchyard_video").await;
@@ -873,12 +883,16 @@ async fn jobs_resume_after_a_hard_kill_on_postgres() {
         ("DATABASE_URL", db.url.clone()),
     ];
     let outcome =
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(resume_after_kill(env)))
-            .await;
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(env))).await;
     db.drop_it().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[actix_rt::test]
+async fn jobs_resume_after_a_hard_kill_on_postgres() {
+    on_postgres(resume_after_kill).await;
 }
 
 /// A request with an optional bearer key; answers (status, JSON).
@@ -1150,4 +1164,147 @@ async fn callbacks_to_private_addresses_are_refused_by_default() {
         assert_eq!(v["error"]["code"], "callback_url_not_allowed", "{url}");
     }
     assert_eq!(mock_stats(&mock).await["video_submits"], 0);
+}
+
+/// Create a job as `key`: (status, Retry-After, body).
+async fn create_as(router: &str, key: &str, prompt: &str) -> (u16, Option<String>, Value) {
+    let (s, headers, v) = send_with_key(
+        "POST",
+        &format!("{router}/v1/video/generations"),
+        Some(key),
+        Some(&json!({"model": "vid", "prompt": prompt})),
+    )
+    .await;
+    let retry_after = headers
+        .get("retry-after")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    (s, retry_after, v)
+}
+
+/// `n` concurrent creates as `key`: the ids accepted; every refusal is checked to be a 429
+/// `too_many_unfinished_jobs` with Retry-After whose message mentions `refusal_says`.
+async fn burst(router: &str, key: &str, n: usize, refusal_says: &str) -> Vec<String> {
+    let answers = futures_util::future::join_all(
+        (0..n).map(|i| async move { create_as(router, key, &format!("burst {i}")).await }),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    for (status, retry_after, v) in answers {
+        if status == 202 {
+            accepted.push(v["id"].as_str().unwrap().to_string());
+            continue;
+        }
+        assert_openai_error(status, 429, &v);
+        assert_eq!(v["error"]["code"], "too_many_unfinished_jobs", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(refusal_says),
+            "{v}"
+        );
+        assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s >= 1)));
+    }
+    accepted
+}
+
+/// Bursts of concurrent creates get exactly the per-key cap, then what is left of the overall
+/// cap; finished jobs free their place.
+async fn unfinished_jobs_are_capped(db: Vec<(&'static str, String)>) {
+    // Jobs that stay unfinished for the whole test.
+    let mock = start_mock(json!({"video_queue_ms": 120000}));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = "keys:\n  - name: alice\n    key: alice-key-123\n  - name: bob\n    key: bob-key-456\n  - name: carol\n    key: carol-key-789\n";
+    let keys_path = dir.path().join("keys.yaml");
+    std::fs::write(&keys_path, keys).unwrap();
+    let mut env = vec![
+        ("KEYS_FILE", keys_path.display().to_string()),
+        ("VIDEO_MAX_UNFINISHED_PER_KEY", "5".to_string()),
+        ("VIDEO_MAX_UNFINISHED", "8".to_string()),
+    ];
+    env.extend(db);
+    let router = start(&video_yaml(&mock.url, ""), env).await;
+    let alice = burst(&router.url, "alice-key-123", 20, "This key").await;
+    assert_eq!(alice.len(), 5, "alice: exactly the per-key cap");
+    let bob = burst(&router.url, "bob-key-456", 20, "router").await;
+    assert_eq!(bob.len(), 3, "bob: what is left of the overall cap");
+    assert!(burst(&router.url, "carol-key-789", 3, "router")
+        .await
+        .is_empty());
+    // A canceled job is finished: its key may start another, and only one.
+    let cancel = format!("{}/v1/video/generations/{}/cancel", router.url, alice[0]);
+    let (s, _, v) = send_with_key("POST", &cancel, Some("alice-key-123"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        burst(&router.url, "alice-key-123", 4, "This key")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[actix_rt::test]
+async fn unfinished_jobs_are_capped_per_key_and_overall_on_sqlite() {
+    unfinished_jobs_are_capped(vec![]).await;
+}
+
+#[actix_rt::test]
+async fn unfinished_jobs_are_capped_per_key_and_overall_on_postgres() {
+    on_postgres(unfinished_jobs_are_capped).await;
+}
+
+/// 400 kB videos under a 1 MiB cap: two fit, each further one pushes out the oldest.
+async fn stored_videos_expire_oldest_first(db: Vec<(&'static str, String)>) {
+    let mock = start_mock(
+        json!({"video_queue_ms": 0, "video_steps": 1, "video_step_ms": 20, "video_bytes": 400000}),
+    );
+    let storage = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        ("VIDEO_MAX_MB", "1".to_string()),
+        ("VIDEO_MAX_STORED_MB", "1".to_string()),
+        ("VIDEO_STORAGE_DIR", storage.path().display().to_string()),
+    ];
+    env.extend(db);
+    let router = start(&video_yaml(&mock.url, ""), env).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let id = create_clip(&router.url, i).await;
+        wait_for(
+            &router.url,
+            &id,
+            Duration::from_secs(20),
+            status_is("completed"),
+        )
+        .await;
+        ids.push(id);
+        // Everything but the two newest is expired, oldest first.
+        let kept = ids.len().saturating_sub(2);
+        for (n, id) in ids.iter().enumerate() {
+            let want = if n < kept { "expired" } else { "completed" };
+            wait_for(&router.url, id, Duration::from_secs(10), status_is(want)).await;
+        }
+        eventually(
+            Duration::from_secs(10),
+            "expired videos deleted",
+            || async { files_in(storage.path()).len() == ids.len().min(2) },
+        )
+        .await;
+    }
+    let (s, _, body) = get_bytes(
+        &format!("{}/v1/video/generations/{}/content", router.url, ids[0]),
+        None,
+    )
+    .await;
+    assert_openai_error(s, 410, &serde_json::from_slice(&body).unwrap());
+}
+
+#[actix_rt::test]
+async fn stored_videos_over_the_cap_expire_oldest_first_on_sqlite() {
+    stored_videos_expire_oldest_first(vec![]).await;
+}
+
+#[actix_rt::test]
+async fn stored_videos_over_the_cap_expire_oldest_first_on_postgres() {
+    on_postgres(stored_videos_expire_oldest_first).await;
 }

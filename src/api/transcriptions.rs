@@ -118,6 +118,7 @@ async fn run(
         max_field_bytes: upload.max_field_bytes,
         max_fields: upload.max_fields,
         idle: state.settings.client_body_timeout,
+        pace: upload.pace,
     };
     let rules = FieldRules {
         op,

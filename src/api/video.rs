@@ -24,7 +24,7 @@ use super::new_ctx;
 use crate::auth::Caller;
 use crate::engines::ApiOp;
 use crate::jobs::content::{parse_range, read_range, ByteRange};
-use crate::jobs::store::{Canceled, Inserted, JobRow, NewJob};
+use crate::jobs::store::{Canceled, CapReached, Inserted, JobRow, NewJob, UnfinishedCaps};
 use crate::jobs::{job_object, now_ms, visible_status, JobCanceled, JobCreated, JobStatus, Jobs};
 use crate::mesh::{CapacityReason, Health, RouteError};
 use crate::state::AppState;
@@ -183,6 +183,24 @@ fn store_error(e: sqlx::Error) -> ApiError {
     .with_retry_after(Duration::from_secs(5))
 }
 
+/// When to try again after a cap on unfinished jobs: generations take minutes, so sooner is
+/// pointless, and a client polling its jobs learns earlier when one ends.
+const UNFINISHED_CAP_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+fn too_many_unfinished(cap: CapReached) -> ApiError {
+    let message = match cap {
+        CapReached::PerKey(n) => format!(
+            "This key already has {n} unfinished video generation jobs, the most allowed; wait for one to finish or cancel one."
+        ),
+        CapReached::Overall(n) => format!(
+            "The router already holds {n} unfinished video generation jobs, the most allowed; retry later."
+        ),
+    };
+    ApiError::new(ErrorKind::RateLimited, message)
+        .with_code("too_many_unfinished_jobs")
+        .with_retry_after(UNFINISHED_CAP_RETRY_AFTER)
+}
+
 fn job_not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
@@ -336,12 +354,17 @@ pub async fn create(
             lease_until: now + jobs.settings.claim.as_millis() as i64,
             now,
         };
-        let row = match jobs.store.insert(&job).await.map_err(store_error)? {
+        let caps = UnfinishedCaps {
+            per_key: jobs.settings.max_unfinished_per_key,
+            overall: jobs.settings.max_unfinished,
+        };
+        let row = match jobs.store.insert(&job, caps).await.map_err(store_error)? {
             Inserted::New(row) => {
                 jobs.runner.do_send(JobCreated(row.id.clone()));
                 row
             }
             Inserted::Existing(row) => row,
+            Inserted::Refused(cap) => return Err(too_many_unfinished(cap)),
         };
         Ok(row)
     }

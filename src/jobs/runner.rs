@@ -1,8 +1,9 @@
 //! `JobRunner`: the actor that owns all work on video jobs. One future per active job
 //! ([`super::drive::drive`]) runs in the actor's context, so a cancel stops it by dropping it,
 //! which drops its lease and closes the backend connection. A timer renews this runner's claims,
-//! expires videos past their retention, and picks up jobs nobody is working on: on start this
-//! resumes every job a previous run left unfinished.
+//! expires videos past their retention (and the oldest, while the stored videos exceed
+//! `VIDEO_MAX_STORED_MB`), and picks up jobs nobody is working on: on start this resumes every
+//! job a previous run left unfinished.
 //!
 //! Several replicas may share the job table. A job is worked on by the runner that holds its
 //! claim (`lease_owner`, `lease_until`), renewed every `VIDEO_CLAIM_SECS / 3`. When a replica
@@ -188,7 +189,8 @@ impl JobRunner {
             } else {
                 Vec::new()
             };
-            let expired = expire_due(&shared).await;
+            let mut expired = expire_due(&shared).await;
+            expired.extend(expire_over_storage_cap(&shared).await);
             let claimed = if pickup {
                 claim_orphans(&shared).await
             } else {
@@ -292,19 +294,68 @@ async fn expire_due(shared: &Shared) -> Vec<String> {
     };
     let mut expired = Vec::new();
     for job in due {
-        match shared.store.mark_expired(&job.id, now).await {
-            Ok(true) => {
-                if let Some(name) = &job.content_path {
-                    super::content::remove(&shared.settings.storage_dir, name).await;
-                }
-                info!(job = %job.id, "video expired");
-                expired.push(job.id);
-            }
-            Ok(false) => {}
-            Err(e) => warn!(job = %job.id, error = %e, "could not expire video"),
+        if expire(shared, &job, now, "retention").await {
+            expired.push(job.id);
         }
     }
     expired
+}
+
+/// Completed jobs looked at per pass when the stored videos exceed their cap.
+const EVICTION_BATCH: i64 = 100;
+
+/// While the stored videos exceed `VIDEO_MAX_STORED_MB`, expire the oldest completed ones and
+/// delete their files; returns the ids this runner expired (their webhooks are due).
+async fn expire_over_storage_cap(shared: &Shared) -> Vec<String> {
+    let cap = i64::try_from(shared.settings.max_stored_bytes).unwrap_or(i64::MAX);
+    let mut excess = match shared.store.stored_bytes().await {
+        Ok(stored) => stored.saturating_sub(cap),
+        Err(e) => {
+            warn!(error = %e, "could not add up stored videos");
+            return Vec::new();
+        }
+    };
+    if excess <= 0 {
+        return Vec::new();
+    }
+    let oldest = match shared.store.oldest_completed(EVICTION_BATCH).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %e, "could not look for videos to expire");
+            return Vec::new();
+        }
+    };
+    let now = now_ms();
+    let mut expired = Vec::new();
+    for job in oldest {
+        if excess <= 0 {
+            break;
+        }
+        // Counted as freed even when another replica expired it first: either way it is gone.
+        excess -= job.content_bytes.unwrap_or(0);
+        if expire(shared, &job, now, "storage cap").await {
+            expired.push(job.id);
+        }
+    }
+    expired
+}
+
+/// Mark a completed job expired and delete its video; true if this runner did it.
+async fn expire(shared: &Shared, job: &super::JobRow, now: i64, why: &str) -> bool {
+    match shared.store.mark_expired(&job.id, now).await {
+        Ok(true) => {
+            if let Some(name) = &job.content_path {
+                super::content::remove(&shared.settings.storage_dir, name).await;
+            }
+            info!(job = %job.id, why, "video expired");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            warn!(job = %job.id, error = %e, "could not expire video");
+            false
+        }
+    }
 }
 
 /// Claim jobs that need work and that no live runner holds: `(id, unfinished)`.

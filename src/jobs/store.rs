@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::JobStatus;
+use crate::store::DbKind;
 
 const COLUMNS: &str =
     "id, model, status, progress, prompt, seconds, size, request_body, request_id, client_key, \
@@ -126,7 +127,31 @@ pub enum Inserted {
     New(JobRow),
     /// A job with the same idempotency key exists: the client is retrying its create.
     Existing(JobRow),
+    /// Not inserted: a cap on unfinished jobs is reached.
+    Refused(CapReached),
 }
+
+/// Most unfinished (queued or running) jobs allowed at once.
+#[derive(Debug, Clone, Copy)]
+pub struct UnfinishedCaps {
+    /// Per client key; jobs without a key count as one key.
+    pub per_key: u32,
+    pub overall: u32,
+}
+
+/// Which cap refused a create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    PerKey(u32),
+    Overall(u32),
+}
+
+/// Serialises creates on PostgreSQL (`pg_advisory_xact_lock`), so concurrent creates from any
+/// replica see each other's rows when they count. An arbitrary constant: "svid" in ASCII.
+const CREATE_LOCK: i64 = 0x7376_6964;
+
+/// Unfinished jobs of the key `$1` (no key counts as one key).
+const SAME_KEY: &str = "COALESCE(client_key, '') = COALESCE($1, '')";
 
 pub enum Canceled {
     Now(JobRow),
@@ -145,42 +170,31 @@ pub struct StoredContent {
 #[derive(Clone)]
 pub struct JobStore {
     pool: AnyPool,
+    kind: DbKind,
 }
 
 impl JobStore {
-    pub fn new(pool: AnyPool) -> JobStore {
-        JobStore { pool }
+    pub fn new(pool: AnyPool, kind: DbKind) -> JobStore {
+        JobStore { pool, kind }
     }
 
-    pub async fn insert(&self, job: &NewJob) -> Result<Inserted, sqlx::Error> {
+    /// Insert a new job unless one with its idempotency key exists or a cap in `caps` is
+    /// reached. The count and the insert are one statement, and on PostgreSQL creates also
+    /// take one lock, so concurrent creates (from any replica) cannot overshoot a cap.
+    pub async fn insert(
+        &self,
+        job: &NewJob,
+        caps: UnfinishedCaps,
+    ) -> Result<Inserted, sqlx::Error> {
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = self.by_idempotency_key(key).await? {
                 return Ok(Inserted::Existing(existing));
             }
         }
-        let result = sqlx::query(
-            "INSERT INTO video_jobs (id, model, status, progress, prompt, seconds, size, request_body, \
-             request_id, idempotency_key, callback_url, created_at, updated_at, lease_owner, lease_until, \
-             client_key) \
-             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
-        )
-        .bind(&job.id)
-        .bind(&job.model)
-        .bind(&job.prompt)
-        .bind(&job.seconds)
-        .bind(&job.size)
-        .bind(&job.request_body)
-        .bind(&job.request_id)
-        .bind(&job.idempotency_key)
-        .bind(&job.callback_url)
-        .bind(job.now)
-        .bind(&job.owner)
-        .bind(job.lease_until)
-        .bind(&job.client_key)
-        .execute(&self.pool)
-        .await;
+        let result = self.insert_within_caps(job, caps).await;
         match result {
-            Ok(_) => {}
+            Ok(true) => {}
+            Ok(false) => return Ok(Inserted::Refused(self.cap_reached(job, caps).await?)),
             // Two creates with one key raced: the unique index let one through.
             Err(e) if job.idempotency_key.is_some() => {
                 if let Some(key) = &job.idempotency_key {
@@ -197,6 +211,69 @@ impl JobStore {
             .await?
             .ok_or_else(|| sqlx::Error::RowNotFound)?;
         Ok(Inserted::New(row))
+    }
+
+    /// The capped insert; false when a cap refused it.
+    async fn insert_within_caps(
+        &self,
+        job: &NewJob,
+        caps: UnfinishedCaps,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO video_jobs (client_key, id, model, status, progress, prompt, seconds, size, \
+             request_body, request_id, idempotency_key, callback_url, created_at, updated_at, \
+             lease_owner, lease_until) \
+             SELECT $1, $2, $3, 'queued', 0, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13 \
+             WHERE (SELECT COUNT(*) FROM video_jobs WHERE {UNFINISHED} AND {SAME_KEY}) < $14 \
+             AND (SELECT COUNT(*) FROM video_jobs WHERE {UNFINISHED}) < $15"
+        );
+        let mut tx = self.pool.begin().await?;
+        if self.kind == DbKind::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CREATE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&job.client_key)
+            .bind(&job.id)
+            .bind(&job.model)
+            .bind(&job.prompt)
+            .bind(&job.seconds)
+            .bind(&job.size)
+            .bind(&job.request_body)
+            .bind(&job.request_id)
+            .bind(&job.idempotency_key)
+            .bind(&job.callback_url)
+            .bind(job.now)
+            .bind(&job.owner)
+            .bind(job.lease_until)
+            .bind(i64::from(caps.per_key))
+            .bind(i64::from(caps.overall))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(inserted > 0)
+    }
+
+    /// Which cap refused `job` (counted again after the refusal: only for the message).
+    async fn cap_reached(
+        &self,
+        job: &NewJob,
+        caps: UnfinishedCaps,
+    ) -> Result<CapReached, sqlx::Error> {
+        let of_key: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM video_jobs WHERE {UNFINISHED} AND {SAME_KEY}"
+        )))
+        .bind(&job.client_key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if of_key >= i64::from(caps.per_key) {
+            CapReached::PerKey(caps.per_key)
+        } else {
+            CapReached::Overall(caps.overall)
+        })
     }
 
     async fn by_idempotency_key(&self, key: &str) -> Result<Option<JobRow>, sqlx::Error> {
@@ -449,10 +526,36 @@ impl JobStore {
         rows.iter().map(JobRow::from_row).collect()
     }
 
-    /// Mark one completed job expired; true if this call did it.
+    /// Bytes of every completed job's video (what `VIDEO_MAX_STORED_MB` caps).
+    pub async fn stored_bytes(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            // PostgreSQL sums BIGINTs as NUMERIC, which the Any driver cannot read.
+            "SELECT CAST(COALESCE(SUM(content_bytes), 0) AS BIGINT) FROM video_jobs \
+             WHERE status = 'completed'",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Up to `limit` completed jobs, the longest completed first.
+    pub async fn oldest_completed(&self, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM video_jobs WHERE status = 'completed' \
+             ORDER BY completed_at, id LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(JobRow::from_row).collect()
+    }
+
+    /// Mark one completed job expired (its `expires_at` becomes now if that was later: a job
+    /// expired early to make room says when it went); true if this call did it.
     pub async fn mark_expired(&self, id: &str, now: i64) -> Result<bool, sqlx::Error> {
         let n = sqlx::query(
             "UPDATE video_jobs SET status = 'expired', updated_at = $2, \
+             expires_at = CASE WHEN expires_at IS NULL OR expires_at > $2 THEN $2 ELSE expires_at END, \
              webhook_status = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END \
              WHERE id = $1 AND status = 'completed'",
         )

@@ -8,6 +8,7 @@ pub mod client;
 pub mod fallback;
 pub mod json;
 pub mod multipart;
+pub mod pace;
 pub mod redact;
 pub mod shallow;
 pub mod sse;

@@ -2,13 +2,17 @@
 //! fields are small and kept; the file is handed out chunk by chunk, never collected), and
 //! writing the form a backend receives, with a fresh boundary and the route's model name.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use actix_multipart::{Field, Multipart};
 use actix_web::http::header::HeaderMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use super::pace::{PaceLimits, PaceViolation, UploadPace};
 use crate::api::error::{ApiError, ErrorKind};
 
 /// Why a client's upload was refused. Every variant is the client's doing except `Spool`.
@@ -21,7 +25,14 @@ pub enum UploadError {
     /// A text field is larger than the limit: 413.
     FieldTooLarge { name: String, limit: usize },
     /// The client stopped sending: 408.
-    Stalled { idle: std::time::Duration },
+    Stalled { idle: Duration },
+    /// The whole body did not arrive within the upload deadline: 408.
+    Deadline { limit: Duration },
+    /// The client sent less than the minimum rate over a window: 408.
+    TooSlow {
+        min_bytes_per_sec: u64,
+        window: Duration,
+    },
     /// The spool file could not be written: 500.
     Spool(String),
     /// A field failed the endpoint's own checks.
@@ -60,6 +71,25 @@ impl UploadError {
                 ),
             )
             .with_code("request_timeout"),
+            UploadError::Deadline { limit } => ApiError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "The upload did not complete within the limit of {} seconds.",
+                    limit.as_secs_f64()
+                ),
+            )
+            .with_code("upload_timeout"),
+            UploadError::TooSlow {
+                min_bytes_per_sec,
+                window,
+            } => ApiError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "The upload is too slow: less than {min_bytes_per_sec} bytes per second arrived over {} seconds.",
+                    window.as_secs_f64()
+                ),
+            )
+            .with_code("upload_too_slow"),
             UploadError::Rejected(e) => e,
             UploadError::Spool(why) => {
                 tracing::error!(error = %why, "upload spool failed");
@@ -102,9 +132,61 @@ pub struct FormLimits {
     pub max_file_bytes: u64,
     pub max_field_bytes: usize,
     pub max_fields: usize,
-    /// Longest wait for the next piece of the client's body (`CLIENT_BODY_TIMEOUT_SECS`: an
-    /// upload may take longer than that in all, as long as it keeps moving).
+    /// Longest wait for the next piece of the client's body (`CLIENT_BODY_TIMEOUT_SECS`).
     pub idle: Duration,
+    /// Deadline and minimum rate of the whole body: without them a client that keeps moving,
+    /// however slowly, would hold its lease or spool file for as long as it likes.
+    pub pace: PaceLimits,
+}
+
+/// Every wait for the client's body goes through here, so the idle timeout, the deadline and
+/// the minimum rate hold wherever the form is being read.
+struct ClientClock {
+    idle: Duration,
+    pace: UploadPace,
+    /// Bytes of the body received so far (multipart framing included).
+    received: Rc<Cell<u64>>,
+}
+
+impl ClientClock {
+    /// Wait for `next` from the client, checking the pace whenever it is due.
+    async fn wait<F: Future>(&mut self, next: F) -> Result<F::Output, UploadError> {
+        let mut next = std::pin::pin!(next);
+        let idle_until = Instant::now() + self.idle;
+        loop {
+            let started = Instant::now();
+            let wait = self
+                .pace
+                .check_within(started)
+                .min(idle_until.saturating_duration_since(started));
+            let outcome = actix_rt::time::timeout(wait, next.as_mut()).await;
+            let now = Instant::now();
+            self.pace
+                .record(now - started, self.received.get(), now)
+                .map_err(|v| self.violation(v))?;
+            match outcome {
+                Ok(item) => return Ok(item),
+                Err(_) if now >= idle_until => {
+                    return Err(UploadError::Stalled { idle: self.idle })
+                }
+                // Only a pace check was due, and the client is keeping up: wait on.
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn violation(&self, v: PaceViolation) -> UploadError {
+        let limits = self.pace.limits();
+        match v {
+            PaceViolation::Deadline => UploadError::Deadline {
+                limit: limits.deadline,
+            },
+            PaceViolation::TooSlow => UploadError::TooSlow {
+                min_bytes_per_sec: limits.min_bytes_per_sec,
+                window: limits.window,
+            },
+        }
+    }
 }
 
 /// The client's form, read part by part. Memory is bounded by actix-multipart's parse buffer
@@ -112,19 +194,33 @@ pub struct FormLimits {
 pub struct FormReader {
     multipart: Multipart,
     limits: FormLimits,
+    clock: ClientClock,
     fields: usize,
     files: usize,
 }
 
 impl FormReader {
+    /// Read the form of `payload`; the upload's deadline starts now.
     pub fn new(
         headers: &HeaderMap,
         payload: actix_web::web::Payload,
         limits: FormLimits,
     ) -> FormReader {
+        let received = Rc::new(Cell::new(0u64));
+        let counter = received.clone();
+        let counted = payload.inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                counter.set(counter.get() + bytes.len() as u64);
+            }
+        });
         FormReader {
-            multipart: Multipart::new(headers, payload),
+            multipart: Multipart::new(headers, counted),
             limits,
+            clock: ClientClock {
+                idle: limits.idle,
+                pace: UploadPace::new(limits.pace, Instant::now()),
+                received,
+            },
             fields: 0,
             files: 0,
         }
@@ -137,11 +233,7 @@ impl FormReader {
     /// The next part, or `None` at the closing boundary. A file part must be read to its end
     /// before asking for the next part.
     pub async fn next_part(&mut self) -> Result<Option<Part>, UploadError> {
-        let next = actix_rt::time::timeout(self.limits.idle, self.multipart.next())
-            .await
-            .map_err(|_| UploadError::Stalled {
-                idle: self.limits.idle,
-            })?;
+        let next = self.clock.wait(self.multipart.next()).await?;
         let mut field = match next {
             None => return Ok(None),
             Some(Err(e)) => return Err(malformed(e)),
@@ -186,11 +278,7 @@ impl FormReader {
         let limit = self.limits.max_field_bytes;
         let mut value = BytesMut::new();
         loop {
-            let chunk = actix_rt::time::timeout(self.limits.idle, field.next())
-                .await
-                .map_err(|_| UploadError::Stalled {
-                    idle: self.limits.idle,
-                })?;
+            let chunk = self.clock.wait(field.next()).await?;
             match chunk {
                 None => break,
                 Some(Err(e)) => return Err(malformed(e)),
@@ -210,16 +298,12 @@ impl FormReader {
 
     /// The next chunk of a file part (`None` at its end), counting against the size limit.
     pub async fn file_chunk(
-        &self,
+        &mut self,
         field: &mut Field,
         so_far: &mut u64,
     ) -> Result<Option<Bytes>, UploadError> {
         loop {
-            let next = actix_rt::time::timeout(self.limits.idle, field.next())
-                .await
-                .map_err(|_| UploadError::Stalled {
-                    idle: self.limits.idle,
-                })?;
+            let next = self.clock.wait(field.next()).await?;
             match next {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(malformed(e)),

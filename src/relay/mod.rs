@@ -9,6 +9,7 @@ pub mod fallback;
 pub mod json;
 pub mod multipart;
 pub mod shallow;
+pub mod spliced;
 pub mod sse;
 pub mod upload;
 pub mod upstream;

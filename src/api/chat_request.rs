@@ -3,6 +3,8 @@
 //! `messages` one message at a time; the body sent upstream is spliced from the same buffer,
 //! so a 20 MiB message costs the router about 20 MiB, once.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde::de::{Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
@@ -14,8 +16,9 @@ use super::error::ApiError;
 use super::raw_json::{self, for_each_element, pick_fields, shape, ElementError, Shape};
 use crate::relay::spliced::SplicedBody;
 
-/// Most top-level members a chat body may have (OpenAI's API has about forty).
-pub const MAX_TOP_LEVEL_FIELDS: usize = 1024;
+/// Most distinct top-level members a chat body may have (OpenAI's API has about forty; a
+/// test of odd clients sends 5000). Each costs about 150 bytes once parsed.
+pub const MAX_TOP_LEVEL_FIELDS: usize = 10_000;
 /// Values shorter than this are copied into the spliced body; longer ones are shared.
 const SHARE_FROM_BYTES: usize = 4096;
 
@@ -70,16 +73,18 @@ impl<'a> Visitor<'a> for TopLevel {
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Fields<'a>, A::Error> {
         let mut fields: Fields<'a> = Vec::new();
-        let mut seen = 0;
+        // Where each key sits in `fields`: duplicates found without a quadratic scan.
+        let mut index: HashMap<String, usize> = HashMap::new();
         while let Some((key, value)) = map.next_entry::<String, &'a RawValue>()? {
-            seen += 1;
-            if seen > MAX_TOP_LEVEL_FIELDS {
+            if let Some(slot) = index.get(&key).and_then(|&at| fields.get_mut(at)) {
+                slot.1 = value;
+                continue;
+            }
+            if fields.len() == MAX_TOP_LEVEL_FIELDS {
                 return Err(A::Error::custom("too many top-level fields"));
             }
-            match fields.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, old)) => *old = value,
-                None => fields.push((key, value)),
-            }
+            index.insert(key.clone(), fields.len());
+            fields.push((key, value));
         }
         Ok(fields)
     }

@@ -11,6 +11,8 @@ use crate::relay::{RetryPolicy, Timeouts};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_body_bytes: usize,
+    /// Bytes of JSON request bodies held (read and parsed) at once across the router.
+    pub max_inflight_json_bytes: usize,
     pub max_response_bytes: usize,
     /// Largest single SSE event accepted from a backend.
     pub max_sse_event_bytes: usize,
@@ -41,6 +43,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_body_bytes: 20 * 1024 * 1024,
+            // Five bodies at the default size limit: a chat body costs about its own size,
+            // so the router's peak stays well under 200 MiB however large the bodies.
+            max_inflight_json_bytes: 100 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             max_sse_event_bytes: 4 * 1024 * 1024,
             retry: RetryPolicy::default(),
@@ -91,6 +96,9 @@ impl Settings {
         let secs = |v: f64| Duration::from_secs_f64(v);
         if let Some(v) = num("MAX_REQUEST_BODY_MB", 0.001) {
             s.max_body_bytes = (v * 1024.0 * 1024.0) as usize;
+        }
+        if let Some(v) = num("MAX_INFLIGHT_JSON_MB", 1.0) {
+            s.max_inflight_json_bytes = (v * 1024.0 * 1024.0) as usize;
         }
         if let Some(v) = num("MAX_ATTEMPTS", 1.0) {
             s.retry.max_attempts = v as u32;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::api::body::JsonBudget;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
 use crate::settings::Settings;
@@ -11,6 +12,8 @@ use crate::store::Store;
 pub struct AppState {
     pub mesh: Mesh,
     pub settings: Settings,
+    /// Bytes of JSON request bodies held at once (`MAX_INFLIGHT_JSON_MB`).
+    pub json_budget: JsonBudget,
     pub sink: Arc<dyn RecordSink>,
     pub store: Store,
     pub started: Instant,
@@ -27,6 +30,7 @@ impl AppState {
     ) -> AppState {
         AppState {
             mesh,
+            json_budget: JsonBudget::new(settings.max_inflight_json_bytes),
             settings,
             sink,
             store,

@@ -206,7 +206,7 @@ pub async fn put_routing(
     obs: web::Data<Observability>,
     control: web::Data<actix::Addr<ConfigActor>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = crate::api::body::read_json(&req, payload, 1024 * 1024).await?;
+    let (body, _permit) = crate::api::body::read_json(&req, payload, 1024 * 1024).await?;
     let _one_at_a_time = obs.routing_lock.lock().await;
     let current = table(&state).await?;
     let (changes, persist) = parse_changes(&body, &current)?;

@@ -1,21 +1,107 @@
 //! Reading a JSON request body with a size limit, turning every problem into an OpenAI-shaped
-//! 400/413/415 before anything is routed.
+//! 400/413/415/503 before anything is routed. Every body is charged to the router-wide
+//! [`JsonBudget`] while it is held, and measured ([`json_shape`](super::json_shape)) before
+//! it is parsed.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, HttpMessage, HttpRequest};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::{ApiError, ErrorKind};
+use super::json_shape::{self, JsonShape, MAX_JSON_DEPTH, MAX_JSON_VALUES};
 
-/// [`read_json`] for endpoints whose body must be an object (every `/v1` POST but chat, whose
-/// validation checks the shape itself).
+/// How long a request waits for room in the budget before it is refused with a 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// Budget charged per value of a parsed `serde_json::Value` tree, on top of the body's bytes:
+/// a node, its share of a growing `Vec` or map, and a key.
+const TREE_BYTES_PER_VALUE: usize = 2 * std::mem::size_of::<Value>();
+/// Budget reserved at a time for a body sent without `Content-Length`.
+const MIN_CHUNKED_RESERVATION: usize = 64 * 1024;
+
+/// Bytes of JSON request bodies the whole router (every worker) holds at once: a body's bytes
+/// are reserved before they are read, and what parsing it into a tree costs before it is
+/// parsed. Counted in KiB so that any budget fits the semaphore's `u32` permits.
+pub struct JsonBudget {
+    permits: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+/// One request's share of the [`JsonBudget`], given back when dropped.
+#[derive(Default)]
+pub struct JsonPermit {
+    held: Option<OwnedSemaphorePermit>,
+    kib: u32,
+}
+
+impl JsonBudget {
+    pub fn new(total_bytes: usize) -> JsonBudget {
+        let total_kib = u32::try_from(total_bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        JsonBudget {
+            permits: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Add `bytes` to `permit`, waiting briefly for room. A request is never charged more than
+    /// the whole budget, so a body larger than the budget still runs, alone.
+    pub async fn reserve(&self, permit: &mut JsonPermit, bytes: usize) -> Result<(), ApiError> {
+        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let kib = wanted.min(self.total_kib.saturating_sub(permit.kib));
+        if kib == 0 {
+            return Ok(());
+        }
+        let acquire = self.permits.clone().acquire_many_owned(kib);
+        let more = match tokio::time::timeout(BUDGET_WAIT, acquire).await {
+            Ok(Ok(more)) => more,
+            // Timed out, or closed (never: the budget owns its semaphore).
+            Ok(Err(_)) | Err(_) => return Err(budget_exhausted()),
+        };
+        match &mut permit.held {
+            Some(held) => held.merge(more),
+            None => permit.held = Some(more),
+        }
+        permit.kib += kib;
+        Ok(())
+    }
+
+    /// KiB not reserved by any request right now.
+    pub fn available_kib(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+fn budget_exhausted() -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "The router is busy reading other large request bodies; retry shortly.",
+    )
+    .with_code("router_busy")
+    .with_retry_after(Duration::from_secs(1))
+}
+
+/// A whole JSON request body, measured, with its share of the budget.
+pub struct JsonBody {
+    pub bytes: Bytes,
+    pub shape: JsonShape,
+    pub permit: JsonPermit,
+}
+
+/// [`read_json`] for endpoints whose body must be an object (every `/v1` POST but chat, which
+/// parses its body itself). The permit must be kept as long as the object is.
 pub async fn read_json_object(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<serde_json::Map<String, Value>, ApiError> {
+) -> Result<(serde_json::Map<String, Value>, JsonPermit), ApiError> {
     match read_json(req, payload, limit).await? {
-        Value::Object(map) => Ok(map),
+        (Value::Object(map), permit) => Ok((map, permit)),
         _ => Err(ApiError::bad_request(
             "The request body must be a JSON object.",
             None,
@@ -23,17 +109,49 @@ pub async fn read_json_object(
     }
 }
 
+/// The body parsed into a tree, after the tree's estimated cost was reserved.
 pub async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Value, JsonPermit), ApiError> {
+    let JsonBody {
+        bytes,
+        shape,
+        mut permit,
+    } = read_json_body(req, payload, limit).await?;
+    if let Some(budget) = budget_of(req) {
+        let tree_bytes = shape.values.saturating_mul(TREE_BYTES_PER_VALUE);
+        budget.reserve(&mut permit, tree_bytes).await?;
+    }
+    let value = serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))?;
+    Ok((value, permit))
+}
+
+pub fn invalid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("The request body is not valid JSON: {e}"), None)
+        .with_code("invalid_json")
+}
+
+/// Read the whole body within the size limit, the body timeout and the budget, and refuse it
+/// if it is empty or shaped past the caps; not parsed.
+pub async fn read_json_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Value, ApiError> {
+) -> Result<JsonBody, ApiError> {
     check_json_content_type(req)?;
-    if let Some(len) = declared_length(req) {
-        if len > limit as u64 {
-            // Refuse before reading: a huge body is not worth receiving.
-            return Err(too_large(limit));
-        }
+    let declared = declared_length(req);
+    if declared.is_some_and(|len| len > limit as u64) {
+        // Refuse before reading: a huge body is not worth receiving.
+        return Err(too_large(limit));
+    }
+    let budget = budget_of(req);
+    let mut permit = JsonPermit::default();
+    // A declared length is reserved (and allocated) at once, so the buffer never regrows.
+    let mut reserved = declared.map_or(0, |len| len as usize);
+    if let Some(budget) = budget {
+        budget.reserve(&mut permit, reserved).await?;
     }
     // A client that trickles its body (slow loris) is cut off after the body timeout.
     let within = req
@@ -42,7 +160,7 @@ pub async fn read_json(
             s.settings.client_body_timeout
         });
     let deadline = tokio::time::Instant::now() + within;
-    let mut buf = web::BytesMut::new();
+    let mut buf = web::BytesMut::with_capacity(reserved);
     loop {
         let next = match tokio::time::timeout_at(deadline, payload.next()).await {
             Ok(next) => next,
@@ -61,8 +179,21 @@ pub async fn read_json(
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(format!("Could not read the request body: {e}"), None)
         })?;
-        if buf.len() + chunk.len() > limit {
+        let needed = buf.len() + chunk.len();
+        if needed > limit {
             return Err(too_large(limit));
+        }
+        if needed > reserved {
+            // No declared length: reserve in doubling steps, as the buffer grows.
+            let grown = (reserved * 2)
+                .max(needed)
+                .max(MIN_CHUNKED_RESERVATION)
+                .min(limit);
+            if let Some(budget) = budget {
+                budget.reserve(&mut permit, grown - reserved).await?;
+            }
+            buf.reserve(grown - buf.len());
+            reserved = grown;
         }
         buf.extend_from_slice(&chunk);
     }
@@ -72,10 +203,17 @@ pub async fn read_json(
             None,
         ));
     }
-    serde_json::from_slice(&buf).map_err(|e| {
-        ApiError::bad_request(format!("The request body is not valid JSON: {e}"), None)
-            .with_code("invalid_json")
+    let shape = json_shape::measure(&buf, MAX_JSON_DEPTH, MAX_JSON_VALUES)?;
+    Ok(JsonBody {
+        bytes: buf.freeze(),
+        shape,
+        permit,
     })
+}
+
+fn budget_of(req: &HttpRequest) -> Option<&JsonBudget> {
+    req.app_data::<web::Data<crate::state::AppState>>()
+        .map(|s| &s.json_budget)
 }
 
 /// The body size the client declared in `Content-Length`, if any.

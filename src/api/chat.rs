@@ -6,9 +6,11 @@ use std::rc::Rc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::debug;
 
+use super::body::{read_json_body, JsonBody};
+use super::chat_request::{self, ChatBody};
 use super::error::ApiError;
 use super::{forwarded, json_bytes_response, new_ctx};
 use crate::config::ModelDef;
@@ -17,6 +19,7 @@ use crate::record::Usage;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
+use crate::relay::spliced::SplicedBody;
 use crate::relay::upstream::post_json;
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
@@ -33,8 +36,9 @@ const TOOL_KEYS: &[&str] = &[
     "function_call",
 ];
 
-/// What validation learned about a chat request.
-#[derive(Debug)]
+/// What validation ([`chat_request::parse`](super::chat_request::parse)) learned about a chat
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatFacts {
     pub model: String,
     pub stream: bool,
@@ -43,138 +47,6 @@ pub struct ChatFacts {
     pub prompt_chars: usize,
     pub uses_image: bool,
     pub uses_audio: bool,
-}
-
-pub fn validate(body: &Value) -> Result<ChatFacts, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("The request body must be a JSON object.", None))?;
-    let model = super::required_model(obj)?;
-    let messages = match obj.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => {
-            return Err(ApiError::bad_request(
-                "`messages` must contain at least one message.",
-                Some("messages"),
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`messages` must be an array.",
-                Some("messages"),
-            ))
-        }
-        None => {
-            return Err(ApiError::bad_request(
-                "Missing required parameter: `messages`.",
-                Some("messages"),
-            ))
-        }
-    };
-    let mut facts = ChatFacts {
-        model,
-        stream: false,
-        include_usage: false,
-        max_tokens: None,
-        prompt_chars: 0,
-        uses_image: false,
-        uses_audio: false,
-    };
-    for (i, message) in messages.iter().enumerate() {
-        let param = format!("messages[{i}]");
-        let m = message.as_object().ok_or_else(|| {
-            ApiError::bad_request(format!("`{param}` must be an object."), Some(&param))
-        })?;
-        match m.get("role") {
-            Some(Value::String(r)) if !r.is_empty() => {}
-            _ => {
-                return Err(ApiError::bad_request(
-                    format!("`{param}.role` is required and must be a string."),
-                    Some(&format!("{param}.role")),
-                ))
-            }
-        }
-        match m.get("content") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => facts.prompt_chars += s.len(),
-            Some(Value::Array(parts)) => {
-                for part in parts {
-                    match part.get("type").and_then(Value::as_str) {
-                        Some("text") => {
-                            facts.prompt_chars +=
-                                part.get("text").and_then(Value::as_str).map_or(0, str::len)
-                        }
-                        Some("image_url") => facts.uses_image = true,
-                        Some("input_audio") => facts.uses_audio = true,
-                        Some(_) => {}
-                        None => {
-                            return Err(ApiError::bad_request(
-                                format!("Every part of `{param}.content` needs a `type`."),
-                                Some(&format!("{param}.content")),
-                            ))
-                        }
-                    }
-                }
-            }
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    format!("`{param}.content` must be a string, an array of parts, or null."),
-                    Some(&format!("{param}.content")),
-                ))
-            }
-        }
-    }
-    facts.stream = super::optional_bool(obj, "stream")?.unwrap_or(false);
-    match obj.get("stream_options") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(o)) => {
-            facts.include_usage = matches!(o.get("include_usage"), Some(Value::Bool(true)));
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`stream_options` must be an object.",
-                Some("stream_options"),
-            ))
-        }
-    }
-    for key in ["max_tokens", "max_completion_tokens"] {
-        match obj.get(key) {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 && n <= u32::MAX as u64 => facts.max_tokens = Some(n),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        format!("`{key}` must be a positive integer."),
-                        Some(key),
-                    ))
-                }
-            },
-        }
-    }
-    for key in [
-        "temperature",
-        "top_p",
-        "frequency_penalty",
-        "presence_penalty",
-    ] {
-        if let Some(v) = obj.get(key) {
-            if !v.is_null() && !v.is_number() {
-                return Err(ApiError::bad_request(
-                    format!("`{key}` must be a number."),
-                    Some(key),
-                ));
-            }
-        }
-    }
-    if let Some(v) = obj.get("tools") {
-        if !v.is_null() && !v.is_array() {
-            return Err(ApiError::bad_request(
-                "`tools` must be an array.",
-                Some("tools"),
-            ));
-        }
-    }
-    Ok(facts)
 }
 
 /// Reject content the model cannot take (images sent to a text-only model, …).
@@ -197,8 +69,8 @@ fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
 }
 
 /// Drop what the model's route must not receive; the body is filtered in place, once.
-pub fn filter_params(body: &mut Map<String, Value>, def: &ModelDef) {
-    body.retain(|key, _| !ROUTER_ONLY.contains(&key.as_str()));
+pub fn filter_params(body: &mut ChatBody, def: &ModelDef) {
+    body.retain(|key| !ROUTER_ONLY.contains(&key));
     let Some(supported) = &def.supported_params else {
         return;
     };
@@ -209,13 +81,15 @@ pub fn filter_params(body: &mut Map<String, Value>, def: &ModelDef) {
         && listed("max_tokens")
     {
         if let Some(v) = body.remove("max_completion_tokens") {
-            body.entry("max_tokens").or_insert(v);
+            if !body.contains_key("max_tokens") {
+                body.insert("max_tokens", v);
+            }
         }
     }
-    body.retain(|key, _| {
-        let keep = ALWAYS_KEPT.contains(&key.as_str())
+    body.retain(|key| {
+        let keep = ALWAYS_KEPT.contains(&key)
             || listed(key)
-            || (def.supports_tools && TOOL_KEYS.contains(&key.as_str()))
+            || (def.supports_tools && TOOL_KEYS.contains(&key))
             || (def.supports_structured_output && key == "response_format");
         if !keep {
             debug!(model = %def.id, param = %key, "dropping parameter not in supported_params");
@@ -225,20 +99,28 @@ pub fn filter_params(body: &mut Map<String, Value>, def: &ModelDef) {
 }
 
 /// The body one route receives: its own model name, and usage always requested on streams.
-fn upstream_body(body: &mut Map<String, Value>, provider_model_id: &str, stream: bool) -> Bytes {
-    body.insert("model".into(), Value::String(provider_model_id.to_string()));
-    if stream {
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
-        }
-        if let Some(o) = options.as_object_mut() {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
+pub fn upstream_body(body: &mut ChatBody, provider_model_id: &str, stream: bool) -> SplicedBody {
+    if let Ok(model) = serde_json::to_vec(provider_model_id) {
+        body.insert("model", Bytes::from(model));
     }
-    Bytes::from(serde_json::to_vec(body).unwrap_or_default())
+    if stream {
+        let options = stream_options_with_usage(body.get("stream_options"));
+        body.insert("stream_options", options);
+    }
+    body.to_spliced()
+}
+
+/// The client's `stream_options` object (if it sent one) with `include_usage` set to true.
+fn stream_options_with_usage(sent: Option<&Bytes>) -> Bytes {
+    let mut options = sent
+        .and_then(|raw| JsonObject::parse(raw).ok())
+        .unwrap_or_else(JsonObject::empty);
+    // Every duplicate goes, so the backend cannot read a `false` the client also sent.
+    options.remove("include_usage");
+    if let Ok(yes) = serde_json::value::to_raw_value(&true) {
+        options.set_raw("include_usage", yes);
+    }
+    options.to_bytes()
 }
 
 /// Prompt tokens guessed from text length (about four characters a token), used when a
@@ -300,19 +182,18 @@ async fn handle(
     client: &awc::Client,
     ctx: &mut crate::record::RequestCtx,
 ) -> Result<Reply, ApiError> {
-    let body = super::body::read_json(req, payload, state.settings.max_body_bytes).await?;
-    let facts = validate(&body)?;
+    // The permit holds this body's share of the JSON budget until the reply is under way.
+    let JsonBody {
+        bytes,
+        permit: _permit,
+        ..
+    } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
+    let (facts, body) = chat_request::parse(&bytes)?;
     ctx.record.stream = facts.stream;
-    let Value::Object(map) = body else {
-        return Err(ApiError::bad_request(
-            "The request body must be a JSON object.",
-            None,
-        ));
-    };
     let fwd = forwarded(req, ctx.request_id());
     let settings = &state.settings;
     // The body is shared by attempts: filtered once for the model, renamed per route.
-    let shared = Rc::new(RefCell::new((map, false)));
+    let shared = Rc::new(RefCell::new((body, false)));
     let facts = Rc::new(facts);
     let est_guess = (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512);
     let reply = with_fallback(
@@ -330,16 +211,16 @@ async fn handle(
                 let def = lease.model().clone();
                 let bytes = {
                     let mut guard = shared.borrow_mut();
-                    let (map, filtered) = &mut *guard;
+                    let (body, filtered) = &mut *guard;
                     if !*filtered {
                         if let Err(e) = check_modalities(&def, &facts) {
                             lease.finish(crate::mesh::Outcome::ClientError);
                             return Attempt::Fail(e);
                         }
-                        filter_params(map, &def);
+                        filter_params(body, &def);
                         *filtered = true;
                     }
-                    upstream_body(map, &lease.route().provider_model_id, facts.stream)
+                    upstream_body(body, &lease.route().provider_model_id, facts.stream)
                 };
                 let prompt_estimate = estimate_prompt_tokens(&facts);
                 let path = ApiOp::ChatCompletions.upstream_path();

@@ -67,7 +67,8 @@ pub async fn embeddings(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Embeddings);
     let result = async {
-        let map =
+        // The permit holds the body's share of the JSON budget as long as the map lives.
+        let (map, _permit) =
             super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let model = super::required_model(&map)?;
         let est = validate_input(&map)?;

@@ -104,7 +104,8 @@ pub async fn generations(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Images);
     let result = async {
-        let map =
+        // The permit holds the body's share of the JSON budget as long as the map lives.
+        let (map, _permit) =
             super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let model = super::required_model(&map)?;
         let n = validate(&map)?;

@@ -4,12 +4,15 @@ pub mod body;
 pub mod canonical_path;
 pub mod catalogue;
 pub mod chat;
+pub mod chat_request;
 pub mod embeddings;
 pub mod error;
 pub mod health;
 pub mod images;
+pub mod json_shape;
 pub mod models;
 pub mod openapi;
+pub mod raw_json;
 pub mod request_id;
 pub mod speech;
 pub mod transcriptions;
@@ -249,25 +252,35 @@ pub fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> HttpResponse {
 
 pub fn required_model(obj: &Map<String, Value>) -> Result<String, ApiError> {
     match obj.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => Ok(m.trim().to_string()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::bad_request(
+        Some(Value::String(m)) => model_name(Some(m)),
+        None | Some(Value::Null) => model_name(None),
+        Some(_) => Err(model_not_a_string()),
+    }
+}
+
+/// The `model` string as routed (trimmed), required; `None` when absent or null.
+pub fn model_name(given: Option<&str>) -> Result<String, ApiError> {
+    match given.map(str::trim) {
+        Some(m) if !m.is_empty() => Ok(m.to_string()),
+        _ => Err(ApiError::bad_request(
             "Missing required parameter: `model`.",
             Some("model"),
         )),
-        Some(_) => Err(ApiError::bad_request(
-            "`model` must be a string.",
-            Some("model"),
-        )),
     }
+}
+
+pub fn model_not_a_string() -> ApiError {
+    ApiError::bad_request("`model` must be a string.", Some("model"))
 }
 
 pub fn optional_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad_request(
-            format!("`{key}` must be a boolean."),
-            Some(key),
-        )),
+        Some(_) => Err(not_a_boolean(key)),
     }
+}
+
+pub fn not_a_boolean(key: &str) -> ApiError {
+    ApiError::bad_request(format!("`{key}` must be a boolean."), Some(key))
 }

@@ -162,7 +162,8 @@ pub async fn speech(
 ) -> Result<HttpResponse, ApiError> {
     let mut ctx = new_ctx(&req, &state, ApiOp::Speech);
     let result = async {
-        let map =
+        // The permit holds the body's share of the JSON budget as long as the map lives.
+        let (map, _permit) =
             super::body::read_json_object(&req, payload, state.settings.max_body_bytes).await?;
         let facts = validate(&map)?;
         let fwd = forwarded(&req, ctx.request_id());

@@ -1,8 +1,6 @@
 //! A non-streamed JSON exchange on one lease: send, read the whole answer with limits, check it
 //! is JSON and not an error in disguise, and rewrite `model` to the public id.
 
-use bytes::Bytes;
-
 use super::fallback::Attempt;
 use super::shallow::JsonObject;
 use super::upstream::{post_json, read_body_within, Forwarded, Timeouts};
@@ -22,7 +20,7 @@ pub async fn call_json(
     client: &awc::Client,
     mut lease: Lease,
     path: &str,
-    body: Bytes,
+    body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
     max_response: usize,

@@ -11,6 +11,7 @@ pub mod multipart;
 pub mod pace;
 pub mod redact;
 pub mod shallow;
+pub mod spliced;
 pub mod sse;
 pub mod upload;
 pub mod upstream;

@@ -20,6 +20,10 @@ impl JsonObject {
         serde_json::from_slice(bytes)
     }
 
+    pub fn empty() -> JsonObject {
+        JsonObject { fields: Vec::new() }
+    }
+
     pub fn get(&self, key: &str) -> Option<&RawValue> {
         self.fields
             .iter()

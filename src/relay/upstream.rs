@@ -130,12 +130,13 @@ pub fn request(
     req
 }
 
-/// POST a JSON body and classify the answer.
+/// POST a JSON body (a `Bytes`, or a [`SplicedBody`](super::spliced::SplicedBody)) and
+/// classify the answer.
 pub async fn post_json(
     client: &awc::Client,
     lease: &Lease,
     path: &str,
-    body: Bytes,
+    body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
 ) -> Result<Upstream, CallError> {

@@ -201,14 +201,8 @@ fn warn_if_descriptors_short(max_connections: usize) {
 
 /// The soft RLIMIT_NOFILE of this process (`None`: unknown or unlimited).
 fn descriptor_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we own, of the type it expects.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
-    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+    let (soft, _hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    (soft != rlimit::INFINITY).then_some(soft)
 }
 
 /// Who can reach `/v1`, decided before binding and said at start.

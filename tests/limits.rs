@@ -126,42 +126,21 @@ fn lowest_free_descriptor(pid: u32) -> u64 {
     (0..).find(|n| !used.contains(n)).unwrap_or(0)
 }
 
-/// Set `pid`'s soft RLIMIT_NOFILE; returns the previous limits.
+/// Set `pid`'s RLIMIT_NOFILE (the soft limit to `soft`, or both back to `restore`); returns the
+/// previous (soft, hard) limits.
 #[cfg(target_os = "linux")]
-fn set_descriptor_limit(
-    pid: u32,
-    soft: Option<u64>,
-    restore: Option<libc::rlimit>,
-) -> libc::rlimit {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a null new limit only reads; both structs are ours and of the expected type.
-    let read = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            std::ptr::null(),
-            &mut old,
-        )
-    };
-    assert_eq!(read, 0, "prlimit (read)");
-    let new = restore.unwrap_or(libc::rlimit {
-        rlim_cur: soft.unwrap_or(old.rlim_cur) as libc::rlim_t,
-        rlim_max: old.rlim_max,
-    });
-    // SAFETY: as above; the old limit is not asked for.
-    let set = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            &new,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(set, 0, "prlimit (set)");
-    old
+fn set_descriptor_limit(pid: u32, soft: Option<u64>, restore: Option<(u64, u64)>) -> (u64, u64) {
+    let (mut old_soft, mut old_hard) = (0, 0);
+    rlimit::prlimit(
+        pid as i32,
+        rlimit::Resource::NOFILE,
+        None,
+        Some((&mut old_soft, &mut old_hard)),
+    )
+    .expect("prlimit (read)");
+    let new = restore.unwrap_or((soft.unwrap_or(old_soft), old_hard));
+    rlimit::prlimit(pid as i32, rlimit::Resource::NOFILE, Some(new), None).expect("prlimit (set)");
+    (old_soft, old_hard)
 }
 
 /// The router runs out of file descriptors while its backend is fine: requests get a 503

@@ -3,13 +3,15 @@
 //! Prints one line per server, `switchyard-mock listening on http://127.0.0.1:PORT`, which tests
 //! parse to learn the port. Logs go to stderr and are off unless `RUST_LOG` is set.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use serde_json::{Map, Value};
-use switchyard::mock::{self, MockSettings};
+use switchyard_mock::{self as mock, MockSettings};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1529,7 +1529,7 @@ async fn video_sync_holds_then_answers_with_mp4() {
 
 #[actix_rt::test]
 async fn library_api_in_process() {
-    use switchyard::mock::{self, Health, MockSettings};
+    use switchyard_mock::{self as mock, Health, MockSettings};
     let settings = MockSettings {
         chunks: 2,
         ..MockSettings::default()

@@ -32,6 +32,7 @@ pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
 
 /// Shuts down the socket carrying `req`.
 #[cfg(unix)]
+#[allow(unsafe_code)] // the crate's one `unsafe`: borrowing actix's socket descriptor, see below
 pub fn close_connection(req: &HttpRequest) -> io::Result<()> {
     let Some(ConnFd(fd)) = req.conn_data::<ConnFd>().copied() else {
         return Err(io::Error::other("connection socket unknown"));

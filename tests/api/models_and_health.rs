@@ -1,6 +1,6 @@
 //! `/v1/models` (OpenAI + OpenRouter shapes), `/health`, and `switchyard check-config`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

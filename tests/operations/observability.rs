@@ -1,7 +1,7 @@
 //! `/metrics` (checked by a real Prometheus parser), the admin API (auth, backends, routing
 //! weight changes, usage) and the request id on every log line.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

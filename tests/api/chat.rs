@@ -1,7 +1,7 @@
 //! The core request path against the real binary and mock engines: weighted routing, fallback,
 //! streaming relay, usage handling, disconnects and rate limits.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

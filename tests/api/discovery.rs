@@ -1,7 +1,7 @@
 //! Model discovery (seed 004): `discover: true` routes register what their endpoint lists at
 //! `/v1/models`, explicit models win, and private addresses need `allow_private_network`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

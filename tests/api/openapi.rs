@@ -1,6 +1,6 @@
 //! The OpenAPI document is served, parses, and describes every route the router has.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! configured pricing, the `logs`/`usage` CLI, the spill file across a database outage, and
 //! PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! Needs `TEST_DATABASE_URL` (a server where the test may create and drop a database); without
 //! it the test says SKIP and passes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

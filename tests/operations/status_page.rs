@@ -2,7 +2,7 @@
 //! `playwright-core` (`tests/ui/`, `npm install` there). Skipped, with a line saying why, when
 //! node, Chromium or playwright-core is missing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Who may call: client keys on `/v1`, admin keys on `/admin/*` and `/metrics`, per-key model
 //! lists and limits, and what is (not) sent to backends.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! For each: what the client gets, whether the fallback route answered, and that every lease
 //! is released afterwards (`/health` → `endpoints.in_flight` back to 0).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

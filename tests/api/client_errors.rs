@@ -1,6 +1,6 @@
 //! Bad client input gets an OpenAI-shaped error with the right status, and reaches no backend.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Hot reload: `POST /admin/reload` and SIGHUP. A bad file changes nothing and every error is
 //! reported; unchanged endpoints keep their state; requests on removed endpoints finish.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

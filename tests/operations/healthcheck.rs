@@ -1,7 +1,7 @@
 //! `switchyard healthcheck`, the container image's HEALTHCHECK: exit 0 on a 200 from /health,
 //! 1 with a reason otherwise.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

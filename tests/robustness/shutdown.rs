@@ -2,7 +2,7 @@
 //! finish within `SHUTDOWN_GRACE_SECONDS` (cutting them after it), flushes every record and
 //! exits 0. The request log then has exactly one row per request that got an answer.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -2,7 +2,7 @@
 //! cancel, failure, expiry, pagination, webhooks, and resuming after `kill -9` (SQLite, and
 //! PostgreSQL when `TEST_DATABASE_URL` is set).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

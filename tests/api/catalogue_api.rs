@@ -1,7 +1,7 @@
 //! `GET /v1/catalogue` (and `/api/v1/catalogue`) against the real binary: the same entries as
 //! `switchyard catalogue list --format json`, its filters, errors and the client-key scope.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Abusive clients: header floods, slow-loris heads and bodies, huge bodies, odd values. Each
 //! gets a 4xx (OpenAI-shaped wherever the router answers itself) and the router keeps serving.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

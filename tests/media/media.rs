@@ -1,7 +1,7 @@
 //! Speech, transcription/translation uploads, images and readiness, against the real binary and
 //! mock engines.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! client disconnects cancelling the upstream call (sgl-model-gateway's reliability tests:
 //! read a little, drop, assert the backend stopped and the lease was released).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,12 @@ FROM rust:1.89.0-slim-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other crates: cargo reads every member, and `switchyard demo` (feature `demo`,
+# on by default) links the mock engine's library.
+COPY mock/Cargo.toml ./mock/Cargo.toml
+COPY mock/src ./mock/src
+COPY load/Cargo.toml ./load/Cargo.toml
+COPY load/src ./load/src
 # The catalogue data and templates are compiled into the binary (include_str!).
 COPY catalogue ./catalogue
 # Cache mounts keep the registry and incremental artefacts between builds; the binary is copied
@@ -15,7 +21,7 @@ COPY catalogue ./catalogue
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin switchyard \
+    cargo build --release --locked -p switchyard --bin switchyard \
     && cp target/release/switchyard /usr/local/bin/switchyard
 
 # ---- runtime ----

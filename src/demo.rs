@@ -3,7 +3,7 @@
 //! endpoint answers.
 
 use crate::config::{load_str, ProcessEnv, Registry};
-use crate::mock::{self, MockServer, MockSettings};
+use switchyard_mock::{self as mock, MockServer, MockSettings};
 
 /// The engines a demo starts: (name, settings).
 fn engines() -> Vec<(&'static str, MockSettings)> {

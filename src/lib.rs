@@ -16,8 +16,8 @@
 //! - [`metrics`]: Prometheus metrics and the status page's recent-traffic timeline.
 //! - [`admin`]: `/admin/*` views and weight changes, `/metrics`, the `/ui` status page.
 //! - [`shutdown`]: signals, grace period, final flush.
-//! - [`demo`]: `switchyard demo`, the router plus mock engines in one process.
-//! - [`mock`]: the mock inference engine (every engine's API) used by tests, demo and load.
+//! - [`demo`]: `switchyard demo`, the router plus mock engines (the `switchyard-mock` crate,
+//!   feature `demo`, on by default) in one process.
 //! - [`store`]: the sqlx database (SQLite by default, PostgreSQL when configured).
 //! - [`jobs`]: durable video generation jobs: their table, the runner actor, webhooks.
 //! - [`media`]: settings of audio uploads and video jobs.
@@ -25,12 +25,15 @@
 //! - [`replica`]: this router's identity among replicas sharing a database.
 //! - [`server`], [`settings`], [`state`]: wiring.
 
+#![forbid(unsafe_code)]
+
 pub mod accounting;
 pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod catalogue;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod discovery;
 pub mod engines;
@@ -39,7 +42,6 @@ pub mod jobs;
 pub mod media;
 pub mod mesh;
 pub mod metrics;
-pub mod mock;
 pub mod netguard;
 pub mod record;
 pub mod relay;

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +29,7 @@ enum Command {
     /// Validate the configuration and print a summary; exit code 1 lists every problem.
     CheckConfig(ConfigArgs),
     /// Run the router with in-process mock engines for every model type (no set-up needed).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Create or upgrade the database schema (also done at every start).
     Migrate,
@@ -54,6 +57,7 @@ struct HealthcheckArgs {
     timeout: f64,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Args, Clone)]
 struct DemoArgs {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Serve(args)) => serve(args),
+        #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Migrate) => migrate(),
         Some(Command::Logs(args)) => switchyard::accounting::cli::logs(args),
@@ -299,6 +304,7 @@ fn env_settings() -> Option<Settings> {
     }
 }
 
+#[cfg(feature = "demo")]
 fn demo(args: DemoArgs) -> ExitCode {
     init_logging();
     let Some(settings) = env_settings() else {

@@ -163,8 +163,8 @@ pub fn gen_config(args: &GenConfigArgs) -> anyhow::Result<()> {
 }
 
 impl FleetArgs {
-    fn settings(&self) -> anyhow::Result<switchyard::mock::MockSettings> {
-        let mut s = switchyard::mock::MockSettings {
+    fn settings(&self) -> anyhow::Result<switchyard_mock::MockSettings> {
+        let mut s = switchyard_mock::MockSettings {
             // Benchmarks want the cheapest request path.
             record_requests: false,
             ..Default::default()
@@ -216,7 +216,7 @@ pub fn run_fleet(args: FleetArgs) -> anyhow::Result<()> {
                     .checked_add(i)
                     .context("port range overflows 65535")?
             };
-            let server = switchyard::mock::start(&args.host, port, settings.clone())
+            let server = switchyard_mock::start(&args.host, port, settings.clone())
                 .await
                 .with_context(|| format!("starting mock {i} on {}:{port}", args.host))?;
             servers.push(server);

@@ -6,6 +6,8 @@
 //! starts mock engines; `gen-config` writes a models.yaml for many models and endpoints.
 //! See docs/benchmarks.md.
 
+#![forbid(unsafe_code)]
+
 mod engine;
 mod fleet;
 mod guard;

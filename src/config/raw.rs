@@ -47,7 +47,7 @@ pub struct RawModel {
 }
 
 /// The keys of [`RawModel`], for "did you mean" suggestions. Keep in step with the struct:
-/// `tests/strict_config.rs` loads every one of them and fails on any that is not accepted.
+/// `tests/operations/strict_config.rs` loads every one of them and fails on any that is not accepted.
 pub const MODEL_KEYS: &[&str] = &[
     "id",
     "name",

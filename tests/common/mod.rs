@@ -102,9 +102,54 @@ fn spawn_with_stderr(mut cmd: Command, prefix: &'static str, stderr: Stdio) -> P
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "switchyard" => PathBuf::from(env!("CARGO_BIN_EXE_switchyard")),
-        "switchyard-mock" => PathBuf::from(env!("CARGO_BIN_EXE_switchyard-mock")),
+        "switchyard-mock" => workspace_bin("switchyard-mock", "switchyard-mock"),
         other => panic!("unknown binary {other}"),
     }
+}
+
+/// The binary `name` of another crate of the workspace (package `package`).
+///
+/// Cargo tells a test only where its own package's binaries are (`CARGO_BIN_EXE_*`), but every
+/// crate of the workspace builds into the same `<target dir>/<profile>/`, so the binary is
+/// looked for next to the router's. Plain `cargo test` builds it before any test runs; when it
+/// is missing (e.g. `cargo test -p switchyard --test api` on a fresh target dir) it is built
+/// here, once, into that same directory and profile. Cargo does not hold its build lock while
+/// tests run, so the nested build does not wait for the outer command.
+fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    static ONE_BUILD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let router = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard"));
+    let path = router.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let _guard = ONE_BUILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !path.exists() {
+        cargo_build_bin(package, name, &path);
+    }
+    path
+}
+
+/// `cargo build -p package --bin name` into the target dir and profile `path` lies in.
+fn cargo_build_bin(package: &str, name: &str, path: &std::path::Path) {
+    let out_dir = path.parent().expect("binary directory");
+    let target_dir = out_dir.parent().expect("target directory");
+    // The profile's directory is its name, except `dev` (and `test`), which build into `debug`.
+    let profile = match out_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", package, "--bin", name, "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build {name}: {e}"));
+    assert!(
+        status.success() && path.exists(),
+        "`cargo build -p {package} --bin {name}` did not produce {}",
+        path.display()
+    );
 }
 
 /// Start one mock engine with the given settings (JSON object of `MockSettings` fields).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what tests/status_page.rs needs: Debian's chromium, node's playwright-core (into
-# tests/ui/node_modules), and the metric parsers used by tests/observability.rs.
+# Install what tests/operations/status_page.rs needs: Debian's chromium, node's playwright-core (into
+# tests/ui/node_modules), and the metric parsers used by tests/operations/observability.rs.
 # Without them those checks print SKIP instead of failing.
 set -euo pipefail
 cd "$(dirname "$0")"

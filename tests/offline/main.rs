@@ -1,0 +1,9 @@
+//! Checks that start no server: configuration loading, property tests of the parsers, the
+//! catalogue CLI, `.env.example` completeness (one test binary; see tests/api/main.rs for why
+//! the tests are grouped).
+
+mod catalogue;
+mod chat_request_props;
+mod config;
+mod env_example;
+mod props;

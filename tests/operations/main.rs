@@ -1,0 +1,14 @@
+//! Running the router: accounting, metrics and the admin API, the container health check, the
+//! status page, replicas sharing a database (one test binary; see tests/api/main.rs for why the
+//! tests are grouped).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounting;
+mod healthcheck;
+mod observability;
+mod scale_out;
+mod startup_guard;
+mod status_page;
+mod strict_config;

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use switchyard::auth::Auth;
 use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
-use switchyard::settings::Settings;
+use switchyard::server::{listen_host, Exposure};
+use switchyard::settings::{LogFormat, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -26,8 +28,10 @@ struct Cli {
 enum Command {
     /// Run the router (the default).
     Serve(ServeArgs),
-    /// Validate the configuration and print a summary; exit code 1 lists every problem.
-    CheckConfig(ConfigArgs),
+    /// Check everything `serve` checks before it binds (environment, keys, database URL,
+    /// configuration files, where it may listen), without binding or connecting; print a
+    /// summary, or every problem with exit code 1.
+    CheckConfig(ServeArgs),
     /// Run the router with in-process mock engines for every model type (no set-up needed).
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -60,10 +64,21 @@ struct HealthcheckArgs {
 #[cfg(feature = "demo")]
 #[derive(Args, Clone)]
 struct DemoArgs {
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long, env = "PORT", default_value_t = 8080)]
-    port: u16,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+/// `--host`/`--port`; each wins over `HOST`/`PORT`, read with the other settings.
+#[derive(Args, Clone)]
+struct ListenArgs {
+    /// Listen address (default: `HOST`). For `serve`, unset means 0.0.0.0 when client keys are
+    /// configured (or ALLOW_UNAUTHENTICATED=true), else 127.0.0.1; a non-loopback address with
+    /// no client key is refused unless ALLOW_UNAUTHENTICATED=true. For `demo`: 127.0.0.1.
+    #[arg(long)]
+    host: Option<String>,
+    /// Listen port (default: `PORT`, else 8080; 0 = any free port).
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 #[derive(Args, Clone)]
@@ -84,13 +99,8 @@ struct ConfigArgs {
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Listen address. Default: 0.0.0.0 when client keys are configured (or
-    /// ALLOW_UNAUTHENTICATED=true), else 127.0.0.1; a non-loopback address with no client key
-    /// is refused unless ALLOW_UNAUTHENTICATED=true.
-    #[arg(long, env = "HOST")]
-    host: Option<String>,
-    #[arg(long, env = "PORT", default_value_t = 8080)]
-    port: u16,
+    #[command(flatten)]
+    listen: ListenArgs,
 }
 
 const DEFAULT_ROUTING: &str = "config/routing.yaml";
@@ -130,17 +140,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -166,38 +174,163 @@ fn load_registry(args: &ConfigArgs) -> Result<Registry, config::ConfigErrors> {
     })
 }
 
-fn check_config(args: &ConfigArgs) -> ExitCode {
-    apply_lenient_flag(args);
-    // Keys problems are reported as environment errors next to the settings' own.
-    let settings = Settings::from_vars(&ProcessEnv).and_then(|s| {
-        switchyard::auth::Auth::from_vars(&ProcessEnv)
-            .map(|_| s)
-            .map_err(|errs| errs.into_iter().map(|e| format!("keys: {e}")).collect())
-    });
-    match (load_registry(args), settings) {
-        (Ok(registry), Ok(_)) => {
+/// The router's settings, keys and listen address, read and checked together.
+struct Runtime {
+    settings: Settings,
+    auth: Auth,
+    host: String,
+    port: u16,
+    exposure: Exposure,
+}
+
+/// Why [`check_runtime`] refused. Keys and the listen decision depend on valid settings (the
+/// keys file's path, ALLOW_UNAUTHENTICATED), so each stage is checked once those before pass.
+enum Refused {
+    Settings(Vec<String>),
+    Keys(Vec<String>),
+    Listen(String),
+}
+
+impl Refused {
+    /// The lines printed after `error: `, by `check-config` and `serve` alike.
+    fn lines(self) -> Vec<String> {
+        match self {
+            Refused::Settings(errors) => prefixed("environment", errors),
+            Refused::Keys(errors) => prefixed("environment: keys", errors),
+            Refused::Listen(refusal) => vec![refusal],
+        }
+    }
+}
+
+fn prefixed(prefix: &str, lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|l| format!("{prefix}: {l}"))
+        .collect()
+}
+
+/// Read the environment once and decide where to listen, as `serve` (or, with `demo`, the
+/// demo) does before binding.
+fn check_runtime(listen: &ListenArgs, demo: bool) -> Result<Runtime, Refused> {
+    let settings = Settings::from_env(&ProcessEnv).map_err(Refused::Settings)?;
+    let auth = Auth::load(
+        &ProcessEnv,
+        settings.auth.metrics_public,
+        settings.auth.keys_file.clone(),
+    )
+    .map_err(Refused::Keys)?;
+    // An empty `--host` (as a script's unset variable leaves it) means "not given".
+    let requested = listen
+        .host
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| settings.listen.host.clone());
+    let key_required = auth.store().requires_client_key();
+    let decided = if demo {
+        // The demo is open by design (mock engines, nothing to protect) and listens on
+        // 127.0.0.1 unless told otherwise.
+        let host = requested.as_deref().unwrap_or(DEMO_HOST);
+        listen_host(Some(host), key_required, true)
+    } else {
+        listen_host(
+            requested.as_deref(),
+            key_required,
+            settings.allow_unauthenticated,
+        )
+    };
+    let (host, exposure) = decided.map_err(Refused::Listen)?;
+    Ok(Runtime {
+        port: listen.port.unwrap_or(settings.listen.port),
+        settings,
+        auth,
+        host,
+        exposure,
+    })
+}
+
+const DEMO_HOST: &str = "127.0.0.1";
+
+/// Every problem that stops `serve`, and the configuration's warnings.
+struct Problems {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Problems {
+    /// `check-config` prints these to stdout, `serve` to stderr: the same lines.
+    fn write(&self, out: &mut dyn std::io::Write) {
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        for e in &self.errors {
+            let _ = writeln!(out, "error: {e}");
+        }
+    }
+}
+
+/// Everything `serve` checks before it binds: the configuration files and [`check_runtime`].
+/// `check-config` runs exactly this, so the two cannot disagree.
+fn check_serve(args: &ServeArgs) -> Result<(Registry, Runtime), Problems> {
+    apply_lenient_flag(&args.config);
+    let (registry, runtime) = (
+        load_registry(&args.config),
+        check_runtime(&args.listen, false),
+    );
+    let (mut problems, refused) = match (registry, runtime) {
+        (Ok(registry), Ok(runtime)) => return Ok((registry, runtime)),
+        (Ok(registry), Err(refused)) => (
+            Problems {
+                errors: vec![],
+                warnings: registry.warnings,
+            },
+            Some(refused),
+        ),
+        (Err(config), runtime) => (
+            Problems {
+                errors: config.errors,
+                warnings: config.warnings,
+            },
+            runtime.err(),
+        ),
+    };
+    if let Some(refused) = refused {
+        // CONFIG_LENIENT is read by the settings and by the loader (which re-reads it on
+        // every reload): a bad value is said once, as the environment's.
+        if let Refused::Settings(env_errors) = &refused {
+            problems.errors.retain(|e| !env_errors.contains(e));
+        }
+        problems.errors.extend(refused.lines());
+    }
+    Err(problems)
+}
+
+fn check_config(args: &ServeArgs) -> ExitCode {
+    match check_serve(args) {
+        Ok((registry, runtime)) => {
             for w in &registry.warnings {
                 println!("warning: {w}");
             }
             print_summary(&registry);
+            println!(
+                "listen: {}:{} ({})",
+                runtime.host,
+                runtime.port,
+                exposure_summary(runtime.exposure)
+            );
             ExitCode::SUCCESS
         }
-        (registry, settings) => {
-            if let Err(errs) = &registry {
-                for w in &errs.warnings {
-                    println!("warning: {w}");
-                }
-                for e in &errs.errors {
-                    println!("error: {e}");
-                }
-            }
-            if let Err(errs) = &settings {
-                for e in errs {
-                    println!("error: environment: {e}");
-                }
-            }
+        Err(problems) => {
+            problems.write(&mut std::io::stdout());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn exposure_summary(exposure: Exposure) -> &'static str {
+    match exposure {
+        Exposure::KeyRequired => "client key required",
+        Exposure::OpenOnLoopback => "no client key: open on loopback only",
+        Exposure::OpenToNetwork => "no client key: OPEN to the network (ALLOW_UNAUTHENTICATED)",
     }
 }
 
@@ -247,87 +380,83 @@ fn print_summary(registry: &Registry) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    apply_lenient_flag(&args.config);
-    init_logging();
-    let registry = match load_registry(&args.config) {
-        Ok(r) => r,
-        Err(errs) => {
-            for e in &errs.errors {
-                tracing::error!("{e}");
-            }
-            eprintln!("{errs}");
+    let (registry, runtime) = match check_serve(&args) {
+        Ok(checked) => checked,
+        Err(problems) => {
+            problems.write(&mut std::io::stderr());
             return ExitCode::FAILURE;
         }
     };
+    init_logging(runtime.settings.log_format);
     for w in &registry.warnings {
         tracing::warn!("{w}");
     }
-    let Some(settings) = env_settings() else {
-        return ExitCode::FAILURE;
+    let reload = switchyard::reload::ConfigSource {
+        models: args.config.config.clone(),
+        routing: Some(
+            args.config
+                .routing
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING)),
+        ),
+        routing_required: args.config.routing.is_some(),
     };
-    let opts = switchyard::server::ServeOptions {
-        // An empty HOST (as a .env template leaves it) means "not given".
-        host: args.host.filter(|h| !h.trim().is_empty()),
-        port: args.port,
-        allow_unauthenticated: settings.allow_unauthenticated,
-        reload: Some(switchyard::reload::ConfigSource {
-            models: args.config.config.clone(),
-            routing: Some(
-                args.config
-                    .routing
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_ROUTING)),
-            ),
-            routing_required: args.config.routing.is_some(),
-        }),
-    };
-    let system = actix_rt::System::new();
-    match system.block_on(switchyard::server::serve(registry, settings, opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The router's settings from the environment; every problem is printed, then `None`.
-fn env_settings() -> Option<Settings> {
-    match Settings::from_vars(&ProcessEnv) {
-        Ok(s) => Some(s),
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: environment: {e}");
-            }
-            None
-        }
-    }
+    run_server(runtime, Some(reload), |settings, auth, opts| {
+        switchyard::server::serve(registry, settings, auth, opts)
+    })
 }
 
 #[cfg(feature = "demo")]
 fn demo(args: DemoArgs) -> ExitCode {
-    init_logging();
-    let Some(settings) = env_settings() else {
-        return ExitCode::FAILURE;
+    let runtime = match check_runtime(&args.listen, true) {
+        Ok(runtime) => runtime,
+        Err(refused) => {
+            let problems = Problems {
+                errors: refused.lines(),
+                warnings: vec![],
+            };
+            problems.write(&mut std::io::stderr());
+            return ExitCode::FAILURE;
+        }
     };
-    let opts = switchyard::server::ServeOptions {
-        host: Some(args.host),
-        port: args.port,
-        // The demo is open by design (mock engines, nothing to protect) and listens on
-        // 127.0.0.1 unless told otherwise.
-        allow_unauthenticated: true,
-        reload: None,
-    };
-    let system = actix_rt::System::new();
-    let result = system.block_on(async move {
+    init_logging(runtime.settings.log_format);
+    run_server(runtime, None, |settings, auth, opts| async move {
+        // The engines run as long as the router does: they are dropped with this future.
         let (engines, registry, yaml) = switchyard::demo::start_engines().await?;
         for (name, engine) in &engines {
             tracing::info!(engine = name, url = %engine.url(), "mock engine started");
         }
         tracing::info!("demo configuration:\n{yaml}");
-        switchyard::server::serve(registry, settings, opts).await
-    });
-    match result {
+        switchyard::server::serve(registry, settings, auth, opts).await
+    })
+}
+
+/// Run `server` (given the checked runtime as `serve` takes it) on a System of this thread,
+/// until it stops.
+fn run_server<F, Fut>(
+    runtime: Runtime,
+    reload: Option<switchyard::reload::ConfigSource>,
+    server: F,
+) -> ExitCode
+where
+    F: FnOnce(Settings, Auth, switchyard::server::ServeOptions) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    let Runtime {
+        settings,
+        auth,
+        host,
+        port,
+        exposure,
+    } = runtime;
+    let opts = switchyard::server::ServeOptions {
+        host,
+        port,
+        exposure,
+        reload,
+    };
+    let system = actix_rt::System::new();
+    match system.block_on(server(settings, auth, opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -337,7 +466,13 @@ fn demo(args: DemoArgs) -> ExitCode {
 }
 
 fn migrate() -> ExitCode {
-    init_logging();
+    match switchyard::settings::log_format(&ProcessEnv) {
+        Ok(format) => init_logging(format),
+        Err(e) => {
+            eprintln!("error: environment: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let db = match switchyard::store::DbSettings::from_vars(&ProcessEnv) {
         Ok(db) => db,
         Err(e) => {

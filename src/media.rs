@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::number_var;
+use crate::config::{bool_var, number_var};
 use crate::config::{Secret, VarSource};
 use crate::relay::pace::PaceLimits;
 
@@ -187,12 +187,8 @@ impl MediaSettings {
             m.video.storage_dir = PathBuf::from(dir);
         }
         m.video.webhook_secret = text("VIDEO_WEBHOOK_SECRET").map(Secret::new);
-        m.video.webhook_allow_private = text("VIDEO_WEBHOOK_ALLOW_PRIVATE").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        });
+        m.video.webhook_allow_private =
+            bool_var(vars, "VIDEO_WEBHOOK_ALLOW_PRIVATE", &mut errors).unwrap_or(false);
         m.video.runner_id = text("VIDEO_RUNNER_ID").map(|s| s.trim().to_string());
         if m.video.max_stored_bytes < m.video.max_bytes {
             errors.push(format!(

@@ -8,12 +8,42 @@
 
 use crate::config::VarSource;
 
-/// The identity of a router listening on `port`.
-pub fn identity(vars: &dyn VarSource, port: u16) -> String {
-    vars.get("REPLICA_ID")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| format!("{}:{port}", hostname(vars)))
+/// What the identity is made of, read from the environment with the other settings (the
+/// port is known only once bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaName {
+    /// `REPLICA_ID`, trimmed; `None` when unset or blank.
+    replica_id: Option<String>,
+    /// `HOSTNAME`, else the kernel's host name, else `localhost`.
+    hostname: String,
+}
+
+impl Default for ReplicaName {
+    fn default() -> Self {
+        ReplicaName {
+            replica_id: None,
+            hostname: "localhost".into(),
+        }
+    }
+}
+
+impl ReplicaName {
+    pub fn from_vars(vars: &dyn VarSource) -> ReplicaName {
+        ReplicaName {
+            replica_id: vars
+                .get("REPLICA_ID")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+            hostname: hostname(vars),
+        }
+    }
+
+    /// The identity of a router listening on `port`.
+    pub fn identity(&self, port: u16) -> String {
+        self.replica_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{port}", self.hostname))
+    }
 }
 
 fn hostname(vars: &dyn VarSource) -> String {
@@ -31,13 +61,15 @@ mod tests {
 
     #[test]
     fn replica_id_wins_else_host_and_bound_port() {
+        let identity =
+            |env: &[(&str, &str)], port| ReplicaName::from_vars(&vars(env)).identity(port);
         assert_eq!(
-            identity(&vars(&[("REPLICA_ID", " pod-7 "), ("HOSTNAME", "h")]), 1),
+            identity(&[("REPLICA_ID", " pod-7 "), ("HOSTNAME", "h")], 1),
             "pod-7"
         );
-        assert_eq!(identity(&vars(&[("HOSTNAME", "h")]), 43210), "h:43210");
+        assert_eq!(identity(&[("HOSTNAME", "h")], 43210), "h:43210");
         assert_eq!(
-            identity(&vars(&[("REPLICA_ID", ""), ("HOSTNAME", "h")]), 80),
+            identity(&[("REPLICA_ID", ""), ("HOSTNAME", "h")], 80),
             "h:80"
         );
     }

@@ -7,7 +7,7 @@ use actix::Actor;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::auth::{Auth, KeyUsageSink};
-use crate::config::{ProcessEnv, Registry};
+use crate::config::Registry;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
 use crate::reload::ConfigActor;
@@ -15,47 +15,28 @@ use crate::settings::Settings;
 use crate::state::AppState;
 
 pub struct ServeOptions {
-    /// Where to listen; `None`: see [`listen_host`].
-    pub host: Option<String>,
+    /// Where to listen, and what that exposes: decided before `serve` by [`listen_host`] (so
+    /// `check-config` makes the same decision without binding).
+    pub host: String,
     pub port: u16,
-    /// `/v1` may be served without a client key on a non-loopback address (the operator said
-    /// `ALLOW_UNAUTHENTICATED=true`, or it is the demo).
-    pub allow_unauthenticated: bool,
+    pub exposure: Exposure,
     /// The files the registry came from, for hot reload and for `PUT /admin/routing` to
     /// persist weights to routing.yaml (`None`: the demo, which has no files).
     pub reload: Option<crate::reload::ConfigSource>,
 }
 
 /// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
-/// bound (tests and scripts read the port from it when started with `--port 0`).
+/// bound (tests and scripts read the port from it when started with `--port 0`). Everything
+/// comes in already read and checked: this reads no environment variable.
 pub async fn serve(
     registry: Registry,
     settings: Settings,
+    auth: Auth,
     opts: ServeOptions,
 ) -> std::io::Result<()> {
-    let db = crate::store::DbSettings::from_vars(&crate::config::ProcessEnv)
-        .map_err(std::io::Error::other)?;
-    let observability = crate::accounting::settings::ObservabilitySettings::from_vars(
-        &crate::config::ProcessEnv,
-        &db,
-    )
-    .map_err(|errs| std::io::Error::other(errs.join("; ")))?;
-    let auth = Arc::new(Auth::from_vars(&ProcessEnv).map_err(|errors| {
-        for e in &errors {
-            tracing::error!("keys: {e}");
-        }
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, errors.join("; "))
-    })?);
-    // Whether clients need a key decides where the router may listen.
-    let (host, exposure) = listen_host(
-        opts.host.as_deref(),
-        auth.store().requires_client_key(),
-        opts.allow_unauthenticated,
-    )
-    .map_err(|refusal| {
-        tracing::error!("{refusal}");
-        std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal)
-    })?;
+    let auth = Arc::new(auth);
+    let observability = settings.observability.clone();
+    let host = opts.host;
     // Bind before anything else: the port actually bound (with `--port 0`) is part of this
     // replica's default identity, which rows and job claims carry.
     let listeners = bind_listeners(&host, opts.port)?;
@@ -63,16 +44,11 @@ pub async fn serve(
         .first()
         .and_then(|l| l.local_addr().ok())
         .map_or(opts.port, |a| a.port());
-    let replica = crate::replica::identity(&ProcessEnv, port);
+    let replica = settings.replica.identity(port);
     tracing::info!(%replica, "replica identity");
-    let store = open_store(&db).await?;
-    let mut probe = settings.probe;
-    if let Some(interval) = registry.mesh.health_interval {
-        if std::env::var_os("HEALTH_CHECK_INTERVAL_SECS").is_none() {
-            probe.interval = interval;
-        }
-    }
-    auth.warn_at_start(exposure, &host);
+    let store = open_store(&settings.db).await?;
+    let probe = settings.probe_settings(registry.mesh.health_interval);
+    auth.warn_at_start(opts.exposure, &host);
     let mesh = Mesh::start(&registry, probe, settings.circuit);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let log = observability.request_log.then(|| {

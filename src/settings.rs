@@ -1,12 +1,21 @@
 //! Runtime settings read from the environment (after `.env`), each with a default. Every
 //! variable is listed in `.env.example` and docs/configuration.md.
+//!
+//! [`Settings::from_env`] is the one place the router reads its environment: `serve`, `demo`
+//! and `check-config` all call it, so a value `check-config` accepts is one `serve` accepts.
+//! What stays outside: the keys (`auth::KeyStore::load`) and `${VAR}` references in the
+//! configuration files, which are re-read on every reload, and `RUST_LOG` (tracing's own).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::VarSource;
+use crate::accounting::settings::ObservabilitySettings;
 use crate::config::{bool_var, number_var};
+use crate::config::{Strictness, VarSource};
 use crate::mesh::{CircuitSettings, ProbeSettings};
 use crate::relay::{RetryPolicy, Timeouts};
+use crate::replica::ReplicaName;
+use crate::store::DbSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -37,6 +46,62 @@ pub struct Settings {
     /// `ALLOW_UNAUTHENTICATED=true`: with no client key, `serve` may still listen on a
     /// non-loopback address (an open `/v1` is then the operator's decision, not a default).
     pub allow_unauthenticated: bool,
+    /// `HOST`, `PORT` (the command line's `--host`/`--port` win over them).
+    pub listen: ListenSettings,
+    /// `METRICS_PUBLIC`, `KEYS_FILE`.
+    pub auth: AuthSettings,
+    /// `USE_SQLITE_LOG`, `SQLITE_DB_PATH`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`.
+    pub db: DbSettings,
+    /// The request log, its spill file, the shutdown grace.
+    pub observability: ObservabilitySettings,
+    /// `REPLICA_ID`, `HOSTNAME`.
+    pub replica: ReplicaName,
+    /// `CONFIG_LENIENT` (or `--lenient`): unknown keys in the configuration files are warnings.
+    pub config_strictness: Strictness,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `OFFLOAD`: routes on `LOCAL_BASE_URL` are out of rotation (shown by `/admin/routing`;
+    /// the configuration loader applies it to the routes).
+    pub offload: bool,
+    /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
+    probe_interval_from_env: bool,
+}
+
+/// Where `serve` listens, before the exposure decision (see `server::listen_host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// `HOST`; `None` when unset or blank (as a `.env` template leaves it).
+    pub host: Option<String>,
+    /// `PORT`, default 8080; 0 picks a free port.
+    pub port: u16,
+}
+
+impl Default for ListenSettings {
+    fn default() -> Self {
+        ListenSettings {
+            host: None,
+            port: 8080,
+        }
+    }
+}
+
+/// The auth settings that are not keys (those are read, and re-read on reload, by
+/// `auth::KeyStore::load`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `METRICS_PUBLIC=true`: `/metrics` needs no key.
+    pub metrics_public: bool,
+    /// `KEYS_FILE`, else `config/keys.yaml` when it exists.
+    pub keys_file: Option<PathBuf>,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Settings {
@@ -61,6 +126,15 @@ impl Default for Settings {
             discovery_interval: Duration::from_secs(60),
             media: crate::media::MediaSettings::default(),
             allow_unauthenticated: false,
+            listen: ListenSettings::default(),
+            auth: AuthSettings::default(),
+            db: DbSettings::default(),
+            observability: ObservabilitySettings::default(),
+            replica: ReplicaName::default(),
+            config_strictness: Strictness::default(),
+            log_format: LogFormat::default(),
+            offload: false,
+            probe_interval_from_env: false,
         }
     }
 }
@@ -88,11 +162,43 @@ impl Settings {
         (self.max_connections / self.worker_count().max(1)).max(1)
     }
 
-    /// Read from `vars`; every malformed value is reported, none silently ignored.
-    pub fn from_vars(vars: &dyn VarSource) -> Result<Settings, Vec<String>> {
+    /// Every runtime setting, read from `vars` (the process environment, or a map in tests).
+    /// Every malformed value is reported, all at once; none is silently ignored or defaulted.
+    pub fn from_env(vars: &dyn VarSource) -> Result<Settings, Vec<String>> {
         let mut s = Settings::default();
         let mut errors = Vec::new();
-        let mut num = |name: &str, min: f64| number_var(vars, name, min, &mut errors);
+        s.read_limits(vars, &mut errors);
+        s.read_server(vars, &mut errors);
+        s.db = DbSettings::read(vars, &mut errors);
+        match ObservabilitySettings::from_vars(vars, &s.db) {
+            Ok(observability) => s.observability = observability,
+            Err(e) => errors.extend(e),
+        }
+        match crate::media::MediaSettings::from_vars(vars) {
+            Ok(media) => s.media = media,
+            Err(e) => errors.extend(e),
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The health probes of a registry whose models.yaml sets `health_interval` (or not):
+    /// `HEALTH_CHECK_INTERVAL_SECS`, when set, wins over the file, which wins over the default.
+    pub fn probe_settings(&self, file_interval: Option<Duration>) -> ProbeSettings {
+        let mut probe = self.probe;
+        if let Some(interval) = file_interval.filter(|_| !self.probe_interval_from_env) {
+            probe.interval = interval;
+        }
+        probe
+    }
+
+    /// Body sizes, time limits, probes, circuits, retries, connections and workers.
+    fn read_limits(&mut self, vars: &dyn VarSource, errors: &mut Vec<String>) {
+        let s = self;
+        let mut num = |name: &str, min: f64| number_var(vars, name, min, errors);
         let secs = |v: f64| Duration::from_secs_f64(v);
         if let Some(v) = num("MAX_REQUEST_BODY_MB", 0.001) {
             s.max_body_bytes = (v * 1024.0 * 1024.0) as usize;
@@ -118,6 +224,7 @@ impl Settings {
         }
         if let Some(v) = num("HEALTH_CHECK_INTERVAL_SECS", 0.05) {
             s.probe.interval = secs(v);
+            s.probe_interval_from_env = true;
         }
         if let Some(v) = num("HEALTH_CHECK_TIMEOUT_SECS", 0.01) {
             s.probe.timeout = secs(v);
@@ -172,18 +279,70 @@ impl Settings {
             Some(v) => s.workers = Some(v as usize),
             None => {}
         }
-        if let Some(v) = bool_var(vars, "ALLOW_UNAUTHENTICATED", &mut errors) {
-            s.allow_unauthenticated = v;
+    }
+
+    /// Where and how the router listens and logs, who may call it, how it names itself.
+    fn read_server(&mut self, vars: &dyn VarSource, errors: &mut Vec<String>) {
+        // A malformed switch is an error (reported), and reads as its default, off, meanwhile.
+        self.allow_unauthenticated =
+            bool_var(vars, "ALLOW_UNAUTHENTICATED", errors).unwrap_or(false);
+        self.auth.metrics_public = bool_var(vars, "METRICS_PUBLIC", errors).unwrap_or(false);
+        self.offload = bool_var(vars, "OFFLOAD", errors).unwrap_or(false);
+        self.auth.keys_file = keys_file_path(vars);
+        self.listen.host = vars
+            .get("HOST")
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        if let Some(port) = port_var(vars.get("PORT"), "PORT", errors) {
+            self.listen.port = port;
         }
-        match crate::media::MediaSettings::from_vars(vars) {
-            Ok(media) => s.media = media,
-            Err(e) => errors.extend(e),
+        self.replica = ReplicaName::from_vars(vars);
+        match Strictness::from_vars(vars) {
+            Ok(strictness) => self.config_strictness = strictness,
+            Err(e) => errors.push(e),
         }
-        if errors.is_empty() {
-            Ok(s)
-        } else {
-            Err(errors)
+        match log_format(vars) {
+            Ok(format) => self.log_format = format,
+            Err(e) => errors.push(e),
         }
+    }
+}
+
+/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
+fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
+    match vars.get("KEYS_FILE") {
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
+        _ => {
+            let default = PathBuf::from("config/keys.yaml");
+            default.exists().then_some(default)
+        }
+    }
+}
+
+/// The TCP port `raw` names (0 = any free one); a malformed value is added to `errors`, and
+/// `None`.
+fn port_var(raw: Option<String>, name: &str, errors: &mut Vec<String>) -> Option<u16> {
+    let raw = raw?;
+    match raw.trim().parse::<u16>() {
+        Ok(port) => Some(port),
+        Err(_) => {
+            errors.push(format!(
+                "{name}={raw:?}: expected a port number from 0 to 65535"
+            ));
+            None
+        }
+    }
+}
+
+/// `LOG_FORMAT`: `json`, or `text` (the default, also when blank).
+pub fn log_format(vars: &dyn VarSource) -> Result<LogFormat, String> {
+    let Some(raw) = vars.get("LOG_FORMAT") else {
+        return Ok(LogFormat::Text);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(LogFormat::Json),
+        "text" | "" => Ok(LogFormat::Text),
+        _ => Err(format!("LOG_FORMAT={raw:?}: expected json or text")),
     }
 }
 
@@ -204,7 +363,7 @@ mod tests {
             ("1", "512", 1),
         ];
         for (total, workers, per_worker) in table {
-            let s = Settings::from_vars(&vars(&[("MAX_CONNECTIONS", total), ("WORKERS", workers)]))
+            let s = Settings::from_env(&vars(&[("MAX_CONNECTIONS", total), ("WORKERS", workers)]))
                 .unwrap();
             assert_eq!(
                 s.connections_per_worker(),
@@ -213,7 +372,7 @@ mod tests {
             );
             assert!(per_worker * s.worker_count() <= s.max_connections.max(s.worker_count()));
         }
-        let s = Settings::from_vars(&vars(&[])).unwrap();
+        let s = Settings::from_env(&vars(&[])).unwrap();
         assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
     }
 
@@ -226,10 +385,184 @@ mod tests {
             ("WORKERS", "0"),
             ("WORKERS", "513"),
         ] {
-            let errors = Settings::from_vars(&vars(&[(name, value)])).unwrap_err();
+            let errors = Settings::from_env(&vars(&[(name, value)])).unwrap_err();
             assert!(
                 errors.iter().any(|e| e.contains(name)),
                 "{name}={value}: {errors:?}"
+            );
+        }
+    }
+
+    /// One malformed value per part of the environment `serve` reads, with what the message
+    /// must name. Before `from_env`, `Settings::from_vars` saw only the first eleven or so of
+    /// these; the database, request log, auth, listen, lenient and log-format values were
+    /// read elsewhere (or not validated), so `check-config` passed them.
+    const MALFORMED: &[(&str, &str)] = &[
+        ("MAX_REQUEST_BODY_MB", "big"),
+        ("MAX_ATTEMPTS", "0"),
+        ("UPSTREAM_TOTAL_TIMEOUT_SECS", "-3"),
+        ("HEALTH_CHECK_INTERVAL_SECS", "NaN"),
+        ("CIRCUIT_ERROR_RATIO", "half"),
+        ("WORKERS", "513"),
+        ("ALLOW_UNAUTHENTICATED", "maybe"),
+        ("MAX_UPLOAD_MB", "lots"),
+        ("VIDEO_WEBHOOK_ALLOW_PRIVATE", "sometimes"),
+        ("DATABASE_MAX_CONNECTIONS", "0"),
+        ("USE_SQLITE_LOG", "nope"),
+        ("LOG_BATCH_SIZE", "0"),
+        ("REQUEST_LOG_ENABLED", "perhaps"),
+        ("SHUTDOWN_GRACE_SECONDS", "soon"),
+        ("METRICS_PUBLIC", "ture"),
+        ("OFFLOAD", "2"),
+        ("PORT", "80808"),
+        ("CONFIG_LENIENT", "kinda"),
+        ("LOG_FORMAT", "xml"),
+    ];
+
+    #[test]
+    fn from_env_reports_every_malformed_value_at_once() {
+        let errors = Settings::from_env(&vars(MALFORMED)).unwrap_err();
+        for (name, value) in MALFORMED {
+            assert!(
+                errors.iter().any(|e| e.starts_with(name)),
+                "{name}={value} not reported: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), MALFORMED.len(), "{errors:#?}");
+    }
+
+    proptest::proptest! {
+        /// Any mix of malformed values gets exactly one message each, whatever else is wrong.
+        #[test]
+        fn each_malformed_value_is_reported_once_in_any_company(mask in 0u32..(1 << MALFORMED.len())) {
+            let chosen: Vec<(&str, &str)> = MALFORMED
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, pair)| *pair)
+                .collect();
+            match Settings::from_env(&vars(&chosen)) {
+                Ok(_) => proptest::prop_assert!(chosen.is_empty()),
+                Err(errors) => {
+                    proptest::prop_assert_eq!(errors.len(), chosen.len(), "{:?}", errors);
+                    for (name, _) in &chosen {
+                        proptest::prop_assert!(errors.iter().any(|e| e.starts_with(name)), "{}", name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_database_url_is_a_settings_error_that_hides_the_password() {
+        let postgres = |url: &str| {
+            Settings::from_env(&vars(&[("USE_SQLITE_LOG", "false"), ("DATABASE_URL", url)]))
+        };
+        for url in [
+            "postgres://user:hunter2@db:5432/app",
+            "postgresql://user:hunter2@db/app?sslmode=require",
+            "postgres://user:hunter2@db/app",
+        ] {
+            let s = postgres(url).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert_eq!(s.db.url, url);
+            assert!(
+                !format!("{s:?}").contains("hunter2"),
+                "Debug shows the password"
+            );
+        }
+        for url in [
+            "mysql://user:hunter2@db/app",
+            "postgres://user:hunter2@db:notaport/app",
+            "postgres://user:hunter2@db:99999/app",
+            "postgres://user:hunter2@[db/app",
+            "postgres://user:hunter2@db/app?sslmode=sometimes",
+        ] {
+            let errors = postgres(url).unwrap_err();
+            assert_eq!(errors.len(), 1, "{url}: {errors:?}");
+            assert!(errors[0].starts_with("DATABASE_URL"), "{url}: {errors:?}");
+            assert!(!errors[0].contains("hunter2"), "{url}: {errors:?}");
+        }
+        let errors = Settings::from_env(&vars(&[("USE_SQLITE_LOG", "false")])).unwrap_err();
+        assert!(errors[0].contains("needs DATABASE_URL"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let s = Settings::from_env(&vars(&[])).unwrap();
+        assert_eq!(
+            s.listen,
+            ListenSettings {
+                host: None,
+                port: 8080
+            }
+        );
+        assert!(!s.auth.metrics_public);
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.config_strictness, Strictness::Strict);
+        assert!(!s.allow_unauthenticated && !s.offload);
+        assert_eq!(s.db.kind, crate::store::DbKind::Sqlite);
+        assert!(s.observability.request_log);
+        // Blank values (as a `.env` template leaves them) are "not set".
+        let blank = [
+            "HOST",
+            "METRICS_PUBLIC",
+            "OFFLOAD",
+            "LOG_FORMAT",
+            "KEYS_FILE",
+        ];
+        let pairs: Vec<(&str, &str)> = blank.iter().map(|name| (*name, " ")).collect();
+        let s = Settings::from_env(&vars(&pairs)).unwrap();
+        assert_eq!(s.listen.host, None);
+        assert!(!s.auth.metrics_public && !s.offload);
+        let s = Settings::from_env(&vars(&[
+            ("HOST", " 0.0.0.0 "),
+            ("PORT", "0"),
+            ("METRICS_PUBLIC", "yes"),
+            ("LOG_FORMAT", "JSON"),
+            ("CONFIG_LENIENT", "true"),
+            ("KEYS_FILE", "/etc/keys.yaml"),
+            ("REPLICA_ID", "pod-1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.listen,
+            ListenSettings {
+                host: Some("0.0.0.0".into()),
+                port: 0
+            }
+        );
+        assert!(s.auth.metrics_public);
+        assert_eq!(s.auth.keys_file, Some(PathBuf::from("/etc/keys.yaml")));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.config_strictness, Strictness::Lenient);
+        assert_eq!(s.replica.identity(1), "pod-1");
+    }
+
+    #[test]
+    fn the_health_interval_variable_wins_over_the_file_which_wins_over_the_default() {
+        let file = Some(Duration::from_secs(3));
+        let default = ProbeSettings::default().interval;
+        // (environment, models.yaml's health_interval, interval used)
+        let cases = [
+            (&[][..], None, default),
+            (&[][..], file, Duration::from_secs(3)),
+            (
+                &[("HEALTH_CHECK_INTERVAL_SECS", "0.5")][..],
+                file,
+                Duration::from_millis(500),
+            ),
+            (
+                &[("HEALTH_CHECK_INTERVAL_SECS", "0.5")][..],
+                None,
+                Duration::from_millis(500),
+            ),
+        ];
+        for (env, file_interval, expected) in cases {
+            let s = Settings::from_env(&vars(env)).unwrap();
+            assert_eq!(
+                s.probe_settings(file_interval).interval,
+                expected,
+                "{env:?} {file_interval:?}"
             );
         }
     }

@@ -26,6 +26,7 @@ pub struct ObservabilitySettings {
 /// 1 GiB: about two million rows, half an hour of a database outage at 1,000 requests a
 /// second, and small next to the disks routers run on.
 const DEFAULT_SPILL_MAX_MB: f64 = 1024.0;
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 fn truthy(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
@@ -36,38 +37,56 @@ fn truthy(v: &str) -> Option<bool> {
 }
 
 impl ObservabilitySettings {
+    /// What an empty environment gives, for the database in `db`.
+    fn defaults_for(db: &DbSettings) -> Self {
+        ObservabilitySettings {
+            request_log: true,
+            logger: LoggerSettings::default(),
+            spill_path: default_spill_path(db),
+            spill_max_bytes: mib_to_bytes(DEFAULT_SPILL_MAX_MB),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
     pub fn from_vars(vars: &dyn VarSource, db: &DbSettings) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
+        let defaults = ObservabilitySettings::defaults_for(db);
         let mut num = |name: &str, min: f64, default: f64| -> f64 {
             number_var(vars, name, min, &mut errors).unwrap_or(default)
         };
-        let defaults = LoggerSettings::default();
         let logger = LoggerSettings {
-            batch_size: num("LOG_BATCH_SIZE", 1.0, defaults.batch_size as f64) as usize,
+            batch_size: num("LOG_BATCH_SIZE", 1.0, defaults.logger.batch_size as f64) as usize,
             flush_interval: Duration::from_secs_f64(
                 num(
                     "LOG_FLUSH_INTERVAL_MS",
                     1.0,
-                    defaults.flush_interval.as_millis() as f64,
+                    defaults.logger.flush_interval.as_millis() as f64,
                 ) / 1000.0,
             ),
-            queue_capacity: num("LOG_QUEUE_CAPACITY", 1.0, defaults.queue_capacity as f64) as usize,
+            queue_capacity: num(
+                "LOG_QUEUE_CAPACITY",
+                1.0,
+                defaults.logger.queue_capacity as f64,
+            ) as usize,
         };
-        let shutdown_grace = Duration::from_secs_f64(num("SHUTDOWN_GRACE_SECONDS", 0.0, 30.0));
-        let spill_max_bytes =
-            (num("LOG_SPILL_MAX_MB", 0.0, DEFAULT_SPILL_MAX_MB) * 1024.0 * 1024.0) as u64;
+        let shutdown_grace = Duration::from_secs_f64(num(
+            "SHUTDOWN_GRACE_SECONDS",
+            0.0,
+            defaults.shutdown_grace.as_secs_f64(),
+        ));
+        let spill_max_bytes = mib_to_bytes(num("LOG_SPILL_MAX_MB", 0.0, DEFAULT_SPILL_MAX_MB));
         let request_log = match vars.get("REQUEST_LOG_ENABLED") {
-            None => true,
+            None => defaults.request_log,
             Some(v) => truthy(&v).unwrap_or_else(|| {
                 errors.push(format!("REQUEST_LOG_ENABLED={v:?}: expected true or false"));
-                true
+                defaults.request_log
             }),
         };
         let spill_path = vars
             .get("LOG_SPILL_PATH")
             .filter(|p| !p.trim().is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| default_spill_path(db));
+            .unwrap_or(defaults.spill_path);
         if errors.is_empty() {
             Ok(ObservabilitySettings {
                 request_log,
@@ -80,6 +99,16 @@ impl ObservabilitySettings {
             Err(errors)
         }
     }
+}
+
+impl Default for ObservabilitySettings {
+    fn default() -> Self {
+        ObservabilitySettings::defaults_for(&DbSettings::default())
+    }
+}
+
+fn mib_to_bytes(mib: f64) -> u64 {
+    (mib * 1024.0 * 1024.0) as u64
 }
 
 /// Next to the SQLite file, or under `var/db/` for PostgreSQL.

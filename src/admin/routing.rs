@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::Observability;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::json_response;
-use crate::config::{select_route, ProcessEnv, VarSource};
+use crate::config::select_route;
 use crate::mesh::{GetTable, RouteTable};
 use crate::reload::{ConfigActor, SetWeights, WeightChange};
 use crate::state::AppState;
@@ -32,17 +32,8 @@ async fn table(state: &AppState) -> Result<Arc<RouteTable>, ApiError> {
         .map_err(|_| ApiError::internal("the router is not running"))
 }
 
-fn offload_on() -> bool {
-    ProcessEnv.get("OFFLOAD").is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
-}
-
-/// The view both verbs answer with.
-pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>) -> Value {
+/// The view both verbs answer with; `offload` is the `OFFLOAD` setting.
+pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>, offload: bool) -> Value {
     let models: Vec<Value> = table
         .models
         .iter()
@@ -93,7 +84,7 @@ pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>) -> Value {
     json!({
         "object": "routing",
         "routing_file": routing_path.map(|p| p.display().to_string()),
-        "offload": offload_on(),
+        "offload": offload,
         "models": models,
     })
 }
@@ -106,6 +97,7 @@ pub async fn get_routing(
     Ok(json_response(&routing_view(
         &table,
         obs.routing_path.as_deref(),
+        state.settings.offload,
     )))
 }
 
@@ -258,7 +250,7 @@ pub async fn put_routing(
         tracing::info!(model = %c.model_id, route = %c.route_name, weight = c.weight, persist, "routing weight changed");
     }
     let after = table(&state).await?;
-    let mut view = routing_view(&after, obs.routing_path.as_deref());
+    let mut view = routing_view(&after, obs.routing_path.as_deref(), state.settings.offload);
     if let Some(obj) = view.as_object_mut() {
         obj.insert("persisted".into(), Value::Bool(persist));
         obj.insert("warnings".into(), json!(warnings));

@@ -184,7 +184,7 @@ mod tests {
             ("API_KEYS", "sk-client-1234"),
             ("ADMIN_API_KEY", "adm-secret-1234"),
         ]);
-        let auth = web::Data::new(Auth::from_vars(&vars).expect("keys"));
+        let auth = web::Data::new(Auth::load(&vars, false, None).expect("keys"));
         let ok = || web::get().to(HttpResponse::Ok);
         let app = test::init_service(
             App::new()

@@ -43,17 +43,15 @@ impl Auth {
         }
     }
 
-    /// Read keys and auth settings from the environment (`API_KEYS`, `ADMIN_API_KEY(S)`,
-    /// `KEYS_FILE` or `config/keys.yaml`, `METRICS_PUBLIC`).
-    pub fn from_vars(vars: &dyn VarSource) -> Result<Auth, Vec<String>> {
-        let keys_file = keys_file_path(vars);
+    /// Read the keys (`API_KEYS`, `ADMIN_API_KEY(S)`, the keys file at `keys_file`); the auth
+    /// settings that are not keys (`METRICS_PUBLIC`, where the keys file is) come from
+    /// `settings::AuthSettings`, read with the rest of the environment.
+    pub fn load(
+        vars: &dyn VarSource,
+        metrics_public: bool,
+        keys_file: Option<PathBuf>,
+    ) -> Result<Auth, Vec<String>> {
         let store = KeyStore::load(vars, keys_file.as_deref())?;
-        let metrics_public = vars.get("METRICS_PUBLIC").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        });
         Ok(Auth::new(store, metrics_public, keys_file))
     }
 
@@ -103,17 +101,6 @@ impl Auth {
         }
         if self.metrics_public {
             tracing::info!("METRICS_PUBLIC=true: /metrics needs no key");
-        }
-    }
-}
-
-/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
-pub fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
-    match vars.get("KEYS_FILE") {
-        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
-        _ => {
-            let default = PathBuf::from("config/keys.yaml");
-            default.exists().then_some(default)
         }
     }
 }

@@ -10,9 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, ConnectOptions, Executor};
 
-use crate::config::VarSource;
+use crate::config::{bool_var, VarSource};
 
 /// Default SQLite file, as seed 001's gateway names it.
 pub const DEFAULT_SQLITE_PATH: &str = "var/db/openrouter_logs.db";
@@ -24,7 +24,7 @@ pub enum DbKind {
 }
 
 /// Where the database is, from the environment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbSettings {
     pub kind: DbKind,
     /// Connection URL; may contain a password, so it is never logged (see [`DbSettings::describe`]).
@@ -33,59 +33,96 @@ pub struct DbSettings {
     pub max_connections: u32,
 }
 
-fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
+/// The URL's password must not reach a log through the settings' `{:?}`: only what
+/// [`DbSettings::describe`] shows.
+impl std::fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSettings")
+            .field("kind", &self.kind)
+            .field("database", &self.describe())
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
+
+impl Default for DbSettings {
+    /// SQLite at [`DEFAULT_SQLITE_PATH`], what an empty environment gives.
+    fn default() -> Self {
+        DbSettings::sqlite(PathBuf::from(DEFAULT_SQLITE_PATH), DEFAULT_MAX_CONNECTIONS)
+    }
+}
+
+/// Connections per replica unless `DATABASE_MAX_CONNECTIONS` says otherwise.
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 impl DbSettings {
     /// `USE_SQLITE_LOG` (default true) picks SQLite at `SQLITE_DB_PATH` / `OPENROUTER_SQLITE_DB`
     /// / `var/db/openrouter_logs.db`; `USE_SQLITE_LOG=false` with `DATABASE_URL` picks PostgreSQL.
+    /// Every problem is reported, joined by `; ` (see [`DbSettings::read`]).
     pub fn from_vars(vars: &dyn VarSource) -> Result<DbSettings, String> {
-        let use_sqlite = vars
-            .get("USE_SQLITE_LOG")
-            .map(|v| truthy(&v))
-            .unwrap_or(true);
-        let database_url = vars.get("DATABASE_URL").filter(|u| !u.trim().is_empty());
+        let mut errors = Vec::new();
+        let db = DbSettings::read(vars, &mut errors);
+        if errors.is_empty() {
+            Ok(db)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// [`DbSettings::from_vars`] for the router's settings: each problem is added to `errors`
+    /// (and the default used in its place), so they are all reported at once. A `DATABASE_URL`
+    /// is parsed here as the connection will parse it, so a malformed one fails `check-config`
+    /// and not only the first connection.
+    pub fn read(vars: &dyn VarSource, errors: &mut Vec<String>) -> DbSettings {
+        let use_sqlite = bool_var(vars, "USE_SQLITE_LOG", errors).unwrap_or(true);
         let max_connections = match vars.get("DATABASE_MAX_CONNECTIONS") {
             Some(v) => v
                 .trim()
                 .parse::<u32>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    format!("DATABASE_MAX_CONNECTIONS={v:?}: expected a positive integer")
-                })?,
-            None => 8,
+                .unwrap_or_else(|| {
+                    errors.push(format!(
+                        "DATABASE_MAX_CONNECTIONS={v:?}: expected a positive integer"
+                    ));
+                    DEFAULT_MAX_CONNECTIONS
+                }),
+            None => DEFAULT_MAX_CONNECTIONS,
         };
-        if !use_sqlite {
-            return match database_url {
-                Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                    Ok(DbSettings {
-                        kind: DbKind::Postgres,
-                        url,
-                        sqlite_path: None,
-                        max_connections,
-                    })
-                }
-                Some(_) => Err("DATABASE_URL must be a postgres:// or postgresql:// URL".into()),
-                None => Err("USE_SQLITE_LOG=false needs DATABASE_URL (a PostgreSQL URL)".into()),
-            };
+        if use_sqlite {
+            let path = vars
+                .get("SQLITE_DB_PATH")
+                .or_else(|| vars.get("OPENROUTER_SQLITE_DB"))
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string());
+            return DbSettings::sqlite(PathBuf::from(path), max_connections);
         }
-        let path = vars
-            .get("SQLITE_DB_PATH")
-            .or_else(|| vars.get("OPENROUTER_SQLITE_DB"))
-            .filter(|p| !p.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string());
-        let path = PathBuf::from(path);
-        Ok(DbSettings {
+        let database_url = vars.get("DATABASE_URL").filter(|u| !u.trim().is_empty());
+        match database_url.map(|url| postgres_url_problem(&url).map_or(Ok(url), Err)) {
+            Some(Ok(url)) => DbSettings {
+                kind: DbKind::Postgres,
+                url,
+                sqlite_path: None,
+                max_connections,
+            },
+            Some(Err(problem)) => {
+                errors.push(problem);
+                DbSettings::default()
+            }
+            None => {
+                errors.push("USE_SQLITE_LOG=false needs DATABASE_URL (a PostgreSQL URL)".into());
+                DbSettings::default()
+            }
+        }
+    }
+
+    fn sqlite(path: PathBuf, max_connections: u32) -> DbSettings {
+        DbSettings {
             kind: DbKind::Sqlite,
             url: format!("sqlite://{}?mode=rwc", path.display()),
             sqlite_path: Some(path),
             max_connections,
-        })
+        }
     }
 
     /// A description safe to log: the SQLite path, or PostgreSQL's host and database only.
@@ -108,6 +145,29 @@ impl DbSettings {
                 Err(_) => "postgres".into(),
             },
         }
+    }
+}
+
+/// Why `url` cannot be the PostgreSQL URL: not `postgres://`/`postgresql://`, not a URL (a bad
+/// port, a bad percent-encoding, ...), or not accepted by the driver (an unknown `sslmode`,
+/// ...). The message never quotes the URL, which may hold a password.
+fn postgres_url_problem(url: &str) -> Option<String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Some("DATABASE_URL must be a postgres:// or postgresql:// URL".into());
+    }
+    // url's messages name the problem only ("invalid port number"), never the input.
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(format!("DATABASE_URL is not a valid URL: {e}")),
+    };
+    // The parse the connection makes; its messages may quote the URL, so they are not shown.
+    match sqlx::postgres::PgConnectOptions::from_url(&parsed) {
+        Ok(_) => None,
+        Err(_) => Some(
+            "DATABASE_URL: the PostgreSQL driver refuses its options (check sslmode and the \
+             other query parameters)"
+                .into(),
+        ),
     }
 }
 

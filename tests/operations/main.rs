@@ -6,6 +6,7 @@
 mod common;
 
 mod accounting;
+mod check_config_parity;
 mod healthcheck;
 mod observability;
 mod scale_out;

@@ -4,7 +4,7 @@
 //! exposure decision, keys, log format, lenient mode — without check-config binding or
 //! connecting anything.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{ModelDef, Registry, RouteDef};
-use crate::engines::AuthStyle;
+use crate::engines::attach_credentials;
 
 /// Which route discovered something: (model id, route name).
 pub type DiscoveryKey = (String, String);
@@ -134,15 +134,10 @@ pub async fn fetch(route: &RouteDef) -> Result<Vec<String>, String> {
     let url = base.api_url("/models");
     crate::netguard::check_url(&url, route.allow_private_network).await?;
     let client = crate::relay::client::with_connect_timeout(Duration::from_secs(5));
-    let mut req = client.get(&url).timeout(Duration::from_secs(10));
-    if let Some(key) = &route.api_key {
-        req = match route.auth {
-            AuthStyle::Bearer => {
-                req.insert_header(("authorization", format!("Bearer {}", key.expose())))
-            }
-            AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose().to_string())),
-        };
-    }
+    let req = attach_credentials(
+        client.get(&url).timeout(Duration::from_secs(10)),
+        route.credentials(),
+    );
     let mut resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));

@@ -89,6 +89,16 @@ impl ApiError {
         .with_code("model_not_found")
     }
 
+    /// 403 for a key used on a model outside its list.
+    pub fn model_not_allowed(model: &str, key_id: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::Forbidden,
+            format!("The API key `{key_id}` may not use model `{model}`."),
+        )
+        .with_param("model")
+        .with_code("model_not_allowed")
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorKind::Internal, message).with_code("internal_error")
     }
@@ -195,6 +205,9 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> ApiError {
         match e {
             RouteError::UnknownModel(name) => ApiError::model_not_found(&name),
+            RouteError::ModelNotAllowed { model, key_id } => {
+                ApiError::model_not_allowed(&model, &key_id)
+            }
             RouteError::WrongEndpoint { model, model_type } => wrong_endpoint(&model, model_type),
             RouteError::Unsupported { model, kinds } => ApiError::new(
                 ErrorKind::NotImplemented,

@@ -249,7 +249,7 @@ async fn check_model(
         .ok_or_else(|| ApiError::model_not_found(name))?;
     let def = &entry.def;
     if let Some(c) = caller.filter(|c| !c.may_use(def)) {
-        return Err(crate::auth::model_not_allowed(name, c));
+        return Err(ApiError::model_not_allowed(name, &c.key_id));
     }
     if !def.model_type.accepts(ApiOp::Video) {
         return Err(wrong_endpoint(&def.id, def.model_type));

@@ -42,6 +42,17 @@ impl Caller {
     }
 }
 
+/// The Router checks a key's model list while it resolves the model for routing.
+impl crate::mesh::ModelAccess for Caller {
+    fn may_use(&self, def: &ModelDef) -> bool {
+        Caller::may_use(self, def)
+    }
+
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
 fn pattern_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),

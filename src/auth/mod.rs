@@ -20,7 +20,6 @@ pub use limits::KeyLimiter;
 pub use middleware::{admin_scope, client_scope, metrics_scope, Scope};
 pub use sink::KeyUsageSink;
 
-use crate::api::error::{ApiError, ErrorKind};
 use crate::config::VarSource;
 
 /// The auth state shared by every worker; the key store is swapped on reload.
@@ -131,19 +130,6 @@ fn file_mode(path: &std::path::Path) -> Option<u32> {
 #[cfg(not(unix))]
 fn file_mode(_path: &std::path::Path) -> Option<u32> {
     None
-}
-
-/// 403 for a key used on a model outside its list.
-pub fn model_not_allowed(model: &str, caller: &Caller) -> ApiError {
-    ApiError::new(
-        ErrorKind::Forbidden,
-        format!(
-            "The API key `{}` may not use model `{model}`.",
-            caller.key_id
-        ),
-    )
-    .with_param("model")
-    .with_code("model_not_allowed")
 }
 
 #[cfg(test)]

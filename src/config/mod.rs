@@ -286,6 +286,11 @@ impl RouteDef {
     pub fn is_enabled(&self) -> bool {
         self.disabled_reason.is_none() && self.base_url.is_some()
     }
+
+    /// The route's API key in its auth style, for [`crate::engines::attach_credentials`].
+    pub fn credentials(&self) -> Option<(AuthStyle, &str)> {
+        self.api_key.as_ref().map(|key| (self.auth, key.expose()))
+    }
 }
 
 /// A public model: its metadata for `/v1/models` and the routes that serve it.

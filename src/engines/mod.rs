@@ -70,6 +70,29 @@ pub enum AuthStyle {
     ApiKeyHeader,
 }
 
+impl AuthStyle {
+    /// The header that carries `key` to a backend expecting this style.
+    pub fn header(self, key: &str) -> (&'static str, String) {
+        match self {
+            AuthStyle::Bearer => ("authorization", format!("Bearer {key}")),
+            AuthStyle::ApiKeyHeader => ("api-key", key.to_string()),
+        }
+    }
+}
+
+/// Put a route's API key, when it has one, on a request to its backend. The one place the
+/// router's credentials are attached: health probes, relayed calls and model discovery all
+/// come through here, so a new auth style cannot be honoured by one and missed by another.
+pub fn attach_credentials(
+    request: awc::ClientRequest,
+    credentials: Option<(AuthStyle, &str)>,
+) -> awc::ClientRequest {
+    match credentials {
+        Some((style, key)) => request.insert_header(style.header(key)),
+        None => request,
+    }
+}
+
 /// The runtimes the seeds name, plus `Remote` for any other OpenAI-compatible provider
 /// (`featherless`, `deepseek`, …), whose original name is kept on the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -223,6 +246,35 @@ mod tests {
         assert_eq!(BackendKind::parse("tts-engine"), BackendKind::TtsEngine);
         assert_eq!(BackendKind::parse("featherless"), BackendKind::Remote);
         assert_eq!(BackendKind::parse("LlamaCpp"), BackendKind::Llamacpp);
+    }
+
+    #[actix_rt::test]
+    async fn credentials_are_attached_in_the_route_s_style() {
+        let client = awc::Client::default();
+        let cases = [
+            (
+                Some((AuthStyle::Bearer, "sk-1")),
+                Some(("authorization", "Bearer sk-1")),
+            ),
+            (
+                Some((AuthStyle::ApiKeyHeader, "az-2")),
+                Some(("api-key", "az-2")),
+            ),
+            (None, None),
+        ];
+        for (credentials, expected) in cases {
+            let request = attach_credentials(client.get("http://127.0.0.1:1/v1"), credentials);
+            let headers = request.headers();
+            let sent: Vec<(&str, &str)> = ["authorization", "api-key"]
+                .into_iter()
+                .filter_map(|name| Some((name, headers.get(name)?.to_str().ok()?)))
+                .collect();
+            assert_eq!(
+                sent,
+                expected.into_iter().collect::<Vec<_>>(),
+                "{credentials:?}"
+            );
+        }
     }
 
     #[test]

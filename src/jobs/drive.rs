@@ -30,6 +30,7 @@ use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
+use crate::relay::fallback::{run_attempts, Attempt, NoLease};
 use crate::relay::redact::Redactor;
 use crate::relay::upstream::{
     classify, is_local_failure, read_body, request, BodyStream, CallError, Forwarded,
@@ -107,9 +108,32 @@ enum Submitted {
     Fatal { code: String, message: String },
 }
 
-/// Submit the job; `Ok(true)` when there is an asynchronous backend job to poll.
+/// Why a submission ended without a backend job to poll.
+enum NotSubmitted {
+    /// The job failed with this code and message.
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// Nothing more to do here: the job was canceled, taken over or finished, or the router is
+    /// stopping (the job then resumes at the next start).
+    Stopped,
+    Db(sqlx::Error),
+}
+
+impl NotSubmitted {
+    fn failed(code: impl Into<String>, message: impl Into<String>) -> NotSubmitted {
+        NotSubmitted::Failed {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Submit the job; `Ok(true)` when there is an asynchronous backend job to poll. Routes are
+/// tried by the relay's retry executor (attempts, retry budget and back-off as for requests);
+/// waiting for capacity while every backend is busy does not count as an attempt.
 async fn submit(sh: &Shared, job: &JobRow) -> Db<bool> {
-    let deadline = job.created_at + sh.settings.queue_timeout.as_millis() as i64;
     let mut body: Map<String, Value> = match serde_json::from_str(&job.request_body) {
         Ok(Value::Object(map)) => map,
         _ => {
@@ -125,12 +149,43 @@ async fn submit(sh: &Shared, job: &JobRow) -> Db<bool> {
     };
     // The router's own business: the backend must not call the client back itself.
     body.remove("callback_url");
-    let mut exclude: Vec<usize> = Vec::new();
-    let mut last_error: Option<(String, String)> = None;
-    let mut attempts = 0u32;
+    let body = &body;
+    let submitted = run_attempts(
+        &sh.retry,
+        &mut (),
+        |exclude| lease_for_submission(sh, job, exclude),
+        |lease| async move {
+            submit_on(sh, job, body, lease)
+                .await
+                .unwrap_or_else(|e| Attempt::Fail(NotSubmitted::Db(e)))
+        },
+    )
+    .await;
+    match submitted {
+        Ok(has_backend_job) => Ok(has_backend_job),
+        Err(NotSubmitted::Stopped) => Ok(false),
+        Err(NotSubmitted::Db(e)) => Err(e),
+        Err(NotSubmitted::Failed { code, message }) => {
+            fail(sh, job, &code, &message).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// A lease on a route not in `exclude` for the job's submission. While every backend is busy
+/// the job stays queued, sleeping the Retry-After, until the queue timeout fails it.
+async fn lease_for_submission(
+    sh: &Shared,
+    job: &JobRow,
+    exclude: Vec<usize>,
+) -> Result<Lease, NoLease<NotSubmitted>> {
+    let deadline = job.created_at + sh.settings.queue_timeout.as_millis() as i64;
     loop {
-        if !still_unfinished(sh, &job.id).await? {
-            return Ok(false);
+        if !still_unfinished(sh, &job.id)
+            .await
+            .map_err(|e| NoLease::Stop(NotSubmitted::Db(e)))?
+        {
+            return Err(NoLease::Stop(NotSubmitted::Stopped));
         }
         let acquired = sh
             .router
@@ -139,98 +194,88 @@ async fn submit(sh: &Shared, job: &JobRow) -> Db<bool> {
                 op: ApiOp::Video,
                 est_tokens: 1,
                 exclude: exclude.clone(),
+                // The key's model list was checked when the job was created.
+                caller: None,
             })
             .await;
-        let lease = match acquired {
-            // The router is gone: the system is stopping. The job resumes at the next start.
-            Err(_) => return Ok(false),
-            Ok(Ok(lease)) => lease,
+        match acquired {
+            // The router is gone: the system is stopping.
+            Err(_) => return Err(NoLease::Stop(NotSubmitted::Stopped)),
+            Ok(Ok(lease)) => return Ok(lease),
             Ok(Err(RouteError::NoCapacity { retry_after, .. })) => {
                 if now_ms() > deadline {
-                    fail(
-                        sh,
-                        job,
+                    return Err(NoLease::Stop(NotSubmitted::failed(
                         "no_capacity",
                         "No backend could take this job before the queue timeout.",
-                    )
-                    .await?;
-                    return Ok(false);
+                    )));
                 }
                 actix_rt::time::sleep(
                     retry_after.clamp(Duration::from_millis(100), Duration::from_secs(30)),
                 )
                 .await;
-                continue;
             }
             Ok(Err(RouteError::Exhausted { .. })) => {
-                let (code, message) = last_error.unwrap_or_else(|| {
-                    (
-                        "upstream_error".into(),
-                        "Every route of the model failed.".into(),
-                    )
-                });
-                fail(sh, job, &code, &message).await?;
-                return Ok(false);
+                return Err(NoLease::NoRouteLeft(NotSubmitted::failed(
+                    "upstream_error",
+                    "Every route of the model failed.",
+                )))
             }
             Ok(Err(other)) => {
                 let e = ApiError::from(other);
-                let code = e.code.clone().unwrap_or_else(|| "model_unavailable".into());
-                fail(sh, job, &code, &e.message).await?;
-                return Ok(false);
-            }
-        };
-        attempts += 1;
-        let route = lease.route().clone();
-        let sync_declared = route.video.mode == VideoMode::Sync;
-        if !sh
-            .store
-            .mark_submitted(&job.id, &route.name, sync_declared, now_ms())
-            .await?
-        {
-            return Ok(false);
-        }
-        let mut sent = body.clone();
-        sent.insert(
-            "model".into(),
-            Value::String(route.provider_model_id.clone()),
-        );
-        let route_index = lease.route_index();
-        match call_submit(sh, lease, &route, &sent, job).await {
-            Submitted::Async { backend_id, answer } => {
-                if !sh
-                    .store
-                    .mark_async(&job.id, &route.name, &backend_id, now_ms())
-                    .await?
-                {
-                    // Canceled while the submission was in flight: cancel the backend's job too.
-                    cancel_backend_job(sh, &job.model, &route.name, &backend_id).await;
-                    return Ok(false);
-                }
-                info!(job = %job.id, route = %route.name, backend_job = %backend_id, "video job accepted by an asynchronous backend");
-                apply_progress(sh, &job.id, &answer).await?;
-                return Ok(true);
-            }
-            Submitted::Video(content) => {
-                complete(sh, job, &route.name, content, "sync").await?;
-                return Ok(false);
-            }
-            Submitted::Fatal { code, message } => {
-                fail(sh, job, &code, &message).await?;
-                return Ok(false);
-            }
-            Submitted::Retry { code, message } => {
-                debug!(job = %job.id, route = %route.name, %message, "video submission failed; trying another route");
-                exclude.push(route_index);
-                last_error = Some((code, message));
-                if attempts >= sh.retry.max_attempts.max(1) {
-                    let (code, message) = last_error.unwrap_or_default();
-                    fail(sh, job, &code, &message).await?;
-                    return Ok(false);
-                }
-                actix_rt::time::sleep(Duration::from_millis(100 * u64::from(attempts))).await;
+                let code = e.code.unwrap_or_else(|| "model_unavailable".into());
+                return Err(NoLease::Stop(NotSubmitted::failed(code, e.message)));
             }
         }
     }
+}
+
+/// One submission attempt on `lease`: `Done(true)` for an asynchronous backend job to poll,
+/// `Done(false)` when the video is stored or the job was canceled meanwhile.
+async fn submit_on(
+    sh: &Shared,
+    job: &JobRow,
+    body: &Map<String, Value>,
+    lease: Lease,
+) -> Db<Attempt<bool, NotSubmitted>> {
+    let route = lease.route().clone();
+    let sync_declared = route.video.mode == VideoMode::Sync;
+    if !sh
+        .store
+        .mark_submitted(&job.id, &route.name, sync_declared, now_ms())
+        .await?
+    {
+        return Ok(Attempt::Fail(NotSubmitted::Stopped));
+    }
+    let mut sent = body.clone();
+    sent.insert(
+        "model".into(),
+        Value::String(route.provider_model_id.clone()),
+    );
+    Ok(match call_submit(sh, lease, &route, &sent, job).await {
+        Submitted::Async { backend_id, answer } => {
+            if !sh
+                .store
+                .mark_async(&job.id, &route.name, &backend_id, now_ms())
+                .await?
+            {
+                // Canceled while the submission was in flight: cancel the backend's job too.
+                cancel_backend_job(sh, &job.model, &route.name, &backend_id).await;
+                return Ok(Attempt::Done(false));
+            }
+            info!(job = %job.id, route = %route.name, backend_job = %backend_id, "video job accepted by an asynchronous backend");
+            apply_progress(sh, &job.id, &answer).await?;
+            Attempt::Done(true)
+        }
+        Submitted::Video(content) => {
+            complete(sh, job, &route.name, content, "sync").await?;
+            Attempt::Done(false)
+        }
+        Submitted::Fatal { code, message } => Attempt::Fail(NotSubmitted::Failed { code, message }),
+        Submitted::Retry { code, message } => {
+            debug!(job = %job.id, route = %route.name, %message, "video submission failed; trying another route");
+            Attempt::Retry(NotSubmitted::Failed { code, message })
+        }
+    })
 }
 
 async fn call_submit(

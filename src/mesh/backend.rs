@@ -12,7 +12,7 @@ use actix::prelude::*;
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Health};
-use crate::engines::AuthStyle;
+use crate::engines::attach_credentials;
 
 /// How often and how patiently endpoints are probed.
 #[derive(Debug, Clone, Copy)]
@@ -129,15 +129,10 @@ impl BackendActor {
             return;
         };
         let url = self.endpoint.base.probe_url(&path);
-        let mut req = probe_client().get(&url).timeout(self.probe.timeout);
-        if let Some((style, key)) = &self.endpoint.auth {
-            req = match style {
-                AuthStyle::Bearer => {
-                    req.insert_header(("authorization", format!("Bearer {}", key.expose())))
-                }
-                AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose().to_string())),
-            };
-        }
+        let req = attach_credentials(
+            probe_client().get(&url).timeout(self.probe.timeout),
+            self.endpoint.credentials(),
+        );
         let name = self.endpoint.name.clone();
         // `None`: no verdict, because the router itself is out of local resources.
         let fut = async move {

@@ -160,6 +160,13 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint's API key in its auth style, for [`crate::engines::attach_credentials`].
+    pub fn credentials(&self) -> Option<(AuthStyle, &str)> {
+        self.auth
+            .as_ref()
+            .map(|(style, key)| (*style, key.expose()))
+    }
+
     pub fn health(&self) -> Health {
         Health::from_u8(self.health.load(Ordering::Acquire))
     }

@@ -18,7 +18,7 @@ pub use lease::Lease;
 pub use router::{
     Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
 };
-pub use table::{CapacityReason, EndpointHandle, ModelEntry, RouteError, RouteTable};
+pub use table::{CapacityReason, EndpointHandle, ModelAccess, ModelEntry, RouteError, RouteTable};
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -15,7 +15,9 @@ use actix::prelude::*;
 use super::backend::{BackendActor, ProbeSettings, Retire};
 use super::endpoint::{CircuitSettings, Endpoint};
 use super::lease::Lease;
-use super::table::{EndpointFactory, EndpointHandle, EndpointKey, RouteError, RouteTable};
+use super::table::{
+    EndpointFactory, EndpointHandle, EndpointKey, ModelAccess, RouteError, RouteTable,
+};
 use crate::config::{Registry, RouteDef};
 use crate::engines::{ApiOp, BaseUrl};
 
@@ -30,6 +32,9 @@ pub struct Acquire {
     pub est_tokens: u64,
     /// Routes (indices into the model's routes) that already failed for this request.
     pub exclude: Vec<usize>,
+    /// The client's key, when it may be limited to some models: checked on the entry that
+    /// routing resolves, so the check costs no message of its own.
+    pub caller: Option<Arc<dyn ModelAccess>>,
 }
 
 /// Ask for a lease on one named route of `model` (see [`RouteTable::acquire_route`]): video
@@ -180,8 +185,13 @@ impl Handler<Acquire> for RouterActor {
     type Result = Result<Lease, RouteError>;
 
     fn handle(&mut self, msg: Acquire, _ctx: &mut Self::Context) -> Self::Result {
-        self.table()
-            .acquire(&msg.model, msg.op, msg.est_tokens, &msg.exclude)
+        self.table().acquire(
+            &msg.model,
+            msg.op,
+            msg.est_tokens,
+            &msg.exclude,
+            msg.caller.as_deref(),
+        )
     }
 }
 
@@ -221,5 +231,100 @@ impl Handler<ApplyRegistry> for RouterActor {
             }
         }
         self.hub.publish(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, ModelDef};
+    use std::collections::HashMap;
+
+    /// A key allowed the models with these exact ids or aliases.
+    struct Allowed(&'static [&'static str]);
+
+    impl ModelAccess for Allowed {
+        fn may_use(&self, def: &ModelDef) -> bool {
+            std::iter::once(&def.id)
+                .chain(&def.aliases)
+                .any(|name| self.0.contains(&name.as_str()))
+        }
+
+        fn key_id(&self) -> &str {
+            "team-a"
+        }
+    }
+
+    fn refused(model: &str) -> Result<(), RouteError> {
+        Err(RouteError::ModelNotAllowed {
+            model: model.into(),
+            key_id: "team-a".into(),
+        })
+    }
+
+    #[actix_rt::test]
+    async fn the_router_refuses_models_outside_the_caller_s_list() {
+        let yaml = "models:\n  - id: open\n    aliases: [open-alias]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n  - id: secret\n    aliases: [innocent]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n";
+        let registry = load_str("m.yaml", yaml, None, &HashMap::new()).unwrap();
+        let factory = ActorFactory {
+            arbiter: actix_rt::Arbiter::current(),
+            probe: ProbeSettings::default(),
+            circuit: CircuitSettings::default(),
+        };
+        let router = RouterActor::owner(&registry, factory).0.start();
+        let open_only: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open"]));
+        let by_alias: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open-alias"]));
+        let cases = vec![
+            (None, "secret", ApiOp::ChatCompletions, Ok(())),
+            (Some(&open_only), "open", ApiOp::ChatCompletions, Ok(())),
+            (
+                Some(&open_only),
+                "open-alias",
+                ApiOp::ChatCompletions,
+                Ok(()),
+            ),
+            (Some(&by_alias), "open", ApiOp::ChatCompletions, Ok(())),
+            // By id or by alias, the refusal names what the caller asked for.
+            (
+                Some(&open_only),
+                "secret",
+                ApiOp::ChatCompletions,
+                refused("secret"),
+            ),
+            (
+                Some(&open_only),
+                "innocent",
+                ApiOp::ChatCompletions,
+                refused("innocent"),
+            ),
+            // Refused before anything else about the model is told.
+            (
+                Some(&open_only),
+                "secret",
+                ApiOp::Embeddings,
+                refused("secret"),
+            ),
+            // Unknown names stay a 404 for everyone.
+            (
+                Some(&open_only),
+                "nope",
+                ApiOp::ChatCompletions,
+                Err(RouteError::UnknownModel("nope".into())),
+            ),
+        ];
+        for (caller, model, op, expected) in cases {
+            let acquired = router
+                .send(Acquire {
+                    model: model.into(),
+                    op,
+                    est_tokens: 1,
+                    exclude: Vec::new(),
+                    caller: caller.cloned(),
+                })
+                .await
+                .unwrap()
+                .map(|_lease| ());
+            assert_eq!(acquired, expected, "{model} {op:?}");
+        }
     }
 }

@@ -32,6 +32,15 @@ pub struct EndpointKey {
     pub health_path: Option<String>,
 }
 
+/// A caller limited to some models, as the Router sees it: access is decided on the resolved
+/// model (its id and every alias, so an alias cannot get around the list) in the same lookup
+/// that picks the route.
+pub trait ModelAccess: Send + Sync {
+    fn may_use(&self, def: &ModelDef) -> bool;
+    /// The key's name (never the key), for the refusal's message.
+    fn key_id(&self) -> &str;
+}
+
 pub struct ModelEntry {
     pub def: Arc<ModelDef>,
     /// Parallel to `def.routes`; `None` for disabled routes.
@@ -42,6 +51,11 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteError {
     UnknownModel(String),
+    /// The caller's key may not use this model; `model` is the name the caller gave.
+    ModelNotAllowed {
+        model: String,
+        key_id: String,
+    },
     WrongEndpoint {
         model: String,
         model_type: crate::config::ModelType,
@@ -184,18 +198,26 @@ impl RouteTable {
     }
 
     /// Pick a route by weight among those that can take the request now, skipping `exclude`
-    /// (route indices that already failed for this request).
+    /// (route indices that already failed for this request). A `caller` limited to some
+    /// models is refused any other before a route is considered.
     pub fn acquire(
         &self,
         name: &str,
         op: ApiOp,
         est_tokens: u64,
         exclude: &[usize],
+        caller: Option<&dyn ModelAccess>,
     ) -> Result<Lease, RouteError> {
         let entry = self
             .resolve(name)
             .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
         let def = &entry.def;
+        if let Some(caller) = caller.filter(|c| !c.may_use(def)) {
+            return Err(RouteError::ModelNotAllowed {
+                model: name.to_string(),
+                key_id: caller.key_id().to_string(),
+            });
+        }
         if !def.model_type.accepts(op) {
             return Err(RouteError::WrongEndpoint {
                 model: def.id.clone(),

@@ -1,6 +1,7 @@
-//! Retry and fallback: ask the Router for a lease, try the route, and on a failure that reached
-//! the client with nothing yet, ask again excluding the routes that failed — bounded in
-//! attempts, with a short jittered back-off.
+//! Retry and fallback: ask for a lease, try the route, and on a failure that reached the client
+//! with nothing yet, ask again excluding the routes that failed — bounded in attempts and by
+//! the replica-wide retry budget, with a jittered exponential back-off. One executor,
+//! [`run_attempts`], serves relayed requests ([`with_fallback`]) and video job submissions.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::api::error::ApiError;
 use crate::engines::ApiOp;
-use crate::mesh::{Acquire, GetTable, Lease, Outcome, RouteError, RouterActor};
+use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,20 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
     /// Retries per second across all requests of this replica.
     pub budget: Arc<RetryBudget>,
+}
+
+impl RetryPolicy {
+    /// The wait after the `failed`-th failed attempt (from 1): doubling from `backoff_base`,
+    /// capped at `backoff_max`, then jittered to 50–100 % so that requests which failed together
+    /// do not come back together.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let doublings = failed.saturating_sub(1).min(10);
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max);
+        ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
 }
 
 impl Default for RetryPolicy {
@@ -37,13 +52,47 @@ impl Default for RetryPolicy {
 }
 
 /// What one attempt on one lease came to.
-pub enum Attempt<T> {
+pub enum Attempt<T, E = ApiError> {
     Done(T),
     /// Nothing reached the client: another route may be tried.
-    Retry(ApiError),
+    Retry(E),
     /// Give up now with this error (the request itself is bad, or bytes were already sent).
-    Fail(ApiError),
+    Fail(E),
 }
+
+/// Why no lease came for the next attempt.
+#[derive(Debug)]
+pub enum NoLease<E> {
+    /// No route is left that could take it: the last attempt's failure, when there was one,
+    /// says more than this error does.
+    NoRouteLeft(E),
+    /// Stop with this error whatever came before (the router is stopping, the job is gone).
+    Stop(E),
+}
+
+/// A lease as the executor sees it: the route it holds, excluded after it failed.
+pub trait OnRoute {
+    fn route_index(&self) -> usize;
+}
+
+impl OnRoute for Lease {
+    fn route_index(&self) -> usize {
+        Lease::route_index(self)
+    }
+}
+
+/// Hears the executor's steps, for bookkeeping; every step defaults to nothing, and `()`
+/// observes nothing at all.
+pub trait AttemptObserver<L, E> {
+    /// Attempt number `attempt` (from 1) is about to run on `lease`.
+    fn leased(&mut self, _attempt: u32, _lease: &L) {}
+    /// The attempt took `elapsed`; `failure` is its error when it did not succeed.
+    fn finished(&mut self, _elapsed: Duration, _failure: Option<&E>) {}
+    /// The executor waits `wait` before the next attempt.
+    fn backing_off(&mut self, _wait: Duration) {}
+}
+
+impl<L, E> AttemptObserver<L, E> for () {}
 
 impl CallError {
     /// Settle `lease` with this failure's outcome and give the attempt's verdict: a failure
@@ -67,9 +116,79 @@ impl CallError {
     }
 }
 
-/// Run `attempt` on successive leases until one is `Done`, the attempts run out, or no route is
-/// left. The error returned is the last upstream failure when there was one: it says more
-/// than "no route left".
+/// The one retry loop: run `attempt` on leases from `acquire` (given the routes that already
+/// failed) until one is `Done`, one `Fail`s, the attempts run out, the retry budget is empty,
+/// or no route is left. The error returned is the last attempt's failure when there was one:
+/// it says more than "no route left".
+pub async fn run_attempts<L, T, E, Acq, AcqFut, Att, AttFut>(
+    policy: &RetryPolicy,
+    observer: &mut impl AttemptObserver<L, E>,
+    mut acquire: Acq,
+    mut attempt: Att,
+) -> Result<T, E>
+where
+    L: OnRoute,
+    Acq: FnMut(Vec<usize>) -> AcqFut,
+    AcqFut: Future<Output = Result<L, NoLease<E>>>,
+    Att: FnMut(L) -> AttFut,
+    AttFut: Future<Output = Attempt<T, E>>,
+{
+    let max_attempts = policy.max_attempts.max(1);
+    let mut exclude: Vec<usize> = Vec::new();
+    let mut last_failure: Option<E> = None;
+    let mut attempts = 0u32;
+    loop {
+        let lease = match acquire(exclude.clone()).await {
+            Ok(lease) => lease,
+            Err(refusal) => {
+                // Every lease after the first is asked for with a retry token spent; the
+                // retry did not happen, so the token goes back.
+                if attempts > 0 {
+                    policy.budget.refund();
+                }
+                return Err(match refusal {
+                    NoLease::NoRouteLeft(error) => last_failure.unwrap_or(error),
+                    NoLease::Stop(error) => error,
+                });
+            }
+        };
+        attempts += 1;
+        observer.leased(attempts, &lease);
+        let route = lease.route_index();
+        let started = Instant::now();
+        let result = attempt(lease).await;
+        let elapsed = started.elapsed();
+        let failure = match result {
+            Attempt::Done(value) => {
+                observer.finished(elapsed, None);
+                return Ok(value);
+            }
+            Attempt::Fail(error) => {
+                observer.finished(elapsed, Some(&error));
+                return Err(error);
+            }
+            Attempt::Retry(error) => {
+                observer.finished(elapsed, Some(&error));
+                error
+            }
+        };
+        if attempts >= max_attempts {
+            return Err(failure);
+        }
+        if !policy.budget.try_spend() {
+            tracing::debug!(attempts, "retry budget exhausted; not retrying");
+            return Err(failure);
+        }
+        exclude.push(route);
+        last_failure = Some(failure);
+        let wait = policy.backoff(attempts);
+        observer.backing_off(wait);
+        actix_rt::time::sleep(wait).await;
+    }
+}
+
+/// Relay a request to `model` with fallback: leases from `router`, which also refuses a
+/// caller whose key may not use the model, and the request's record kept up to date.
 pub async fn with_fallback<T, F, Fut>(
     router: &Addr<RouterActor>,
     model: &str,
@@ -77,106 +196,278 @@ pub async fn with_fallback<T, F, Fut>(
     est_tokens: u64,
     policy: &RetryPolicy,
     ctx: &mut RequestCtx,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, ApiError>
 where
     F: FnMut(Lease) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
-    check_caller_may_use(router, model, ctx).await?;
-    let mut exclude: Vec<usize> = Vec::new();
-    let mut last_error: Option<ApiError> = None;
-    // A retry token spent for the coming attempt; given back if no route is left to try.
-    let mut spent_retry = false;
-    for n in 0..policy.max_attempts.max(1) {
-        let acquired = router
-            .send(Acquire {
-                model: model.to_string(),
-                op,
-                est_tokens,
-                exclude: exclude.clone(),
-            })
-            .await
-            .map_err(|_| ApiError::internal("the router is not running"))?;
-        let lease = match acquired {
-            Ok(lease) => lease,
-            Err(e) => {
-                if std::mem::take(&mut spent_retry) {
-                    policy.budget.refund();
-                }
-                match e {
-                    RouteError::Exhausted { .. } if last_error.is_some() => break,
-                    e => return Err(last_error.unwrap_or_else(|| e.into())),
-                }
-            }
+    let caller = ctx
+        .caller
+        .clone()
+        .map(|caller| caller as Arc<dyn ModelAccess>);
+    let acquire = |exclude: Vec<usize>| {
+        let request = Acquire {
+            model: model.to_string(),
+            op,
+            est_tokens,
+            exclude,
+            caller: caller.clone(),
         };
-        spent_retry = false;
-        ctx.record.attempts = n + 1;
-        ctx.record.model = Some(lease.model().id.clone());
-        ctx.record.model_type = Some(lease.model().model_type);
-        ctx.record.route = Some(lease.route().name.clone());
-        ctx.record.endpoint = Some(lease.endpoint().name.clone());
-        ctx.record.served_by = Some(ServedBy {
+        async move {
+            router
+                .send(request)
+                .await
+                .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
+                .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))
+        }
+    };
+    run_attempts(policy, ctx, acquire, attempt).await
+}
+
+/// A relayed request's record follows its attempts: where it was served, how long the
+/// backends took (back-off included: it is spent because a backend failed) and what failed.
+impl AttemptObserver<Lease, ApiError> for RequestCtx {
+    fn leased(&mut self, attempt: u32, lease: &Lease) {
+        let record = &mut self.record;
+        record.attempts = attempt;
+        record.model = Some(lease.model().id.clone());
+        record.model_type = Some(lease.model().model_type);
+        record.route = Some(lease.route().name.clone());
+        record.endpoint = Some(lease.endpoint().name.clone());
+        record.served_by = Some(ServedBy {
             model: lease.model().clone(),
             route_index: lease.route_index(),
         });
-        let route = lease.route_index();
-        let endpoint = lease.endpoint().name.clone();
-        let attempt_started = Instant::now();
-        let result = attempt(lease).await;
-        ctx.record.upstream_time += attempt_started.elapsed();
-        match result {
-            Attempt::Done(value) => return Ok(value),
-            Attempt::Fail(error) => {
-                ctx.record
-                    .upstream_errors
-                    .extend(UpstreamFailure::classify(&endpoint, &error));
-                return Err(error);
-            }
-            Attempt::Retry(error) => {
-                ctx.record
-                    .upstream_errors
-                    .extend(UpstreamFailure::classify(&endpoint, &error));
-                exclude.push(route);
-                last_error = Some(error);
-                if n + 1 < policy.max_attempts {
-                    if !policy.budget.try_spend() {
-                        tracing::debug!(model, "retry budget exhausted; not retrying");
-                        break;
-                    }
-                    spent_retry = true;
-                    let exp = policy.backoff_base.saturating_mul(1 << n.min(10));
-                    let wait = exp
-                        .min(policy.backoff_max)
-                        .mul_f64(0.5 + fastrand::f64() / 2.0);
-                    actix_rt::time::sleep(wait).await;
-                    // Back-off is spent because a backend failed: upstream time, not overhead.
-                    ctx.record.upstream_time += wait;
-                }
-            }
+    }
+
+    fn finished(&mut self, elapsed: Duration, failure: Option<&ApiError>) {
+        let record = &mut self.record;
+        record.upstream_time += elapsed;
+        if let (Some(error), Some(endpoint)) = (failure, &record.endpoint) {
+            record
+                .upstream_errors
+                .extend(UpstreamFailure::classify(endpoint, error));
         }
     }
-    Err(last_error.unwrap_or_else(|| ApiError::internal("no attempt was made")))
+
+    fn backing_off(&mut self, wait: Duration) {
+        self.record.upstream_time += wait;
+    }
 }
 
-/// A client key limited to some models may not use others (checked on the public id and
-/// aliases, so an alias cannot get around the list).
-async fn check_caller_may_use(
-    router: &Addr<RouterActor>,
-    model: &str,
-    ctx: &RequestCtx,
-) -> Result<(), ApiError> {
-    let Some(caller) = ctx.caller.as_ref().filter(|c| c.restricts_models()) else {
-        return Ok(());
-    };
-    let table = router
-        .send(GetTable)
-        .await
-        .map_err(|_| ApiError::internal("the router is not running"))?;
-    match table.resolve(model) {
-        // Unknown names get the Router's own 404.
-        None => Ok(()),
-        Some(entry) if caller.may_use(&entry.def) => Ok(()),
-        Some(_) => Err(crate::auth::model_not_allowed(model, caller)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+
+    struct FakeLease(usize);
+
+    impl OnRoute for FakeLease {
+        fn route_index(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// How a fake route answers.
+    #[derive(Debug, Clone, Copy)]
+    enum Route {
+        Serves,
+        /// Fails before anything reached the client: another route may be tried.
+        Fails,
+        /// Fails in a way no other route can mend.
+        Refuses,
+        /// Asking for a lease on it stops the loop (the router is going away).
+        Gone,
+    }
+    use Route::*;
+
+    #[derive(Default)]
+    struct Seen {
+        attempts: Vec<u32>,
+        failures: Vec<String>,
+        waits: Vec<Duration>,
+    }
+
+    impl AttemptObserver<FakeLease, String> for Seen {
+        fn leased(&mut self, attempt: u32, _lease: &FakeLease) {
+            self.attempts.push(attempt);
+        }
+        fn finished(&mut self, _elapsed: Duration, failure: Option<&String>) {
+            self.failures.extend(failure.cloned());
+        }
+        fn backing_off(&mut self, wait: Duration) {
+            self.waits.push(wait);
+        }
+    }
+
+    fn policy(max_attempts: u32, budget: RetryBudget) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(3),
+            budget: Arc::new(budget),
+        }
+    }
+
+    fn plenty() -> RetryBudget {
+        RetryBudget::new(1000.0, 1000.0)
+    }
+
+    struct Run {
+        result: Result<usize, String>,
+        /// The exclusion list of every lease asked for.
+        asked: Vec<Vec<usize>>,
+        seen: Seen,
+    }
+
+    /// Run the executor over fake routes, leasing the first route not excluded.
+    async fn run(routes: &[Route], policy: &RetryPolicy) -> Run {
+        let asked = RefCell::new(Vec::new());
+        let mut seen = Seen::default();
+        let acquire = |exclude: Vec<usize>| {
+            let next = (0..routes.len()).find(|r| !exclude.contains(r));
+            asked.borrow_mut().push(exclude);
+            async move {
+                match next.map(|r| (r, routes[r])) {
+                    None => Err(NoLease::NoRouteLeft("no route left".to_string())),
+                    Some((_, Gone)) => Err(NoLease::Stop("router stopped".to_string())),
+                    Some((r, _)) => Ok(FakeLease(r)),
+                }
+            }
+        };
+        let attempt = |lease: FakeLease| async move {
+            match routes[lease.0] {
+                Serves => Attempt::Done(lease.0),
+                Fails => Attempt::Retry(format!("route {} failed", lease.0)),
+                Refuses | Gone => Attempt::Fail(format!("route {} refused", lease.0)),
+            }
+        };
+        let result = run_attempts(policy, &mut seen, acquire, attempt).await;
+        Run {
+            result,
+            asked: asked.into_inner(),
+            seen,
+        }
+    }
+
+    /// Routes, max attempts, the result, and the exclusion lists of the leases asked for.
+    type Case = (
+        &'static [Route],
+        u32,
+        Result<usize, String>,
+        Vec<Vec<usize>>,
+    );
+
+    #[actix_rt::test]
+    async fn attempts_exclude_failed_routes_and_stop_at_the_limit() {
+        let ok = |r: usize| Ok(r);
+        let err = |m: &str| Err(m.to_string());
+        let cases: Vec<Case> = vec![
+            (&[Serves], 3, ok(0), vec![vec![]]),
+            (&[Fails, Serves], 3, ok(1), vec![vec![], vec![0]]),
+            (
+                &[Fails, Fails, Fails, Serves],
+                3,
+                err("route 2 failed"),
+                vec![vec![], vec![0], vec![0, 1]],
+            ),
+            (
+                &[Fails, Refuses, Serves],
+                3,
+                err("route 1 refused"),
+                vec![vec![], vec![0]],
+            ),
+            // No route left: the last failure says more than "no route left".
+            (
+                &[Fails, Fails],
+                5,
+                err("route 1 failed"),
+                vec![vec![], vec![0], vec![0, 1]],
+            ),
+            (&[], 3, err("no route left"), vec![vec![]]),
+            // A stop wins over the failures before it.
+            (
+                &[Fails, Gone],
+                3,
+                err("router stopped"),
+                vec![vec![], vec![0]],
+            ),
+            // Zero attempts configured still makes one.
+            (&[Fails, Serves], 0, err("route 0 failed"), vec![vec![]]),
+        ];
+        for (routes, max_attempts, expected, asked) in cases {
+            let run = run(routes, &policy(max_attempts, plenty())).await;
+            let label = format!("{routes:?} max {max_attempts}");
+            assert_eq!(run.result, expected, "{label}");
+            assert_eq!(run.asked, asked, "{label}");
+            let attempts = run.seen.attempts.len() as u32;
+            assert_eq!(
+                run.seen.attempts,
+                (1..=attempts).collect::<Vec<_>>(),
+                "{label}"
+            );
+            // One back-off before every lease after the first.
+            assert_eq!(run.seen.waits.len(), asked.len() - 1, "{label}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_empty_budget_stops_retries() {
+        let budget = RetryBudget::new(0.0, 1.0);
+        assert!(budget.try_spend());
+        let policy = policy(3, budget);
+        let run = run(&[Fails, Serves], &policy).await;
+        assert_eq!(run.result, Err("route 0 failed".to_string()));
+        assert_eq!(run.seen.attempts, vec![1]);
+        assert_eq!(policy.budget.denied(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_retry_with_no_route_left_gives_its_token_back() {
+        for routes in [&[Fails][..], &[Fails, Gone][..]] {
+            let policy = policy(3, RetryBudget::new(0.0, 2.0));
+            let run = run(routes, &policy).await;
+            assert!(run.result.is_err(), "{routes:?}");
+            assert_eq!(run.seen.attempts, vec![1], "{routes:?}");
+            // Both tokens are still there: the one taken for the retry came back.
+            assert!(policy.budget.try_spend(), "{routes:?}");
+            assert!(policy.budget.try_spend(), "{routes:?}");
+            assert!(!policy.budget.try_spend(), "{routes:?}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn back_off_grows_between_attempts() {
+        let run = run(&[Fails, Fails, Fails, Serves], &policy(4, plenty())).await;
+        assert_eq!(run.result, Ok(3));
+        let ms = Duration::from_millis;
+        let ceilings = [ms(1), ms(2), ms(3)];
+        assert_eq!(run.seen.waits.len(), ceilings.len());
+        for (wait, ceiling) in run.seen.waits.iter().zip(ceilings) {
+            assert!(*wait <= ceiling && *wait >= ceiling / 2, "{wait:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn back_off_is_capped_and_jittered_to_at_least_half(
+            base_ms in 0u64..2_000,
+            max_ms in 0u64..10_000,
+            failed in 0u32..100,
+        ) {
+            let policy = RetryPolicy {
+                backoff_base: Duration::from_millis(base_ms),
+                backoff_max: Duration::from_millis(max_ms),
+                ..RetryPolicy::default()
+            };
+            let doublings = failed.saturating_sub(1).min(10);
+            let ceiling = Duration::from_millis(base_ms << doublings).min(policy.backoff_max);
+            let wait = policy.backoff(failed);
+            prop_assert!(wait <= ceiling, "{wait:?} > {ceiling:?}");
+            // One nanosecond of slack for the float multiplication.
+            prop_assert!(wait + Duration::from_nanos(1) >= ceiling / 2, "{wait:?} < {ceiling:?} / 2");
+        }
     }
 }

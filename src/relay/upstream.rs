@@ -11,7 +11,7 @@ use futures_util::stream::{LocalBoxStream, StreamExt};
 use tracing::{debug, warn};
 
 use crate::api::error::{shorten, upstream_message, ApiError, ErrorKind};
-use crate::engines::AuthStyle;
+use crate::engines::attach_credentials;
 use crate::mesh::{Lease, Outcome};
 
 pub type BodyStream = LocalBoxStream<'static, Result<Bytes, PayloadError>>;
@@ -112,18 +112,13 @@ pub fn request(
         Some(connect) => super::client::with_connect_timeout(connect),
         None => client.clone(),
     };
-    let mut req = client
-        .request(method, url)
-        .timeout(timeout)
-        .insert_header(("x-request-id", fwd.request_id.as_str()));
-    if let Some((style, key)) = &lease.endpoint().auth {
-        req = match style {
-            AuthStyle::Bearer => {
-                req.insert_header(("authorization", format!("Bearer {}", key.expose())))
-            }
-            AuthStyle::ApiKeyHeader => req.insert_header(("api-key", key.expose())),
-        };
-    }
+    let mut req = attach_credentials(
+        client
+            .request(method, url)
+            .timeout(timeout)
+            .insert_header(("x-request-id", fwd.request_id.as_str())),
+        lease.endpoint().credentials(),
+    );
     for (name, value) in &fwd.attribution {
         req = req.insert_header((name.as_str(), value.as_str()));
     }

@@ -1092,6 +1092,47 @@ async fn jobs_fail_when_the_backend_loses_them_or_stops_answering() {
 }
 
 #[actix_rt::test]
+async fn submissions_fall_back_within_the_retry_budget() {
+    let mock = start_mock(json!({}));
+    let mut yaml = "models:\n  - id: vid\n    type: video\n    route:\n".to_string();
+    for name in ["a", "b", "c"] {
+        yaml.push_str(&format!(
+            "      - name: {name}\n        kind: video-engine\n        base_url: \"{}\"\n",
+            mock.url
+        ));
+    }
+    // Three attempts per job, but one retry in the replica's budget, never refilled.
+    let router = start(
+        &yaml,
+        vec![
+            ("MAX_ATTEMPTS", "3".into()),
+            ("RETRY_BUDGET_PER_SEC", "0".into()),
+            ("RETRY_BUDGET_BURST", "1".into()),
+        ],
+    )
+    .await;
+    mock_patch(&mock, json!({"fail_rate": 1.0, "fail_status": 500})).await;
+    let submissions = || async {
+        mock_stats(&mock).await["requests_by_path"]["/v1/video/generations"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // The first job spends the budget's one retry; the second may not retry at all.
+    for (job, submitted) in [(1, 2), (2, 3)] {
+        let id = create_clip(&router.url, job).await;
+        let (done, _) = wait_for(
+            &router.url,
+            &id,
+            Duration::from_secs(20),
+            status_is("failed"),
+        )
+        .await;
+        assert_eq!(done["error"]["code"], "upstream_error", "{done}");
+        assert_eq!(submissions().await, submitted, "after job {job}");
+    }
+}
+
+#[actix_rt::test]
 async fn in_flight_caps_hold_for_video_jobs() {
     // One generation at a time on this backend: the second job waits in `queued`.
     let mock = start_mock(json!({"video_mode": "sync", "video_steps": 4, "video_step_ms": 250}));

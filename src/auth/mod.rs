@@ -20,8 +20,8 @@ pub use limits::KeyLimiter;
 pub use middleware::{admin_scope, client_scope, metrics_scope, Scope};
 pub use sink::KeyUsageSink;
 
-use crate::api::error::{ApiError, ErrorKind};
 use crate::config::VarSource;
+use crate::error::{ApiError, ErrorCode};
 
 /// The auth state shared by every worker; the key store is swapped on reload.
 pub struct Auth {
@@ -149,14 +149,13 @@ fn file_mode(_path: &std::path::Path) -> Option<u32> {
 /// 403 for a key used on a model outside its list.
 pub fn model_not_allowed(model: &str, caller: &Caller) -> ApiError {
     ApiError::new(
-        ErrorKind::Forbidden,
+        ErrorCode::ModelNotAllowed,
         format!(
             "The API key `{}` may not use model `{model}`.",
             caller.key_id
         ),
     )
     .with_param("model")
-    .with_code("model_not_allowed")
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use actix::Addr;
 
 use super::budget::RetryBudget;
 use super::upstream::CallError;
-use crate::api::error::ApiError;
 use crate::engines::ApiOp;
+use crate::error::ApiError;
 use crate::mesh::{Acquire, GetTable, Lease, Outcome, RouteError, RouterActor};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 

@@ -1,8 +1,9 @@
 //! The crate's errors. [`ApiError`] is every error a client sees, in OpenAI's shape
 //! `{"error":{"message","type","param","code"}}`; its [`ErrorCode`] decides, in one table
 //! ([`ErrorCode::wire`]), the status, the `type`, the `code` string and whether a
-//! `Retry-After` header goes with it. This module sits at the bottom of the crate: it imports
-//! nothing from it, so every layer may use it.
+//! `Retry-After` header goes with it. [`ConfigError`] is one problem in the operator's
+//! configuration files. This module sits at the bottom of the crate: it imports nothing from
+//! it, so every layer may use it.
 
 use std::fmt;
 use std::time::Duration;
@@ -390,8 +391,75 @@ impl ResponseError for ApiError {
     }
 }
 
+/// One problem in the operator's configuration files. `Display` is the line the operator
+/// reads: the file, the place in it, then what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("{file}: file not found")]
+    FileNotFound { file: String },
+    #[error("{file}: invalid YAML: {reason}")]
+    InvalidYaml { file: String, reason: String },
+    /// The file's layout is wrong, or a problem names its own place in it.
+    #[error("{file}: {problem}")]
+    InFile { file: String, problem: String },
+    /// A field, by its path in the file.
+    #[error("{file}: field `{field}`: {problem}")]
+    Field {
+        file: String,
+        field: String,
+        problem: String,
+    },
+    /// A field of one model entry.
+    #[error("{file}: model `{model}` (models[{index}]), field `{field}`: {problem}")]
+    ModelField {
+        file: String,
+        model: String,
+        index: usize,
+        field: String,
+        problem: String,
+    },
+    /// One model entry as a whole.
+    #[error("{file}: model `{model}` (models[{index}]): {problem}")]
+    Model {
+        file: String,
+        model: String,
+        index: usize,
+        problem: String,
+    },
+    /// A key the schema does not have (an error unless the load is lenient); the message
+    /// names the file and place and suggests the key that was probably meant.
+    #[error("{0}")]
+    UnknownKey(String),
+    /// An environment setting that steers loading has a value it cannot take.
+    #[error("{name}={value:?}: expected {expected}")]
+    BadSetting {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl ConfigError {
+    pub fn in_file(file: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::InFile {
+            file: file.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn field(file: &str, field: impl Into<String>, problem: impl fmt::Display) -> ConfigError {
+        ConfigError::Field {
+            file: file.to_string(),
+            field: field.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashSet;
 
@@ -471,7 +539,7 @@ mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    const ALL: [ErrorCode; 52] = {
+    pub(crate) const ALL: [ErrorCode; 52] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -594,6 +662,69 @@ mod tests {
         assert!(v["error"].as_object().unwrap().contains_key("param"));
         let v = ApiError::bad_request("no", None).body();
         assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn config_errors_print_the_line_the_operator_always_read() {
+        let file = || "models.yaml".to_string();
+        let cases = [
+            (
+                ConfigError::Unreadable {
+                    file: file(),
+                    reason: "No such file or directory (os error 2)".into(),
+                },
+                "models.yaml: cannot read: No such file or directory (os error 2)",
+            ),
+            (
+                ConfigError::FileNotFound { file: file() },
+                "models.yaml: file not found",
+            ),
+            (
+                ConfigError::InvalidYaml {
+                    file: file(),
+                    reason: "bad".into(),
+                },
+                "models.yaml: invalid YAML: bad",
+            ),
+            (
+                ConfigError::in_file("models.yaml", "models[0] must be a mapping of fields"),
+                "models.yaml: models[0] must be a mapping of fields",
+            ),
+            (
+                ConfigError::field("routing.yaml", "weights.m", "invalid type"),
+                "routing.yaml: field `weights.m`: invalid type",
+            ),
+            (
+                ConfigError::ModelField {
+                    file: file(),
+                    model: "m".into(),
+                    index: 3,
+                    field: "route[0].kind".into(),
+                    problem: "must not be empty".into(),
+                },
+                "models.yaml: model `m` (models[3]), field `route[0].kind`: must not be empty",
+            ),
+            (
+                ConfigError::Model {
+                    file: file(),
+                    model: "m".into(),
+                    index: 0,
+                    problem: "has no `route` entries".into(),
+                },
+                "models.yaml: model `m` (models[0]): has no `route` entries",
+            ),
+            (
+                ConfigError::BadSetting {
+                    name: "CONFIG_LENIENT",
+                    value: "sometimes".into(),
+                    expected: "true or false",
+                },
+                r#"CONFIG_LENIENT="sometimes": expected true or false"#,
+            ),
+        ];
+        for (error, line) in cases {
+            assert_eq!(error.to_string(), line);
+        }
     }
 
     #[test]

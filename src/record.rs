@@ -313,3 +313,67 @@ pub(crate) fn test_record() -> RequestRecord {
         ..RequestRecord::placeholder(ApiOp::ChatCompletions)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::StatusCode;
+
+    /// The classification as it was when it compared code strings: a backend's 4xx passed
+    /// through, then the router's upstream codes by name, then any other 502 or 504.
+    fn by_code_string(error: &ApiError) -> Option<&'static str> {
+        const KNOWN: [&str; 8] = [
+            "upstream_timeout",
+            "upstream_unreachable",
+            "upstream_error",
+            "upstream_rate_limited",
+            "upstream_unavailable",
+            "upstream_invalid_response",
+            "upstream_response_too_large",
+            "upstream_auth_failed",
+        ];
+        let status = error.status().as_u16();
+        if matches!(error.code, ErrorCode::Backend(_)) && (400..500).contains(&status) {
+            return Some("upstream_client_error");
+        }
+        let code = error.wire_code().unwrap_or("");
+        match KNOWN.iter().find(|k| **k == code) {
+            Some(known) => Some(known),
+            None if status == 502 || status == 504 => Some("upstream_error"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn upstream_failures_are_labelled_as_when_codes_were_strings() {
+        let backend = |status, code: Option<&str>| {
+            ApiError::from_backend(status, "t".into(), code.map(str::to_string), "m")
+        };
+        let errors = crate::error::tests::ALL
+            .iter()
+            .map(|code| ApiError::new(code.clone(), "m"))
+            .chain([
+                backend(StatusCode::UNPROCESSABLE_ENTITY, None),
+                backend(StatusCode::BAD_REQUEST, Some("upstream_timeout")),
+                // A backend's error event inside a stream, with the codes backends send.
+                backend(StatusCode::BAD_GATEWAY, Some("upstream_error")),
+                backend(StatusCode::BAD_GATEWAY, Some("context_length_exceeded")),
+            ]);
+        for error in errors {
+            let new = UpstreamFailure::classify("e", &error).map(|f| f.error_type);
+            assert_eq!(new, by_code_string(&error), "{:?}", error.code);
+        }
+    }
+
+    #[test]
+    fn a_backend_cannot_pick_the_routers_label_with_its_own_code() {
+        let error = ApiError::from_backend(
+            StatusCode::BAD_GATEWAY,
+            "t".into(),
+            Some("upstream_auth_failed".into()),
+            "m",
+        );
+        let label = UpstreamFailure::classify("e", &error).map(|f| f.error_type);
+        assert_eq!(label, Some("upstream_error"));
+    }
+}

@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod engines;
+pub mod error;
 pub mod healthcheck;
 pub mod jobs;
 pub mod media;

@@ -287,7 +287,7 @@ fn check_serve(args: &ServeArgs) -> Result<(Registry, Runtime), Problems> {
         ),
         (Err(config), runtime) => (
             Problems {
-                errors: config.errors,
+                errors: config.messages(),
                 warnings: config.warnings,
             },
             runtime.err(),

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::config::ModelType;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 
 /// Token (or other unit) counts of one request.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -114,26 +115,20 @@ pub struct UpstreamFailure {
 
 impl UpstreamFailure {
     /// Sort an attempt's error: `None` when the router itself refused (bad input, …).
-    pub fn classify(
-        endpoint: &str,
-        error: &crate::api::error::ApiError,
-    ) -> Option<UpstreamFailure> {
-        use crate::api::error::ErrorKind;
-        const KNOWN: &[&str] = &[
-            "upstream_timeout",
-            "upstream_unreachable",
-            "upstream_error",
-            "upstream_rate_limited",
-            "upstream_unavailable",
-            "upstream_invalid_response",
-            "upstream_response_too_large",
-            "upstream_auth_failed",
-        ];
-        let code = error.code.as_deref().unwrap_or("");
-        let error_type = match (error.kind, KNOWN.iter().find(|k| **k == code)) {
-            (ErrorKind::Upstream(_), _) => "upstream_client_error",
-            (_, Some(known)) => known,
-            (ErrorKind::BadGateway | ErrorKind::GatewayTimeout, None) => "upstream_error",
+    pub fn classify(endpoint: &str, error: &ApiError) -> Option<UpstreamFailure> {
+        use ErrorCode as C;
+        let error_type = match &error.code {
+            C::Backend(backend) if backend.status.is_client_error() => "upstream_client_error",
+            // A backend's error event inside a stream: its own code is not a label we trust.
+            C::Backend(_) => "upstream_error",
+            C::UpstreamTimeout => "upstream_timeout",
+            C::UpstreamUnreachable => "upstream_unreachable",
+            C::UpstreamError | C::UpstreamEmptyResponse => "upstream_error",
+            C::UpstreamRateLimited => "upstream_rate_limited",
+            C::UpstreamUnavailable => "upstream_unavailable",
+            C::UpstreamInvalidResponse => "upstream_invalid_response",
+            C::UpstreamResponseTooLarge => "upstream_response_too_large",
+            C::UpstreamAuthFailed => "upstream_auth_failed",
             _ => return None,
         };
         Some(UpstreamFailure {
@@ -270,7 +265,7 @@ impl RequestCtx {
         self.record.outcome = outcome;
     }
 
-    pub fn fail(&mut self, error: &crate::api::error::ApiError) {
+    pub fn fail(&mut self, error: &ApiError) {
         let status = error.status().as_u16();
         self.record.status = status;
         self.record.outcome = if status == 429 {
@@ -279,7 +274,7 @@ impl RequestCtx {
             "error"
         };
         self.record.error = Some(error.message.clone());
-        self.record.error_code = error.code.clone();
+        self.record.error_code = error.wire_code().map(str::to_string);
     }
 }
 
@@ -316,5 +311,69 @@ pub(crate) fn test_record() -> RequestRecord {
         status: 200,
         outcome: "success",
         ..RequestRecord::placeholder(ApiOp::ChatCompletions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::StatusCode;
+
+    /// The classification as it was when it compared code strings: a backend's 4xx passed
+    /// through, then the router's upstream codes by name, then any other 502 or 504.
+    fn by_code_string(error: &ApiError) -> Option<&'static str> {
+        const KNOWN: [&str; 8] = [
+            "upstream_timeout",
+            "upstream_unreachable",
+            "upstream_error",
+            "upstream_rate_limited",
+            "upstream_unavailable",
+            "upstream_invalid_response",
+            "upstream_response_too_large",
+            "upstream_auth_failed",
+        ];
+        let status = error.status().as_u16();
+        if matches!(error.code, ErrorCode::Backend(_)) && (400..500).contains(&status) {
+            return Some("upstream_client_error");
+        }
+        let code = error.wire_code().unwrap_or("");
+        match KNOWN.iter().find(|k| **k == code) {
+            Some(known) => Some(known),
+            None if status == 502 || status == 504 => Some("upstream_error"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn upstream_failures_are_labelled_as_when_codes_were_strings() {
+        let backend = |status, code: Option<&str>| {
+            ApiError::from_backend(status, "t".into(), code.map(str::to_string), "m")
+        };
+        let errors = crate::error::tests::ALL
+            .iter()
+            .map(|code| ApiError::new(code.clone(), "m"))
+            .chain([
+                backend(StatusCode::UNPROCESSABLE_ENTITY, None),
+                backend(StatusCode::BAD_REQUEST, Some("upstream_timeout")),
+                // A backend's error event inside a stream, with the codes backends send.
+                backend(StatusCode::BAD_GATEWAY, Some("upstream_error")),
+                backend(StatusCode::BAD_GATEWAY, Some("context_length_exceeded")),
+            ]);
+        for error in errors {
+            let new = UpstreamFailure::classify("e", &error).map(|f| f.error_type);
+            assert_eq!(new, by_code_string(&error), "{:?}", error.code);
+        }
+    }
+
+    #[test]
+    fn a_backend_cannot_pick_the_routers_label_with_its_own_code() {
+        let error = ApiError::from_backend(
+            StatusCode::BAD_GATEWAY,
+            "t".into(),
+            Some("upstream_auth_failed".into()),
+            "m",
+        );
+        let label = UpstreamFailure::classify("e", &error).map(|f| f.error_type);
+        assert_eq!(label, Some("upstream_error"));
     }
 }

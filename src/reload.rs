@@ -112,7 +112,7 @@ impl ConfigActor {
                 let mut warnings = Vec::new();
                 match registry {
                     Err(e) => {
-                        errors.extend(e.errors);
+                        errors.extend(e.messages());
                         warnings.extend(e.warnings);
                     }
                     Ok(r) => warnings.extend(r.warnings),

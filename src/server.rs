@@ -109,11 +109,8 @@ pub async fn serve(
             .app_data(web::Data::new(client))
             .app_data(jobs.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                crate::api::error::ApiError::bad_request(
-                    format!("Invalid query string: {err}"),
-                    None,
-                )
-                .into()
+                crate::error::ApiError::bad_request(format!("Invalid query string: {err}"), None)
+                    .into()
             }))
             // Key checks are not here: each scope carries its own (see `crate::auth`), so they
             // apply to exactly what routing chose. Paths are canonical before routing runs.

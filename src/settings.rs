@@ -299,7 +299,7 @@ impl Settings {
         self.replica = ReplicaName::from_vars(vars);
         match Strictness::from_vars(vars) {
             Ok(strictness) => self.config_strictness = strictness,
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
         match log_format(vars) {
             Ok(format) => self.log_format = format,

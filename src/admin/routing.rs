@@ -16,9 +16,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::Observability;
-use crate::api::error::{ApiError, ErrorKind};
 use crate::api::json_response;
 use crate::config::select_route;
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{GetTable, RouteTable};
 use crate::reload::{ConfigActor, SetWeights, WeightChange};
 use crate::state::AppState;
@@ -150,11 +150,10 @@ fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool)
             .position(|m| &m.def.id == model_name || m.def.aliases.contains(model_name))
             .ok_or_else(|| {
                 ApiError::new(
-                    ErrorKind::NotFound,
+                    ErrorCode::ModelNotFound,
                     format!("No model `{model_name}` is configured."),
                 )
                 .with_param(param.clone())
-                .with_code("model_not_found")
             })?;
         let def = &table.models[model].def;
         let routes = match routes {
@@ -204,11 +203,10 @@ pub async fn put_routing(
     let (changes, persist) = parse_changes(&body, &current)?;
     if persist && obs.routing_path.is_none() {
         return Err(ApiError::new(
-            ErrorKind::Conflict,
+            ErrorCode::NoRoutingFile,
             "This router has no routing.yaml to persist to (demo mode).",
         )
-        .with_param("persist")
-        .with_code("no_routing_file"));
+        .with_param("persist"));
     }
     let mut warnings = Vec::new();
     for c in &changes {
@@ -238,11 +236,13 @@ pub async fn put_routing(
     if persist {
         if let Some(path) = &obs.routing_path {
             persist_weights(path, &changes, &current).map_err(|e| {
-                ApiError::internal(format!(
-                    "Weights applied, but writing {} failed: {e}",
-                    path.display()
-                ))
-                .with_code("persist_failed")
+                ApiError::new(
+                    ErrorCode::PersistFailed,
+                    format!(
+                        "Weights applied, but writing {} failed: {e}",
+                        path.display()
+                    ),
+                )
             })?;
         }
     }

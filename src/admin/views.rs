@@ -11,8 +11,8 @@ use sqlx::{AssertSqlSafe, Column, Row};
 
 use super::Observability;
 use crate::accounting::db::{self, Filter, GroupBy, Period};
-use crate::api::error::ApiError;
 use crate::api::json_response;
+use crate::error::ApiError;
 use crate::mesh::{GetTable, RouteTable};
 use crate::state::AppState;
 

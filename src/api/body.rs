@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::{ApiError, ErrorKind};
 use super::json_shape::{self, JsonShape, MAX_JSON_DEPTH, MAX_JSON_VALUES};
+use crate::error::{ApiError, ErrorCode};
 
 /// How long a request waits for room in the budget before it is refused with a 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
@@ -79,10 +79,9 @@ impl JsonBudget {
 
 fn budget_exhausted() -> ApiError {
     ApiError::new(
-        ErrorKind::Unavailable,
+        ErrorCode::RouterBusy,
         "The router is busy reading other large request bodies; retry shortly.",
     )
-    .with_code("router_busy")
     .with_retry_after(Duration::from_secs(1))
 }
 
@@ -129,8 +128,10 @@ pub async fn read_json(
 }
 
 pub fn invalid_json(e: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(format!("The request body is not valid JSON: {e}"), None)
-        .with_code("invalid_json")
+    ApiError::new(
+        ErrorCode::InvalidJson,
+        format!("The request body is not valid JSON: {e}"),
+    )
 }
 
 /// Read the whole body within the size limit, the body timeout and the budget, and refuse it
@@ -166,13 +167,12 @@ pub async fn read_json_body(
             Ok(next) => next,
             Err(_) => {
                 return Err(ApiError::new(
-                    ErrorKind::RequestTimeout,
+                    ErrorCode::RequestTimeout,
                     format!(
                         "The request body was not received within {} seconds.",
                         within.as_secs_f64()
                     ),
-                )
-                .with_code("request_timeout"))
+                ))
             }
         };
         let Some(chunk) = next else { break };
@@ -229,10 +229,9 @@ pub fn declared_length(req: &HttpRequest) -> Option<u64> {
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        ErrorKind::PayloadTooLarge,
+        ErrorCode::PayloadTooLarge,
         format!("The request body is larger than the limit of {limit} bytes."),
     )
-    .with_code("payload_too_large")
 }
 
 /// JSON endpoints accept `application/json` (and `+json` types), no Content-Type, and the
@@ -251,9 +250,8 @@ fn check_json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            ErrorKind::UnsupportedMediaType,
+            ErrorCode::UnsupportedMediaType,
             format!("Content-Type `{mime}` is not supported here; send application/json."),
-        )
-        .with_code("unsupported_media_type"))
+        ))
     }
 }

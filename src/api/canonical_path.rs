@@ -22,7 +22,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::ResponseError;
 
-use super::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Why `path` (the raw path of the request target, without the query) is not canonical.
 pub fn non_canonical_reason(path: &str) -> Option<&'static str> {
@@ -88,11 +88,10 @@ pub async fn middleware<B: MessageBody + 'static>(
             .await
             .map(ServiceResponse::map_into_left_body),
         Some(reason) => {
-            let error = ApiError::bad_request(
+            let error = ApiError::new(
+                ErrorCode::InvalidPath,
                 format!("The request path is not in canonical form: it contains {reason}."),
-                None,
-            )
-            .with_code("invalid_path");
+            );
             let response = error.error_response();
             Ok(req.into_response(response).map_into_right_body())
         }

@@ -6,9 +6,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
 use super::json_response;
 use crate::catalogue::{self, Category, Engine, Entry};
+use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 pub struct CatalogueQuery {

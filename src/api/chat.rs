@@ -11,10 +11,10 @@ use tracing::debug;
 
 use super::body::{read_json_body, JsonBody};
 use super::chat_request::{self, ChatBody};
-use super::error::ApiError;
 use super::{forwarded, json_bytes_response, new_ctx};
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 use crate::record::Usage;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
@@ -58,11 +58,11 @@ fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
     };
     for (used, modality) in [(facts.uses_image, "image"), (facts.uses_audio, "audio")] {
         if used && !accepts(modality) {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedModality,
                 format!("Model `{}` does not accept {modality} input.", def.id),
-                Some("messages"),
             )
-            .with_code("unsupported_modality"));
+            .with_param("messages"));
         }
     }
     Ok(())

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 
 use super::body::invalid_json;
 use super::chat::ChatFacts;
-use super::error::ApiError;
 use super::raw_json::{self, for_each_element, pick_fields, shape, ElementError, Shape};
+use crate::error::{ApiError, ErrorCode};
 use crate::relay::spliced::SplicedBody;
 
 /// Most distinct top-level members a chat body may have (OpenAI's API has about forty; a
@@ -55,11 +55,10 @@ fn top_level_fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
         .and_then(|fields| de.end().map(|()| fields));
     fields.map_err(|e| match e.classify() {
         // Keys are strings and values raw, so only the field cap is a data error.
-        Category::Data => ApiError::bad_request(
+        Category::Data => ApiError::new(
+            ErrorCode::JsonTooComplex,
             format!("The request body has more than {MAX_TOP_LEVEL_FIELDS} top-level fields."),
-            None,
-        )
-        .with_code("json_too_complex"),
+        ),
         _ => invalid_json(&e),
     })
 }

@@ -3,9 +3,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
 use super::{forwarded, json_bytes_response, new_ctx};
 use crate::engines::ApiOp;
+use crate::error::ApiError;
 use crate::record::Usage;
 use crate::state::AppState;
 

@@ -3,7 +3,7 @@
 //! (`[1,1,…]` is two bytes a value in the body and about a hundred in a `serde_json::Value`),
 //! so the value count, not the byte count, is what bounds a parse.
 
-use super::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Deepest nesting accepted. JSON schemas in `tools` and `response_format` stay far below;
 /// kept under serde_json's own recursion limit (128) so every endpoint refuses the same way.
@@ -66,7 +66,7 @@ pub fn measure(bytes: &[u8], max_depth: usize, max_values: usize) -> Result<Json
 }
 
 fn too_complex(message: String) -> ApiError {
-    ApiError::bad_request(message, None).with_code("json_too_complex")
+    ApiError::new(ErrorCode::JsonTooComplex, message)
 }
 
 #[cfg(test)]
@@ -100,7 +100,7 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
         let err = measure(deep.as_bytes(), MAX_JSON_DEPTH, MAX_JSON_VALUES).unwrap_err();
         assert_eq!(err.status().as_u16(), 400);
-        assert_eq!(err.code.as_deref(), Some("json_too_complex"));
+        assert_eq!(err.code, ErrorCode::JsonTooComplex);
         let at_cap = format!("{}{}", "[".repeat(64), "]".repeat(64));
         assert!(measure(at_cap.as_bytes(), MAX_JSON_DEPTH, MAX_JSON_VALUES).is_ok());
         let wide = format!("[{}1]", "1,".repeat(10));

@@ -6,7 +6,6 @@ pub mod catalogue;
 pub mod chat;
 pub mod chat_request;
 pub mod embeddings;
-pub mod error;
 pub mod health;
 pub mod images;
 pub mod json_shape;
@@ -22,9 +21,9 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
-use self::error::{ApiError, ErrorKind};
 use self::request_id::RequestId;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 use crate::record::RequestCtx;
 use crate::relay::Forwarded;
 use crate::state::AppState;
@@ -105,19 +104,17 @@ where
 
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorKind::NotFound,
+        ErrorCode::UnknownUrl,
         format!("Unknown path {} {}.", req.method(), req.path()),
-    )
-    .with_code("unknown_url"))
+    ))
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
     let mut resp = ApiError::new(
-        ErrorKind::MethodNotAllowed,
+        ErrorCode::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),
     )
-    .with_code("method_not_allowed")
     .error_response();
     // RFC 9110: a 405 lists the methods the resource has.
     resp.headers_mut().insert(

@@ -4,9 +4,9 @@
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
 use super::json_response;
 use crate::config::{ModelDef, ModelType};
+use crate::error::ApiError;
 use crate::mesh::{Health, ModelEntry, RouteTable};
 use crate::state::AppState;
 

@@ -6,12 +6,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
 use super::{forwarded, new_ctx};
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::Outcome;
 use crate::relay::bytes_stream::{AudioMeter, ByteRelay};
+use crate::relay::error_body::upstream_message;
 use crate::relay::upstream::{post_json, read_error_body, MAX_ERROR_BODY};
 use crate::relay::{with_fallback, Attempt};
 use crate::state::AppState;
@@ -65,11 +66,11 @@ pub fn validate(obj: &Map<String, Value>) -> Result<SpeechFacts, ApiError> {
         }
     };
     if input_chars > MAX_INPUT_CHARS {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            ErrorCode::StringAboveMaxLength,
             format!("`input` is longer than {MAX_INPUT_CHARS} characters."),
-            Some("input"),
         )
-        .with_code("string_above_max_length"));
+        .with_param("input"));
     }
     let voice = match obj.get("voice") {
         Some(Value::String(v)) if !v.is_empty() => Some(v.clone()),
@@ -143,15 +144,15 @@ fn check_voice(def: &ModelDef, voice: Option<&str>) -> Result<(), ApiError> {
     if voices.is_empty() || voices.iter().any(|v| v.eq_ignore_ascii_case(voice)) {
         return Ok(());
     }
-    Err(ApiError::bad_request(
+    Err(ApiError::new(
+        ErrorCode::UnsupportedVoice,
         format!(
             "Model `{}` has no voice `{voice}`; it offers {}.",
             def.id,
             voices.join(", ")
         ),
-        Some("voice"),
     )
-    .with_code("unsupported_voice"))
+    .with_param("voice"))
 }
 
 pub async fn speech(
@@ -213,18 +214,16 @@ pub async fn speech(
                         // A 200 JSON answer to a speech request is an error in disguise.
                         let body =
                             read_error_body(&mut upstream.body, MAX_ERROR_BODY, limits.idle).await;
-                        let (message, _, _) =
-                            super::error::upstream_message(&body.bytes, lease.redactor());
+                        let (message, _, _) = upstream_message(&body.bytes, lease.redactor());
                         lease.finish(Outcome::Failure);
                         return Attempt::Retry(
                             ApiError::new(
-                                super::error::ErrorKind::BadGateway,
+                                ErrorCode::UpstreamInvalidResponse,
                                 format!(
                                     "The backend for model `{}` answered JSON instead of audio: {message}",
                                     lease.model().id
                                 ),
-                            )
-                            .with_code("upstream_invalid_response"),
+                            ),
                         );
                     }
                     let meter = (!facts_ref.sse).then(|| AudioMeter::new(facts_ref.format == "pcm"));

@@ -11,12 +11,13 @@ use awc::error::SendRequestError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorKind};
 use super::{forwarded, new_ctx};
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::relay::bytes_stream::ByteRelay;
+use crate::relay::error_body::upstream_message;
 use crate::relay::multipart::{FormLimits, FormReader, Part, TextField, UploadError};
 use crate::relay::upload::{send_live, spool_rest, LiveUpload, SendResult, SpooledUpload};
 use crate::relay::upstream::{classify, read_body, request};
@@ -244,10 +245,9 @@ async fn run(
                         lease.finish(Outcome::Canceled);
                         Attempt::Fail(
                             ApiError::new(
-                                ErrorKind::BadGateway,
+                                ErrorCode::UpstreamError,
                                 "The upload was streamed to a backend that failed and cannot be sent again.",
-                            )
-                            .with_code("upstream_error"),
+                            ),
                         )
                     }
                 }
@@ -302,19 +302,16 @@ async fn answer(
             Err(_) => Some("returned invalid JSON".to_string()),
             Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => Some(format!(
                 "reported an error: {}",
-                super::error::upstream_message(&bytes, lease.redactor()).0
+                upstream_message(&bytes, lease.redactor()).0
             )),
             Ok(_) => None,
         };
         if let Some(problem) = problem {
             lease.finish(Outcome::Failure);
-            return Attempt::Retry(
-                ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!("The backend for model `{model}` {problem}."),
-                )
-                .with_code("upstream_invalid_response"),
-            );
+            return Attempt::Retry(ApiError::new(
+                ErrorCode::UpstreamInvalidResponse,
+                format!("The backend for model `{model}` {problem}."),
+            ));
         }
         lease.finish(Outcome::Success);
         return Attempt::Done(Reply::Json(bytes));
@@ -410,12 +407,11 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let mime = req.content_type().to_ascii_lowercase();
     if mime != "multipart/form-data" {
         return Err(ApiError::new(
-            ErrorKind::UnsupportedMediaType,
+            ErrorCode::UnsupportedMediaType,
             format!(
                 "Content-Type `{mime}` is not supported here; send multipart/form-data with `file` and `model`."
             ),
-        )
-        .with_code("unsupported_media_type"));
+        ));
     }
     Ok(())
 }

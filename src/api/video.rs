@@ -19,13 +19,14 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::error::{wrong_endpoint, ApiError, ErrorKind};
 use super::new_ctx;
 use crate::auth::Caller;
 use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
 use crate::jobs::content::{parse_range, read_range, ByteRange};
 use crate::jobs::store::{Canceled, CapReached, Inserted, JobRow, NewJob, UnfinishedCaps};
 use crate::jobs::{job_object, now_ms, visible_status, JobCanceled, JobCreated, JobStatus, Jobs};
+use crate::mesh::wrong_endpoint;
 use crate::mesh::{CapacityReason, Health, RouteError};
 use crate::state::AppState;
 
@@ -176,10 +177,9 @@ fn api_prefix(req: &HttpRequest) -> &'static str {
 fn store_error(e: sqlx::Error) -> ApiError {
     tracing::error!(error = %e, "video job store failed");
     ApiError::new(
-        ErrorKind::Unavailable,
+        ErrorCode::JobStoreUnavailable,
         "The video job store is unavailable; retry shortly.",
     )
-    .with_code("job_store_unavailable")
     .with_retry_after(Duration::from_secs(5))
 }
 
@@ -196,18 +196,16 @@ fn too_many_unfinished(cap: CapReached) -> ApiError {
             "The router already holds {n} unfinished video generation jobs, the most allowed; retry later."
         ),
     };
-    ApiError::new(ErrorKind::RateLimited, message)
-        .with_code("too_many_unfinished_jobs")
+    ApiError::new(ErrorCode::TooManyUnfinishedJobs, message)
         .with_retry_after(UNFINISHED_CAP_RETRY_AFTER)
 }
 
 fn job_not_found(id: &str) -> ApiError {
     ApiError::new(
-        ErrorKind::NotFound,
+        ErrorCode::VideoNotFound,
         format!("No video generation job `{id}`."),
     )
     .with_param("id")
-    .with_code("video_not_found")
 }
 
 /// The client key of the request, when keys are configured.
@@ -325,11 +323,11 @@ pub async fn create(
             if let Err(Refusal::NotPublic(target)) =
                 check_callback(url, jobs.settings.webhook_allow_private).await
             {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
+                    ErrorCode::CallbackUrlNotAllowed,
                     format!("`callback_url` leads to {target}, a loopback, private or link-local address."),
-                    Some("callback_url"),
                 )
-                .with_code("callback_url_not_allowed"));
+                .with_param("callback_url"));
             }
         }
         let who = caller(&req);
@@ -470,13 +468,12 @@ pub async fn cancel(
             Ok(HttpResponse::Ok().json(job_object(&row, api_prefix(&req), now_ms())))
         }
         Canceled::AlreadyFinished(row) => Err(ApiError::new(
-            ErrorKind::Conflict,
+            ErrorCode::VideoNotCancelable,
             format!(
                 "Video generation job `{id}` has already ended ({}); it cannot be canceled.",
                 visible_status(&row, now_ms()).as_str()
             ),
-        )
-        .with_code("video_not_cancelable")),
+        )),
         Canceled::NotFound => Err(job_not_found(&id)),
     }
 }
@@ -490,13 +487,12 @@ pub async fn delete(
     let row = visible_job(&req, &jobs, &id).await?;
     if !row.status.is_terminal() {
         return Err(ApiError::new(
-            ErrorKind::Conflict,
+            ErrorCode::VideoNotDeletable,
             format!(
                 "Video generation job `{id}` is {}; cancel it before deleting it.",
                 row.status.as_str()
             ),
-        )
-        .with_code("video_not_deletable"));
+        ));
     }
     match jobs.store.delete_finished(&id).await.map_err(store_error)? {
         Some(deleted) => {
@@ -520,23 +516,21 @@ pub async fn content(
     let row = visible_job(&req, &jobs, &id).await?;
     let gone = || {
         ApiError::new(
-            ErrorKind::Gone,
+            ErrorCode::VideoExpired,
             format!("The video of job `{id}` has expired and was deleted."),
         )
-        .with_code("video_expired")
     };
     match visible_status(&row, now_ms()) {
         JobStatus::Completed => {}
         JobStatus::Expired => return Err(gone()),
         other => {
             return Err(ApiError::new(
-                ErrorKind::Conflict,
+                ErrorCode::VideoNotReady,
                 format!(
                 "Video generation job `{id}` is {}; its content is available once it is completed.",
                 other.as_str()
             ),
-            )
-            .with_code("video_not_ready"))
+            ))
         }
     }
     let Some(name) = row.content_path.as_deref() else {
@@ -569,10 +563,9 @@ pub async fn content(
         }
         ByteRange::Unsatisfiable => {
             let e = ApiError::new(
-                ErrorKind::Upstream(416),
+                ErrorCode::RangeNotSatisfiable,
                 format!("The requested range is outside the video's {len} bytes."),
-            )
-            .with_code("range_not_satisfiable");
+            );
             return Ok(HttpResponse::RangeNotSatisfiable()
                 .insert_header(("content-range", format!("bytes */{len}")))
                 .json(e.body()));

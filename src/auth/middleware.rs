@@ -16,7 +16,7 @@ use actix_web::{web, HttpMessage, ResponseError};
 
 use super::keys::{Caller, Lookup};
 use super::Auth;
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -74,7 +74,7 @@ async fn enforce<B: MessageBody + 'static>(
         }
         Err(error) => {
             let mut response = error.error_response();
-            if error.kind == ErrorKind::Unauthorized {
+            if error.code == ErrorCode::InvalidApiKey {
                 response.headers_mut().insert(
                     actix_web::http::header::WWW_AUTHENTICATE,
                     actix_web::http::header::HeaderValue::from_static("Bearer"),
@@ -111,13 +111,12 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
             };
             if let Err(wait) = auth.limiter.admit(&caller, Instant::now()) {
                 return Err(ApiError::new(
-                    ErrorKind::RateLimited,
+                    ErrorCode::RateLimitExceeded,
                     format!(
                         "Rate limit reached for API key `{}`. Retry after the indicated time.",
                         caller.key_id
                     ),
                 )
-                .with_code("rate_limit_exceeded")
                 .with_retry_after(wait));
             }
             Ok(Some(caller))
@@ -125,20 +124,18 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
         Scope::Admin => {
             if !store.has_admin_keys() {
                 return Err(ApiError::new(
-                    ErrorKind::Forbidden,
+                    ErrorCode::AdminDisabled,
                     "The admin API is disabled: no ADMIN_API_KEY is configured.",
-                )
-                .with_code("admin_disabled"));
+                ));
             }
             match (presented, caller) {
                 (None, _) => Err(missing_key()),
                 (Some(_), None) => Err(wrong_key()),
                 (Some(_), Some(c)) if c.admin => Ok(Some(c)),
                 (Some(_), Some(_)) => Err(ApiError::new(
-                    ErrorKind::Forbidden,
+                    ErrorCode::AdminKeyRequired,
                     "This endpoint needs an admin key; client keys may only use /v1.",
-                )
-                .with_code("admin_key_required")),
+                )),
             }
         }
     }
@@ -159,15 +156,13 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 
 fn missing_key() -> ApiError {
     ApiError::new(
-        ErrorKind::Unauthorized,
+        ErrorCode::InvalidApiKey,
         "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
     )
-    .with_code("invalid_api_key")
 }
 
 fn wrong_key() -> ApiError {
-    ApiError::new(ErrorKind::Unauthorized, "Incorrect API key provided.")
-        .with_code("invalid_api_key")
+    ApiError::new(ErrorCode::InvalidApiKey, "Incorrect API key provided.")
 }
 
 #[cfg(test)]

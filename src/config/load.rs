@@ -17,6 +17,7 @@ use super::{
     VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
+use crate::error::ConfigError;
 
 /// Where to read from and how to resolve `${VAR}`s.
 pub struct LoadOptions<'a> {
@@ -30,24 +31,17 @@ pub struct LoadOptions<'a> {
 /// Load and validate models.yaml (+ routing.yaml) from disk.
 pub fn load(opts: &LoadOptions<'_>) -> Result<Registry, ConfigErrors> {
     let label = opts.models_path.display().to_string();
-    let text = std::fs::read_to_string(opts.models_path).map_err(|e| ConfigErrors {
-        errors: vec![format!("{label}: cannot read: {e}")],
-        warnings: vec![],
-    })?;
+    let text = std::fs::read_to_string(opts.models_path).map_err(|e| unreadable(&label, &e))?;
     let routing = match opts.routing_path {
         Some(path) if path.exists() => {
             let rlabel = path.display().to_string();
-            let rtext = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-                errors: vec![format!("{rlabel}: cannot read: {e}")],
-                warnings: vec![],
-            })?;
+            let rtext = std::fs::read_to_string(path).map_err(|e| unreadable(&rlabel, &e))?;
             Some((rlabel, rtext))
         }
         Some(path) if opts.routing_required => {
-            return Err(ConfigErrors {
-                errors: vec![format!("{}: file not found", path.display())],
-                warnings: vec![],
-            })
+            return Err(ConfigErrors::one(ConfigError::FileNotFound {
+                file: path.display().to_string(),
+            }))
         }
         _ => None,
     };
@@ -57,6 +51,13 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Registry, ConfigErrors> {
         routing.as_ref().map(|(l, t)| (l.as_str(), t.as_str())),
         opts.vars,
     )
+}
+
+fn unreadable(file: &str, e: &std::io::Error) -> ConfigErrors {
+    ConfigErrors::one(ConfigError::Unreadable {
+        file: file.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Load from text (tests and hot reload use this directly).
@@ -111,7 +112,10 @@ fn parse_models(
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            out.errors.push(format!("{label}: invalid YAML: {e}"));
+            out.errors.push(ConfigError::InvalidYaml {
+                file: label.to_string(),
+                reason: e.to_string(),
+            });
             return vec![];
         }
     };
@@ -128,8 +132,10 @@ fn parse_models(
                     vec![]
                 }
                 Some(_) => {
-                    out.errors
-                        .push(format!("{label}: `models` must be a list of model entries"));
+                    out.errors.push(ConfigError::in_file(
+                        label,
+                        "`models` must be a list of model entries",
+                    ));
                     vec![]
                 }
             }
@@ -139,8 +145,9 @@ fn parse_models(
             vec![]
         }
         _ => {
-            out.errors.push(format!(
-                "{label}: expected a mapping with a `models:` list (or a bare list of models)"
+            out.errors.push(ConfigError::in_file(
+                label,
+                "expected a mapping with a `models:` list (or a bare list of models)",
             ));
             vec![]
         }
@@ -164,17 +171,22 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
-    fn at(&self, field: &str, msg: impl std::fmt::Display) -> String {
-        format!(
-            "{}: model `{}` (models[{}]), field `{}`: {}",
-            self.label, self.id, self.index, field, msg
-        )
+    fn at(&self, field: &str, msg: impl std::fmt::Display) -> ConfigError {
+        ConfigError::ModelField {
+            file: self.label.to_string(),
+            model: self.id.clone(),
+            index: self.index,
+            field: field.to_string(),
+            problem: msg.to_string(),
+        }
     }
-    fn whole(&self, msg: impl std::fmt::Display) -> String {
-        format!(
-            "{}: model `{}` (models[{}]): {}",
-            self.label, self.id, self.index, msg
-        )
+    fn whole(&self, msg: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Model {
+            file: self.label.to_string(),
+            model: self.id.clone(),
+            index: self.index,
+            problem: msg.to_string(),
+        }
     }
     /// Report the unknown keys of the mapping at `field` (`""` = the model itself), e.g.
     /// "unknown key `rpn` in models[3].route[0] (model `x`); did you mean `rpm`?".
@@ -214,8 +226,9 @@ fn parse_model(
         strictness,
     };
     let Some(map) = item.as_mapping_mut() else {
-        out.errors.push(format!(
-            "{label}: models[{index}] must be a mapping of fields"
+        out.errors.push(ConfigError::in_file(
+            label,
+            format!("models[{index}] must be a mapping of fields"),
         ));
         return None;
     };
@@ -235,10 +248,14 @@ fn parse_model(
             if weight_of(route) == Some(0.0) {
                 let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
                 let reason = format!("environment variable {} not set", names.join(", "));
-                out.warnings.push(place.at(
-                    &missing[0].field,
-                    format!("{reason}; route kept disabled because its weight is 0"),
-                ));
+                out.warnings.push(
+                    place
+                        .at(
+                            &missing[0].field,
+                            format!("{reason}; route kept disabled because its weight is 0"),
+                        )
+                        .to_string(),
+                );
                 disabled[j] = Some(reason);
             } else {
                 for m in missing {
@@ -327,7 +344,7 @@ fn build_model(
     inherited_missing: &HashMap<String, String>,
     vars: &dyn VarSource,
     out: &mut ConfigErrors,
-) -> Result<ModelDef, Vec<String>> {
+) -> Result<ModelDef, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let id = raw.id.trim().to_string();
     if id.is_empty() || id.chars().any(char::is_whitespace) {
@@ -424,10 +441,16 @@ fn build_model(
             if let Some(var) = inherited(f) {
                 let reason = format!("environment variable {var} not set");
                 if weight == 0.0 {
-                    out.warnings.push(place.at(
-                        f,
-                        format!("{reason}; route {j} kept disabled because its weight is 0"),
-                    ));
+                    out.warnings.push(
+                        place
+                            .at(
+                                f,
+                                format!(
+                                    "{reason}; route {j} kept disabled because its weight is 0"
+                                ),
+                            )
+                            .to_string(),
+                    );
                     disabled_reason.get_or_insert(reason);
                 } else {
                     errors.push(place.at(f, format!("environment variable {var} is not set")));
@@ -445,7 +468,8 @@ fn build_model(
             Some(url) => match BaseUrl::parse(url) {
                 Ok(b) => Some(b),
                 Err(e) if disabled_reason.is_some() => {
-                    out.warnings.push(place.at(&field("base_url"), &e));
+                    out.warnings
+                        .push(place.at(&field("base_url"), &e).to_string());
                     None
                 }
                 Err(e) => {
@@ -493,10 +517,14 @@ fn build_model(
             });
         if !r.discover.unwrap_or(false) && (r.discover_prefix.is_some() || r.discover_map.is_some())
         {
-            out.warnings.push(place.at(
-                &field("discover_prefix"),
-                "discover_prefix/discover_map have no effect without `discover: true`",
-            ));
+            out.warnings.push(
+                place
+                    .at(
+                        &field("discover_prefix"),
+                        "discover_prefix/discover_map have no effect without `discover: true`",
+                    )
+                    .to_string(),
+            );
         }
         let auth = match r
             .auth_header
@@ -685,7 +713,7 @@ fn env_limit(
         })
 }
 
-fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<String>) {
+fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<ConfigError>) {
     let mut seen: HashMap<&str, String> = HashMap::new();
     for (i, model) in models.iter().enumerate() {
         let here = |what: &str| format!("{what} of model `{}` ({label} models[{i}])", model.id);
@@ -694,8 +722,9 @@ fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<String>
         {
             let place = here(what);
             if let Some(first) = seen.get(name) {
-                errors.push(format!(
-                    "{label}: duplicate model name `{name}`: {place} collides with the {first}"
+                errors.push(ConfigError::in_file(
+                    label,
+                    format!("duplicate model name `{name}`: {place} collides with the {first}"),
                 ));
             } else {
                 seen.insert(name, place);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
+use crate::error::ConfigError;
 
 #[cfg(test)]
 pub use env::test_vars;
@@ -355,8 +356,23 @@ impl Registry {
 /// Every problem found while loading, so an operator fixes them in one pass.
 #[derive(Debug, Default)]
 pub struct ConfigErrors {
-    pub errors: Vec<String>,
+    pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
+}
+
+impl ConfigErrors {
+    /// One error, no warnings.
+    pub fn one(error: ConfigError) -> ConfigErrors {
+        ConfigErrors {
+            errors: vec![error],
+            warnings: vec![],
+        }
+    }
+
+    /// Each error as the line the operator reads.
+    pub fn messages(&self) -> Vec<String> {
+        self.errors.iter().map(ToString::to_string).collect()
+    }
 }
 
 impl fmt::Display for ConfigErrors {

@@ -23,6 +23,7 @@ use super::lenient;
 use super::strict::{place_in, Strictness};
 use super::{ConfigErrors, ModelDef, Registry};
 use crate::engines::normalize_base_url;
+use crate::error::ConfigError;
 
 /// Route selector → weight, per model id.
 pub type WeightOverrides = BTreeMap<String, BTreeMap<String, f64>>;
@@ -94,9 +95,13 @@ impl RoutingFile {
         label: &str,
         text: &str,
         vars: &dyn VarSource,
-    ) -> Result<RoutingFile, Vec<String>> {
-        let mut doc: Value =
-            serde_yaml::from_str(text).map_err(|e| vec![format!("{label}: invalid YAML: {e}")])?;
+    ) -> Result<RoutingFile, Vec<ConfigError>> {
+        let mut doc: Value = serde_yaml::from_str(text).map_err(|e| {
+            vec![ConfigError::InvalidYaml {
+                file: label.to_string(),
+                reason: e.to_string(),
+            }]
+        })?;
         if doc.is_null() {
             return Ok(RoutingFile::default());
         }
@@ -105,15 +110,13 @@ impl RoutingFile {
             return Err(missing
                 .into_iter()
                 .map(|m| {
-                    format!(
-                        "{label}: field `{}`: environment variable {} is not set",
-                        m.field, m.var
-                    )
+                    let problem = format!("environment variable {} is not set", m.var);
+                    ConfigError::field(label, m.field, problem)
                 })
                 .collect());
         }
         serde_path_to_error::deserialize(doc)
-            .map_err(|e| vec![format!("{label}: field `{}`: {}", e.path(), e.inner())])
+            .map_err(|e| vec![ConfigError::field(label, e.path().to_string(), e.inner())])
     }
 
     /// Apply to a freshly loaded registry; problems go to `out`.
@@ -132,8 +135,9 @@ impl RoutingFile {
         }
         if let Some(strategy) = &self.routing_strategy {
             if strategy != "fixed" {
-                out.errors.push(format!(
-                    "{label}: routing_strategy {strategy:?} is not supported (only `fixed`)"
+                out.errors.push(ConfigError::in_file(
+                    label,
+                    format!("routing_strategy {strategy:?} is not supported (only `fixed`)"),
                 ));
             } else {
                 self.apply_fixed(label, registry, out);
@@ -149,16 +153,18 @@ impl RoutingFile {
             for (selector, weight) in routes {
                 let w = weight.0;
                 if !w.is_finite() || w < 0.0 {
-                    out.errors.push(format!(
-                        "{label}: weights.{model_id}.{selector}: must be a number >= 0"
+                    out.errors.push(ConfigError::in_file(
+                        label,
+                        format!("weights.{model_id}.{selector}: must be a number >= 0"),
                     ));
                     continue;
                 }
                 match select_route(model, selector) {
                     Ok(j) => model.routes[j].weight = w,
-                    Err(msg) => out
-                        .errors
-                        .push(format!("{label}: weights.{model_id}.{selector}: {msg}")),
+                    Err(msg) => out.errors.push(ConfigError::in_file(
+                        label,
+                        format!("weights.{model_id}.{selector}: {msg}"),
+                    )),
                 }
             }
         }
@@ -201,8 +207,9 @@ impl RoutingFile {
             .and_then(|p| p.local_fraction)
             .unwrap_or(1.0);
         if !(0.0..=1.0).contains(&fraction) {
-            out.errors.push(format!(
-                "{label}: routing_parameter.local_fraction must be between 0 and 1"
+            out.errors.push(ConfigError::in_file(
+                label,
+                "routing_parameter.local_fraction must be between 0 and 1",
             ));
             return;
         }

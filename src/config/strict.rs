@@ -6,6 +6,7 @@
 
 use super::lenient::bool_word;
 use super::{ConfigErrors, VarSource};
+use crate::error::ConfigError;
 
 /// What an unknown key in `models.yaml` or `routing.yaml` is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,14 +21,18 @@ pub enum Strictness {
 impl Strictness {
     /// `CONFIG_LENIENT` (set by `--lenient` too); anything but a boolean is an error, so a
     /// misspelt value cannot quietly pick a mode.
-    pub fn from_vars(vars: &dyn VarSource) -> Result<Strictness, String> {
+    pub fn from_vars(vars: &dyn VarSource) -> Result<Strictness, ConfigError> {
         let Some(raw) = vars.get("CONFIG_LENIENT") else {
             return Ok(Strictness::Strict);
         };
         match bool_word(&raw) {
             Some(true) => Ok(Strictness::Lenient),
             Some(false) => Ok(Strictness::Strict),
-            None => Err(format!("CONFIG_LENIENT={raw:?}: expected true or false")),
+            None => Err(ConfigError::BadSetting {
+                name: "CONFIG_LENIENT",
+                value: raw,
+                expected: "true or false",
+            }),
         }
     }
 
@@ -43,7 +48,7 @@ impl Strictness {
         for key in keys {
             let message = unknown_key_message(file, place, key, known);
             match self {
-                Strictness::Strict => out.errors.push(message),
+                Strictness::Strict => out.errors.push(ConfigError::UnknownKey(message)),
                 Strictness::Lenient => out
                     .warnings
                     .push(format!("{message} (ignored: lenient mode)")),
@@ -191,6 +196,9 @@ mod tests {
         assert_eq!(mode("true"), Ok(Strictness::Lenient));
         assert_eq!(mode(" Yes "), Ok(Strictness::Lenient));
         assert_eq!(mode("0"), Ok(Strictness::Strict));
-        assert!(mode("maybe").unwrap_err().contains("CONFIG_LENIENT"));
+        assert!(mode("maybe")
+            .unwrap_err()
+            .to_string()
+            .contains("CONFIG_LENIENT"));
     }
 }

@@ -180,7 +180,7 @@ mod tests {
         let bad = "models:\n  - id: v\n    type: video\n    route:\n      - kind: video-engine\n        base_url: http://127.0.0.1:9\n        video_mode: whenever\n";
         let errs = crate::config::load_str("t", bad, None, &vars).unwrap_err();
         assert!(
-            errs.errors.iter().any(|e| e.contains("video_mode")),
+            errs.messages().iter().any(|e| e.contains("video_mode")),
             "{errs}"
         );
     }

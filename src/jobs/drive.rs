@@ -25,11 +25,12 @@ use super::content::save;
 use super::runner::Shared;
 use super::store::{JobRow, StoredContent};
 use super::{now_ms, JobStatus};
-use crate::api::error::{shorten, ApiError};
 use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
+use crate::error::ApiError;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
+use crate::relay::error_body::shorten;
 use crate::relay::fallback::{run_attempts, Attempt, NoLease};
 use crate::relay::redact::Redactor;
 use crate::relay::upstream::{
@@ -222,7 +223,7 @@ async fn lease_for_submission(
             }
             Ok(Err(other)) => {
                 let e = ApiError::from(other);
-                let code = e.code.unwrap_or_else(|| "model_unavailable".into());
+                let code = e.wire_code().unwrap_or("model_unavailable").to_string();
                 return Err(NoLease::Stop(NotSubmitted::failed(code, e.message)));
             }
         }
@@ -305,7 +306,7 @@ async fn call_submit(
         Err(CallError::Retryable { outcome, error }) => {
             lease.finish(outcome);
             return Submitted::Retry {
-                code: error.code.unwrap_or_else(|| "upstream_error".into()),
+                code: error.wire_code().unwrap_or("upstream_error").to_string(),
                 message: error.message,
             };
         }
@@ -313,14 +314,14 @@ async fn call_submit(
         Err(CallError::Local { error }) => {
             lease.finish(Outcome::LocalFailure);
             return Submitted::Retry {
-                code: error.code.unwrap_or_else(|| "router_overloaded".into()),
+                code: error.wire_code().unwrap_or("router_overloaded").to_string(),
                 message: error.message,
             };
         }
         Err(CallError::Fatal { outcome, error }) => {
             lease.finish(outcome);
             return Submitted::Fatal {
-                code: error.code.unwrap_or_else(|| "invalid_request".into()),
+                code: error.wire_code().unwrap_or("invalid_request").to_string(),
                 message: format!("The backend refused the job: {}", error.message),
             };
         }

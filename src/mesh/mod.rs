@@ -5,6 +5,7 @@
 mod backend;
 mod bucket;
 mod circuit;
+mod client_error;
 mod endpoint;
 mod lease;
 mod router;
@@ -13,6 +14,7 @@ mod table;
 pub use backend::{BackendActor, Outcome, ProbeSettings};
 pub use bucket::TokenBucket;
 pub use circuit::{CircuitBreaker, CircuitState, OpenReason};
+pub use client_error::wrong_endpoint;
 pub use endpoint::{CircuitSettings, Endpoint, EndpointSnapshot, Health};
 pub use lease::Lease;
 pub use router::{

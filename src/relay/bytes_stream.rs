@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::upstream::BodyStream;
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::RequestCtx;
 
@@ -151,25 +151,23 @@ impl ByteRelay {
     /// route may be tried; the lease records the failure.
     pub async fn prime(&mut self) -> Result<(), ApiError> {
         let model = self.lease.model().id.clone();
-        let fail = |relay: &mut ByteRelay, kind, code: &str, what: &str| {
+        let fail = |relay: &mut ByteRelay, code, what: &str| {
             relay.lease.finish(Outcome::Failure);
-            ApiError::new(kind, format!("The backend for model `{model}` {what}")).with_code(code)
+            ApiError::new(code, format!("The backend for model `{model}` {what}"))
         };
         loop {
             match actix_rt::time::timeout(self.next_wait(), self.upstream.next()).await {
                 Err(_) => {
                     return Err(fail(
                         self,
-                        ErrorKind::GatewayTimeout,
-                        "upstream_timeout",
+                        ErrorCode::UpstreamTimeout,
                         "sent nothing within the time limit.",
                     ))
                 }
                 Ok(Some(Err(_))) => {
                     return Err(fail(
                         self,
-                        ErrorKind::BadGateway,
-                        "upstream_error",
+                        ErrorCode::UpstreamError,
                         "broke off before sending anything.",
                     ))
                 }
@@ -188,8 +186,7 @@ impl ByteRelay {
                 Ok(None) => {
                     return Err(fail(
                         self,
-                        ErrorKind::BadGateway,
-                        "upstream_empty_response",
+                        ErrorCode::UpstreamEmptyResponse,
                         "answered with an empty body.",
                     ))
                 }

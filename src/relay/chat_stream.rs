@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -14,9 +15,10 @@ use serde_json::value::RawValue;
 
 use super::shallow::JsonObject;
 
+use super::error_body::upstream_message;
 use super::sse::{SseEvent, SseParser};
 use super::upstream::BodyStream;
-use crate::api::error::{upstream_message, ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::{RequestCtx, Usage};
 
@@ -124,23 +126,20 @@ impl ChatStream {
             let chunk = match self.read().await {
                 Read::IdleTimeout => {
                     return Err(self.prime_failed(
-                        ErrorKind::GatewayTimeout,
-                        "upstream_timeout",
+                        ErrorCode::UpstreamTimeout,
                         "The backend sent no tokens before the idle timeout.",
                     ))
                 }
                 Read::TotalTimeout => {
                     return Err(self.prime_failed(
-                        ErrorKind::GatewayTimeout,
-                        "upstream_timeout",
+                        ErrorCode::UpstreamTimeout,
                         "The backend sent no tokens within the total time limit.",
                     ))
                 }
                 Read::Chunk(chunk) => chunk,
                 Read::Broken => {
                     return Err(self.prime_failed(
-                        ErrorKind::BadGateway,
-                        "upstream_error",
+                        ErrorCode::UpstreamError,
                         "The backend's stream broke before any content.",
                     ))
                 }
@@ -154,8 +153,7 @@ impl ChatStream {
                         break;
                     }
                     return Err(self.prime_failed(
-                        ErrorKind::BadGateway,
-                        "upstream_error",
+                        ErrorCode::UpstreamError,
                         "The backend's stream ended before any content.",
                     ));
                 }
@@ -171,8 +169,7 @@ impl ChatStream {
                     Ok(None) => break,
                     Err(_) => {
                         return Err(self.prime_failed(
-                            ErrorKind::BadGateway,
-                            "upstream_error",
+                            ErrorCode::UpstreamError,
                             "The backend sent an oversized stream event.",
                         ))
                     }
@@ -182,10 +179,10 @@ impl ChatStream {
         Ok(())
     }
 
-    fn prime_failed(&mut self, kind: ErrorKind, code: &str, message: &str) -> ApiError {
+    fn prime_failed(&mut self, code: ErrorCode, message: &str) -> ApiError {
         self.lease.finish(Outcome::Failure);
         let model = &self.public_model;
-        ApiError::new(kind, format!("Model `{model}`: {message}")).with_code(code)
+        ApiError::new(code, format!("Model `{model}`: {message}"))
     }
 
     fn prime_error(&mut self, e: ApiError) -> ApiError {
@@ -224,7 +221,9 @@ impl ChatStream {
                 Read::TotalTimeout => {
                     self.abort_timeout("The backend did not finish within the total time limit.")
                 }
-                Read::Broken => self.abort("upstream_error", "The backend's stream broke off."),
+                Read::Broken => {
+                    self.abort(ErrorCode::UpstreamError, "The backend's stream broke off.")
+                }
                 Read::End => {
                     if let Some(event) = self.parser.finish() {
                         self.handle_post_commit(event);
@@ -236,7 +235,7 @@ impl ChatStream {
                             self.end(Outcome::Success);
                         } else {
                             self.abort(
-                                "upstream_error",
+                                ErrorCode::UpstreamError,
                                 "The backend's stream ended unexpectedly.",
                             );
                         }
@@ -254,7 +253,7 @@ impl ChatStream {
                             Ok(None) => break,
                             Err(_) => {
                                 self.abort(
-                                    "upstream_error",
+                                    ErrorCode::UpstreamError,
                                     "The backend sent an oversized stream event.",
                                 );
                                 break;
@@ -281,8 +280,8 @@ impl ChatStream {
         }
     }
 
-    fn abort(&mut self, code: &str, message: &str) {
-        let e = ApiError::new(ErrorKind::BadGateway, message).with_code(code);
+    fn abort(&mut self, code: ErrorCode, message: &str) {
+        let e = ApiError::new(code, message);
         self.push_error(&e);
         self.pending.push_back(Bytes::from_static(DONE));
         self.end(Outcome::Failure);
@@ -291,7 +290,7 @@ impl ChatStream {
 
     /// A time limit ran out after the client got bytes: an SSE error event, then `[DONE]`.
     fn abort_timeout(&mut self, message: &str) {
-        let e = ApiError::new(ErrorKind::GatewayTimeout, message).with_code("upstream_timeout");
+        let e = ApiError::new(ErrorCode::UpstreamTimeout, message);
         self.push_error(&e);
         self.pending.push_back(Bytes::from_static(DONE));
         self.end(Outcome::Failure);
@@ -335,13 +334,13 @@ impl ChatStream {
         if let Some(err) = obj.non_null("error") {
             let body = format!("{{\"error\":{}}}", err.get());
             let (message, kind, code) = upstream_message(body.as_bytes(), self.lease.redactor());
-            let mut e = ApiError::new(
-                ErrorKind::BadGateway,
+            // Sent as a 502 with the backend's own type and code.
+            return Step::UpstreamError(ApiError::from_backend(
+                StatusCode::BAD_GATEWAY,
+                kind.unwrap_or_else(|| "upstream_error".into()),
+                Some(code.unwrap_or_else(|| "upstream_error".into())),
                 format!("The backend reported an error: {message}"),
-            );
-            e.error_type = kind.or_else(|| Some("upstream_error".into()));
-            e.code = code.or_else(|| Some("upstream_error".into()));
-            return Step::UpstreamError(e);
+            ));
         }
         obj.replace_string("model", &self.public_model);
         let usage = obj
@@ -438,7 +437,7 @@ impl ChatStream {
                     .upstream_errors
                     .extend(crate::record::UpstreamFailure::classify(endpoint, e));
                 ctx.record.error = Some(e.message.clone());
-                ctx.record.error_code = e.code.clone();
+                ctx.record.error_code = e.wire_code().map(str::to_string);
             }
             let label = match outcome {
                 Outcome::Success => "success",

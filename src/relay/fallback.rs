@@ -11,8 +11,8 @@ use actix::Addr;
 
 use super::budget::RetryBudget;
 use super::upstream::CallError;
-use crate::api::error::ApiError;
 use crate::engines::ApiOp;
+use crate::error::ApiError;
 use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 

@@ -1,10 +1,11 @@
 //! A non-streamed JSON exchange on one lease: send, read the whole answer with limits, check it
 //! is JSON and not an error in disguise, and rewrite `model` to the public id.
 
+use super::error_body::upstream_message;
 use super::fallback::Attempt;
 use super::shallow::JsonObject;
 use super::upstream::{post_json, read_body_within, Forwarded, Timeouts};
-use crate::api::error::{upstream_message, ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
 
@@ -44,26 +45,20 @@ pub async fn call_json(
         Ok(v) => v,
         Err(_) => {
             lease.finish(Outcome::Failure);
-            return Attempt::Retry(
-                ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!("The backend for model `{model}` returned invalid JSON."),
-                )
-                .with_code("upstream_invalid_response"),
-            );
+            return Attempt::Retry(ApiError::new(
+                ErrorCode::UpstreamInvalidResponse,
+                format!("The backend for model `{model}` returned invalid JSON."),
+            ));
         }
     };
     if body.has_non_null("error") {
         // Some servers answer 200 with an error object.
         let (message, _, _) = upstream_message(&bytes, lease.redactor());
         lease.finish(Outcome::Failure);
-        return Attempt::Retry(
-            ApiError::new(
-                ErrorKind::BadGateway,
-                format!("The backend for model `{model}` reported an error: {message}"),
-            )
-            .with_code("upstream_error"),
-        );
+        return Attempt::Retry(ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("The backend for model `{model}` reported an error: {message}"),
+        ));
     }
     body.replace_string("model", &model);
     let usage = body

@@ -5,6 +5,7 @@ pub mod budget;
 pub mod bytes_stream;
 pub mod chat_stream;
 pub mod client;
+pub mod error_body;
 pub mod fallback;
 pub mod json;
 pub mod multipart;

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::pace::{PaceLimits, PaceViolation, UploadPace};
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorCode};
 
 /// Why a client's upload was refused. Every variant is the client's doing except `Spool`.
 #[derive(Debug)]
@@ -49,47 +49,42 @@ impl UploadError {
     pub fn into_api(self) -> ApiError {
         match self {
             UploadError::Malformed(message) => {
-                ApiError::bad_request(message, None).with_code("invalid_multipart")
+                ApiError::new(ErrorCode::InvalidMultipart, message)
             }
             UploadError::FileTooLarge { limit } => ApiError::new(
-                ErrorKind::PayloadTooLarge,
+                ErrorCode::FileTooLarge,
                 format!("The uploaded file is larger than the limit of {limit} bytes."),
             )
-            .with_param("file")
-            .with_code("file_too_large"),
+            .with_param("file"),
             UploadError::FieldTooLarge { name, limit } => ApiError::new(
-                ErrorKind::PayloadTooLarge,
+                ErrorCode::FieldTooLarge,
                 format!("Form field `{name}` is larger than the limit of {limit} bytes."),
             )
-            .with_param(name)
-            .with_code("field_too_large"),
+            .with_param(name),
             UploadError::Stalled { idle } => ApiError::new(
-                ErrorKind::RequestTimeout,
+                ErrorCode::RequestTimeout,
                 format!(
                     "The upload stalled: no data arrived for {} seconds.",
                     idle.as_secs_f64()
                 ),
-            )
-            .with_code("request_timeout"),
+            ),
             UploadError::Deadline { limit } => ApiError::new(
-                ErrorKind::RequestTimeout,
+                ErrorCode::UploadTimeout,
                 format!(
                     "The upload did not complete within the limit of {} seconds.",
                     limit.as_secs_f64()
                 ),
-            )
-            .with_code("upload_timeout"),
+            ),
             UploadError::TooSlow {
                 min_bytes_per_sec,
                 window,
             } => ApiError::new(
-                ErrorKind::RequestTimeout,
+                ErrorCode::UploadTooSlow,
                 format!(
                     "The upload is too slow: less than {min_bytes_per_sec} bytes per second arrived over {} seconds.",
                     window.as_secs_f64()
                 ),
-            )
-            .with_code("upload_too_slow"),
+            ),
             UploadError::Rejected(e) => e,
             UploadError::Spool(why) => {
                 tracing::error!(error = %why, "upload spool failed");

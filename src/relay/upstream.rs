@@ -10,8 +10,9 @@ use bytes::Bytes;
 use futures_util::stream::{LocalBoxStream, StreamExt};
 use tracing::{debug, warn};
 
-use crate::api::error::{shorten, upstream_message, ApiError, ErrorKind};
+use super::error_body::{shorten, upstream_message};
 use crate::engines::attach_credentials;
+use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 
 pub type BodyStream = LocalBoxStream<'static, Result<Bytes, PayloadError>>;
@@ -187,45 +188,40 @@ where
         429 => Err(CallError::Retryable {
             outcome: Outcome::RateLimited { retry_after },
             error: ApiError::new(
-                ErrorKind::RateLimited,
+                ErrorCode::UpstreamRateLimited,
                 format!("The backend for model `{model}` is rate limiting requests: {message}"),
             )
-            .with_code("upstream_rate_limited")
             .with_retry_after(retry_after.unwrap_or(Duration::from_secs(1))),
         }),
         503 if retry_after.is_some() => Err(CallError::Retryable {
             outcome: Outcome::RateLimited { retry_after },
             error: ApiError::new(
-                ErrorKind::Unavailable,
+                ErrorCode::UpstreamUnavailable,
                 format!("The backend for model `{model}` is overloaded: {message}"),
             )
-            .with_code("upstream_unavailable")
             .with_retry_after(retry_after.unwrap_or(Duration::from_secs(1))),
         }),
         408 | 504 => Err(CallError::Retryable {
             outcome: Outcome::Failure,
             error: ApiError::new(
-                ErrorKind::GatewayTimeout,
+                ErrorCode::UpstreamTimeout,
                 format!("The backend for model `{model}` timed out (HTTP {code})."),
-            )
-            .with_code("upstream_timeout"),
+            ),
         }),
         // The route's model name is wrong: another route may work, and the client did
         // nothing wrong.
         404 => Err(CallError::Retryable {
             outcome: Outcome::Failure,
             error: ApiError::new(
-                ErrorKind::BadGateway,
+                ErrorCode::UpstreamError,
                 format!(
                     "The backend for model `{model}` refused the request (HTTP {code}): {message}"
                 ),
-            )
-            .with_code("upstream_error"),
+            ),
         }),
         400..=499 => {
-            let mut error = ApiError::new(ErrorKind::Upstream(code), message);
-            error.error_type = upstream_type.or_else(|| Some("invalid_request_error".into()));
-            error.code = upstream_code;
+            let error_type = upstream_type.unwrap_or_else(|| "invalid_request_error".into());
+            let error = ApiError::from_backend(status, error_type, upstream_code, message);
             Err(CallError::Fatal {
                 outcome: Outcome::ClientError,
                 error,
@@ -234,10 +230,9 @@ where
         _ => Err(CallError::Retryable {
             outcome: Outcome::Failure,
             error: ApiError::new(
-                ErrorKind::BadGateway,
+                ErrorCode::UpstreamError,
                 format!("The backend for model `{model}` failed (HTTP {code}): {message}"),
-            )
-            .with_code("upstream_error"),
+            ),
         }),
     }
 }
@@ -303,10 +298,9 @@ fn credentials_refused(lease: &Lease, code: u16, body: &ErrorBody) -> CallError 
     CallError::Retryable {
         outcome: Outcome::Failure,
         error: ApiError::new(
-            ErrorKind::BadGateway,
+            ErrorCode::UpstreamAuthFailed,
             format!("The backend for model `{model}` refused the router's credentials (HTTP {code}). This is a router configuration problem, not a problem with the request."),
-        )
-        .with_code("upstream_auth_failed"),
+        ),
     }
 }
 
@@ -318,25 +312,16 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
             error: ApiError::router_overloaded(),
         };
     }
-    let (kind, code, what) = match &e {
+    let (code, what) = match &e {
         SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-            (ErrorKind::GatewayTimeout, "upstream_timeout", "timed out")
+            (ErrorCode::UpstreamTimeout, "timed out")
         }
-        SendRequestError::Connect(_) => (
-            ErrorKind::BadGateway,
-            "upstream_unreachable",
-            "could not be reached",
-        ),
-        _ => (
-            ErrorKind::BadGateway,
-            "upstream_error",
-            "failed before answering",
-        ),
+        SendRequestError::Connect(_) => (ErrorCode::UpstreamUnreachable, "could not be reached"),
+        _ => (ErrorCode::UpstreamError, "failed before answering"),
     };
     CallError::Retryable {
         outcome: Outcome::Failure,
-        error: ApiError::new(kind, format!("The backend for model `{model}` {what}."))
-            .with_code(code),
+        error: ApiError::new(code, format!("The backend for model `{model}` {what}.")),
     }
 }
 
@@ -420,25 +405,21 @@ pub async fn read_body_within(
                 } else {
                     "The backend stopped sending its response."
                 };
-                return Err(
-                    ApiError::new(ErrorKind::GatewayTimeout, message).with_code("upstream_timeout")
-                );
+                return Err(ApiError::new(ErrorCode::UpstreamTimeout, message));
             }
             Ok(None) => return Ok(buf.freeze()),
             Ok(Some(Err(_))) => {
                 return Err(ApiError::new(
-                    ErrorKind::BadGateway,
+                    ErrorCode::UpstreamError,
                     "The backend's response was cut off.",
-                )
-                .with_code("upstream_error"))
+                ))
             }
             Ok(Some(Ok(chunk))) => {
                 if buf.len() + chunk.len() > limit {
                     return Err(ApiError::new(
-                        ErrorKind::BadGateway,
+                        ErrorCode::UpstreamResponseTooLarge,
                         "The backend's response is too large.",
-                    )
-                    .with_code("upstream_response_too_large"));
+                    ));
                 }
                 buf.extend_from_slice(&chunk);
             }

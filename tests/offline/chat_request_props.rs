@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use switchyard::api::chat::{upstream_body, ChatFacts};
 use switchyard::api::chat_request;
-use switchyard::api::error::ApiError;
+use switchyard::error::{ApiError, ErrorCode};
 
 /// The validation as it was before the typed parse (src/api/chat.rs at 42a9d6d), the oracle.
 fn legacy_validate(body: &Value) -> Result<ChatFacts, ApiError> {
@@ -161,9 +161,9 @@ fn legacy_upstream(body: &Value, stream: bool) -> Value {
     Value::Object(map)
 }
 
-type Verdict = Result<(ChatFacts, Value), (u16, String, Option<String>, Option<String>)>;
+type Verdict = Result<(ChatFacts, Value), (u16, String, Option<String>, ErrorCode)>;
 
-fn error_parts(e: ApiError) -> (u16, String, Option<String>, Option<String>) {
+fn error_parts(e: ApiError) -> (u16, String, Option<String>, ErrorCode) {
     (e.status().as_u16(), e.message, e.param, e.code)
 }
 
@@ -340,7 +340,7 @@ fn malformed_json_is_invalid_json_and_too_many_fields_is_refused() {
     ] {
         let (status, _, _, code) = typed(text).unwrap_err();
         assert_eq!(
-            (status, code.as_deref()),
+            (status, code.wire().code),
             (400, Some("invalid_json")),
             "{text:?}"
         );
@@ -351,5 +351,5 @@ fn malformed_json_is_invalid_json_and_too_many_fields_is_refused() {
     }
     wide.push('}');
     let (status, _, _, code) = typed(wide.as_bytes()).unwrap_err();
-    assert_eq!((status, code.as_deref()), (400, Some("json_too_complex")));
+    assert_eq!((status, code.wire().code), (400, Some("json_too_complex")));
 }

@@ -32,7 +32,7 @@ fn errors(text: &str, routing: Option<&str>, env: &[(&str, &str)]) -> Vec<String
         &vars(env),
     ) {
         Ok(_) => panic!("expected errors"),
-        Err(e) => e.errors,
+        Err(e) => e.messages(),
     }
 }
 

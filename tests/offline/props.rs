@@ -142,7 +142,7 @@ proptest! {
             }
             Err(errs) => {
                 prop_assert!(!errs.errors.is_empty());
-                for e in &errs.errors {
+                for e in errs.messages() {
                     prop_assert!(e.starts_with("models.yaml"), "{}", e);
                 }
             }

@@ -200,7 +200,7 @@ fn problems(t: &Typo, env: &HashMap<String, String>) -> (Vec<String>, Vec<String
     };
     match loaded {
         Ok(registry) => (vec![], registry.warnings),
-        Err(e) => (e.errors, e.warnings),
+        Err(e) => (e.messages(), e.warnings),
     }
 }
 
@@ -247,7 +247,7 @@ fn every_unknown_key_is_reported_at_once() {
     let (routing, in_routing) = all_typos_in(File::Routing);
     let errors = load_with(&models, Some(&routing), &vars(&[]))
         .expect_err("typos refused")
-        .errors;
+        .messages();
     assert_eq!(errors.len(), in_models + in_routing, "{errors:#?}");
     assert_eq!(unknown_key_problems(&errors).len(), errors.len());
     let (keys, in_keys) = all_typos_in(File::Keys);
@@ -260,7 +260,7 @@ fn a_key_nothing_resembles_lists_the_known_keys() {
     let text = BASE_MODELS.replace("  - id: a\n", "  - id: a\n    zzzzzz: 1\n");
     let errors = load_with(&text, None, &vars(&[]))
         .expect_err("refused")
-        .errors;
+        .messages();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0]
@@ -274,7 +274,7 @@ fn a_key_nothing_resembles_lists_the_known_keys() {
 fn a_malformed_config_lenient_is_an_error() {
     let errors = load_with(BASE_MODELS, None, &vars(&[("CONFIG_LENIENT", "sometimes")]))
         .expect_err("refused")
-        .errors;
+        .messages();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("CONFIG_LENIENT"), "{errors:?}");
 }
@@ -414,9 +414,9 @@ proptest! {
         }
         let outcome = load_with(&text, None, &vars(&[]));
         if known.contains(&key.as_str()) {
-            prop_assert!(outcome.is_ok(), "{key}: {:?}", outcome.err().map(|e| e.errors));
+            prop_assert!(outcome.is_ok(), "{key}: {:?}", outcome.err().map(|e| e.messages()));
         } else {
-            let errors = outcome.err().map(|e| e.errors).unwrap_or_default();
+            let errors = outcome.err().map(|e| e.messages()).unwrap_or_default();
             prop_assert_eq!(errors.len(), 1, "{}: {:?}", key, errors);
             let named = format!("unknown key `{key}`");
             prop_assert!(errors[0].contains(&named), "{:?}", errors);
@@ -436,7 +436,7 @@ fn repo(path: &str) -> String {
 fn assert_no_unknown_keys(what: &str, models: &str, routing: Option<&str>) {
     let (errors, warnings) = match load_with(models, routing, &vars(&[])) {
         Ok(r) => (vec![], r.warnings),
-        Err(e) => (e.errors, e.warnings),
+        Err(e) => (e.messages(), e.warnings),
     };
     let unknown: Vec<&String> = unknown_key_problems(&errors)
         .into_iter()

@@ -93,7 +93,8 @@ pub fn load_str(
     }
 }
 
-/// `BACKEND_API_KEY` (seed 003), the key of routes that name none.
+/// `BACKEND_API_KEY`, the key of routes that name none: one secret for a single backend (e.g.
+/// llama-server's `--api-key`), sent to it as the route's `Authorization`.
 fn backend_api_key(vars: &dyn VarSource) -> Option<Secret> {
     vars.get("BACKEND_API_KEY")
         .map(|k| k.trim().to_string())
@@ -461,7 +462,7 @@ fn build_model(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| id.clone());
-        // `BACKEND_API_KEY` (seed 003) is the key of routes that name none; `api_key: none`
+        // `BACKEND_API_KEY` is the key of routes that name none; `api_key: none`
         // opts a route out of it.
         let api_key = match r
             .api_key
@@ -657,7 +658,8 @@ fn pricing_of(
     }
 }
 
-/// `<PROVIDER>_TPM_LIMIT` / `<PROVIDER>_RPM_LIMIT` (seed 001), by route kind, then model provider.
+/// `<PROVIDER>_TPM_LIMIT` / `<PROVIDER>_RPM_LIMIT` (e.g. `GEMINI_TPM_LIMIT`, as the HybridInference
+/// gateway reads them), by route kind, then model provider.
 fn env_limit(
     vars: &dyn VarSource,
     kind_name: &str,
@@ -704,7 +706,8 @@ fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<String>
     }
 }
 
-/// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (seed 001).
+/// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (remote-only operation while
+/// the local servers are down or needed elsewhere).
 fn apply_offload(registry: &mut Registry, vars: &dyn VarSource, warnings: &mut Vec<String>) {
     let on = vars
         .get("OFFLOAD")

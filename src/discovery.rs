@@ -1,4 +1,4 @@
-//! Model discovery (seed 004): a route with `discover: true` has its endpoint's `/v1/models`
+//! Model discovery: a route with `discover: true` has its endpoint's `/v1/models`
 //! queried at start and every `DISCOVERY_INTERVAL_SECS`; each model it lists becomes a public
 //! model (`discover_prefix` + id, or the `discover_map` name) copied from the model the route
 //! belongs to, served by the same endpoint. Explicit models and aliases always win over

@@ -1,4 +1,4 @@
-//! Network hygiene (seed 004): traffic the router starts on its own — model discovery, and any
+//! Network hygiene: traffic the router starts on its own — model discovery, and any
 //! admin change that introduces an endpoint, and webhooks to URLs clients chose — must not reach
 //! loopback, private, link-local or otherwise non-public addresses unless allowed. Endpoints
 //! written by the operator in the config files are trusted as written and not checked here.

@@ -2,8 +2,8 @@
 # Bench 3 — router memory (VmRSS, sampled every 100 ms from /proc/PID/status; VmHWM at the end):
 # idle, with 1,000 open streams, and with 50 concurrent 20 MiB transcription uploads.
 # Targets: idle < 30 MiB; 1,000 streams < 150 MiB; uploads < 150 MiB.
-# The upload part needs the multimodal endpoints (issue 3): on a build without them the router
-# answers 404 and the row says "not available on this build".
+# The upload part needs the multimodal endpoints (/v1/audio/transcriptions): on a build without
+# them the router answers 404 and the row says "not available on this build".
 #
 # Usage: load/bench/03-memory.sh [--duration SECS] [--smoke]
 # Env: STREAMS (1000), UPLOADS (50), UPLOAD_SIZE (20MiB), ROUTER_WORKERS (2), SKIP_BUILD=1.

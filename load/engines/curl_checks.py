@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check what the seeds' curl commands printed (used by e2e.sh). Standard library only.
+"""Check what HybridInference's guide and README curl commands printed (used by e2e.sh). Standard library only.
 
     curl_checks.py health FILE                   # router /health: status ok, every endpoint ready
     curl_checks.py models FILE --expect a,b      # OpenAI model list containing a and b

@@ -2,7 +2,8 @@
 # End to end with real engines and real clients: switchyard in front of llama.cpp's llama-server
 # (chat, embeddings), the reference TTS (espeak-ng) and STT (PocketSphinx) servers and the mock
 # engine (images, video, and a failing chat route that shows fallback), driven by the official
-# openai SDK (openai_checks.py) and by the seeds' own curl commands.
+# openai SDK (openai_checks.py) and by HybridInference's own curl commands (its local-model
+# guide and README).
 #
 #   load/engines/e2e.sh               # everything; runs setup.sh first if the cache is missing
 #   load/engines/e2e.sh --no-setup    # a missing cache is a FAIL instead
@@ -337,8 +338,8 @@ if ((rc != 0)) && ! grep -q '^FAIL ' "$WORK/logs/openai_checks.log"; then
   record FAIL openai_checks.py "$(secs_since "$t")" "exit $rc; see $WORK/logs/openai_checks.log"
 fi
 
-# ------------------------------------------------------------------ 5. the seeds' curl commands
-# Seed 000 ("Adding a New Local Model") and seed 001 (the gateway README), as written there,
+# ------------------------------------------------------------------ 5. HybridInference's curl commands
+# Its guide "Adding a New Local Model" and its gateway README, as written there,
 # with only the host, the model and the key changed. Outputs are checked by curl_checks.py.
 AUTH="Authorization: Bearer $API_KEY"
 CHAT_DIRECT=${CHAT_BASE_URL%/v1}
@@ -370,9 +371,9 @@ check_sse() {  # NAME MODEL T0 CURL...: pipe a streaming curl into the SSE check
   fi
 }
 
-# seed 000, step 1: the local server itself, before the gateway
-t=$(now); curl "$CHAT_DIRECT"/v1/models >"$OUT/s000-direct-models.json" 2>"$OUT/s000-direct-models.err"
-check seed000:direct-models "$OUT/s000-direct-models.json" $? "$t" models --expect gemma-3-270m
+# the guide, step 1: the local server itself, before the gateway
+t=$(now); curl "$CHAT_DIRECT"/v1/models >"$OUT/guide-direct-models.json" 2>"$OUT/guide-direct-models.err"
+check guide:direct-models "$OUT/guide-direct-models.json" $? "$t" models --expect gemma-3-270m
 t=$(now)
 curl -s -X POST "$CHAT_DIRECT"/v1/chat/completions \
   -H "Content-Type: application/json" \
@@ -380,11 +381,11 @@ curl -s -X POST "$CHAT_DIRECT"/v1/chat/completions \
     "model": "gemma-3-270m",
     "messages": [{"role": "user", "content": "Hello"}],
     "max_tokens": 32
-  }' >"$OUT/s000-direct-chat.json"
-check seed000:direct-chat "$OUT/s000-direct-chat.json" $? "$t" chat
-# seed 000, step 5: through the gateway
-t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/s000-models.json" 2>"$OUT/s000-models.err"
-check seed000:models "$OUT/s000-models.json" $? "$t" models \
+  }' >"$OUT/guide-direct-chat.json"
+check guide:direct-chat "$OUT/guide-direct-chat.json" $? "$t" chat
+# the guide, step 5: through the gateway
+t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/guide-models.json" 2>"$OUT/guide-models.err"
+check guide:models "$OUT/guide-models.json" $? "$t" models \
   --expect gemma-3-270m,gemma-3-270m-embed,tts-1,whisper-1,mock-image,mock-video
 t=$(now)
 curl -s -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
@@ -393,10 +394,10 @@ curl -s -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
     "model": "gemma-3-270m",
     "messages": [{"role": "user", "content": "Hello from the gateway"}],
     "max_tokens": 32
-  }' >"$OUT/s000-chat.json"
-check seed000:chat "$OUT/s000-chat.json" $? "$t" chat --model gemma-3-270m
+  }' >"$OUT/guide-chat.json"
+check guide:chat "$OUT/guide-chat.json" $? "$t" chat --model gemma-3-270m
 t=$(now)
-check_sse seed000:stream gemma-3-270m "$t" \
+check_sse guide:stream gemma-3-270m "$t" \
   curl -N -s -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
   -H "Content-Type: application/json" \
   -d '{
@@ -405,11 +406,11 @@ check_sse seed000:stream gemma-3-270m "$t" \
     "stream": true,
     "max_tokens": 64
   }'
-# seed 001, "Quick Checks" and "Example Requests"
-t=$(now); curl "$ROUTER"/health >"$OUT/s001-health.json" 2>"$OUT/s001-health.err"
-check seed001:health "$OUT/s001-health.json" $? "$t" health
-t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/s001-models.json" 2>"$OUT/s001-models.err"
-check seed001:models "$OUT/s001-models.json" $? "$t" models --expect gemma-3-270m
+# the README, "Quick Checks" and "Example Requests"
+t=$(now); curl "$ROUTER"/health >"$OUT/readme-health.json" 2>"$OUT/readme-health.err"
+check readme:health "$OUT/readme-health.json" $? "$t" health
+t=$(now); curl "$ROUTER"/v1/models -H "$AUTH" >"$OUT/readme-models.json" 2>"$OUT/readme-models.err"
+check readme:models "$OUT/readme-models.json" $? "$t" models --expect gemma-3-270m
 t=$(now)
 env \
 http_proxy= \
@@ -419,10 +420,10 @@ curl -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
 "model": "gemma-3-270m",
 "messages": [{"role": "user", "content": "Ping"}],
 "max_tokens": 64
-}' >"$OUT/s001-chat.json" 2>"$OUT/s001-chat.err"
-check seed001:chat "$OUT/s001-chat.json" $? "$t" chat --model gemma-3-270m
+}' >"$OUT/readme-chat.json" 2>"$OUT/readme-chat.err"
+check readme:chat "$OUT/readme-chat.json" $? "$t" chat --model gemma-3-270m
 t=$(now)
-check_sse seed001:stream gemma-3-270m "$t" \
+check_sse readme:stream gemma-3-270m "$t" \
 env \
 http_proxy= \
 curl -N -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \

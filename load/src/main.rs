@@ -1,4 +1,4 @@
-//! `switchyard-load`: the load generator and benchmark helper for switchyard (issue 6).
+//! `switchyard-load`: the load generator and benchmark helper for switchyard.
 //!
 //! `run` sends scenarios (chat, streams, embeddings, speech, uploads, images, video jobs or a
 //! weighted mix) at an open-loop rate or a closed-loop concurrency, for a bounded time or count,

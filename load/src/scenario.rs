@@ -439,7 +439,7 @@ async fn upload(p: &Prepared, t: usize, client: &awc::Client, sched: Instant) ->
     }
 }
 
-/// Terminal job states across the vendors' spellings (contract §7.5).
+/// Terminal job states across the vendors' spellings (OpenAI, Replicate, fal, OpenRouter).
 fn video_state(status: &str) -> Option<Result<(), String>> {
     match status.to_ascii_lowercase().as_str() {
         "completed" | "succeeded" => Some(Ok(())),

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The request shapes the tool can send (api-contract §1, §3–7).
+/// The request shapes the tool can send: OpenAI's chat, embeddings, speech, transcription and image
+/// requests, and the router's video jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {

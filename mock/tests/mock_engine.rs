@@ -1187,7 +1187,7 @@ async fn transcription_reads_fields_before_and_after_the_file() {
             "timestamp_granularities[]"
         ])
     );
-    // verbose_json shape (contract §5)
+    // verbose_json shape: OpenAI's task, language, duration, text, segments
     assert_eq!(json["task"], "transcribe");
     assert!(json["language"].is_string() && json["duration"].is_number());
     let segment = &json["segments"][0];

@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: OpenAI's list shape with OpenRouter's model
-//! fields (contract §2.1), plus each model's type and current availability.
+//! fields (`pricing`, `context_length`, `architecture`, `supported_parameters`, …), plus each
+//! model's type and current availability.
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -210,7 +211,7 @@ struct ListLinks {
     next: Option<String>,
 }
 
-/// One model in OpenRouter's shape (contract §2.1) plus `type`, `quantization`, `aliases`
+/// One model in OpenRouter's `Model` shape plus `type`, `quantization`, `aliases`
 /// and live `availability`. `None` fields are written as `null`, as OpenRouter does.
 #[derive(Serialize)]
 struct ModelObject<'a> {

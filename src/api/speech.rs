@@ -21,7 +21,7 @@ use crate::state::AppState;
 const MAX_INPUT_CHARS: usize = 4096;
 pub const FORMATS: &[&str] = &["mp3", "opus", "aac", "flac", "wav", "pcm"];
 
-/// The media type of each `response_format` (contract §4).
+/// The media type of each `response_format`, as OpenAI's `/v1/audio/speech` sends it.
 pub fn content_type(format: &str) -> &'static str {
     match format {
         "opus" => "audio/ogg",

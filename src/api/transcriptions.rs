@@ -11,7 +11,7 @@ use awc::error::SendRequestError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{forwarded, new_ctx};
+use super::{forwarded, new_ctx, Forwarded};
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
@@ -105,28 +105,43 @@ async fn run(
     op: ApiOp,
     ctx: &mut crate::record::RequestCtx,
 ) -> Result<Reply, ApiError> {
-    let upload = &state.settings.media.upload;
-    check_content_type(req)?;
-    if super::body::declared_length(req).is_some_and(|len| len > upload.max_body_bytes()) {
-        // Refused before reading: nothing of it is worth receiving.
-        return Err(UploadError::FileTooLarge {
-            limit: upload.max_file_bytes,
-        }
-        .into_api());
-    }
-    let limits = FormLimits {
-        max_file_bytes: upload.max_file_bytes,
-        max_field_bytes: upload.max_field_bytes,
-        max_fields: upload.max_fields,
-        idle: state.settings.client_body_timeout,
-        pace: upload.pace,
-    };
     let rules = FieldRules {
         op,
         model_seen: Cell::new(false),
     };
     let check = |f: &TextField| rules.check(f).map_err(UploadError::Rejected);
-    let mut reader = FormReader::new(req.headers(), payload, limits);
+    let (model, source) = receive_until_file(req, payload, state, &check).await?;
+    let source = Rc::new(RefCell::new(source));
+    let sender = Sender {
+        client,
+        settings: &state.settings,
+        op,
+        fwd: forwarded(req, ctx.request_id()),
+        check: &check,
+    };
+    with_fallback(
+        &state.mesh.local_router(),
+        &model,
+        op,
+        1,
+        &state.settings.retry,
+        ctx,
+        |lease| sender.attempt(lease, source.clone()),
+    )
+    .await
+}
+
+/// Read the form up to its file part. When the model was named before the file, the file is
+/// left to stream to the backend as it arrives; otherwise it is spooled to disk first, because
+/// no route can be chosen without the model.
+async fn receive_until_file(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    check: &dyn Fn(&TextField) -> Result<(), UploadError>,
+) -> Result<(String, Source), ApiError> {
+    let upload = &state.settings.media.upload;
+    let mut reader = open_form(req, payload, state)?;
     let mut fields = Vec::new();
     let (field, file) = loop {
         match reader.next_part().await? {
@@ -143,118 +158,153 @@ async fn run(
             }
         }
     };
-    let (model, source) = match model_of(&fields) {
-        Some(model) => {
-            let live = LiveUpload {
-                reader,
-                field,
-                fields_before: fields,
-                file,
-            };
-            (model, Source::Live(Box::new(live)))
+    if let Some(model) = model_of(&fields) {
+        let live = LiveUpload {
+            reader,
+            field,
+            fields_before: fields,
+            file,
+        };
+        return Ok((model, Source::Live(Box::new(live))));
+    }
+    let spooled = spool_rest(&mut reader, field, file, fields, &upload.spool_dir, check)
+        .await
+        .map_err(UploadError::into_api)?;
+    let model = model_of(&spooled.fields).ok_or_else(|| missing("model"))?;
+    Ok((model, Source::Spooled(Rc::new(spooled))))
+}
+
+/// A multipart reader with the upload limits, once the headers allow reading at all.
+fn open_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<FormReader, ApiError> {
+    let upload = &state.settings.media.upload;
+    check_content_type(req)?;
+    if super::body::declared_length(req).is_some_and(|len| len > upload.max_body_bytes()) {
+        // Refused before reading: nothing of it is worth receiving.
+        return Err(UploadError::FileTooLarge {
+            limit: upload.max_file_bytes,
         }
-        None => {
-            let spooled = spool_rest(&mut reader, field, file, fields, &upload.spool_dir, &check)
-                .await
-                .map_err(UploadError::into_api)?;
-            let model = model_of(&spooled.fields).ok_or_else(|| missing("model"))?;
-            (model, Source::Spooled(Rc::new(spooled)))
-        }
+        .into_api());
+    }
+    let limits = FormLimits {
+        max_file_bytes: upload.max_file_bytes,
+        max_field_bytes: upload.max_field_bytes,
+        max_fields: upload.max_fields,
+        idle: state.settings.client_body_timeout,
+        pace: upload.pace,
     };
-    let source = Rc::new(RefCell::new(source));
-    let fwd = forwarded(req, ctx.request_id());
-    let settings = &state.settings;
-    let check = &check;
-    with_fallback(
-        &state.mesh.local_router(),
-        &model,
-        op,
-        1,
-        &settings.retry,
-        ctx,
-        |mut lease| {
-            let source = source.clone();
-            let fwd = fwd.clone();
-            async move {
-                let provider_model = lease.route().provider_model_id.clone();
-                let build = |lease: &Lease| {
-                    let limits = settings.timeouts.for_route(lease.route());
-                    request(
-                        client,
-                        actix_web::http::Method::POST,
-                        lease,
-                        op.upstream_path(),
-                        &fwd,
-                        limits.headers.min(limits.total_left(lease.elapsed())),
-                    )
-                };
-                let current = source.replace(Source::Spent);
-                match current {
-                    Source::Spooled(upload) => {
-                        let mut sends = 0;
-                        let sent = loop {
-                            sends += 1;
-                            let sent = match upload.body(&provider_model) {
-                                Ok((content_type, body)) => {
-                                    build(&lease).content_type(content_type).send_body(body).await
-                                }
-                                Err(e) => {
-                                    source.replace(Source::Spooled(upload));
-                                    lease.finish(Outcome::Canceled);
-                                    return Attempt::Fail(e.into_api());
-                                }
-                            };
-                            // A pooled connection the backend had just closed (its keep-alive
-                            // ran out) fails while the request is written: nothing reached the
-                            // backend, and a spooled body can simply be sent again.
-                            match sent {
-                                Err(SendRequestError::Send(_)) if sends < STALE_CONNECTION_RESENDS => {
-                                    tracing::debug!("resending a spooled upload after a write error");
-                                }
-                                other => break other,
-                            }
-                        };
-                        source.replace(Source::Spooled(upload));
-                        answer(lease, sent, settings).await
-                    }
-                    Source::Live(live) => {
-                        let tee = fallback_possible(lease.model(), op, &settings.retry);
-                        let tee_dir = tee.then_some(upload.spool_dir.as_path());
-                        let req = build(&lease);
-                        let (pumped, sent) =
-                            send_live(*live, req, &provider_model, tee_dir, check).await;
-                        let pumped = match pumped {
-                            Ok(p) => p,
-                            Err(e) => {
-                                // The client's doing: says nothing about the backend.
-                                lease.finish(Outcome::Canceled);
-                                return Attempt::Fail(e.into_api());
-                            }
-                        };
-                        let kept = pumped.spooled.is_some();
-                        if let Some(spooled) = pumped.spooled {
-                            source.replace(Source::Spooled(Rc::new(spooled)));
-                        }
-                        match answer(lease, sent, settings).await {
-                            // Nothing kept to send again: this route's error is the answer.
-                            Attempt::Retry(e) if !kept => Attempt::Fail(e),
-                            other => other,
-                        }
-                    }
-                    Source::Spent => {
-                        lease.finish(Outcome::Canceled);
-                        Attempt::Fail(
-                            ApiError::new(
-                                ErrorCode::UpstreamError,
-                                "The upload was streamed to a backend that failed and cannot be sent again.",
-                            ),
-                        )
-                    }
-                }
+    Ok(FormReader::new(req.headers(), payload, limits))
+}
+
+/// Sends the upload to the routes `with_fallback` leases, one attempt each.
+struct Sender<'a> {
+    client: &'a awc::Client,
+    settings: &'a crate::settings::Settings,
+    op: ApiOp,
+    fwd: Forwarded,
+    check: &'a dyn Fn(&TextField) -> Result<(), UploadError>,
+}
+
+impl Sender<'_> {
+    /// One attempt on `lease`, from wherever the upload is now. `source` is left holding the
+    /// upload again when it can be sent to another route.
+    async fn attempt(&self, mut lease: Lease, source: Rc<RefCell<Source>>) -> Attempt<Reply> {
+        match source.replace(Source::Spent) {
+            Source::Spooled(upload) => self.send_spooled(lease, upload, &source).await,
+            Source::Live(live) => self.send_streaming(lease, *live, &source).await,
+            Source::Spent => {
+                lease.finish(Outcome::Canceled);
+                Attempt::Fail(ApiError::new(
+                    ErrorCode::UpstreamError,
+                    "The upload was streamed to a backend that failed and cannot be sent again.",
+                ))
             }
-        },
-    )
-    .await
+        }
+    }
+
+    fn request(&self, lease: &Lease) -> awc::ClientRequest {
+        let limits = self.settings.timeouts.for_route(lease.route());
+        request(
+            self.client,
+            actix_web::http::Method::POST,
+            lease,
+            self.op.upstream_path(),
+            &self.fwd,
+            limits.headers.min(limits.total_left(lease.elapsed())),
+        )
+    }
+
+    async fn send_spooled(
+        &self,
+        mut lease: Lease,
+        upload: Rc<SpooledUpload>,
+        source: &RefCell<Source>,
+    ) -> Attempt<Reply> {
+        let provider_model = lease.route().provider_model_id.clone();
+        let mut sends = 0;
+        let sent = loop {
+            sends += 1;
+            let sent = match upload.body(&provider_model) {
+                Ok((content_type, body)) => {
+                    self.request(&lease)
+                        .content_type(content_type)
+                        .send_body(body)
+                        .await
+                }
+                Err(e) => {
+                    source.replace(Source::Spooled(upload));
+                    lease.finish(Outcome::Canceled);
+                    return Attempt::Fail(e.into_api());
+                }
+            };
+            // A pooled connection the backend had just closed (its keep-alive ran out) fails
+            // while the request is written: nothing reached the backend, and a spooled body can
+            // simply be sent again.
+            match sent {
+                Err(SendRequestError::Send(_)) if sends < STALE_CONNECTION_RESENDS => {
+                    tracing::debug!("resending a spooled upload after a write error");
+                }
+                other => break other,
+            }
+        };
+        source.replace(Source::Spooled(upload));
+        answer(lease, sent, self.settings).await
+    }
+
+    /// Stream the file part from the client to the backend as it arrives, also spooling it
+    /// when another route could be tried after this one.
+    async fn send_streaming(
+        &self,
+        mut lease: Lease,
+        live: LiveUpload,
+        source: &RefCell<Source>,
+    ) -> Attempt<Reply> {
+        let provider_model = lease.route().provider_model_id.clone();
+        let tee = fallback_possible(lease.model(), self.op, &self.settings.retry);
+        let tee_dir = tee.then_some(self.settings.media.upload.spool_dir.as_path());
+        let req = self.request(&lease);
+        let (pumped, sent) = send_live(live, req, &provider_model, tee_dir, self.check).await;
+        let pumped = match pumped {
+            Ok(p) => p,
+            Err(e) => {
+                // The client's doing: says nothing about the backend.
+                lease.finish(Outcome::Canceled);
+                return Attempt::Fail(e.into_api());
+            }
+        };
+        let kept = pumped.spooled.is_some();
+        if let Some(spooled) = pumped.spooled {
+            source.replace(Source::Spooled(Rc::new(spooled)));
+        }
+        match answer(lease, sent, self.settings).await {
+            // Nothing kept to send again: this route's error is the answer.
+            Attempt::Retry(e) if !kept => Attempt::Fail(e),
+            other => other,
+        }
+    }
 }
 
 /// Whether a failed attempt could be followed by another route: only then is a streamed

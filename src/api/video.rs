@@ -1,5 +1,6 @@
-//! Video generation jobs (contract §7.5). Handlers only read and write job rows and tell the
-//! job runner what changed; the runner does all the talking to backends.
+//! Video generation jobs (OpenAI's `VideoResource` fields, with cancel, 202 + `Location` and
+//! signed webhooks as OpenRouter, fal and Replicate offer them). Handlers only read and write job
+//! rows and tell the job runner what changed; the runner does all the talking to backends.
 //!
 //! - `POST /v1/video/generations` → 202 + `Location` + the job object
 //! - `GET /v1/video/generations?limit&after&order` → a page of jobs

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::quantity;
 
-/// What kind of model an entry is; the seed's catalogue categories.
+/// What kind of model an entry is: the published self-hosted catalogue's categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
@@ -21,7 +21,8 @@ pub enum Category {
     Nlp,
 }
 
-/// How the router talks to the model server (seed 002, "Engine Routing").
+/// How the router talks to the model server: vllm/transformers speak OpenAI's chat API, the
+/// others (custom, whisper, tts-engine, video-engine) one endpoint each, configured per model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
@@ -161,7 +162,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// One deployable model: the seed's fields plus what rendering needs.
+/// One deployable model: the published catalogue's fields plus what rendering needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Entry {

@@ -39,7 +39,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "quantity too large".to_string())
 }
 
-/// A download size as the seed writes it: `14GB`, `2.5GB`, `350MB` (decimal units).
+/// A download size as the published catalogue writes it: `14GB`, `2.5GB`, `350MB` (decimal units).
 pub fn parse_model_size(s: &str) -> Result<u64, String> {
     let (number, factor) = if let Some(n) = s.strip_suffix("GB") {
         (n, 1e9)

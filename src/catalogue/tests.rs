@@ -79,8 +79,9 @@ fn find_names_the_unknown_id() {
     assert!(err.contains("unknown catalogue id `llama-9`"), "{err}");
 }
 
+/// The vLLM Dockerfile pattern of the published Self-Hosted Models catalogue, flag by flag.
 #[test]
-fn vllm_dockerfile_follows_the_seed_pattern() {
+fn vllm_dockerfile_follows_the_published_pattern() {
     let e = find("llama-3.1-8b-instruct").unwrap_or_else(|e| panic!("{e:#}"));
     let d = render_dockerfile(e);
     for expected in [

@@ -94,7 +94,8 @@ pub fn load_str(
     }
 }
 
-/// `BACKEND_API_KEY` (seed 003), the key of routes that name none.
+/// `BACKEND_API_KEY`, the key of routes that name none: one secret for a single backend (e.g.
+/// llama-server's `--api-key`), sent to it as the route's `Authorization`.
 fn backend_api_key(vars: &dyn VarSource) -> Option<Secret> {
     vars.get("BACKEND_API_KEY")
         .map(|k| k.trim().to_string())
@@ -234,58 +235,13 @@ fn parse_model(
     };
 
     // Routes first: a missing variable in a weight-0 route only disables that route.
-    let mut disabled: Vec<Option<String>> = Vec::new();
-    // Routes whose missing variables are already reported: no second error for the same field.
-    let mut broken: Vec<bool> = Vec::new();
-    if let Some(Value::Sequence(routes)) = map.get_mut("route") {
-        for (j, route) in routes.iter_mut().enumerate() {
-            let missing = substitute_tree(route, vars, &format!("route[{j}]"));
-            disabled.push(None);
-            broken.push(!missing.is_empty());
-            if missing.is_empty() {
-                continue;
-            }
-            if weight_of(route) == Some(0.0) {
-                let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
-                let reason = format!("environment variable {} not set", names.join(", "));
-                out.warnings.push(
-                    place
-                        .at(
-                            &missing[0].field,
-                            format!("{reason}; route kept disabled because its weight is 0"),
-                        )
-                        .to_string(),
-                );
-                disabled[j] = Some(reason);
-            } else {
-                for m in missing {
-                    out.errors.push(place.at(
-                        &m.field,
-                        format!("environment variable {} is not set", m.var),
-                    ));
-                }
-            }
-        }
-    }
-
-    // Model-level fields; base_url/api_key/provider_model_id only matter through the routes
-    // that inherit them, so their missing variables are judged per route below.
+    let (disabled, broken) = match map.get_mut("route") {
+        Some(Value::Sequence(routes)) => substitute_routes(&place, routes, vars, out),
+        _ => (Vec::new(), Vec::new()),
+    };
     let route_value = map.remove("route");
     let mut rest = Value::Mapping(std::mem::take(map));
-    let mut inherited_missing: HashMap<String, String> = HashMap::new();
-    for m in substitute_tree(&mut rest, vars, "") {
-        if matches!(
-            m.field.as_str(),
-            "base_url" | "api_key" | "provider_model_id"
-        ) {
-            inherited_missing.insert(m.field.clone(), m.var.clone());
-        } else {
-            out.errors.push(place.at(
-                &m.field,
-                format!("environment variable {} is not set", m.var),
-            ));
-        }
-    }
+    let inherited_missing = substitute_model_fields(&place, &mut rest, vars, out);
     if let Value::Mapping(rest_map) = &mut rest {
         if let Some(routes) = route_value {
             rest_map.insert(Value::from("route"), routes);
@@ -300,21 +256,86 @@ fn parse_model(
             return None;
         }
     };
-    match build_model(
-        &place,
-        raw,
-        &disabled,
-        &broken,
-        &inherited_missing,
+    let subst = Substitution {
+        disabled: &disabled,
+        broken: &broken,
+        inherited_missing: &inherited_missing,
         vars,
-        out,
-    ) {
+    };
+    match build_model(&place, raw, &subst, out) {
         Ok(model) => Some(model),
         Err(errors) => {
             out.errors.extend(errors);
             None
         }
     }
+}
+
+/// Substitute `${VAR}`s in each route. Returns, per route, why it is kept disabled (a missing
+/// variable in a weight-0 route: a warning) and whether its missing variables are already
+/// reported as errors (so no second error names the same field).
+fn substitute_routes(
+    place: &Place<'_>,
+    routes: &mut [Value],
+    vars: &dyn VarSource,
+    out: &mut ConfigErrors,
+) -> (Vec<Option<String>>, Vec<bool>) {
+    let mut disabled = Vec::with_capacity(routes.len());
+    let mut broken = Vec::with_capacity(routes.len());
+    for (j, route) in routes.iter_mut().enumerate() {
+        let missing = substitute_tree(route, vars, &format!("route[{j}]"));
+        broken.push(!missing.is_empty());
+        if missing.is_empty() {
+            disabled.push(None);
+        } else if weight_of(route) == Some(0.0) {
+            let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
+            let reason = format!("environment variable {} not set", names.join(", "));
+            out.warnings.push(
+                place
+                    .at(
+                        &missing[0].field,
+                        format!("{reason}; route kept disabled because its weight is 0"),
+                    )
+                    .to_string(),
+            );
+            disabled.push(Some(reason));
+        } else {
+            for m in missing {
+                out.errors.push(place.at(
+                    &m.field,
+                    format!("environment variable {} is not set", m.var),
+                ));
+            }
+            disabled.push(None);
+        }
+    }
+    (disabled, broken)
+}
+
+/// Substitute `${VAR}`s in the model's own fields (the routes taken out). A missing
+/// `base_url`/`api_key`/`provider_model_id` only matters through the routes that inherit it,
+/// so it is returned to be judged per route; any other missing variable is an error.
+fn substitute_model_fields(
+    place: &Place<'_>,
+    fields: &mut Value,
+    vars: &dyn VarSource,
+    out: &mut ConfigErrors,
+) -> HashMap<String, String> {
+    let mut inherited_missing = HashMap::new();
+    for m in substitute_tree(fields, vars, "") {
+        if matches!(
+            m.field.as_str(),
+            "base_url" | "api_key" | "provider_model_id"
+        ) {
+            inherited_missing.insert(m.field.clone(), m.var.clone());
+        } else {
+            out.errors.push(place.at(
+                &m.field,
+                format!("environment variable {} is not set", m.var),
+            ));
+        }
+    }
+    inherited_missing
 }
 
 fn weight_of(route: &Value) -> Option<f64> {
@@ -336,13 +357,25 @@ fn key_text(key: &Value) -> String {
     }
 }
 
+/// What `parse_model` learnt about a model's routes while substituting `${VAR}`s, before the
+/// YAML became a [`RawModel`].
+struct Substitution<'a> {
+    /// Per route: why it is kept disabled (a missing variable in a weight-0 route).
+    disabled: &'a [Option<String>],
+    /// Per route: its missing variables are already reported as errors.
+    broken: &'a [bool],
+    /// Model-level `base_url`/`api_key`/`provider_model_id` whose variable is missing, judged
+    /// per route that inherits them.
+    inherited_missing: &'a HashMap<String, String>,
+    vars: &'a dyn VarSource,
+}
+
+/// Validate one model: its own fields, each route, its aliases. Errors come back together so
+/// the caller can report every problem of the file at once; warnings go to `out`.
 fn build_model(
     place: &Place<'_>,
-    raw: RawModel,
-    disabled: &[Option<String>],
-    broken: &[bool],
-    inherited_missing: &HashMap<String, String>,
-    vars: &dyn VarSource,
+    mut raw: RawModel,
+    subst: &Substitution<'_>,
     out: &mut ConfigErrors,
 ) -> Result<ModelDef, Vec<ConfigError>> {
     let mut errors = Vec::new();
@@ -351,275 +384,20 @@ fn build_model(
         errors.push(place.at("id", "must be non-empty and contain no spaces"));
     }
     place.unknown_keys("", &raw.unknown, MODEL_KEYS, out);
-
-    let model_type = match raw.model_type.as_deref() {
-        Some(t) => match ModelType::parse(t) {
-            Some(mt) => mt,
-            None => {
-                errors.push(place.at(
-                    "type",
-                    format!("unknown type {t:?}; expected chat, multimodal, embedding, speech, transcription, image or video"),
-                ));
-                ModelType::Chat
-            }
-        },
-        None => ModelType::infer(&raw.input_modalities, &raw.output_modalities),
-    };
+    let model_type = model_type_of(place, &raw, &mut errors);
     let (default_in, default_out) = model_type.default_modalities();
-    let input_modalities = if raw.input_modalities.is_empty() {
-        default_in.iter().map(|s| s.to_string()).collect()
-    } else {
-        raw.input_modalities.clone()
-    };
-    let output_modalities = if raw.output_modalities.is_empty() {
-        default_out.iter().map(|s| s.to_string()).collect()
-    } else {
-        raw.output_modalities.clone()
-    };
+    let input_modalities = modalities_or(&raw.input_modalities, default_in);
+    let output_modalities = modalities_or(&raw.output_modalities, default_out);
     let pricing = pricing_of(place, "pricing", raw.pricing.as_ref(), out);
-
-    let mut raw_routes = raw.route;
-    if raw_routes.is_empty() {
-        // The original gateway allowed a model-level base_url with the provider as the kind.
-        if raw.base_url.is_some() || inherited_missing.contains_key("base_url") {
-            raw_routes.push(RawRoute {
-                name: None,
-                kind: raw
-                    .provider
-                    .clone()
-                    .unwrap_or_else(|| "openai_compat".into()),
-                weight: None,
-                base_url: None,
-                provider_model_id: None,
-                api_key: None,
-                pricing: None,
-                rpm: None,
-                tpm: None,
-                max_in_flight: None,
-                health_path: None,
-                auth_header: None,
-                timeouts: None,
-                allow_private_network: None,
-                discover: None,
-                discover_prefix: None,
-                discover_map: None,
-                video: Default::default(),
-                unknown: Default::default(),
-            });
-        } else {
-            errors.push(place.whole("has no `route` entries (and no model-level base_url)"));
-        }
-    }
-
-    let mut routes = Vec::with_capacity(raw_routes.len());
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let route_keys = [ROUTE_KEYS, VIDEO_ROUTE_KEYS].concat();
-    for (j, r) in raw_routes.into_iter().enumerate() {
-        let field = |f: &str| format!("route[{j}].{f}");
-        place.unknown_keys(&format!("route[{j}]"), &r.unknown, &route_keys, out);
-        if let Some(timeouts) = &r.timeouts {
-            place.unknown_keys(&field("timeouts"), &timeouts.unknown, TIMEOUT_KEYS, out);
-        }
-        let kind_name = r.kind.trim().to_string();
-        if kind_name.is_empty() {
-            errors.push(place.at(&field("kind"), "must not be empty"));
-        }
-        let kind = BackendKind::parse(&kind_name);
-        let weight = r.weight.unwrap_or(1.0);
-        if !weight.is_finite() || weight < 0.0 {
-            errors.push(place.at(
-                &field("weight"),
-                format!("must be a number >= 0, found {weight}"),
-            ));
-        }
-        let mut disabled_reason = disabled.get(j).cloned().flatten();
-        let mut already_reported = broken.get(j).copied().unwrap_or(false);
-
-        let base_raw = r.base_url.clone().or_else(|| raw.base_url.clone());
-        let inherited = |f: &str| r_field_missing(f, &r, inherited_missing);
-        for f in ["base_url", "api_key", "provider_model_id"] {
-            if let Some(var) = inherited(f) {
-                let reason = format!("environment variable {var} not set");
-                if weight == 0.0 {
-                    out.warnings.push(
-                        place
-                            .at(
-                                f,
-                                format!(
-                                    "{reason}; route {j} kept disabled because its weight is 0"
-                                ),
-                            )
-                            .to_string(),
-                    );
-                    disabled_reason.get_or_insert(reason);
-                } else {
-                    errors.push(place.at(f, format!("environment variable {var} is not set")));
-                    already_reported = true;
-                }
-            }
-        }
-        let base_url = match base_raw.as_deref().map(str::trim) {
-            _ if already_reported => None,
-            Some("") | None if disabled_reason.is_none() => {
-                errors.push(place.at(&field("base_url"), "is required"));
-                None
-            }
-            Some("") | None => None,
-            Some(url) => match BaseUrl::parse(url) {
-                Ok(b) => Some(b),
-                Err(e) if disabled_reason.is_some() => {
-                    out.warnings
-                        .push(place.at(&field("base_url"), &e).to_string());
-                    None
-                }
-                Err(e) => {
-                    errors.push(place.at(&field("base_url"), e));
-                    None
-                }
-            },
-        };
-        let provider_model_id = r
-            .provider_model_id
-            .clone()
-            .or_else(|| raw.provider_model_id.clone())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| id.clone());
-        // `BACKEND_API_KEY` (seed 003) is the key of routes that name none; `api_key: none`
-        // opts a route out of it.
-        let api_key = match r
-            .api_key
-            .clone()
-            .or_else(|| raw.api_key.clone())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-        {
-            Some(k) if k.eq_ignore_ascii_case("none") => None,
-            Some(k) => Some(Secret::new(k)),
-            None => backend_api_key(vars),
-        };
-        let timeouts = match r.timeouts.as_ref().map(|t| t.validate()) {
-            None => Default::default(),
-            Some(Ok(t)) => t,
-            Some(Err(problems)) => {
-                for p in problems {
-                    errors.push(place.at(&field("timeouts"), p));
-                }
-                Default::default()
-            }
-        };
-        let discover = r
-            .discover
-            .unwrap_or(false)
-            .then(|| crate::config::Discovery {
-                prefix: r.discover_prefix.clone().unwrap_or_default(),
-                map: r.discover_map.clone().unwrap_or_default(),
-            });
-        if !r.discover.unwrap_or(false) && (r.discover_prefix.is_some() || r.discover_map.is_some())
-        {
-            out.warnings.push(
-                place
-                    .at(
-                        &field("discover_prefix"),
-                        "discover_prefix/discover_map have no effect without `discover: true`",
-                    )
-                    .to_string(),
-            );
-        }
-        let auth = match r
-            .auth_header
-            .as_deref()
-            .map(|s| s.trim().to_ascii_lowercase())
-        {
-            None => kind.auth_style(),
-            Some(h) if h == "authorization" || h == "bearer" => AuthStyle::Bearer,
-            Some(h) if h == "api-key" || h == "api_key" => AuthStyle::ApiKeyHeader,
-            Some(other) => {
-                errors.push(place.at(
-                    &field("auth_header"),
-                    format!("unknown auth header {other:?}; expected authorization or api-key"),
-                ));
-                AuthStyle::Bearer
-            }
-        };
-        if let Some(path) = &r.health_path {
-            if !path.starts_with('/') && path != "none" {
-                errors.push(place.at(
-                    &field("health_path"),
-                    "must start with / (or be `none` to disable probing)",
-                ));
-            }
-        }
-        let limits = Limits {
-            rpm: r
-                .rpm
-                .or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "RPM")),
-            tpm: r
-                .tpm
-                .or_else(|| env_limit(vars, &kind_name, raw.provider.as_deref(), "TPM")),
-            max_in_flight: r.max_in_flight,
-        };
-        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.max_in_flight == Some(0) {
-            errors.push(place.at(
-                &field("rpm/tpm/max_in_flight"),
-                "limits must be at least 1 (leave the field out for no limit)",
-            ));
-        }
-        let name = r.name.clone().unwrap_or_else(|| kind_name.clone());
-        let count = names.entry(name.clone()).or_insert(0);
-        *count += 1;
-        if *count > 1 && r.name.is_some() {
-            errors.push(place.at(&field("name"), format!("route name {name:?} is used twice")));
-        }
-        let route_pricing = pricing_of(place, &field("pricing"), r.pricing.as_ref(), out);
-        let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
-            for (f, message) in problems {
-                errors.push(place.at(&field(f), message));
-            }
-            VideoRouteOptions::default()
-        });
-        routes.push(RouteDef {
-            name,
-            kind_name,
-            kind,
-            weight,
-            configured_weight: weight,
-            base_url,
-            provider_model_id,
-            api_key,
-            auth,
-            pricing: pricing.overlaid_by(&route_pricing),
-            limits,
-            health_path: r.health_path,
-            disabled_reason,
-            timeouts,
-            allow_private_network: r.allow_private_network.unwrap_or(false),
-            discover,
-            video,
-        });
-    }
-    // Unnamed routes that share a kind get `kind#index` so each name is unique.
-    let duplicated: Vec<String> = names
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for (j, route) in routes.iter_mut().enumerate() {
-        if duplicated.contains(&route.name) {
-            route.name = format!("{}#{j}", route.name);
-        }
-    }
-
-    let mut aliases = Vec::new();
-    for alias in raw.aliases {
-        let alias = alias.trim().to_string();
-        if alias.is_empty() || alias == id {
-            continue; // an alias equal to the id (seen in the original gateway's configs) is a no-op
-        }
-        if !aliases.contains(&alias) {
-            aliases.push(alias);
-        }
-    }
+    let raw_routes = routes_or_implicit(place, &mut raw, subst, &mut errors);
+    let ctx = RouteContext {
+        raw: &raw,
+        id: &id,
+        pricing: &pricing,
+        subst,
+    };
+    let routes = build_routes(place, &ctx, raw_routes, &mut errors, out);
+    let aliases = distinct_aliases(&raw.aliases, &id);
 
     if !errors.is_empty() {
         return Err(errors);
@@ -643,6 +421,390 @@ fn build_model(
         supported_voices: raw.supported_voices,
         routes,
     })
+}
+
+/// The declared `type`, or the one the modalities imply.
+fn model_type_of(place: &Place<'_>, raw: &RawModel, errors: &mut Vec<ConfigError>) -> ModelType {
+    let Some(t) = raw.model_type.as_deref() else {
+        return ModelType::infer(&raw.input_modalities, &raw.output_modalities);
+    };
+    ModelType::parse(t).unwrap_or_else(|| {
+        errors.push(place.at(
+            "type",
+            format!("unknown type {t:?}; expected chat, multimodal, embedding, speech, transcription, image or video"),
+        ));
+        ModelType::Chat
+    })
+}
+
+fn modalities_or(given: &[String], default: &[&str]) -> Vec<String> {
+    if given.is_empty() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        given.to_vec()
+    }
+}
+
+/// The model's routes; without any, the original gateway's model-level `base_url` with the
+/// provider as the kind makes one.
+fn routes_or_implicit(
+    place: &Place<'_>,
+    raw: &mut RawModel,
+    subst: &Substitution<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<RawRoute> {
+    let routes = std::mem::take(&mut raw.route);
+    if !routes.is_empty() {
+        return routes;
+    }
+    if raw.base_url.is_some() || subst.inherited_missing.contains_key("base_url") {
+        let kind = raw
+            .provider
+            .clone()
+            .unwrap_or_else(|| "openai_compat".into());
+        return vec![implicit_route(kind)];
+    }
+    errors.push(place.whole("has no `route` entries (and no model-level base_url)"));
+    vec![]
+}
+
+/// A route that takes everything but its kind from the model.
+fn implicit_route(kind: String) -> RawRoute {
+    RawRoute {
+        name: None,
+        kind,
+        weight: None,
+        base_url: None,
+        provider_model_id: None,
+        api_key: None,
+        pricing: None,
+        rpm: None,
+        tpm: None,
+        max_in_flight: None,
+        health_path: None,
+        auth_header: None,
+        timeouts: None,
+        allow_private_network: None,
+        discover: None,
+        discover_prefix: None,
+        discover_map: None,
+        video: Default::default(),
+        unknown: Default::default(),
+    }
+}
+
+/// Messages about one route's fields: `route[2].weight`.
+struct RouteField<'a> {
+    place: &'a Place<'a>,
+    index: usize,
+}
+
+impl RouteField<'_> {
+    fn path(&self) -> String {
+        format!("route[{}]", self.index)
+    }
+    fn name(&self, f: &str) -> String {
+        format!("{}.{f}", self.path())
+    }
+    fn at(&self, f: &str, msg: impl std::fmt::Display) -> ConfigError {
+        self.place.at(&self.name(f), msg)
+    }
+}
+
+/// Validate every route, then give unnamed routes that share a kind unique names.
+fn build_routes(
+    place: &Place<'_>,
+    ctx: &RouteContext<'_>,
+    raw_routes: Vec<RawRoute>,
+    errors: &mut Vec<ConfigError>,
+    out: &mut ConfigErrors,
+) -> Vec<RouteDef> {
+    let mut routes = Vec::with_capacity(raw_routes.len());
+    // How often each route name occurs: explicit names must be unique, implicit ones are
+    // numbered below.
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (j, r) in raw_routes.into_iter().enumerate() {
+        let at = RouteField { place, index: j };
+        routes.push(build_route(&at, ctx, r, &mut names, errors, out));
+    }
+    // Unnamed routes that share a kind get `kind#index` so each name is unique.
+    let duplicated: Vec<String> = names
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (j, route) in routes.iter_mut().enumerate() {
+        if duplicated.contains(&route.name) {
+            route.name = format!("{}#{j}", route.name);
+        }
+    }
+    routes
+}
+
+/// What every route of a model shares.
+struct RouteContext<'a> {
+    raw: &'a RawModel,
+    id: &'a str,
+    pricing: &'a Pricing,
+    subst: &'a Substitution<'a>,
+}
+
+/// Validate one route. Errors come in the order of its fields; warnings go to `out`.
+fn build_route(
+    at: &RouteField<'_>,
+    ctx: &RouteContext<'_>,
+    r: RawRoute,
+    names: &mut HashMap<String, usize>,
+    errors: &mut Vec<ConfigError>,
+    out: &mut ConfigErrors,
+) -> RouteDef {
+    let route_keys = [ROUTE_KEYS, VIDEO_ROUTE_KEYS].concat();
+    at.place
+        .unknown_keys(&at.path(), &r.unknown, &route_keys, out);
+    if let Some(timeouts) = &r.timeouts {
+        at.place
+            .unknown_keys(&at.name("timeouts"), &timeouts.unknown, TIMEOUT_KEYS, out);
+    }
+    let kind_name = r.kind.trim().to_string();
+    if kind_name.is_empty() {
+        errors.push(at.at("kind", "must not be empty"));
+    }
+    let kind = BackendKind::parse(&kind_name);
+    let weight = r.weight.unwrap_or(1.0);
+    if !weight.is_finite() || weight < 0.0 {
+        errors.push(at.at("weight", format!("must be a number >= 0, found {weight}")));
+    }
+    let (base_url, disabled_reason) = route_target(at, ctx, &r, weight, errors, out);
+    let provider_model_id = r
+        .provider_model_id
+        .clone()
+        .or_else(|| ctx.raw.provider_model_id.clone())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| ctx.id.to_string());
+    let api_key = route_api_key(ctx.raw, &r, ctx.subst.vars);
+    let timeouts = route_timeouts(at, &r, errors);
+    let discover = route_discovery(at, &r, out);
+    let auth = route_auth(at, &r, kind, errors);
+    if let Some(path) = &r.health_path {
+        if !path.starts_with('/') && path != "none" {
+            errors.push(at.at(
+                "health_path",
+                "must start with / (or be `none` to disable probing)",
+            ));
+        }
+    }
+    let limits = route_limits(at, ctx, &r, &kind_name, errors);
+    let name = r.name.clone().unwrap_or_else(|| kind_name.clone());
+    let count = names.entry(name.clone()).or_insert(0);
+    *count += 1;
+    if *count > 1 && r.name.is_some() {
+        errors.push(at.at("name", format!("route name {name:?} is used twice")));
+    }
+    let route_pricing = pricing_of(at.place, &at.name("pricing"), r.pricing.as_ref(), out);
+    let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
+        for (f, message) in problems {
+            errors.push(at.at(f, message));
+        }
+        VideoRouteOptions::default()
+    });
+    RouteDef {
+        name,
+        kind_name,
+        kind,
+        weight,
+        configured_weight: weight,
+        base_url,
+        provider_model_id,
+        api_key,
+        auth,
+        pricing: ctx.pricing.overlaid_by(&route_pricing),
+        limits,
+        health_path: r.health_path,
+        disabled_reason,
+        timeouts,
+        allow_private_network: r.allow_private_network.unwrap_or(false),
+        discover,
+        video,
+    }
+}
+
+/// The route's base URL and, when it is kept disabled, why. A missing variable disables a
+/// weight-0 route (a warning) and is an error anywhere else; a URL is only required, and only
+/// an error when invalid, on a route that is not disabled.
+fn route_target(
+    at: &RouteField<'_>,
+    ctx: &RouteContext<'_>,
+    r: &RawRoute,
+    weight: f64,
+    errors: &mut Vec<ConfigError>,
+    out: &mut ConfigErrors,
+) -> (Option<BaseUrl>, Option<String>) {
+    let j = at.index;
+    let mut disabled_reason = ctx.subst.disabled.get(j).cloned().flatten();
+    let mut already_reported = ctx.subst.broken.get(j).copied().unwrap_or(false);
+    for f in ["base_url", "api_key", "provider_model_id"] {
+        if let Some(var) = r_field_missing(f, r, ctx.subst.inherited_missing) {
+            let reason = format!("environment variable {var} not set");
+            if weight == 0.0 {
+                out.warnings.push(
+                    at.place
+                        .at(
+                            f,
+                            format!("{reason}; route {j} kept disabled because its weight is 0"),
+                        )
+                        .to_string(),
+                );
+                disabled_reason.get_or_insert(reason);
+            } else {
+                errors.push(
+                    at.place
+                        .at(f, format!("environment variable {var} is not set")),
+                );
+                already_reported = true;
+            }
+        }
+    }
+    let base_raw = r.base_url.clone().or_else(|| ctx.raw.base_url.clone());
+    let base_url = match base_raw.as_deref().map(str::trim) {
+        _ if already_reported => None,
+        Some("") | None if disabled_reason.is_none() => {
+            errors.push(at.at("base_url", "is required"));
+            None
+        }
+        Some("") | None => None,
+        Some(url) => match BaseUrl::parse(url) {
+            Ok(b) => Some(b),
+            Err(e) if disabled_reason.is_some() => {
+                out.warnings.push(at.at("base_url", &e).to_string());
+                None
+            }
+            Err(e) => {
+                errors.push(at.at("base_url", e));
+                None
+            }
+        },
+    };
+    (base_url, disabled_reason)
+}
+
+/// The route's key, else the model's; `BACKEND_API_KEY` is the key of routes that name none,
+/// and `api_key: none` opts a route out of it.
+fn route_api_key(raw: &RawModel, r: &RawRoute, vars: &dyn VarSource) -> Option<Secret> {
+    let named = r
+        .api_key
+        .clone()
+        .or_else(|| raw.api_key.clone())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    match named {
+        Some(k) if k.eq_ignore_ascii_case("none") => None,
+        Some(k) => Some(Secret::new(k)),
+        None => backend_api_key(vars),
+    }
+}
+
+fn route_timeouts(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    errors: &mut Vec<ConfigError>,
+) -> super::RouteTimeouts {
+    match r.timeouts.as_ref().map(|t| t.validate()) {
+        None => Default::default(),
+        Some(Ok(t)) => t,
+        Some(Err(problems)) => {
+            for p in problems {
+                errors.push(at.at("timeouts", p));
+            }
+            Default::default()
+        }
+    }
+}
+
+fn route_discovery(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    out: &mut ConfigErrors,
+) -> Option<crate::config::Discovery> {
+    let on = r.discover.unwrap_or(false);
+    if !on && (r.discover_prefix.is_some() || r.discover_map.is_some()) {
+        out.warnings.push(
+            at.at(
+                "discover_prefix",
+                "discover_prefix/discover_map have no effect without `discover: true`",
+            )
+            .to_string(),
+        );
+    }
+    on.then(|| crate::config::Discovery {
+        prefix: r.discover_prefix.clone().unwrap_or_default(),
+        map: r.discover_map.clone().unwrap_or_default(),
+    })
+}
+
+fn route_auth(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    kind: BackendKind,
+    errors: &mut Vec<ConfigError>,
+) -> AuthStyle {
+    match r
+        .auth_header
+        .as_deref()
+        .map(|s| s.trim().to_ascii_lowercase())
+    {
+        None => kind.auth_style(),
+        Some(h) if h == "authorization" || h == "bearer" => AuthStyle::Bearer,
+        Some(h) if h == "api-key" || h == "api_key" => AuthStyle::ApiKeyHeader,
+        Some(other) => {
+            errors.push(at.at(
+                "auth_header",
+                format!("unknown auth header {other:?}; expected authorization or api-key"),
+            ));
+            AuthStyle::Bearer
+        }
+    }
+}
+
+/// The route's own limits, else `<PROVIDER>_RPM_LIMIT`/`_TPM_LIMIT` from the environment.
+fn route_limits(
+    at: &RouteField<'_>,
+    ctx: &RouteContext<'_>,
+    r: &RawRoute,
+    kind_name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Limits {
+    let provider = ctx.raw.provider.as_deref();
+    let limits = Limits {
+        rpm: r
+            .rpm
+            .or_else(|| env_limit(ctx.subst.vars, kind_name, provider, "RPM")),
+        tpm: r
+            .tpm
+            .or_else(|| env_limit(ctx.subst.vars, kind_name, provider, "TPM")),
+        max_in_flight: r.max_in_flight,
+    };
+    if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.max_in_flight == Some(0) {
+        errors.push(at.at(
+            "rpm/tpm/max_in_flight",
+            "limits must be at least 1 (leave the field out for no limit)",
+        ));
+    }
+    limits
+}
+
+/// The aliases in order, without blanks, repeats or the id itself (seen in the original
+/// gateway's configs, a no-op).
+fn distinct_aliases(given: &[String], id: &str) -> Vec<String> {
+    let mut aliases: Vec<String> = Vec::new();
+    for alias in given {
+        let alias = alias.trim();
+        if alias.is_empty() || alias == id || aliases.iter().any(|a| a == alias) {
+            continue;
+        }
+        aliases.push(alias.to_string());
+    }
+    aliases
 }
 
 /// Whether a route inherits a model-level field whose variable was missing.
@@ -685,7 +847,8 @@ fn pricing_of(
     }
 }
 
-/// `<PROVIDER>_TPM_LIMIT` / `<PROVIDER>_RPM_LIMIT` (seed 001), by route kind, then model provider.
+/// `<PROVIDER>_TPM_LIMIT` / `<PROVIDER>_RPM_LIMIT` (e.g. `GEMINI_TPM_LIMIT`, as the HybridInference
+/// gateway reads them), by route kind, then model provider.
 fn env_limit(
     vars: &dyn VarSource,
     kind_name: &str,
@@ -733,7 +896,8 @@ fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<ConfigE
     }
 }
 
-/// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (seed 001).
+/// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (remote-only operation while
+/// the local servers are down or needed elsewhere).
 fn apply_offload(registry: &mut Registry, vars: &dyn VarSource, warnings: &mut Vec<String>) {
     let on = vars
         .get("OFFLOAD")

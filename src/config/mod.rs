@@ -1,6 +1,7 @@
-//! The operator's model registry: `models.yaml` (seed 000's schema), optional `routing.yaml`,
-//! `.env`, `${VAR}` substitution and `OFFLOAD`/`LOCAL_BASE_URL`. Loading validates everything and
-//! reports every problem at once, each naming the file, the model and the field.
+//! The operator's model registry: `models.yaml` (the HybridInference gateway's schema, so its
+//! files load unchanged), optional `routing.yaml`, `.env`, `${VAR}` substitution and
+//! `OFFLOAD`/`LOCAL_BASE_URL`. Loading validates everything and reports every problem at once,
+//! each naming the file, the model and the field.
 
 mod env;
 mod lenient;
@@ -46,7 +47,8 @@ pub enum ModelType {
 }
 
 impl ModelType {
-    /// Accepts the router's names and seed 002's (`text_to_speech`, `speech_to_text`, …).
+    /// Accepts the router's names and the self-hosted catalogue's (`text_to_speech`,
+    /// `speech_to_text`, …), in any case, with `-` or `_`.
     pub fn parse(s: &str) -> Option<ModelType> {
         Some(
             match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
@@ -277,7 +279,7 @@ pub struct RouteDef {
     pub timeouts: RouteTimeouts,
     /// Discovery may reach this endpoint even on a loopback/private/link-local address.
     pub allow_private_network: bool,
-    /// `Some` when the endpoint's own model list is registered (seed 004).
+    /// `Some` when the endpoint's own `/v1/models` list is registered (`discover: true`).
     pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,

@@ -1,5 +1,6 @@
-//! The `models.yaml` schema as operators write it (seed 000's fields, plus the optional extras
-//! documented in docs/configuration.md). Validation into [`super::ModelDef`] happens in `load`.
+//! The `models.yaml` schema as operators write it (the HybridInference gateway's fields, plus the
+//! optional extras documented in docs/configuration.md). Validation into [`super::ModelDef`]
+//! happens in `load`.
 
 use std::collections::BTreeMap;
 
@@ -132,14 +133,14 @@ pub struct RawRoute {
     pub auth_header: Option<String>,
     /// Upstream time limits in seconds: `connect`, `headers`, `idle`, `total`.
     pub timeouts: Option<super::route_opts::RawTimeouts>,
-    /// Lets discovery reach loopback/private/link-local addresses (seed 004).
+    /// Lets discovery reach loopback/private/link-local addresses; off unless the operator says so.
     #[serde(
         default,
         alias = "allowPrivateNetwork",
         deserialize_with = "lenient::opt_bool"
     )]
     pub allow_private_network: Option<bool>,
-    /// Register the models this endpoint lists at `/v1/models` (seed 004).
+    /// Register the models this endpoint lists at `/v1/models` (off by default).
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub discover: Option<bool>,
     /// Public id of a discovered model = prefix + served id.

@@ -1,5 +1,6 @@
 //! Per-route options added for trust and resilience: upstream time limits, the private-network
-//! opt-in of seed 004, and model discovery.
+//! opt-in (`allow_private_network`, which discovery needs to reach loopback, LAN or private
+//! hosts), and model discovery.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -93,8 +93,9 @@ pub fn attach_credentials(
     }
 }
 
-/// The runtimes the seeds name, plus `Remote` for any other OpenAI-compatible provider
-/// (`featherless`, `deepseek`, …), whose original name is kept on the route.
+/// The runtimes and self-hosted engines the router knows by name, plus `Remote` for any other
+/// OpenAI-compatible provider (`featherless`, `deepseek`, …), whose original name is kept on
+/// the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
@@ -157,8 +158,8 @@ impl BackendKind {
 
     pub fn ops(self) -> &'static [ApiOp] {
         match self {
-            // Seed 002: engines vllm/transformers (VLLMProvider) serve chat, embeddings and
-            // images; vLLM also serves ASR models on the audio routes.
+            // vLLM and transformers servers serve chat, embeddings and images; vLLM also
+            // serves ASR models on the audio routes.
             BackendKind::Vllm => &[
                 ChatCompletions,
                 Embeddings,
@@ -171,7 +172,7 @@ impl BackendKind {
                 &[ChatCompletions, Embeddings]
             }
             BackendKind::Ollama => &[ChatCompletions, Embeddings, Images],
-            // TGI has no /v1/embeddings (seed 003): such requests get a structured 501.
+            // TGI has no /v1/embeddings: such requests get a structured 501.
             BackendKind::Tgi => &[ChatCompletions],
             BackendKind::Localai => &[
                 ChatCompletions,
@@ -184,7 +185,7 @@ impl BackendKind {
             BackendKind::Whisper => &[Transcriptions, Translations],
             BackendKind::TtsEngine => &[Speech],
             BackendKind::VideoEngine => &[Video],
-            // Seed 002's CustomProvider serves every endpoint; remote providers are assumed to
+            // A custom server may serve any endpoint; remote providers are assumed to
             // offer the whole OpenAI surface and answer for themselves.
             BackendKind::Custom
             | BackendKind::Openai
@@ -193,8 +194,8 @@ impl BackendKind {
         }
     }
 
-    /// Path (relative to the server root, not the `/v1` base) probed for health, per contract
-    /// §8.1: llama.cpp answers 503 on `/health` while loading, Ollama has `/api/version`,
+    /// Path (relative to the server root, not the `/v1` base) probed for health: most
+    /// runtimes answer `/health` (llama.cpp with 503 while loading), Ollama has `/api/version`,
     /// LocalAI `/readyz`, LM Studio and remote providers only the model list.
     pub fn health_path(self) -> &'static str {
         match self {

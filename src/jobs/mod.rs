@@ -1,4 +1,4 @@
-//! Durable video generation jobs (contract §7.5).
+//! Durable video generation jobs: `POST /v1/video/generations` answers 202, the work runs here.
 //!
 //! - [`store`]: the `video_jobs` table (SQLite or PostgreSQL through sqlx).
 //! - [`runner`]: the [`JobRunner`] actor, the only part that talks to video backends: it
@@ -30,7 +30,7 @@ use crate::mesh::RouterActor;
 use crate::record::RecordSink;
 use crate::relay::{RetryPolicy, Timeouts};
 
-/// A job's public status (contract §7.5).
+/// A job's public status: OpenAI's four video states plus `canceled` and `expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Queued,
@@ -121,8 +121,8 @@ pub fn visible_status(job: &JobRow, now: i64) -> JobStatus {
     }
 }
 
-/// The job object of contract §7.5. `api` is the API prefix the client used (`/v1` or
-/// `/api/v1`), so the links work as given.
+/// The job object clients see (OpenAI's `VideoResource` field names plus `urls`). `api` is the
+/// API prefix the client used (`/v1` or `/api/v1`), so the links work as given.
 pub fn job_object(job: &JobRow, api: &str, now: i64) -> Value {
     let status = visible_status(job, now);
     let base = format!("{api}/video/generations/{}", job.id);

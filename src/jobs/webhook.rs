@@ -1,4 +1,4 @@
-//! Webhooks to a job's `callback_url` when it ends (contract §7.5): a JSON event signed with
+//! Webhooks to a job's `callback_url` when it ends (any terminal status): a JSON event signed with
 //! HMAC-SHA256, retried with exponential back-off until the receiver answers 2xx. Delivery state
 //! is in the job's row, so a restart resumes pending deliveries.
 //!
@@ -53,7 +53,7 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac))
 }
 
-/// Network hygiene for webhooks (seed 004): the router calls URLs its clients chose, so unless
+/// Network hygiene for webhooks: the router calls URLs its clients chose, so unless
 /// `VIDEO_WEBHOOK_ALLOW_PRIVATE` is set they must not lead to a loopback, private or link-local
 /// address. Checked at create (a name that does not resolve yet is accepted) and again at every
 /// delivery attempt, which then connects to the addresses it checked.

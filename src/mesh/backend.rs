@@ -1,4 +1,4 @@
-//! `BackendActor`: one per distinct endpoint. It owns the endpoint's state ([`Endpoint`]),
+//! `BackendActor`: one per distinct endpoint. It shares the endpoint's state ([`Endpoint`]),
 //! probes the kind's health path on a jittered interval, and drains the endpoint when a reload
 //! retires it. Outcomes of finished requests are folded into that state by the lease's `Drop`
 //! itself ([`Endpoint::fold_outcome`]): a message per request would wake the actor's thread
@@ -75,7 +75,7 @@ pub struct Finished {
     pub trial: bool,
 }
 
-/// Stop probing (endpoint removed by a reload); the actor ends once leases stop arriving.
+/// Stop probing (endpoint removed by a reload); the actor ends once its in-flight count is 0.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Retire;
@@ -198,8 +198,7 @@ impl Actor for BackendActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Leases report with `do_send`, which ignores the mailbox bound: reports are never
-        // dropped, however busy the endpoint.
+        // Leases never message this actor (they fold outcomes into the Endpoint in `Drop`).
         self.schedule_probe(ctx, true);
     }
 }

@@ -1,6 +1,15 @@
-//! The state of one backend endpoint. A [`super::BackendActor`] owns it and is the only writer
-//! of health and circuit verdicts; the Router reads it and takes capacity from it synchronously
-//! (one message per routing decision instead of two), and a lease gives capacity back on drop.
+//! The state of one backend endpoint, shared (`Arc`) by the route table, its
+//! [`super::BackendActor`] and every lease on it. Writers, all without an actor message:
+//! - the BackendActor's probes are the only writer of [`Health`];
+//! - the Router, on the handler's thread, takes an in-flight slot and rpm/tpm tokens in
+//!   [`Endpoint::try_acquire`], clears an expired 429 pause, and lets an open circuit's trial
+//!   request through (open → half-open);
+//! - the lease's `Drop`, on the thread that finished the request, gives the slot back and folds
+//!   the outcome into the circuit (its success/failure verdicts), the tpm bucket, the 429 pause
+//!   and the counters ([`Endpoint::fold_outcome`]).
+//!
+//! Taking capacity here instead of asking the actor saves a message and a thread wake-up per
+//! request; the circuit, buckets and pause share one small mutex so they change together.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;

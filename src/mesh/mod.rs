@@ -1,6 +1,9 @@
 //! The actor mesh: [`RouterActor`]s that pick routes (one per HTTP worker thread, plus the
-//! owner that applies registry changes) and one [`BackendActor`] per distinct backend endpoint
-//! holding its health, circuit, token buckets and in-flight count.
+//! owner that applies registry changes) and one [`BackendActor`] per distinct backend endpoint,
+//! which probes its health. The endpoint's live state (health, circuit, token buckets, 429
+//! pause, in-flight count) is a shared [`Endpoint`], not actor state: a [`Lease`] takes capacity
+//! from it synchronously on the handler's thread and gives it back in `Drop`, so a request costs
+//! no message to the BackendActor and no thread hop.
 
 mod backend;
 mod bucket;

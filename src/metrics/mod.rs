@@ -1,4 +1,4 @@
-//! Prometheus metrics (`GET /metrics`), the set of contract §9.3 under the prefix
+//! Prometheus metrics (`GET /metrics`): requests, latency, tokens, backends, cost, under the prefix
 //! `switchyard_`. Labels are bounded: configured model ids, endpoint names (`kind@host:port`),
 //! route names, operations, outcomes, status codes and key ids (configured names or digests,
 //! never keys). Per-request metrics are fed from the finished [`RequestRecord`]; the mesh's
@@ -24,7 +24,7 @@ use crate::mesh::{CircuitState, Health, RouteTable};
 use crate::record::RequestRecord;
 use timeline::Timeline;
 
-/// Request and time-to-first-token buckets (contract §9.3).
+/// Request and time-to-first-token buckets, 10 ms to 5 min: proxy hops to long generations.
 const LATENCY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0,
 ];

@@ -1,5 +1,5 @@
 //! What the router takes from a backend's error body: a message, type and code in whichever
-//! of the runtimes' shapes it came (contract §1.5), with the router's credentials removed.
+//! of the runtimes' shapes it came, with the router's credentials removed.
 
 use serde_json::Value;
 
@@ -8,8 +8,9 @@ use super::redact::Redactor;
 /// Longest message taken from a backend's error body that is not JSON.
 const MAX_TEXT_MESSAGE_CHARS: usize = 500;
 
-/// Turn a backend's error body (any of the runtimes' shapes, contract §1.5) into a message,
-/// type and code, with the router's backend credentials taken out of all three.
+/// Turn a backend's error body (OpenAI's `{"error": {…}}`, TGI's `{"error": "…"}`, FastAPI's
+/// `detail`, or plain text) into a message, type and code, with the router's backend
+/// credentials taken out of all three.
 pub fn upstream_message(
     body: &[u8],
     redactor: &Redactor,

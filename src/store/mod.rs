@@ -14,7 +14,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::config::{bool_var, VarSource};
 
-/// Default SQLite file, as seed 001's gateway names it.
+/// Default SQLite file, the HybridInference gateway's, so its `sqlite3` queries work unchanged.
 pub const DEFAULT_SQLITE_PATH: &str = "var/db/openrouter_logs.db";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,5 +280,29 @@ mod tests {
         .await
         .unwrap();
         store.migrate().await.unwrap();
+    }
+
+    /// sqlx records each applied migration's SHA-384 and refuses to start on a database whose
+    /// shipped file changed since (`VersionMismatch`), so even a comment edit in a shipped
+    /// migration would stop every existing deployment. Change the schema in a new file instead.
+    #[test]
+    fn shipped_migrations_are_never_edited() {
+        let pinned = [
+            (1, "cdad38a82116a19c2dfd6a57ba35e8c036e25f5ab6af0b8871691fb8231f89e11f39737cf067217ff46c52184a8f0697"),
+            (2, "7df9f2e0a8beec147b1a5767a118c682c6c7e5dae96aab249343b40448d7cefb3c5b8c831d220d6bdabdca9fc76e1ef3"),
+            (3, "5858ee41cf69a723be6484903e1228368ebe1b0b3f0a6b3d6cc2f609b4b7863675c2963492faa1f0fe45ccde656105ba"),
+            (4, "3098a3f0a929311f20fdfecbe790d1b44b60c77ceaeebc23cbf44baaf8f4ddd9ff8c1dc888c045975998d303dc8fb606"),
+        ];
+        let migrator = sqlx::migrate!("src/store/migrations");
+        let shipped: Vec<(i64, String)> = migrator
+            .iter()
+            .map(|m| (m.version, hex::encode(&m.checksum)))
+            .collect();
+        for (version, checksum) in pinned {
+            assert!(
+                shipped.contains(&(version, checksum.to_string())),
+                "migration {version} was edited or removed: {shipped:?}"
+            );
+        }
     }
 }

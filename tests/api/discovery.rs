@@ -1,4 +1,4 @@
-//! Model discovery (seed 004): `discover: true` routes register what their endpoint lists at
+//! Model discovery: `discover: true` routes register what their endpoint lists at
 //! `/v1/models`, explicit models win, and private addresses need `allow_private_network`.
 
 use crate::common;

@@ -165,7 +165,7 @@ fn check_config(models: &str, env: &[(&str, &str)]) -> (i32, String) {
 #[test]
 fn check_config_summarises_or_lists_every_problem() {
     let seed = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/seed000_fallback_routes.yaml",
+        "{}/tests/fixtures/local_model_guide_fallback_routes.yaml",
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture");

@@ -50,7 +50,7 @@ fn expected(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 #[test]
-fn counts_match_seed_002() {
+fn counts_match_the_published_catalogue() {
     let entries = list_json(&[]);
     assert_eq!(entries.len(), 169);
     assert_eq!(

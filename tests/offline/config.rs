@@ -1,5 +1,6 @@
-//! Loading the operator's configuration: the seeds' examples, `${VAR}`, errors with locations,
-//! OFFLOAD, routing.yaml and aliases.
+//! Loading the operator's configuration: the HybridInference local-model guide's examples (its
+//! files must load unchanged), `${VAR}`, errors with locations, OFFLOAD, routing.yaml and
+//! aliases.
 
 use std::collections::HashMap;
 
@@ -36,41 +37,44 @@ fn errors(text: &str, routing: Option<&str>, env: &[(&str, &str)]) -> Vec<String
     }
 }
 
-/// The fixtures are the seed's YAML byte for byte (plus a `models:` wrapper); when the seeds are
-/// beside the repo, prove it.
+/// The fixtures are the YAML of HybridInference's "Adding a New Local Model" guide byte for byte
+/// (plus a `models:` wrapper), so the tests below prove its examples load unchanged. When a copy
+/// of that guide sits beside the repository, check that the fixtures still match it verbatim.
 #[test]
-fn fixtures_are_the_seed_text_unchanged() {
-    let seed = format!(
+fn fixtures_are_the_guide_text_unchanged() {
+    let guide = format!(
         "{}/../shared/seeds/000_9a95d7d4197c2f08.txt",
         env!("CARGO_MANIFEST_DIR")
     );
-    let Ok(seed) = std::fs::read_to_string(&seed) else {
-        eprintln!("SKIP: ../shared/seeds not present; fixture provenance not re-checked");
+    let Ok(guide) = std::fs::read_to_string(&guide) else {
+        eprintln!(
+            "SKIP: the guide's text is not beside the repo; fixture provenance not re-checked"
+        );
         return;
     };
     for name in [
-        "seed000_model_entry.yaml",
-        "seed000_fallback_routes.yaml",
-        "seed000_private_route.yaml",
+        "local_model_guide_model_entry.yaml",
+        "local_model_guide_fallback_routes.yaml",
+        "local_model_guide_private_route.yaml",
     ] {
         let text = fixture(name);
-        // What precedes the seed's own block is the `models:` wrapper this repo adds.
-        let verbatim_from = if name == "seed000_model_entry.yaml" {
+        // What precedes the guide's own block is the `models:` wrapper this repo adds.
+        let verbatim_from = if name == "local_model_guide_model_entry.yaml" {
             "  - id:"
         } else {
             "    route:"
         };
         let block = &text[text.find(verbatim_from).expect("block start")..];
         assert!(
-            seed.contains(block.trim_end()),
-            "{name} is not verbatim seed text"
+            guide.contains(block.trim_end()),
+            "{name} is not verbatim guide text"
         );
     }
 }
 
 #[test]
-fn seed_model_entry_loads_as_is() {
-    let r = load(&fixture("seed000_model_entry.yaml"), &[]);
+fn guide_model_entry_loads_as_is() {
+    let r = load(&fixture("local_model_guide_model_entry.yaml"), &[]);
     assert_eq!(r.models.len(), 1);
     let m = &r.models[0];
     assert_eq!(m.id, "qwen3.5-27b");
@@ -93,9 +97,9 @@ fn seed_model_entry_loads_as_is() {
 }
 
 #[test]
-fn seed_fallback_routes_load_with_their_env_vars() {
+fn guide_fallback_routes_load_with_their_env_vars() {
     let r = load(
-        &fixture("seed000_fallback_routes.yaml"),
+        &fixture("local_model_guide_fallback_routes.yaml"),
         &[
             ("FEATHERLESS_BASE_URL", "https://api.featherless.ai/v1"),
             ("FEATHERLESS_API_KEY", "sk-test"),
@@ -121,8 +125,8 @@ fn seed_fallback_routes_load_with_their_env_vars() {
 }
 
 #[test]
-fn seed_fallback_route_without_env_is_kept_disabled_with_a_warning() {
-    let r = load(&fixture("seed000_fallback_routes.yaml"), &[]);
+fn guide_fallback_route_without_env_is_kept_disabled_with_a_warning() {
+    let r = load(&fixture("local_model_guide_fallback_routes.yaml"), &[]);
     let route = &r.models[0].routes[1];
     assert!(route
         .disabled_reason
@@ -139,8 +143,8 @@ fn seed_fallback_route_without_env_is_kept_disabled_with_a_warning() {
 }
 
 #[test]
-fn seed_private_route_loads() {
-    let r = load(&fixture("seed000_private_route.yaml"), &[]);
+fn guide_private_route_loads() {
+    let r = load(&fixture("local_model_guide_private_route.yaml"), &[]);
     let route = &r.models[0].routes[0];
     assert_eq!(route.kind_name, "openai_compat");
     assert_eq!(

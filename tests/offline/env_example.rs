@@ -128,7 +128,7 @@ fn env_example_lists_every_variable_the_router_reads() {
         missing.is_empty(),
         "read by the router but missing from .env.example: {missing:?}"
     );
-    // Names built at run time, and the seed's provider variables.
+    // Names built at run time, and the provider variables HybridInference's README lists.
     for pattern in [
         "_RPM_LIMIT",
         "_TPM_LIMIT",

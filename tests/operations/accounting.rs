@@ -195,12 +195,12 @@ async fn every_request_leaves_a_priced_usage_row() {
     assert_eq!(r.error_code.as_deref(), Some("model_not_found"));
     assert_eq!(r.cost_usd, None);
 
-    // Seed 001's query works as written.
+    // The HybridInference README's `sqlite3` query on `api_logs` works as written.
     let counts: Vec<(Option<String>, i64)> =
         sqlx::query_as("SELECT model_id, COUNT(*) FROM api_logs GROUP BY model_id")
             .fetch_all(&store.pool)
             .await
-            .expect("seed query");
+            .expect("README query");
     let priced = counts
         .iter()
         .find(|(m, _)| m.as_deref() == Some("priced-chat"))
@@ -360,7 +360,7 @@ async fn postgres_gets_the_same_rows_and_aggregates() {
         sqlx::query_as("SELECT model_id, COUNT(*) FROM api_logs GROUP BY model_id")
             .fetch_all(&store.pool)
             .await
-            .expect("seed query on PostgreSQL");
+            .expect("README query on PostgreSQL");
     assert_eq!(counts, vec![(Some("pg-chat".to_string()), 6)]);
     let rows = all_rows(&store).await;
     let r = row_for(&rows, "pg-1");

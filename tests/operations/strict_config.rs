@@ -446,11 +446,11 @@ fn assert_no_unknown_keys(what: &str, models: &str, routing: Option<&str>) {
 }
 
 #[test]
-fn the_seed_fixtures_and_shipped_config_load_strictly() {
+fn the_guide_fixtures_and_shipped_config_load_strictly() {
     for name in [
-        "seed000_model_entry.yaml",
-        "seed000_fallback_routes.yaml",
-        "seed000_private_route.yaml",
+        "local_model_guide_model_entry.yaml",
+        "local_model_guide_fallback_routes.yaml",
+        "local_model_guide_private_route.yaml",
     ] {
         let text = repo(&format!("tests/fixtures/{name}"));
         load_with(&text, None, &vars(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -477,7 +477,7 @@ fn the_seed_fixtures_and_shipped_config_load_strictly() {
         }
     }
     assert_eq!(examples, 2, "config/routing.yaml's two examples");
-    // Seed 004's camelCase spelling of the private-network opt-in.
+    // The camelCase spelling (`allowPrivateNetwork`) other gateways use for the private-network opt-in.
     let camel = "models:\n  - id: m\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:1\", allowPrivateNetwork: true}]\n";
     assert!(
         load_with(camel, None, &vars(&[])).expect("loads").models[0].routes[0]

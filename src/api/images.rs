@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::{forwarded, json_bytes_response, new_ctx};
+use crate::api::state::AppState;
 use crate::engines::ApiOp;
-use crate::state::AppState;
 
 const MAX_IMAGES: u64 = 10;
 const MAX_PROMPT_CHARS: usize = 32_000;

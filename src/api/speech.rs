@@ -8,13 +8,13 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::{forwarded, new_ctx};
+use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::mesh::Outcome;
 use crate::relay::bytes_stream::{AudioMeter, ByteRelay};
 use crate::relay::upstream::{post_json, read_error_body, MAX_ERROR_BODY};
 use crate::relay::{with_fallback, Attempt};
-use crate::state::AppState;
 
 /// OpenAI's limit on `input`.
 const MAX_INPUT_CHARS: usize = 4096;

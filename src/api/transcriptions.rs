@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, ErrorKind};
 use super::{forwarded, new_ctx};
+use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::mesh::{Lease, Outcome};
@@ -21,7 +22,6 @@ use crate::relay::multipart::{FormLimits, FormReader, Part, TextField, UploadErr
 use crate::relay::upload::{send_live, spool_rest, LiveUpload, SendResult, SpooledUpload};
 use crate::relay::upstream::{classify, read_body, request};
 use crate::relay::{with_fallback, Attempt, RetryPolicy};
-use crate::state::AppState;
 
 const TRANSCRIPTION_FORMATS: &[&str] = &[
     "json",

@@ -21,13 +21,13 @@ use serde_json::{json, Map, Value};
 
 use super::error::{wrong_endpoint, ApiError, ErrorKind};
 use super::new_ctx;
-use crate::auth::Caller;
+use crate::api::state::AppState;
+use crate::caller::Caller;
 use crate::engines::ApiOp;
 use crate::jobs::content::{parse_range, read_range, ByteRange};
 use crate::jobs::store::{Canceled, CapReached, Inserted, JobRow, NewJob, UnfinishedCaps};
 use crate::jobs::{job_object, now_ms, visible_status, JobCanceled, JobCreated, JobStatus, Jobs};
 use crate::mesh::{CapacityReason, Health, RouteError};
-use crate::state::AppState;
 
 const MAX_PROMPT_CHARS: usize = 32_000;
 const MAX_SECONDS: f64 = 3600.0;
@@ -249,7 +249,7 @@ async fn check_model(
         .ok_or_else(|| ApiError::model_not_found(name))?;
     let def = &entry.def;
     if let Some(c) = caller.filter(|c| !c.may_use(def)) {
-        return Err(crate::auth::model_not_allowed(name, c));
+        return Err(crate::caller::model_not_allowed(name, c));
     }
     if !def.model_type.accepts(ApiOp::Video) {
         return Err(wrong_endpoint(&def.id, def.model_type));

@@ -14,9 +14,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 
-use super::keys::{Caller, Lookup};
+use super::keys::Lookup;
 use super::Auth;
 use crate::api::error::{ApiError, ErrorKind};
+use crate::caller::Caller;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
 use super::content::save;
-use super::runner::Shared;
+use super::shared::Shared;
 use super::store::{JobRow, StoredContent};
 use super::{now_ms, JobStatus};
 use crate::api::error::{shorten, ApiError};
@@ -30,7 +30,7 @@ use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
-use crate::relay::redact::Redactor;
+use crate::redact::Redactor;
 use crate::relay::upstream::{
     classify, is_local_failure, read_body, request, BodyStream, CallError, Forwarded,
 };

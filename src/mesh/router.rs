@@ -12,8 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
-use super::backend::{BackendActor, ProbeSettings, Retire};
-use super::endpoint::{CircuitSettings, Endpoint};
+use super::backend::{BackendActor, HealthCheck, ProbeSettings, Retire};
+use super::circuit::CircuitSettings;
+use super::endpoint::Endpoint;
 use super::lease::Lease;
 use super::table::{EndpointFactory, EndpointHandle, EndpointKey, RouteError, RouteTable};
 use crate::config::{Registry, RouteDef};
@@ -58,6 +59,7 @@ pub struct ActorFactory {
     pub arbiter: ArbiterHandle,
     pub probe: ProbeSettings,
     pub circuit: CircuitSettings,
+    pub health_check: Arc<dyn HealthCheck>,
 }
 
 impl EndpointFactory for ActorFactory {
@@ -77,10 +79,10 @@ impl EndpointFactory for ActorFactory {
             route.limits,
             self.circuit,
         ));
-        let probe = self.probe;
+        let (probe, health_check) = (self.probe, self.health_check.clone());
         let for_actor = endpoint.clone();
         let actor = BackendActor::start_in_arbiter(&self.arbiter, move |_| {
-            BackendActor::new(for_actor, probe)
+            BackendActor::new(for_actor, probe, health_check)
         });
         EndpointHandle { endpoint, actor }
     }

@@ -177,6 +177,6 @@ async fn check_caller_may_use(
         // Unknown names get the Router's own 404.
         None => Ok(()),
         Some(entry) if caller.may_use(&entry.def) => Ok(()),
-        Some(_) => Err(crate::auth::model_not_allowed(model, caller)),
+        Some(_) => Err(crate::caller::model_not_allowed(model, caller)),
     }
 }

@@ -6,10 +6,13 @@
 //! - [`engines`]: backend kinds, what each serves, health paths, URL joining.
 //! - [`mesh`]: the actors — a `RouterActor` picking routes, one `BackendActor` per endpoint —
 //!   and the lease that carries capacity from one to the handler and back.
-//! - [`api`]: HTTP handlers, one module per endpoint family, and the OpenAI error shape.
+//! - [`api`]: HTTP handlers, one module per endpoint family, what they share (`api::state`),
+//!   and the OpenAI error shape.
 //! - [`auth`]: client and admin keys, per-key limits, the scope check on every request.
+//! - [`caller`]: who is calling (what a key resolves to) and which models it may use.
 //! - [`relay`]: talking to backends — one call, retry/fallback, streaming relays.
 //! - [`record`]: the record every request leaves behind.
+//! - [`redact`]: removing backend credentials from text a backend wrote.
 //! - [`reload`]: the `ConfigActor` — hot reload (SIGHUP, `POST /admin/reload`) and the models
 //!   [`discovery`] finds; [`netguard`] keeps self-started traffic off private networks.
 //! - [`accounting`]: pricing, the batching request logger (`api_logs`), `logs`/`usage` CLI.
@@ -23,7 +26,7 @@
 //! - [`media`]: settings of audio uploads and video jobs.
 //! - [`healthcheck`]: `switchyard healthcheck`, the container image's health probe.
 //! - [`replica`]: this router's identity among replicas sharing a database.
-//! - [`server`], [`settings`], [`state`]: wiring.
+//! - [`server`], [`settings`]: wiring.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +34,7 @@ pub mod accounting;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod caller;
 pub mod catalogue;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -45,11 +49,11 @@ pub mod mesh;
 pub mod metrics;
 pub mod netguard;
 pub mod record;
+pub mod redact;
 pub mod relay;
 pub mod reload;
 pub mod replica;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
-pub mod state;
 pub mod store;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use switchyard::auth::Auth;
+use switchyard::auth::Exposure;
 use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
-use switchyard::server::{listen_host, Exposure};
+use switchyard::server::listen_host;
 use switchyard::settings::{LogFormat, Settings};
 
 #[derive(Parser)]

@@ -1,7 +1,7 @@
 //! Settings of the multimodal endpoints: audio uploads (size limit, spool directory) and video
 //! jobs (storage, retention, polling, webhooks). Read from the environment with the rest of
-//! [`crate::settings::Settings`]; every variable is documented in docs/configuration.md under
-//! "Multimodal and video".
+//! the router's settings (`settings.rs`, which holds these); every variable is documented in
+//! docs/configuration.md under "Multimodal and video".
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -223,7 +223,7 @@ impl RecordSink for LogSink {
 pub struct RequestCtx {
     pub record: RequestRecord,
     /// The authenticated caller, when a key was presented (model lists are checked on it).
-    pub caller: Option<Arc<crate::auth::Caller>>,
+    pub caller: Option<Arc<crate::caller::Caller>>,
     started: Instant,
     sink: Arc<dyn RecordSink>,
     finished: bool,

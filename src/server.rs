@@ -6,13 +6,13 @@ use std::sync::Arc;
 use actix::Actor;
 use actix_web::{middleware, web, App, HttpServer};
 
-use crate::auth::{Auth, KeyUsageSink};
+use crate::api::state::AppState;
+use crate::auth::{Auth, Exposure, KeyUsageSink};
 use crate::config::Registry;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
 use crate::reload::ConfigActor;
 use crate::settings::Settings;
-use crate::state::AppState;
 
 pub struct ServeOptions {
     /// Where to listen, and what that exposes: decided before `serve` by [`listen_host`] (so
@@ -49,7 +49,8 @@ pub async fn serve(
     let store = open_store(&settings.db).await?;
     let probe = settings.probe_settings(registry.mesh.health_interval);
     auth.warn_at_start(opts.exposure, &host);
-    let mesh = Mesh::start(&registry, probe, settings.circuit);
+    let health_check = Arc::new(crate::relay::probe::HttpHealthCheck);
+    let mesh = Mesh::start(&registry, probe, settings.circuit, health_check);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let log = observability.request_log.then(|| {
         crate::accounting::LogQueue::start(
@@ -64,7 +65,7 @@ pub async fn serve(
     // Per-key token accounting wraps the accounting sink (metrics + request log).
     let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(
         auth.clone(),
-        Arc::new(crate::accounting::AccountingSink::new(
+        Arc::new(crate::metrics::AccountingSink::new(
             metrics.clone(),
             log.clone(),
             &replica,
@@ -176,17 +177,6 @@ fn warn_if_descriptors_short(max_connections: usize) {
 fn descriptor_limit() -> Option<u64> {
     let (soft, _hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
     (soft != rlimit::INFINITY).then_some(soft)
-}
-
-/// Who can reach `/v1`, decided before binding and said at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exposure {
-    /// Clients need a key.
-    KeyRequired,
-    /// No client key, and only this machine can connect.
-    OpenOnLoopback,
-    /// No client key on a reachable address, by the operator's choice.
-    OpenToNetwork,
 }
 
 /// Where `serve` listens when not told and clients need a key (or the operator allowed an

@@ -1,5 +1,6 @@
-//! Usage accounting: every finished request's record is priced, counted in the metrics and
-//! queued for the `api_logs` table — all without blocking the request that produced it.
+//! Usage accounting: every finished request's record is priced and queued for the `api_logs`
+//! table without blocking the request that produced it. The sink that does both and counts the
+//! request in the metrics is `metrics::AccountingSink`: `metrics` sits above this module.
 //!
 //! - [`cost`]: pricing arithmetic (model pricing overlaid by route pricing).
 //! - [`row`]: the `api_logs` row; [`db`]: its SQL (insert, tail, aggregates).
@@ -16,40 +17,5 @@ pub mod row;
 pub mod settings;
 pub mod spill;
 
-use std::sync::Arc;
-
-use crate::metrics::Metrics;
-use crate::record::{LogSink, RecordSink, RequestRecord};
 pub use logger::LogQueue;
 pub use row::LogRow;
-
-/// The production sink: metrics, one tracing line, and a database row.
-pub struct AccountingSink {
-    metrics: Arc<Metrics>,
-    log: Option<LogQueue>,
-    /// This router's identity ([`crate::replica`]), stamped on every row.
-    replica: Arc<str>,
-}
-
-impl AccountingSink {
-    pub fn new(metrics: Arc<Metrics>, log: Option<LogQueue>, replica: &str) -> AccountingSink {
-        AccountingSink {
-            metrics,
-            log,
-            replica: Arc::from(replica),
-        }
-    }
-}
-
-impl RecordSink for AccountingSink {
-    fn record(&self, record: RequestRecord) {
-        let cost = cost::of_record(&record);
-        self.metrics.observe(&record, cost);
-        if let Some(queue) = &self.log {
-            let mut row = LogRow::from_record(&record, cost);
-            row.replica = Some(self.replica.to_string());
-            queue.push(row);
-        }
-        LogSink.record(record);
-    }
-}

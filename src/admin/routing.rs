@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 
 use super::Observability;
 use crate::api::json_response;
+use crate::api::state::AppState;
 use crate::config::select_route;
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{GetTable, RouteTable};
 use crate::reload::{ConfigActor, SetWeights, WeightChange};
-use crate::state::AppState;
 
 async fn table(state: &AppState) -> Result<Arc<RouteTable>, ApiError> {
     state

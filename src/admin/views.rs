@@ -12,9 +12,9 @@ use sqlx::{AssertSqlSafe, Column, Row};
 use super::Observability;
 use crate::accounting::db::{self, Filter, GroupBy, Period};
 use crate::api::json_response;
+use crate::api::state::AppState;
 use crate::error::ApiError;
 use crate::mesh::{GetTable, RouteTable};
-use crate::state::AppState;
 
 async fn current_table(state: &AppState) -> Option<std::sync::Arc<RouteTable>> {
     state.mesh.router.send(GetTable).await.ok()

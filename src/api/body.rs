@@ -3,87 +3,20 @@
 //! [`JsonBudget`] while it is held, and measured ([`json_shape`](super::json_shape)) before
 //! it is parsed.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use actix_web::{web, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::json_budget::{JsonBudget, JsonPermit};
 use super::json_shape::{self, JsonShape, MAX_JSON_DEPTH, MAX_JSON_VALUES};
 use crate::error::{ApiError, ErrorCode};
 
-/// How long a request waits for room in the budget before it is refused with a 503.
-const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// Budget charged per value of a parsed `serde_json::Value` tree, on top of the body's bytes:
 /// a node, its share of a growing `Vec` or map, and a key.
 const TREE_BYTES_PER_VALUE: usize = 2 * std::mem::size_of::<Value>();
 /// Budget reserved at a time for a body sent without `Content-Length`.
 const MIN_CHUNKED_RESERVATION: usize = 64 * 1024;
-
-/// Bytes of JSON request bodies the whole router (every worker) holds at once: a body's bytes
-/// are reserved before they are read, and what parsing it into a tree costs before it is
-/// parsed. Counted in KiB so that any budget fits the semaphore's `u32` permits.
-pub struct JsonBudget {
-    permits: Arc<Semaphore>,
-    total_kib: u32,
-}
-
-/// One request's share of the [`JsonBudget`], given back when dropped.
-#[derive(Default)]
-pub struct JsonPermit {
-    held: Option<OwnedSemaphorePermit>,
-    kib: u32,
-}
-
-impl JsonBudget {
-    pub fn new(total_bytes: usize) -> JsonBudget {
-        let total_kib = u32::try_from(total_bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .max(1);
-        JsonBudget {
-            permits: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
-        }
-    }
-
-    /// Add `bytes` to `permit`, waiting briefly for room. A request is never charged more than
-    /// the whole budget, so a body larger than the budget still runs, alone.
-    pub async fn reserve(&self, permit: &mut JsonPermit, bytes: usize) -> Result<(), ApiError> {
-        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let kib = wanted.min(self.total_kib.saturating_sub(permit.kib));
-        if kib == 0 {
-            return Ok(());
-        }
-        let acquire = self.permits.clone().acquire_many_owned(kib);
-        let more = match tokio::time::timeout(BUDGET_WAIT, acquire).await {
-            Ok(Ok(more)) => more,
-            // Timed out, or closed (never: the budget owns its semaphore).
-            Ok(Err(_)) | Err(_) => return Err(budget_exhausted()),
-        };
-        match &mut permit.held {
-            Some(held) => held.merge(more),
-            None => permit.held = Some(more),
-        }
-        permit.kib += kib;
-        Ok(())
-    }
-
-    /// KiB not reserved by any request right now.
-    pub fn available_kib(&self) -> usize {
-        self.permits.available_permits()
-    }
-}
-
-fn budget_exhausted() -> ApiError {
-    ApiError::new(
-        ErrorCode::RouterBusy,
-        "The router is busy reading other large request bodies; retry shortly.",
-    )
-    .with_retry_after(Duration::from_secs(1))
-}
 
 /// A whole JSON request body, measured, with its share of the budget.
 pub struct JsonBody {
@@ -156,7 +89,7 @@ pub async fn read_json_body(
     }
     // A client that trickles its body (slow loris) is cut off after the body timeout.
     let within = req
-        .app_data::<web::Data<crate::state::AppState>>()
+        .app_data::<web::Data<crate::api::state::AppState>>()
         .map_or(std::time::Duration::from_secs(60), |s| {
             s.settings.client_body_timeout
         });
@@ -212,7 +145,7 @@ pub async fn read_json_body(
 }
 
 fn budget_of(req: &HttpRequest) -> Option<&JsonBudget> {
-    req.app_data::<web::Data<crate::state::AppState>>()
+    req.app_data::<web::Data<crate::api::state::AppState>>()
         .map(|s| &s.json_budget)
 }
 

@@ -10,8 +10,9 @@ use serde_json::Value;
 use tracing::debug;
 
 use super::body::{read_json_body, JsonBody};
-use super::chat_request::{self, ChatBody};
+use super::chat_request::{self, ChatBody, ChatFacts};
 use super::{forwarded, json_bytes_response, new_ctx};
+use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
@@ -22,7 +23,6 @@ use crate::relay::shallow::JsonObject;
 use crate::relay::spliced::SplicedBody;
 use crate::relay::upstream::post_json;
 use crate::relay::{with_fallback, Attempt};
-use crate::state::AppState;
 
 /// Body keys that steer the router (OpenRouter extensions) and are never sent upstream.
 const ROUTER_ONLY: &[&str] = &["models", "provider", "route", "transforms", "plugins"];
@@ -35,19 +35,6 @@ const TOOL_KEYS: &[&str] = &[
     "functions",
     "function_call",
 ];
-
-/// What validation ([`chat_request::parse`](super::chat_request::parse)) learned about a chat
-/// request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatFacts {
-    pub model: String,
-    pub stream: bool,
-    pub include_usage: bool,
-    pub max_tokens: Option<u64>,
-    pub prompt_chars: usize,
-    pub uses_image: bool,
-    pub uses_audio: bool,
-}
 
 /// Reject content the model cannot take (images sent to a text-only model, …).
 fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {

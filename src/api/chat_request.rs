@@ -11,7 +11,6 @@ use serde_json::error::Category;
 use serde_json::value::RawValue;
 
 use super::body::invalid_json;
-use super::chat::ChatFacts;
 use super::raw_json::{self, for_each_element, pick_fields, shape, ElementError, Shape};
 use crate::error::{ApiError, ErrorCode};
 use crate::relay::spliced::SplicedBody;
@@ -25,6 +24,18 @@ const SHARE_FROM_BYTES: usize = 4096;
 /// The body's top-level members in order, each value raw JSON sharing the request buffer.
 pub struct ChatBody {
     fields: Vec<(String, Bytes)>,
+}
+
+/// What validation ([`parse`]) learned about a chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatFacts {
+    pub model: String,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+    pub prompt_chars: usize,
+    pub uses_image: bool,
+    pub uses_audio: bool,
 }
 
 /// Validate a chat body and keep it for forwarding.

@@ -4,10 +4,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 use super::{forwarded, json_bytes_response, new_ctx};
+use crate::api::state::AppState;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::record::Usage;
-use crate::state::AppState;
 
 /// Checks the OpenAI input shapes: a string, strings, token ids, or arrays of token ids.
 /// Returns a rough token count for rate limiting.

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::json_response;
 use super::models::table;
+use crate::api::state::AppState;
 use crate::mesh::Health;
-use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let Ok(table) = table(&state).await else {

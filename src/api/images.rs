@@ -4,9 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 use super::{forwarded, json_bytes_response, new_ctx};
+use crate::api::state::AppState;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 const MAX_IMAGES: u64 = 10;
 const MAX_PROMPT_CHARS: usize = 32_000;

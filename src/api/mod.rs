@@ -1,4 +1,5 @@
-//! The HTTP surface: one module per endpoint family, plus shared request helpers.
+//! The HTTP surface: one module per endpoint family, plus shared request helpers and the
+//! state every handler shares ([`state`]).
 
 pub mod body;
 pub mod canonical_path;
@@ -8,12 +9,14 @@ pub mod chat_request;
 pub mod embeddings;
 pub mod health;
 pub mod images;
+pub mod json_budget;
 pub mod json_shape;
 pub mod models;
 pub mod openapi;
 pub mod raw_json;
 pub mod request_id;
 pub mod speech;
+pub mod state;
 pub mod transcriptions;
 pub mod video;
 
@@ -22,11 +25,11 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 use self::request_id::RequestId;
+use crate::api::state::AppState;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 use crate::record::RequestCtx;
 use crate::relay::Forwarded;
-use crate::state::AppState;
 
 /// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API, each scope behind
 /// the client key check (attached to the scope, so it covers exactly what routes here).
@@ -149,7 +152,7 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
     let mut ctx = RequestCtx::new(id, op, state.sink.clone());
     let caller = req
         .extensions()
-        .get::<std::sync::Arc<crate::auth::Caller>>()
+        .get::<std::sync::Arc<crate::caller::Caller>>()
         .cloned();
     if let Some(caller) = caller {
         ctx.record.api_key_id = Some(caller.key_id.clone());

@@ -6,10 +6,10 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::json_response;
+use crate::api::state::AppState;
 use crate::config::{ModelDef, ModelType};
 use crate::error::ApiError;
 use crate::mesh::{Health, ModelEntry, RouteTable};
-use crate::state::AppState;
 
 /// Parameters every chat model is assumed to take when `supported_params` is not given.
 const DEFAULT_CHAT_PARAMS: &[&str] = &["temperature", "top_p", "max_tokens", "stop", "seed"];
@@ -28,9 +28,9 @@ pub async fn table(state: &AppState) -> Result<std::sync::Arc<RouteTable>, ApiEr
 }
 
 /// The caller's key, when it limits which models it may use (those are the only ones it sees).
-fn restricted_caller(req: &HttpRequest) -> Option<std::sync::Arc<crate::auth::Caller>> {
+fn restricted_caller(req: &HttpRequest) -> Option<std::sync::Arc<crate::caller::Caller>> {
     req.extensions()
-        .get::<std::sync::Arc<crate::auth::Caller>>()
+        .get::<std::sync::Arc<crate::caller::Caller>>()
         .filter(|c| c.restricts_models())
         .cloned()
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::{forwarded, new_ctx};
+use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
@@ -15,7 +16,6 @@ use crate::relay::bytes_stream::{AudioMeter, ByteRelay};
 use crate::relay::error_body::upstream_message;
 use crate::relay::upstream::{post_json, read_error_body, MAX_ERROR_BODY};
 use crate::relay::{with_fallback, Attempt};
-use crate::state::AppState;
 
 /// OpenAI's limit on `input`.
 const MAX_INPUT_CHARS: usize = 4096;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{forwarded, new_ctx, Forwarded};
+use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
@@ -22,7 +23,6 @@ use crate::relay::multipart::{FormLimits, FormReader, Part, TextField, UploadErr
 use crate::relay::upload::{send_live, spool_rest, LiveUpload, SendResult, SpooledUpload};
 use crate::relay::upstream::{classify, read_body, request};
 use crate::relay::{with_fallback, Attempt, RetryPolicy};
-use crate::state::AppState;
 
 const TRANSCRIPTION_FORMATS: &[&str] = &[
     "json",

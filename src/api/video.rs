@@ -21,7 +21,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::new_ctx;
-use crate::auth::Caller;
+use crate::api::state::AppState;
+use crate::caller::Caller;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::content::{parse_range, read_range, ByteRange};
@@ -29,7 +30,6 @@ use crate::jobs::store::{Canceled, CapReached, Inserted, JobRow, NewJob, Unfinis
 use crate::jobs::{job_object, now_ms, visible_status, JobCanceled, JobCreated, JobStatus, Jobs};
 use crate::mesh::wrong_endpoint;
 use crate::mesh::{CapacityReason, Health, RouteError};
-use crate::state::AppState;
 
 const MAX_PROMPT_CHARS: usize = 32_000;
 const MAX_SECONDS: f64 = 3600.0;

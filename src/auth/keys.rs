@@ -11,52 +11,17 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{place_in, substitute_str, unknown_key_message, ModelDef, VarSource};
-
-/// Who is calling: what handlers, records and limits see of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The key's name, or `key-xxxxxxxx` from its digest. Safe to log.
-    pub key_id: String,
-    /// Admin keys may use `/admin/*` and `/metrics` (and `/v1`).
-    pub admin: bool,
-    /// Model ids/aliases (a trailing `*` matches a prefix); `None` = every model.
-    pub models: Option<Vec<String>>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-}
-
-impl Caller {
-    pub fn restricts_models(&self) -> bool {
-        self.models.is_some()
-    }
-
-    /// Whether this key may use `def` (by its id or any alias).
-    pub fn may_use(&self, def: &ModelDef) -> bool {
-        let Some(patterns) = &self.models else {
-            return true;
-        };
-        std::iter::once(def.id.as_str())
-            .chain(def.aliases.iter().map(String::as_str))
-            .any(|name| patterns.iter().any(|p| pattern_matches(p, name)))
-    }
-}
+use crate::caller::Caller;
+use crate::config::{place_in, substitute_str, unknown_key_message, VarSource};
 
 /// The Router checks a key's model list while it resolves the model for routing.
 impl crate::mesh::ModelAccess for Caller {
-    fn may_use(&self, def: &ModelDef) -> bool {
+    fn may_use(&self, def: &crate::config::ModelDef) -> bool {
         Caller::may_use(self, def)
     }
 
     fn key_id(&self) -> &str {
         &self.key_id
-    }
-}
-
-fn pattern_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
     }
 }
 
@@ -467,8 +432,6 @@ mod tests {
         };
         assert_eq!(a.key_id, "team-a");
         assert_eq!(a.rpm, Some(60));
-        assert!(pattern_matches("local/*", "local/qwen"));
-        assert!(!pattern_matches("demo-chat", "demo-chat-2"));
         assert!(
             matches!(store.lookup("test"), Lookup::Known(c) if c.admin && c.key_id == "hashed")
         );

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::keys::Caller;
+use crate::caller::Caller;
 use crate::mesh::TokenBucket;
 
 struct KeyBuckets {

@@ -14,8 +14,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 
-use super::keys::{Caller, Lookup};
+use super::keys::Lookup;
 use super::Auth;
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,12 +15,23 @@ mod sink;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-pub use keys::{digest, Caller, KeyStore, Lookup};
+pub use keys::{digest, KeyStore, Lookup};
 pub use limits::KeyLimiter;
 pub use middleware::{admin_scope, client_scope, metrics_scope, Scope};
 pub use sink::KeyUsageSink;
 
 use crate::config::VarSource;
+
+/// Who can reach `/v1`, decided before binding and said at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Clients need a key.
+    KeyRequired,
+    /// No client key, and only this machine can connect.
+    OpenOnLoopback,
+    /// No client key on a reachable address, by the operator's choice.
+    OpenToNetwork,
+}
 
 /// The auth state shared by every worker; the key store is swapped on reload.
 pub struct Auth {
@@ -69,8 +80,7 @@ impl Auth {
     }
 
     /// Say loudly what is open; called once at start, with where the server listens.
-    pub fn warn_at_start(&self, exposure: crate::server::Exposure, host: &str) {
-        use crate::server::Exposure;
+    pub fn warn_at_start(&self, exposure: Exposure, host: &str) {
         let store = self.store();
         match exposure {
             Exposure::KeyRequired => tracing::info!(

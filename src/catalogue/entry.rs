@@ -350,6 +350,16 @@ fn is_slug(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// A Kubernetes-safe name: DNS-1035 label (Service names may not contain dots).
+pub fn k8s_name(id: &str) -> String {
+    let name = id.replace('.', "-");
+    if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name
+    } else {
+        format!("model-{name}")
+    }
+}
+
 /// Every problem in the catalogue, each naming the entry; empty when all is well.
 pub fn validate(entries: &[Entry]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -370,7 +380,7 @@ pub fn validate(entries: &[Entry]) -> Vec<String> {
             ));
         }
         // Kubernetes object names drop the dots, so two ids may collide there.
-        let k8s_name = super::render::k8s_name(&e.id);
+        let k8s_name = k8s_name(&e.id);
         if k8s_name.len() > 63 || !k8s_names.insert(k8s_name.clone()) {
             problems.push(format!(
                 "{}: Kubernetes name `{k8s_name}` is too long or taken by another entry",

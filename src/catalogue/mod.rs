@@ -18,10 +18,11 @@ use serde::Deserialize;
 
 pub use cli::{run, Command, Format};
 pub use entry::{
-    validate, Category, Engine, EngineArgs, Entry, Instance, ModelType, Resources, INSTANCES,
+    k8s_name, validate, Category, Engine, EngineArgs, Entry, Instance, ModelType, Resources,
+    INSTANCES,
 };
 pub use render::{
-    k8s_name, render_dockerfile, render_manifest, render_models_yaml, render_server, vllm_args,
+    render_dockerfile, render_manifest, render_models_yaml, render_server, vllm_args,
 };
 
 /// The catalogue data, compiled in so the binary needs no files at run time.

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::entry::{Engine, Entry, ModelType};
+use super::entry::{k8s_name, Engine, Entry, ModelType};
 use super::quantity;
 
 const VLLM_TEMPLATE: &str = include_str!("../../catalogue/templates/vllm.Dockerfile");
@@ -173,16 +173,6 @@ pub fn render_dockerfile(e: &Entry) -> String {
         ]);
     }
     fill(template(e.engine), &values)
-}
-
-/// A Kubernetes-safe name: DNS-1035 label (Service names may not contain dots).
-pub fn k8s_name(id: &str) -> String {
-    let name = id.replace('.', "-");
-    if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        name
-    } else {
-        format!("model-{name}")
-    }
 }
 
 fn labels(e: &Entry) -> Value {

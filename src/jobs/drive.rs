@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
 use super::content::save;
-use super::runner::Shared;
+use super::shared::Shared;
 use super::store::{JobRow, StoredContent};
 use super::{now_ms, JobStatus};
 use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
@@ -30,9 +30,9 @@ use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
 use crate::record::{RequestCtx, ServedBy};
+use crate::redact::Redactor;
 use crate::relay::error_body::shorten;
 use crate::relay::fallback::{run_attempts, Attempt, NoLease};
-use crate::relay::redact::Redactor;
 use crate::relay::upstream::{
     classify, is_local_failure, read_body, request, BodyStream, CallError, Forwarded,
 };

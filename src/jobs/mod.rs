@@ -5,6 +5,7 @@
 //!   submits jobs, polls asynchronous backends, holds synchronous calls, downloads videos,
 //!   expires them and sends webhooks. It resumes every unfinished job when the router starts.
 //! - [`drive`]: one job's life with a backend (submission, polling, download).
+//! - `shared`: what every job's future shares (table, router, clients, settings).
 //! - [`webhook`]: signed callbacks with retries.
 //! - [`content`]: videos on disk and byte ranges.
 //!
@@ -13,6 +14,7 @@
 pub mod content;
 mod drive;
 pub mod runner;
+mod shared;
 pub mod store;
 pub mod webhook;
 
@@ -208,7 +210,7 @@ pub fn start(config: RunnerConfig) -> std::io::Result<Jobs> {
         .unwrap_or_else(|| config.replica.clone());
     let settings = Arc::new(config.settings);
     let store = config.store.clone();
-    let for_actor = runner::Shared::parts(
+    let for_actor = shared::Shared::parts(
         config.store,
         config.router,
         settings.clone(),

@@ -14,18 +14,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::store::JobStore;
+use super::shared::{Shared, SharedParts};
 use super::{now_ms, JobStatus};
-use crate::media::VideoSettings;
-use crate::mesh::RouterActor;
-use crate::record::RecordSink;
-use crate::relay::{RetryPolicy, Timeouts};
 
 const TICK: Duration = Duration::from_millis(500);
 /// Longest wait between two looks for jobs nobody works on.
@@ -41,57 +36,8 @@ pub struct JobCreated(pub String);
 #[rtype(result = "()")]
 pub struct JobCanceled(pub String);
 
-/// What every job future shares. Built in the runner's thread (the awc client is `!Send`).
-pub struct Shared {
-    pub store: JobStore,
-    pub router: Addr<RouterActor>,
-    pub client: awc::Client,
-    /// Webhooks only: its connections go to checked addresses and are never pooled, so none
-    /// is shared with backend calls (awc pools by host name, whatever address was dialled).
-    pub webhook_client: awc::Client,
-    pub settings: Arc<VideoSettings>,
-    pub timeouts: Timeouts,
-    pub retry: RetryPolicy,
-    pub sink: Arc<dyn RecordSink>,
-    pub owner: String,
-}
-
-/// The `Send` parts of [`Shared`], moved into the runner's arbiter.
-pub struct SharedParts {
-    store: JobStore,
-    router: Addr<RouterActor>,
-    settings: Arc<VideoSettings>,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
-    sink: Arc<dyn RecordSink>,
-    owner: String,
-}
-
+/// The runner's rhythm, from the claim length.
 impl Shared {
-    pub fn parts(
-        store: JobStore,
-        router: Addr<RouterActor>,
-        settings: Arc<VideoSettings>,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        sink: Arc<dyn RecordSink>,
-        owner: String,
-    ) -> SharedParts {
-        SharedParts {
-            store,
-            router,
-            settings,
-            timeouts,
-            retry,
-            sink,
-            owner,
-        }
-    }
-
-    pub fn claim_until(&self) -> i64 {
-        now_ms() + self.settings.claim.as_millis() as i64
-    }
-
     /// Between two renewals of this runner's claims: a claim survives two missed renewals.
     fn renew_every(&self) -> Duration {
         self.settings.claim / 3
@@ -114,21 +60,8 @@ pub struct JobRunner {
 
 impl JobRunner {
     pub fn new(parts: SharedParts) -> JobRunner {
-        // No redirects, like the relay client: a webhook receiver or backend that redirects
-        // should not be followed to another host.
-        let client = crate::relay::client::build(Duration::from_secs(10), 0);
         JobRunner {
-            shared: Rc::new(Shared {
-                store: parts.store,
-                router: parts.router,
-                client,
-                webhook_client: crate::relay::client::build(Duration::from_secs(10), 0),
-                settings: parts.settings,
-                timeouts: parts.timeouts,
-                retry: parts.retry,
-                sink: parts.sink,
-                owner: parts.owner,
-            }),
+            shared: Rc::new(parts.into_shared()),
             active: HashMap::new(),
             webhooks: HashSet::new(),
             maintenance_running: false,

@@ -18,7 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::runner::Shared;
+use super::shared::Shared;
 use super::{job_object, now_ms};
 use crate::netguard::{public_addrs, Refusal, Resolve, SystemResolver};
 

@@ -3,16 +3,18 @@
 //! retires it. Outcomes of finished requests are folded into that state by the lease's `Drop`
 //! itself ([`Endpoint::fold_outcome`]): a message per request would wake the actor's thread
 //! for every request, which measured as a context switch per request on two cores.
+//!
+//! The mesh knows nothing of HTTP: the probe request itself is made by the [`HealthCheck`]
+//! the server wiring passes to [`super::Mesh::start`] (the relay's HTTP client).
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Health};
-use crate::engines::attach_credentials;
 
 /// How often and how patiently endpoints are probed.
 #[derive(Debug, Clone, Copy)]
@@ -33,46 +35,26 @@ impl Default for ProbeSettings {
     }
 }
 
-/// How a request that held a lease ended, as far as the endpoint's health is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// The backend rejected the request itself (4xx other than 429): the backend is healthy.
-    ClientError,
-    /// Connect error, timeout, 5xx, broken stream: counts towards opening the circuit.
-    Failure,
-    /// Upstream 429 (or 503 with Retry-After): pause the endpoint, not a health failure.
-    RateLimited {
-        retry_after: Option<Duration>,
-    },
-    /// The client went away before an answer; says nothing about the backend.
-    Canceled,
-    /// The router itself ran out of a local resource (file descriptors, local ports, socket
-    /// buffers) before reaching the backend: the router's fault, never the backend's.
-    LocalFailure,
+/// What one health probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    Healthy,
+    /// Why not (an HTTP status, a connect error): safe to log, never a credential.
+    Unhealthy(String),
+    /// Not sent: the router itself is out of local resources, which says nothing about the
+    /// endpoint.
+    NotSent,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::ClientError => "client_error",
-            Outcome::Failure => "error",
-            Outcome::RateLimited { .. } => "rate_limited",
-            Outcome::Canceled => "canceled",
-            Outcome::LocalFailure => "local_failure",
-        }
-    }
-}
-
-/// How a lease ended, folded into its endpoint's state when the lease is dropped.
-#[derive(Debug)]
-pub struct Finished {
-    pub outcome: Outcome,
-    pub latency: Duration,
-    pub est_tokens: u64,
-    pub actual_tokens: Option<u64>,
-    pub trial: bool,
+/// Asks an endpoint whether it is healthy. One per mesh, shared by every [`BackendActor`];
+/// called on the backend arbiter's thread, so the future need not be `Send`.
+pub trait HealthCheck: Send + Sync + 'static {
+    fn check(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, ProbeVerdict>;
 }
 
 /// Stop probing (endpoint removed by a reload); the actor ends once its in-flight count is 0.
@@ -83,28 +65,21 @@ pub struct Retire;
 pub struct BackendActor {
     endpoint: Arc<Endpoint>,
     probe: ProbeSettings,
+    health_check: Arc<dyn HealthCheck>,
     probe_failures: u32,
     retired: bool,
 }
 
-thread_local! {
-    // awc clients are !Send: one per arbiter thread, shared by every BackendActor on it.
-    static PROBE_CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
-}
-
-fn probe_client() -> awc::Client {
-    PROBE_CLIENT.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(|| crate::relay::client::build(Duration::from_secs(5), 0))
-            .clone()
-    })
-}
-
 impl BackendActor {
-    pub fn new(endpoint: Arc<Endpoint>, probe: ProbeSettings) -> BackendActor {
+    pub fn new(
+        endpoint: Arc<Endpoint>,
+        probe: ProbeSettings,
+        health_check: Arc<dyn HealthCheck>,
+    ) -> BackendActor {
         BackendActor {
             endpoint,
             probe,
+            health_check,
             probe_failures: 0,
             retired: false,
         }
@@ -125,38 +100,17 @@ impl BackendActor {
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
-        let Some(path) = self.endpoint.health_path.clone() else {
+        let Some(path) = self.endpoint.health_path.as_deref() else {
             return;
         };
-        let url = self.endpoint.base.probe_url(&path);
-        let req = attach_credentials(
-            probe_client().get(&url).timeout(self.probe.timeout),
-            self.endpoint.credentials(),
-        );
-        let name = self.endpoint.name.clone();
-        // `None`: no verdict, because the router itself is out of local resources.
-        let fut = async move {
-            match req.send().await {
-                Ok(mut resp) => {
-                    let status = resp.status();
-                    // Drain a little so the connection can be reused.
-                    let _ = resp.body().limit(64 * 1024).await;
-                    if status.is_success() {
-                        Some(Ok(()))
-                    } else {
-                        Some(Err(format!("HTTP {}", status.as_u16())))
-                    }
-                }
-                Err(e) if crate::relay::upstream::is_local_failure(&e) => {
-                    warn!(endpoint = %name, error = %e, "health probe not sent: the router is out of local resources");
-                    None
-                }
-                Err(e) => Some(Err(e.to_string())),
-            }
-        };
-        ctx.spawn(fut.into_actor(self).map(|verdict, act, ctx| {
-            if let Some(result) = verdict {
-                act.on_probe(result);
+        let verdict = self
+            .health_check
+            .check(&self.endpoint, path, self.probe.timeout);
+        ctx.spawn(verdict.into_actor(self).map(|verdict, act, ctx| {
+            match verdict {
+                ProbeVerdict::Healthy => act.on_probe(Ok(())),
+                ProbeVerdict::Unhealthy(why) => act.on_probe(Err(why)),
+                ProbeVerdict::NotSent => {}
             }
             act.schedule_probe(ctx, false);
         }));

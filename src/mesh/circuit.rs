@@ -7,7 +7,29 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::endpoint::CircuitSettings;
+/// Tunables of the passive health logic.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitSettings {
+    pub failure_threshold: u32,
+    pub cooldown: Duration,
+    /// Failure share over `window` that opens the circuit (0 = consecutive failures only).
+    pub error_ratio: f64,
+    /// Requests the window must hold before the ratio is judged.
+    pub min_requests: u32,
+    pub window: Duration,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        CircuitSettings {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+            error_ratio: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(30),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::bucket::TokenBucket;
-use super::circuit::{Admission, CircuitBreaker, CircuitState};
+use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
+use super::outcome::{Finished, Outcome};
 use crate::config::{Limits, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
 
@@ -78,30 +79,6 @@ pub(super) struct Gate {
     pub tpm: Option<TokenBucket>,
     /// Set from an upstream 429/503 `Retry-After`.
     pub paused_until: Option<Instant>,
-}
-
-/// Tunables of the passive health logic.
-#[derive(Debug, Clone, Copy)]
-pub struct CircuitSettings {
-    pub failure_threshold: u32,
-    pub cooldown: Duration,
-    /// Failure share over `window` that opens the circuit (0 = consecutive failures only).
-    pub error_ratio: f64,
-    /// Requests the window must hold before the ratio is judged.
-    pub min_requests: u32,
-    pub window: Duration,
-}
-
-impl Default for CircuitSettings {
-    fn default() -> Self {
-        CircuitSettings {
-            failure_threshold: 5,
-            cooldown: Duration::from_secs(30),
-            error_ratio: 0.5,
-            min_requests: 20,
-            window: Duration::from_secs(30),
-        }
-    }
 }
 
 pub struct Endpoint {
@@ -261,8 +238,7 @@ impl Endpoint {
 
     /// Fold a finished request's outcome into the circuit, the tokens/minute bucket and the
     /// counters. Called by the lease's `Drop`, on the thread that finished the request.
-    pub(super) fn fold_outcome(&self, msg: super::backend::Finished) {
-        use super::backend::Outcome;
+    pub(super) fn fold_outcome(&self, msg: Finished) {
         let now = Instant::now();
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let sample = msg.latency.as_micros().min(u64::MAX as u128) as u64;
@@ -378,7 +354,6 @@ pub struct EndpointSnapshot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::backend::{Finished, Outcome};
     use super::*;
 
     fn endpoint(limits: Limits) -> Endpoint {

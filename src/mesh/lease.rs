@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backend::{Finished, Outcome};
 use super::endpoint::{Endpoint, Permit};
+use super::outcome::{Finished, Outcome};
 use crate::config::{ModelDef, RouteDef};
-use crate::relay::redact::Redactor;
+use crate::redact::Redactor;
 
 pub struct Lease {
     model: Arc<ModelDef>,

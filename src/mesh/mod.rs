@@ -11,15 +11,17 @@ mod circuit;
 mod client_error;
 mod endpoint;
 mod lease;
+mod outcome;
 mod router;
 mod table;
 
-pub use backend::{BackendActor, Outcome, ProbeSettings};
+pub use backend::{BackendActor, HealthCheck, ProbeSettings, ProbeVerdict};
 pub use bucket::TokenBucket;
-pub use circuit::{CircuitBreaker, CircuitState, OpenReason};
+pub use circuit::{CircuitBreaker, CircuitSettings, CircuitState, OpenReason};
 pub use client_error::wrong_endpoint;
-pub use endpoint::{CircuitSettings, Endpoint, EndpointSnapshot, Health};
+pub use endpoint::{Endpoint, EndpointSnapshot, Health};
 pub use lease::Lease;
+pub use outcome::Outcome;
 pub use router::{
     Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
 };
@@ -49,13 +51,19 @@ thread_local! {
 impl Mesh {
     /// Start the Router on its own arbiter and the BackendActors on another, so probes and
     /// outcome bookkeeping never compete with routing decisions for a thread.
-    pub fn start(registry: &Registry, probe: ProbeSettings, circuit: CircuitSettings) -> Mesh {
+    pub fn start(
+        registry: &Registry,
+        probe: ProbeSettings,
+        circuit: CircuitSettings,
+        health_check: Arc<dyn HealthCheck>,
+    ) -> Mesh {
         let backends = Arbiter::new();
         let routers = Arbiter::new();
         let factory = ActorFactory {
             arbiter: backends.handle(),
             probe,
             circuit,
+            health_check,
         };
         // The first table is built here (starting the BackendActors on their arbiter), so the
         // hub exists before any request arrives.

@@ -12,8 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
-use super::backend::{BackendActor, ProbeSettings, Retire};
-use super::endpoint::{CircuitSettings, Endpoint};
+use super::backend::{BackendActor, HealthCheck, ProbeSettings, Retire};
+use super::circuit::CircuitSettings;
+use super::endpoint::Endpoint;
 use super::lease::Lease;
 use super::table::{
     EndpointFactory, EndpointHandle, EndpointKey, ModelAccess, RouteError, RouteTable,
@@ -63,6 +64,7 @@ pub struct ActorFactory {
     pub arbiter: ArbiterHandle,
     pub probe: ProbeSettings,
     pub circuit: CircuitSettings,
+    pub health_check: Arc<dyn HealthCheck>,
 }
 
 impl EndpointFactory for ActorFactory {
@@ -82,10 +84,10 @@ impl EndpointFactory for ActorFactory {
             route.limits,
             self.circuit,
         ));
-        let probe = self.probe;
+        let (probe, health_check) = (self.probe, self.health_check.clone());
         let for_actor = endpoint.clone();
         let actor = BackendActor::start_in_arbiter(&self.arbiter, move |_| {
-            BackendActor::new(for_actor, probe)
+            BackendActor::new(for_actor, probe, health_check)
         });
         EndpointHandle { endpoint, actor }
     }
@@ -255,6 +257,23 @@ mod tests {
         }
     }
 
+    /// Every probe succeeds (the routes here are never called).
+    struct AlwaysHealthy;
+
+    impl crate::mesh::backend::HealthCheck for AlwaysHealthy {
+        fn check(
+            &self,
+            _endpoint: &crate::mesh::Endpoint,
+            _path: &str,
+            _timeout: std::time::Duration,
+        ) -> futures_util::future::LocalBoxFuture<'static, crate::mesh::backend::ProbeVerdict>
+        {
+            Box::pin(std::future::ready(
+                crate::mesh::backend::ProbeVerdict::Healthy,
+            ))
+        }
+    }
+
     fn refused(model: &str) -> Result<(), RouteError> {
         Err(RouteError::ModelNotAllowed {
             model: model.into(),
@@ -270,6 +289,7 @@ mod tests {
             arbiter: actix_rt::Arbiter::current(),
             probe: ProbeSettings::default(),
             circuit: CircuitSettings::default(),
+            health_check: Arc::new(AlwaysHealthy),
         };
         let router = RouterActor::owner(&registry, factory).0.start();
         let open_only: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open"]));

@@ -14,7 +14,7 @@ use super::endpoint::{Endpoint, Refusal};
 use super::lease::Lease;
 use crate::config::{ModelDef, Registry};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
-use crate::relay::redact::Redactor;
+use crate::redact::Redactor;
 
 /// An endpoint and the actor that owns it.
 #[derive(Clone)]

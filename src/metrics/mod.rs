@@ -4,7 +4,10 @@
 //! never keys). Per-request metrics are fed from the finished [`RequestRecord`]; the mesh's
 //! live state (health, buckets, in-flight, weights) is read at scrape time.
 
+mod sink;
 pub mod timeline;
+
+pub use sink::AccountingSink;
 
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};

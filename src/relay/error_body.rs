@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::redact::Redactor;
+use crate::redact::Redactor;
 
 /// Longest message taken from a backend's error body that is not JSON.
 const MAX_TEXT_MESSAGE_CHARS: usize = 500;

@@ -10,7 +10,7 @@ pub mod fallback;
 pub mod json;
 pub mod multipart;
 pub mod pace;
-pub mod redact;
+pub mod probe;
 pub mod shallow;
 pub mod spliced;
 pub mod sse;

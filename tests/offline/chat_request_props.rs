@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use switchyard::api::chat::{upstream_body, ChatFacts};
-use switchyard::api::chat_request;
+use switchyard::api::chat::upstream_body;
+use switchyard::api::chat_request::{self, ChatFacts};
 use switchyard::error::{ApiError, ErrorCode};
 
 /// The validation as it was before the typed parse (src/api/chat.rs at 42a9d6d), the oracle.

@@ -2,6 +2,7 @@
 //! catalogue CLI, `.env.example` completeness (one test binary; see tests/api/main.rs for why
 //! the tests are grouped).
 
+mod architecture;
 mod catalogue;
 mod chat_request_props;
 mod config;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::body::JsonBudget;
+use super::json_budget::JsonBudget;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
 use crate::settings::Settings;

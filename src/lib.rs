@@ -44,6 +44,7 @@ pub mod engines;
 pub mod error;
 pub mod healthcheck;
 pub mod jobs;
+pub mod listen;
 pub mod media;
 pub mod mesh;
 pub mod metrics;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use switchyard::auth::Auth;
 use switchyard::auth::Exposure;
 use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
-use switchyard::server::listen_host;
+use switchyard::listen::listen_host;
 use switchyard::settings::{LogFormat, Settings};
 
 #[derive(Parser)]

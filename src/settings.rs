@@ -67,7 +67,7 @@ pub struct Settings {
     probe_interval_from_env: bool,
 }
 
-/// Where `serve` listens, before the exposure decision (see `server::listen_host`).
+/// Where `serve` listens, before the exposure decision (see `listen::listen_host`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSettings {
     /// `HOST`; `None` when unset or blank (as a `.env` template leaves it).

@@ -40,7 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("runtime", &["settings", "reload", "shutdown"]),
     ("api", &["api"]),
     ("admin", &["admin"]),
-    ("wiring", &["server", "demo", "main"]),
+    ("wiring", &["server", "listen", "demo", "main"]),
 ];
 
 /// Modules known by another name (none now; kept for moves in progress).

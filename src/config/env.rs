@@ -41,14 +41,11 @@ pub fn number_var(
 /// value is reported in `errors` rather than read as either.
 pub fn bool_var(vars: &dyn VarSource, name: &str, errors: &mut Vec<String>) -> Option<bool> {
     let raw = vars.get(name)?;
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" | "" => Some(false),
-        _ => {
-            errors.push(format!("{name}={raw:?}: expected true or false"));
-            None
-        }
+    let value = super::lenient::bool_word(&raw);
+    if value.is_none() {
+        errors.push(format!("{name}={raw:?}: expected true or false"));
     }
+    value
 }
 
 /// The process environment (after `.env` has been loaded into it).

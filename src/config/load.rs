@@ -899,14 +899,10 @@ fn check_unique_names(label: &str, models: &[ModelDef], errors: &mut Vec<ConfigE
 /// `OFFLOAD=1`: routes on `LOCAL_BASE_URL` are taken out of rotation (remote-only operation while
 /// the local servers are down or needed elsewhere).
 fn apply_offload(registry: &mut Registry, vars: &dyn VarSource, warnings: &mut Vec<String>) {
+    // A malformed value is refused by `Settings::from_env` before any config is loaded.
     let on = vars
         .get("OFFLOAD")
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
+        .and_then(|v| super::lenient::bool_word(&v))
         .unwrap_or(false);
     if !on {
         return;

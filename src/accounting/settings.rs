@@ -28,12 +28,10 @@ pub struct ObservabilitySettings {
 const DEFAULT_SPILL_MAX_MB: f64 = 1024.0;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// `REQUEST_LOG_ENABLED`'s words: those of [`crate::config::bool_word`], except that a blank
+/// value is refused rather than read as false (switching the log off takes a word).
 fn truthy(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
+    crate::config::bool_word(v).filter(|_| !v.trim().is_empty())
 }
 
 impl ObservabilitySettings {

@@ -23,6 +23,7 @@ use crate::error::ConfigError;
 #[cfg(test)]
 pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
+pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::bucket::TokenBucket;
 use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
+use super::engine_load::EngineLoadSlot;
 use super::outcome::{Finished, Outcome};
 use crate::config::{Limits, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
@@ -94,6 +95,9 @@ pub struct Endpoint {
     in_flight: AtomicU64,
     pub(super) gate: Mutex<Gate>,
     pub(super) counters: Counters,
+    /// What the engine itself last reported about its load (written by the BackendActor's
+    /// probes, read by the routing policies); empty for kinds that report nothing.
+    pub engine_load: EngineLoadSlot,
 }
 
 #[derive(Default)]
@@ -143,6 +147,7 @@ impl Endpoint {
                 paused_until: None,
             }),
             counters: Counters::default(),
+            engine_load: EngineLoadSlot::default(),
         }
     }
 

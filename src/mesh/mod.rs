@@ -10,6 +10,7 @@ mod bucket;
 mod circuit;
 mod client_error;
 mod endpoint;
+mod engine_load;
 mod lease;
 mod outcome;
 mod router;
@@ -20,6 +21,7 @@ pub use bucket::TokenBucket;
 pub use circuit::{CircuitBreaker, CircuitSettings, CircuitState, OpenReason};
 pub use client_error::wrong_endpoint;
 pub use endpoint::{Endpoint, EndpointSnapshot, Health};
+pub use engine_load::{EngineLoad, EngineLoadSlot};
 pub use lease::Lease;
 pub use outcome::Outcome;
 pub use router::{

@@ -1,0 +1,77 @@
+//! What an engine says about its own load (running and queued requests, KV-cache use), read by
+//! the BackendActor on its probe timer and consulted by the routing policies. A reading is only
+//! trusted while it is fresh: an engine that stopped reporting must not keep steering traffic
+//! with a number from minutes ago.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// One reading of an engine's own load counters.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct EngineLoad {
+    /// Requests the engine is computing now (vLLM `num_requests_running`, llama.cpp
+    /// `requests_processing`).
+    pub running: u64,
+    /// Requests queued inside the engine, waiting for a slot (vLLM `num_requests_waiting`,
+    /// llama.cpp `requests_deferred`).
+    pub waiting: u64,
+    /// Fraction of the KV cache in use, 0.0–1.0, where the engine reports it.
+    pub kv_cache_usage: Option<f64>,
+}
+
+/// The latest reading and how long it stays valid.
+#[derive(Debug, Default)]
+pub struct EngineLoadSlot {
+    latest: Mutex<Option<(EngineLoad, Instant, Duration)>>,
+}
+
+impl EngineLoadSlot {
+    /// Store a reading taken at `at`, trusted for `valid_for` (two probe intervals).
+    pub fn record(&self, load: EngineLoad, at: Instant, valid_for: Duration) {
+        *self.lock() = Some((load, at, valid_for));
+    }
+
+    /// Forget the reading (the engine stopped exposing its metrics).
+    pub fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    /// The reading, when one exists and is not older than its validity at `now`.
+    pub fn fresh(&self, now: Instant) -> Option<EngineLoad> {
+        let (load, at, valid_for) = (*self.lock())?;
+        (now.saturating_duration_since(at) <= valid_for).then_some(load)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(EngineLoad, Instant, Duration)>> {
+        // The slot holds plain data, so a poisoned lock still holds a whole value.
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_expires_after_its_validity() {
+        let slot = EngineLoadSlot::default();
+        let t0 = Instant::now();
+        assert_eq!(slot.fresh(t0), None);
+        let load = EngineLoad {
+            running: 2,
+            waiting: 3,
+            kv_cache_usage: Some(0.5),
+        };
+        slot.record(load, t0, Duration::from_secs(10));
+        assert_eq!(slot.fresh(t0 + Duration::from_secs(10)), Some(load));
+        assert_eq!(slot.fresh(t0 + Duration::from_secs(11)), None);
+        slot.record(load, t0 + Duration::from_secs(11), Duration::from_secs(10));
+        assert_eq!(slot.fresh(t0 + Duration::from_secs(12)), Some(load));
+        slot.clear();
+        assert_eq!(slot.fresh(t0 + Duration::from_secs(12)), None);
+    }
+}

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     UnsupportedVoice,
     StringAboveMaxLength,
     CallbackUrlNotAllowed,
+    /// `previous_response_id` names a response no backend of this router stored.
+    PreviousResponseNotFound,
     // 401, 403: who is asking.
     InvalidApiKey,
     ModelNotAllowed,
@@ -141,6 +143,11 @@ impl ErrorCode {
                 S::BAD_REQUEST,
                 INVALID_REQUEST,
                 Some("callback_url_not_allowed"),
+            ),
+            C::PreviousResponseNotFound => (
+                S::BAD_REQUEST,
+                INVALID_REQUEST,
+                Some("previous_response_not_found"),
             ),
             C::InvalidApiKey => (S::UNAUTHORIZED, INVALID_REQUEST, Some("invalid_api_key")),
             C::ModelNotAllowed => (S::FORBIDDEN, PERMISSION, Some("model_not_allowed")),
@@ -489,6 +496,7 @@ pub(crate) mod tests {
             C::UnsupportedVoice => (400, invalid, Some("unsupported_voice")),
             C::StringAboveMaxLength => (400, invalid, Some("string_above_max_length")),
             C::CallbackUrlNotAllowed => (400, invalid, Some("callback_url_not_allowed")),
+            C::PreviousResponseNotFound => (400, invalid, Some("previous_response_not_found")),
             C::InvalidApiKey => (401, invalid, Some("invalid_api_key")),
             C::ModelNotAllowed => (403, "permission_error", Some("model_not_allowed")),
             C::AdminDisabled => (403, "permission_error", Some("admin_disabled")),
@@ -548,7 +556,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 52] = {
+    pub(crate) const ALL: [ErrorCode; 53] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -561,6 +569,7 @@ pub(crate) mod tests {
             C::UnsupportedVoice,
             C::StringAboveMaxLength,
             C::CallbackUrlNotAllowed,
+            C::PreviousResponseNotFound,
             C::InvalidApiKey,
             C::ModelNotAllowed,
             C::AdminDisabled,

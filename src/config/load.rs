@@ -16,7 +16,7 @@ use super::{
     ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
     VideoRouteOptions,
 };
-use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
+use crate::engines::{normalize_base_url, ApiOp, AuthStyle, BackendKind, BaseUrl};
 use crate::error::ConfigError;
 
 /// Where to read from and how to resolve `${VAR}`s.
@@ -488,6 +488,7 @@ fn implicit_route(kind: String) -> RawRoute {
         discover: None,
         discover_prefix: None,
         discover_map: None,
+        native_apis: None,
         video: Default::default(),
         unknown: Default::default(),
     }
@@ -585,6 +586,7 @@ fn build_route(
     let api_key = route_api_key(ctx.raw, &r, ctx.subst.vars);
     let timeouts = route_timeouts(at, &r, errors);
     let discover = route_discovery(at, &r, out);
+    let native_apis = route_native_apis(at, &r, errors);
     let auth = route_auth(at, &r, kind, errors);
     if let Some(path) = &r.health_path {
         if !path.starts_with('/') && path != "none" {
@@ -626,6 +628,7 @@ fn build_route(
         allow_private_network: r.allow_private_network.unwrap_or(false),
         discover,
         video,
+        native_apis,
     }
 }
 
@@ -740,6 +743,27 @@ fn route_discovery(
         prefix: r.discover_prefix.clone().unwrap_or_default(),
         map: r.discover_map.clone().unwrap_or_default(),
     })
+}
+
+/// `native_apis:`: each name must be an API the router can translate (so listing it or not
+/// changes only how it is served).
+fn route_native_apis(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<ApiOp>> {
+    let names = r.native_apis.as_ref()?;
+    let mut ops = Vec::with_capacity(names.len());
+    for name in names {
+        match ApiOp::parse_native_api(name) {
+            Some(op) => ops.push(op),
+            None => errors.push(at.at(
+                "native_apis",
+                format!("unknown API {name:?} (known: responses)"),
+            )),
+        }
+    }
+    Some(ops)
 }
 
 fn route_auth(

@@ -92,7 +92,9 @@ impl ModelType {
     /// Whether a request to `op` may use a model of this type.
     pub fn accepts(self, op: ApiOp) -> bool {
         match op {
-            ApiOp::ChatCompletions => matches!(self, ModelType::Chat | ModelType::Multimodal),
+            ApiOp::ChatCompletions | ApiOp::Responses => {
+                matches!(self, ModelType::Chat | ModelType::Multimodal)
+            }
             ApiOp::Embeddings => self == ModelType::Embedding,
             ApiOp::Speech => self == ModelType::Speech,
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
@@ -284,9 +286,20 @@ pub struct RouteDef {
     pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,
+    /// `native_apis:` as written: the APIs this route serves itself, replacing its kind's
+    /// profile ([`crate::engines::BackendKind::serves_natively`]); `None` keeps the profile.
+    pub native_apis: Option<Vec<ApiOp>>,
 }
 
 impl RouteDef {
+    /// Whether this route answers `op` itself, or the router must translate it to chat.
+    pub fn serves_natively(&self, op: ApiOp) -> bool {
+        match &self.native_apis {
+            Some(listed) => listed.contains(&op),
+            None => self.kind.serves_natively(op),
+        }
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.disabled_reason.is_none() && self.base_url.is_some()
     }

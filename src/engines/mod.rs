@@ -18,6 +18,8 @@ pub enum ApiOp {
     Translations,
     Images,
     Video,
+    /// OpenAI's Responses API: served natively by some kinds, translated to chat for the rest.
+    Responses,
 }
 
 impl ApiOp {
@@ -31,6 +33,7 @@ impl ApiOp {
             ApiOp::Translations => "/audio/translations",
             ApiOp::Images => "/images/generations",
             ApiOp::Video => "/video/generations",
+            ApiOp::Responses => "/responses",
         }
     }
 
@@ -44,6 +47,7 @@ impl ApiOp {
             ApiOp::Translations => "POST /v1/audio/translations",
             ApiOp::Images => "POST /v1/images/generations",
             ApiOp::Video => "POST /v1/video/generations",
+            ApiOp::Responses => "POST /v1/responses",
         }
     }
 
@@ -56,6 +60,15 @@ impl ApiOp {
             ApiOp::Translations => "translations",
             ApiOp::Images => "images",
             ApiOp::Video => "video",
+            ApiOp::Responses => "responses",
+        }
+    }
+
+    /// The name of an API that a route may list in `native_apis:` (models.yaml).
+    pub fn parse_native_api(name: &str) -> Option<ApiOp> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "responses" => Some(ApiOp::Responses),
+            _ => None,
         }
     }
 }
@@ -152,8 +165,26 @@ impl BackendKind {
 
     /// The operations this kind of server answers. A route whose kind lacks the operation a
     /// request needs is skipped; if no route can serve it the client gets a structured 501.
+    /// The Responses API is served by every chat server: natively or translated to chat.
     pub fn serves(self, op: ApiOp) -> bool {
-        self.ops().contains(&op)
+        match op {
+            Responses => self.ops().contains(&ChatCompletions),
+            op => self.ops().contains(&op),
+        }
+    }
+
+    /// Whether this kind answers `op` itself rather than through the router's translation to
+    /// chat completions (a route may say otherwise with `native_apis:`). vLLM serves
+    /// `/v1/responses` (with stored responses) and llama.cpp's server does since early 2026;
+    /// OpenAI is the API's author. Other OpenAI-compatible servers are not assumed to.
+    pub fn serves_natively(self, op: ApiOp) -> bool {
+        match op {
+            Responses => matches!(
+                self,
+                BackendKind::Vllm | BackendKind::Llamacpp | BackendKind::Openai
+            ),
+            op => self.serves(op),
+        }
     }
 
     pub fn ops(self) -> &'static [ApiOp] {
@@ -283,5 +314,43 @@ mod tests {
         assert!(!BackendKind::Tgi.serves(ApiOp::Embeddings));
         assert!(BackendKind::Tgi.serves(ApiOp::ChatCompletions));
         assert!(BackendKind::Remote.serves(ApiOp::Embeddings));
+    }
+
+    #[test]
+    fn every_chat_kind_serves_responses_and_only_some_natively() {
+        for kind in [
+            BackendKind::Vllm,
+            BackendKind::Llamacpp,
+            BackendKind::Tgi,
+            BackendKind::Ollama,
+            BackendKind::Remote,
+        ] {
+            assert!(kind.serves(ApiOp::Responses), "{kind:?}");
+        }
+        assert!(!BackendKind::Whisper.serves(ApiOp::Responses));
+        let native: Vec<BackendKind> = [
+            BackendKind::Vllm,
+            BackendKind::Llamacpp,
+            BackendKind::Openai,
+            BackendKind::Tgi,
+            BackendKind::Ollama,
+            BackendKind::OpenaiCompat,
+        ]
+        .into_iter()
+        .filter(|k| k.serves_natively(ApiOp::Responses))
+        .collect();
+        assert_eq!(
+            native,
+            [
+                BackendKind::Vllm,
+                BackendKind::Llamacpp,
+                BackendKind::Openai
+            ]
+        );
+        assert_eq!(
+            ApiOp::parse_native_api(" Responses"),
+            Some(ApiOp::Responses)
+        );
+        assert_eq!(ApiOp::parse_native_api("chat"), None);
     }
 }

@@ -30,7 +30,8 @@ pub struct ChatStream {
     lease: Lease,
     ctx: Option<RequestCtx>,
     public_model: String,
-    client_wants_usage: bool,
+    /// What upstream events mean and what the client gets for them.
+    dialect: Box<dyn StreamDialect>,
     prompt_estimate: u64,
     idle: Duration,
     /// The attempt's total time limit; `None` = only the idle limit applies.
@@ -82,8 +83,11 @@ impl ChatStream {
             parser: SseParser::new(max_event),
             lease,
             ctx: None,
+            dialect: Box::new(ChatDialect {
+                public_model: public_model.clone(),
+                client_wants_usage,
+            }),
             public_model,
-            client_wants_usage,
             prompt_estimate,
             idle,
             deadline: None,
@@ -98,6 +102,12 @@ impl ChatStream {
             relay_started: None,
             late_failure: None,
         }
+    }
+
+    /// Speak another API to the client (or read another API's events from the backend).
+    pub fn with_dialect(mut self, dialect: Box<dyn StreamDialect>) -> ChatStream {
+        self.dialect = dialect;
+        self
     }
 
     /// End the attempt once `total` has passed since `started` (the lease's start).
@@ -231,7 +241,7 @@ impl ChatStream {
                     if !self.ended {
                         if self.finish_seen {
                             // Some servers close after the finish chunk without `[DONE]`.
-                            self.pending.push_back(Bytes::from_static(DONE));
+                            self.dialect.done(&mut self.pending);
                             self.end(Outcome::Success);
                         } else {
                             self.abort(
@@ -271,8 +281,7 @@ impl ChatStream {
             Step::Continue => false,
             Step::Done => true,
             Step::UpstreamError(e) => {
-                self.push_error(&e);
-                self.pending.push_back(Bytes::from_static(DONE));
+                self.dialect.failed(&e, &mut self.pending);
                 self.end(Outcome::Failure);
                 self.late_failure.get_or_insert(e);
                 true
@@ -282,26 +291,16 @@ impl ChatStream {
 
     fn abort(&mut self, code: ErrorCode, message: &str) {
         let e = ApiError::new(code, message);
-        self.push_error(&e);
-        self.pending.push_back(Bytes::from_static(DONE));
+        self.dialect.failed(&e, &mut self.pending);
         self.end(Outcome::Failure);
         self.late_failure.get_or_insert(e);
     }
 
-    /// A time limit ran out after the client got bytes: an SSE error event, then `[DONE]`.
+    /// A time limit ran out after the client got bytes: an error event, then the end.
     fn abort_timeout(&mut self, message: &str) {
         let e = ApiError::new(ErrorCode::UpstreamTimeout, message);
-        self.push_error(&e);
-        self.pending.push_back(Bytes::from_static(DONE));
+        self.dialect.failed(&e, &mut self.pending);
         self.end(Outcome::Failure);
-    }
-
-    fn push_error(&mut self, e: &ApiError) {
-        let mut out = b"data: ".to_vec();
-        // Serializing a Value cannot fail.
-        let _ = serde_json::to_writer(&mut out, &e.body());
-        out.extend_from_slice(b"\n\n");
-        self.pending.push_back(Bytes::from(out));
     }
 
     fn end(&mut self, outcome: Outcome) {
@@ -315,14 +314,14 @@ impl ChatStream {
         };
         let data = data.trim();
         if data == "[DONE]" {
-            self.pending.push_back(Bytes::from_static(DONE));
+            self.dialect.done(&mut self.pending);
             self.end(Outcome::Success);
             self.content_seen = true;
             return Step::Done;
         }
-        // One level deep: only `model`, `usage`, `error` and `choices` are looked at, the rest
-        // is relayed as the backend wrote it.
-        let mut obj = match JsonObject::parse(data.as_bytes()) {
+        // One level deep: only what the dialect looks at is parsed, the rest is relayed as
+        // the backend wrote it.
+        let obj = match JsonObject::parse(data.as_bytes()) {
             Ok(obj) => obj,
             Err(_) => {
                 // Not ours to judge: pass unknown payloads through untouched.
@@ -331,8 +330,9 @@ impl ChatStream {
                 return Step::Continue;
             }
         };
-        if let Some(err) = obj.non_null("error") {
-            let body = format!("{{\"error\":{}}}", err.get());
+        let seen = self.dialect.inspect(&obj);
+        if let Some(err) = &seen.error {
+            let body = format!("{{\"error\":{err}}}");
             let (message, kind, code) = upstream_message(body.as_bytes(), self.lease.redactor());
             // Sent as a 502 with the backend's own type and code.
             return Step::UpstreamError(ApiError::from_backend(
@@ -342,72 +342,14 @@ impl ChatStream {
                 format!("The backend reported an error: {message}"),
             ));
         }
-        obj.replace_string("model", &self.public_model);
-        let usage = obj
-            .field::<serde_json::Value>("usage")
-            .as_ref()
-            .and_then(Usage::from_json);
-        if usage.is_some() {
-            self.usage = usage;
+        if seen.usage.is_some() {
+            self.usage = seen.usage;
         }
-        let no_choices = match obj.get("choices") {
-            None => true,
-            Some(raw) => self.inspect_choices(raw),
-        };
-        if no_choices && usage.is_some() {
-            // The usage chunk: the router always asks for it, the client sees it only if it
-            // asked too, normalised to `choices: []`.
-            if self.client_wants_usage {
-                if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
-                    obj.set_raw("choices", empty);
-                }
-                self.pending.push_back(sse_data(&obj));
-            }
-            return Step::Continue;
-        }
-        if !self.client_wants_usage {
-            obj.remove("usage");
-        }
-        self.pending.push_back(sse_data(&obj));
+        self.content_chars += seen.content_chars;
+        self.content_seen |= seen.content || seen.finished;
+        self.finish_seen |= seen.finished;
+        self.dialect.forward(obj, &seen, &mut self.pending);
         Step::Continue
-    }
-
-    /// Count content and spot finished choices; true when there are none (`null` or `[]`).
-    /// Lenient: a part of another shape than OpenAI's is skipped, never an error.
-    fn inspect_choices(&mut self, raw: &RawValue) -> bool {
-        let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
-            return raw.get().trim() == "null";
-        };
-        for choice in &choices {
-            let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {
-                continue;
-            };
-            let delta = choice
-                .delta
-                .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
-            if let Some(delta) = delta {
-                for text in [delta.content, delta.reasoning_content, delta.refusal]
-                    .into_iter()
-                    .flatten()
-                {
-                    // A non-empty JSON string: `"…"` with at least one character inside.
-                    let text = text.get();
-                    if text.starts_with('"') && text.len() > 2 {
-                        self.content_chars += text.len() - 2;
-                        self.content_seen = true;
-                    }
-                }
-                if let Some(calls) = delta.tool_calls {
-                    self.content_chars += calls.get().len();
-                    self.content_seen = true;
-                }
-            }
-            if choice.finish_reason.is_some() {
-                self.finish_seen = true;
-                self.content_seen = true;
-            }
-        }
-        choices.is_empty()
     }
 
     /// Final bookkeeping once the stream is over (or dropped).
@@ -482,7 +424,136 @@ struct DeltaView<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-fn sse_data(obj: &JsonObject) -> Bytes {
+/// What one upstream event carried, as the relay's bookkeeping needs it.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    pub usage: Option<Usage>,
+    /// Characters of generated content, for an estimate when no usage comes.
+    pub content_chars: usize,
+    /// The event carries generated content: the stream is committed once it is sent.
+    pub content: bool,
+    /// The answer is complete (a finish reason, a completed response).
+    pub finished: bool,
+    /// The event is an error; the error object's raw JSON.
+    pub error: Option<String>,
+    /// The event carries usage and nothing else.
+    pub usage_only: bool,
+}
+
+/// What upstream events mean and what the client gets for them: chat relayed as chat
+/// ([`ChatDialect`]), chat translated into another API's events, or another API relayed as is.
+pub trait StreamDialect {
+    /// Read one upstream event (its top level parsed).
+    fn inspect(&mut self, obj: &JsonObject) -> Inspection;
+    /// Queue what the client gets for one event that is not an error.
+    fn forward(&mut self, obj: JsonObject, seen: &Inspection, out: &mut VecDeque<Bytes>);
+    /// The upstream stream ended well.
+    fn done(&mut self, out: &mut VecDeque<Bytes>);
+    /// The stream fails after the client got bytes: tell the client and end.
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>);
+}
+
+/// Read a chat completion chunk: usage, content and finished choices. Lenient: a part of
+/// another shape than OpenAI's is skipped, never an error.
+pub fn inspect_chat_chunk(obj: &JsonObject) -> Inspection {
+    let mut seen = Inspection {
+        error: obj.non_null("error").map(|e| e.get().to_string()),
+        usage: obj
+            .field::<serde_json::Value>("usage")
+            .as_ref()
+            .and_then(Usage::from_json),
+        ..Inspection::default()
+    };
+    let no_choices = match obj.get("choices") {
+        None => true,
+        Some(raw) => inspect_choices(raw, &mut seen),
+    };
+    seen.usage_only = no_choices && seen.usage.is_some();
+    seen
+}
+
+/// Count content and spot finished choices; true when there are none (`null` or `[]`).
+fn inspect_choices(raw: &RawValue, seen: &mut Inspection) -> bool {
+    let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        return raw.get().trim() == "null";
+    };
+    for choice in &choices {
+        let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {
+            continue;
+        };
+        let delta = choice
+            .delta
+            .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
+        if let Some(delta) = delta {
+            for text in [delta.content, delta.reasoning_content, delta.refusal]
+                .into_iter()
+                .flatten()
+            {
+                // A non-empty JSON string: `"…"` with at least one character inside.
+                let text = text.get();
+                if text.starts_with('"') && text.len() > 2 {
+                    seen.content_chars += text.len() - 2;
+                    seen.content = true;
+                }
+            }
+            if let Some(calls) = delta.tool_calls {
+                seen.content_chars += calls.get().len();
+                seen.content = true;
+            }
+        }
+        if choice.finish_reason.is_some() {
+            seen.finished = true;
+        }
+    }
+    choices.is_empty()
+}
+
+/// Chat relayed as chat: `model` rewritten, the usage chunk shown only to a client that asked
+/// for it, `[DONE]` at the end, an OpenAI error event then `[DONE]` on failure.
+pub struct ChatDialect {
+    pub public_model: String,
+    pub client_wants_usage: bool,
+}
+
+impl StreamDialect for ChatDialect {
+    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
+        inspect_chat_chunk(obj)
+    }
+
+    fn forward(&mut self, mut obj: JsonObject, seen: &Inspection, out: &mut VecDeque<Bytes>) {
+        obj.replace_string("model", &self.public_model);
+        if seen.usage_only {
+            // The usage chunk: the router always asks for it, the client sees it only if it
+            // asked too, normalised to `choices: []`.
+            if self.client_wants_usage {
+                if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
+                    obj.set_raw("choices", empty);
+                }
+                out.push_back(sse_data(&obj));
+            }
+            return;
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+        }
+        out.push_back(sse_data(&obj));
+    }
+
+    fn done(&mut self, out: &mut VecDeque<Bytes>) {
+        out.push_back(Bytes::from_static(DONE));
+    }
+
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
+        let mut line = b"data: ".to_vec();
+        // Serializing a Value cannot fail.
+        let _ = serde_json::to_writer(&mut line, &error.body());
+        line.extend_from_slice(b"\n\n");
+        out.push_back(Bytes::from(line));
+        out.push_back(Bytes::from_static(DONE));
+    }
+}
+
+pub fn sse_data(obj: &JsonObject) -> Bytes {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"data: ");
     obj.write_to(&mut out);

@@ -41,6 +41,9 @@ pub struct Settings {
     pub client_body_timeout: Duration,
     /// Between two `/v1/models` queries of a `discover: true` route.
     pub discovery_interval: Duration,
+    /// How long the route of a natively stored response is remembered for its follow-ups
+    /// (`RESPONSE_ROUTES_TTL_DAYS`).
+    pub response_routes_ttl: Duration,
     /// Audio uploads and video jobs.
     pub media: crate::media::MediaSettings,
     /// `ALLOW_UNAUTHENTICATED=true`: with no client key, `serve` may still listen on a
@@ -124,6 +127,8 @@ impl Default for Settings {
             client_request_timeout: Duration::from_secs(10),
             client_body_timeout: Duration::from_secs(60),
             discovery_interval: Duration::from_secs(60),
+            // OpenAI keeps stored responses 30 days.
+            response_routes_ttl: Duration::from_secs(30 * 86_400),
             media: crate::media::MediaSettings::default(),
             allow_unauthenticated: false,
             listen: ListenSettings::default(),
@@ -263,6 +268,9 @@ impl Settings {
         }
         if let Some(v) = num("DISCOVERY_INTERVAL_SECS", 0.1) {
             s.discovery_interval = secs(v);
+        }
+        if let Some(v) = num("RESPONSE_ROUTES_TTL_DAYS", 0.001) {
+            s.response_routes_ttl = secs(v.min(3650.0) * 86_400.0);
         }
         let workers = num("WORKERS", 1.0);
         if let Some(v) = num("MAX_CONNECTIONS", 1.0) {

@@ -11,13 +11,13 @@ use tracing::debug;
 
 use super::body::{read_json_body, JsonBody};
 use super::chat_request::{self, ChatBody, ChatFacts};
-use super::{forwarded, json_bytes_response, new_ctx};
+use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 use crate::record::Usage;
-use crate::relay::chat_stream::ChatStream;
+use crate::relay::chat_stream::{ChatStream, StreamDialect};
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
 use crate::relay::spliced::SplicedBody;
@@ -145,11 +145,7 @@ pub async fn chat_completions(
             ctx.complete(200, "success");
             Ok(json_bytes_response(body.to_bytes()))
         }
-        Ok(Reply::Stream(stream)) => Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header(("cache-control", "no-cache"))
-            .insert_header(("x-accel-buffering", "no"))
-            .streaming(stream.into_body(ctx))),
+        Ok(Reply::Stream(stream)) => Ok(event_stream_response(stream.into_body(ctx))),
         Err(e) => {
             ctx.fail(&e);
             Err(e)
@@ -157,10 +153,14 @@ pub async fn chat_completions(
     }
 }
 
-enum Reply {
+pub enum Reply {
     Json(JsonObject, Usage),
     Stream(Box<ChatStream>),
 }
+
+/// A chat body shared by a request's attempts: filtered once for the model (the flag), renamed
+/// per route.
+pub type SharedChatBody = RefCell<(ChatBody, bool)>;
 
 async fn handle(
     req: &HttpRequest,
@@ -178,88 +178,104 @@ async fn handle(
     let (facts, body) = chat_request::parse(&bytes)?;
     ctx.record.stream = facts.stream;
     let fwd = forwarded(req, ctx.request_id());
-    let settings = &state.settings;
-    // The body is shared by attempts: filtered once for the model, renamed per route.
     let shared = Rc::new(RefCell::new((body, false)));
     let facts = Rc::new(facts);
-    let est_guess = (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512);
-    let reply = with_fallback(
+    with_fallback(
         &state.mesh.local_router(),
         &facts.model,
         ApiOp::ChatCompletions,
-        est_guess,
-        &settings.retry,
+        estimated_tokens(&facts),
+        &state.settings.retry,
         ctx,
-        |mut lease| {
-            let shared = shared.clone();
-            let facts = facts.clone();
-            let fwd = fwd.clone();
+        |lease| {
+            let (shared, facts, fwd) = (shared.clone(), facts.clone(), fwd.clone());
             async move {
-                let def = lease.model().clone();
-                let bytes = {
-                    let mut guard = shared.borrow_mut();
-                    let (body, filtered) = &mut *guard;
-                    if !*filtered {
-                        if let Err(e) = check_modalities(&def, &facts) {
-                            lease.finish(crate::mesh::Outcome::ClientError);
-                            return Attempt::Fail(e);
-                        }
-                        filter_params(body, &def);
-                        *filtered = true;
-                    }
-                    upstream_body(body, &lease.route().provider_model_id, facts.stream)
-                };
-                let prompt_estimate = estimate_prompt_tokens(&facts);
-                let path = ApiOp::ChatCompletions.upstream_path();
-                if !facts.stream {
-                    return match call_json(
-                        client,
-                        lease,
-                        path,
-                        bytes,
-                        &fwd,
-                        &settings.timeouts,
-                        settings.max_response_bytes,
-                    )
-                    .await
-                    {
-                        Attempt::Done(reply) => {
-                            let usage = reply.usage.unwrap_or_else(|| Usage {
-                                prompt_tokens: prompt_estimate,
-                                completion_tokens: estimate_completion_tokens(&reply.body),
-                                cached_tokens: 0,
-                                estimated: true,
-                            });
-                            Attempt::Done(Reply::Json(reply.body, usage))
-                        }
-                        Attempt::Retry(e) => Attempt::Retry(e),
-                        Attempt::Fail(e) => Attempt::Fail(e),
-                    };
-                }
-                let upstream =
-                    match post_json(client, &lease, path, bytes, &fwd, &settings.timeouts).await {
-                        Ok(u) => u,
-                        Err(e) => return e.into_attempt(&mut lease),
-                    };
-                let limits = settings.timeouts.for_route(lease.route());
-                let started_ago = lease.elapsed();
-                let mut stream = ChatStream::new(
-                    upstream.body,
-                    lease,
-                    def.id.clone(),
-                    facts.include_usage,
-                    prompt_estimate,
-                    limits.idle,
-                    settings.max_sse_event_bytes,
-                )
-                .with_total_limit(started_ago, limits.total);
-                match stream.prime().await {
-                    Ok(()) => Attempt::Done(Reply::Stream(Box::new(stream))),
-                    Err(e) => Attempt::Retry(e),
-                }
+                chat_attempt(client, &state.settings, lease, &shared, &facts, &fwd, None).await
             }
         },
     )
-    .await?;
-    Ok(reply)
+    .await
+}
+
+/// Tokens a chat request is expected to use, for tokens/minute limits before it is answered.
+pub fn estimated_tokens(facts: &ChatFacts) -> u64 {
+    (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512)
+}
+
+/// One attempt of a chat request on `lease`: the JSON answer, or a stream primed up to its
+/// first content. Shared by `/v1/chat/completions` and the APIs translated to chat, which
+/// give the stream their own `dialect`.
+pub async fn chat_attempt(
+    client: &awc::Client,
+    settings: &crate::settings::Settings,
+    mut lease: crate::mesh::Lease,
+    shared: &SharedChatBody,
+    facts: &ChatFacts,
+    fwd: &crate::relay::Forwarded,
+    dialect: Option<Box<dyn StreamDialect>>,
+) -> Attempt<Reply> {
+    let def = lease.model().clone();
+    let bytes = {
+        let mut guard = shared.borrow_mut();
+        let (body, filtered) = &mut *guard;
+        if !*filtered {
+            if let Err(e) = check_modalities(&def, facts) {
+                lease.finish(crate::mesh::Outcome::ClientError);
+                return Attempt::Fail(e);
+            }
+            filter_params(body, &def);
+            *filtered = true;
+        }
+        upstream_body(body, &lease.route().provider_model_id, facts.stream)
+    };
+    let prompt_estimate = estimate_prompt_tokens(facts);
+    let path = ApiOp::ChatCompletions.upstream_path();
+    if !facts.stream {
+        return match call_json(
+            client,
+            lease,
+            path,
+            bytes,
+            fwd,
+            &settings.timeouts,
+            settings.max_response_bytes,
+        )
+        .await
+        {
+            Attempt::Done(reply) => {
+                let usage = reply.usage.unwrap_or_else(|| Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: estimate_completion_tokens(&reply.body),
+                    cached_tokens: 0,
+                    estimated: true,
+                });
+                Attempt::Done(Reply::Json(reply.body, usage))
+            }
+            Attempt::Retry(e) => Attempt::Retry(e),
+            Attempt::Fail(e) => Attempt::Fail(e),
+        };
+    }
+    let upstream = match post_json(client, &lease, path, bytes, fwd, &settings.timeouts).await {
+        Ok(u) => u,
+        Err(e) => return e.into_attempt(&mut lease),
+    };
+    let limits = settings.timeouts.for_route(lease.route());
+    let started_ago = lease.elapsed();
+    let mut stream = ChatStream::new(
+        upstream.body,
+        lease,
+        def.id.clone(),
+        facts.include_usage,
+        prompt_estimate,
+        limits.idle,
+        settings.max_sse_event_bytes,
+    )
+    .with_total_limit(started_ago, limits.total);
+    if let Some(dialect) = dialect {
+        stream = stream.with_dialect(dialect);
+    }
+    match stream.prime().await {
+        Ok(()) => Attempt::Done(Reply::Stream(Box::new(stream))),
+        Err(e) => Attempt::Retry(e),
+    }
 }

@@ -15,6 +15,7 @@ pub mod models;
 pub mod openapi;
 pub mod raw_json;
 pub mod request_id;
+pub mod responses;
 pub mod speech;
 pub mod state;
 pub mod transcriptions;
@@ -49,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope(prefix)
                 .wrap(actix_web::middleware::from_fn(crate::auth::client_scope))
                 .service(post("/chat/completions", chat::chat_completions))
+                .service(post("/responses", responses::create))
                 .service(post("/embeddings", embeddings::embeddings))
                 .service(post("/audio/speech", speech::speech))
                 .service(post(
@@ -236,6 +238,18 @@ pub async fn relay_json_body(
         },
     )
     .await
+}
+
+/// A streamed `text/event-stream` answer, with the headers that keep proxies from buffering it.
+pub fn event_stream_response<S>(body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::Error>> + 'static,
+{
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body)
 }
 
 pub fn json_bytes_response(body: bytes::Bytes) -> HttpResponse {

@@ -592,6 +592,7 @@ async fn route_lease(sh: &Shared, job: &JobRow, route_name: &str) -> Db<Option<L
                 model: job.model.clone(),
                 op: ApiOp::Video,
                 route: route_name.to_string(),
+                caller: None,
             })
             .await;
         match acquired {
@@ -698,6 +699,7 @@ async fn cancel_backend_job(sh: &Shared, model: &str, route_name: &str, backend_
             model: model.to_string(),
             op: ApiOp::Video,
             route: route_name.to_string(),
+            caller: None,
         })
         .await;
     let Ok(Ok(mut lease)) = acquired else {

@@ -46,6 +46,9 @@ pub struct AcquireRoute {
     pub model: String,
     pub op: ApiOp,
     pub route: String,
+    /// The client's key when a client asks (a follow-up on a stored response), checked as
+    /// [`Acquire`] checks it; `None` for the router's own calls (video jobs).
+    pub caller: Option<Arc<dyn ModelAccess>>,
 }
 
 /// The current table, for read-only views (`/v1/models`, `/health`, admin).
@@ -202,7 +205,7 @@ impl Handler<AcquireRoute> for RouterActor {
 
     fn handle(&mut self, msg: AcquireRoute, _ctx: &mut Self::Context) -> Self::Result {
         self.table()
-            .acquire_route(&msg.model, msg.op, &msg.route, 1)
+            .acquire_route(&msg.model, msg.op, &msg.route, 1, msg.caller.as_deref())
     }
 }
 

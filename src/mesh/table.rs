@@ -299,11 +299,18 @@ impl RouteTable {
         op: ApiOp,
         route_name: &str,
         est_tokens: u64,
+        caller: Option<&dyn ModelAccess>,
     ) -> Result<Lease, RouteError> {
         let entry = self
             .resolve(name)
             .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
         let def = &entry.def;
+        if let Some(caller) = caller.filter(|c| !c.may_use(def)) {
+            return Err(RouteError::ModelNotAllowed {
+                model: name.to_string(),
+                key_id: caller.key_id().to_string(),
+            });
+        }
         let exhausted = || RouteError::Exhausted {
             model: def.id.clone(),
         };

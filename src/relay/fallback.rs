@@ -13,7 +13,7 @@ use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
+use crate::mesh::{Acquire, AcquireRoute, Lease, ModelAccess, Outcome, RouteError, RouterActor};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -202,22 +202,59 @@ where
     F: FnMut(Lease) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
+    with_fallback_on(router, model, None, op, est_tokens, policy, ctx, attempt).await
+}
+
+/// [`with_fallback`], or, with `pinned`, one attempt on that route of the model only: a
+/// follow-up on state one backend holds (a stored response) has nowhere else to go.
+#[allow(clippy::too_many_arguments)] // with_fallback's arguments plus the pin
+pub async fn with_fallback_on<T, F, Fut>(
+    router: &Addr<RouterActor>,
+    model: &str,
+    pinned: Option<&str>,
+    op: ApiOp,
+    est_tokens: u64,
+    policy: &RetryPolicy,
+    ctx: &mut RequestCtx,
+    attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut(Lease) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
     let caller = ctx
         .caller
         .clone()
         .map(|caller| caller as Arc<dyn ModelAccess>);
     let acquire = |exclude: Vec<usize>| {
-        let request = Acquire {
-            model: model.to_string(),
-            op,
-            est_tokens,
-            exclude,
-            caller: caller.clone(),
-        };
+        let caller = caller.clone();
+        let model = model.to_string();
         async move {
-            router
-                .send(request)
-                .await
+            let leased = match pinned {
+                None => {
+                    let request = Acquire {
+                        model,
+                        op,
+                        est_tokens,
+                        exclude,
+                        caller,
+                    };
+                    router.send(request).await
+                }
+                Some(_) if !exclude.is_empty() => {
+                    return Err(NoLease::NoRouteLeft(RouteError::Exhausted { model }.into()))
+                }
+                Some(route) => {
+                    let request = AcquireRoute {
+                        model,
+                        op,
+                        route: route.to_string(),
+                        caller,
+                    };
+                    router.send(request).await
+                }
+            };
+            leased
                 .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
                 .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))
         }

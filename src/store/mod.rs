@@ -12,6 +12,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub mod response_routes;
 use crate::config::{bool_var, VarSource};
 
 /// Default SQLite file, the HybridInference gateway's, so its `sqlite3` queries work unchanged.

@@ -3,8 +3,11 @@
 
 use serde_json::{json, Map, Value};
 
-/// Request fields a Response echoes, with OpenAI's defaults when the request left them out.
-const ECHOED: &[(&str, fn() -> Value)] = &[
+/// A request field a Response echoes, and OpenAI's default when the request left it out.
+type Echoed = (&'static str, fn() -> Value);
+
+/// Request fields a Response echoes.
+const ECHOED: &[Echoed] = &[
     ("instructions", || Value::Null),
     ("max_output_tokens", || Value::Null),
     ("metadata", || json!({})),

@@ -412,9 +412,11 @@ mod tests {
         assert!(stream.finish().is_empty(), "nothing after the end");
     }
 
-    /// A chat answer: optional text, tool calls (id, name, arguments), finish reason, usage.
-    fn answer() -> impl Strategy<Value = (String, Vec<(String, String, String)>, String, u64, u64)>
-    {
+    /// A tool call: id, name, arguments.
+    type Call = (String, String, String);
+
+    /// A chat answer: text, tool calls, finish reason, prompt and completion tokens.
+    fn answer() -> impl Strategy<Value = (String, Vec<Call>, String, u64, u64)> {
         (
             "[a-zé ✓\"\\\\]{0,24}",
             prop::collection::vec(

@@ -1,0 +1,516 @@
+//! `POST /v1/responses`: OpenAI's Responses API, routed as chat is (key model lists, limits,
+//! fallback before the first byte, usage, the request's record).
+//!
+//! Each attempt's route decides how it is served. A route that serves the API itself
+//! ([`crate::config::RouteDef::serves_natively`]) gets the body with only `model` rewritten,
+//! and its answer is relayed: JSON, or `response.*` events one by one. Any other chat route
+//! gets the request translated to chat completions and the answer translated back
+//! ([`crate::translate::responses`]); such a response is not stored anywhere (`store: false`).
+//!
+//! `previous_response_id` needs the backend that stored the earlier response: the route of
+//! every natively stored response is remembered in the database (`response_routes`, shared by
+//! replicas), and a follow-up goes to that route only. Translated, it is a 400.
+
+use std::rc::Rc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use tracing::warn;
+
+use super::body::read_json_object;
+use super::chat::{chat_attempt, Reply, SharedChatBody};
+use super::chat_request::{self, ChatFacts};
+use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
+use crate::api::state::AppState;
+use crate::engines::ApiOp;
+use crate::error::{ApiError, ErrorCode};
+use crate::mesh::{Lease, Outcome};
+use crate::record::{RequestCtx, Usage};
+use crate::relay::chat_stream::{inspect_chat_chunk, ChatStream, Inspection, StreamDialect};
+use crate::relay::json::call_json;
+use crate::relay::shallow::JsonObject;
+use crate::relay::upstream::post_json;
+use crate::relay::{with_fallback_on, Attempt, Forwarded};
+use crate::store::response_routes::{ResponseHome, ResponseRoutes};
+use crate::translate::responses::{from_chat, to_chat, EventStream, ResponseMeta, ResponsesFacts};
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    let mut ctx = new_ctx(&req, &state, ApiOp::Responses);
+    match handle(&req, payload, &state, &client, &mut ctx).await {
+        Ok(Answer::Json(body, usage)) => {
+            ctx.record.usage = Some(usage);
+            ctx.complete(200, "success");
+            Ok(json_bytes_response(body))
+        }
+        Ok(Answer::Stream(stream)) => Ok(event_stream_response(stream.into_body(ctx))),
+        Err(e) => {
+            ctx.fail(&e);
+            Err(e)
+        }
+    }
+}
+
+enum Answer {
+    Json(Bytes, Usage),
+    Stream(Box<ChatStream>),
+}
+
+/// The request as chat, for the routes that need the translation.
+struct Translated {
+    facts: ChatFacts,
+    body: SharedChatBody,
+}
+
+/// What every attempt shares.
+struct Request {
+    body: Map<String, Value>,
+    facts: ResponsesFacts,
+    /// The chat translation, or why there is none (a 400 for a translated route).
+    translated: Result<Translated, ApiError>,
+    /// The id a translated response gets (a native backend names its own).
+    response_id: String,
+    created_at: u64,
+    fwd: Forwarded,
+    /// Where natively stored responses are remembered, with the caller's key.
+    remember: Option<Remember>,
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    client: &awc::Client,
+    ctx: &mut RequestCtx,
+) -> Result<Answer, ApiError> {
+    let (body, _permit) = read_json_object(req, payload, state.settings.max_body_bytes).await?;
+    let facts = ResponsesFacts::read(&body)?;
+    ctx.record.stream = facts.stream;
+    let translated = to_chat(&body).and_then(|chat| {
+        let bytes = serde_json::to_vec(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
+        let (facts, body) = chat_request::parse(&Bytes::from(bytes))?;
+        Ok(Translated {
+            facts,
+            body: std::cell::RefCell::new((body, false)),
+        })
+    });
+    let table = state.mesh.table();
+    let resolved = table.resolve(&facts.model).map(|entry| entry.def.clone());
+    let any_native = resolved.as_ref().is_some_and(|def| {
+        def.routes
+            .iter()
+            .any(|r| r.is_enabled() && r.serves_natively(ApiOp::Responses))
+    });
+    // With no route to take it as is, a request the translation refuses is refused now,
+    // before any backend is contacted.
+    if let (false, Err(e)) = (any_native, &translated) {
+        if resolved.is_some() {
+            return Err(e.clone());
+        }
+    }
+    let db = ResponseRoutes::new(state.store.pool.clone(), state.settings.response_routes_ttl);
+    let key_id = ctx.record.api_key_id.clone();
+    let pinned = match (&facts.previous_response_id, &resolved) {
+        (Some(id), Some(def)) => Some(stored_home(&db, id, key_id.as_deref(), &def.id).await?),
+        _ => None,
+    };
+    let request = Rc::new(Request {
+        remember: facts.store.then(|| Remember { db, key_id }),
+        created_at: unix_now(),
+        response_id: format!("resp_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        fwd: forwarded(req, ctx.request_id()),
+        translated,
+        facts,
+        body,
+    });
+    let est_tokens = (request.facts.prompt_chars as u64).div_ceil(4)
+        + request.facts.max_output_tokens.unwrap_or(512);
+    with_fallback_on(
+        &state.mesh.local_router(),
+        &request.facts.model,
+        pinned.as_ref().map(|home| home.route.as_str()),
+        ApiOp::Responses,
+        est_tokens,
+        &state.settings.retry,
+        ctx,
+        |lease| {
+            let request = request.clone();
+            async move {
+                if lease.route().serves_natively(ApiOp::Responses) {
+                    native_attempt(client, state, lease, &request).await
+                } else {
+                    translated_attempt(client, state, lease, &request).await
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// The route that stored `id` for this caller, which must belong to the model asked for.
+async fn stored_home(
+    db: &ResponseRoutes,
+    id: &str,
+    key_id: Option<&str>,
+    model: &str,
+) -> Result<ResponseHome, ApiError> {
+    let found = db.lookup(id, key_id).await.map_err(|e| {
+        warn!(error = %e, "response_routes lookup failed");
+        ApiError::new(
+            ErrorCode::JobStoreUnavailable,
+            "The router's database is not available to find the previous response.",
+        )
+    })?;
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::PreviousResponseNotFound,
+            format!("Previous response with id '{id}' not found."),
+        )
+        .with_param("previous_response_id")
+    };
+    match found {
+        Some(home) if home.model == model => Ok(home),
+        Some(home) => Err(ApiError::bad_request(
+            format!(
+                "Previous response with id '{id}' was made by model `{}`; send the follow-up to that model.",
+                home.model
+            ),
+            Some("previous_response_id"),
+        )),
+        None => Err(not_found()),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A native route: the client's body with the route's model id, the answer relayed.
+async fn native_attempt(
+    client: &awc::Client,
+    state: &AppState,
+    mut lease: Lease,
+    request: &Request,
+) -> Attempt<Answer> {
+    let settings = &state.settings;
+    let mut body = request.body.clone();
+    body.insert(
+        "model".into(),
+        Value::String(lease.route().provider_model_id.clone()),
+    );
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            lease.finish(Outcome::LocalFailure);
+            return Attempt::Fail(ApiError::internal(e.to_string()));
+        }
+    };
+    let home = ResponseHome {
+        model: lease.model().id.clone(),
+        route: lease.route().name.clone(),
+    };
+    let remember = request.remember.clone().map(|r| (r, home));
+    let prompt_estimate = (request.facts.prompt_chars as u64).div_ceil(4).max(1);
+    let path = ApiOp::Responses.upstream_path();
+    if !request.facts.stream {
+        let fwd = &request.fwd;
+        return match call_json(
+            client,
+            lease,
+            path,
+            bytes,
+            fwd,
+            &settings.timeouts,
+            settings.max_response_bytes,
+        )
+        .await
+        {
+            Attempt::Done(reply) => {
+                if let Some((remember, home)) = remember {
+                    if reply.body.field::<bool>("store") != Some(false) {
+                        if let Some(id) = reply.body.field::<String>("id") {
+                            remember.save(&id, &home).await;
+                        }
+                    }
+                }
+                let usage = reply.usage.unwrap_or(Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: 0,
+                    cached_tokens: 0,
+                    estimated: true,
+                });
+                Attempt::Done(Answer::Json(reply.body.to_bytes(), usage))
+            }
+            Attempt::Retry(e) => Attempt::Retry(e),
+            Attempt::Fail(e) => Attempt::Fail(e),
+        };
+    }
+    let dialect = NativeDialect {
+        public_model: lease.model().id.clone(),
+        remember,
+        last_sequence: None,
+    };
+    stream_attempt(
+        client,
+        state,
+        lease,
+        request,
+        bytes,
+        prompt_estimate,
+        Box::new(dialect),
+    )
+    .await
+}
+
+/// Open the upstream stream and prime it up to its first content.
+async fn stream_attempt(
+    client: &awc::Client,
+    state: &AppState,
+    mut lease: Lease,
+    request: &Request,
+    bytes: Bytes,
+    prompt_estimate: u64,
+    dialect: Box<dyn StreamDialect>,
+) -> Attempt<Answer> {
+    let settings = &state.settings;
+    let path = ApiOp::Responses.upstream_path();
+    let upstream = match post_json(
+        client,
+        &lease,
+        path,
+        bytes,
+        &request.fwd,
+        &settings.timeouts,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => return e.into_attempt(&mut lease),
+    };
+    let limits = settings.timeouts.for_route(lease.route());
+    let started_ago = lease.elapsed();
+    let public_model = lease.model().id.clone();
+    let mut stream = ChatStream::new(
+        upstream.body,
+        lease,
+        public_model,
+        false,
+        prompt_estimate,
+        limits.idle,
+        settings.max_sse_event_bytes,
+    )
+    .with_total_limit(started_ago, limits.total)
+    .with_dialect(dialect);
+    match stream.prime().await {
+        Ok(()) => Attempt::Done(Answer::Stream(Box::new(stream))),
+        Err(e) => Attempt::Retry(e),
+    }
+}
+
+/// A chat-only route: the chat translation sent as a chat request, its answer translated back.
+async fn translated_attempt(
+    client: &awc::Client,
+    state: &AppState,
+    mut lease: Lease,
+    request: &Request,
+) -> Attempt<Answer> {
+    let translated = match &request.translated {
+        Ok(t) => t,
+        Err(e) => {
+            lease.finish(Outcome::ClientError);
+            return Attempt::Fail(e.clone());
+        }
+    };
+    let meta = ResponseMeta::new(
+        request.response_id.clone(),
+        lease.model().id.clone(),
+        request.created_at,
+        &request.body,
+    );
+    let dialect = TranslatedDialect {
+        events: EventStream::new(meta.clone()),
+    };
+    let attempt = chat_attempt(
+        client,
+        &state.settings,
+        lease,
+        &translated.body,
+        &translated.facts,
+        &request.fwd,
+        Some(Box::new(dialect)),
+    )
+    .await;
+    match attempt {
+        Attempt::Done(Reply::Json(chat, usage)) => {
+            let chat: Value = serde_json::from_slice(&chat.to_bytes()).unwrap_or(Value::Null);
+            let response = from_chat(&meta, &chat);
+            let bytes = serde_json::to_vec(&response).unwrap_or_default();
+            Attempt::Done(Answer::Json(Bytes::from(bytes), usage))
+        }
+        Attempt::Done(Reply::Stream(stream)) => Attempt::Done(Answer::Stream(stream)),
+        Attempt::Retry(e) => Attempt::Retry(e),
+        Attempt::Fail(e) => Attempt::Fail(e),
+    }
+}
+
+/// Where and for whom natively stored responses are remembered.
+#[derive(Clone)]
+struct Remember {
+    db: ResponseRoutes,
+    key_id: Option<String>,
+}
+
+impl Remember {
+    /// Best effort: a failed write costs a later follow-up its 400, never this answer.
+    async fn save(&self, response_id: &str, home: &ResponseHome) {
+        if let Err(e) = self
+            .db
+            .remember(response_id, home, self.key_id.as_deref())
+            .await
+        {
+            warn!(error = %e, route = %home.route, "could not remember a stored response's route");
+        }
+    }
+}
+
+/// One SSE event as the Responses API frames it: `event:` names the type.
+fn push_event(out: &mut VecDeque<Bytes>, kind: &str, data: &[u8]) {
+    let mut line = Vec::with_capacity(data.len() + kind.len() + 16);
+    line.extend_from_slice(b"event: ");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\ndata: ");
+    line.extend_from_slice(data);
+    line.extend_from_slice(b"\n\n");
+    out.push_back(Bytes::from(line));
+}
+
+fn push_events(out: &mut VecDeque<Bytes>, events: Vec<Value>) {
+    for event in events {
+        let kind = event["type"].as_str().unwrap_or("message").to_string();
+        push_event(out, &kind, &serde_json::to_vec(&event).unwrap_or_default());
+    }
+}
+
+/// Chat chunks in, `response.*` events out.
+struct TranslatedDialect {
+    events: EventStream,
+}
+
+impl StreamDialect for TranslatedDialect {
+    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
+        inspect_chat_chunk(obj)
+    }
+
+    fn forward(&mut self, obj: JsonObject, _seen: &Inspection, out: &mut VecDeque<Bytes>) {
+        let chunk: Value = serde_json::from_slice(&obj.to_bytes()).unwrap_or(Value::Null);
+        push_events(out, self.events.feed(&chunk));
+    }
+
+    fn done(&mut self, out: &mut VecDeque<Bytes>) {
+        push_events(out, self.events.finish());
+    }
+
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
+        push_events(out, self.events.fail(error.wire_code(), &error.message));
+    }
+}
+
+/// A native backend's `response.*` events relayed as they come, with the public model id in
+/// the response objects, the usage of the completed response counted, and the stored
+/// response's route remembered as soon as the backend names it.
+struct NativeDialect {
+    public_model: String,
+    remember: Option<(Remember, ResponseHome)>,
+    last_sequence: Option<u64>,
+}
+
+impl StreamDialect for NativeDialect {
+    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
+        let kind = obj.field::<String>("type").unwrap_or_default();
+        let response = || obj.field::<Value>("response").unwrap_or(Value::Null);
+        let mut seen = Inspection::default();
+        match kind.as_str() {
+            "error" => seen.error = Some(String::from_utf8_lossy(&obj.to_bytes()).into_owned()),
+            "response.failed" => {
+                let error = response().get("error").filter(|e| e.is_object()).cloned();
+                seen.error = Some(error.map_or_else(
+                    || r#"{"message":"the response failed"}"#.into(),
+                    |e| e.to_string(),
+                ));
+            }
+            "response.created" | "response.in_progress" | "response.queued" => {}
+            "response.completed" | "response.incomplete" => {
+                seen.finished = true;
+                seen.usage = response().get("usage").and_then(Usage::from_json);
+            }
+            _ => {
+                seen.content = true;
+                seen.content_chars = obj.field::<String>("delta").map_or(0, |d| d.len());
+            }
+        }
+        seen
+    }
+
+    fn forward(&mut self, mut obj: JsonObject, _seen: &Inspection, out: &mut VecDeque<Bytes>) {
+        let kind = obj.field::<String>("type").unwrap_or_default();
+        if let Some(n) = obj.field::<u64>("sequence_number") {
+            self.last_sequence = Some(n);
+        }
+        let nested = obj
+            .get("response")
+            .and_then(|raw| JsonObject::parse(raw.get().as_bytes()).ok());
+        if let Some(mut response) = nested {
+            if kind == "response.created" {
+                self.remember_id(
+                    response.field::<String>("id"),
+                    response.field::<bool>("store"),
+                );
+            }
+            response.replace_string("model", &self.public_model);
+            let text = String::from_utf8_lossy(&response.to_bytes()).into_owned();
+            if let Ok(raw) = RawValue::from_string(text) {
+                obj.set_raw("response", raw);
+            }
+        }
+        push_event(out, &kind, &obj.to_bytes());
+    }
+
+    fn done(&mut self, _out: &mut VecDeque<Bytes>) {}
+
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
+        let event = serde_json::json!({
+            "type": "error",
+            "code": error.wire_code(),
+            "message": error.message,
+            "param": null,
+            "sequence_number": self.last_sequence.map_or(0, |n| n + 1),
+        });
+        push_event(
+            out,
+            "error",
+            &serde_json::to_vec(&event).unwrap_or_default(),
+        );
+    }
+}
+
+impl NativeDialect {
+    /// The backend named its response: remember its route (once), off the stream's path.
+    fn remember_id(&mut self, id: Option<String>, stored: Option<bool>) {
+        let (Some(id), Some((remember, home))) = (id, self.remember.take()) else {
+            return;
+        };
+        if stored == Some(false) {
+            return;
+        }
+        actix_rt::spawn(async move { remember.save(&id, &home).await });
+    }
+}

@@ -38,11 +38,21 @@ struct Reply {
     words: u32,
     finish_reason: &'static str,
     prompt_tokens: u64,
+    /// The function to call instead of answering: the first of `tools`, unless the
+    /// conversation ends with a tool's result.
+    tool: Option<String>,
 }
+
+/// The arguments of every call the mock makes.
+const TOOL_ARGUMENTS: &str = r#"{"word":"word0"}"#;
 
 impl Reply {
     fn usage(&self) -> Value {
-        let completion = u64::from(self.words);
+        let completion = if self.tool.is_some() {
+            4
+        } else {
+            u64::from(self.words)
+        };
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -83,13 +93,25 @@ async fn respond(
         Some(l) => s.chunks.min(u32::try_from(l).unwrap_or(u32::MAX)),
         None => s.chunks,
     };
+    let after_tool = messages.last().is_some_and(|m| m["role"] == "tool");
+    let tool = request
+        .body
+        .pointer("/tools/0/function/name")
+        .and_then(Value::as_str)
+        .filter(|_| !after_tool)
+        .map(str::to_string);
     let reply = Reply {
         id: format!("chatcmpl-mock{:016x}", fastrand::u64(..)),
         created: unix_now(),
         model,
         words,
-        finish_reason: if words < s.chunks { "length" } else { "stop" },
+        finish_reason: match &tool {
+            Some(_) => "tool_calls",
+            None if words < s.chunks => "length",
+            None => "stop",
+        },
         prompt_tokens: prompt_words(messages),
+        tool,
     };
     let stream = request.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
@@ -139,6 +161,13 @@ async fn non_streaming(
             .saturating_mul(u64::from(reply.words - 1));
         sleep_ms(s.ttft_ms.saturating_add(rest)).await;
     }
+    let message = match &reply.tool {
+        Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_mock0", "type": "function",
+            "function": {"name": name, "arguments": TOOL_ARGUMENTS},
+        }]}),
+        None => json!({"role": "assistant", "content": reply.content(), "refusal": null}),
+    };
     let body = json!({
         "id": reply.id,
         "object": "chat.completion",
@@ -146,7 +175,7 @@ async fn non_streaming(
         "model": reply.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply.content(), "refusal": null},
+            "message": message,
             "logprobs": null,
             "finish_reason": reply.finish_reason,
         }],
@@ -197,7 +226,18 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     if reply.words == 0 && s.hang == Hang::MidStream {
         plan.pause_ms(s.hang_ms);
     }
-    for i in 0..reply.words {
+    if let Some(name) = &reply.tool {
+        // The call comes in two pieces, as engines stream arguments token by token.
+        plan.pause_ms(s.ttft_ms);
+        let (head, tail) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
+        let first = json!({"tool_calls": [{"index": 0, "id": "call_mock0", "type": "function",
+            "function": {"name": name, "arguments": head}}]});
+        plan.data(events.choice(&first.to_string(), "null"), 1);
+        let rest = json!({"tool_calls": [{"index": 0, "function": {"arguments": tail}}]});
+        plan.data(events.choice(&rest.to_string(), "null"), 1);
+    }
+    let words = if reply.tool.is_some() { 0 } else { reply.words };
+    for i in 0..words {
         plan.pause_ms(if i == 0 {
             s.ttft_ms
         } else {
@@ -289,6 +329,7 @@ mod tests {
             words: 2,
             finish_reason: "stop",
             prompt_tokens: 3,
+            tool: None,
         };
         let events = Events::new(&reply);
         let line = events.choice(r#"{"content":"a"}"#, "null");

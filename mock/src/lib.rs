@@ -11,7 +11,8 @@
 //! - `request`, `faults`, `reset`, `errors`: the path every inference request takes before its
 //!   handler (count, record, fault gate) and the error bodies.
 //! - `body`: bodies produced over time (SSE, audio pieces, slow drip), with abort detection.
-//! - `chat`, `embeddings`, `audio`, `transcribe`, `images`, `video`: one file per API.
+//! - `chat`, `responses`, `embeddings`, `audio`, `transcribe`, `images`, `video`: one file per
+//!   API.
 //! - `health`, `control`: probe/discovery paths and `/_mock/*`.
 
 mod audio;
@@ -25,6 +26,7 @@ mod health;
 mod images;
 mod request;
 mod reset;
+mod responses;
 mod settings;
 mod state;
 mod transcribe;
@@ -149,6 +151,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/models").route(get().to(health::models)))
         // inference
         .service(at(chat::ROUTE).route(post().to(chat::completions)))
+        .service(at(responses::ROUTE).route(post().to(responses::create)))
         .service(at(embeddings::ROUTE).route(post().to(embeddings::create)))
         .service(at(audio::ROUTE).route(post().to(audio::speech)))
         .service(at(transcribe::TRANSCRIPTIONS).route(post().to(transcribe::transcriptions)))

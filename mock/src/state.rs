@@ -160,6 +160,8 @@ pub struct MockState {
     last_request: Mutex<Option<PendingRecord>>,
     pub videos: Mutex<HashMap<String, VideoJob>>,
     pub images: Mutex<HashSet<String>>,
+    /// Responses stored by `/v1/responses`, for `previous_response_id`.
+    pub responses: Mutex<super::responses::StoredResponses>,
     /// `http://host:port` of this server, for URLs it hands out.
     pub base_url: String,
 }
@@ -173,6 +175,7 @@ impl MockState {
             last_request: Mutex::new(None),
             videos: Mutex::new(HashMap::new()),
             images: Mutex::new(HashSet::new()),
+            responses: Mutex::default(),
             base_url,
         }
     }
@@ -266,5 +269,6 @@ impl MockState {
         *lock(&self.last_request) = None;
         lock(&self.videos).clear();
         lock(&self.images).clear();
+        lock(&self.responses).clear();
     }
 }

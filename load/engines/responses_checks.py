@@ -22,6 +22,9 @@ import traceback
 
 import openai
 
+# The same outcome vocabulary as the other SDK checks (this folder is on sys.path when run).
+from openai_checks import CheckFailed, Skip, expect
+
 TOOLS = [
     {
         "type": "function",
@@ -34,19 +37,6 @@ TOOLS = [
         },
     }
 ]
-
-
-class Skip(Exception):
-    pass
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
 
 
 def function_calls(response):

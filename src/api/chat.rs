@@ -255,17 +255,49 @@ pub async fn chat_attempt(
             Attempt::Fail(e) => Attempt::Fail(e),
         };
     }
-    let upstream = match post_json(client, &lease, path, bytes, fwd, &settings.timeouts).await {
+    let stream = open_stream(
+        client,
+        settings,
+        lease,
+        (path, bytes),
+        fwd,
+        facts.include_usage,
+        prompt_estimate,
+        dialect,
+    )
+    .await;
+    match stream {
+        Attempt::Done(stream) => Attempt::Done(Reply::Stream(stream)),
+        Attempt::Retry(e) => Attempt::Retry(e),
+        Attempt::Fail(e) => Attempt::Fail(e),
+    }
+}
+
+/// POST `body` to the backend's `path` and prime its event stream up to the first content,
+/// read by `dialect` (chat's own when `None`): a failure until then may go to another route.
+#[allow(clippy::too_many_arguments)] // each is one fact of the attempt; a struct would only rename them
+pub async fn open_stream(
+    client: &awc::Client,
+    settings: &crate::settings::Settings,
+    mut lease: crate::mesh::Lease,
+    (path, body): (&str, impl actix_web::body::MessageBody + 'static),
+    fwd: &crate::relay::Forwarded,
+    client_wants_usage: bool,
+    prompt_estimate: u64,
+    dialect: Option<Box<dyn StreamDialect>>,
+) -> Attempt<Box<ChatStream>> {
+    let upstream = match post_json(client, &lease, path, body, fwd, &settings.timeouts).await {
         Ok(u) => u,
         Err(e) => return e.into_attempt(&mut lease),
     };
     let limits = settings.timeouts.for_route(lease.route());
     let started_ago = lease.elapsed();
+    let public_model = lease.model().id.clone();
     let mut stream = ChatStream::new(
         upstream.body,
         lease,
-        def.id.clone(),
-        facts.include_usage,
+        public_model,
+        client_wants_usage,
         prompt_estimate,
         limits.idle,
         settings.max_sse_event_bytes,
@@ -275,7 +307,7 @@ pub async fn chat_attempt(
         stream = stream.with_dialect(dialect);
     }
     match stream.prime().await {
-        Ok(()) => Attempt::Done(Reply::Stream(Box::new(stream))),
+        Ok(()) => Attempt::Done(Box::new(stream)),
         Err(e) => Attempt::Retry(e),
     }
 }

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use tracing::warn;
 
 use super::body::read_json_object;
-use super::chat::{chat_attempt, Reply, SharedChatBody};
+use super::chat::{chat_attempt, open_stream, Reply, SharedChatBody};
 use super::chat_request::{self, ChatFacts};
 use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
@@ -32,7 +32,6 @@ use crate::record::{RequestCtx, Usage};
 use crate::relay::chat_stream::{inspect_chat_chunk, ChatStream, Inspection, StreamDialect};
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
-use crate::relay::upstream::post_json;
 use crate::relay::{with_fallback_on, Attempt, Forwarded};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
 use crate::translate::responses::{from_chat, to_chat, EventStream, ResponseMeta, ResponsesFacts};
@@ -259,60 +258,21 @@ async fn native_attempt(
         remember,
         last_sequence: None,
     };
-    stream_attempt(
+    let stream = open_stream(
         client,
-        state,
+        settings,
         lease,
-        request,
-        bytes,
-        prompt_estimate,
-        Box::new(dialect),
-    )
-    .await
-}
-
-/// Open the upstream stream and prime it up to its first content.
-async fn stream_attempt(
-    client: &awc::Client,
-    state: &AppState,
-    mut lease: Lease,
-    request: &Request,
-    bytes: Bytes,
-    prompt_estimate: u64,
-    dialect: Box<dyn StreamDialect>,
-) -> Attempt<Answer> {
-    let settings = &state.settings;
-    let path = ApiOp::Responses.upstream_path();
-    let upstream = match post_json(
-        client,
-        &lease,
-        path,
-        bytes,
+        (path, bytes),
         &request.fwd,
-        &settings.timeouts,
-    )
-    .await
-    {
-        Ok(u) => u,
-        Err(e) => return e.into_attempt(&mut lease),
-    };
-    let limits = settings.timeouts.for_route(lease.route());
-    let started_ago = lease.elapsed();
-    let public_model = lease.model().id.clone();
-    let mut stream = ChatStream::new(
-        upstream.body,
-        lease,
-        public_model,
         false,
         prompt_estimate,
-        limits.idle,
-        settings.max_sse_event_bytes,
+        Some(Box::new(dialect)),
     )
-    .with_total_limit(started_ago, limits.total)
-    .with_dialect(dialect);
-    match stream.prime().await {
-        Ok(()) => Attempt::Done(Answer::Stream(Box::new(stream))),
-        Err(e) => Attempt::Retry(e),
+    .await;
+    match stream {
+        Attempt::Done(stream) => Attempt::Done(Answer::Stream(stream)),
+        Attempt::Retry(e) => Attempt::Retry(e),
+        Attempt::Fail(e) => Attempt::Fail(e),
     }
 }
 

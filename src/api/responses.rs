@@ -34,6 +34,7 @@ use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
 use crate::relay::{with_fallback_on, Attempt, Forwarded};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
+use crate::translate::responses::request::MAX_RESPONSE_ID_BYTES;
 use crate::translate::responses::{from_chat, to_chat, EventStream, ResponseMeta, ResponsesFacts};
 
 pub async fn create(
@@ -332,6 +333,10 @@ struct Remember {
 impl Remember {
     /// Best effort: a failed write costs a later follow-up its 400, never this answer.
     async fn save(&self, response_id: &str, home: &ResponseHome) {
+        // A backend's id longer than any follow-up may name is not worth a row.
+        if response_id.is_empty() || response_id.len() > MAX_RESPONSE_ID_BYTES {
+            return;
+        }
         if let Err(e) = self
             .db
             .remember(response_id, home, self.key_id.as_deref())

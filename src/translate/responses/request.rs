@@ -19,6 +19,9 @@ pub struct ResponsesFacts {
     pub prompt_chars: usize,
 }
 
+/// The longest `previous_response_id` accepted (OpenAI's ids are about 50 characters).
+pub const MAX_RESPONSE_ID_BYTES: usize = 256;
+
 fn bad(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::bad_request(message, Some(param))
 }
@@ -93,7 +96,8 @@ impl ResponsesFacts {
             return Err(bad("`tools` must be an array.", "tools"));
         }
         let previous_response_id = optional_str(body, "previous_response_id")?;
-        if previous_response_id.is_some_and(|id| id.is_empty() || id.len() > 256) {
+        if previous_response_id.is_some_and(|id| id.is_empty() || id.len() > MAX_RESPONSE_ID_BYTES)
+        {
             return Err(bad(
                 "`previous_response_id` must be a response id.",
                 "previous_response_id",

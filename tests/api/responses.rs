@@ -494,3 +494,49 @@ async fn keys_limit_models_and_every_request_leaves_a_responses_row() {
         );
     }
 }
+
+/// Replicas share the remembered routes: a response stored through one router is followed up
+/// through another, on the same endpoint. The replicas share a SQLite file, or a PostgreSQL
+/// database when `TEST_DATABASE_URL` is set.
+#[actix_rt::test]
+async fn replicas_share_where_stored_responses_live() {
+    let (a, b) = (start_mock(json!({})), start_mock(json!({})));
+    let yaml = format!(
+        "models:\n  - id: m\n    route:\n      - {{name: a, kind: vllm, base_url: \"{}\"}}\n      - {{name: b, kind: vllm, base_url: \"{}\"}}\n",
+        a.url, b.url
+    );
+    let pg = common::obs::PgScratch::create("responses_replicas");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let db_env: Vec<(&str, String)> = match &pg {
+        Some(pg) => vec![
+            ("USE_SQLITE_LOG", "false".into()),
+            ("DATABASE_URL", pg.url.clone()),
+        ],
+        None => vec![(
+            "SQLITE_DB_PATH",
+            shared.path().join("shared.db").display().to_string(),
+        )],
+    };
+    let replica = |name: &str| {
+        let mut env = db_env.clone();
+        env.push(("REPLICA_ID", name.to_string()));
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env,
+        }
+    };
+    let first_router = start_router_ready(replica("one"), 2).await;
+    let second_router = start_router_ready(replica("two"), 2).await;
+    for _ in 0..3 {
+        let (status, v) =
+            responses(&first_router.url, &json!({"model": "m", "input": "first"})).await;
+        assert_eq!(status, 200, "{v}");
+        let id = v["id"].as_str().expect("id").to_string();
+        for _ in 0..3 {
+            let follow = json!({"model": "m", "input": "next", "previous_response_id": id});
+            let (status, v) = responses(&second_router.url, &follow).await;
+            assert_eq!(status, 200, "the other replica knows where {id} lives: {v}");
+        }
+    }
+}

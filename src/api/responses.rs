@@ -479,3 +479,112 @@ impl NativeDialect {
         actix_rt::spawn(async move { remember.save(&id, &home).await });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(event: Value) -> Inspection {
+        let mut dialect = NativeDialect {
+            public_model: "pub".into(),
+            remember: None,
+            last_sequence: None,
+        };
+        let obj = JsonObject::parse(event.to_string().as_bytes()).unwrap();
+        dialect.inspect(&obj)
+    }
+
+    /// Only what the backend generated commits the stream; its errors, before that, let the
+    /// request go to another route; the completed response carries the usage.
+    #[test]
+    fn native_events_read_as_content_end_usage_or_error() {
+        let completed = json!({"type": "response.completed", "response": {"usage":
+            {"input_tokens": 5, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 3}}}});
+        let cases = [
+            (
+                json!({"type": "response.created", "response": {}}),
+                (false, false, false),
+            ),
+            (
+                json!({"type": "response.in_progress", "response": {}}),
+                (false, false, false),
+            ),
+            (
+                json!({"type": "response.output_item.added", "item": {}}),
+                (true, false, false),
+            ),
+            (
+                json!({"type": "response.output_text.delta", "delta": "abc"}),
+                (true, false, false),
+            ),
+            (completed, (false, true, false)),
+            (
+                json!({"type": "response.incomplete", "response": {}}),
+                (false, true, false),
+            ),
+            (
+                json!({"type": "error", "code": "x", "message": "m"}),
+                (false, false, true),
+            ),
+            (
+                json!({"type": "response.failed", "response": {"error": {"message": "m"}}}),
+                (false, false, true),
+            ),
+            (
+                json!({"type": "response.failed", "response": {}}),
+                (false, false, true),
+            ),
+        ];
+        for (event, (content, finished, error)) in cases {
+            let seen = read(event.clone());
+            assert_eq!(
+                (seen.content, seen.finished, seen.error.is_some()),
+                (content, finished, error),
+                "{event}"
+            );
+        }
+        let usage = read(json!({"type": "response.completed", "response": {"usage":
+            {"input_tokens": 5, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 3}}}}))
+        .usage
+        .unwrap();
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens
+            ),
+            (5, 2, 3)
+        );
+        assert_eq!(
+            read(json!({"type": "response.output_text.delta", "delta": "abc"})).content_chars,
+            3
+        );
+    }
+
+    #[test]
+    fn native_events_are_relayed_with_their_name_and_the_public_model() {
+        let mut dialect = NativeDialect {
+            public_model: "pub".into(),
+            remember: None,
+            last_sequence: None,
+        };
+        let event = json!({"type": "response.created", "sequence_number": 4,
+                           "response": {"id": "resp_1", "model": "served", "status": "in_progress"}});
+        let obj = JsonObject::parse(event.to_string().as_bytes()).unwrap();
+        let mut out = VecDeque::new();
+        let seen = dialect.inspect(&obj);
+        dialect.forward(obj, &seen, &mut out);
+        let text = String::from_utf8(out.pop_front().unwrap().to_vec()).unwrap();
+        let (head, data) = text.split_once('\n').unwrap();
+        assert_eq!(head, "event: response.created");
+        let data: Value =
+            serde_json::from_str(data.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["response"]["model"], "pub");
+        assert_eq!(data["response"]["id"], "resp_1");
+        dialect.failed(&ApiError::new(ErrorCode::UpstreamTimeout, "slow"), &mut out);
+        let text = String::from_utf8(out.pop_front().unwrap().to_vec()).unwrap();
+        assert!(text.starts_with("event: error\n"), "{text}");
+        assert!(text.contains("\"sequence_number\":5"), "{text}");
+    }
+}

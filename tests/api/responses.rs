@@ -86,7 +86,14 @@ async fn json_answers_natively_and_translated() {
         start_mock(json!({"chunks": 3})),
         start_mock(json!({"chunks": 3})),
     );
-    let router = start_router_ready(opts(&two_models(&native, &chat)), 2).await;
+    let router = start_router_ready(
+        RouterOpts {
+            env: vec![("METRICS_PUBLIC", "true".into())],
+            ..opts(&two_models(&native, &chat))
+        },
+        2,
+    )
+    .await;
     for model in ["native", "translated"] {
         let body = json!({"model": model, "instructions": "be brief", "input": "Hello there", "max_output_tokens": 2});
         let (status, v) = responses(&router.url, &body).await;
@@ -122,6 +129,24 @@ async fn json_answers_natively_and_translated() {
     );
     let (_, v) = responses(&router.url, &json!({"model": "translated", "input": "x"})).await;
     assert_eq!(v["store"], false);
+    // Metrics count the operation by its own name.
+    let mut resp = client()
+        .get(format!("{}/metrics", router.url))
+        .send()
+        .await
+        .expect("metrics");
+    let text =
+        String::from_utf8_lossy(&resp.body().limit(8 << 20).await.expect("body")).into_owned();
+    for model in ["native", "translated"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("switchyard_requests_total")
+                    && l.contains(&format!("model=\"{model}\""))
+                    && l.contains("op=\"responses\"")
+                    && l.contains("outcome=\"success\"")),
+            "{model}: no responses line in /metrics"
+        );
+    }
 }
 
 #[actix_rt::test]

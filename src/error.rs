@@ -40,6 +40,8 @@ pub enum ErrorCode {
     ModelNotFound,
     UnknownUrl,
     VideoNotFound,
+    /// `GET`/`DELETE /v1/responses/{id}` of a response this router does not know.
+    ResponseNotFound,
     MethodNotAllowed,
     // 408: the client was too slow.
     RequestTimeout,
@@ -156,6 +158,7 @@ impl ErrorCode {
             C::ModelNotFound => (S::NOT_FOUND, INVALID_REQUEST, Some("model_not_found")),
             C::UnknownUrl => (S::NOT_FOUND, INVALID_REQUEST, Some("unknown_url")),
             C::VideoNotFound => (S::NOT_FOUND, INVALID_REQUEST, Some("video_not_found")),
+            C::ResponseNotFound => (S::NOT_FOUND, INVALID_REQUEST, Some("response_not_found")),
             C::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 INVALID_REQUEST,
@@ -504,6 +507,7 @@ pub(crate) mod tests {
             C::ModelNotFound => (404, invalid, Some("model_not_found")),
             C::UnknownUrl => (404, invalid, Some("unknown_url")),
             C::VideoNotFound => (404, invalid, Some("video_not_found")),
+            C::ResponseNotFound => (404, invalid, Some("response_not_found")),
             C::MethodNotAllowed => (405, invalid, Some("method_not_allowed")),
             C::RequestTimeout => (408, invalid, Some("request_timeout")),
             C::UploadTimeout => (408, invalid, Some("upload_timeout")),
@@ -556,7 +560,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 53] = {
+    pub(crate) const ALL: [ErrorCode; 54] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -577,6 +581,7 @@ pub(crate) mod tests {
             C::ModelNotFound,
             C::UnknownUrl,
             C::VideoNotFound,
+            C::ResponseNotFound,
             C::MethodNotAllowed,
             C::RequestTimeout,
             C::UploadTimeout,

@@ -152,6 +152,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
         // inference
         .service(at(chat::ROUTE).route(post().to(chat::completions)))
         .service(at(responses::ROUTE).route(post().to(responses::create)))
+        .service(
+            at(responses::ONE_ROUTE)
+                .route(get().to(responses::get))
+                .route(web::delete().to(responses::delete)),
+        )
         .service(at(embeddings::ROUTE).route(post().to(embeddings::create)))
         .service(at(audio::ROUTE).route(post().to(audio::speech)))
         .service(at(transcribe::TRANSCRIPTIONS).route(post().to(transcribe::transcriptions)))

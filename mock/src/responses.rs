@@ -4,14 +4,16 @@
 //! remembered in memory (bounded), so `previous_response_id` works on the mock that made the
 //! response and is a 400 `previous_response_not_found` on any other.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::body::{PacedBody, Plan, Tracker};
-use super::errors::{injected_error_body, injected_message, openai_error, Rejection};
+use super::errors::{
+    injected_error_body, injected_message, json_response, not_found, openai_error, Rejection,
+};
 use super::faults::{deliver, sleep_ms};
 use super::request::{begin_json, JsonRequest};
 use super::state::{lock, Counters, MockState};
@@ -22,31 +24,60 @@ pub const ROUTE: &str = "/v1/responses";
 /// Most responses one mock remembers; the oldest are forgotten first.
 const MAX_STORED: usize = 10_000;
 
-/// Ids of stored responses, oldest first.
+/// Stored responses by id, and their ids oldest first.
 #[derive(Default)]
 pub struct StoredResponses {
-    ids: HashSet<String>,
+    by_id: HashMap<String, Value>,
     order: VecDeque<String>,
 }
 
 impl StoredResponses {
-    fn insert(&mut self, id: String) {
+    fn insert(&mut self, id: String, response: Value) {
         if self.order.len() >= MAX_STORED {
             if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
+                self.by_id.remove(&old);
             }
         }
-        self.ids.insert(id.clone());
+        self.by_id.insert(id.clone(), response);
         self.order.push_back(id);
     }
 
     fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.by_id.contains_key(id)
     }
 
     pub fn clear(&mut self) {
-        self.ids.clear();
+        self.by_id.clear();
         self.order.clear();
+    }
+}
+
+pub const ONE_ROUTE: &str = "/v1/responses/{id}";
+
+/// `GET /v1/responses/{id}`: a stored response, or 404.
+pub async fn get(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    state.count(ONE_ROUTE);
+    match lock(&state.responses).by_id.get(&id) {
+        Some(response) => json_response(200, response),
+        None => not_found(format!("Response with id '{id}' not found.")),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forget a stored response.
+pub async fn delete(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    state.count(ONE_ROUTE);
+    let mut stored = lock(&state.responses);
+    match stored.by_id.remove(&id) {
+        Some(_) => {
+            stored.order.retain(|kept| *kept != id);
+            json_response(
+                200,
+                &json!({"id": id, "object": "response", "deleted": true}),
+            )
+        }
+        None => not_found(format!("Response with id '{id}' not found.")),
     }
 }
 
@@ -186,17 +217,17 @@ async fn respond(
         previous,
         store: body.get("store").and_then(Value::as_bool) != Some(false),
     };
+    let response = answer.response(
+        answer.final_status(),
+        vec![answer.item(true)],
+        answer.usage(),
+    );
     if answer.store {
-        lock(&state.responses).insert(answer.id.clone());
+        lock(&state.responses).insert(answer.id.clone(), response.clone());
     }
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
         sleep_ms(s.ttft_ms).await;
-        let response = answer.response(
-            answer.final_status(),
-            vec![answer.item(true)],
-            answer.usage(),
-        );
         return Ok(deliver(
             state,
             s,
@@ -348,7 +379,7 @@ mod tests {
     fn the_store_forgets_the_oldest_beyond_its_bound() {
         let mut stored = StoredResponses::default();
         for i in 0..=MAX_STORED {
-            stored.insert(format!("r{i}"));
+            stored.insert(format!("r{i}"), Value::Null);
         }
         assert!(!stored.contains("r0"));
         assert!(stored.contains("r1") && stored.contains(&format!("r{MAX_STORED}")));

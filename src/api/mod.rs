@@ -51,6 +51,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(crate::auth::client_scope))
                 .service(post("/chat/completions", chat::chat_completions))
                 .service(post("/responses", responses::create))
+                .service(
+                    web::resource("/responses/{id}")
+                        .route(web::get().to(responses::get))
+                        .route(web::delete().to(responses::delete))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .service(post("/embeddings", embeddings::embeddings))
                 .service(post("/audio/speech", speech::speech))
                 .service(post(
@@ -136,7 +142,7 @@ fn allowed_methods(path: &str) -> &'static str {
     match segments.as_slice() {
         ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models" | "catalogue", ..] => "GET",
         ["v1", "video", "generations"] => "GET, POST",
-        ["v1", "video", "generations", _] => "GET, DELETE",
+        ["v1", "video", "generations", _] | ["v1", "responses", _] => "GET, DELETE",
         ["v1", "video", "generations", _, "content"]
         | ["admin", "usage" | "backends" | "status" | "video-jobs"]
         | ["ui" | "status", ..] => "GET",

@@ -13,6 +13,7 @@
 
 use std::rc::Rc;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -30,7 +31,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::{RequestCtx, Usage};
 use crate::relay::chat_stream::{inspect_chat_chunk, ChatStream, Inspection, StreamDialect};
-use crate::relay::json::call_json;
+use crate::relay::json::{call_json, call_json_with};
 use crate::relay::shallow::JsonObject;
 use crate::relay::{with_fallback_on, Attempt, Forwarded};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
@@ -152,6 +153,114 @@ async fn handle(
         },
     )
     .await
+}
+
+/// `GET /v1/responses/{id}`: the stored response, from the backend that stored it.
+pub async fn get(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    relay_stored(&req, Method::GET, &id, &state, &client).await
+}
+
+/// `DELETE /v1/responses/{id}`: deleted on the backend that stored it, then forgotten here.
+pub async fn delete(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    relay_stored(&req, Method::DELETE, &id, &state, &client).await
+}
+
+/// Relay `method` on a stored response to the route that stored it (no fallback: no other
+/// backend has it). Only ids of the usual alphabet are relayed, so an id cannot reach another
+/// path of the backend.
+async fn relay_stored(
+    req: &HttpRequest,
+    method: Method,
+    id: &str,
+    state: &AppState,
+    client: &awc::Client,
+) -> Result<HttpResponse, ApiError> {
+    let mut ctx = new_ctx(req, state, ApiOp::Responses);
+    let result = async {
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::ResponseNotFound,
+                format!("Response with id '{id}' not found."),
+            )
+        };
+        let plain = id.len() <= MAX_RESPONSE_ID_BYTES
+            && !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain {
+            return Err(not_found());
+        }
+        let db = ResponseRoutes::new(state.store.pool.clone(), state.settings.response_routes_ttl);
+        let key_id = ctx.record.api_key_id.clone();
+        let home = db
+            .lookup(id, key_id.as_deref())
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "response_routes lookup failed");
+                ApiError::new(
+                    ErrorCode::JobStoreUnavailable,
+                    "The router's database is not available to find the response.",
+                )
+            })?
+            .ok_or_else(not_found)?;
+        let fwd = forwarded(req, ctx.request_id());
+        let path = format!("{}/{id}", ApiOp::Responses.upstream_path());
+        let settings = &state.settings;
+        let reply = with_fallback_on(
+            &state.mesh.local_router(),
+            &home.model,
+            Some(&home.route),
+            ApiOp::Responses,
+            1,
+            &settings.retry,
+            &mut ctx,
+            |lease| {
+                let (method, path, fwd) = (method.clone(), path.clone(), fwd.clone());
+                async move {
+                    let call = (method, path.as_str(), None::<Bytes>);
+                    let timeouts = &settings.timeouts;
+                    call_json_with(
+                        client,
+                        lease,
+                        call,
+                        &fwd,
+                        timeouts,
+                        settings.max_response_bytes,
+                    )
+                    .await
+                }
+            },
+        )
+        .await?;
+        if method == Method::DELETE {
+            if let Err(e) = db.forget(id).await {
+                warn!(error = %e, "could not forget a deleted response's route");
+            }
+        }
+        Ok(reply.body.to_bytes())
+    }
+    .await;
+    match result {
+        Ok(body) => {
+            ctx.complete(200, "success");
+            Ok(json_bytes_response(body))
+        }
+        Err(e) => {
+            ctx.fail(&e);
+            Err(e)
+        }
+    }
 }
 
 /// The route that stored `id` for this caller, which must belong to the model asked for.

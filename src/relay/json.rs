@@ -4,7 +4,9 @@
 use super::error_body::upstream_message;
 use super::fallback::Attempt;
 use super::shallow::JsonObject;
-use super::upstream::{post_json, read_body_within, Forwarded, Timeouts};
+use actix_web::http::Method;
+
+use super::upstream::{read_body_within, send, Forwarded, Timeouts};
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
@@ -19,14 +21,32 @@ pub struct JsonReply {
 
 pub async fn call_json(
     client: &awc::Client,
-    mut lease: Lease,
+    lease: Lease,
     path: &str,
     body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
     max_response: usize,
 ) -> Attempt<JsonReply> {
-    let mut upstream = match post_json(client, &lease, path, body, fwd, timeouts).await {
+    let call = (Method::POST, path, Some(body));
+    call_json_with(client, lease, call, fwd, timeouts, max_response).await
+}
+
+/// [`call_json`] with any method, and a body only when there is one (`GET`, `DELETE` of a
+/// backend's stored object).
+pub async fn call_json_with(
+    client: &awc::Client,
+    mut lease: Lease,
+    (method, path, body): (
+        Method,
+        &str,
+        Option<impl actix_web::body::MessageBody + 'static>,
+    ),
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+    max_response: usize,
+) -> Attempt<JsonReply> {
+    let mut upstream = match send(client, &lease, method, path, body, fwd, timeouts).await {
         Ok(u) => u,
         Err(e) => return e.into_attempt(&mut lease),
     };

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use actix_web::http::header::HeaderMap;
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
@@ -136,18 +137,28 @@ pub async fn post_json(
     fwd: &Forwarded,
     timeouts: &Timeouts,
 ) -> Result<Upstream, CallError> {
+    send(client, lease, Method::POST, path, Some(body), fwd, timeouts).await
+}
+
+/// Send `method` to `path` with a JSON body, or with none (`GET`, `DELETE`), and classify the
+/// answer.
+pub async fn send(
+    client: &awc::Client,
+    lease: &Lease,
+    method: Method,
+    path: &str,
+    body: Option<impl actix_web::body::MessageBody + 'static>,
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+) -> Result<Upstream, CallError> {
     let limits = timeouts.for_route(lease.route());
     let headers_within = limits.headers.min(limits.total_left(lease.elapsed()));
-    let req = request(
-        client,
-        actix_web::http::Method::POST,
-        lease,
-        path,
-        fwd,
-        headers_within,
-    )
-    .content_type("application/json");
-    classify(lease, req.send_body(body).await).await
+    let req = request(client, method, lease, path, fwd, headers_within);
+    let sent = match body {
+        Some(body) => req.content_type("application/json").send_body(body).await,
+        None => req.send().await,
+    };
+    classify(lease, sent).await
 }
 
 /// Sort a send result into a usable response or a [`CallError`].

@@ -75,6 +75,15 @@ impl ResponseRoutes {
         Ok(done.rows_affected())
     }
 
+    /// Forget `response_id` (deleted on its backend).
+    pub async fn forget(&self, response_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM response_routes WHERE response_id = $1")
+            .bind(response_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Where `response_id` lives, if it was stored for this key and has not expired. A
     /// response made under another key is not found: its conversation is not this caller's.
     pub async fn lookup(

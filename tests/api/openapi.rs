@@ -36,6 +36,7 @@ async fn openapi_document_is_served_and_covers_the_api() {
         "/v1/chat/completions",
         "/v1/embeddings",
         "/v1/responses",
+        "/v1/responses/{id}",
         "/v1/models",
         "/v1/models/{id}",
         "/v1/catalogue",

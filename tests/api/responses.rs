@@ -565,3 +565,55 @@ async fn replicas_share_where_stored_responses_live() {
         }
     }
 }
+
+/// `GET` and `DELETE /v1/responses/{id}` reach the backend that stored the response, for the
+/// key that made it; an id the router does not know, or of an odd alphabet, is a 404.
+#[actix_rt::test]
+async fn stored_responses_are_read_and_deleted_on_their_backend() {
+    let (a, b) = (start_mock(json!({})), start_mock(json!({})));
+    let yaml = format!(
+        "models:\n  - id: m\n    route:\n      - {{name: a, kind: vllm, base_url: \"{}\", provider_model_id: served}}\n      - {{name: b, kind: vllm, base_url: \"{}\", provider_model_id: served}}\n",
+        a.url, b.url
+    );
+    let router = start_router_ready(opts(&yaml), 2).await;
+    for _ in 0..3 {
+        let (status, made) =
+            responses(&router.url, &json!({"model": "m", "input": "keep this"})).await;
+        assert_eq!(status, 200, "{made}");
+        let id = made["id"].as_str().expect("id");
+        let one = format!("{}/v1/responses/{id}", router.url);
+        let (status, _, v) = send_with_key("GET", &one, None, None).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["id"], id);
+        assert_eq!(v["model"], "m", "the public id, not the served one");
+        assert_eq!(output_text(&v), output_text(&made));
+        let (status, _, v) = send_with_key("DELETE", &one, None, None).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["deleted"], true);
+        let (status, _, v) = send_with_key("GET", &one, None, None).await;
+        assert_openai_error(status, 404, &v);
+        assert_eq!(v["error"]["code"], "response_not_found");
+    }
+    for id in ["resp_unknown", "resp%2F..%2Fhealth", "resp_a%3Fx%3D1"] {
+        let (status, _, v) = send_with_key(
+            "GET",
+            &format!("{}/v1/responses/{id}", router.url),
+            None,
+            None,
+        )
+        .await;
+        assert_openai_error(status, 404, &v);
+    }
+    let (status, headers, _) = send_with_key(
+        "PUT",
+        &format!("{}/v1/responses/resp_x", router.url),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, DELETE")
+    );
+}

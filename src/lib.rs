@@ -58,3 +58,4 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
+pub mod translate;

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "replica",
             "healthcheck",
+            "translate",
         ],
     ),
     ("mesh", &["mesh"]),

@@ -38,6 +38,39 @@ struct Reply {
     words: u32,
     finish_reason: &'static str,
     prompt_tokens: u64,
+    /// The function called instead of text, when `tool_choice` demanded one.
+    tool: Option<String>,
+}
+
+/// Arguments of the mock's tool calls, streamed in two pieces.
+pub const TOOL_ARGUMENTS: [&str; 2] = ["{\"arg\":", "\"word0\"}"];
+
+/// The function a request makes the model call: the named one for `tool_choice` naming a
+/// function, the first tool for `required`, none otherwise (as an engine that always obeys
+/// `tool_choice` and never calls a tool on its own would).
+pub fn forced_tool(body: &Value) -> Option<String> {
+    let first = || {
+        body.pointer("/tools/0/function/name")
+            .or_else(|| body.pointer("/tools/0/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let choice = body.get("tool_choice")?;
+    match choice
+        .as_str()
+        .or_else(|| choice.get("type").and_then(Value::as_str))
+    {
+        Some("required" | "any") => first(),
+        Some("function") => choice
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        Some("tool") => choice
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
 }
 
 impl Reply {
@@ -55,7 +88,7 @@ impl Reply {
     }
 }
 
-fn word(i: u32) -> String {
+pub fn word(i: u32) -> String {
     format!("word{i} ")
 }
 
@@ -83,13 +116,19 @@ async fn respond(
         Some(l) => s.chunks.min(u32::try_from(l).unwrap_or(u32::MAX)),
         None => s.chunks,
     };
+    let tool = forced_tool(&request.body);
     let reply = Reply {
         id: format!("chatcmpl-mock{:016x}", fastrand::u64(..)),
         created: unix_now(),
         model,
-        words,
-        finish_reason: if words < s.chunks { "length" } else { "stop" },
+        words: if tool.is_some() { 0 } else { words },
+        finish_reason: match (&tool, words < s.chunks) {
+            (Some(_), _) => "tool_calls",
+            (None, true) => "length",
+            (None, false) => "stop",
+        },
         prompt_tokens: prompt_words(messages),
+        tool,
     };
     let stream = request.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
@@ -111,7 +150,7 @@ async fn respond(
 }
 
 /// Words in the text of every message (string content or text parts).
-fn prompt_words(messages: &[Value]) -> u64 {
+pub fn prompt_words(messages: &[Value]) -> u64 {
     let words = |text: &str| text.split_whitespace().count() as u64;
     messages
         .iter()
@@ -139,6 +178,13 @@ async fn non_streaming(
             .saturating_mul(u64::from(reply.words - 1));
         sleep_ms(s.ttft_ms.saturating_add(rest)).await;
     }
+    let message = match &reply.tool {
+        Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_mock0", "type": "function",
+            "function": {"name": name, "arguments": TOOL_ARGUMENTS.concat()},
+        }]}),
+        None => json!({"role": "assistant", "content": reply.content(), "refusal": null}),
+    };
     let body = json!({
         "id": reply.id,
         "object": "chat.completion",
@@ -146,7 +192,7 @@ async fn non_streaming(
         "model": reply.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply.content(), "refusal": null},
+            "message": message,
             "logprobs": null,
             "finish_reason": reply.finish_reason,
         }],
@@ -197,6 +243,19 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     if reply.words == 0 && s.hang == Hang::MidStream {
         plan.pause_ms(s.hang_ms);
     }
+    if let Some(name) = &reply.tool {
+        plan.pause_ms(s.ttft_ms);
+        for (k, piece) in TOOL_ARGUMENTS.iter().enumerate() {
+            let mut call = json!({"index": 0, "function": {"arguments": piece}});
+            if k == 0 {
+                call["id"] = json!("call_mock0");
+                call["type"] = json!("function");
+                call["function"]["name"] = json!(name);
+            }
+            let delta = json!({"tool_calls": [call]}).to_string();
+            plan.data(events.choice(&delta, "null"), 1);
+        }
+    }
     for i in 0..reply.words {
         plan.pause_ms(if i == 0 {
             s.ttft_ms
@@ -242,7 +301,7 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     plan
 }
 
-fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
+pub fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
@@ -289,6 +348,7 @@ mod tests {
             words: 2,
             finish_reason: "stop",
             prompt_tokens: 3,
+            tool: None,
         };
         let events = Events::new(&reply);
         let line = events.choice(r#"{"content":"a"}"#, "null");

@@ -23,6 +23,7 @@ mod errors;
 mod faults;
 mod health;
 mod images;
+mod messages;
 mod request;
 mod reset;
 mod settings;
@@ -149,6 +150,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/models").route(get().to(health::models)))
         // inference
         .service(at(chat::ROUTE).route(post().to(chat::completions)))
+        .service(at(messages::ROUTE).route(post().to(messages::create)))
+        .service(at(messages::COUNT_ROUTE).route(post().to(messages::count_tokens)))
         .service(at(embeddings::ROUTE).route(post().to(embeddings::create)))
         .service(at(audio::ROUTE).route(post().to(audio::speech)))
         .service(at(transcribe::TRANSCRIPTIONS).route(post().to(transcribe::transcriptions)))

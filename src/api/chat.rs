@@ -38,12 +38,22 @@ const TOOL_KEYS: &[&str] = &[
 
 /// Reject content the model cannot take (images sent to a text-only model, …).
 fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
+    check_input_modalities(def, facts.uses_image, facts.uses_audio)
+}
+
+/// The modality check of chat and the APIs translated to it: 400 when the request carries
+/// images or audio that the model's `input_modalities` do not list.
+pub fn check_input_modalities(
+    def: &ModelDef,
+    uses_image: bool,
+    uses_audio: bool,
+) -> Result<(), ApiError> {
     let accepts = |m: &str| {
         def.input_modalities
             .iter()
             .any(|x| x.eq_ignore_ascii_case(m))
     };
-    for (used, modality) in [(facts.uses_image, "image"), (facts.uses_audio, "audio")] {
+    for (used, modality) in [(uses_image, "image"), (uses_audio, "audio")] {
         if used && !accepts(modality) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedModality,

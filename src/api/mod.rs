@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per endpoint family, plus shared request helpers and the
 //! state every handler shares ([`state`]).
 
+pub mod anthropic_shape;
 pub mod body;
 pub mod canonical_path;
 pub mod catalogue;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod images;
 pub mod json_budget;
 pub mod json_shape;
+pub mod messages;
 pub mod models;
 pub mod openapi;
 pub mod raw_json;
@@ -48,7 +50,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::scope(prefix)
                 .wrap(actix_web::middleware::from_fn(crate::auth::client_scope))
+                // Outside the key check, so its refusals are reshaped too.
+                .wrap(actix_web::middleware::from_fn(
+                    anthropic_shape::anthropic_errors,
+                ))
                 .service(post("/chat/completions", chat::chat_completions))
+                .service(post("/messages", messages::messages))
+                .service(post("/messages/count_tokens", messages::count_tokens))
                 .service(post("/embeddings", embeddings::embeddings))
                 .service(post("/audio/speech", speech::speech))
                 .service(post(
@@ -113,12 +121,11 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    use actix_web::ResponseError;
-    let mut resp = ApiError::new(
+    // Built from the error so that the error stays attached (see `anthropic_shape`).
+    let mut resp = HttpResponse::from_error(ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),
-    )
-    .error_response();
+    ));
     // RFC 9110: a 405 lists the methods the resource has.
     resp.headers_mut().insert(
         actix_web::http::header::ALLOW,

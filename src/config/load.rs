@@ -16,7 +16,7 @@ use super::{
     ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
     VideoRouteOptions,
 };
-use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
+use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl, NativeApi};
 use crate::error::ConfigError;
 
 /// Where to read from and how to resolve `${VAR}`s.
@@ -488,6 +488,7 @@ fn implicit_route(kind: String) -> RawRoute {
         discover: None,
         discover_prefix: None,
         discover_map: None,
+        native_apis: None,
         video: Default::default(),
         unknown: Default::default(),
     }
@@ -601,6 +602,7 @@ fn build_route(
     if *count > 1 && r.name.is_some() {
         errors.push(at.at("name", format!("route name {name:?} is used twice")));
     }
+    let native_apis = route_native_apis(at, &r, errors);
     let route_pricing = pricing_of(at.place, &at.name("pricing"), r.pricing.as_ref(), out);
     let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
         for (f, message) in problems {
@@ -626,7 +628,32 @@ fn build_route(
         allow_private_network: r.allow_private_network.unwrap_or(false),
         discover,
         video,
+        native_apis,
     }
+}
+
+/// `native_apis:`: every entry one of the newer APIs' names.
+fn route_native_apis(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<NativeApi>> {
+    let names = r.native_apis.as_ref()?;
+    let mut apis = Vec::with_capacity(names.len());
+    for name in names {
+        match NativeApi::parse(name) {
+            Some(api) if !apis.contains(&api) => apis.push(api),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = NativeApi::ALL.iter().map(|a| a.as_str()).collect();
+                errors.push(at.at(
+                    "native_apis",
+                    format!("unknown API {name:?} (known: {})", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Some(apis)
 }
 
 /// The route's base URL and, when it is kept disabled, why. A missing variable disables a

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
+use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl, NativeApi};
 use crate::error::ConfigError;
 
 #[cfg(test)]
@@ -98,6 +98,7 @@ impl ModelType {
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
             ApiOp::Images => self == ModelType::Image,
             ApiOp::Video => self == ModelType::Video,
+            ApiOp::Messages => matches!(self, ModelType::Chat | ModelType::Multimodal),
         }
     }
 
@@ -284,11 +285,28 @@ pub struct RouteDef {
     pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,
+    /// `native_apis:` as written: the newer APIs this endpoint serves itself, replacing its
+    /// kind's list; `None` = the kind's list ([`BackendKind::native_apis`]).
+    pub native_apis: Option<Vec<NativeApi>>,
 }
 
 impl RouteDef {
     pub fn is_enabled(&self) -> bool {
         self.disabled_reason.is_none() && self.base_url.is_some()
+    }
+
+    /// Whether this route can answer `op`, natively or translated.
+    pub fn serves(&self, op: ApiOp) -> bool {
+        self.kind.serves(op) || self.serves_natively(op)
+    }
+
+    /// Whether this route answers `op` at its own endpoint: its `native_apis:` list when it
+    /// has one, else its kind's profile.
+    pub fn serves_natively(&self, op: ApiOp) -> bool {
+        match (&self.native_apis, NativeApi::of(op)) {
+            (Some(list), Some(api)) => list.contains(&api),
+            _ => self.kind.serves_natively(op),
+        }
     }
 
     /// The route's API key in its auth style, for [`crate::engines::attach_credentials`].

@@ -147,6 +147,9 @@ pub struct RawRoute {
     pub discover_prefix: Option<String>,
     /// Served id → public id for discovered models.
     pub discover_map: Option<BTreeMap<String, String>>,
+    /// The newer APIs the endpoint serves itself (`messages`, `responses`, `completions`,
+    /// `rerank`), replacing its kind's list.
+    pub native_apis: Option<Vec<String>>,
     /// Video backends: `video_mode` and `video_*_path` (docs/configuration.md).
     #[serde(flatten)]
     pub video: super::video::RawVideoRoute,
@@ -173,4 +176,5 @@ pub const ROUTE_KEYS: &[&str] = &[
     "discover",
     "discover_prefix",
     "discover_map",
+    "native_apis",
 ];

@@ -18,6 +18,8 @@ pub enum ApiOp {
     Translations,
     Images,
     Video,
+    /// Anthropic's Messages API: served natively by some kinds, translated to chat by the rest.
+    Messages,
 }
 
 impl ApiOp {
@@ -31,6 +33,7 @@ impl ApiOp {
             ApiOp::Translations => "/audio/translations",
             ApiOp::Images => "/images/generations",
             ApiOp::Video => "/video/generations",
+            ApiOp::Messages => "/messages",
         }
     }
 
@@ -44,6 +47,7 @@ impl ApiOp {
             ApiOp::Translations => "POST /v1/audio/translations",
             ApiOp::Images => "POST /v1/images/generations",
             ApiOp::Video => "POST /v1/video/generations",
+            ApiOp::Messages => "POST /v1/messages",
         }
     }
 
@@ -56,6 +60,7 @@ impl ApiOp {
             ApiOp::Translations => "translations",
             ApiOp::Images => "images",
             ApiOp::Video => "video",
+            ApiOp::Messages => "messages",
         }
     }
 }
@@ -128,6 +133,54 @@ const ALL_OPS: &[ApiOp] = &[
     Video,
 ];
 
+/// The newer APIs a backend may serve itself (the rest of the time the router translates them
+/// to chat completions or, for `completions` and `rerank`, relays them only to kinds that
+/// serve them). A route's `native_apis:` list names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NativeApi {
+    Messages,
+    Responses,
+    Completions,
+    Rerank,
+}
+
+impl NativeApi {
+    pub const ALL: &'static [NativeApi] = &[
+        NativeApi::Messages,
+        NativeApi::Responses,
+        NativeApi::Completions,
+        NativeApi::Rerank,
+    ];
+
+    /// The name used in `native_apis:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NativeApi::Messages => "messages",
+            NativeApi::Responses => "responses",
+            NativeApi::Completions => "completions",
+            NativeApi::Rerank => "rerank",
+        }
+    }
+
+    /// A `native_apis:` entry (any case, surrounding blanks ignored).
+    pub fn parse(name: &str) -> Option<NativeApi> {
+        let name = name.trim();
+        NativeApi::ALL
+            .iter()
+            .copied()
+            .find(|api| api.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The native API an operation is, if it is one of them.
+    pub fn of(op: ApiOp) -> Option<NativeApi> {
+        match op {
+            ApiOp::Messages => Some(NativeApi::Messages),
+            _ => None,
+        }
+    }
+}
+
 impl BackendKind {
     /// Parse a route's `kind:`; unknown names are remote OpenAI-compatible providers.
     pub fn parse(kind: &str) -> BackendKind {
@@ -153,7 +206,49 @@ impl BackendKind {
     /// The operations this kind of server answers. A route whose kind lacks the operation a
     /// request needs is skipped; if no route can serve it the client gets a structured 501.
     pub fn serves(self, op: ApiOp) -> bool {
-        self.ops().contains(&op)
+        match op {
+            // Translated to chat wherever it is not native.
+            Messages => self.serves(ChatCompletions) || self.serves_natively(op),
+            _ => self.ops().contains(&op),
+        }
+    }
+
+    /// Whether this kind answers `op` at its own endpoint (so the router relays the client's
+    /// body with only the model id rewritten instead of translating it to chat). Operations
+    /// that are not one of the newer APIs ([`NativeApi`]) are native wherever served.
+    pub fn serves_natively(self, op: ApiOp) -> bool {
+        match NativeApi::of(op) {
+            Some(api) => self.native_apis().contains(&api),
+            None => self.serves(op),
+        }
+    }
+
+    /// The newer APIs this kind serves itself, from the engines' own documentation:
+    /// llama.cpp's server has `/v1/messages` (with `count_tokens`), `/v1/responses`,
+    /// `/v1/completions` and `/v1/rerank` (with `--reranking`); vLLM has all four
+    /// (`/v1/messages` since 0.11); OpenAI has Responses and Completions; SGLang, Ollama, TGI,
+    /// LocalAI and LM Studio have legacy completions, LocalAI reranking too. Unknown remote
+    /// providers are assumed to speak OpenAI only. A route's `native_apis:` overrides this.
+    pub fn native_apis(self) -> &'static [NativeApi] {
+        use NativeApi as N;
+        match self {
+            BackendKind::Llamacpp | BackendKind::Vllm => {
+                &[N::Messages, N::Responses, N::Completions, N::Rerank]
+            }
+            BackendKind::Openai => &[N::Responses, N::Completions],
+            BackendKind::Localai => &[N::Completions, N::Rerank],
+            BackendKind::Sglang
+            | BackendKind::Ollama
+            | BackendKind::Tgi
+            | BackendKind::Lmstudio
+            | BackendKind::OpenaiCompat
+            | BackendKind::Remote => &[N::Completions],
+            BackendKind::Transformers
+            | BackendKind::Custom
+            | BackendKind::Whisper
+            | BackendKind::TtsEngine
+            | BackendKind::VideoEngine => &[],
+        }
     }
 
     pub fn ops(self) -> &'static [ApiOp] {
@@ -276,6 +371,32 @@ mod tests {
                 "{credentials:?}"
             );
         }
+    }
+
+    #[test]
+    fn messages_are_native_on_llamacpp_and_vllm_and_translated_on_chat_kinds() {
+        for kind in [BackendKind::Llamacpp, BackendKind::Vllm] {
+            assert!(kind.serves(ApiOp::Messages) && kind.serves_natively(ApiOp::Messages));
+        }
+        for kind in [BackendKind::Tgi, BackendKind::Ollama, BackendKind::Remote] {
+            assert!(kind.serves(ApiOp::Messages), "{kind:?} translates");
+            assert!(!kind.serves_natively(ApiOp::Messages), "{kind:?}");
+        }
+        for kind in [
+            BackendKind::Whisper,
+            BackendKind::TtsEngine,
+            BackendKind::VideoEngine,
+        ] {
+            assert!(!kind.serves(ApiOp::Messages), "{kind:?} has no chat");
+        }
+        assert!(BackendKind::Tgi.serves_natively(ApiOp::ChatCompletions));
+        for api in NativeApi::ALL {
+            assert_eq!(
+                NativeApi::parse(&format!(" {} ", api.as_str().to_uppercase())),
+                Some(*api)
+            );
+        }
+        assert_eq!(NativeApi::parse("chat"), None);
     }
 
     #[test]

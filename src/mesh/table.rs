@@ -224,7 +224,7 @@ impl RouteTable {
                 model_type: def.model_type,
             });
         }
-        if !def.routes.iter().any(|r| r.kind.serves(op)) {
+        if !def.routes.iter().any(|r| r.serves(op)) {
             let mut kinds: Vec<String> = def.routes.iter().map(|r| r.kind_name.clone()).collect();
             kinds.dedup();
             return Err(RouteError::Unsupported {
@@ -238,7 +238,7 @@ impl RouteTable {
             .enumerate()
             .filter(|(j, r)| {
                 r.weight > 0.0
-                    && r.kind.serves(op)
+                    && r.serves(op)
                     && entry.endpoints[*j].is_some()
                     && !exclude.contains(j)
             })
@@ -310,7 +310,7 @@ impl RouteTable {
         let j = def
             .routes
             .iter()
-            .position(|r| r.name == route_name && r.kind.serves(op))
+            .position(|r| r.name == route_name && r.serves(op))
             .ok_or_else(exhausted)?;
         let handle = entry.endpoints[j].as_ref().ok_or_else(exhausted)?;
         match handle.endpoint.try_acquire(est_tokens, Instant::now()) {

@@ -1,8 +1,10 @@
-//! Relaying a chat completion stream: SSE events are parsed only to rewrite `model` to the
+//! Relaying a generation stream: SSE events are parsed only to rewrite `model` to the
 //! public id, pick up usage, and spot errors; each event is forwarded as soon as it is
 //! complete. Before the first content event the stream is "primed" so that an upstream error
 //! can still fall back to another route; after that, failures end the stream with an error
-//! event and `[DONE]`.
+//! event in the client's API. What an event means and how the client's bytes look is the
+//! stream's [`StreamDialect`]: chat completions relayed ([`OpenAiChat`]), or another API's
+//! (`relay/messages_stream.rs`); reading, time limits, priming and bookkeeping are shared.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,25 +23,61 @@ use super::upstream::BodyStream;
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::{RequestCtx, Usage};
+use crate::redact::Redactor;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-pub struct ChatStream {
+/// How one API's stream reads and writes: what each upstream event means and the bytes the
+/// client gets for it.
+pub trait StreamDialect {
+    /// One upstream event: bytes for the client go to `cx.out`, what it told to `cx.progress`.
+    /// `Step::Done` after the dialect wrote its own end of stream.
+    fn on_event(&mut self, event: SseEvent, cx: &mut EventCx<'_>) -> Step;
+    /// The client's bytes for a failure after its stream began (the stream ends after them).
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>);
+    /// The backend closed cleanly after finishing but without its end marker.
+    fn closed(&mut self, out: &mut VecDeque<Bytes>);
+}
+
+/// What a dialect's event handler may touch.
+pub struct EventCx<'a> {
+    pub out: &'a mut VecDeque<Bytes>,
+    pub progress: &'a mut Progress,
+    pub redactor: &'a Redactor,
+}
+
+/// What the stream learned so far, whichever API it speaks.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub usage: Option<Usage>,
+    /// Bytes of generated text (and tool-call arguments), for the estimate when no usage came.
+    pub content_chars: usize,
+    /// Content (or the finish) arrived: from here on nothing can fall back.
+    pub content_seen: bool,
+    /// The backend said the generation is complete.
+    pub finish_seen: bool,
+}
+
+/// Chat completions relayed as they are: `model` rewritten, the usage chunk shown only to
+/// clients that asked for it, `[DONE]` at the end, errors as OpenAI error events.
+pub struct OpenAiChat {
+    pub public_model: String,
+    pub client_wants_usage: bool,
+}
+
+pub struct ChatStream<D: StreamDialect = OpenAiChat> {
     upstream: BodyStream,
     parser: SseParser,
     lease: Lease,
     ctx: Option<RequestCtx>,
+    dialect: D,
     public_model: String,
-    client_wants_usage: bool,
     prompt_estimate: u64,
     idle: Duration,
     /// The attempt's total time limit; `None` = only the idle limit applies.
     deadline: Option<Instant>,
     pending: VecDeque<Bytes>,
-    usage: Option<Usage>,
-    content_chars: usize,
-    content_seen: bool,
-    finish_seen: bool,
+    progress: Progress,
     /// No more upstream reads; whatever is pending is the rest of the stream.
     ended: bool,
     outcome: Option<Outcome>,
@@ -61,13 +99,13 @@ enum Read {
 }
 
 /// What one upstream event turned out to be.
-enum Step {
+pub enum Step {
     Continue,
     Done,
     UpstreamError(ApiError),
 }
 
-impl ChatStream {
+impl ChatStream<OpenAiChat> {
     pub fn new(
         upstream: BodyStream,
         lease: Lease,
@@ -76,22 +114,46 @@ impl ChatStream {
         prompt_estimate: u64,
         idle: Duration,
         max_event: usize,
-    ) -> ChatStream {
+    ) -> ChatStream<OpenAiChat> {
+        let dialect = OpenAiChat {
+            public_model: public_model.clone(),
+            client_wants_usage,
+        };
+        ChatStream::with_dialect(
+            upstream,
+            lease,
+            dialect,
+            public_model,
+            prompt_estimate,
+            idle,
+            max_event,
+        )
+    }
+}
+
+impl<D: StreamDialect> ChatStream<D> {
+    /// A stream speaking `dialect` to the client.
+    pub fn with_dialect(
+        upstream: BodyStream,
+        lease: Lease,
+        dialect: D,
+        public_model: String,
+        prompt_estimate: u64,
+        idle: Duration,
+        max_event: usize,
+    ) -> ChatStream<D> {
         ChatStream {
             upstream,
             parser: SseParser::new(max_event),
             lease,
             ctx: None,
+            dialect,
             public_model,
-            client_wants_usage,
             prompt_estimate,
             idle,
             deadline: None,
             pending: VecDeque::new(),
-            usage: None,
-            content_chars: 0,
-            content_seen: false,
-            finish_seen: false,
+            progress: Progress::default(),
             ended: false,
             outcome: None,
             settled: false,
@@ -101,7 +163,7 @@ impl ChatStream {
     }
 
     /// End the attempt once `total` has passed since `started` (the lease's start).
-    pub fn with_total_limit(mut self, started_ago: Duration, total: Duration) -> ChatStream {
+    pub fn with_total_limit(mut self, started_ago: Duration, total: Duration) -> ChatStream<D> {
         self.deadline = Instant::now().checked_add(total.saturating_sub(started_ago));
         self
     }
@@ -122,7 +184,7 @@ impl ChatStream {
     /// Read until the first content-bearing event. An error here means nothing has been sent
     /// to the client, so the caller may try another route; the lease records the failure.
     pub async fn prime(&mut self) -> Result<(), ApiError> {
-        while !self.content_seen && !self.ended {
+        while !self.progress.content_seen && !self.ended {
             let chunk = match self.read().await {
                 Read::IdleTimeout => {
                     return Err(self.prime_failed(
@@ -149,7 +211,7 @@ impl ChatStream {
                             return Err(self.prime_error(e));
                         }
                     }
-                    if self.content_seen || self.outcome == Some(Outcome::Success) {
+                    if self.progress.content_seen || self.outcome == Some(Outcome::Success) {
                         break;
                     }
                     return Err(self.prime_failed(
@@ -229,9 +291,9 @@ impl ChatStream {
                         self.handle_post_commit(event);
                     }
                     if !self.ended {
-                        if self.finish_seen {
+                        if self.progress.finish_seen {
                             // Some servers close after the finish chunk without `[DONE]`.
-                            self.pending.push_back(Bytes::from_static(DONE));
+                            self.dialect.closed(&mut self.pending);
                             self.end(Outcome::Success);
                         } else {
                             self.abort(
@@ -271,8 +333,7 @@ impl ChatStream {
             Step::Continue => false,
             Step::Done => true,
             Step::UpstreamError(e) => {
-                self.push_error(&e);
-                self.pending.push_back(Bytes::from_static(DONE));
+                self.dialect.failed(&e, &mut self.pending);
                 self.end(Outcome::Failure);
                 self.late_failure.get_or_insert(e);
                 true
@@ -282,26 +343,16 @@ impl ChatStream {
 
     fn abort(&mut self, code: ErrorCode, message: &str) {
         let e = ApiError::new(code, message);
-        self.push_error(&e);
-        self.pending.push_back(Bytes::from_static(DONE));
+        self.dialect.failed(&e, &mut self.pending);
         self.end(Outcome::Failure);
         self.late_failure.get_or_insert(e);
     }
 
-    /// A time limit ran out after the client got bytes: an SSE error event, then `[DONE]`.
+    /// A time limit ran out after the client got bytes: the dialect's error event ends it.
     fn abort_timeout(&mut self, message: &str) {
         let e = ApiError::new(ErrorCode::UpstreamTimeout, message);
-        self.push_error(&e);
-        self.pending.push_back(Bytes::from_static(DONE));
+        self.dialect.failed(&e, &mut self.pending);
         self.end(Outcome::Failure);
-    }
-
-    fn push_error(&mut self, e: &ApiError) {
-        let mut out = b"data: ".to_vec();
-        // Serializing a Value cannot fail.
-        let _ = serde_json::to_writer(&mut out, &e.body());
-        out.extend_from_slice(b"\n\n");
-        self.pending.push_back(Bytes::from(out));
     }
 
     fn end(&mut self, outcome: Outcome) {
@@ -310,14 +361,91 @@ impl ChatStream {
     }
 
     fn on_event(&mut self, event: SseEvent) -> Step {
+        let mut cx = EventCx {
+            out: &mut self.pending,
+            progress: &mut self.progress,
+            redactor: self.lease.redactor(),
+        };
+        let step = self.dialect.on_event(event, &mut cx);
+        if matches!(step, Step::Done) {
+            self.end(Outcome::Success);
+            self.progress.content_seen = true;
+        }
+        step
+    }
+
+    /// Final bookkeeping once the stream is over (or dropped).
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let outcome = self.outcome.unwrap_or(Outcome::Canceled);
+        let usage = self.progress.usage.unwrap_or(Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: (self.progress.content_chars as u64).div_ceil(4),
+            cached_tokens: 0,
+            estimated: true,
+        });
+        self.lease.set_actual_tokens(usage.total());
+        self.lease.finish(outcome);
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.record.usage = Some(usage);
+            ctx.record.stream = true;
+            if let Some(started) = self.relay_started {
+                ctx.record.upstream_time += started.elapsed();
+            }
+            if let Some(e) = &self.late_failure {
+                let endpoint = &self.lease.endpoint().name;
+                ctx.record
+                    .upstream_errors
+                    .extend(crate::record::UpstreamFailure::classify(endpoint, e));
+                ctx.record.error = Some(e.message.clone());
+                ctx.record.error_code = e.wire_code().map(str::to_string);
+            }
+            let label = match outcome {
+                Outcome::Success => "success",
+                Outcome::Canceled => "canceled",
+                _ => "error",
+            };
+            ctx.complete(200, label);
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+impl<D: StreamDialect> Drop for ChatStream<D> {
+    fn drop(&mut self) {
+        // Reached on client disconnect too: the upstream body is dropped with `self`, which
+        // closes the upstream connection instead of draining it.
+        if self.ctx.is_some() {
+            self.settle();
+        }
+    }
+}
+
+/// A backend's `error` member (raw JSON) as the 502 the client is told, the backend's type and
+/// code kept, redacted.
+pub fn upstream_error_event(error: &str, redactor: &Redactor) -> ApiError {
+    let body = format!("{{\"error\":{error}}}");
+    let (message, kind, code) = upstream_message(body.as_bytes(), redactor);
+    // Sent as a 502 with the backend's own type and code.
+    ApiError::from_backend(
+        StatusCode::BAD_GATEWAY,
+        kind.unwrap_or_else(|| "upstream_error".into()),
+        Some(code.unwrap_or_else(|| "upstream_error".into())),
+        format!("The backend reported an error: {message}"),
+    )
+}
+
+impl StreamDialect for OpenAiChat {
+    fn on_event(&mut self, event: SseEvent, cx: &mut EventCx<'_>) -> Step {
         let Some(data) = event.data else {
             return Step::Continue; // comments and keep-alives
         };
         let data = data.trim();
         if data == "[DONE]" {
-            self.pending.push_back(Bytes::from_static(DONE));
-            self.end(Outcome::Success);
-            self.content_seen = true;
+            cx.out.push_back(Bytes::from_static(DONE));
             return Step::Done;
         }
         // One level deep: only `model`, `usage`, `error` and `choices` are looked at, the rest
@@ -326,21 +454,12 @@ impl ChatStream {
             Ok(obj) => obj,
             Err(_) => {
                 // Not ours to judge: pass unknown payloads through untouched.
-                self.pending
-                    .push_back(Bytes::from(format!("data: {data}\n\n")));
+                cx.out.push_back(Bytes::from(format!("data: {data}\n\n")));
                 return Step::Continue;
             }
         };
         if let Some(err) = obj.non_null("error") {
-            let body = format!("{{\"error\":{}}}", err.get());
-            let (message, kind, code) = upstream_message(body.as_bytes(), self.lease.redactor());
-            // Sent as a 502 with the backend's own type and code.
-            return Step::UpstreamError(ApiError::from_backend(
-                StatusCode::BAD_GATEWAY,
-                kind.unwrap_or_else(|| "upstream_error".into()),
-                Some(code.unwrap_or_else(|| "upstream_error".into())),
-                format!("The backend reported an error: {message}"),
-            ));
+            return Step::UpstreamError(upstream_error_event(err.get(), cx.redactor));
         }
         obj.replace_string("model", &self.public_model);
         let usage = obj
@@ -348,11 +467,11 @@ impl ChatStream {
             .as_ref()
             .and_then(Usage::from_json);
         if usage.is_some() {
-            self.usage = usage;
+            cx.progress.usage = usage;
         }
         let no_choices = match obj.get("choices") {
             None => true,
-            Some(raw) => self.inspect_choices(raw),
+            Some(raw) => cx.progress.inspect_choices(raw),
         };
         if no_choices && usage.is_some() {
             // The usage chunk: the router always asks for it, the client sees it only if it
@@ -361,20 +480,37 @@ impl ChatStream {
                 if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
                     obj.set_raw("choices", empty);
                 }
-                self.pending.push_back(sse_data(&obj));
+                cx.out.push_back(sse_data(&obj));
             }
             return Step::Continue;
         }
         if !self.client_wants_usage {
             obj.remove("usage");
         }
-        self.pending.push_back(sse_data(&obj));
+        cx.out.push_back(sse_data(&obj));
         Step::Continue
     }
 
-    /// Count content and spot finished choices; true when there are none (`null` or `[]`).
-    /// Lenient: a part of another shape than OpenAI's is skipped, never an error.
-    fn inspect_choices(&mut self, raw: &RawValue) -> bool {
+    /// An OpenAI error event, then `[DONE]`.
+    fn failed(&mut self, e: &ApiError, out: &mut VecDeque<Bytes>) {
+        let mut bytes = b"data: ".to_vec();
+        // Serializing a Value cannot fail.
+        let _ = serde_json::to_writer(&mut bytes, &e.body());
+        bytes.extend_from_slice(b"\n\n");
+        out.push_back(Bytes::from(bytes));
+        out.push_back(Bytes::from_static(DONE));
+    }
+
+    fn closed(&mut self, out: &mut VecDeque<Bytes>) {
+        out.push_back(Bytes::from_static(DONE));
+    }
+}
+
+impl Progress {
+    /// Count content and spot finished choices of a chat chunk's `choices`; true when there
+    /// are none (`null` or `[]`). Lenient: a part of another shape than OpenAI's is skipped,
+    /// never an error.
+    pub fn inspect_choices(&mut self, raw: &RawValue) -> bool {
         let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
             return raw.get().trim() == "null";
         };
@@ -408,55 +544,6 @@ impl ChatStream {
             }
         }
         choices.is_empty()
-    }
-
-    /// Final bookkeeping once the stream is over (or dropped).
-    fn settle(&mut self) {
-        if self.settled {
-            return;
-        }
-        self.settled = true;
-        let outcome = self.outcome.unwrap_or(Outcome::Canceled);
-        let usage = self.usage.unwrap_or(Usage {
-            prompt_tokens: self.prompt_estimate,
-            completion_tokens: (self.content_chars as u64).div_ceil(4),
-            cached_tokens: 0,
-            estimated: true,
-        });
-        self.lease.set_actual_tokens(usage.total());
-        self.lease.finish(outcome);
-        if let Some(ctx) = self.ctx.as_mut() {
-            ctx.record.usage = Some(usage);
-            ctx.record.stream = true;
-            if let Some(started) = self.relay_started {
-                ctx.record.upstream_time += started.elapsed();
-            }
-            if let Some(e) = &self.late_failure {
-                let endpoint = &self.lease.endpoint().name;
-                ctx.record
-                    .upstream_errors
-                    .extend(crate::record::UpstreamFailure::classify(endpoint, e));
-                ctx.record.error = Some(e.message.clone());
-                ctx.record.error_code = e.wire_code().map(str::to_string);
-            }
-            let label = match outcome {
-                Outcome::Success => "success",
-                Outcome::Canceled => "canceled",
-                _ => "error",
-            };
-            ctx.complete(200, label);
-        }
-        self.outcome = Some(outcome);
-    }
-}
-
-impl Drop for ChatStream {
-    fn drop(&mut self) {
-        // Reached on client disconnect too: the upstream body is dropped with `self`, which
-        // closes the upstream connection instead of draining it.
-        if self.ctx.is_some() {
-            self.settle();
-        }
     }
 }
 

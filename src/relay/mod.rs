@@ -8,6 +8,7 @@ pub mod client;
 pub mod error_body;
 pub mod fallback;
 pub mod json;
+pub mod messages_stream;
 pub mod multipart;
 pub mod pace;
 pub mod probe;

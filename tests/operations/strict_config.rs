@@ -294,6 +294,7 @@ fn sample_value(key: &str) -> &'static str {
         "pricing" => "{prompt: \"0\"}",
         "timeouts" => "{connect: 1}",
         "discover_map" => "{a: b}",
+        "native_apis" => "[messages, responses]",
         "auth_header" => "api-key",
         "health_path" | "video_submit_path" => "/p",
         "video_poll_path" | "video_content_path" | "video_cancel_path" => "/p/{id}",

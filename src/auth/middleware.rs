@@ -84,7 +84,10 @@ async fn enforce<B: MessageBody + 'static>(
                     actix_web::http::header::HeaderValue::from_static("Bearer"),
                 );
             }
-            Ok(req.into_response(response).map_into_right_body())
+            // `ServiceRequest::into_response` would drop the attached error on its way
+            // through `Response`.
+            let (req, _) = req.into_parts();
+            Ok(ServiceResponse::new(req, response).map_into_right_body())
         }
     }
 }

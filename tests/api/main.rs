@@ -14,6 +14,7 @@ mod catalogue_api;
 mod chat;
 mod client_errors;
 mod discovery;
+mod messages;
 mod models_and_health;
 mod openapi;
 mod redaction;

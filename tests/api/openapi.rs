@@ -34,6 +34,8 @@ async fn openapi_document_is_served_and_covers_the_api() {
         "/health",
         "/openapi.yaml",
         "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
         "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",

@@ -456,3 +456,34 @@ async fn rows_carry_the_messages_operation_and_usage() {
         4
     );
 }
+
+/// A stream that breaks after content reached the client cannot fall back: it ends with
+/// Anthropic's `error` event (no OpenAI `[DONE]`), and the lease is released.
+#[actix_rt::test]
+async fn a_stream_broken_after_content_ends_with_an_anthropic_error_event() {
+    let native = start_mock(json!({"chunks": 5, "die_after_chunks": 2}));
+    let translated = start_mock(json!({"chunks": 5, "die_after_chunks": 2}));
+    let router = start(&native, &translated, vec![]).await;
+    for model in ["nat", "tr"] {
+        let (status, events) = send_stream(
+            &format!("{}/v1/messages", router.url),
+            &request(model, true, false),
+        )
+        .await;
+        assert_eq!(status, 200, "{model}");
+        let (name, data) = events.last().cloned().unwrap_or_default();
+        assert_eq!(name, "error", "{model}: {events:?}");
+        assert_eq!(data["type"], "error");
+        assert_eq!(data["error"]["type"], "api_error", "{data}");
+        assert!(
+            events.iter().all(|(_, d)| d != "[DONE]"),
+            "{model}: {events:?}"
+        );
+        assert_eq!(
+            accumulate(&events)["content"][0]["text"],
+            "word0 word1 ",
+            "{model}"
+        );
+    }
+    wait_in_flight_zero(&router.url, Duration::from_secs(5)).await;
+}

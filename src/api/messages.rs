@@ -298,7 +298,7 @@ pub async fn count_tokens(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ctx = new_ctx(&req, &state, ApiOp::Messages);
+    let mut ctx = new_ctx(&req, &state, ApiOp::MessagesCountTokens);
     let result = count(&req, payload, &state, &client, &mut ctx).await;
     match result {
         Ok(tokens) => {
@@ -334,7 +334,7 @@ async fn count(
     with_fallback(
         &state.mesh.local_router(),
         &facts.model,
-        ApiOp::Messages,
+        ApiOp::MessagesCountTokens,
         estimate,
         &settings.retry,
         ctx,
@@ -349,17 +349,16 @@ async fn count(
                 serde_json::to_vec(&**body).unwrap_or_default()
             };
             async move {
-                if !lease.route().serves_natively(ApiOp::Messages) {
+                if !lease.route().serves_natively(ApiOp::MessagesCountTokens) {
                     // No backend call: the lease says nothing about the endpoint.
                     lease.set_actual_tokens(0);
                     lease.finish(Outcome::Canceled);
                     return Attempt::Done(estimate);
                 }
-                let path = "/messages/count_tokens";
                 match call_json(
                     client,
                     lease,
-                    path,
+                    ApiOp::MessagesCountTokens.upstream_path(),
                     Bytes::from(bytes),
                     &fwd,
                     &settings.timeouts,

@@ -98,7 +98,9 @@ impl ModelType {
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
             ApiOp::Images => self == ModelType::Image,
             ApiOp::Video => self == ModelType::Video,
-            ApiOp::Messages => matches!(self, ModelType::Chat | ModelType::Multimodal),
+            ApiOp::Messages | ApiOp::MessagesCountTokens => {
+                matches!(self, ModelType::Chat | ModelType::Multimodal)
+            }
         }
     }
 

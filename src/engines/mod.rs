@@ -20,6 +20,9 @@ pub enum ApiOp {
     Video,
     /// Anthropic's Messages API: served natively by some kinds, translated to chat by the rest.
     Messages,
+    /// Anthropic's `count_tokens`: counted by kinds that serve Messages natively, estimated by
+    /// the router for the rest.
+    MessagesCountTokens,
 }
 
 impl ApiOp {
@@ -34,6 +37,7 @@ impl ApiOp {
             ApiOp::Images => "/images/generations",
             ApiOp::Video => "/video/generations",
             ApiOp::Messages => "/messages",
+            ApiOp::MessagesCountTokens => "/messages/count_tokens",
         }
     }
 
@@ -48,6 +52,7 @@ impl ApiOp {
             ApiOp::Images => "POST /v1/images/generations",
             ApiOp::Video => "POST /v1/video/generations",
             ApiOp::Messages => "POST /v1/messages",
+            ApiOp::MessagesCountTokens => "POST /v1/messages/count_tokens",
         }
     }
 
@@ -61,6 +66,7 @@ impl ApiOp {
             ApiOp::Images => "images",
             ApiOp::Video => "video",
             ApiOp::Messages => "messages",
+            ApiOp::MessagesCountTokens => "messages_count_tokens",
         }
     }
 }
@@ -175,7 +181,7 @@ impl NativeApi {
     /// The native API an operation is, if it is one of them.
     pub fn of(op: ApiOp) -> Option<NativeApi> {
         match op {
-            ApiOp::Messages => Some(NativeApi::Messages),
+            ApiOp::Messages | ApiOp::MessagesCountTokens => Some(NativeApi::Messages),
             _ => None,
         }
     }
@@ -208,7 +214,9 @@ impl BackendKind {
     pub fn serves(self, op: ApiOp) -> bool {
         match op {
             // Translated to chat wherever it is not native.
-            Messages => self.serves(ChatCompletions) || self.serves_natively(op),
+            Messages | MessagesCountTokens => {
+                self.serves(ChatCompletions) || self.serves_natively(op)
+            }
             _ => self.ops().contains(&op),
         }
     }

@@ -87,6 +87,14 @@ impl StreamDialect for MessagesFromChat {
     }
 }
 
+/// The usage counts of Anthropic's `message_start` and `message_delta`.
+const USAGE_KEYS: &[&str] = &[
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+];
+
 /// A backend's own Messages stream, relayed event by event.
 pub struct MessagesNative {
     public_model: String,
@@ -104,9 +112,10 @@ impl MessagesNative {
 
     fn take_usage(&mut self, usage: Option<&Value>, cx: &mut EventCx<'_>) {
         if let Some(Value::Object(fields)) = usage {
-            for (k, v) in fields {
-                if v.is_u64() {
-                    self.usage.insert(k.clone(), v.clone());
+            // Only Anthropic's four counts: a backend cannot grow this map.
+            for key in USAGE_KEYS {
+                if let Some(v) = fields.get(*key).filter(|v| v.is_u64()) {
+                    self.usage.insert((*key).to_string(), v.clone());
                 }
             }
             if let Some(u) = Usage::from_json(&Value::Object(self.usage.clone())) {

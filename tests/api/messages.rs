@@ -409,8 +409,8 @@ async fn an_error_event_before_content_falls_back() {
     }
 }
 
-/// Every request leaves an `api_logs` row with the `messages` operation, its stream flag and
-/// the backend's usage (count_tokens too, with no tokens charged).
+/// Every request leaves an `api_logs` row with its operation (`messages`,
+/// `messages_count_tokens`), its stream flag and the backend's usage.
 #[actix_rt::test]
 async fn rows_carry_the_messages_operation_and_usage() {
     let native = start_mock(json!({"chunks": 2}));
@@ -438,8 +438,12 @@ async fn rows_carry_the_messages_operation_and_usage() {
 
     let store = open_sqlite(&sqlite_path(&router)).await;
     let rows = wait_rows(&store, 6).await;
+    let counts = rows
+        .iter()
+        .filter(|r| r.op == "messages_count_tokens" && r.status_code == 200);
+    assert_eq!(counts.count(), 2, "{rows:#?}");
     let rows: Vec<_> = rows.iter().filter(|r| r.op == "messages").collect();
-    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert_eq!(rows.len(), 4, "{rows:#?}");
     for row in rows.iter().filter(|r| r.completion_tokens.unwrap_or(0) > 0) {
         assert_eq!(row.status_code, 200);
         assert_eq!(row.completion_tokens, Some(2), "{row:#?}");

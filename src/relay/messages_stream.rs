@@ -214,3 +214,130 @@ impl StreamDialect for MessagesDialect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redact::Redactor;
+    use crate::relay::chat_stream::Progress;
+
+    fn feed(
+        dialect: &mut impl StreamDialect,
+        events: &[(&str, Value)],
+    ) -> (Vec<String>, Progress, Option<ApiError>) {
+        let redactor = Redactor::new(["sk-backend-secret"]);
+        let mut out = VecDeque::new();
+        let mut progress = Progress::default();
+        let mut failure = None;
+        for (name, data) in events {
+            let event = SseEvent {
+                event: Some(name.to_string()),
+                data: Some(data.to_string()),
+            };
+            let mut cx = EventCx {
+                out: &mut out,
+                progress: &mut progress,
+                redactor: &redactor,
+            };
+            match dialect.on_event(event, &mut cx) {
+                Step::UpstreamError(e) => failure = Some(e),
+                Step::Done | Step::Continue => {}
+            }
+        }
+        let text = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        (text, progress, failure)
+    }
+
+    #[test]
+    fn native_events_get_the_public_model_and_their_usage_is_read() {
+        let mut native = MessagesNative::new("public");
+        let (out, progress, failure) = feed(
+            &mut native,
+            &[
+                ("message_start", json_start()),
+                (
+                    "content_block_delta",
+                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hello"}}),
+                ),
+                (
+                    "message_delta",
+                    serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7, "junk": 1}}),
+                ),
+                ("message_stop", serde_json::json!({"type": "message_stop"})),
+            ],
+        );
+        assert!(failure.is_none());
+        assert!(
+            out[0].starts_with("event: message_start\ndata: "),
+            "{}",
+            out[0]
+        );
+        assert!(out[0].contains("\"model\":\"public\"") && !out[0].contains("backend-name"));
+        let usage = progress.usage.expect("usage");
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens
+            ),
+            (3 + 10, 7, 10)
+        );
+        assert!(progress.content_seen && progress.finish_seen);
+        assert_eq!(progress.content_chars, 5);
+        assert_eq!(
+            native.usage.len(),
+            3,
+            "only Anthropic's counts are kept: {:?}",
+            native.usage
+        );
+    }
+
+    fn json_start() -> Value {
+        serde_json::json!({"type": "message_start", "message": {"id": "m1", "model": "backend-name",
+            "usage": {"input_tokens": 3, "output_tokens": 1, "cache_read_input_tokens": 10}}})
+    }
+
+    #[test]
+    fn error_events_are_failed_attempts_with_secrets_redacted() {
+        let error = serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "key sk-backend-secret overloaded"}});
+        let (_, _, failure) = feed(&mut MessagesNative::new("m"), &[("error", error)]);
+        let failure = failure.expect("an upstream error");
+        assert_eq!(failure.status().as_u16(), 502);
+        assert!(
+            !failure.message.contains("sk-backend-secret"),
+            "{}",
+            failure.message
+        );
+        let chat_error = serde_json::json!({"error": {"message": "sk-backend-secret broke", "type": "server_error"}});
+        let (out, _, failure) = feed(&mut MessagesFromChat::new("m", "r", 1), &[("", chat_error)]);
+        assert!(
+            out.is_empty(),
+            "nothing is sent for a failed attempt: {out:?}"
+        );
+        assert!(!failure
+            .expect("an upstream error")
+            .message
+            .contains("sk-backend-secret"));
+    }
+
+    #[test]
+    fn late_failures_are_anthropic_error_events() {
+        let e = ApiError::new(crate::error::ErrorCode::UpstreamTimeout, "too slow");
+        for mut dialect in [
+            MessagesDialect::Native(MessagesNative::new("m")),
+            MessagesDialect::Translated(MessagesFromChat::new("m", "r", 1)),
+        ] {
+            let mut out = VecDeque::new();
+            dialect.failed(&e, &mut out);
+            let text = String::from_utf8_lossy(&out[0]).into_owned();
+            assert!(text.starts_with("event: error\ndata: "), "{text}");
+            assert!(
+                text.contains("\"type\":\"api_error\"") && text.contains("too slow"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -41,8 +41,7 @@ pub fn estimate_input_tokens(facts: &MessagesFacts, images: usize) -> u64 {
 }
 
 /// The chat request for a Messages request (`model` as the client wrote it; the relay puts
-/// each route's own id in), with the facts learned on the way. `count_tokens` bodies have no
-/// `max_tokens`: `require_max_tokens` says whether it is required.
+/// each route's own id in), with the facts learned on the way.
 pub fn to_chat_request(
     body: &Map<String, Value>,
 ) -> Result<(MessagesFacts, Map<String, Value>), ApiError> {

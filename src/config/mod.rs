@@ -45,6 +45,8 @@ pub enum ModelType {
     Transcription,
     Image,
     Video,
+    /// Scores documents against a query (`POST /v1/rerank`).
+    Rerank,
 }
 
 impl ModelType {
@@ -60,6 +62,7 @@ impl ModelType {
                 "transcription" | "stt" | "speech_to_text" | "asr" => ModelType::Transcription,
                 "image" | "image_generation" => ModelType::Image,
                 "video" | "video_generation" => ModelType::Video,
+                "rerank" | "reranker" | "reranking" => ModelType::Rerank,
                 _ => return None,
             },
         )
@@ -70,6 +73,8 @@ impl ModelType {
         let has = |list: &[String], m: &str| list.iter().any(|x| x.eq_ignore_ascii_case(m));
         if has(output, "embeddings") || has(output, "embedding") {
             ModelType::Embedding
+        } else if has(output, "rerank") || has(output, "relevance") {
+            ModelType::Rerank
         } else if has(output, "video") {
             ModelType::Video
         } else if has(output, "image") {
@@ -92,12 +97,15 @@ impl ModelType {
     /// Whether a request to `op` may use a model of this type.
     pub fn accepts(self, op: ApiOp) -> bool {
         match op {
-            ApiOp::ChatCompletions => matches!(self, ModelType::Chat | ModelType::Multimodal),
+            ApiOp::ChatCompletions | ApiOp::Completions => {
+                matches!(self, ModelType::Chat | ModelType::Multimodal)
+            }
             ApiOp::Embeddings => self == ModelType::Embedding,
             ApiOp::Speech => self == ModelType::Speech,
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
             ApiOp::Images => self == ModelType::Image,
             ApiOp::Video => self == ModelType::Video,
+            ApiOp::Rerank => self == ModelType::Rerank,
         }
     }
 
@@ -110,6 +118,7 @@ impl ModelType {
             ModelType::Transcription => ApiOp::Transcriptions,
             ModelType::Image => ApiOp::Images,
             ModelType::Video => ApiOp::Video,
+            ModelType::Rerank => ApiOp::Rerank,
         }
     }
 
@@ -122,6 +131,7 @@ impl ModelType {
             ModelType::Transcription => (&["audio"], &["text"]),
             ModelType::Image => (&["text"], &["image"]),
             ModelType::Video => (&["text"], &["video"]),
+            ModelType::Rerank => (&["text"], &["rerank"]),
         }
     }
 
@@ -134,6 +144,7 @@ impl ModelType {
             ModelType::Transcription => "transcription",
             ModelType::Image => "image",
             ModelType::Video => "video",
+            ModelType::Rerank => "rerank",
         }
     }
 }

@@ -12,12 +12,16 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum ApiOp {
     ChatCompletions,
+    /// The legacy text completions API (`prompt` in, `choices[].text` out).
+    Completions,
     Embeddings,
     Speech,
     Transcriptions,
     Translations,
     Images,
     Video,
+    /// Scoring documents against a query (the Jina/Cohere rerank shape).
+    Rerank,
 }
 
 impl ApiOp {
@@ -25,12 +29,14 @@ impl ApiOp {
     pub fn upstream_path(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "/chat/completions",
+            ApiOp::Completions => "/completions",
             ApiOp::Embeddings => "/embeddings",
             ApiOp::Speech => "/audio/speech",
             ApiOp::Transcriptions => "/audio/transcriptions",
             ApiOp::Translations => "/audio/translations",
             ApiOp::Images => "/images/generations",
             ApiOp::Video => "/video/generations",
+            ApiOp::Rerank => "/rerank",
         }
     }
 
@@ -38,24 +44,28 @@ impl ApiOp {
     pub fn public_route(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "POST /v1/chat/completions",
+            ApiOp::Completions => "POST /v1/completions",
             ApiOp::Embeddings => "POST /v1/embeddings",
             ApiOp::Speech => "POST /v1/audio/speech",
             ApiOp::Transcriptions => "POST /v1/audio/transcriptions",
             ApiOp::Translations => "POST /v1/audio/translations",
             ApiOp::Images => "POST /v1/images/generations",
             ApiOp::Video => "POST /v1/video/generations",
+            ApiOp::Rerank => "POST /v1/rerank",
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "chat_completions",
+            ApiOp::Completions => "completions",
             ApiOp::Embeddings => "embeddings",
             ApiOp::Speech => "speech",
             ApiOp::Transcriptions => "transcriptions",
             ApiOp::Translations => "translations",
             ApiOp::Images => "images",
             ApiOp::Video => "video",
+            ApiOp::Rerank => "rerank",
         }
     }
 }
@@ -104,6 +114,8 @@ pub enum BackendKind {
     Ollama,
     Llamacpp,
     Tgi,
+    /// Hugging Face text-embeddings-inference.
+    Tei,
     Localai,
     Lmstudio,
     Openai,
@@ -120,12 +132,14 @@ use ApiOp::*;
 
 const ALL_OPS: &[ApiOp] = &[
     ChatCompletions,
+    Completions,
     Embeddings,
     Speech,
     Transcriptions,
     Translations,
     Images,
     Video,
+    Rerank,
 ];
 
 impl BackendKind {
@@ -137,6 +151,7 @@ impl BackendKind {
             "ollama" => BackendKind::Ollama,
             "llamacpp" | "llama.cpp" | "llama-cpp" | "llama-server" => BackendKind::Llamacpp,
             "tgi" => BackendKind::Tgi,
+            "tei" | "text-embeddings-inference" => BackendKind::Tei,
             "localai" => BackendKind::Localai,
             "lmstudio" | "lm-studio" => BackendKind::Lmstudio,
             "openai" => BackendKind::Openai,
@@ -158,25 +173,35 @@ impl BackendKind {
 
     pub fn ops(self) -> &'static [ApiOp] {
         match self {
-            // vLLM and transformers servers serve chat, embeddings and images; vLLM also
-            // serves ASR models on the audio routes.
+            // vLLM serves chat, text completions, embeddings, rerank (cross-encoders, at
+            // /v1/rerank) and images; it also serves ASR models on the audio routes.
             BackendKind::Vllm => &[
                 ChatCompletions,
+                Completions,
                 Embeddings,
+                Rerank,
                 Images,
                 Transcriptions,
                 Translations,
             ],
             BackendKind::Transformers => &[ChatCompletions, Embeddings, Images],
-            BackendKind::Sglang | BackendKind::Llamacpp | BackendKind::Lmstudio => {
-                &[ChatCompletions, Embeddings]
+            // llama-server answers /v1/rerank when started with `--reranking`; SGLang serves
+            // /v1/rerank for cross-encoder models.
+            BackendKind::Sglang | BackendKind::Llamacpp => {
+                &[ChatCompletions, Completions, Embeddings, Rerank]
             }
-            BackendKind::Ollama => &[ChatCompletions, Embeddings, Images],
+            BackendKind::Lmstudio => &[ChatCompletions, Completions, Embeddings],
+            BackendKind::Ollama => &[ChatCompletions, Completions, Embeddings, Images],
             // TGI has no /v1/embeddings: such requests get a structured 501.
-            BackendKind::Tgi => &[ChatCompletions],
+            BackendKind::Tgi => &[ChatCompletions, Completions],
+            // TEI serves embeddings (OpenAI shape) and rerank in its own shape at `/rerank`,
+            // which the rerank handler translates.
+            BackendKind::Tei => &[Embeddings, Rerank],
             BackendKind::Localai => &[
                 ChatCompletions,
+                Completions,
                 Embeddings,
+                Rerank,
                 Speech,
                 Transcriptions,
                 Translations,
@@ -220,6 +245,7 @@ impl BackendKind {
             BackendKind::Ollama => "ollama",
             BackendKind::Llamacpp => "llamacpp",
             BackendKind::Tgi => "tgi",
+            BackendKind::Tei => "tei",
             BackendKind::Localai => "localai",
             BackendKind::Lmstudio => "lmstudio",
             BackendKind::Openai => "openai",

@@ -1,4 +1,4 @@
-//! Relaying a chat completion stream: SSE events are parsed only to rewrite `model` to the
+//! Relaying a chat completion (or text completion) stream: SSE events are parsed only to rewrite `model` to the
 //! public id, pick up usage, and spot errors; each event is forwarded as soon as it is
 //! complete. Before the first content event the stream is "primed" so that an upstream error
 //! can still fall back to another route; after that, failures end the stream with an error
@@ -385,22 +385,22 @@ impl ChatStream {
             let delta = choice
                 .delta
                 .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
-            if let Some(delta) = delta {
-                for text in [delta.content, delta.reasoning_content, delta.refusal]
-                    .into_iter()
-                    .flatten()
-                {
-                    // A non-empty JSON string: `"…"` with at least one character inside.
-                    let text = text.get();
-                    if text.starts_with('"') && text.len() > 2 {
-                        self.content_chars += text.len() - 2;
-                        self.content_seen = true;
-                    }
-                }
-                if let Some(calls) = delta.tool_calls {
-                    self.content_chars += calls.get().len();
+            let (delta_texts, tool_calls) = match delta {
+                Some(d) => ([d.content, d.reasoning_content, d.refusal], d.tool_calls),
+                None => ([None; 3], None),
+            };
+            // A text completion's chunk carries its text on the choice itself.
+            for text in delta_texts.into_iter().chain([choice.text]).flatten() {
+                // A non-empty JSON string: `"…"` with at least one character inside.
+                let text = text.get();
+                if text.starts_with('"') && text.len() > 2 {
+                    self.content_chars += text.len() - 2;
                     self.content_seen = true;
                 }
+            }
+            if let Some(calls) = tool_calls {
+                self.content_chars += calls.get().len();
+                self.content_seen = true;
             }
             if choice.finish_reason.is_some() {
                 self.finish_seen = true;
@@ -468,6 +468,9 @@ struct ChoiceView<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
+    /// Text completions (`/v1/completions`) stream `text` instead of a delta.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

@@ -123,9 +123,10 @@ fn prompt_item(item: &RawValue) -> Result<(PromptList, usize), ApiError> {
                 }
             });
             match walked {
-                Ok(Some(n)) if n > 0 => {
-                    Ok((PromptList::TokenIdLists, n.saturating_mul(CHARS_PER_TOKEN_ID)))
-                }
+                Ok(Some(n)) if n > 0 => Ok((
+                    PromptList::TokenIdLists,
+                    n.saturating_mul(CHARS_PER_TOKEN_ID),
+                )),
                 Ok(_) => Err(bad()),
                 Err(ElementError::Stopped(e)) => Err(e),
                 Err(ElementError::Json(e)) => Err(invalid_json(&e)),
@@ -177,18 +178,32 @@ mod tests {
             (r#"{"model":"m","prompt":[null]}"#, Some("prompt")),
             (r#"{"prompt":"x"}"#, Some("model")),
             (r#"{"model":3,"prompt":"x"}"#, Some("model")),
-            (r#"{"model":"m","prompt":"x","stream":"yes"}"#, Some("stream")),
-            (r#"{"model":"m","prompt":"x","max_tokens":0}"#, Some("max_tokens")),
+            (
+                r#"{"model":"m","prompt":"x","stream":"yes"}"#,
+                Some("stream"),
+            ),
+            (
+                r#"{"model":"m","prompt":"x","max_tokens":0}"#,
+                Some("max_tokens"),
+            ),
             (r#"{"model":"m","prompt":"x","echo":1}"#, Some("echo")),
             (r#"{"model":"m","prompt":"x","n":0}"#, Some("n")),
-            (r#"{"model":"m","prompt":"x","logprobs":-1}"#, Some("logprobs")),
+            (
+                r#"{"model":"m","prompt":"x","logprobs":-1}"#,
+                Some("logprobs"),
+            ),
             (r#"{"model":"m","prompt":"x","stop":5}"#, Some("stop")),
-            (r#"{"model":"m","prompt":"x","temperature":"hot"}"#, Some("temperature")),
+            (
+                r#"{"model":"m","prompt":"x","temperature":"hot"}"#,
+                Some("temperature"),
+            ),
             (r#"{"model":"m","prompt":"x""#, None),
             (r#"["model"]"#, None),
         ];
         for (body, param) in cases {
-            let e = check(body).err().unwrap_or_else(|| panic!("accepted {body}"));
+            let e = check(body)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {body}"));
             assert_eq!(e.status().as_u16(), 400, "{body}");
             assert_eq!(e.param.as_deref(), param, "{body}: {}", e.message);
         }

@@ -86,39 +86,39 @@ fn client_endpoints(cfg: &mut web::ServiceConfig) {
         .service(post("/generations/images", images::generations));
     for jobs in ["/video/generations", "/generations/videos"] {
         cfg.service(
-                web::resource(jobs)
-                    .route(web::post().to(video::create))
-                    .route(web::get().to(video::list))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource(format!("{jobs}/{{id}}"))
-                    .route(web::get().to(video::get))
-                    .route(web::delete().to(video::delete))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource(format!("{jobs}/{{id}}/content"))
-                    .route(web::get().to(video::content))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(post(&format!("{jobs}/{{id}}/cancel"), video::cancel));
+            web::resource(jobs)
+                .route(web::post().to(video::create))
+                .route(web::get().to(video::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{jobs}/{{id}}"))
+                .route(web::get().to(video::get))
+                .route(web::delete().to(video::delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{jobs}/{{id}}/content"))
+                .route(web::get().to(video::content))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(post(&format!("{jobs}/{{id}}/cancel"), video::cancel));
     }
     cfg.service(
-            web::resource("/catalogue")
-                .route(web::get().to(catalogue::list))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/models")
-                .route(web::get().to(models::list_models))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/models/{id:.+}")
-                .route(web::get().to(models::get_model))
-                .default_service(web::to(method_not_allowed)),
-        );
+        web::resource("/catalogue")
+            .route(web::get().to(catalogue::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/models")
+            .route(web::get().to(models::list_models))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/models/{id:.+}")
+            .route(web::get().to(models::get_model))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource

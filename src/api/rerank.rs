@@ -148,7 +148,10 @@ fn judged(
 
 /// Jina's and vLLM's usage is `{total_tokens}` alone: all of it is input.
 fn total_only_usage(body: &JsonObject) -> Option<Usage> {
-    let total = body.field::<Value>("usage")?.get("total_tokens")?.as_u64()?;
+    let total = body
+        .field::<Value>("usage")?
+        .get("total_tokens")?
+        .as_u64()?;
     Some(Usage {
         prompt_tokens: total,
         completion_tokens: 0,

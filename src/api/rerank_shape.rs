@@ -97,7 +97,10 @@ fn documents(given: Option<&Value>) -> Result<Vec<String>, ApiError> {
 
 /// The body for a backend that serves rerank natively: the client's members, with the
 /// documents as plain strings (the one form every native server accepts).
-pub fn native_body(client_body: &Map<String, Value>, request: &RerankRequest) -> Map<String, Value> {
+pub fn native_body(
+    client_body: &Map<String, Value>,
+    request: &RerankRequest,
+) -> Map<String, Value> {
     let mut body = client_body.clone();
     body.insert("documents".into(), json!(request.documents));
     body
@@ -214,16 +217,43 @@ mod tests {
         let cases = [
             (json!({"query": "q", "documents": ["a"]}), "model"),
             (json!({"model": "r", "documents": ["a"]}), "query"),
-            (json!({"model": "r", "query": "", "documents": ["a"]}), "query"),
-            (json!({"model": "r", "query": 3, "documents": ["a"]}), "query"),
+            (
+                json!({"model": "r", "query": "", "documents": ["a"]}),
+                "query",
+            ),
+            (
+                json!({"model": "r", "query": 3, "documents": ["a"]}),
+                "query",
+            ),
             (json!({"model": "r", "query": "q"}), "documents"),
-            (json!({"model": "r", "query": "q", "documents": []}), "documents"),
-            (json!({"model": "r", "query": "q", "documents": "a"}), "documents"),
-            (json!({"model": "r", "query": "q", "documents": [1]}), "documents"),
-            (json!({"model": "r", "query": "q", "documents": [{"t": "a"}]}), "documents"),
-            (json!({"model": "r", "query": "q", "documents": ["a"], "top_n": 0}), "top_n"),
-            (json!({"model": "r", "query": "q", "documents": ["a"], "top_n": -1}), "top_n"),
-            (json!({"model": "r", "query": "q", "documents": ["a"], "top_n": "2"}), "top_n"),
+            (
+                json!({"model": "r", "query": "q", "documents": []}),
+                "documents",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": "a"}),
+                "documents",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": [1]}),
+                "documents",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": [{"t": "a"}]}),
+                "documents",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": ["a"], "top_n": 0}),
+                "top_n",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": ["a"], "top_n": -1}),
+                "top_n",
+            ),
+            (
+                json!({"model": "r", "query": "q", "documents": ["a"], "top_n": "2"}),
+                "top_n",
+            ),
             (
                 json!({"model": "r", "query": "q", "documents": ["a"], "return_documents": 1}),
                 "return_documents",
@@ -242,8 +272,10 @@ mod tests {
             "model": "r", "query": "q", "documents": ["a", "b", "c"], "top_n": 2
         }))
         .expect("valid");
-        let scored = tei_results(br#"[{"index":0,"score":0.1},{"index":2,"score":0.9},
-            {"index":1,"score":0.5},{"index":7,"score":1.0}]"#)
+        let scored = tei_results(
+            br#"[{"index":0,"score":0.1},{"index":2,"score":0.9},
+            {"index":1,"score":0.5},{"index":7,"score":1.0}]"#,
+        )
         .expect("tei shape");
         let plain = client_results(scored.clone(), &r);
         assert_eq!(

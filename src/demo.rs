@@ -67,6 +67,10 @@ models:
     type: embedding
     pricing: {{prompt: "0.00000002"}}
     route: [{{kind: vllm, base_url: "{embed}", provider_model_id: "BAAI/bge-small-en-v1.5"}}]
+  - id: demo-rerank
+    name: Demo Reranker
+    type: rerank
+    route: [{{kind: vllm, base_url: "{embed}", provider_model_id: "BAAI/bge-reranker-v2-m3"}}]
   - id: demo-tts
     name: Demo Text-to-Speech
     type: speech

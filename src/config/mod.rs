@@ -73,7 +73,7 @@ impl ModelType {
         let has = |list: &[String], m: &str| list.iter().any(|x| x.eq_ignore_ascii_case(m));
         if has(output, "embeddings") || has(output, "embedding") {
             ModelType::Embedding
-        } else if has(output, "rerank") || has(output, "relevance") {
+        } else if has(output, "rerank") {
             ModelType::Rerank
         } else if has(output, "video") {
             ModelType::Video

@@ -377,17 +377,21 @@ mod tests {
         assert_eq!(prompt_words(messages.as_array().unwrap()), 5);
     }
 
-    #[test]
-    fn events_are_valid_json() {
-        let reply = Reply {
-            flavor: Flavor::Chat,
-            id: "chatcmpl-x".into(),
+    fn reply(flavor: Flavor, model: &str) -> Reply {
+        Reply {
+            flavor,
+            id: "cmpl-x".into(),
             created: 1,
-            model: "m\"odel".into(),
+            model: model.into(),
             words: 2,
             finish_reason: "stop",
             prompt_tokens: 3,
-        };
+        }
+    }
+
+    #[test]
+    fn events_are_valid_json() {
+        let reply = reply(Flavor::Chat, "m\"odel");
         let events = Events::new(&reply);
         let line = events.choice(Some(r#""a""#), "null");
         let json: Value =
@@ -399,15 +403,7 @@ mod tests {
     #[test]
     fn text_events_carry_text_and_every_plan_event_is_json() {
         for flavor in [Flavor::Chat, Flavor::Text] {
-            let reply = Reply {
-                flavor,
-                id: "cmpl-x".into(),
-                created: 1,
-                model: "m".into(),
-                words: 2,
-                finish_reason: "stop",
-                prompt_tokens: 3,
-            };
+            let reply = reply(flavor, "m");
             let events = Events::new(&reply);
             let line = events.choice(Some(r#""a""#), "null");
             let json: Value =

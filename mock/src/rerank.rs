@@ -23,14 +23,7 @@ pub async fn native(
     payload: web::Payload,
     state: web::Data<MockState>,
 ) -> HttpResponse {
-    let request = match begin_json(&req, payload, &state, ROUTE).await {
-        Ok(r) => r,
-        Err(rejection) => return *rejection,
-    };
-    match respond(&request, &state, "documents") {
-        Ok(response) => response,
-        Err(rejection) => *rejection,
-    }
+    serve(req, payload, state, ROUTE, "documents").await
 }
 
 pub async fn tei(
@@ -38,11 +31,23 @@ pub async fn tei(
     payload: web::Payload,
     state: web::Data<MockState>,
 ) -> HttpResponse {
-    let request = match begin_json(&req, payload, &state, TEI_ROUTE).await {
+    serve(req, payload, state, TEI_ROUTE, "texts").await
+}
+
+/// One rerank request whose documents come in `documents_key` (which also picks the shape
+/// of the answer).
+async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<MockState>,
+    route: &str,
+    documents_key: &str,
+) -> HttpResponse {
+    let request = match begin_json(&req, payload, &state, route).await {
         Ok(r) => r,
         Err(rejection) => return *rejection,
     };
-    match respond(&request, &state, "texts") {
+    match respond(&request, &state, documents_key) {
         Ok(response) => response,
         Err(rejection) => *rejection,
     }

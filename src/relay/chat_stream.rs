@@ -511,5 +511,13 @@ mod tests {
         let done: ChoiceView =
             serde_json::from_str(r#"{"delta":{},"finish_reason":"stop"}"#).unwrap();
         assert_eq!(done.finish_reason.unwrap().get(), r#""stop""#);
+
+        // A text completion's chunk: the text on the choice, no delta.
+        let text: ChoiceView = serde_json::from_str(
+            r#"{"index":0,"text":"Once","logprobs":null,"finish_reason":null}"#,
+        )
+        .unwrap();
+        assert!(text.delta.is_none() && text.finish_reason.is_none());
+        assert_eq!(text.text.unwrap().get(), r#""Once""#);
     }
 }

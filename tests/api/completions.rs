@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::obs::{all_rows, open_sqlite};
+use common::obs::{open_sqlite, wait_served_rows};
 use common::*;
 use serde_json::{json, Value};
 
@@ -159,14 +159,12 @@ async fn keys_limits_the_log_row_and_metrics_name_the_operation() {
     );
     let keys = "keys:\n  - name: team\n    key: team-key-123\n    models: [c, limited]\n    rpm: 3\n  - name: other\n    key: other-key-123\n    models: [limited]\n";
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys_path = dir.path().join("keys.yaml");
-    std::fs::write(&keys_path, keys).expect("write keys");
     let db = dir.path().join("log.db");
     let router = start_router_ready(
         router_opts(
             &yaml,
             vec![
-                ("KEYS_FILE", keys_path.display().to_string()),
+                ("KEYS_FILE", write_keys_file(dir.path(), keys)),
                 ("SQLITE_DB_PATH", db.display().to_string()),
                 ("METRICS_PUBLIC", "true".into()),
             ],
@@ -209,14 +207,7 @@ async fn keys_limits_the_log_row_and_metrics_name_the_operation() {
     assert!(headers.contains_key("retry-after"));
 
     let store = open_sqlite(&db).await;
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = all_rows(&store).await;
-        if rows.iter().filter(|r| r.status_code == 200).count() >= 2 {
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let rows = wait_served_rows(&store, 2).await;
     let served: Vec<_> = rows
         .iter()
         .filter(|r| r.op == "completions" && r.status_code == 200)

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::obs::{all_rows, open_sqlite};
+use common::obs::{open_sqlite, wait_served_rows};
 use common::*;
 use serde_json::{json, Value};
 
@@ -166,14 +166,12 @@ async fn rerank_is_keyed_falls_back_and_is_logged() {
     );
     let keys = "keys:\n  - name: search\n    key: search-key-123\n    models: [rr]\n";
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys_path = dir.path().join("keys.yaml");
-    std::fs::write(&keys_path, keys).expect("write keys");
     let db = dir.path().join("log.db");
     let router = start_router_ready(
         router_opts(
             &yaml,
             vec![
-                ("KEYS_FILE", keys_path.display().to_string()),
+                ("KEYS_FILE", write_keys_file(dir.path(), keys)),
                 ("SQLITE_DB_PATH", db.display().to_string()),
             ],
         ),
@@ -208,14 +206,7 @@ async fn rerank_is_keyed_falls_back_and_is_logged() {
     assert!(tried >= 1, "the failing route was never tried");
 
     let store = open_sqlite(&db).await;
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = all_rows(&store).await;
-        if rows.iter().filter(|r| r.status_code == 200).count() >= RERANK_PATHS.len() {
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let rows = wait_served_rows(&store, RERANK_PATHS.len()).await;
     let served: Vec<_> = rows.iter().filter(|r| r.status_code == 200).collect();
     assert_eq!(served.len(), RERANK_PATHS.len(), "{rows:#?}");
     assert!(

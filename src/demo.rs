@@ -145,6 +145,18 @@ mod tests {
             .collect();
         types.sort();
         types.dedup();
-        assert_eq!(types.len(), 7, "{types:?}");
+        assert_eq!(
+            types,
+            [
+                "chat",
+                "embedding",
+                "image",
+                "multimodal",
+                "rerank",
+                "speech",
+                "transcription",
+                "video"
+            ]
+        );
     }
 }

@@ -21,6 +21,8 @@ use crate::relay::{with_fallback, Attempt};
 
 /// What one backend answered, before the results are put in the client's order.
 struct Answer {
+    /// The model's public id (the request may have named an alias).
+    model: String,
     /// The native answer's other members (id, model, meta …); `None` for TEI.
     body: Option<JsonObject>,
     scored: Vec<Scored>,
@@ -130,6 +132,7 @@ fn judged(
         Some(scored) => {
             lease.finish(Outcome::Success);
             Attempt::Done(Answer {
+                model: lease.model().id.clone(),
                 body,
                 scored,
                 usage,
@@ -172,7 +175,7 @@ fn client_reply(answer: Answer, request: &RerankRequest, request_id: &str) -> (J
     let mut body = answer.body.unwrap_or_else(JsonObject::empty);
     let fields = [
         ("id", json!(format!("rerank-{request_id}"))),
-        ("model", json!(request.model)),
+        ("model", json!(answer.model)),
         (
             "results",
             json!(rerank_shape::client_results(answer.scored, request)),

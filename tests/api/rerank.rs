@@ -18,7 +18,8 @@ const RERANK_PATHS: [&str; 5] = [
 ];
 
 fn rerank_yaml(routes: &[(&str, &str, f64)]) -> String {
-    let mut y = "models:\n  - id: rr\n    type: rerank\n    route:\n".to_string();
+    let mut y =
+        "models:\n  - id: rr\n    type: rerank\n    aliases: [reranker]\n    route:\n".to_string();
     for (kind, url, weight) in routes {
         y.push_str(&format!(
             "      - kind: {kind}\n        weight: {weight}\n        base_url: \"{url}\"\n        provider_model_id: upstream-rr\n"
@@ -69,6 +70,12 @@ async fn native_and_tei_backends_answer_every_rerank_path_in_one_shape() {
             assert_eq!(status, 200, "{kind} {path}: {v}");
             assert_fruit_results(&v);
         }
+        // Named by its alias, answered with its public id.
+        let mut by_alias = fruit_query();
+        by_alias["model"] = json!("reranker");
+        let (status, _, v) = post_json(&format!("{}/rerank", router.url), &by_alias).await;
+        assert_eq!(status, 200, "{v}");
+        assert_fruit_results(&v);
         let stats = mock_stats(&mock).await;
         let sent = &stats["last_request"]["body"];
         assert_eq!(

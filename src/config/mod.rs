@@ -400,3 +400,37 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_and_the_endpoints_each_type_may_use() {
+        let names = [
+            ("rerank", Some(ModelType::Rerank)),
+            ("Reranker", Some(ModelType::Rerank)),
+            ("completion", Some(ModelType::Chat)),
+            ("text_to_speech", Some(ModelType::Speech)),
+            ("cross-encoder", None),
+        ];
+        for (name, parsed) in names {
+            assert_eq!(ModelType::parse(name), parsed, "{name}");
+        }
+        // Text completions are for the models chat is for; rerank only for rerank models.
+        let accepts = [
+            (ModelType::Chat, ApiOp::Completions, true),
+            (ModelType::Multimodal, ApiOp::Completions, true),
+            (ModelType::Embedding, ApiOp::Completions, false),
+            (ModelType::Rerank, ApiOp::Rerank, true),
+            (ModelType::Rerank, ApiOp::ChatCompletions, false),
+            (ModelType::Embedding, ApiOp::Rerank, false),
+        ];
+        for (model_type, op, expected) in accepts {
+            assert_eq!(model_type.accepts(op), expected, "{model_type} on {op:?}");
+        }
+        assert_eq!(ModelType::Rerank.home_op(), ApiOp::Rerank);
+        let output = ["rerank".to_string()];
+        assert_eq!(ModelType::infer(&[], &output), ModelType::Rerank);
+    }
+}

@@ -305,6 +305,47 @@ mod tests {
     }
 
     #[test]
+    fn completions_and_rerank_go_to_the_kinds_that_serve_them_natively() {
+        use BackendKind::*;
+        let completions = [
+            Vllm, Sglang, Ollama, Llamacpp, Tgi, Localai, Lmstudio, Openai, Remote, Custom,
+        ];
+        let rerank = [Vllm, Sglang, Llamacpp, Tei, Localai, Openai, Remote, Custom];
+        for kind in [
+            Vllm,
+            Sglang,
+            Ollama,
+            Llamacpp,
+            Tgi,
+            Tei,
+            Localai,
+            Lmstudio,
+            Openai,
+            OpenaiCompat,
+            Transformers,
+            Custom,
+            Whisper,
+            TtsEngine,
+            VideoEngine,
+            Remote,
+        ] {
+            let all = matches!(kind, OpenaiCompat);
+            assert_eq!(
+                kind.serves(ApiOp::Completions),
+                all || completions.contains(&kind),
+                "{kind:?} completions"
+            );
+            assert_eq!(
+                kind.serves(ApiOp::Rerank),
+                all || rerank.contains(&kind),
+                "{kind:?} rerank"
+            );
+        }
+        assert_eq!(BackendKind::parse("text-embeddings-inference"), Tei);
+        assert_eq!(Tei.health_path(), "/health");
+    }
+
+    #[test]
     fn tgi_has_no_embeddings() {
         assert!(!BackendKind::Tgi.serves(ApiOp::Embeddings));
         assert!(BackendKind::Tgi.serves(ApiOp::ChatCompletions));

@@ -15,10 +15,13 @@ use actix_web::HttpResponse;
 use crate::error::ApiError;
 use crate::translate::anthropic;
 
-/// Whether `path` is one of the Messages API's (after the `/api` prefix OpenRouter clients use).
+/// Whether `path` is one of the Messages API's, under any of the API's prefixes (`/v1`,
+/// OpenRouter's `/api/v1`, the self-hosted platform's `/api/v1/ai`).
 pub fn speaks_anthropic(path: &str) -> bool {
-    let path = path.strip_prefix("/api").unwrap_or(path);
-    matches!(path, "/v1/messages" | "/v1/messages/count_tokens")
+    let rest = ["/api/v1/ai", "/api/v1", "/v1"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix));
+    matches!(rest, Some("/messages" | "/messages/count_tokens"))
 }
 
 /// The scope middleware: Messages paths get their errors in Anthropic's shape.
@@ -64,6 +67,10 @@ mod tests {
             ("/api/v1/messages", true),
             ("/v1/messages/count_tokens", true),
             ("/api/v1/messages/count_tokens", true),
+            ("/api/v1/ai/messages", true),
+            ("/api/v1/ai/messages/count_tokens", true),
+            ("/api/v2/messages", false),
+            ("/messages", false),
             ("/v1/chat/completions", false),
             ("/v1/messages/other", false),
             ("/v1/messagesx", false),

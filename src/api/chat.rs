@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: validation, parameter filtering per model, then either a JSON
-//! answer or an SSE stream relayed event by event.
+//! answer or an SSE stream relayed event by event. Text completions ([`super::completions`])
+//! go through the same relay ([`serve`]) with their own validation.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,8 +27,9 @@ use crate::relay::{with_fallback, Attempt};
 
 /// Body keys that steer the router (OpenRouter extensions) and are never sent upstream.
 const ROUTER_ONLY: &[&str] = &["models", "provider", "route", "transforms", "plugins"];
-/// Body keys the router manages itself; always kept.
-const ALWAYS_KEPT: &[&str] = &["model", "messages", "stream", "stream_options"];
+/// Body keys the router manages itself; always kept (with the operation's input, see
+/// [`input_member`]).
+const ALWAYS_KEPT: &[&str] = &["model", "stream", "stream_options"];
 const TOOL_KEYS: &[&str] = &[
     "tools",
     "tool_choice",
@@ -65,8 +67,16 @@ pub fn check_input_modalities(
     Ok(())
 }
 
+/// The member that carries a chat-like operation's input.
+fn input_member(op: ApiOp) -> &'static str {
+    match op {
+        ApiOp::Completions => "prompt",
+        _ => "messages",
+    }
+}
+
 /// Drop what the model's route must not receive; the body is filtered in place, once.
-pub fn filter_params(body: &mut ChatBody, def: &ModelDef) {
+pub fn filter_params(body: &mut ChatBody, def: &ModelDef, op: ApiOp) {
     body.retain(|key| !ROUTER_ONLY.contains(&key));
     let Some(supported) = &def.supported_params else {
         return;
@@ -85,6 +95,7 @@ pub fn filter_params(body: &mut ChatBody, def: &ModelDef) {
     }
     body.retain(|key| {
         let keep = ALWAYS_KEPT.contains(&key)
+            || key == input_member(op)
             || listed(key)
             || (def.supports_tools && TOOL_KEYS.contains(&key))
             || (def.supports_structured_output && key == "response_format");
@@ -126,14 +137,19 @@ fn estimate_prompt_tokens(facts: &ChatFacts) -> u64 {
     (facts.prompt_chars as u64).div_ceil(4).max(1)
 }
 
-/// Completion tokens guessed from a non-streamed answer's text.
+/// Completion tokens guessed from a non-streamed answer's text (a chat message's content or
+/// a text completion's `text`).
 fn estimate_completion_tokens(body: &JsonObject) -> u64 {
     let chars: usize = body
         .field::<Vec<Value>>("choices")
         .map(|choices| {
             choices
                 .iter()
-                .filter_map(|c| c.pointer("/message/content").and_then(Value::as_str))
+                .filter_map(|c| {
+                    c.pointer("/message/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                })
                 .map(str::len)
                 .sum()
         })
@@ -147,8 +163,32 @@ pub async fn chat_completions(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ctx = new_ctx(&req, &state, ApiOp::ChatCompletions);
-    let result = handle(&req, payload, &state, &client, &mut ctx).await;
+    serve(
+        req,
+        payload,
+        state,
+        client,
+        ApiOp::ChatCompletions,
+        chat_request::parse,
+    )
+    .await
+}
+
+/// Reads a chat-like body into what the relay needs to know and what it forwards.
+pub type ParseBody = fn(&Bytes) -> Result<(ChatFacts, ChatBody), ApiError>;
+
+/// Serve a chat-like operation (`op` relayed to its upstream path, JSON or SSE): the one
+/// relay behind chat and text completions, with fallback, limits, usage and the record.
+pub async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    op: ApiOp,
+    parse: ParseBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut ctx = new_ctx(&req, &state, op);
+    let result = handle(&req, payload, &state, &client, &mut ctx, op, parse).await;
     match result {
         Ok(Reply::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
@@ -178,6 +218,8 @@ async fn handle(
     state: &AppState,
     client: &awc::Client,
     ctx: &mut crate::record::RequestCtx,
+    op: ApiOp,
+    parse: ParseBody,
 ) -> Result<Reply, ApiError> {
     // The permit holds this body's share of the JSON budget until the reply is under way.
     let JsonBody {
@@ -185,7 +227,7 @@ async fn handle(
         permit: _permit,
         ..
     } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
-    let (facts, body) = chat_request::parse(&bytes)?;
+    let (facts, body) = parse(&bytes)?;
     ctx.record.stream = facts.stream;
     let fwd = forwarded(req, ctx.request_id());
     let settings = &state.settings;
@@ -196,7 +238,7 @@ async fn handle(
     let reply = with_fallback(
         &state.mesh.local_router(),
         &facts.model,
-        ApiOp::ChatCompletions,
+        op,
         est_guess,
         &settings.retry,
         ctx,
@@ -214,13 +256,13 @@ async fn handle(
                             lease.finish(crate::mesh::Outcome::ClientError);
                             return Attempt::Fail(e);
                         }
-                        filter_params(body, &def);
+                        filter_params(body, &def, op);
                         *filtered = true;
                     }
                     upstream_body(body, &lease.route().provider_model_id, facts.stream)
                 };
                 let prompt_estimate = estimate_prompt_tokens(&facts);
-                let path = ApiOp::ChatCompletions.upstream_path();
+                let path = op.upstream_path();
                 if !facts.stream {
                     return match call_json(
                         client,

@@ -165,7 +165,7 @@ fn upstream_request(
         let bytes =
             serde_json::to_vec(&translated).map_err(|e| ApiError::internal(e.to_string()))?;
         let (_, mut parsed) = chat_request::parse(&Bytes::from(bytes))?;
-        filter_params(&mut parsed, def);
+        filter_params(&mut parsed, def, ApiOp::ChatCompletions);
         *chat = Some(parsed);
     }
     match chat.as_mut() {

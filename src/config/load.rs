@@ -431,7 +431,7 @@ fn model_type_of(place: &Place<'_>, raw: &RawModel, errors: &mut Vec<ConfigError
     ModelType::parse(t).unwrap_or_else(|| {
         errors.push(place.at(
             "type",
-            format!("unknown type {t:?}; expected chat, multimodal, embedding, speech, transcription, image or video"),
+            format!("unknown type {t:?}; expected chat, multimodal, embedding, rerank, speech, transcription, image or video"),
         ));
         ModelType::Chat
     })

@@ -45,6 +45,8 @@ pub enum ModelType {
     Transcription,
     Image,
     Video,
+    /// Scores documents against a query (`POST /v1/rerank`).
+    Rerank,
 }
 
 impl ModelType {
@@ -60,6 +62,7 @@ impl ModelType {
                 "transcription" | "stt" | "speech_to_text" | "asr" => ModelType::Transcription,
                 "image" | "image_generation" => ModelType::Image,
                 "video" | "video_generation" => ModelType::Video,
+                "rerank" | "reranker" | "reranking" => ModelType::Rerank,
                 _ => return None,
             },
         )
@@ -70,6 +73,8 @@ impl ModelType {
         let has = |list: &[String], m: &str| list.iter().any(|x| x.eq_ignore_ascii_case(m));
         if has(output, "embeddings") || has(output, "embedding") {
             ModelType::Embedding
+        } else if has(output, "rerank") {
+            ModelType::Rerank
         } else if has(output, "video") {
             ModelType::Video
         } else if has(output, "image") {
@@ -92,7 +97,9 @@ impl ModelType {
     /// Whether a request to `op` may use a model of this type.
     pub fn accepts(self, op: ApiOp) -> bool {
         match op {
-            ApiOp::ChatCompletions => matches!(self, ModelType::Chat | ModelType::Multimodal),
+            ApiOp::ChatCompletions | ApiOp::Completions => {
+                matches!(self, ModelType::Chat | ModelType::Multimodal)
+            }
             ApiOp::Embeddings => self == ModelType::Embedding,
             ApiOp::Speech => self == ModelType::Speech,
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
@@ -101,6 +108,7 @@ impl ModelType {
             ApiOp::Messages | ApiOp::MessagesCountTokens => {
                 matches!(self, ModelType::Chat | ModelType::Multimodal)
             }
+            ApiOp::Rerank => self == ModelType::Rerank,
         }
     }
 
@@ -113,6 +121,7 @@ impl ModelType {
             ModelType::Transcription => ApiOp::Transcriptions,
             ModelType::Image => ApiOp::Images,
             ModelType::Video => ApiOp::Video,
+            ModelType::Rerank => ApiOp::Rerank,
         }
     }
 
@@ -125,6 +134,7 @@ impl ModelType {
             ModelType::Transcription => (&["audio"], &["text"]),
             ModelType::Image => (&["text"], &["image"]),
             ModelType::Video => (&["text"], &["video"]),
+            ModelType::Rerank => (&["text"], &["rerank"]),
         }
     }
 
@@ -137,6 +147,7 @@ impl ModelType {
             ModelType::Transcription => "transcription",
             ModelType::Image => "image",
             ModelType::Video => "video",
+            ModelType::Rerank => "rerank",
         }
     }
 }
@@ -409,3 +420,37 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_and_the_endpoints_each_type_may_use() {
+        let names = [
+            ("rerank", Some(ModelType::Rerank)),
+            ("Reranker", Some(ModelType::Rerank)),
+            ("completion", Some(ModelType::Chat)),
+            ("text_to_speech", Some(ModelType::Speech)),
+            ("cross-encoder", None),
+        ];
+        for (name, parsed) in names {
+            assert_eq!(ModelType::parse(name), parsed, "{name}");
+        }
+        // Text completions are for the models chat is for; rerank only for rerank models.
+        let accepts = [
+            (ModelType::Chat, ApiOp::Completions, true),
+            (ModelType::Multimodal, ApiOp::Completions, true),
+            (ModelType::Embedding, ApiOp::Completions, false),
+            (ModelType::Rerank, ApiOp::Rerank, true),
+            (ModelType::Rerank, ApiOp::ChatCompletions, false),
+            (ModelType::Embedding, ApiOp::Rerank, false),
+        ];
+        for (model_type, op, expected) in accepts {
+            assert_eq!(model_type.accepts(op), expected, "{model_type} on {op:?}");
+        }
+        assert_eq!(ModelType::Rerank.home_op(), ApiOp::Rerank);
+        let output = ["rerank".to_string()];
+        assert_eq!(ModelType::infer(&[], &output), ModelType::Rerank);
+    }
+}

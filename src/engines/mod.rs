@@ -12,6 +12,8 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum ApiOp {
     ChatCompletions,
+    /// The legacy text completions API (`prompt` in, `choices[].text` out).
+    Completions,
     Embeddings,
     Speech,
     Transcriptions,
@@ -23,6 +25,8 @@ pub enum ApiOp {
     /// Anthropic's `count_tokens`: counted by kinds that serve Messages natively, estimated by
     /// the router for the rest.
     MessagesCountTokens,
+    /// Scoring documents against a query (the Jina/Cohere rerank shape).
+    Rerank,
 }
 
 impl ApiOp {
@@ -30,6 +34,7 @@ impl ApiOp {
     pub fn upstream_path(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "/chat/completions",
+            ApiOp::Completions => "/completions",
             ApiOp::Embeddings => "/embeddings",
             ApiOp::Speech => "/audio/speech",
             ApiOp::Transcriptions => "/audio/transcriptions",
@@ -38,6 +43,7 @@ impl ApiOp {
             ApiOp::Video => "/video/generations",
             ApiOp::Messages => "/messages",
             ApiOp::MessagesCountTokens => "/messages/count_tokens",
+            ApiOp::Rerank => "/rerank",
         }
     }
 
@@ -45,6 +51,7 @@ impl ApiOp {
     pub fn public_route(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "POST /v1/chat/completions",
+            ApiOp::Completions => "POST /v1/completions",
             ApiOp::Embeddings => "POST /v1/embeddings",
             ApiOp::Speech => "POST /v1/audio/speech",
             ApiOp::Transcriptions => "POST /v1/audio/transcriptions",
@@ -53,12 +60,14 @@ impl ApiOp {
             ApiOp::Video => "POST /v1/video/generations",
             ApiOp::Messages => "POST /v1/messages",
             ApiOp::MessagesCountTokens => "POST /v1/messages/count_tokens",
+            ApiOp::Rerank => "POST /v1/rerank",
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiOp::ChatCompletions => "chat_completions",
+            ApiOp::Completions => "completions",
             ApiOp::Embeddings => "embeddings",
             ApiOp::Speech => "speech",
             ApiOp::Transcriptions => "transcriptions",
@@ -67,6 +76,7 @@ impl ApiOp {
             ApiOp::Video => "video",
             ApiOp::Messages => "messages",
             ApiOp::MessagesCountTokens => "messages_count_tokens",
+            ApiOp::Rerank => "rerank",
         }
     }
 }
@@ -115,6 +125,8 @@ pub enum BackendKind {
     Ollama,
     Llamacpp,
     Tgi,
+    /// Hugging Face text-embeddings-inference.
+    Tei,
     Localai,
     Lmstudio,
     Openai,
@@ -131,12 +143,14 @@ use ApiOp::*;
 
 const ALL_OPS: &[ApiOp] = &[
     ChatCompletions,
+    Completions,
     Embeddings,
     Speech,
     Transcriptions,
     Translations,
     Images,
     Video,
+    Rerank,
 ];
 
 /// The newer APIs a backend may serve itself (the rest of the time the router translates them
@@ -182,6 +196,8 @@ impl NativeApi {
     pub fn of(op: ApiOp) -> Option<NativeApi> {
         match op {
             ApiOp::Messages | ApiOp::MessagesCountTokens => Some(NativeApi::Messages),
+            ApiOp::Completions => Some(NativeApi::Completions),
+            ApiOp::Rerank => Some(NativeApi::Rerank),
             _ => None,
         }
     }
@@ -196,6 +212,7 @@ impl BackendKind {
             "ollama" => BackendKind::Ollama,
             "llamacpp" | "llama.cpp" | "llama-cpp" | "llama-server" => BackendKind::Llamacpp,
             "tgi" => BackendKind::Tgi,
+            "tei" | "text-embeddings-inference" => BackendKind::Tei,
             "localai" => BackendKind::Localai,
             "lmstudio" | "lm-studio" => BackendKind::Lmstudio,
             "openai" => BackendKind::Openai,
@@ -243,16 +260,15 @@ impl BackendKind {
             BackendKind::Llamacpp | BackendKind::Vllm => {
                 &[N::Messages, N::Responses, N::Completions, N::Rerank]
             }
-            BackendKind::Openai => &[N::Responses, N::Completions],
-            BackendKind::Localai => &[N::Completions, N::Rerank],
-            BackendKind::Sglang
-            | BackendKind::Ollama
-            | BackendKind::Tgi
-            | BackendKind::Lmstudio
+            BackendKind::Openai => &[N::Responses, N::Completions, N::Rerank],
+            BackendKind::Localai
+            | BackendKind::Sglang
             | BackendKind::OpenaiCompat
-            | BackendKind::Remote => &[N::Completions],
+            | BackendKind::Remote
+            | BackendKind::Custom => &[N::Completions, N::Rerank],
+            BackendKind::Ollama | BackendKind::Tgi | BackendKind::Lmstudio => &[N::Completions],
+            BackendKind::Tei => &[N::Rerank],
             BackendKind::Transformers
-            | BackendKind::Custom
             | BackendKind::Whisper
             | BackendKind::TtsEngine
             | BackendKind::VideoEngine => &[],
@@ -261,25 +277,35 @@ impl BackendKind {
 
     pub fn ops(self) -> &'static [ApiOp] {
         match self {
-            // vLLM and transformers servers serve chat, embeddings and images; vLLM also
-            // serves ASR models on the audio routes.
+            // vLLM serves chat, text completions, embeddings, rerank (cross-encoders, at
+            // /v1/rerank) and images; it also serves ASR models on the audio routes.
             BackendKind::Vllm => &[
                 ChatCompletions,
+                Completions,
                 Embeddings,
+                Rerank,
                 Images,
                 Transcriptions,
                 Translations,
             ],
             BackendKind::Transformers => &[ChatCompletions, Embeddings, Images],
-            BackendKind::Sglang | BackendKind::Llamacpp | BackendKind::Lmstudio => {
-                &[ChatCompletions, Embeddings]
+            // llama-server answers /v1/rerank when started with `--reranking`; SGLang serves
+            // /v1/rerank for cross-encoder models.
+            BackendKind::Sglang | BackendKind::Llamacpp => {
+                &[ChatCompletions, Completions, Embeddings, Rerank]
             }
-            BackendKind::Ollama => &[ChatCompletions, Embeddings, Images],
+            BackendKind::Lmstudio => &[ChatCompletions, Completions, Embeddings],
+            BackendKind::Ollama => &[ChatCompletions, Completions, Embeddings, Images],
             // TGI has no /v1/embeddings: such requests get a structured 501.
-            BackendKind::Tgi => &[ChatCompletions],
+            BackendKind::Tgi => &[ChatCompletions, Completions],
+            // TEI serves embeddings (OpenAI shape) and rerank in its own shape at `/rerank`,
+            // which the rerank handler translates.
+            BackendKind::Tei => &[Embeddings, Rerank],
             BackendKind::Localai => &[
                 ChatCompletions,
+                Completions,
                 Embeddings,
+                Rerank,
                 Speech,
                 Transcriptions,
                 Translations,
@@ -323,6 +349,7 @@ impl BackendKind {
             BackendKind::Ollama => "ollama",
             BackendKind::Llamacpp => "llamacpp",
             BackendKind::Tgi => "tgi",
+            BackendKind::Tei => "tei",
             BackendKind::Localai => "localai",
             BackendKind::Lmstudio => "lmstudio",
             BackendKind::Openai => "openai",
@@ -405,6 +432,63 @@ mod tests {
             );
         }
         assert_eq!(NativeApi::parse("chat"), None);
+    }
+
+    #[test]
+    fn completions_and_rerank_go_to_the_kinds_that_serve_them_natively() {
+        use BackendKind::*;
+        let completions = [
+            Vllm, Sglang, Ollama, Llamacpp, Tgi, Localai, Lmstudio, Openai, Remote, Custom,
+        ];
+        let rerank = [Vllm, Sglang, Llamacpp, Tei, Localai, Openai, Remote, Custom];
+        for kind in [
+            Vllm,
+            Sglang,
+            Ollama,
+            Llamacpp,
+            Tgi,
+            Tei,
+            Localai,
+            Lmstudio,
+            Openai,
+            OpenaiCompat,
+            Transformers,
+            Custom,
+            Whisper,
+            TtsEngine,
+            VideoEngine,
+            Remote,
+        ] {
+            let all = matches!(kind, OpenaiCompat);
+            assert_eq!(
+                kind.serves(ApiOp::Completions),
+                all || completions.contains(&kind),
+                "{kind:?} completions"
+            );
+            assert_eq!(
+                kind.serves(ApiOp::Rerank),
+                all || rerank.contains(&kind),
+                "{kind:?} rerank"
+            );
+        }
+        // The native-API table and the operations table tell the same story for the two APIs
+        // that are never translated.
+        for kind in [
+            Vllm, Sglang, Ollama, Llamacpp, Tgi, Tei, Localai, Lmstudio, Openai,
+        ] {
+            for (op, api) in [
+                (ApiOp::Completions, NativeApi::Completions),
+                (ApiOp::Rerank, NativeApi::Rerank),
+            ] {
+                assert_eq!(
+                    kind.serves(op),
+                    kind.native_apis().contains(&api),
+                    "{kind:?} {op:?}"
+                );
+            }
+        }
+        assert_eq!(BackendKind::parse("text-embeddings-inference"), Tei);
+        assert_eq!(Tei.health_path(), "/health");
     }
 
     #[test]

@@ -521,22 +521,22 @@ impl Progress {
             let delta = choice
                 .delta
                 .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
-            if let Some(delta) = delta {
-                for text in [delta.content, delta.reasoning_content, delta.refusal]
-                    .into_iter()
-                    .flatten()
-                {
-                    // A non-empty JSON string: `"…"` with at least one character inside.
-                    let text = text.get();
-                    if text.starts_with('"') && text.len() > 2 {
-                        self.content_chars += text.len() - 2;
-                        self.content_seen = true;
-                    }
-                }
-                if let Some(calls) = delta.tool_calls {
-                    self.content_chars += calls.get().len();
+            let (delta_texts, tool_calls) = match delta {
+                Some(d) => ([d.content, d.reasoning_content, d.refusal], d.tool_calls),
+                None => ([None; 3], None),
+            };
+            // A text completion's chunk carries its text on the choice itself.
+            for text in delta_texts.into_iter().chain([choice.text]).flatten() {
+                // A non-empty JSON string: `"…"` with at least one character inside.
+                let text = text.get();
+                if text.starts_with('"') && text.len() > 2 {
+                    self.content_chars += text.len() - 2;
                     self.content_seen = true;
                 }
+            }
+            if let Some(calls) = tool_calls {
+                self.content_chars += calls.get().len();
+                self.content_seen = true;
             }
             if choice.finish_reason.is_some() {
                 self.finish_seen = true;
@@ -555,6 +555,9 @@ struct ChoiceView<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
+    /// Text completions (`/v1/completions`) stream `text` instead of a delta.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -595,5 +598,13 @@ mod tests {
         let done: ChoiceView =
             serde_json::from_str(r#"{"delta":{},"finish_reason":"stop"}"#).unwrap();
         assert_eq!(done.finish_reason.unwrap().get(), r#""stop""#);
+
+        // A text completion's chunk: the text on the choice, no delta.
+        let text: ChoiceView = serde_json::from_str(
+            r#"{"index":0,"text":"Once","logprobs":null,"finish_reason":null}"#,
+        )
+        .unwrap();
+        assert!(text.delta.is_none() && text.finish_reason.is_none());
+        assert_eq!(text.text.unwrap().get(), r#""Once""#);
     }
 }

@@ -4,7 +4,7 @@
 use super::error_body::upstream_message;
 use super::fallback::Attempt;
 use super::shallow::JsonObject;
-use super::upstream::{post_json, read_body_within, Forwarded, Timeouts};
+use super::upstream::{post_json, read_body_within, Forwarded, Timeouts, UpstreamPath};
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
@@ -17,28 +17,20 @@ pub struct JsonReply {
     pub usage: Option<Usage>,
 }
 
-pub async fn call_json(
+pub async fn call_json<'a>(
     client: &awc::Client,
-    mut lease: Lease,
-    path: &str,
+    lease: Lease,
+    path: impl Into<UpstreamPath<'a>>,
     body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
     max_response: usize,
 ) -> Attempt<JsonReply> {
-    let mut upstream = match post_json(client, &lease, path, body, fwd, timeouts).await {
-        Ok(u) => u,
-        Err(e) => return e.into_attempt(&mut lease),
-    };
-    let limits = timeouts.for_route(lease.route());
-    let total_left = limits.total_left(lease.elapsed());
-    let bytes =
-        match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
-            Ok(b) => b,
-            Err(e) => {
-                lease.finish(Outcome::Failure);
-                return Attempt::Retry(e);
-            }
+    let (mut lease, bytes) =
+        match call_for_bytes(client, lease, path, body, fwd, timeouts, max_response).await {
+            Attempt::Done(done) => done,
+            Attempt::Retry(e) => return Attempt::Retry(e),
+            Attempt::Fail(e) => return Attempt::Fail(e),
         };
     let model = lease.model().id.clone();
     let mut body = match JsonObject::parse(&bytes) {
@@ -70,4 +62,30 @@ pub async fn call_json(
     }
     lease.finish(Outcome::Success);
     Attempt::Done(JsonReply { lease, body, usage })
+}
+
+/// Send `body` and read the whole successful answer within the route's limits; the lease is
+/// still open (the caller judges the answer) unless the call failed.
+pub async fn call_for_bytes<'a>(
+    client: &awc::Client,
+    mut lease: Lease,
+    path: impl Into<UpstreamPath<'a>>,
+    body: impl actix_web::body::MessageBody + 'static,
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+    max_response: usize,
+) -> Attempt<(Lease, bytes::Bytes)> {
+    let mut upstream = match post_json(client, &lease, path, body, fwd, timeouts).await {
+        Ok(u) => u,
+        Err(e) => return e.into_attempt(&mut lease),
+    };
+    let limits = timeouts.for_route(lease.route());
+    let total_left = limits.total_left(lease.elapsed());
+    match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
+        Ok(bytes) => Attempt::Done((lease, bytes)),
+        Err(e) => {
+            lease.finish(Outcome::Failure);
+            Attempt::Retry(e)
+        }
+    }
 }

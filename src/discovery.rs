@@ -93,6 +93,7 @@ fn discovered_model(
     model.name = public.clone();
     model.id = public;
     model.aliases = Vec::new();
+    model.discovery_template = false;
     model.description = Some(format!(
         "Discovered at {} (served as `{served}`).",
         route

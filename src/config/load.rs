@@ -13,7 +13,7 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret, SingleBackend,
     VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
@@ -31,7 +31,14 @@ pub struct LoadOptions<'a> {
 /// Load and validate models.yaml (+ routing.yaml) from disk.
 pub fn load(opts: &LoadOptions<'_>) -> Result<Registry, ConfigErrors> {
     let label = opts.models_path.display().to_string();
-    let text = std::fs::read_to_string(opts.models_path).map_err(|e| unreadable(&label, &e))?;
+    let text = match std::fs::read_to_string(opts.models_path) {
+        Ok(text) => text,
+        // The single-backend gateway runs from `.env` alone, as its users ran it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && env_describes_models(opts.vars) => {
+            "models: []\n".to_string()
+        }
+        Err(e) => return Err(unreadable(&label, &e)),
+    };
     let routing = match opts.routing_path {
         Some(path) if path.exists() => {
             let rlabel = path.display().to_string();
@@ -153,13 +160,58 @@ fn parse_models(
             vec![]
         }
     };
+    let mut items = items;
+    let from_env = env_model_items(vars).unwrap_or_else(|e| {
+        out.errors.push(ConfigError::in_file("providers", e));
+        EnvModels::default()
+    });
+    items.extend(from_env.items);
     let mut models = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         if let Some(model) = parse_model(label, index, item, vars, strictness, out) {
             models.push(model);
         }
     }
+    for model in &mut models {
+        model.discovery_template = from_env.templates.contains(&model.id);
+        model.declared = from_env.declared.get(&model.id).copied();
+    }
     models
+}
+
+/// Model entries the environment describes besides the file's: the single backend's
+/// (`BACKEND_KIND`, seed 003) and the vLLM-compatible providers' (seed 004).
+#[derive(Default)]
+struct EnvModels {
+    items: Vec<Value>,
+    /// Ids of the discovery templates among `items`.
+    templates: Vec<String>,
+    declared: std::collections::BTreeMap<String, super::Declared>,
+}
+
+fn env_model_items(vars: &dyn VarSource) -> Result<EnvModels, String> {
+    let providers = super::providers::provider_models(vars)?;
+    let mut env = EnvModels {
+        items: providers.items,
+        templates: providers.templates,
+        declared: providers.declared,
+    };
+    // Malformed values are reported by `Settings::from_env` before any load (the environment
+    // does not change while the process runs): here they only mean "no backend".
+    if let Ok(Some(backend)) = SingleBackend::from_vars(vars) {
+        if backend.models.is_empty() {
+            env.templates
+                .push(super::single_backend::template_id(&backend.kind));
+        }
+        env.items.extend(backend.model_items());
+    }
+    Ok(env)
+}
+
+/// Whether the environment alone describes models, so a missing models.yaml is no error.
+pub fn env_describes_models(vars: &dyn VarSource) -> bool {
+    matches!(SingleBackend::from_vars(vars), Ok(Some(_)))
+        || env_model_items(vars).is_ok_and(|env| !env.items.is_empty())
 }
 
 /// Context for messages about one model: `config/models.yaml: model `x` (models[3])`.
@@ -420,6 +472,8 @@ fn build_model(
         pricing,
         supported_voices: raw.supported_voices,
         routes,
+        discovery_template: false,
+        declared: None,
     })
 }
 

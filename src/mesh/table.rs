@@ -175,6 +175,11 @@ impl RouteTable {
                 };
                 handles.push(Some(endpoints[slot].1.clone()));
             }
+            if def.discovery_template {
+                // Its endpoint is probed (and shown) like any other; the models it
+                // discovers are the public ones.
+                continue;
+            }
             let i = models.len();
             by_name.insert(def.id.clone(), i);
             for alias in &def.aliases {

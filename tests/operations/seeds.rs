@@ -1,0 +1,264 @@
+//! Each seed system run the way its own users ran it (issue 20): their files, variables and
+//! requests, replayed against the router. docs/seeds.md maps each seed's requirements here.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn chat(router: &str, body: &Value) -> (u16, Value) {
+    let (status, _, v) = post_json(&format!("{router}/v1/chat/completions"), body).await;
+    (status, v)
+}
+
+async fn wait_for_models(router: &str, expected: &[&str]) {
+    let url = router.to_string();
+    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    eventually(Duration::from_secs(10), "the expected model list", || {
+        let (url, expected) = (url.clone(), expected.clone());
+        async move {
+            let mut ids = model_ids(&url, None).await;
+            ids.sort();
+            ids == expected
+        }
+    })
+    .await;
+}
+
+fn last_upstream(stats: &Value) -> (&Value, &Value) {
+    let last = &stats["last_request"];
+    (&last["body"]["model"], &last["headers"]["authorization"])
+}
+
+// ------------------------------------------------------------------ seed 003: single backend
+
+/// `.env` as the seed's quick start leaves it (`make env-vllm`, then MODEL_NAME set): no
+/// models.yaml at all; the named model is served by the engine with BACKEND_API_KEY.
+#[actix_rt::test]
+async fn seed_003_the_env_file_alone_serves_the_named_models() {
+    let engine = start_mock(json!({}));
+    let router = start_router_without_models_file(vec![
+        ("BACKEND_KIND", "vllm".into()),
+        ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ("BACKEND_API_KEY", "sk-engine-key-0001".into()),
+        (
+            "MODEL_NAME",
+            "meta-llama/Llama-3.1-8B-Instruct, Qwen/Qwen2.5-7B-Instruct".into(),
+        ),
+    ]);
+    wait_for_models(
+        &router.url,
+        &[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
+        ],
+    )
+    .await;
+    for stream in [false, true] {
+        let body = chat_body("meta-llama/Llama-3.1-8B-Instruct", stream);
+        let (status, v) = chat(&router.url, &body).await;
+        assert_eq!(status, 200, "{v}");
+        let stats = mock_stats(&engine).await;
+        let (model, auth) = last_upstream(&stats);
+        assert_eq!(model, "meta-llama/Llama-3.1-8B-Instruct");
+        assert_eq!(auth, "Bearer sk-engine-key-0001");
+    }
+}
+
+/// Ollama's way: `MODEL_NAME` unset, whatever the engine has pulled is served by its tag; the
+/// discovery template itself is never a model.
+#[actix_rt::test]
+async fn seed_003_without_model_name_the_engine_list_is_served() {
+    let engine = start_mock(json!({"model_ids": ["llama3.1:8b-instruct", "qwen2.5:7b"]}));
+    let router = start_router_without_models_file(vec![
+        ("BACKEND_KIND", "ollama".into()),
+        ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ("DISCOVERY_INTERVAL_SECS", "0.3".into()),
+    ]);
+    wait_for_models(&router.url, &["llama3.1:8b-instruct", "qwen2.5:7b"]).await;
+    let (status, v) = chat(&router.url, &chat_body("llama3.1:8b-instruct", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = chat(&router.url, &chat_body("ollama:discovered", false)).await;
+    assert_openai_error(status, 404, &v);
+    // A model pulled later shows up without a restart.
+    mock_patch(
+        &engine,
+        json!({"model_ids": ["llama3.1:8b-instruct", "phi3"]}),
+    )
+    .await;
+    wait_for_models(&router.url, &["llama3.1:8b-instruct", "phi3"]).await;
+}
+
+/// Alongside a models.yaml, the file's models and the backend's are both served.
+#[actix_rt::test]
+async fn seed_003_the_backend_is_added_to_a_models_yaml() {
+    let engine = start_mock(json!({}));
+    let other = start_mock(json!({}));
+    let yaml = chat_model_yaml("from-file", &[("openai_compat", &other.url, 1.0)]);
+    let router = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![
+            ("BACKEND_KIND", "llamacpp".into()),
+            ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+            ("MODEL_NAME", "model.gguf".into()),
+        ],
+    });
+    wait_for_models(&router.url, &["from-file", "model.gguf"]).await;
+    let (status, v) = chat(&router.url, &chat_body("model.gguf", false)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        mock_stats(&engine).await["last_request"]["body"]["model"],
+        "model.gguf"
+    );
+}
+
+/// `check-config` and `serve` refuse what the seed's table does not list, naming the variable.
+#[test]
+fn seed_003_a_kind_outside_the_table_or_an_external_kind_without_url_is_refused() {
+    for (env, named) in [
+        (vec![("BACKEND_KIND", "triton")], "BACKEND_KIND"),
+        (vec![("BACKEND_KIND", "openai")], "BACKEND_BASE_URL"),
+        (
+            vec![("BACKEND_KIND", "vllm"), ("BACKEND_BASE_URL", "not a url")],
+            "BACKEND_BASE_URL",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = std::process::Command::new(bin("switchyard"));
+        cmd.current_dir(dir.path()).arg("check-config");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("check-config");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{env:?}: {text}");
+        assert!(text.contains(named), "{env:?}: {text}");
+    }
+}
+
+// ------------------------------------------------------------------ seed 004: vLLM provider
+
+/// `export VLLM_API_KEY="vllm-local"` and nothing else: what the server lists is served as
+/// `vllm/<id>`, with the key, and with no capability assumed.
+#[actix_rt::test]
+async fn seed_004_implicit_discovery_serves_vllm_ids_and_assumes_no_capability() {
+    let engine = start_mock(json!({"model_ids": ["your-model-id"]}));
+    let router = start_router_without_models_file(vec![
+        ("VLLM_API_KEY", "vllm-local".into()),
+        ("VLLM_BASE_URL", format!("{}/v1", engine.url)),
+    ]);
+    wait_for_models(&router.url, &["vllm/your-model-id"]).await;
+    let (status, v) = chat(&router.url, &chat_body("vllm/your-model-id", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = mock_stats(&engine).await;
+    let (model, auth) = last_upstream(&stats);
+    assert_eq!(model, "your-model-id");
+    assert_eq!(auth, "Bearer vllm-local");
+    let served = stats["requests_by_path"]["/v1/chat/completions"].clone();
+
+    let tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+    let image = json!([{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]);
+    // (what the request adds, the error code, the param named)
+    let refused = [
+        ("tools", tool.clone(), "unsupported_capability", "tools"),
+        (
+            "tool_choice",
+            json!("auto"),
+            "unsupported_capability",
+            "tool_choice",
+        ),
+        (
+            "reasoning_effort",
+            json!("high"),
+            "unsupported_capability",
+            "reasoning_effort",
+        ),
+        (
+            "reasoning",
+            json!({"effort": "low"}),
+            "unsupported_capability",
+            "reasoning",
+        ),
+        ("messages", image, "unsupported_modality", "messages"),
+    ];
+    for (key, value, code, param) in refused {
+        let mut body = chat_body("vllm/your-model-id", false);
+        body[key] = value;
+        let (status, v) = chat(&router.url, &body).await;
+        assert_openai_error(status, 400, &v);
+        assert_eq!(v["error"]["code"], code, "{key}: {v}");
+        assert_eq!(v["error"]["param"], param, "{key}: {v}");
+    }
+    assert_eq!(
+        mock_stats(&engine).await["requests_by_path"]["/v1/chat/completions"],
+        served,
+        "a refused request reached the engine"
+    );
+}
+
+/// The seed's explicit configuration, as written (only the URL points at the test engine):
+/// its model is served with its name and limits, and the implicit discovery is off.
+#[actix_rt::test]
+async fn seed_004_the_explicit_provider_file_loads_as_written_and_turns_discovery_off() {
+    let engine = start_mock(json!({}));
+    let discoverable = start_mock(json!({"model_ids": ["should-not-appear"]}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("providers.json5");
+    let text = SEED_004_EXPLICIT.replace("http://127.0.0.1:8000/v1", &format!("{}/v1", engine.url));
+    std::fs::write(&file, text).expect("write providers file");
+    let router = start_router_without_models_file(vec![
+        ("PROVIDERS_FILE", file.display().to_string()),
+        ("VLLM_API_KEY", "real-key-0001".into()),
+        ("VLLM_BASE_URL", format!("{}/v1", discoverable.url)),
+        ("DISCOVERY_INTERVAL_SECS", "0.2".into()),
+    ]);
+    wait_for_models(&router.url, &["vllm/your-model-id"]).await;
+    let (_, v) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let entry = &v["data"][0];
+    assert_eq!(entry["name"], "Local Served Model", "{entry}");
+    assert_eq!(entry["context_length"], 128000, "{entry}");
+    let (status, v) = chat(&router.url, &chat_body("vllm/your-model-id", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = mock_stats(&engine).await;
+    assert_eq!(
+        last_upstream(&stats),
+        (&json!("your-model-id"), &json!("Bearer real-key-0001"))
+    );
+    // Discovery never ran: the other server was not even asked.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        mock_stats(&discoverable).await["requests_by_path"]["/v1/models"].is_null(),
+        "implicit discovery ran beside an explicit vllm provider"
+    );
+}
+
+const SEED_004_EXPLICIT: &str = r#"{
+  models: {
+    providers: {
+      vllm: {
+        baseUrl: "http://127.0.0.1:8000/v1",
+        apiKey: "${VLLM_API_KEY}",
+        api: "openai-completions",
+        request: { allowPrivateNetwork: true },
+        models: [
+          {
+            id: "your-model-id",
+            name: "Local Served Model",
+            reasoning: false,
+            input: ["text"],
+            cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
+            contextWindow: 128000,
+            maxTokens: 8192,
+          },
+        ],
+      },
+    },
+  },
+}"#;

@@ -34,7 +34,7 @@ pub use routing::{
     select_route, RoutingFile, WeightOverrides, DEPLOYMENT_KEYS, ROUTING_KEYS,
     ROUTING_PARAMETER_KEYS,
 };
-pub use single_backend::SingleBackend;
+pub use single_backend::{SingleBackend, KINDS as BACKEND_KINDS};
 pub use strict::{closest_key, place_in, unknown_key_message, Strictness};
 pub use video::{VideoMode, VideoRouteOptions, VIDEO_ROUTE_KEYS};
 

@@ -141,6 +141,50 @@ fn seed_003_a_kind_outside_the_table_or_an_external_kind_without_url_is_refused(
 
 // ------------------------------------------------------------------ seed 004: vLLM provider
 
+const ADMIN_KEY: &str = "admin-key-seeds-0001";
+
+/// The one endpoint's probe row in `/admin/backends`, once there is one.
+async fn probe_row(router: &str) -> Value {
+    let url = format!("{router}/admin/backends");
+    let mut row = Value::Null;
+    for _ in 0..100 {
+        let (_, _, v) = send_with_key("GET", &url, Some(ADMIN_KEY), None).await;
+        row = v["data"][0]["probe"].clone();
+        if !row.is_null() {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    row
+}
+
+/// An explicit provider on loopback without `request.allowPrivateNetwork`: its probe row says
+/// the private network is not approved, and nothing was sent to it.
+#[actix_rt::test]
+async fn seed_004_the_probe_row_shows_an_unapproved_private_network() {
+    let engine = start_mock(json!({}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("providers.json5");
+    let text = SEED_004_EXPLICIT
+        .replace("http://127.0.0.1:8000/v1", &format!("{}/v1", engine.url))
+        .replace("request: { allowPrivateNetwork: true },", "");
+    std::fs::write(&file, text).expect("write providers file");
+    let router = start_router_without_models_file(vec![
+        ("PROVIDERS_FILE", file.display().to_string()),
+        ("VLLM_API_KEY", "real-key-0001".into()),
+        ("ADMIN_API_KEY", ADMIN_KEY.into()),
+    ]);
+    let row = probe_row(&router.url).await;
+    assert_eq!(row["private_network_approved"], false, "{row}");
+    assert_eq!(row["reachable"], false, "{row}");
+    assert!(
+        row["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row}"
+    );
+    assert!(!row.to_string().contains("real-key-0001"), "{row}");
+    assert!(mock_stats(&engine).await["requests_by_path"]["/v1/models"].is_null());
+}
+
 /// `export VLLM_API_KEY="vllm-local"` and nothing else: what the server lists is served as
 /// `vllm/<id>`, with the key, and with no capability assumed.
 #[actix_rt::test]
@@ -149,8 +193,21 @@ async fn seed_004_implicit_discovery_serves_vllm_ids_and_assumes_no_capability()
     let router = start_router_without_models_file(vec![
         ("VLLM_API_KEY", "vllm-local".into()),
         ("VLLM_BASE_URL", format!("{}/v1", engine.url)),
+        ("ADMIN_API_KEY", ADMIN_KEY.into()),
     ]);
     wait_for_models(&router.url, &["vllm/your-model-id"]).await;
+    // The probe row: reachable, auth ok, one model discovered, private network approved.
+    let row = probe_row(&router.url).await;
+    assert_eq!(
+        (
+            &row["reachable"],
+            &row["auth_ok"],
+            &row["models_discovered"],
+            &row["private_network_approved"]
+        ),
+        (&json!(true), &json!(true), &json!(1), &json!(true)),
+        "{row}"
+    );
     let (status, v) = chat(&router.url, &chat_body("vllm/your-model-id", false)).await;
     assert_eq!(status, 200, "{v}");
     let stats = mock_stats(&engine).await;

@@ -339,14 +339,19 @@ fn substitute_routes(
         broken.push(!missing.is_empty());
         if missing.is_empty() {
             disabled.push(None);
-        } else if weight_of(route) == Some(0.0) {
+        } else if weight_of(route) == Some(0.0) || is_optional(route) {
             let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
             let reason = format!("environment variable {} not set", names.join(", "));
+            let because = if is_optional(route) {
+                "it is optional"
+            } else {
+                "its weight is 0"
+            };
             out.warnings.push(
                 place
                     .at(
                         &missing[0].field,
-                        format!("{reason}; route kept disabled because its weight is 0"),
+                        format!("{reason}; route kept disabled because {because}"),
                     )
                     .to_string(),
             );
@@ -388,6 +393,15 @@ fn substitute_model_fields(
         }
     }
     inherited_missing
+}
+
+/// `optional: true` (a boolean word, as every boolean of the file may be written).
+fn is_optional(route: &Value) -> bool {
+    match route.get("optional") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => super::lenient::bool_word(s) == Some(true),
+        _ => false,
+    }
 }
 
 fn weight_of(route: &Value) -> Option<f64> {
@@ -479,7 +493,11 @@ fn build_model(
 
 /// The declared `type`, or the one the modalities imply.
 fn model_type_of(place: &Place<'_>, raw: &RawModel, errors: &mut Vec<ConfigError>) -> ModelType {
-    let Some(t) = raw.model_type.as_deref() else {
+    let Some(t) = raw
+        .model_type
+        .as_deref()
+        .or(raw.platform_model_type.as_deref())
+    else {
         return ModelType::infer(&raw.input_modalities, &raw.output_modalities);
     };
     ModelType::parse(t).unwrap_or_else(|| {
@@ -512,9 +530,11 @@ fn routes_or_implicit(
         return routes;
     }
     if raw.base_url.is_some() || subst.inherited_missing.contains_key("base_url") {
+        // The platform's `provider: self_hosted` names who runs it; `engine` how to talk to it.
         let kind = raw
-            .provider
+            .engine
             .clone()
+            .or_else(|| raw.provider.clone())
             .unwrap_or_else(|| "openai_compat".into());
         return vec![implicit_route(kind)];
     }
@@ -539,6 +559,7 @@ fn implicit_route(kind: String) -> RawRoute {
         auth_header: None,
         timeouts: None,
         allow_private_network: None,
+        optional: None,
         discover: None,
         discover_prefix: None,
         discover_map: None,

@@ -182,12 +182,14 @@ impl BackendKind {
                 Translations,
                 Images,
             ],
-            BackendKind::Whisper => &[Transcriptions, Translations],
-            BackendKind::TtsEngine => &[Speech],
-            BackendKind::VideoEngine => &[Video],
-            // A custom server may serve any endpoint; remote providers are assumed to
-            // offer the whole OpenAI surface and answer for themselves.
+            // The self-hosted platform routes these four engines through one CustomProvider,
+            // which offers every endpoint (seed 002's capability table): the model's type
+            // decides what a request may ask, the engine answers for itself. Remote providers
+            // are likewise assumed to offer the whole OpenAI surface.
             BackendKind::Custom
+            | BackendKind::Whisper
+            | BackendKind::TtsEngine
+            | BackendKind::VideoEngine
             | BackendKind::Openai
             | BackendKind::OpenaiCompat
             | BackendKind::Remote => ALL_OPS,
@@ -275,6 +277,16 @@ mod tests {
                 expected.into_iter().collect::<Vec<_>>(),
                 "{credentials:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_custom_provider_engines_serve_every_endpoint() {
+        for kind in ["custom", "whisper", "tts-engine", "video-engine"] {
+            let kind = BackendKind::parse(kind);
+            for op in ALL_OPS {
+                assert!(kind.serves(*op), "{kind:?} refuses {op:?}");
+            }
         }
     }
 

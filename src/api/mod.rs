@@ -8,6 +8,7 @@ pub mod chat;
 pub mod chat_request;
 pub mod embeddings;
 pub mod health;
+pub mod health_deps;
 pub mod images;
 pub mod json_budget;
 pub mod json_shape;

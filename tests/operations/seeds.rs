@@ -319,3 +319,230 @@ const SEED_004_EXPLICIT: &str = r#"{
     },
   },
 }"#;
+
+// ------------------------------------------------------------------ seed 001: the gateway
+
+/// The shipped config/models.yaml has the README's quick-check models; each stays disabled
+/// until its variables are in `.env`, then serves with its weight.
+#[test]
+fn seed_001_the_quick_check_models_turn_on_with_their_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models.yaml");
+    let text = std::fs::read_to_string(&path).expect("config/models.yaml");
+    let load = |pairs: &[(&str, &str)]| {
+        let vars: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        switchyard::config::load_str("config/models.yaml", &text, None, &vars)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let enabled = |registry: &switchyard::config::Registry, id: &str| {
+        let model = registry
+            .find(id)
+            .unwrap_or_else(|| panic!("{id} not shipped"));
+        model
+            .routes
+            .iter()
+            .any(|r| r.is_enabled() && r.weight > 0.0)
+    };
+    let bare = load(&[]);
+    for id in ["llama-4-scout", "deepseek-chat"] {
+        assert!(!enabled(&bare, id), "{id} enabled without its key");
+    }
+    // The README's .env lines.
+    let env = load(&[
+        ("DEEPSEEK_API_KEY", "your-deepseek-api-key"),
+        ("LLAMA_API_KEY", "your-llama-api-key"),
+        ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
+    ]);
+    for id in ["llama-4-scout", "deepseek-chat"] {
+        assert!(enabled(&env, id), "{id} still disabled with its key");
+    }
+}
+
+/// A request the router refuses itself still has its model in the request log, so the
+/// README's `GROUP BY model_id` and `switchyard usage` count it there.
+#[actix_rt::test]
+async fn seed_001_refused_requests_are_counted_for_their_model() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: tgi-embed
+    type: embedding
+    route: [{{kind: tgi, base_url: "{url}"}}]
+  - id: keyless
+    route: [{{kind: deepseek, optional: true, base_url: "{url}", api_key: "${{SEEDS_UNSET_KEY}}"}}]
+  - id: tiny-tpm
+    route: [{{kind: vllm, base_url: "{url}", tpm: 10}}]
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![],
+        },
+        1,
+    )
+    .await;
+    let (status, _, _) = common::obs::post_with_id(
+        &format!("{}/v1/embeddings", router.url),
+        &json!({"model": "tgi-embed", "input": "x"}),
+        "seed-501",
+    )
+    .await;
+    assert_eq!(status, 501);
+    let chat_url = format!("{}/v1/chat/completions", router.url);
+    let (status, _, _) =
+        common::obs::post_with_id(&chat_url, &chat_body("keyless", false), "seed-503").await;
+    assert_eq!(status, 503);
+    // A full bucket lets one request overdraw it; the next waits for it to refill.
+    let mut big = chat_body("tiny-tpm", false);
+    big["max_tokens"] = json!(4096);
+    let (status, _, _) = common::obs::post_with_id(&chat_url, &big, "seed-tpm-first").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = common::obs::post_with_id(&chat_url, &big, "seed-429").await;
+    assert_eq!(status, 429);
+    let db = common::obs::sqlite_path(&router);
+    let mut router = router;
+    assert_eq!(router.terminate(Duration::from_secs(20)), Some(0));
+    let store = common::obs::open_sqlite(&db).await;
+    let rows = common::obs::all_rows(&store).await;
+    for (id, model, status) in [
+        ("seed-501", "tgi-embed", 501),
+        ("seed-503", "keyless", 503),
+        ("seed-429", "tiny-tpm", 429),
+    ] {
+        let row = common::obs::row_for(&rows, id);
+        assert_eq!(row.model_id.as_deref(), Some(model), "{row:?}");
+        assert_eq!(row.status_code, status, "{row:?}");
+    }
+    let counts: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT model_id, COUNT(*) FROM api_logs GROUP BY model_id")
+            .fetch_all(&store.pool)
+            .await
+            .expect("the README's query");
+    for (model, requests) in [("tgi-embed", 1), ("keyless", 1), ("tiny-tpm", 2)] {
+        assert!(
+            counts
+                .iter()
+                .any(|(m, n)| m.as_deref() == Some(model) && *n == requests),
+            "{model}: {counts:?}"
+        );
+    }
+}
+
+/// `curl /health`: liveness and dependency checks, as the README says.
+#[actix_rt::test]
+async fn seed_001_health_reports_its_dependencies() {
+    let engine = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
+    let router = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![],
+    });
+    let (status, v) = get_json(&format!("{}/health", router.url))
+        .await
+        .expect("health");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "ok", "{v}");
+    for dep in ["request_log", "job_store"] {
+        assert_eq!(v["dependencies"][dep]["status"], "ok", "{v}");
+        assert_eq!(v["dependencies"][dep]["database"], "sqlite", "{v}");
+    }
+    let off = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![("REQUEST_LOG_ENABLED", "false".into())],
+    });
+    let (_, v) = get_json(&format!("{}/health", off.url))
+        .await
+        .expect("health");
+    assert_eq!(
+        v["dependencies"]["request_log"]["status"], "disabled",
+        "{v}"
+    );
+    assert_eq!(v["status"], "ok", "{v}");
+}
+
+// ------------------------------------------------------------------ seed 002: the platform
+
+/// Registration as the platform writes it (`provider: self_hosted`, `engine`, `modelType`),
+/// engines behind its CustomProvider serving what the model's type asks, and the TTS request
+/// of its documentation, `"voice": "default"` included.
+#[actix_rt::test]
+async fn seed_002_self_hosted_registrations_serve_as_the_platform_documents() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: llama-3.1-8b
+    provider: self_hosted
+    engine: vllm
+    modelType: chat
+    base_url: "{url}"
+  - id: my-custom-model
+    provider: self_hosted
+    engine: custom
+    modelType: chat
+    base_url: "{url}"
+  - id: chat-behind-whisper
+    provider: self_hosted
+    engine: whisper
+    modelType: chat
+    base_url: "{url}"
+  - id: kokoro
+    provider: self_hosted
+    engine: tts-engine
+    modelType: text_to_speech
+    supported_voices: [af_heart, am_adam]
+    base_url: "{url}"
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![],
+        },
+        1,
+    )
+    .await;
+    for model in ["llama-3.1-8b", "my-custom-model", "chat-behind-whisper"] {
+        let (status, v) = chat(&router.url, &chat_body(model, false)).await;
+        assert_eq!(status, 200, "{model}: {v}");
+    }
+    let (_, v) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let kokoro = v["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["id"] == "kokoro"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(!kokoro.is_null(), "{v}");
+    // The platform's TTS request, as its documentation writes it.
+    let request = json!({
+        "input": "Text to speak",
+        "voice": "default",
+        "model": "kokoro",
+        "response_format": "mp3",
+        "speed": 1.0
+    });
+    let mut resp = client()
+        .post(format!("{}/v1/audio/speech", router.url))
+        .insert_header(("content-type", "application/json"))
+        .send_body(request.to_string())
+        .await
+        .expect("speech");
+    let body = resp.body().limit(1 << 24).await.expect("audio");
+    assert_eq!(resp.status().as_u16(), 200, "{body:?}");
+    assert!(!body.is_empty());
+    // A voice the model does not offer is still refused.
+    let mut other = request.clone();
+    other["voice"] = json!("alloy");
+    let (status, _, v) = post_json(&format!("{}/v1/audio/speech", router.url), &other).await;
+    assert_openai_error(status, 400, &v);
+}

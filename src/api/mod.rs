@@ -12,6 +12,7 @@ pub mod health_deps;
 pub mod images;
 pub mod json_budget;
 pub mod json_shape;
+pub mod model_endpoints;
 pub mod models;
 pub mod openapi;
 pub mod raw_json;
@@ -84,6 +85,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/models")
                         .route(web::get().to(models::list_models))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                // Before `/models/{id}`, whose pattern would take `…/endpoints` as part of an id.
+                .service(
+                    web::resource("/models/{id:.+}/endpoints")
+                        .route(web::get().to(model_endpoints::list))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(

@@ -28,7 +28,7 @@ pub async fn table(state: &AppState) -> Result<std::sync::Arc<RouteTable>, ApiEr
 }
 
 /// The caller's key, when it limits which models it may use (those are the only ones it sees).
-fn restricted_caller(req: &HttpRequest) -> Option<std::sync::Arc<crate::caller::Caller>> {
+pub fn restricted_caller(req: &HttpRequest) -> Option<std::sync::Arc<crate::caller::Caller>> {
     req.extensions()
         .get::<std::sync::Arc<crate::caller::Caller>>()
         .filter(|c| c.restricts_models())
@@ -188,7 +188,7 @@ pub fn availability(entry: &ModelEntry) -> Availability {
     }
 }
 
-fn modality_string(def: &ModelDef) -> String {
+pub fn modality_string(def: &ModelDef) -> String {
     format!(
         "{}->{}",
         def.input_modalities.join("+"),

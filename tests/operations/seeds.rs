@@ -546,3 +546,104 @@ async fn seed_002_self_hosted_registrations_serve_as_the_platform_documents() {
     let (status, _, v) = post_json(&format!("{}/v1/audio/speech", router.url), &other).await;
     assert_openai_error(status, 400, &v);
 }
+
+/// OpenRouter's `links.details` of every listed model resolves, in OpenRouter's endpoint
+/// shape, under `/api/v1` as written and under `/v1`; ids with a slash included.
+#[actix_rt::test]
+async fn seed_001_links_details_resolve_to_the_model_endpoints() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: deepseek/deepseek-chat
+    provider: deepseek
+    context_length: 65536
+    pricing: {{prompt: "0.00000027", completion: "0.0000011"}}
+    route:
+      - {{name: primary, kind: vllm, base_url: "{url}", api_key: sk-never-shown-01}}
+      - {{name: spare, kind: vllm, base_url: "{url}/spare", weight: 0}}
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![],
+        },
+        1,
+    )
+    .await;
+    let (_, list) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let details = list["data"][0]["links"]["details"]
+        .as_str()
+        .expect("links.details")
+        .to_string();
+    assert_eq!(details, "/api/v1/models/deepseek/deepseek-chat/endpoints");
+    for path in [details.clone(), details.replacen("/api/v1", "/v1", 1)] {
+        let (status, v) = get_json(&format!("{}{path}", router.url))
+            .await
+            .expect("endpoints");
+        assert_eq!(status, 200, "{path}: {v}");
+        let data = &v["data"];
+        assert_eq!(data["id"], "deepseek/deepseek-chat");
+        let endpoints = data["endpoints"].as_array().expect("endpoints");
+        // The weight-0 spare is configured but serves nothing: not an endpoint.
+        assert_eq!(endpoints.len(), 1, "{v}");
+        let e = &endpoints[0];
+        assert_eq!(e["name"], "deepseek | deepseek/deepseek-chat");
+        assert_eq!(e["provider_name"], "vllm");
+        assert_eq!(e["tag"], "primary");
+        assert_eq!(e["context_length"], 65536);
+        assert_eq!(e["pricing"]["prompt"], "0.00000027");
+        assert_eq!(e["status"], 0);
+        let text = v.to_string();
+        assert!(
+            !text.contains("sk-never-shown-01") && !text.contains(&engine.url),
+            "{text}"
+        );
+    }
+    let (status, v) = get_json(&format!("{}/api/v1/models/nope/endpoints", router.url))
+        .await
+        .expect("404");
+    assert_openai_error(status, 404, &v);
+}
+
+/// The catalogue's JSON entries carry their full Dockerfile, with the document's example
+/// served name (`meta-llama/Llama-3.1-8B-Instruct` served as `llama-3.1-8b`).
+#[actix_rt::test]
+async fn seed_002_catalogue_entries_carry_their_dockerfile() {
+    let engine = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
+    let router = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![],
+    });
+    let (status, v) = get_json(&format!("{}/v1/catalogue?engine=vllm", router.url))
+        .await
+        .expect("catalogue");
+    assert_eq!(status, 200);
+    let entries = v["data"].as_array().expect("entries");
+    assert!(!entries.is_empty());
+    for e in entries {
+        let dockerfile = e["dockerfile"].as_str().unwrap_or_default();
+        assert!(
+            dockerfile.starts_with("FROM ") || dockerfile.contains("\nFROM "),
+            "{}",
+            e["id"]
+        );
+        let served = e["servedModelName"].as_str().expect("servedModelName");
+        assert!(
+            dockerfile.contains(&format!("\"--served-model-name\", \"{served}\"")),
+            "{}: {dockerfile}",
+            e["id"]
+        );
+    }
+    let llama = entries
+        .iter()
+        .find(|e| e["huggingFaceId"] == "meta-llama/Llama-3.1-8B-Instruct")
+        .expect("the document's example");
+    assert_eq!(llama["servedModelName"], "llama-3.1-8b");
+}

@@ -32,6 +32,61 @@ fn last_upstream(stats: &Value) -> (&Value, &Value) {
     (&last["body"]["model"], &last["headers"]["authorization"])
 }
 
+// ------------------------------------------------------------------ seed 000: local model guide
+
+/// The guide's model entry as written (only its `host.docker.internal:8007` server is the test
+/// engine), then its step-5 checks: listed, chat by id and alias, streaming.
+#[actix_rt::test]
+async fn seed_000_the_guide_entry_serves_its_step_5_requests() {
+    let engine = start_mock(json!({}));
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/local_model_guide_model_entry.yaml");
+    let yaml = std::fs::read_to_string(fixture)
+        .expect("guide fixture")
+        .replace("http://host.docker.internal:8007", &engine.url);
+    let router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![],
+        },
+        1,
+    )
+    .await;
+    assert_eq!(model_ids(&router.url, None).await, vec!["qwen3.5-27b"]);
+    for model in ["qwen3.5-27b", "Qwen3.5-27B"] {
+        let body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello from the gateway"}],
+            "max_tokens": 32
+        });
+        let (status, v) = chat(&router.url, &body).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["model"], "qwen3.5-27b");
+        assert_eq!(
+            mock_stats(&engine).await["last_request"]["body"]["model"],
+            "Qwen3.5-27B"
+        );
+    }
+    let mut resp = client()
+        .post(format!("{}/v1/chat/completions", router.url))
+        .insert_header(("content-type", "application/json"))
+        .send_body(
+            json!({
+                "model": "qwen3.5-27b",
+                "messages": [{"role": "user", "content": "Stream one sentence"}],
+                "stream": true,
+                "max_tokens": 64
+            })
+            .to_string(),
+        )
+        .await
+        .expect("stream");
+    let events = read_sse(&mut resp).await;
+    assert!(events.len() > 2, "{events:?}");
+    assert_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+}
+
 // ------------------------------------------------------------------ seed 003: single backend
 
 /// `.env` as the seed's quick start leaves it (`make env-vllm`, then MODEL_NAME set): no

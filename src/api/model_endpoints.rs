@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::json_response;
-use super::models::{modality_string, restricted_caller, supported_parameters, table};
+use super::models::{modality_string, supported_parameters, table, visible_model};
 use crate::api::state::AppState;
 use crate::config::{ModelDef, Price, RouteDef};
 use crate::error::ApiError;
@@ -19,12 +19,7 @@ pub async fn list(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let table = table(&state).await?;
-    let name = path.into_inner();
-    let caller = restricted_caller(&req);
-    let entry = table
-        .resolve(&name)
-        .filter(|e| caller.as_ref().is_none_or(|c| c.may_use(&e.def)))
-        .ok_or_else(|| ApiError::model_not_found(&name))?;
+    let entry = visible_model(&req, &table, &path.into_inner())?;
     let def = &entry.def;
     let endpoints: Vec<Value> = def
         .routes

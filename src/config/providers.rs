@@ -247,29 +247,7 @@ mod tests {
     use super::*;
 
     /// The seed's own explicit configuration, as written there.
-    pub const SEED_004_EXPLICIT: &str = r#"{
-  models: {
-    providers: {
-      vllm: {
-        baseUrl: "http://127.0.0.1:8000/v1",
-        apiKey: "${VLLM_API_KEY}",
-        api: "openai-completions",
-        request: { allowPrivateNetwork: true },
-        models: [
-          {
-            id: "your-model-id",
-            name: "Local Served Model",
-            reasoning: false,
-            input: ["text"],
-            cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
-            contextWindow: 128000,
-            maxTokens: 8192,
-          },
-        ],
-      },
-    },
-  },
-}"#;
+    const SEED_004_EXPLICIT: &str = include_str!("../../tests/fixtures/seed_004_providers.json5");
 
     #[test]
     fn the_seed_file_translates_into_one_model_entry() {

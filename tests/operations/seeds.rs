@@ -8,6 +8,15 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// A router on `yaml` with the test defaults and nothing else.
+fn opts(yaml: &str) -> RouterOpts<'_> {
+    RouterOpts {
+        models_yaml: yaml,
+        routing_yaml: None,
+        env: vec![],
+    }
+}
+
 async fn chat(router: &str, body: &Value) -> (u16, Value) {
     let (status, _, v) = post_json(&format!("{router}/v1/chat/completions"), body).await;
     (status, v)
@@ -44,15 +53,7 @@ async fn seed_000_the_guide_entry_serves_its_step_5_requests() {
     let yaml = std::fs::read_to_string(fixture)
         .expect("guide fixture")
         .replace("http://host.docker.internal:8007", &engine.url);
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        1,
-    )
-    .await;
+    let router = start_router_ready(opts(&yaml), 1).await;
     assert_eq!(model_ids(&router.url, None).await, vec!["qwen3.5-27b"]);
     for model in ["qwen3.5-27b", "Qwen3.5-27B"] {
         let body = json!({
@@ -351,29 +352,8 @@ async fn seed_004_the_explicit_provider_file_loads_as_written_and_turns_discover
     );
 }
 
-const SEED_004_EXPLICIT: &str = r#"{
-  models: {
-    providers: {
-      vllm: {
-        baseUrl: "http://127.0.0.1:8000/v1",
-        apiKey: "${VLLM_API_KEY}",
-        api: "openai-completions",
-        request: { allowPrivateNetwork: true },
-        models: [
-          {
-            id: "your-model-id",
-            name: "Local Served Model",
-            reasoning: false,
-            input: ["text"],
-            cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
-            contextWindow: 128000,
-            maxTokens: 8192,
-          },
-        ],
-      },
-    },
-  },
-}"#;
+/// The seed's explicit configuration, as written there.
+const SEED_004_EXPLICIT: &str = include_str!("../fixtures/seed_004_providers.json5");
 
 // ------------------------------------------------------------------ seed 001: the gateway
 
@@ -432,15 +412,7 @@ async fn seed_001_refused_requests_are_counted_for_their_model() {
 "#,
         url = engine.url
     );
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        1,
-    )
-    .await;
+    let router = start_router_ready(opts(&yaml), 1).await;
     let (status, _, _) = common::obs::post_with_id(
         &format!("{}/v1/embeddings", router.url),
         &json!({"model": "tgi-embed", "input": "x"}),
@@ -493,11 +465,7 @@ async fn seed_001_refused_requests_are_counted_for_their_model() {
 async fn seed_001_health_reports_its_dependencies() {
     let engine = start_mock(json!({}));
     let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
-    let router = start_router(RouterOpts {
-        models_yaml: &yaml,
-        routing_yaml: None,
-        env: vec![],
-    });
+    let router = start_router(opts(&yaml));
     let (status, v) = get_json(&format!("{}/health", router.url))
         .await
         .expect("health");
@@ -556,15 +524,7 @@ async fn seed_002_self_hosted_registrations_serve_as_the_platform_documents() {
 "#,
         url = engine.url
     );
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        1,
-    )
-    .await;
+    let router = start_router_ready(opts(&yaml), 1).await;
     for model in ["llama-3.1-8b", "my-custom-model", "chat-behind-whisper"] {
         let (status, v) = chat(&router.url, &chat_body(model, false)).await;
         assert_eq!(status, 200, "{model}: {v}");
@@ -619,15 +579,7 @@ async fn seed_001_links_details_resolve_to_the_model_endpoints() {
 "#,
         url = engine.url
     );
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        1,
-    )
-    .await;
+    let router = start_router_ready(opts(&yaml), 1).await;
     let (_, list) = get_json(&format!("{}/v1/models", router.url))
         .await
         .expect("models");
@@ -671,11 +623,7 @@ async fn seed_001_links_details_resolve_to_the_model_endpoints() {
 async fn seed_002_catalogue_entries_carry_their_dockerfile() {
     let engine = start_mock(json!({}));
     let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
-    let router = start_router(RouterOpts {
-        models_yaml: &yaml,
-        routing_yaml: None,
-        env: vec![],
-    });
+    let router = start_router(opts(&yaml));
     let (status, v) = get_json(&format!("{}/v1/catalogue?engine=vllm", router.url))
         .await
         .expect("catalogue");

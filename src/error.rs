@@ -26,6 +26,8 @@ pub enum ErrorCode {
     InvalidMultipart,
     WrongEndpoint,
     UnsupportedModality,
+    /// Tools or reasoning asked of a model whose entry does not declare them.
+    UnsupportedCapability,
     UnsupportedVoice,
     StringAboveMaxLength,
     CallbackUrlNotAllowed,
@@ -130,6 +132,11 @@ impl ErrorCode {
                 S::BAD_REQUEST,
                 INVALID_REQUEST,
                 Some("unsupported_modality"),
+            ),
+            C::UnsupportedCapability => (
+                S::BAD_REQUEST,
+                INVALID_REQUEST,
+                Some("unsupported_capability"),
             ),
             C::UnsupportedVoice => (S::BAD_REQUEST, INVALID_REQUEST, Some("unsupported_voice")),
             C::StringAboveMaxLength => (
@@ -486,6 +493,7 @@ pub(crate) mod tests {
             C::InvalidMultipart => (400, invalid, Some("invalid_multipart")),
             C::WrongEndpoint => (400, invalid, Some("wrong_endpoint")),
             C::UnsupportedModality => (400, invalid, Some("unsupported_modality")),
+            C::UnsupportedCapability => (400, invalid, Some("unsupported_capability")),
             C::UnsupportedVoice => (400, invalid, Some("unsupported_voice")),
             C::StringAboveMaxLength => (400, invalid, Some("string_above_max_length")),
             C::CallbackUrlNotAllowed => (400, invalid, Some("callback_url_not_allowed")),
@@ -548,7 +556,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 52] = {
+    pub(crate) const ALL: [ErrorCode; 53] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -558,6 +566,7 @@ pub(crate) mod tests {
             C::InvalidMultipart,
             C::WrongEndpoint,
             C::UnsupportedModality,
+            C::UnsupportedCapability,
             C::UnsupportedVoice,
             C::StringAboveMaxLength,
             C::CallbackUrlNotAllowed,

@@ -75,6 +75,36 @@ fn input_member(op: ApiOp) -> &'static str {
     }
 }
 
+/// Body keys that ask for reasoning (OpenRouter's `reasoning`, OpenAI's `reasoning_effort`).
+const REASONING_KEYS: &[&str] = &["reasoning", "reasoning_effort", "include_reasoning"];
+
+/// Refuse tools or reasoning asked of a model whose entry must declare them and does not
+/// (the vLLM-compatible providers: a local model id says nothing about what it can do). A
+/// clear 400 here beats an engine's own error, or a silently ignored parameter.
+fn check_declared(def: &ModelDef, body: &ChatBody) -> Result<(), ApiError> {
+    let Some(declared) = def.declared else {
+        return Ok(());
+    };
+    let asked = |keys: &[&'static str]| keys.iter().copied().find(|k| body.contains_key(k));
+    let refused = [
+        (declared.tools, asked(TOOL_KEYS), "tool calling"),
+        (declared.reasoning, asked(REASONING_KEYS), "reasoning"),
+    ];
+    for (allowed, key, what) in refused {
+        if let (false, Some(key)) = (allowed, key) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedCapability,
+                format!(
+                    "Model `{}` does not declare {what} support; declare it in the model's provider entry to use `{key}`.",
+                    def.id
+                ),
+            )
+            .with_param(key));
+        }
+    }
+    Ok(())
+}
+
 /// Drop what the model's route must not receive; the body is filtered in place, once.
 pub fn filter_params(body: &mut ChatBody, def: &ModelDef, op: ApiOp) {
     body.retain(|key| !ROUTER_ONLY.contains(&key));
@@ -252,7 +282,9 @@ async fn handle(
                     let mut guard = shared.borrow_mut();
                     let (body, filtered) = &mut *guard;
                     if !*filtered {
-                        if let Err(e) = check_modalities(&def, &facts) {
+                        if let Err(e) =
+                            check_modalities(&def, &facts).and_then(|()| check_declared(&def, body))
+                        {
                             lease.finish(crate::mesh::Outcome::ClientError);
                             return Attempt::Fail(e);
                         }

@@ -11,10 +11,12 @@ pub mod completions;
 pub mod completions_request;
 pub mod embeddings;
 pub mod health;
+pub mod health_deps;
 pub mod images;
 pub mod json_budget;
 pub mod json_shape;
 pub mod messages;
+pub mod model_endpoints;
 pub mod models;
 pub mod openapi;
 pub mod raw_json;
@@ -120,6 +122,12 @@ fn client_endpoints(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/models")
             .route(web::get().to(models::list_models))
+            .default_service(web::to(method_not_allowed)),
+    )
+    // Before `/models/{id}`, whose pattern would take `…/endpoints` as part of an id.
+    .service(
+        web::resource("/models/{id:.+}/endpoints")
+            .route(web::get().to(model_endpoints::list))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

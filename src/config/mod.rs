@@ -6,9 +6,11 @@
 mod env;
 mod lenient;
 mod load;
+mod providers;
 mod raw;
 mod route_opts;
 mod routing;
+mod single_backend;
 mod strict;
 mod video;
 
@@ -25,12 +27,14 @@ pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
+pub use providers::{providers_path, Declared};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};
 pub use routing::{
     select_route, RoutingFile, WeightOverrides, DEPLOYMENT_KEYS, ROUTING_KEYS,
     ROUTING_PARAMETER_KEYS,
 };
+pub use single_backend::{SingleBackend, KINDS as BACKEND_KINDS};
 pub use strict::{closest_key, place_in, unknown_key_message, Strictness};
 pub use video::{VideoMode, VideoRouteOptions, VIDEO_ROUTE_KEYS};
 
@@ -349,6 +353,13 @@ pub struct ModelDef {
     pub pricing: Pricing,
     pub supported_voices: Option<Vec<String>>,
     pub routes: Vec<RouteDef>,
+    /// Built from the environment only to discover with (the single backend with no
+    /// `MODEL_NAME`, the implicit vLLM provider): its routes' endpoints are probed and
+    /// queried, but it is neither listed nor routed; the models it discovers are.
+    pub discovery_template: bool,
+    /// `Some` for provider models (seed 004), whose tools and reasoning are refused unless
+    /// declared (vision follows `input_modalities`, as for every model); `None` = not checked.
+    pub declared: Option<Declared>,
 }
 
 /// Settings that come from routing.yaml rather than from a model.

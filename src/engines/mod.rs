@@ -265,13 +265,14 @@ impl BackendKind {
             | BackendKind::Sglang
             | BackendKind::OpenaiCompat
             | BackendKind::Remote
-            | BackendKind::Custom => &[N::Completions, N::Rerank],
-            BackendKind::Ollama | BackendKind::Tgi | BackendKind::Lmstudio => &[N::Completions],
-            BackendKind::Tei => &[N::Rerank],
-            BackendKind::Transformers
+            // The platform's custom-provider engines accept every endpoint, as `custom` does.
+            | BackendKind::Custom
             | BackendKind::Whisper
             | BackendKind::TtsEngine
-            | BackendKind::VideoEngine => &[],
+            | BackendKind::VideoEngine => &[N::Completions, N::Rerank],
+            BackendKind::Ollama | BackendKind::Tgi | BackendKind::Lmstudio => &[N::Completions],
+            BackendKind::Tei => &[N::Rerank],
+            BackendKind::Transformers => &[],
         }
     }
 
@@ -311,12 +312,14 @@ impl BackendKind {
                 Translations,
                 Images,
             ],
-            BackendKind::Whisper => &[Transcriptions, Translations],
-            BackendKind::TtsEngine => &[Speech],
-            BackendKind::VideoEngine => &[Video],
-            // A custom server may serve any endpoint; remote providers are assumed to
-            // offer the whole OpenAI surface and answer for themselves.
+            // The self-hosted platform routes these four engines through one CustomProvider,
+            // which offers every endpoint (seed 002's capability table): the model's type
+            // decides what a request may ask, the engine answers for itself. Remote providers
+            // are likewise assumed to offer the whole OpenAI surface.
             BackendKind::Custom
+            | BackendKind::Whisper
+            | BackendKind::TtsEngine
+            | BackendKind::VideoEngine
             | BackendKind::Openai
             | BackendKind::OpenaiCompat
             | BackendKind::Remote => ALL_OPS,
@@ -417,13 +420,10 @@ mod tests {
             assert!(kind.serves(ApiOp::Messages), "{kind:?} translates");
             assert!(!kind.serves_natively(ApiOp::Messages), "{kind:?}");
         }
-        for kind in [
-            BackendKind::Whisper,
-            BackendKind::TtsEngine,
-            BackendKind::VideoEngine,
-        ] {
-            assert!(!kind.serves(ApiOp::Messages), "{kind:?} has no chat");
-        }
+        assert!(
+            !BackendKind::Tei.serves(ApiOp::Messages),
+            "TEI has no chat to translate to"
+        );
         assert!(BackendKind::Tgi.serves_natively(ApiOp::ChatCompletions));
         for api in NativeApi::ALL {
             assert_eq!(
@@ -459,7 +459,7 @@ mod tests {
             VideoEngine,
             Remote,
         ] {
-            let all = matches!(kind, OpenaiCompat);
+            let all = matches!(kind, OpenaiCompat | Whisper | TtsEngine | VideoEngine);
             assert_eq!(
                 kind.serves(ApiOp::Completions),
                 all || completions.contains(&kind),
@@ -489,6 +489,16 @@ mod tests {
         }
         assert_eq!(BackendKind::parse("text-embeddings-inference"), Tei);
         assert_eq!(Tei.health_path(), "/health");
+    }
+
+    #[test]
+    fn the_custom_provider_engines_serve_every_endpoint() {
+        for kind in ["custom", "whisper", "tts-engine", "video-engine"] {
+            let kind = BackendKind::parse(kind);
+            for op in ALL_OPS {
+                assert!(kind.serves(*op), "{kind:?} refuses {op:?}");
+            }
+        }
     }
 
     #[test]

@@ -76,6 +76,22 @@ pub enum RouteError {
     },
 }
 
+impl RouteError {
+    /// The configured model the refusal is about: routing found it, so its id is one of the
+    /// table's (bounded, fit for a metric label and the request log's `model_id`). `None`
+    /// when the name matched no model.
+    pub fn known_model(&self) -> Option<&str> {
+        match self {
+            RouteError::UnknownModel(_) => None,
+            RouteError::ModelNotAllowed { model, .. }
+            | RouteError::WrongEndpoint { model, .. }
+            | RouteError::Unsupported { model, .. }
+            | RouteError::Exhausted { model }
+            | RouteError::NoCapacity { model, .. } => Some(model),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapacityReason {
     /// Every endpoint is still loading (no successful probe yet).
@@ -174,6 +190,11 @@ impl RouteTable {
                     }
                 };
                 handles.push(Some(endpoints[slot].1.clone()));
+            }
+            if def.discovery_template {
+                // Its endpoint is probed (and shown) like any other; the models it
+                // discovers are the public ones.
+                continue;
             }
             let i = models.len();
             by_name.insert(def.id.clone(), i);

@@ -39,6 +39,7 @@ async fn openapi_document_is_served_and_covers_the_api() {
         "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",
+        "/v1/models/{id}/endpoints",
         "/v1/catalogue",
         "/v1/audio/speech",
         "/v1/audio/transcriptions",

@@ -234,6 +234,20 @@ pub fn start_router(opts: RouterOpts<'_>) -> Router {
     Router { proc, dir }
 }
 
+/// A router run from its environment alone, as the single-backend gateway's users ran it:
+/// `--config` names a models.yaml that does not exist.
+pub fn start_router_without_models_file(env: Vec<(&str, String)>) -> Router {
+    let opts = RouterOpts {
+        models_yaml: "",
+        routing_yaml: None,
+        env,
+    };
+    let (cmd, dir) = router_command(&opts);
+    std::fs::remove_file(dir.path().join("models.yaml")).expect("remove models.yaml");
+    let proc = spawn_and_wait(cmd, "switchyard listening on ");
+    Router { proc, dir }
+}
+
 /// [`start_router`] with the router's stderr (its log) kept in a file; see [`router_log`].
 pub fn start_router_logged(opts: RouterOpts<'_>) -> Router {
     let (cmd, dir) = router_command(&opts);

@@ -67,6 +67,10 @@ models:
     type: embedding
     pricing: {{prompt: "0.00000002"}}
     route: [{{kind: vllm, base_url: "{embed}", provider_model_id: "BAAI/bge-small-en-v1.5"}}]
+  - id: demo-rerank
+    name: Demo Reranker
+    type: rerank
+    route: [{{kind: vllm, base_url: "{embed}", provider_model_id: "BAAI/bge-reranker-v2-m3"}}]
   - id: demo-tts
     name: Demo Text-to-Speech
     type: speech
@@ -141,6 +145,18 @@ mod tests {
             .collect();
         types.sort();
         types.dedup();
-        assert_eq!(types.len(), 7, "{types:?}");
+        assert_eq!(
+            types,
+            [
+                "chat",
+                "embedding",
+                "image",
+                "multimodal",
+                "rerank",
+                "speech",
+                "transcription",
+                "video"
+            ]
+        );
     }
 }

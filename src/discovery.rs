@@ -4,6 +4,10 @@
 //! belongs to, served by the same endpoint. Explicit models and aliases always win over
 //! discovered ones. Discovery is traffic the router starts on its own, so it obeys network
 //! hygiene: private addresses need `allow_private_network: true`.
+//!
+//! The same query is the probe row of a provider's endpoint (seed 004): reachable, auth ok,
+//! models discovered, private network approved. Routes of explicit provider models are asked
+//! too, for that row only: their answer registers nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -26,15 +30,17 @@ pub struct Target {
     pub route: RouteDef,
 }
 
-/// Every enabled `discover: true` route of `registry`.
+/// Every enabled `discover: true` route of `registry`, and every enabled route of a provider
+/// model (probed only).
 pub fn targets(registry: &Registry) -> Vec<Target> {
     registry
         .models
         .iter()
         .flat_map(|m| {
+            let provider = m.declared.is_some();
             m.routes
                 .iter()
-                .filter(|r| r.discover.is_some() && r.is_enabled())
+                .filter(move |r| (r.discover.is_some() || provider) && r.is_enabled())
                 .map(|r| Target {
                     key: (m.id.clone(), r.name.clone()),
                     route: r.clone(),
@@ -93,6 +99,7 @@ fn discovered_model(
     model.name = public.clone();
     model.id = public;
     model.aliases = Vec::new();
+    model.discovery_template = false;
     model.description = Some(format!(
         "Discovered at {} (served as `{served}`).",
         route
@@ -125,29 +132,107 @@ pub fn parse_model_list(body: &[u8]) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
+/// Why a model list could not be had, and how far the query got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    /// Refused before any traffic (network hygiene: a private address not approved).
+    pub refused: bool,
+    /// The endpoint's HTTP status, when it answered.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl FetchError {
+    fn new(status: Option<u16>, message: String) -> FetchError {
+        FetchError {
+            refused: false,
+            status,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Ask the route's endpoint which models it serves.
-pub async fn fetch(route: &RouteDef) -> Result<Vec<String>, String> {
+pub async fn fetch(route: &RouteDef) -> Result<Vec<String>, FetchError> {
     let base = route
         .base_url
         .as_ref()
-        .ok_or_else(|| "route has no base_url".to_string())?;
+        .ok_or_else(|| FetchError::new(None, "route has no base_url".to_string()))?;
     let url = base.api_url("/models");
-    crate::netguard::check_url(&url, route.allow_private_network).await?;
+    crate::netguard::check_url(&url, route.allow_private_network)
+        .await
+        .map_err(|message| FetchError {
+            refused: true,
+            status: None,
+            message,
+        })?;
     let client = crate::relay::client::with_connect_timeout(Duration::from_secs(5));
     let req = attach_credentials(
         client.get(&url).timeout(Duration::from_secs(10)),
         route.credentials(),
     );
-    let mut resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| FetchError::new(None, format!("GET {url}: {e}")))?;
+    let status = resp.status().as_u16();
     if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
+        return Err(FetchError::new(
+            Some(status),
+            format!("GET {url}: HTTP {status}"),
+        ));
     }
     let body = resp
         .body()
         .limit(4 * 1024 * 1024)
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    parse_model_list(&body)
+        .map_err(|e| FetchError::new(Some(status), format!("GET {url}: {e}")))?;
+    parse_model_list(&body).map_err(|e| FetchError::new(Some(status), e))
+}
+
+/// The probe row of a provider's endpoint, from its last `/v1/models` query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeRow {
+    /// The endpoint's name in `/admin/backends` (`kind@host:port`).
+    pub endpoint: String,
+    /// It answered HTTP at all.
+    pub reachable: bool,
+    /// Its answer was not 401/403; `None` when it did not answer.
+    pub auth_ok: Option<bool>,
+    /// Ids in its model list (0 when the list could not be had).
+    pub models_discovered: usize,
+    /// The route may reach a loopback/private/link-local address (`allowPrivateNetwork`).
+    pub private_network_approved: bool,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+pub fn probe_row(route: &RouteDef, result: &Result<Vec<String>, FetchError>) -> ProbeRow {
+    let endpoint = route.base_url.as_ref().map_or_else(
+        || route.kind_name.clone(),
+        |b| format!("{}@{}", route.kind_name, b.authority()),
+    );
+    let (reachable, auth_ok, models_discovered, error) = match result {
+        Ok(ids) => (true, Some(true), ids.len(), None),
+        Err(e) => {
+            let auth_ok = e.status.map(|s| s != 401 && s != 403);
+            (e.status.is_some(), auth_ok, 0, Some(e.message.clone()))
+        }
+    };
+    ProbeRow {
+        endpoint,
+        reachable,
+        auth_ok,
+        models_discovered,
+        private_network_approved: route.allow_private_network,
+        error,
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +273,45 @@ mod tests {
                 .api_base(),
             "http://h:1/v1"
         );
+    }
+
+    #[test]
+    fn a_probe_row_says_how_far_the_query_got() {
+        let yaml = "models:\n  - id: m\n    route: [{kind: vllm, base_url: \"http://10.1.2.3:8000/v1\", allow_private_network: true}]\n";
+        let registry = load_str("m.yaml", yaml, None, &HashMap::new()).unwrap();
+        let route = &registry.models[0].routes[0];
+        let err = |refused, status: Option<u16>| {
+            Err(FetchError {
+                refused,
+                status,
+                message: "why".into(),
+            })
+        };
+        // (result, reachable, auth ok, models discovered)
+        let cases = [
+            (
+                Ok(vec!["a".to_string(), "b".to_string()]),
+                true,
+                Some(true),
+                2,
+            ),
+            (err(false, Some(401)), true, Some(false), 0),
+            (err(false, Some(403)), true, Some(false), 0),
+            (err(false, Some(500)), true, Some(true), 0),
+            (err(false, None), false, None, 0),
+            (err(true, None), false, None, 0),
+        ];
+        for (result, reachable, auth_ok, models) in cases {
+            let row = probe_row(route, &result);
+            assert_eq!(row.endpoint, "vllm@10.1.2.3:8000");
+            assert_eq!(
+                (row.reachable, row.auth_ok, row.models_discovered),
+                (reachable, auth_ok, models),
+                "{result:?}"
+            );
+            assert!(row.private_network_approved);
+            assert_eq!(row.error.is_some(), result.is_err());
+        }
     }
 
     #[test]

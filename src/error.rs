@@ -26,6 +26,8 @@ pub enum ErrorCode {
     InvalidMultipart,
     WrongEndpoint,
     UnsupportedModality,
+    /// Tools or reasoning asked of a model whose entry does not declare them.
+    UnsupportedCapability,
     UnsupportedVoice,
     StringAboveMaxLength,
     CallbackUrlNotAllowed,
@@ -134,6 +136,11 @@ impl ErrorCode {
                 S::BAD_REQUEST,
                 INVALID_REQUEST,
                 Some("unsupported_modality"),
+            ),
+            C::UnsupportedCapability => (
+                S::BAD_REQUEST,
+                INVALID_REQUEST,
+                Some("unsupported_capability"),
             ),
             C::UnsupportedVoice => (S::BAD_REQUEST, INVALID_REQUEST, Some("unsupported_voice")),
             C::StringAboveMaxLength => (
@@ -496,6 +503,7 @@ pub(crate) mod tests {
             C::InvalidMultipart => (400, invalid, Some("invalid_multipart")),
             C::WrongEndpoint => (400, invalid, Some("wrong_endpoint")),
             C::UnsupportedModality => (400, invalid, Some("unsupported_modality")),
+            C::UnsupportedCapability => (400, invalid, Some("unsupported_capability")),
             C::UnsupportedVoice => (400, invalid, Some("unsupported_voice")),
             C::StringAboveMaxLength => (400, invalid, Some("string_above_max_length")),
             C::CallbackUrlNotAllowed => (400, invalid, Some("callback_url_not_allowed")),
@@ -560,7 +568,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 54] = {
+    pub(crate) const ALL: [ErrorCode; 55] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -570,6 +578,7 @@ pub(crate) mod tests {
             C::InvalidMultipart,
             C::WrongEndpoint,
             C::UnsupportedModality,
+            C::UnsupportedCapability,
             C::UnsupportedVoice,
             C::StringAboveMaxLength,
             C::CallbackUrlNotAllowed,

@@ -32,7 +32,9 @@ impl Usage {
     }
 
     /// Read an OpenAI `usage` object (`prompt_tokens`/`completion_tokens`, or the
-    /// `input_tokens`/`output_tokens` spelling of newer endpoints).
+    /// `input_tokens`/`output_tokens` spelling of newer endpoints). Anthropic's counts cache
+    /// reads and writes apart from `input_tokens`: they are added to the prompt here, the
+    /// reads also counted as cached.
     pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
         let obj = v.as_object()?;
         let get = |a: &str, b: &str| {
@@ -45,14 +47,20 @@ impl Usage {
         if prompt.is_none() && completion.is_none() {
             return None;
         }
+        let count = |k: &str| obj.get(k).and_then(serde_json::Value::as_u64);
+        let cache_reads = count("cache_read_input_tokens").unwrap_or(0);
+        let cache_writes = count("cache_creation_input_tokens").unwrap_or(0);
         let cached = obj
             .get("prompt_tokens_details")
             .or_else(|| obj.get("input_tokens_details"))
             .and_then(|d| d.get("cached_tokens"))
             .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
+            .unwrap_or(cache_reads);
         Some(Usage {
-            prompt_tokens: prompt.unwrap_or(0),
+            prompt_tokens: prompt
+                .unwrap_or(0)
+                .saturating_add(cache_reads)
+                .saturating_add(cache_writes),
             completion_tokens: completion.unwrap_or(0),
             cached_tokens: cached,
             estimated: false,
@@ -318,6 +326,34 @@ pub(crate) fn test_record() -> RequestRecord {
 mod tests {
     use super::*;
     use actix_web::http::StatusCode;
+
+    #[test]
+    fn usage_reads_openai_and_anthropic_spellings() {
+        let table = [
+            (
+                serde_json::json!({"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}),
+                (10, 2, 4),
+            ),
+            (
+                serde_json::json!({"input_tokens": 6, "output_tokens": 3}),
+                (6, 3, 0),
+            ),
+            // Anthropic: input_tokens excludes the cache; reads are cached prompt tokens.
+            (
+                serde_json::json!({"input_tokens": 6, "output_tokens": 3, "cache_read_input_tokens": 20, "cache_creation_input_tokens": 5}),
+                (31, 3, 20),
+            ),
+        ];
+        for (json, (prompt, completion, cached)) in table {
+            let u = Usage::from_json(&json).unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+                (prompt, completion, cached),
+                "{json}"
+            );
+        }
+        assert!(Usage::from_json(&serde_json::json!({"cache_read_input_tokens": 1})).is_none());
+    }
 
     /// The classification as it was when it compared code strings: a backend's 4xx passed
     /// through, then the router's upstream codes by name, then any other 502 or 504.

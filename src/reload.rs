@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Auth, KeyStore};
 use crate::config::{self, LoadOptions, ProcessEnv, Registry};
-use crate::discovery::{self, Discovered, DiscoveryKey};
+use crate::discovery::{self, Discovered, DiscoveryKey, FetchError, ProbeRow};
 use crate::mesh::{ApplyRegistry, GetTable, RouterActor};
 
 /// Where the registry came from, so it can be read again.
@@ -72,6 +72,8 @@ pub struct ConfigActor {
     /// The registry as the files describe it (before discovery).
     base: Registry,
     discovered: Discovered,
+    /// The last query of each discovering or provider route, as its probe row.
+    probes: std::collections::BTreeMap<DiscoveryKey, ProbeRow>,
     router: Addr<RouterActor>,
     auth: Arc<Auth>,
     discovery_interval: Duration,
@@ -89,6 +91,7 @@ impl ConfigActor {
             source,
             base,
             discovered: Discovered::new(),
+            probes: Default::default(),
             router,
             auth,
             discovery_interval,
@@ -171,19 +174,20 @@ impl ConfigActor {
         for target in discovery::targets(&self.base) {
             let fut = async move {
                 let result = discovery::fetch(&target.route).await;
-                (target.key, result)
+                let row = discovery::probe_row(&target.route, &result);
+                (target.key, row, result)
             };
-            ctx.spawn(
-                fut.into_actor(self)
-                    .map(|(key, result), act, ctx| act.on_discovered(key, result, ctx)),
-            );
+            ctx.spawn(fut.into_actor(self).map(|(key, row, result), act, ctx| {
+                act.probes.insert(key.clone(), row);
+                act.on_discovered(key, result, ctx)
+            }));
         }
     }
 
     fn on_discovered(
         &mut self,
         key: DiscoveryKey,
-        result: Result<Vec<String>, String>,
+        result: Result<Vec<String>, FetchError>,
         ctx: &mut Context<Self>,
     ) {
         let ids = match result {
@@ -254,6 +258,25 @@ impl Handler<SetWeights> for ConfigActor {
     }
 }
 
+/// The probe rows of the discovering and provider endpoints, one per endpoint.
+#[derive(Message)]
+#[rtype(result = "Vec<ProbeRow>")]
+pub struct GetProbes;
+
+impl Handler<GetProbes> for ConfigActor {
+    type Result = MessageResult<GetProbes>;
+
+    fn handle(&mut self, _msg: GetProbes, _ctx: &mut Self::Context) -> Self::Result {
+        let mut rows: Vec<ProbeRow> = Vec::new();
+        for row in self.probes.values() {
+            if !rows.iter().any(|r| r.endpoint == row.endpoint) {
+                rows.push(row.clone());
+            }
+        }
+        MessageResult(rows)
+    }
+}
+
 impl Handler<Reload> for ConfigActor {
     type Result = AtomicResponse<Self, Result<ReloadReport, ReloadFailure>>;
 
@@ -272,6 +295,7 @@ impl Handler<Reload> for ConfigActor {
             .map(|t| t.key)
             .collect();
         self.discovered.retain(|k, _| keep.contains(k));
+        self.probes.retain(|k, _| keep.contains(k));
         self.base = registry;
         self.auth.replace_store(keys);
         let apply = self.apply();

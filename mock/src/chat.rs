@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`: JSON and SSE replies made of `chunks` words `"word{i} "`.
+//! `POST /v1/chat/completions` and the legacy `POST /v1/completions`: JSON and SSE replies
+//! made of `chunks` words `"word{i} "`, with the same faults, pacing and usage modes.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -13,17 +14,48 @@ use super::state::{Counters, MockState};
 use super::util::unix_now;
 
 pub const ROUTE: &str = "/v1/chat/completions";
+pub const TEXT_ROUTE: &str = "/v1/completions";
+
+/// Which API a reply is shaped for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavor {
+    /// Chat: `messages` in, `message` / `delta` out.
+    Chat,
+    /// Text completions: `prompt` in, `text` out.
+    Text,
+}
 
 pub async fn completions(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<MockState>,
 ) -> HttpResponse {
-    let request = match begin_json(&req, payload, &state, ROUTE).await {
+    serve(req, payload, state, Flavor::Chat).await
+}
+
+pub async fn text_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<MockState>,
+) -> HttpResponse {
+    serve(req, payload, state, Flavor::Text).await
+}
+
+async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<MockState>,
+    flavor: Flavor,
+) -> HttpResponse {
+    let route = match flavor {
+        Flavor::Chat => ROUTE,
+        Flavor::Text => TEXT_ROUTE,
+    };
+    let request = match begin_json(&req, payload, &state, route).await {
         Ok(r) => r,
         Err(rejection) => return *rejection,
     };
-    match respond(&request, &state).await {
+    match respond(&request, &state, flavor).await {
         Ok(response) => response,
         Err(rejection) => *rejection,
     }
@@ -31,6 +63,7 @@ pub async fn completions(
 
 /// What one reply consists of, computed from the request and the settings.
 struct Reply {
+    flavor: Flavor,
     id: String,
     created: u64,
     model: String,
@@ -38,21 +71,42 @@ struct Reply {
     words: u32,
     finish_reason: &'static str,
     prompt_tokens: u64,
-    /// The function to call instead of answering: the first of `tools`, unless the
-    /// conversation ends with a tool's result.
+    /// The function called instead of text, when `tool_choice` demanded one.
     tool: Option<String>,
 }
 
-/// The arguments of every call the mock makes.
-const TOOL_ARGUMENTS: &str = r#"{"word":"word0"}"#;
+/// Arguments of the mock's tool calls, streamed in two pieces.
+pub const TOOL_ARGUMENTS: [&str; 2] = ["{\"arg\":", "\"word0\"}"];
+
+/// The function a request makes the model call: the named one for `tool_choice` naming a
+/// function, the first tool for `required`, none otherwise (as an engine that always obeys
+/// `tool_choice` and never calls a tool on its own would).
+pub fn forced_tool(body: &Value) -> Option<String> {
+    let first = || {
+        body.pointer("/tools/0/function/name")
+            .or_else(|| body.pointer("/tools/0/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let choice = body.get("tool_choice")?;
+    match choice
+        .as_str()
+        .or_else(|| choice.get("type").and_then(Value::as_str))
+    {
+        Some("required" | "any") => first(),
+        // Chat names it in `function`, Anthropic (`tool`) and Responses beside the type.
+        Some("function" | "tool") => choice
+            .pointer("/function/name")
+            .or_else(|| choice.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
+}
 
 impl Reply {
     fn usage(&self) -> Value {
-        let completion = if self.tool.is_some() {
-            4
-        } else {
-            u64::from(self.words)
-        };
+        let completion = u64::from(self.words);
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -65,27 +119,38 @@ impl Reply {
     }
 }
 
-fn word(i: u32) -> String {
+pub fn word(i: u32) -> String {
     format!("word{i} ")
 }
 
 async fn respond(
     request: &JsonRequest,
     state: &web::Data<MockState>,
+    flavor: Flavor,
 ) -> Result<HttpResponse, Rejection> {
     let s = &request.settings;
     let model = request.model()?;
-    let messages = request
-        .body
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
+    let prompt_tokens = match flavor {
+        Flavor::Chat => prompt_words(
+            request
+                .body
+                .get("messages")
+                .and_then(Value::as_array)
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    bad_request(
+                        "`messages` is required and must be a non-empty array",
+                        Some("messages"),
+                    )
+                })?,
+        ),
+        Flavor::Text => text_prompt_tokens(request.body.get("prompt")).ok_or_else(|| {
             bad_request(
-                "`messages` is required and must be a non-empty array",
-                Some("messages"),
+                "`prompt` must be a string, an array of strings or token ids",
+                Some("prompt"),
             )
-        })?;
+        })?,
+    };
     let limit = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| request.body.get(*k).and_then(Value::as_u64));
@@ -93,24 +158,22 @@ async fn respond(
         Some(l) => s.chunks.min(u32::try_from(l).unwrap_or(u32::MAX)),
         None => s.chunks,
     };
-    let after_tool = messages.last().is_some_and(|m| m["role"] == "tool");
-    let tool = request
-        .body
-        .pointer("/tools/0/function/name")
-        .and_then(Value::as_str)
-        .filter(|_| !after_tool)
-        .map(str::to_string);
+    let tool = forced_tool(&request.body);
     let reply = Reply {
-        id: format!("chatcmpl-mock{:016x}", fastrand::u64(..)),
+        flavor,
+        id: match flavor {
+            Flavor::Chat => format!("chatcmpl-mock{:016x}", fastrand::u64(..)),
+            Flavor::Text => format!("cmpl-mock{:016x}", fastrand::u64(..)),
+        },
         created: unix_now(),
         model,
-        words,
-        finish_reason: match &tool {
-            Some(_) => "tool_calls",
-            None if words < s.chunks => "length",
-            None => "stop",
+        words: if tool.is_some() { 0 } else { words },
+        finish_reason: match (&tool, words < s.chunks) {
+            (Some(_), _) => "tool_calls",
+            (None, true) => "length",
+            (None, false) => "stop",
         },
-        prompt_tokens: prompt_words(messages),
+        prompt_tokens,
         tool,
     };
     let stream = request.body.get("stream").and_then(Value::as_bool) == Some(true);
@@ -132,8 +195,27 @@ async fn respond(
     Ok(sse_response(sse_plan(&reply, s, include_usage), state))
 }
 
+/// A text prompt's size: words of its strings, or its token ids; `None` when it has another
+/// shape.
+fn text_prompt_tokens(prompt: Option<&Value>) -> Option<u64> {
+    let words = |text: &str| text.split_whitespace().count() as u64;
+    match prompt? {
+        Value::String(text) => Some(words(text)),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => Some(words(text)),
+                Value::Number(n) if n.is_u64() => Some(1),
+                Value::Array(ids) if ids.iter().all(Value::is_u64) => Some(ids.len() as u64),
+                _ => None,
+            })
+            .sum(),
+        _ => None,
+    }
+}
+
 /// Words in the text of every message (string content or text parts).
-fn prompt_words(messages: &[Value]) -> u64 {
+pub fn prompt_words(messages: &[Value]) -> u64 {
     let words = |text: &str| text.split_whitespace().count() as u64;
     messages
         .iter()
@@ -161,24 +243,43 @@ async fn non_streaming(
             .saturating_mul(u64::from(reply.words - 1));
         sleep_ms(s.ttft_ms.saturating_add(rest)).await;
     }
-    let message = match &reply.tool {
-        Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [{
-            "id": "call_mock0", "type": "function",
-            "function": {"name": name, "arguments": TOOL_ARGUMENTS},
-        }]}),
-        None => json!({"role": "assistant", "content": reply.content(), "refusal": null}),
+    let (object, choice) = match reply.flavor {
+        Flavor::Chat => {
+            let message = match &reply.tool {
+                Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [{
+                    "id": "call_mock0", "type": "function",
+                    "function": {"name": name, "arguments": TOOL_ARGUMENTS.concat()},
+                }]}),
+                None => {
+                    json!({"role": "assistant", "content": reply.content(), "refusal": null})
+                }
+            };
+            (
+                "chat.completion",
+                json!({
+                    "index": 0,
+                    "message": message,
+                    "logprobs": null,
+                    "finish_reason": reply.finish_reason,
+                }),
+            )
+        }
+        Flavor::Text => (
+            "text_completion",
+            json!({
+                "index": 0,
+                "text": reply.content(),
+                "logprobs": null,
+                "finish_reason": reply.finish_reason,
+            }),
+        ),
     };
     let body = json!({
         "id": reply.id,
-        "object": "chat.completion",
+        "object": object,
         "created": reply.created,
         "model": reply.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": reply.finish_reason,
-        }],
+        "choices": [choice],
         "usage": reply.usage(),
     });
     deliver(state, s, "application/json", Bytes::from(body.to_string()))
@@ -186,15 +287,21 @@ async fn non_streaming(
 
 /// Renders `data: {...}\n\n` events sharing one id, created and model.
 struct Events {
+    flavor: Flavor,
     head: String,
 }
 
 impl Events {
     fn new(reply: &Reply) -> Self {
         let model = Value::String(reply.model.clone());
+        let object = match reply.flavor {
+            Flavor::Chat => "chat.completion.chunk",
+            Flavor::Text => "text_completion",
+        };
         Self {
+            flavor: reply.flavor,
             head: format!(
-                r#"data: {{"id":"{}","object":"chat.completion.chunk","created":{},"model":{model},"#,
+                r#"data: {{"id":"{}","object":"{object}","created":{},"model":{model},"#,
                 reply.id, reply.created
             ),
         }
@@ -204,9 +311,16 @@ impl Events {
         format!("{}{rest}}}\n\n", self.head)
     }
 
-    fn choice(&self, delta: &str, finish: &str) -> String {
+    /// One choice carrying `text` (a JSON string) or nothing (`None`), and `finish`.
+    fn choice(&self, text: Option<&str>, finish: &str) -> String {
+        let content = match (self.flavor, text) {
+            (Flavor::Chat, Some(text)) => format!(r#""delta":{{"content":{text}}}"#),
+            (Flavor::Chat, None) => r#""delta":{}"#.to_owned(),
+            (Flavor::Text, Some(text)) => format!(r#""text":{text}"#),
+            (Flavor::Text, None) => r#""text":"""#.to_owned(),
+        };
         self.event(&format!(
-            r#""choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]"#
+            r#""choices":[{{"index":0,{content},"logprobs":null,"finish_reason":{finish}}}]"#
         ))
     }
 }
@@ -214,10 +328,14 @@ impl Events {
 fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     let events = Events::new(reply);
     let mut plan = Plan::new();
-    plan.data(
-        events.choice(r#"{"role":"assistant","content":""}"#, "null"),
-        0,
-    );
+    if reply.flavor == Flavor::Chat {
+        plan.data(
+            events.event(
+                r#""choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]"#,
+            ),
+            0,
+        );
+    }
     let die_at = s.die_after_chunks.map(|k| k.min(reply.words));
     if die_at == Some(0) {
         plan.die();
@@ -227,24 +345,31 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
         plan.pause_ms(s.hang_ms);
     }
     if let Some(name) = &reply.tool {
-        // The call comes in two pieces, as engines stream arguments token by token.
         plan.pause_ms(s.ttft_ms);
-        let (head, tail) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
-        let first = json!({"tool_calls": [{"index": 0, "id": "call_mock0", "type": "function",
-            "function": {"name": name, "arguments": head}}]});
-        plan.data(events.choice(&first.to_string(), "null"), 1);
-        let rest = json!({"tool_calls": [{"index": 0, "function": {"arguments": tail}}]});
-        plan.data(events.choice(&rest.to_string(), "null"), 1);
+        for (k, piece) in TOOL_ARGUMENTS.iter().enumerate() {
+            let mut call = json!({"index": 0, "function": {"arguments": piece}});
+            if k == 0 {
+                call["id"] = json!("call_mock0");
+                call["type"] = json!("function");
+                call["function"]["name"] = json!(name);
+            }
+            let delta = json!({"tool_calls": [call]}).to_string();
+            plan.data(
+                events.event(&format!(
+                    r#""choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]"#
+                )),
+                1,
+            );
+        }
     }
-    let words = if reply.tool.is_some() { 0 } else { reply.words };
-    for i in 0..words {
+    for i in 0..reply.words {
         plan.pause_ms(if i == 0 {
             s.ttft_ms
         } else {
             s.chunk_interval_ms
         });
-        let delta = json!({"content": word(i)}).to_string();
-        plan.data(events.choice(&delta, "null"), 1);
+        let text = Value::String(word(i)).to_string();
+        plan.data(events.choice(Some(&text), "null"), 1);
         if i == 0 && s.hang == Hang::MidStream {
             plan.pause_ms(s.hang_ms);
         }
@@ -255,15 +380,13 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     }
     let finish = format!(r#""{}""#, reply.finish_reason);
     let usage = reply.usage();
+    let last = events.choice(None, &finish);
     if s.usage_mode == UsageMode::OnFinish {
-        plan.data(
-            events.event(&format!(
-                r#""choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":{finish}}}],"usage":{usage}"#
-            )),
-            0,
-        );
+        // The finish chunk with `"usage":…` spliced in before its closing brace.
+        let body = last.trim_end().trim_end_matches('}');
+        plan.data(format!("{body},\"usage\":{usage}}}\n\n"), 0);
     } else {
-        plan.data(events.choice("{}", &finish), 0);
+        plan.data(last, 0);
     }
     match s.usage_mode {
         UsageMode::Always => {
@@ -282,7 +405,7 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     plan
 }
 
-fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
+pub fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
@@ -320,22 +443,66 @@ mod tests {
         assert_eq!(prompt_words(messages.as_array().unwrap()), 5);
     }
 
-    #[test]
-    fn events_are_valid_json() {
-        let reply = Reply {
-            id: "chatcmpl-x".into(),
+    fn reply(flavor: Flavor, model: &str) -> Reply {
+        Reply {
+            flavor,
+            id: "cmpl-x".into(),
             created: 1,
-            model: "m\"odel".into(),
+            model: model.into(),
             words: 2,
             finish_reason: "stop",
             prompt_tokens: 3,
             tool: None,
-        };
+        }
+    }
+
+    #[test]
+    fn events_are_valid_json() {
+        let reply = reply(Flavor::Chat, "m\"odel");
         let events = Events::new(&reply);
-        let line = events.choice(r#"{"content":"a"}"#, "null");
+        let line = events.choice(Some(r#""a""#), "null");
         let json: Value =
             serde_json::from_str(line.strip_prefix("data: ").unwrap().trim_end()).unwrap();
         assert_eq!(json["model"], "m\"odel");
         assert_eq!(json["choices"][0]["delta"]["content"], "a");
+    }
+
+    #[test]
+    fn text_events_carry_text_and_every_plan_event_is_json() {
+        for flavor in [Flavor::Chat, Flavor::Text] {
+            let reply = reply(flavor, "m");
+            let events = Events::new(&reply);
+            let line = events.choice(Some(r#""a""#), "null");
+            let json: Value =
+                serde_json::from_str(line.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+            let text = match flavor {
+                Flavor::Chat => &json["choices"][0]["delta"]["content"],
+                Flavor::Text => &json["choices"][0]["text"],
+            };
+            assert_eq!(text, "a", "{flavor:?}");
+            let finish = events.choice(None, r#""stop""#);
+            let body = finish.trim_end().trim_end_matches('}');
+            let with_usage = format!("{body},\"usage\":{}}}", reply.usage());
+            let json: Value = serde_json::from_str(with_usage.strip_prefix("data: ").unwrap())
+                .unwrap_or_else(|e| panic!("{flavor:?}: {e}: {with_usage}"));
+            assert_eq!(json["usage"]["prompt_tokens"], 3);
+        }
+    }
+
+    #[test]
+    fn text_prompts_count_words_or_token_ids() {
+        let cases = [
+            (json!("a b c"), Some(3)),
+            (json!(["a b", "c"]), Some(3)),
+            (json!([1, 2, 3, 4]), Some(4)),
+            (json!([[1, 2], [3]]), Some(3)),
+            (json!([]), None),
+            (json!({"x": 1}), None),
+            (json!([true]), None),
+        ];
+        for (prompt, tokens) in cases {
+            assert_eq!(text_prompt_tokens(Some(&prompt)), tokens, "{prompt}");
+        }
+        assert_eq!(text_prompt_tokens(None), None);
     }
 }

@@ -11,8 +11,8 @@
 //! - `request`, `faults`, `reset`, `errors`: the path every inference request takes before its
 //!   handler (count, record, fault gate) and the error bodies.
 //! - `body`: bodies produced over time (SSE, audio pieces, slow drip), with abort detection.
-//! - `chat`, `responses`, `embeddings`, `audio`, `transcribe`, `images`, `video`: one file per
-//!   API.
+//! - `chat` (chat and text completions), `responses`, `messages`, `embeddings`, `rerank`
+//!   (native and TEI shapes), `audio`, `transcribe`, `images`, `video`: one file per API.
 //! - `health`, `control`: probe/discovery paths and `/_mock/*`.
 
 mod audio;
@@ -24,7 +24,9 @@ mod errors;
 mod faults;
 mod health;
 mod images;
+mod messages;
 mod request;
+mod rerank;
 mod reset;
 mod responses;
 mod settings;
@@ -157,6 +159,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(responses::get))
                 .route(web::delete().to(responses::delete)),
         )
+        .service(at(messages::ROUTE).route(post().to(messages::create)))
+        .service(at(messages::COUNT_ROUTE).route(post().to(messages::count_tokens)))
+        .service(at(chat::TEXT_ROUTE).route(post().to(chat::text_completions)))
+        .service(at(rerank::ROUTE).route(post().to(rerank::native)))
+        .service(at(rerank::TEI_ROUTE).route(post().to(rerank::tei)))
         .service(at(embeddings::ROUTE).route(post().to(embeddings::create)))
         .service(at(audio::ROUTE).route(post().to(audio::speech)))
         .service(at(transcribe::TRANSCRIPTIONS).route(post().to(transcribe::transcriptions)))

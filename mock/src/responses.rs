@@ -1,6 +1,6 @@
 //! `POST /v1/responses`: OpenAI's Responses API as vLLM and llama.cpp serve it natively. The
-//! answer is `chunks` words, or a call of the first function tool when `tools` are given and
-//! the input does not end with a tool's output. Stored responses (`store`, default true) are
+//! answer is `chunks` words, or a call of the function `tool_choice` demands (as the chat mock
+//! makes one: [`super::chat::forced_tool`]). Stored responses (`store`, default true) are
 //! remembered in memory (bounded), so `previous_response_id` works on the mock that made the
 //! response and is a 400 `previous_response_not_found` on any other.
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::body::{PacedBody, Plan, Tracker};
+use super::chat::{forced_tool, TOOL_ARGUMENTS};
 use super::errors::{
     injected_error_body, injected_message, json_response, not_found, openai_error, Rejection,
 };
@@ -137,7 +138,7 @@ impl Answer {
         match &self.call {
             Some(name) => json!({
                 "type": "function_call", "id": format!("fc_{}", self.id), "call_id": format!("call_{}", self.id),
-                "name": name, "arguments": if done { CALL_ARGUMENTS } else { "" }, "status": status,
+                "name": name, "arguments": if done { TOOL_ARGUMENTS.concat() } else { String::new() }, "status": status,
             }),
             None => json!({
                 "type": "message", "id": format!("msg_{}", self.id), "status": status, "role": "assistant",
@@ -164,8 +165,6 @@ impl Answer {
         }
     }
 }
-
-const CALL_ARGUMENTS: &str = r#"{"word":"word0"}"#;
 
 async fn respond(
     request: &JsonRequest,
@@ -195,14 +194,7 @@ async fn respond(
         Some(Value::Array(items)) => items.clone(),
         _ => return Err(super::errors::bad_request("`input` is required", Some("input")).into()),
     };
-    let after_tool = input
-        .last()
-        .is_some_and(|item| item["type"] == "function_call_output");
-    let first_tool = body
-        .pointer("/tools/0/name")
-        .and_then(Value::as_str)
-        .filter(|_| !after_tool)
-        .map(str::to_string);
+    let forced = forced_tool(body);
     let limit = body.get("max_output_tokens").and_then(Value::as_u64);
     let words = limit.map_or(s.chunks, |l| {
         s.chunks.min(u32::try_from(l).unwrap_or(u32::MAX))
@@ -211,8 +203,8 @@ async fn respond(
         id: format!("resp_mock{:016x}", fastrand::u64(..)),
         model,
         words,
-        incomplete: first_tool.is_none() && words < s.chunks,
-        call: first_tool,
+        incomplete: forced.is_none() && words < s.chunks,
+        call: forced,
         input_tokens: input_words(&input),
         previous,
         store: body.get("store").and_then(Value::as_bool) != Some(false),
@@ -296,7 +288,7 @@ fn event_plan(answer: &Answer, ttft_ms: u64, interval_ms: u64) -> Plan {
     let item_id = answer.item(false)["id"].clone();
     match &answer.call {
         Some(_) => {
-            let (head, tail) = CALL_ARGUMENTS.split_at(CALL_ARGUMENTS.len() / 2);
+            let [head, tail] = TOOL_ARGUMENTS;
             for piece in [head, tail] {
                 event(
                     &mut plan,
@@ -308,7 +300,7 @@ fn event_plan(answer: &Answer, ttft_ms: u64, interval_ms: u64) -> Plan {
             event(
                 &mut plan,
                 "response.function_call_arguments.done",
-                json!({"item_id": item_id, "output_index": 0, "arguments": CALL_ARGUMENTS}),
+                json!({"item_id": item_id, "output_index": 0, "arguments": TOOL_ARGUMENTS.concat()}),
                 0,
             );
         }

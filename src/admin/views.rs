@@ -13,8 +13,11 @@ use super::Observability;
 use crate::accounting::db::{self, Filter, GroupBy, Period};
 use crate::api::json_response;
 use crate::api::state::AppState;
+use crate::discovery::ProbeRow;
 use crate::error::ApiError;
 use crate::mesh::{GetTable, RouteTable};
+use crate::reload::{ConfigActor, GetProbes};
+use actix::Addr;
 
 async fn current_table(state: &AppState) -> Option<std::sync::Arc<RouteTable>> {
     state.mesh.router.send(GetTable).await.ok()
@@ -113,8 +116,15 @@ fn redact_url(raw: &str) -> String {
     }
 }
 
-/// Every endpoint's live state, with the routes that use it.
-pub fn backends_view(table: &RouteTable) -> Vec<Value> {
+/// The probe rows of discovering and provider endpoints (empty when the config actor is gone).
+async fn probe_rows(control: &Addr<ConfigActor>) -> Vec<ProbeRow> {
+    control.send(GetProbes).await.unwrap_or_default()
+}
+
+/// Every endpoint's live state, with the routes that use it and, for a discovering or provider
+/// endpoint, its probe row (`probe`: reachable, auth ok, models discovered, private network
+/// approved).
+pub fn backends_view(table: &RouteTable, probes: &[ProbeRow]) -> Vec<Value> {
     let mut used_by: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for m in &table.models {
         for (j, handle) in m.endpoints.iter().enumerate() {
@@ -145,19 +155,26 @@ pub fn backends_view(table: &RouteTable) -> Vec<Value> {
                     "routes".into(),
                     Value::Array(used_by.remove(ep.name.as_str()).unwrap_or_default()),
                 );
+                if let Some(row) = probes.iter().find(|r| r.endpoint == ep.name) {
+                    obj.insert("probe".into(), json!(row));
+                }
             }
             v
         })
         .collect()
 }
 
-pub async fn backends(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn backends(
+    state: web::Data<AppState>,
+    control: web::Data<Addr<ConfigActor>>,
+) -> Result<HttpResponse, ApiError> {
     let table = current_table(&state)
         .await
         .ok_or_else(|| ApiError::internal("the router is not running"))?;
+    let probes = probe_rows(&control).await;
     Ok(json_response(&json!({
         "object": "list",
-        "data": backends_view(&table),
+        "data": backends_view(&table, &probes),
     })))
 }
 
@@ -170,11 +187,13 @@ pub struct StatusQuery {
 pub async fn status(
     state: web::Data<AppState>,
     obs: web::Data<Observability>,
+    control: web::Data<Addr<ConfigActor>>,
     query: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let table = current_table(&state)
         .await
         .ok_or_else(|| ApiError::internal("the router is not running"))?;
+    let probes = probe_rows(&control).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -202,7 +221,7 @@ pub async fn status(
         "uptime_seconds": state.started.elapsed().as_secs(),
         "in_flight": crate::record::live_requests(),
         "models": table.models.len(),
-        "endpoints": backends_view(&table),
+        "endpoints": backends_view(&table, &probes),
         "timeline": {
             "slot_seconds": crate::metrics::timeline::SLOT_SECONDS,
             "points": points,

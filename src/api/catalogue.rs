@@ -1,13 +1,14 @@
 //! `GET /v1/catalogue`: the self-hosted model catalogue (docs/catalogue.md) as an OpenAI-style
 //! list, the same entries `switchyard catalogue list --format json` prints, optionally filtered
-//! by `category` and `engine`. The catalogue is compiled in, so this never touches the mesh.
+//! by `category` and `engine`. Each entry carries its full `dockerfile` text, as the platform's
+//! catalogue entries do. The catalogue is compiled in, so this never touches the mesh.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::json_response;
-use crate::catalogue::{self, Category, Engine, Entry};
+use crate::catalogue::{self, Category, Engine, Published};
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -37,11 +38,12 @@ pub async fn list(query: web::Query<CatalogueQuery>) -> Result<HttpResponse, Api
         tracing::error!(error = %e, "the embedded catalogue does not load");
         ApiError::internal("The model catalogue is unavailable.")
     })?;
-    let data: Vec<&Entry> = all
+    let data: Vec<Published<'_>> = all
         .iter()
         .filter(|e| {
             category.is_none_or(|c| e.category == c) && engine.is_none_or(|g| e.engine == g)
         })
+        .map(Published::of)
         .collect();
     Ok(json_response(&json!({
         "object": "list",

@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: validation, parameter filtering per model, then either a JSON
-//! answer or an SSE stream relayed event by event.
+//! answer or an SSE stream relayed event by event. Text completions ([`super::completions`])
+//! go through the same relay ([`serve`]) with their own validation.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,18 +17,21 @@ use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
+use crate::mesh::Lease;
 use crate::record::Usage;
-use crate::relay::chat_stream::{ChatStream, StreamDialect};
+use crate::relay::chat_stream::{ChatStream, OpenAiChat, StreamDialect};
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
 use crate::relay::spliced::SplicedBody;
 use crate::relay::upstream::post_json;
-use crate::relay::{with_fallback, Attempt};
+use crate::relay::{with_fallback, Attempt, Forwarded};
+use crate::settings::Settings;
 
 /// Body keys that steer the router (OpenRouter extensions) and are never sent upstream.
 const ROUTER_ONLY: &[&str] = &["models", "provider", "route", "transforms", "plugins"];
-/// Body keys the router manages itself; always kept.
-const ALWAYS_KEPT: &[&str] = &["model", "messages", "stream", "stream_options"];
+/// Body keys the router manages itself; always kept (with the operation's input, see
+/// [`input_member`]).
+const ALWAYS_KEPT: &[&str] = &["model", "stream", "stream_options"];
 const TOOL_KEYS: &[&str] = &[
     "tools",
     "tool_choice",
@@ -38,12 +42,22 @@ const TOOL_KEYS: &[&str] = &[
 
 /// Reject content the model cannot take (images sent to a text-only model, …).
 fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
+    check_input_modalities(def, facts.uses_image, facts.uses_audio)
+}
+
+/// The modality check of chat and the APIs translated to it: 400 when the request carries
+/// images or audio that the model's `input_modalities` do not list.
+pub fn check_input_modalities(
+    def: &ModelDef,
+    uses_image: bool,
+    uses_audio: bool,
+) -> Result<(), ApiError> {
     let accepts = |m: &str| {
         def.input_modalities
             .iter()
             .any(|x| x.eq_ignore_ascii_case(m))
     };
-    for (used, modality) in [(facts.uses_image, "image"), (facts.uses_audio, "audio")] {
+    for (used, modality) in [(uses_image, "image"), (uses_audio, "audio")] {
         if used && !accepts(modality) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedModality,
@@ -55,8 +69,46 @@ fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The member that carries a chat-like operation's input.
+fn input_member(op: ApiOp) -> &'static str {
+    match op {
+        ApiOp::Completions => "prompt",
+        _ => "messages",
+    }
+}
+
+/// Body keys that ask for reasoning (OpenRouter's `reasoning`, OpenAI's `reasoning_effort`).
+const REASONING_KEYS: &[&str] = &["reasoning", "reasoning_effort", "include_reasoning"];
+
+/// Refuse tools or reasoning asked of a model whose entry must declare them and does not
+/// (the vLLM-compatible providers: a local model id says nothing about what it can do). A
+/// clear 400 here beats an engine's own error, or a silently ignored parameter.
+fn check_declared(def: &ModelDef, body: &ChatBody) -> Result<(), ApiError> {
+    let Some(declared) = def.declared else {
+        return Ok(());
+    };
+    let asked = |keys: &[&'static str]| keys.iter().copied().find(|k| body.contains_key(k));
+    let refused = [
+        (declared.tools, asked(TOOL_KEYS), "tool calling"),
+        (declared.reasoning, asked(REASONING_KEYS), "reasoning"),
+    ];
+    for (allowed, key, what) in refused {
+        if let (false, Some(key)) = (allowed, key) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedCapability,
+                format!(
+                    "Model `{}` does not declare {what} support; declare it in the model's provider entry to use `{key}`.",
+                    def.id
+                ),
+            )
+            .with_param(key));
+        }
+    }
+    Ok(())
+}
+
 /// Drop what the model's route must not receive; the body is filtered in place, once.
-pub fn filter_params(body: &mut ChatBody, def: &ModelDef) {
+pub fn filter_params(body: &mut ChatBody, def: &ModelDef, op: ApiOp) {
     body.retain(|key| !ROUTER_ONLY.contains(&key));
     let Some(supported) = &def.supported_params else {
         return;
@@ -75,6 +127,7 @@ pub fn filter_params(body: &mut ChatBody, def: &ModelDef) {
     }
     body.retain(|key| {
         let keep = ALWAYS_KEPT.contains(&key)
+            || key == input_member(op)
             || listed(key)
             || (def.supports_tools && TOOL_KEYS.contains(&key))
             || (def.supports_structured_output && key == "response_format");
@@ -116,14 +169,19 @@ fn estimate_prompt_tokens(facts: &ChatFacts) -> u64 {
     (facts.prompt_chars as u64).div_ceil(4).max(1)
 }
 
-/// Completion tokens guessed from a non-streamed answer's text.
+/// Completion tokens guessed from a non-streamed answer's text (a chat message's content or
+/// a text completion's `text`).
 fn estimate_completion_tokens(body: &JsonObject) -> u64 {
     let chars: usize = body
         .field::<Vec<Value>>("choices")
         .map(|choices| {
             choices
                 .iter()
-                .filter_map(|c| c.pointer("/message/content").and_then(Value::as_str))
+                .filter_map(|c| {
+                    c.pointer("/message/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                })
                 .map(str::len)
                 .sum()
         })
@@ -137,8 +195,32 @@ pub async fn chat_completions(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ctx = new_ctx(&req, &state, ApiOp::ChatCompletions);
-    let result = handle(&req, payload, &state, &client, &mut ctx).await;
+    serve(
+        req,
+        payload,
+        state,
+        client,
+        ApiOp::ChatCompletions,
+        chat_request::parse,
+    )
+    .await
+}
+
+/// Reads a chat-like body into what the relay needs to know and what it forwards.
+pub type ParseBody = fn(&Bytes) -> Result<(ChatFacts, ChatBody), ApiError>;
+
+/// Serve a chat-like operation (`op` relayed to its upstream path, JSON or SSE): the one
+/// relay behind chat and text completions, with fallback, limits, usage and the record.
+pub async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    op: ApiOp,
+    parse: ParseBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut ctx = new_ctx(&req, &state, op);
+    let result = handle(&req, payload, &state, &client, &mut ctx, op, parse).await;
     match result {
         Ok(Reply::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
@@ -153,14 +235,25 @@ pub async fn chat_completions(
     }
 }
 
-pub enum Reply {
+/// One attempt's answer: the JSON, or a stream primed up to its first content and speaking
+/// `D` to the client.
+pub enum Reply<D: StreamDialect = OpenAiChat> {
     Json(JsonObject, Usage),
-    Stream(Box<ChatStream>),
+    Stream(Box<ChatStream<D>>),
 }
 
 /// A chat body shared by a request's attempts: filtered once for the model (the flag), renamed
 /// per route.
 pub type SharedChatBody = RefCell<(ChatBody, bool)>;
+
+/// What every attempt of one chat-like request sends: the body, what was read of it, and the
+/// operation whose upstream path it goes to.
+pub struct ChatCall<'a> {
+    pub body: &'a SharedChatBody,
+    pub facts: &'a ChatFacts,
+    pub fwd: &'a Forwarded,
+    pub op: ApiOp,
+}
 
 async fn handle(
     req: &HttpRequest,
@@ -168,6 +261,8 @@ async fn handle(
     state: &AppState,
     client: &awc::Client,
     ctx: &mut crate::record::RequestCtx,
+    op: ApiOp,
+    parse: ParseBody,
 ) -> Result<Reply, ApiError> {
     // The permit holds this body's share of the JSON budget until the reply is under way.
     let JsonBody {
@@ -175,22 +270,34 @@ async fn handle(
         permit: _permit,
         ..
     } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
-    let (facts, body) = chat_request::parse(&bytes)?;
+    let (facts, body) = parse(&bytes)?;
     ctx.record.stream = facts.stream;
     let fwd = forwarded(req, ctx.request_id());
+    let settings = &state.settings;
+    // The body is shared by attempts: filtered once for the model, renamed per route.
     let shared = Rc::new(RefCell::new((body, false)));
     let facts = Rc::new(facts);
     with_fallback(
         &state.mesh.local_router(),
         &facts.model,
-        ApiOp::ChatCompletions,
+        op,
         estimated_tokens(&facts),
-        &state.settings.retry,
+        &settings.retry,
         ctx,
         |lease| {
             let (shared, facts, fwd) = (shared.clone(), facts.clone(), fwd.clone());
             async move {
-                chat_attempt(client, &state.settings, lease, &shared, &facts, &fwd, None).await
+                let call = ChatCall {
+                    body: &shared,
+                    facts: &facts,
+                    fwd: &fwd,
+                    op,
+                };
+                let dialect = OpenAiChat {
+                    public_model: lease.model().id.clone(),
+                    client_wants_usage: facts.include_usage,
+                };
+                chat_attempt(client, settings, lease, &call, dialect).await
             }
         },
     )
@@ -202,34 +309,39 @@ pub fn estimated_tokens(facts: &ChatFacts) -> u64 {
     (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512)
 }
 
-/// One attempt of a chat request on `lease`: the JSON answer, or a stream primed up to its
-/// first content. Shared by `/v1/chat/completions` and the APIs translated to chat, which
-/// give the stream their own `dialect`.
-pub async fn chat_attempt(
+/// One attempt of a chat-like request on `lease`: the JSON answer, or a stream primed up to its
+/// first content and written to the client by `dialect`. Shared by chat, text completions and
+/// the APIs translated to chat.
+pub async fn chat_attempt<D: StreamDialect>(
     client: &awc::Client,
-    settings: &crate::settings::Settings,
-    mut lease: crate::mesh::Lease,
-    shared: &SharedChatBody,
-    facts: &ChatFacts,
-    fwd: &crate::relay::Forwarded,
-    dialect: Option<Box<dyn StreamDialect>>,
-) -> Attempt<Reply> {
+    settings: &Settings,
+    mut lease: Lease,
+    call: &ChatCall<'_>,
+    dialect: D,
+) -> Attempt<Reply<D>> {
+    let ChatCall {
+        body: shared,
+        facts,
+        fwd,
+        op,
+    } = *call;
     let def = lease.model().clone();
     let bytes = {
         let mut guard = shared.borrow_mut();
         let (body, filtered) = &mut *guard;
         if !*filtered {
-            if let Err(e) = check_modalities(&def, facts) {
+            if let Err(e) = check_modalities(&def, facts).and_then(|()| check_declared(&def, body))
+            {
                 lease.finish(crate::mesh::Outcome::ClientError);
                 return Attempt::Fail(e);
             }
-            filter_params(body, &def);
+            filter_params(body, &def, op);
             *filtered = true;
         }
         upstream_body(body, &lease.route().provider_model_id, facts.stream)
     };
     let prompt_estimate = estimate_prompt_tokens(facts);
-    let path = ApiOp::ChatCompletions.upstream_path();
+    let path = op.upstream_path();
     if !facts.stream {
         return match call_json(
             client,
@@ -255,37 +367,35 @@ pub async fn chat_attempt(
             Attempt::Fail(e) => Attempt::Fail(e),
         };
     }
-    let stream = open_stream(
+    let request = (path, bytes);
+    match open_stream(
         client,
         settings,
         lease,
-        (path, bytes),
+        request,
         fwd,
-        facts.include_usage,
         prompt_estimate,
         dialect,
     )
-    .await;
-    match stream {
+    .await
+    {
         Attempt::Done(stream) => Attempt::Done(Reply::Stream(stream)),
         Attempt::Retry(e) => Attempt::Retry(e),
         Attempt::Fail(e) => Attempt::Fail(e),
     }
 }
 
-/// POST `body` to the backend's `path` and prime its event stream up to the first content,
-/// read by `dialect` (chat's own when `None`): a failure until then may go to another route.
-#[allow(clippy::too_many_arguments)] // each is one fact of the attempt; a struct would only rename them
-pub async fn open_stream(
+/// POST `body` to the backend's `path` and prime its event stream, read and written by
+/// `dialect`, up to the first content: a failure until then may go to another route.
+pub async fn open_stream<D: StreamDialect>(
     client: &awc::Client,
-    settings: &crate::settings::Settings,
-    mut lease: crate::mesh::Lease,
+    settings: &Settings,
+    mut lease: Lease,
     (path, body): (&str, impl actix_web::body::MessageBody + 'static),
-    fwd: &crate::relay::Forwarded,
-    client_wants_usage: bool,
+    fwd: &Forwarded,
     prompt_estimate: u64,
-    dialect: Option<Box<dyn StreamDialect>>,
-) -> Attempt<Box<ChatStream>> {
+    dialect: D,
+) -> Attempt<Box<ChatStream<D>>> {
     let upstream = match post_json(client, &lease, path, body, fwd, &settings.timeouts).await {
         Ok(u) => u,
         Err(e) => return e.into_attempt(&mut lease),
@@ -293,19 +403,16 @@ pub async fn open_stream(
     let limits = settings.timeouts.for_route(lease.route());
     let started_ago = lease.elapsed();
     let public_model = lease.model().id.clone();
-    let mut stream = ChatStream::new(
+    let mut stream = ChatStream::with_dialect(
         upstream.body,
         lease,
+        dialect,
         public_model,
-        client_wants_usage,
         prompt_estimate,
         limits.idle,
         settings.max_sse_event_bytes,
     )
     .with_total_limit(started_ago, limits.total);
-    if let Some(dialect) = dialect {
-        stream = stream.with_dialect(dialect);
-    }
     match stream.prime().await {
         Ok(()) => Attempt::Done(Box::new(stream)),
         Err(e) => Attempt::Retry(e),

@@ -40,6 +40,15 @@ pub struct ChatFacts {
 
 /// Validate a chat body and keep it for forwarding.
 pub fn parse(body: &Bytes) -> Result<(ChatFacts, ChatBody), ApiError> {
+    parse_with(body, validate)
+}
+
+/// Read `body`'s top-level members, check them with `validate` and keep them for forwarding:
+/// the one reader behind every chat-like API (chat, text completions).
+pub fn parse_with(
+    body: &Bytes,
+    validate: impl FnOnce(&Fields<'_>) -> Result<ChatFacts, ApiError>,
+) -> Result<(ChatFacts, ChatBody), ApiError> {
     let fields = top_level_fields(body)?;
     let facts = validate(&fields)?;
     let fields = fields
@@ -49,7 +58,8 @@ pub fn parse(body: &Bytes) -> Result<(ChatFacts, ChatBody), ApiError> {
     Ok((facts, ChatBody { fields }))
 }
 
-type Fields<'a> = Vec<(String, &'a RawValue)>;
+/// A body's top-level members, each value raw JSON borrowed from the request.
+pub type Fields<'a> = Vec<(String, &'a RawValue)>;
 
 /// The members of the top-level object; a duplicate key keeps its first place and its last
 /// value, as `serde_json`'s ordered map does.
@@ -102,22 +112,38 @@ impl<'a> Visitor<'a> for TopLevel {
 
 /// A raw value reread by a helper: it was parsed once already, so this cannot fail, but a
 /// failure is still a client error rather than a panic.
-fn reread<T>(result: Result<T, serde_json::Error>) -> Result<T, ApiError> {
+pub(super) fn reread<T>(result: Result<T, serde_json::Error>) -> Result<T, ApiError> {
     result.map_err(|e| invalid_json(&e))
 }
 
-fn field<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a RawValue> {
+pub(super) fn field<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a RawValue> {
     fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
 
 /// The member's shape; absent is `None`.
-fn field_shape(fields: &Fields<'_>, key: &str) -> Result<Option<Shape>, ApiError> {
+pub(super) fn field_shape(fields: &Fields<'_>, key: &str) -> Result<Option<Shape>, ApiError> {
     field(fields, key).map(|raw| reread(shape(raw))).transpose()
 }
 
 /// The checks (and messages, in the same order) of OpenAI's chat API as the router applies
 /// them.
 fn validate(fields: &Fields<'_>) -> Result<ChatFacts, ApiError> {
+    let mut facts = facts_with_model(fields)?;
+    check_messages(field(fields, "messages"), &mut facts)?;
+    check_generation_params(fields, &mut facts)?;
+    if let Some(s) = field_shape(fields, "tools")? {
+        if !matches!(s, Shape::Null | Shape::Array) {
+            return Err(ApiError::bad_request(
+                "`tools` must be an array.",
+                Some("tools"),
+            ));
+        }
+    }
+    Ok(facts)
+}
+
+/// The facts of a body whose `model` is valid, nothing else known yet.
+pub(super) fn facts_with_model(fields: &Fields<'_>) -> Result<ChatFacts, ApiError> {
     let model = match field(fields, "model") {
         Some(raw) if raw_json::is_string(raw) => {
             super::model_name(Some(&reread(serde_json::from_str::<String>(raw.get()))?))?
@@ -125,7 +151,7 @@ fn validate(fields: &Fields<'_>) -> Result<ChatFacts, ApiError> {
         Some(raw) if !raw.get().starts_with('n') => return Err(super::model_not_a_string()),
         _ => super::model_name(None)?,
     };
-    let mut facts = ChatFacts {
+    Ok(ChatFacts {
         model,
         stream: false,
         include_usage: false,
@@ -133,8 +159,15 @@ fn validate(fields: &Fields<'_>) -> Result<ChatFacts, ApiError> {
         prompt_chars: 0,
         uses_image: false,
         uses_audio: false,
-    };
-    check_messages(field(fields, "messages"), &mut facts)?;
+    })
+}
+
+/// What chat and text completions share: `stream`, `stream_options`, token limits and the
+/// sampling numbers.
+pub(super) fn check_generation_params(
+    fields: &Fields<'_>,
+    facts: &mut ChatFacts,
+) -> Result<(), ApiError> {
     facts.stream = match field_shape(fields, "stream")? {
         None | Some(Shape::Null) => false,
         Some(Shape::Bool(b)) => b,
@@ -187,15 +220,7 @@ fn validate(fields: &Fields<'_>) -> Result<ChatFacts, ApiError> {
             }
         }
     }
-    if let Some(s) = field_shape(fields, "tools")? {
-        if !matches!(s, Shape::Null | Shape::Array) {
-            return Err(ApiError::bad_request(
-                "`tools` must be an array.",
-                Some("tools"),
-            ));
-        }
-    }
-    Ok(facts)
+    Ok(())
 }
 
 fn check_messages(messages: Option<&RawValue>, facts: &mut ChatFacts) -> Result<(), ApiError> {

@@ -1,4 +1,7 @@
-//! `GET /health`: liveness (200 while the process works) and a summary of endpoint health.
+//! `GET /health`: liveness (200 while the process works), a summary of endpoint health and the
+//! state of the router's own dependencies (`dependencies`: the request log's database and the
+//! job store). A failing dependency makes `status` `degraded`, still with 200: the process
+//! works and restarting it would not bring a database back.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -24,8 +27,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             Health::Down => down += 1,
         }
     }
+    let (deps_ok, dependencies) = state
+        .dependencies
+        .report(&state.store, state.settings.observability.request_log)
+        .await;
     json_response(&json!({
-        "status": "ok",
+        "status": if deps_ok { "ok" } else { "degraded" },
+        "dependencies": dependencies,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "models": table.models.len(),

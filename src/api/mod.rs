@@ -1,20 +1,28 @@
 //! The HTTP surface: one module per endpoint family, plus shared request helpers and the
 //! state every handler shares ([`state`]).
 
+pub mod anthropic_shape;
 pub mod body;
 pub mod canonical_path;
 pub mod catalogue;
 pub mod chat;
 pub mod chat_request;
+pub mod completions;
+pub mod completions_request;
 pub mod embeddings;
 pub mod health;
+pub mod health_deps;
 pub mod images;
 pub mod json_budget;
 pub mod json_shape;
+pub mod messages;
+pub mod model_endpoints;
 pub mod models;
 pub mod openapi;
 pub mod raw_json;
 pub mod request_id;
+pub mod rerank;
+pub mod rerank_shape;
 pub mod responses;
 pub mod speech;
 pub mod state;
@@ -32,8 +40,10 @@ use crate::error::{ApiError, ErrorCode};
 use crate::record::RequestCtx;
 use crate::relay::Forwarded;
 
-/// Mount every route; `/v1` and OpenRouter's `/api/v1` serve the same API, each scope behind
-/// the client key check (attached to the scope, so it covers exactly what routes here).
+/// Mount every route. `/v1`, OpenRouter's `/api/v1` and the self-hosted platform's proxy
+/// prefix `/api/v1/ai` serve the same API, each scope behind the client key check (attached to
+/// the scope, so it covers exactly what routes there); the rerank aliases outside `/v1`
+/// (`/rerank`, `/v2/rerank`) carry the same check on their resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
@@ -45,61 +55,94 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(openapi::document))
             .default_service(web::to(method_not_allowed)),
     );
-    for prefix in ["/v1", "/api/v1"] {
+    // `/api/v1/ai` before `/api/v1`: a scope that matches a prefix keeps the request.
+    for prefix in ["/v1", "/api/v1/ai", "/api/v1"] {
         cfg.service(
             web::scope(prefix)
                 .wrap(actix_web::middleware::from_fn(crate::auth::client_scope))
-                .service(post("/chat/completions", chat::chat_completions))
-                .service(post("/responses", responses::create))
-                .service(
-                    web::resource("/responses/{id}")
-                        .route(web::get().to(responses::get))
-                        .route(web::delete().to(responses::delete))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(post("/embeddings", embeddings::embeddings))
-                .service(post("/audio/speech", speech::speech))
-                .service(post(
-                    "/audio/transcriptions",
-                    transcriptions::transcriptions,
+                // Outside the key check, so its refusals are reshaped too.
+                .wrap(actix_web::middleware::from_fn(
+                    anthropic_shape::anthropic_errors,
                 ))
-                .service(post("/audio/translations", transcriptions::translations))
-                .service(post("/images/generations", images::generations))
-                .service(
-                    web::resource("/video/generations")
-                        .route(web::post().to(video::create))
-                        .route(web::get().to(video::list))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/video/generations/{id}")
-                        .route(web::get().to(video::get))
-                        .route(web::delete().to(video::delete))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/video/generations/{id}/content")
-                        .route(web::get().to(video::content))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(post("/video/generations/{id}/cancel", video::cancel))
-                .service(
-                    web::resource("/catalogue")
-                        .route(web::get().to(catalogue::list))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/models")
-                        .route(web::get().to(models::list_models))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/models/{id:.+}")
-                        .route(web::get().to(models::get_model))
-                        .default_service(web::to(method_not_allowed)),
-                ),
+                .configure(client_endpoints),
         );
     }
+    // Cohere's `/v2/rerank` and the bare `/rerank`, under the same key check, attached to
+    // the resource itself (a scope at the root would match every path).
+    cfg.service(
+        web::resource(["/rerank", "/v2/rerank"])
+            .route(web::post().to(rerank::rerank))
+            .default_service(web::to(method_not_allowed))
+            .wrap(actix_web::middleware::from_fn(crate::auth::client_scope)),
+    );
+}
+
+/// Every client endpoint of an API scope. The self-hosted platform's paths for images and
+/// video (`/generations/images`, `/generations/videos/…`) are aliases of the OpenAI ones,
+/// served by the same handlers.
+fn client_endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.service(post("/chat/completions", chat::chat_completions))
+        .service(post("/completions", completions::completions))
+        .service(post("/messages", messages::messages))
+        .service(post("/messages/count_tokens", messages::count_tokens))
+        .service(post("/responses", responses::create))
+        .service(
+            web::resource("/responses/{id}")
+                .route(web::get().to(responses::get))
+                .route(web::delete().to(responses::delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(post("/embeddings", embeddings::embeddings))
+        .service(post("/rerank", rerank::rerank))
+        .service(post("/audio/speech", speech::speech))
+        .service(post(
+            "/audio/transcriptions",
+            transcriptions::transcriptions,
+        ))
+        .service(post("/audio/translations", transcriptions::translations))
+        .service(post("/images/generations", images::generations))
+        .service(post("/generations/images", images::generations));
+    for jobs in ["/video/generations", "/generations/videos"] {
+        cfg.service(
+            web::resource(jobs)
+                .route(web::post().to(video::create))
+                .route(web::get().to(video::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{jobs}/{{id}}"))
+                .route(web::get().to(video::get))
+                .route(web::delete().to(video::delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{jobs}/{{id}}/content"))
+                .route(web::get().to(video::content))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(post(&format!("{jobs}/{{id}}/cancel"), video::cancel));
+    }
+    cfg.service(
+        web::resource("/catalogue")
+            .route(web::get().to(catalogue::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/models")
+            .route(web::get().to(models::list_models))
+            .default_service(web::to(method_not_allowed)),
+    )
+    // Before `/models/{id}`, whose pattern would take `…/endpoints` as part of an id.
+    .service(
+        web::resource("/models/{id:.+}/endpoints")
+            .route(web::get().to(model_endpoints::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/models/{id:.+}")
+            .route(web::get().to(models::get_model))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -121,12 +164,11 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    use actix_web::ResponseError;
-    let mut resp = ApiError::new(
+    // Built from the error so that the error stays attached (see `anthropic_shape`).
+    let mut resp = HttpResponse::from_error(ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("Method {} is not allowed on {}.", req.method(), req.path()),
-    )
-    .error_response();
+    ));
     // RFC 9110: a 405 lists the methods the resource has.
     resp.headers_mut().insert(
         actix_web::http::header::ALLOW,
@@ -138,12 +180,19 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// The methods of the router's resources, by path (every resource answers 405 the same way).
 fn allowed_methods(path: &str) -> &'static str {
     let path = path.strip_prefix("/api").unwrap_or(path);
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // `/api/v1/ai/…` serves what `/v1/…` does.
+    if segments.get(1) == Some(&"ai") {
+        segments.remove(1);
+    }
     match segments.as_slice() {
         ["health"] | ["openapi.yaml"] | ["metrics"] | ["v1", "models" | "catalogue", ..] => "GET",
-        ["v1", "video", "generations"] => "GET, POST",
-        ["v1", "video", "generations", _] | ["v1", "responses", _] => "GET, DELETE",
+        ["v1", "video", "generations"] | ["v1", "generations", "videos"] => "GET, POST",
+        ["v1", "video", "generations", _]
+        | ["v1", "generations", "videos", _]
+        | ["v1", "responses", _] => "GET, DELETE",
         ["v1", "video", "generations", _, "content"]
+        | ["v1", "generations", "videos", _, "content"]
         | ["admin", "usage" | "backends" | "status" | "video-jobs"]
         | ["ui" | "status", ..] => "GET",
         ["admin", "routing"] => "GET, PUT",

@@ -91,18 +91,27 @@ pub async fn list_models(
     }))
 }
 
+/// The model `name` (id or alias) as the caller may see it: a key limited to other models
+/// gets the same 404 as for a model that does not exist.
+pub fn visible_model<'t>(
+    req: &HttpRequest,
+    table: &'t RouteTable,
+    name: &str,
+) -> Result<&'t ModelEntry, ApiError> {
+    let caller = restricted_caller(req);
+    table
+        .resolve(name)
+        .filter(|e| caller.as_ref().is_none_or(|c| c.may_use(&e.def)))
+        .ok_or_else(|| ApiError::model_not_found(name))
+}
+
 pub async fn get_model(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let table = table(&state).await?;
-    let name = path.into_inner();
-    let caller = restricted_caller(&req);
-    let entry = table
-        .resolve(&name)
-        .filter(|e| caller.as_ref().is_none_or(|c| c.may_use(&e.def)))
-        .ok_or_else(|| ApiError::model_not_found(&name))?;
+    let entry = visible_model(&req, &table, &path.into_inner())?;
     let params = supported_parameters(&entry.def);
     Ok(json_response(&ModelObject::new(
         entry,
@@ -188,7 +197,7 @@ pub fn availability(entry: &ModelEntry) -> Availability {
     }
 }
 
-fn modality_string(def: &ModelDef) -> String {
+pub fn modality_string(def: &ModelDef) -> String {
     format!(
         "{}->{}",
         def.input_modalities.join("+"),

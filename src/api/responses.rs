@@ -16,13 +16,11 @@ use std::rc::Rc;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
 use tracing::warn;
 
 use super::body::read_json_object;
-use super::chat::{chat_attempt, open_stream, Reply, SharedChatBody};
+use super::chat::{chat_attempt, open_stream, ChatCall, Reply, SharedChatBody};
 use super::chat_request::{self, ChatFacts};
 use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
@@ -30,9 +28,11 @@ use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::{RequestCtx, Usage};
-use crate::relay::chat_stream::{inspect_chat_chunk, ChatStream, Inspection, StreamDialect};
+use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::{call_json, call_json_with};
-use crate::relay::shallow::JsonObject;
+use crate::relay::responses_stream::{
+    OnStored, ResponsesDialect, ResponsesFromChat, ResponsesNative,
+};
 use crate::relay::{with_fallback_on, Attempt, Forwarded};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
 use crate::translate::responses::request::MAX_RESPONSE_ID_BYTES;
@@ -61,7 +61,7 @@ pub async fn create(
 
 enum Answer {
     Json(Bytes, Usage),
-    Stream(Box<ChatStream>),
+    Stream(Box<ChatStream<ResponsesDialect>>),
 }
 
 /// The request as chat, for the routes that need the translation.
@@ -363,20 +363,21 @@ async fn native_attempt(
             Attempt::Fail(e) => Attempt::Fail(e),
         };
     }
-    let dialect = NativeDialect {
-        public_model: lease.model().id.clone(),
-        remember,
-        last_sequence: None,
-    };
+    // Remembered off the stream's path, as soon as the backend names its response.
+    let on_stored = remember.map(|(remember, home)| -> OnStored {
+        Box::new(move |id| {
+            actix_rt::spawn(async move { remember.save(&id, &home).await });
+        })
+    });
+    let dialect = ResponsesNative::new(&lease.model().id, on_stored);
     let stream = open_stream(
         client,
         settings,
         lease,
         (path, bytes),
         &request.fwd,
-        false,
         prompt_estimate,
-        Some(Box::new(dialect)),
+        ResponsesDialect::Native(dialect),
     )
     .await;
     match stream {
@@ -406,19 +407,15 @@ async fn translated_attempt(
         request.created_at,
         &request.body,
     );
-    let dialect = TranslatedDialect {
-        events: EventStream::new(meta.clone()),
+    let dialect = ResponsesFromChat::new(EventStream::new(meta.clone()));
+    let call = ChatCall {
+        body: &translated.body,
+        facts: &translated.facts,
+        fwd: &request.fwd,
+        op: ApiOp::ChatCompletions,
     };
-    let attempt = chat_attempt(
-        client,
-        &state.settings,
-        lease,
-        &translated.body,
-        &translated.facts,
-        &request.fwd,
-        Some(Box::new(dialect)),
-    )
-    .await;
+    let dialect = ResponsesDialect::Translated(dialect);
+    let attempt = chat_attempt(client, &state.settings, lease, &call, dialect).await;
     match attempt {
         Attempt::Done(Reply::Json(chat, usage)) => {
             let chat: Value = serde_json::from_slice(&chat.to_bytes()).unwrap_or(Value::Null);
@@ -453,247 +450,5 @@ impl Remember {
         {
             warn!(error = %e, route = %home.route, "could not remember a stored response's route");
         }
-    }
-}
-
-/// One SSE event as the Responses API frames it: `event:` names the type.
-fn push_event(out: &mut VecDeque<Bytes>, kind: &str, data: &[u8]) {
-    let mut line = Vec::with_capacity(data.len() + kind.len() + 16);
-    line.extend_from_slice(b"event: ");
-    line.extend_from_slice(kind.as_bytes());
-    line.extend_from_slice(b"\ndata: ");
-    line.extend_from_slice(data);
-    line.extend_from_slice(b"\n\n");
-    out.push_back(Bytes::from(line));
-}
-
-fn push_events(out: &mut VecDeque<Bytes>, events: Vec<Value>) {
-    for event in events {
-        let kind = event["type"].as_str().unwrap_or("message").to_string();
-        push_event(out, &kind, &serde_json::to_vec(&event).unwrap_or_default());
-    }
-}
-
-/// Chat chunks in, `response.*` events out.
-struct TranslatedDialect {
-    events: EventStream,
-}
-
-impl StreamDialect for TranslatedDialect {
-    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
-        inspect_chat_chunk(obj)
-    }
-
-    fn forward(&mut self, obj: JsonObject, _seen: &Inspection, out: &mut VecDeque<Bytes>) {
-        let chunk: Value = serde_json::from_slice(&obj.to_bytes()).unwrap_or(Value::Null);
-        push_events(out, self.events.feed(&chunk));
-    }
-
-    fn done(&mut self, out: &mut VecDeque<Bytes>) {
-        push_events(out, self.events.finish());
-    }
-
-    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
-        push_events(out, self.events.fail(error.wire_code(), &error.message));
-    }
-}
-
-/// A native backend's `response.*` events relayed as they come, with the public model id in
-/// the response objects, the usage of the completed response counted, and the stored
-/// response's route remembered as soon as the backend names it.
-struct NativeDialect {
-    public_model: String,
-    remember: Option<(Remember, ResponseHome)>,
-    last_sequence: Option<u64>,
-}
-
-impl StreamDialect for NativeDialect {
-    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
-        let kind = obj.field::<String>("type").unwrap_or_default();
-        let response = || obj.field::<Value>("response").unwrap_or(Value::Null);
-        let mut seen = Inspection::default();
-        match kind.as_str() {
-            "error" => seen.error = Some(String::from_utf8_lossy(&obj.to_bytes()).into_owned()),
-            "response.failed" => {
-                let error = response().get("error").filter(|e| e.is_object()).cloned();
-                seen.error = Some(error.map_or_else(
-                    || r#"{"message":"the response failed"}"#.into(),
-                    |e| e.to_string(),
-                ));
-            }
-            "response.created" | "response.in_progress" | "response.queued" => {}
-            "response.completed" | "response.incomplete" => {
-                seen.finished = true;
-                seen.usage = response().get("usage").and_then(Usage::from_json);
-            }
-            _ => {
-                seen.content = true;
-                seen.content_chars = obj.field::<String>("delta").map_or(0, |d| d.len());
-            }
-        }
-        seen
-    }
-
-    fn forward(&mut self, mut obj: JsonObject, _seen: &Inspection, out: &mut VecDeque<Bytes>) {
-        let kind = obj.field::<String>("type").unwrap_or_default();
-        if let Some(n) = obj.field::<u64>("sequence_number") {
-            self.last_sequence = Some(n);
-        }
-        let nested = obj
-            .get("response")
-            .and_then(|raw| JsonObject::parse(raw.get().as_bytes()).ok());
-        if let Some(mut response) = nested {
-            if kind == "response.created" {
-                self.remember_id(
-                    response.field::<String>("id"),
-                    response.field::<bool>("store"),
-                );
-            }
-            response.replace_string("model", &self.public_model);
-            let text = String::from_utf8_lossy(&response.to_bytes()).into_owned();
-            if let Ok(raw) = RawValue::from_string(text) {
-                obj.set_raw("response", raw);
-            }
-        }
-        push_event(out, &kind, &obj.to_bytes());
-    }
-
-    fn done(&mut self, _out: &mut VecDeque<Bytes>) {}
-
-    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
-        let event = serde_json::json!({
-            "type": "error",
-            "code": error.wire_code(),
-            "message": error.message,
-            "param": null,
-            "sequence_number": self.last_sequence.map_or(0, |n| n + 1),
-        });
-        push_event(
-            out,
-            "error",
-            &serde_json::to_vec(&event).unwrap_or_default(),
-        );
-    }
-}
-
-impl NativeDialect {
-    /// The backend named its response: remember its route (once), off the stream's path.
-    fn remember_id(&mut self, id: Option<String>, stored: Option<bool>) {
-        let (Some(id), Some((remember, home))) = (id, self.remember.take()) else {
-            return;
-        };
-        if stored == Some(false) {
-            return;
-        }
-        actix_rt::spawn(async move { remember.save(&id, &home).await });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn read(event: Value) -> Inspection {
-        let mut dialect = NativeDialect {
-            public_model: "pub".into(),
-            remember: None,
-            last_sequence: None,
-        };
-        let obj = JsonObject::parse(event.to_string().as_bytes()).unwrap();
-        dialect.inspect(&obj)
-    }
-
-    /// Only what the backend generated commits the stream; its errors, before that, let the
-    /// request go to another route; the completed response carries the usage.
-    #[test]
-    fn native_events_read_as_content_end_usage_or_error() {
-        let completed = json!({"type": "response.completed", "response": {"usage":
-            {"input_tokens": 5, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 3}}}});
-        let cases = [
-            (
-                json!({"type": "response.created", "response": {}}),
-                (false, false, false),
-            ),
-            (
-                json!({"type": "response.in_progress", "response": {}}),
-                (false, false, false),
-            ),
-            (
-                json!({"type": "response.output_item.added", "item": {}}),
-                (true, false, false),
-            ),
-            (
-                json!({"type": "response.output_text.delta", "delta": "abc"}),
-                (true, false, false),
-            ),
-            (completed, (false, true, false)),
-            (
-                json!({"type": "response.incomplete", "response": {}}),
-                (false, true, false),
-            ),
-            (
-                json!({"type": "error", "code": "x", "message": "m"}),
-                (false, false, true),
-            ),
-            (
-                json!({"type": "response.failed", "response": {"error": {"message": "m"}}}),
-                (false, false, true),
-            ),
-            (
-                json!({"type": "response.failed", "response": {}}),
-                (false, false, true),
-            ),
-        ];
-        for (event, (content, finished, error)) in cases {
-            let seen = read(event.clone());
-            assert_eq!(
-                (seen.content, seen.finished, seen.error.is_some()),
-                (content, finished, error),
-                "{event}"
-            );
-        }
-        let usage = read(json!({"type": "response.completed", "response": {"usage":
-            {"input_tokens": 5, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 3}}}}))
-        .usage
-        .unwrap();
-        assert_eq!(
-            (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.cached_tokens
-            ),
-            (5, 2, 3)
-        );
-        assert_eq!(
-            read(json!({"type": "response.output_text.delta", "delta": "abc"})).content_chars,
-            3
-        );
-    }
-
-    #[test]
-    fn native_events_are_relayed_with_their_name_and_the_public_model() {
-        let mut dialect = NativeDialect {
-            public_model: "pub".into(),
-            remember: None,
-            last_sequence: None,
-        };
-        let event = json!({"type": "response.created", "sequence_number": 4,
-                           "response": {"id": "resp_1", "model": "served", "status": "in_progress"}});
-        let obj = JsonObject::parse(event.to_string().as_bytes()).unwrap();
-        let mut out = VecDeque::new();
-        let seen = dialect.inspect(&obj);
-        dialect.forward(obj, &seen, &mut out);
-        let text = String::from_utf8(out.pop_front().unwrap().to_vec()).unwrap();
-        let (head, data) = text.split_once('\n').unwrap();
-        assert_eq!(head, "event: response.created");
-        let data: Value =
-            serde_json::from_str(data.trim().strip_prefix("data: ").unwrap()).unwrap();
-        assert_eq!(data["response"]["model"], "pub");
-        assert_eq!(data["response"]["id"], "resp_1");
-        dialect.failed(&ApiError::new(ErrorCode::UpstreamTimeout, "slow"), &mut out);
-        let text = String::from_utf8(out.pop_front().unwrap().to_vec()).unwrap();
-        assert!(text.starts_with("event: error\n"), "{text}");
-        assert!(text.contains("\"sequence_number\":5"), "{text}");
     }
 }

@@ -136,12 +136,19 @@ pub fn validate(obj: &Map<String, Value>) -> Result<SpeechFacts, ApiError> {
     })
 }
 
+/// The voice the self-hosted platform's TTS requests send (seed 002): the engine's own default,
+/// which every model has whatever voices it lists.
+const DEFAULT_VOICE: &str = "default";
+
 /// A voice the model does not list is refused before any backend is asked.
 fn check_voice(def: &ModelDef, voice: Option<&str>) -> Result<(), ApiError> {
     let (Some(voices), Some(voice)) = (&def.supported_voices, voice) else {
         return Ok(());
     };
-    if voices.is_empty() || voices.iter().any(|v| v.eq_ignore_ascii_case(voice)) {
+    if voices.is_empty()
+        || voice.eq_ignore_ascii_case(DEFAULT_VOICE)
+        || voices.iter().any(|v| v.eq_ignore_ascii_case(voice))
+    {
         return Ok(());
     }
     Err(ApiError::new(

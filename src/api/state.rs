@@ -19,6 +19,8 @@ pub struct AppState {
     pub started: Instant,
     /// Unix seconds at start: the `created` of models in `/v1/models`.
     pub started_unix: u64,
+    /// What `/health` last found of the database (request log, job store).
+    pub dependencies: crate::api::health_deps::DependencyCheck,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            dependencies: Default::default(),
         }
     }
 }

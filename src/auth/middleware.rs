@@ -12,7 +12,7 @@ use std::time::Instant;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, ResponseError};
+use actix_web::{web, HttpMessage};
 
 use super::keys::Lookup;
 use super::Auth;
@@ -74,14 +74,20 @@ async fn enforce<B: MessageBody + 'static>(
                 .map(ServiceResponse::map_into_left_body)
         }
         Err(error) => {
-            let mut response = error.error_response();
-            if error.code == ErrorCode::InvalidApiKey {
+            let is_key_error = error.code == ErrorCode::InvalidApiKey;
+            // The error stays attached to the response, so a path whose API has its own
+            // error shape (`/v1/messages`) can rewrite it.
+            let mut response = actix_web::HttpResponse::from_error(error);
+            if is_key_error {
                 response.headers_mut().insert(
                     actix_web::http::header::WWW_AUTHENTICATE,
                     actix_web::http::header::HeaderValue::from_static("Bearer"),
                 );
             }
-            Ok(req.into_response(response).map_into_right_body())
+            // `ServiceRequest::into_response` would drop the attached error on its way
+            // through `Response`.
+            let (req, _) = req.into_parts();
+            Ok(ServiceResponse::new(req, response).map_into_right_body())
         }
     }
 }
@@ -92,7 +98,7 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
         return Ok(None);
     }
     let store = auth.store();
-    let presented = bearer(req);
+    let presented = presented_key(req, scope);
     let caller = match presented.as_deref().map(|k| store.lookup(k)) {
         Some(Lookup::Known(c)) => Some(c),
         Some(Lookup::Unknown) => None,
@@ -142,6 +148,18 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
     }
 }
 
+/// The key the caller presented: `Authorization: Bearer <key>`, or on the client scope
+/// Anthropic's `x-api-key: <key>` (what the anthropic SDK sends). Bearer wins when both come.
+fn presented_key(req: &ServiceRequest, scope: Scope) -> Option<String> {
+    bearer(req).or_else(|| {
+        if scope != Scope::Client {
+            return None;
+        }
+        let key = req.headers().get("x-api-key")?.to_str().ok()?.trim();
+        (!key.is_empty()).then(|| key.to_string())
+    })
+}
+
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer(req: &ServiceRequest) -> Option<String> {
     let value = req
@@ -158,7 +176,7 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 fn missing_key() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidApiKey,
-        "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+        "You didn't provide an API key. Send it as `Authorization: Bearer <key>` (or `x-api-key: <key>`).",
     )
 }
 
@@ -214,6 +232,18 @@ mod tests {
             if let Some(key) = key {
                 req = req.insert_header(("authorization", format!("Bearer {key}")));
             }
+            let resp = test::call_service(&app, req.to_request()).await;
+            assert_eq!(resp.status().as_u16(), expected, "{path} {key:?}");
+        }
+        // Anthropic's header carries a client key on /v1, never an admin key to /admin.
+        for (path, key, expected) in [
+            ("/v1/models", "sk-client-1234", 200),
+            ("/v1/models", "sk-wrong", 401),
+            ("/admin/backends", "adm-secret-1234", 401),
+        ] {
+            let req = test::TestRequest::get()
+                .uri(path)
+                .insert_header(("x-api-key", key));
             let resp = test::call_service(&app, req.to_request()).await;
             assert_eq!(resp.status().as_u16(), expected, "{path} {key:?}");
         }

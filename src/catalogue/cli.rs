@@ -92,7 +92,11 @@ fn list(category: Option<&str>, engine: Option<&str>, format: Format) -> anyhow:
         })
         .collect();
     match format {
-        Format::Json => Ok(serde_json::to_string_pretty(&selected)? + "\n"),
+        Format::Json => {
+            let published: Vec<super::Published<'_>> =
+                selected.iter().map(|e| super::Published::of(e)).collect();
+            Ok(serde_json::to_string_pretty(&published)? + "\n")
+        }
         Format::Table => Ok(table(&selected)),
     }
 }

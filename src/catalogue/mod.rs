@@ -25,6 +25,24 @@ pub use render::{
     render_dockerfile, render_manifest, render_models_yaml, render_server, vllm_args,
 };
 
+/// An entry as the platform's catalogue publishes it in JSON (seed 002): its fields plus the
+/// full `dockerfile` text, rendered from its engine's template.
+#[derive(serde::Serialize)]
+pub struct Published<'a> {
+    #[serde(flatten)]
+    pub entry: &'a Entry,
+    pub dockerfile: String,
+}
+
+impl<'a> Published<'a> {
+    pub fn of(entry: &'a Entry) -> Published<'a> {
+        Published {
+            entry,
+            dockerfile: render_dockerfile(entry),
+        }
+    }
+}
+
 /// The catalogue data, compiled in so the binary needs no files at run time.
 pub const CATALOGUE_YAML: &str = include_str!("../../catalogue/models.yaml");
 

@@ -89,7 +89,7 @@ fn vllm_dockerfile_follows_the_published_pattern() {
         "ENV MODEL_NAME=\"meta-llama/Llama-3.1-8B-Instruct\"",
         "ENTRYPOINT [\"python3\", \"-m\", \"vllm.entrypoints.openai.api_server\"]",
         "CMD [\"--model\", \"meta-llama/Llama-3.1-8B-Instruct\"",
-        "\"--served-model-name\", \"llama-3.1-8b-instruct\"",
+        "\"--served-model-name\", \"llama-3.1-8b\"",
         "\"--gpu-memory-utilization\", \"0.9\"",
         "\"--max-model-len\", \"32768\"",
         "\"--tool-call-parser\", \"llama3_json\"",

@@ -13,10 +13,10 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret, SingleBackend,
     VideoRouteOptions,
 };
-use crate::engines::{normalize_base_url, ApiOp, AuthStyle, BackendKind, BaseUrl};
+use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl, NativeApi};
 use crate::error::ConfigError;
 
 /// Where to read from and how to resolve `${VAR}`s.
@@ -31,7 +31,14 @@ pub struct LoadOptions<'a> {
 /// Load and validate models.yaml (+ routing.yaml) from disk.
 pub fn load(opts: &LoadOptions<'_>) -> Result<Registry, ConfigErrors> {
     let label = opts.models_path.display().to_string();
-    let text = std::fs::read_to_string(opts.models_path).map_err(|e| unreadable(&label, &e))?;
+    let text = match std::fs::read_to_string(opts.models_path) {
+        Ok(text) => text,
+        // The single-backend gateway runs from `.env` alone, as its users ran it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && env_describes_models(opts.vars) => {
+            "models: []\n".to_string()
+        }
+        Err(e) => return Err(unreadable(&label, &e)),
+    };
     let routing = match opts.routing_path {
         Some(path) if path.exists() => {
             let rlabel = path.display().to_string();
@@ -153,13 +160,58 @@ fn parse_models(
             vec![]
         }
     };
+    let mut items = items;
+    let from_env = env_model_items(vars).unwrap_or_else(|e| {
+        out.errors.push(ConfigError::in_file("providers", e));
+        EnvModels::default()
+    });
+    items.extend(from_env.items);
     let mut models = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         if let Some(model) = parse_model(label, index, item, vars, strictness, out) {
             models.push(model);
         }
     }
+    for model in &mut models {
+        model.discovery_template = from_env.templates.contains(&model.id);
+        model.declared = from_env.declared.get(&model.id).copied();
+    }
     models
+}
+
+/// Model entries the environment describes besides the file's: the single backend's
+/// (`BACKEND_KIND`, seed 003) and the vLLM-compatible providers' (seed 004).
+#[derive(Default)]
+struct EnvModels {
+    items: Vec<Value>,
+    /// Ids of the discovery templates among `items`.
+    templates: Vec<String>,
+    declared: std::collections::BTreeMap<String, super::Declared>,
+}
+
+fn env_model_items(vars: &dyn VarSource) -> Result<EnvModels, String> {
+    let providers = super::providers::provider_models(vars)?;
+    let mut env = EnvModels {
+        items: providers.items,
+        templates: providers.templates,
+        declared: providers.declared,
+    };
+    // Malformed values are reported by `Settings::from_env` before any load (the environment
+    // does not change while the process runs): here they only mean "no backend".
+    if let Ok(Some(backend)) = SingleBackend::from_vars(vars) {
+        if backend.models.is_empty() {
+            env.templates
+                .push(super::single_backend::template_id(&backend.kind));
+        }
+        env.items.extend(backend.model_items());
+    }
+    Ok(env)
+}
+
+/// Whether the environment alone describes models, so a missing models.yaml is no error.
+pub fn env_describes_models(vars: &dyn VarSource) -> bool {
+    matches!(SingleBackend::from_vars(vars), Ok(Some(_)))
+        || env_model_items(vars).is_ok_and(|env| !env.items.is_empty())
 }
 
 /// Context for messages about one model: `config/models.yaml: model `x` (models[3])`.
@@ -287,14 +339,19 @@ fn substitute_routes(
         broken.push(!missing.is_empty());
         if missing.is_empty() {
             disabled.push(None);
-        } else if weight_of(route) == Some(0.0) {
+        } else if weight_of(route) == Some(0.0) || is_optional(route) {
             let names: Vec<String> = missing.iter().map(|m| m.var.clone()).collect();
             let reason = format!("environment variable {} not set", names.join(", "));
+            let because = if is_optional(route) {
+                "it is optional"
+            } else {
+                "its weight is 0"
+            };
             out.warnings.push(
                 place
                     .at(
                         &missing[0].field,
-                        format!("{reason}; route kept disabled because its weight is 0"),
+                        format!("{reason}; route kept disabled because {because}"),
                     )
                     .to_string(),
             );
@@ -336,6 +393,15 @@ fn substitute_model_fields(
         }
     }
     inherited_missing
+}
+
+/// `optional: true` (a boolean word, as every boolean of the file may be written).
+fn is_optional(route: &Value) -> bool {
+    match route.get("optional") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => super::lenient::bool_word(s) == Some(true),
+        _ => false,
+    }
 }
 
 fn weight_of(route: &Value) -> Option<f64> {
@@ -420,18 +486,24 @@ fn build_model(
         pricing,
         supported_voices: raw.supported_voices,
         routes,
+        discovery_template: false,
+        declared: None,
     })
 }
 
 /// The declared `type`, or the one the modalities imply.
 fn model_type_of(place: &Place<'_>, raw: &RawModel, errors: &mut Vec<ConfigError>) -> ModelType {
-    let Some(t) = raw.model_type.as_deref() else {
+    let Some(t) = raw
+        .model_type
+        .as_deref()
+        .or(raw.platform_model_type.as_deref())
+    else {
         return ModelType::infer(&raw.input_modalities, &raw.output_modalities);
     };
     ModelType::parse(t).unwrap_or_else(|| {
         errors.push(place.at(
             "type",
-            format!("unknown type {t:?}; expected chat, multimodal, embedding, speech, transcription, image or video"),
+            format!("unknown type {t:?}; expected chat, multimodal, embedding, rerank, speech, transcription, image or video"),
         ));
         ModelType::Chat
     })
@@ -458,9 +530,11 @@ fn routes_or_implicit(
         return routes;
     }
     if raw.base_url.is_some() || subst.inherited_missing.contains_key("base_url") {
+        // The platform's `provider: self_hosted` names who runs it; `engine` how to talk to it.
         let kind = raw
-            .provider
+            .engine
             .clone()
+            .or_else(|| raw.provider.clone())
             .unwrap_or_else(|| "openai_compat".into());
         return vec![implicit_route(kind)];
     }
@@ -485,6 +559,7 @@ fn implicit_route(kind: String) -> RawRoute {
         auth_header: None,
         timeouts: None,
         allow_private_network: None,
+        optional: None,
         discover: None,
         discover_prefix: None,
         discover_map: None,
@@ -586,7 +661,6 @@ fn build_route(
     let api_key = route_api_key(ctx.raw, &r, ctx.subst.vars);
     let timeouts = route_timeouts(at, &r, errors);
     let discover = route_discovery(at, &r, out);
-    let native_apis = route_native_apis(at, &r, errors);
     let auth = route_auth(at, &r, kind, errors);
     if let Some(path) = &r.health_path {
         if !path.starts_with('/') && path != "none" {
@@ -603,6 +677,7 @@ fn build_route(
     if *count > 1 && r.name.is_some() {
         errors.push(at.at("name", format!("route name {name:?} is used twice")));
     }
+    let native_apis = route_native_apis(at, &r, errors);
     let route_pricing = pricing_of(at.place, &at.name("pricing"), r.pricing.as_ref(), out);
     let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
         for (f, message) in problems {
@@ -630,6 +705,30 @@ fn build_route(
         video,
         native_apis,
     }
+}
+
+/// `native_apis:`: every entry one of the newer APIs' names.
+fn route_native_apis(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<NativeApi>> {
+    let names = r.native_apis.as_ref()?;
+    let mut apis = Vec::with_capacity(names.len());
+    for name in names {
+        match NativeApi::parse(name) {
+            Some(api) if !apis.contains(&api) => apis.push(api),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = NativeApi::ALL.iter().map(|a| a.as_str()).collect();
+                errors.push(at.at(
+                    "native_apis",
+                    format!("unknown API {name:?} (known: {})", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Some(apis)
 }
 
 /// The route's base URL and, when it is kept disabled, why. A missing variable disables a
@@ -743,27 +842,6 @@ fn route_discovery(
         prefix: r.discover_prefix.clone().unwrap_or_default(),
         map: r.discover_map.clone().unwrap_or_default(),
     })
-}
-
-/// `native_apis:`: each name must be an API the router can translate (so listing it or not
-/// changes only how it is served).
-fn route_native_apis(
-    at: &RouteField<'_>,
-    r: &RawRoute,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Vec<ApiOp>> {
-    let names = r.native_apis.as_ref()?;
-    let mut ops = Vec::with_capacity(names.len());
-    for name in names {
-        match ApiOp::parse_native_api(name) {
-            Some(op) => ops.push(op),
-            None => errors.push(at.at(
-                "native_apis",
-                format!("unknown API {name:?} (known: responses)"),
-            )),
-        }
-    }
-    Some(ops)
 }
 
 fn route_auth(

@@ -6,9 +6,11 @@
 mod env;
 mod lenient;
 mod load;
+mod providers;
 mod raw;
 mod route_opts;
 mod routing;
+mod single_backend;
 mod strict;
 mod video;
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl};
+use crate::engines::{ApiOp, AuthStyle, BackendKind, BaseUrl, NativeApi};
 use crate::error::ConfigError;
 
 #[cfg(test)]
@@ -25,12 +27,14 @@ pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
+pub use providers::{providers_path, Declared};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};
 pub use routing::{
     select_route, RoutingFile, WeightOverrides, DEPLOYMENT_KEYS, ROUTING_KEYS,
     ROUTING_PARAMETER_KEYS,
 };
+pub use single_backend::{SingleBackend, KINDS as BACKEND_KINDS};
 pub use strict::{closest_key, place_in, unknown_key_message, Strictness};
 pub use video::{VideoMode, VideoRouteOptions, VIDEO_ROUTE_KEYS};
 
@@ -45,6 +49,8 @@ pub enum ModelType {
     Transcription,
     Image,
     Video,
+    /// Scores documents against a query (`POST /v1/rerank`).
+    Rerank,
 }
 
 impl ModelType {
@@ -60,6 +66,7 @@ impl ModelType {
                 "transcription" | "stt" | "speech_to_text" | "asr" => ModelType::Transcription,
                 "image" | "image_generation" => ModelType::Image,
                 "video" | "video_generation" => ModelType::Video,
+                "rerank" | "reranker" | "reranking" => ModelType::Rerank,
                 _ => return None,
             },
         )
@@ -70,6 +77,8 @@ impl ModelType {
         let has = |list: &[String], m: &str| list.iter().any(|x| x.eq_ignore_ascii_case(m));
         if has(output, "embeddings") || has(output, "embedding") {
             ModelType::Embedding
+        } else if has(output, "rerank") {
+            ModelType::Rerank
         } else if has(output, "video") {
             ModelType::Video
         } else if has(output, "image") {
@@ -92,7 +101,7 @@ impl ModelType {
     /// Whether a request to `op` may use a model of this type.
     pub fn accepts(self, op: ApiOp) -> bool {
         match op {
-            ApiOp::ChatCompletions | ApiOp::Responses => {
+            ApiOp::ChatCompletions | ApiOp::Completions | ApiOp::Responses => {
                 matches!(self, ModelType::Chat | ModelType::Multimodal)
             }
             ApiOp::Embeddings => self == ModelType::Embedding,
@@ -100,6 +109,10 @@ impl ModelType {
             ApiOp::Transcriptions | ApiOp::Translations => self == ModelType::Transcription,
             ApiOp::Images => self == ModelType::Image,
             ApiOp::Video => self == ModelType::Video,
+            ApiOp::Messages | ApiOp::MessagesCountTokens => {
+                matches!(self, ModelType::Chat | ModelType::Multimodal)
+            }
+            ApiOp::Rerank => self == ModelType::Rerank,
         }
     }
 
@@ -112,6 +125,7 @@ impl ModelType {
             ModelType::Transcription => ApiOp::Transcriptions,
             ModelType::Image => ApiOp::Images,
             ModelType::Video => ApiOp::Video,
+            ModelType::Rerank => ApiOp::Rerank,
         }
     }
 
@@ -124,6 +138,7 @@ impl ModelType {
             ModelType::Transcription => (&["audio"], &["text"]),
             ModelType::Image => (&["text"], &["image"]),
             ModelType::Video => (&["text"], &["video"]),
+            ModelType::Rerank => (&["text"], &["rerank"]),
         }
     }
 
@@ -136,6 +151,7 @@ impl ModelType {
             ModelType::Transcription => "transcription",
             ModelType::Image => "image",
             ModelType::Video => "video",
+            ModelType::Rerank => "rerank",
         }
     }
 }
@@ -286,22 +302,28 @@ pub struct RouteDef {
     pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,
-    /// `native_apis:` as written: the APIs this route serves itself, replacing its kind's
-    /// profile ([`crate::engines::BackendKind::serves_natively`]); `None` keeps the profile.
-    pub native_apis: Option<Vec<ApiOp>>,
+    /// `native_apis:` as written: the newer APIs this endpoint serves itself, replacing its
+    /// kind's list; `None` = the kind's list ([`BackendKind::native_apis`]).
+    pub native_apis: Option<Vec<NativeApi>>,
 }
 
 impl RouteDef {
-    /// Whether this route answers `op` itself, or the router must translate it to chat.
-    pub fn serves_natively(&self, op: ApiOp) -> bool {
-        match &self.native_apis {
-            Some(listed) => listed.contains(&op),
-            None => self.kind.serves_natively(op),
-        }
-    }
-
     pub fn is_enabled(&self) -> bool {
         self.disabled_reason.is_none() && self.base_url.is_some()
+    }
+
+    /// Whether this route can answer `op`, natively or translated.
+    pub fn serves(&self, op: ApiOp) -> bool {
+        self.kind.serves(op) || self.serves_natively(op)
+    }
+
+    /// Whether this route answers `op` at its own endpoint: its `native_apis:` list when it
+    /// has one, else its kind's profile.
+    pub fn serves_natively(&self, op: ApiOp) -> bool {
+        match (&self.native_apis, NativeApi::of(op)) {
+            (Some(list), Some(api)) => list.contains(&api),
+            _ => self.kind.serves_natively(op),
+        }
     }
 
     /// The route's API key in its auth style, for [`crate::engines::attach_credentials`].
@@ -331,6 +353,13 @@ pub struct ModelDef {
     pub pricing: Pricing,
     pub supported_voices: Option<Vec<String>>,
     pub routes: Vec<RouteDef>,
+    /// Built from the environment only to discover with (the single backend with no
+    /// `MODEL_NAME`, the implicit vLLM provider): its routes' endpoints are probed and
+    /// queried, but it is neither listed nor routed; the models it discovers are.
+    pub discovery_template: bool,
+    /// `Some` for provider models (seed 004), whose tools and reasoning are refused unless
+    /// declared (vision follows `input_modalities`, as for every model); `None` = not checked.
+    pub declared: Option<Declared>,
 }
 
 /// Settings that come from routing.yaml rather than from a model.
@@ -402,3 +431,37 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_and_the_endpoints_each_type_may_use() {
+        let names = [
+            ("rerank", Some(ModelType::Rerank)),
+            ("Reranker", Some(ModelType::Rerank)),
+            ("completion", Some(ModelType::Chat)),
+            ("text_to_speech", Some(ModelType::Speech)),
+            ("cross-encoder", None),
+        ];
+        for (name, parsed) in names {
+            assert_eq!(ModelType::parse(name), parsed, "{name}");
+        }
+        // Text completions are for the models chat is for; rerank only for rerank models.
+        let accepts = [
+            (ModelType::Chat, ApiOp::Completions, true),
+            (ModelType::Multimodal, ApiOp::Completions, true),
+            (ModelType::Embedding, ApiOp::Completions, false),
+            (ModelType::Rerank, ApiOp::Rerank, true),
+            (ModelType::Rerank, ApiOp::ChatCompletions, false),
+            (ModelType::Embedding, ApiOp::Rerank, false),
+        ];
+        for (model_type, op, expected) in accepts {
+            assert_eq!(model_type.accepts(op), expected, "{model_type} on {op:?}");
+        }
+        assert_eq!(ModelType::Rerank.home_op(), ApiOp::Rerank);
+        let output = ["rerank".to_string()];
+        assert_eq!(ModelType::infer(&[], &output), ModelType::Rerank);
+    }
+}

@@ -17,6 +17,11 @@ pub struct RawModel {
     pub provider: Option<String>,
     #[serde(rename = "type")]
     pub model_type: Option<String>,
+    /// The self-hosted platform's registration (seed 002): `engine` is the kind of the route
+    /// the model-level `base_url` makes, `modelType` its type when `type` is not given.
+    pub engine: Option<String>,
+    #[serde(rename = "modelType")]
+    pub platform_model_type: Option<String>,
     pub quantization: Option<String>,
     #[serde(default)]
     pub input_modalities: Vec<String>,
@@ -55,6 +60,8 @@ pub const MODEL_KEYS: &[&str] = &[
     "description",
     "provider",
     "type",
+    "engine",
+    "modelType",
     "quantization",
     "input_modalities",
     "output_modalities",
@@ -140,6 +147,13 @@ pub struct RawRoute {
         deserialize_with = "lenient::opt_bool"
     )]
     pub allow_private_network: Option<bool>,
+    /// A route whose `${VAR}`s are unset is kept disabled (a warning) whatever its weight,
+    /// instead of failing the load: a provider that turns on once its key is in `.env`.
+    /// Read from the YAML before substitution (`load::is_optional`); declared here so the key
+    /// is known and its value type-checked.
+    #[allow(dead_code)]
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub optional: Option<bool>,
     /// Register the models this endpoint lists at `/v1/models` (off by default).
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub discover: Option<bool>,
@@ -147,8 +161,8 @@ pub struct RawRoute {
     pub discover_prefix: Option<String>,
     /// Served id → public id for discovered models.
     pub discover_map: Option<BTreeMap<String, String>>,
-    /// The APIs this route serves itself (`[responses]`), replacing its kind's profile; the
-    /// others are translated to chat completions.
+    /// The newer APIs the endpoint serves itself (`messages`, `responses`, `completions`,
+    /// `rerank`), replacing its kind's list.
     pub native_apis: Option<Vec<String>>,
     /// Video backends: `video_mode` and `video_*_path` (docs/configuration.md).
     #[serde(flatten)]
@@ -173,6 +187,7 @@ pub const ROUTE_KEYS: &[&str] = &[
     "auth_header",
     "timeouts",
     "allow_private_network",
+    "optional",
     "discover",
     "discover_prefix",
     "discover_map",

@@ -87,3 +87,38 @@ impl Discovery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engines::{ApiOp, NativeApi};
+
+    fn load(route_extra: &str) -> Result<crate::config::Registry, crate::config::ConfigErrors> {
+        let yaml = format!(
+            "models:\n  - id: m\n    route:\n      - kind: tgi\n        base_url: http://127.0.0.1:9\n{route_extra}"
+        );
+        let vars = std::collections::HashMap::<String, String>::new();
+        crate::config::load_str("t", &yaml, None, &vars)
+    }
+
+    /// `native_apis:` replaces the kind's profile: a TGI route said to serve Messages is
+    /// native for it, and an empty list turns llama.cpp's native Messages off.
+    #[test]
+    fn native_apis_override_the_kind() {
+        let route = &load("        native_apis: [Messages, responses]\n")
+            .unwrap()
+            .models[0]
+            .routes[0];
+        assert_eq!(
+            route.native_apis.as_deref(),
+            Some(&[NativeApi::Messages, NativeApi::Responses][..])
+        );
+        assert!(route.serves_natively(ApiOp::Messages));
+        let plain = &load("").unwrap().models[0].routes[0];
+        assert!(plain.serves(ApiOp::Messages) && !plain.serves_natively(ApiOp::Messages));
+        let mut off = load("        native_apis: []\n").unwrap().models[0].routes[0].clone();
+        off.kind = crate::engines::BackendKind::Llamacpp;
+        assert!(!off.serves_natively(ApiOp::Messages) && off.serves(ApiOp::Messages));
+        let errors = load("        native_apis: [messages, chat]\n").unwrap_err();
+        assert!(errors.messages()[0].contains("native_apis"), "{errors}");
+    }
+}

@@ -76,6 +76,22 @@ pub enum RouteError {
     },
 }
 
+impl RouteError {
+    /// The configured model the refusal is about: routing found it, so its id is one of the
+    /// table's (bounded, fit for a metric label and the request log's `model_id`). `None`
+    /// when the name matched no model.
+    pub fn known_model(&self) -> Option<&str> {
+        match self {
+            RouteError::UnknownModel(_) => None,
+            RouteError::ModelNotAllowed { model, .. }
+            | RouteError::WrongEndpoint { model, .. }
+            | RouteError::Unsupported { model, .. }
+            | RouteError::Exhausted { model }
+            | RouteError::NoCapacity { model, .. } => Some(model),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapacityReason {
     /// Every endpoint is still loading (no successful probe yet).
@@ -175,6 +191,11 @@ impl RouteTable {
                 };
                 handles.push(Some(endpoints[slot].1.clone()));
             }
+            if def.discovery_template {
+                // Its endpoint is probed (and shown) like any other; the models it
+                // discovers are the public ones.
+                continue;
+            }
             let i = models.len();
             by_name.insert(def.id.clone(), i);
             for alias in &def.aliases {
@@ -224,7 +245,7 @@ impl RouteTable {
                 model_type: def.model_type,
             });
         }
-        if !def.routes.iter().any(|r| r.kind.serves(op)) {
+        if !def.routes.iter().any(|r| r.serves(op)) {
             let mut kinds: Vec<String> = def.routes.iter().map(|r| r.kind_name.clone()).collect();
             kinds.dedup();
             return Err(RouteError::Unsupported {
@@ -238,7 +259,7 @@ impl RouteTable {
             .enumerate()
             .filter(|(j, r)| {
                 r.weight > 0.0
-                    && r.kind.serves(op)
+                    && r.serves(op)
                     && entry.endpoints[*j].is_some()
                     && !exclude.contains(j)
             })
@@ -317,7 +338,7 @@ impl RouteTable {
         let j = def
             .routes
             .iter()
-            .position(|r| r.name == route_name && r.kind.serves(op))
+            .position(|r| r.name == route_name && r.serves(op))
             .ok_or_else(exhausted)?;
         let handle = entry.endpoints[j].as_ref().ok_or_else(exhausted)?;
         match handle.endpoint.try_acquire(est_tokens, Instant::now()) {

@@ -1,8 +1,10 @@
-//! Relaying a chat completion stream: SSE events are parsed only to rewrite `model` to the
+//! Relaying a generation stream: SSE events are parsed only to rewrite `model` to the
 //! public id, pick up usage, and spot errors; each event is forwarded as soon as it is
 //! complete. Before the first content event the stream is "primed" so that an upstream error
 //! can still fall back to another route; after that, failures end the stream with an error
-//! event and `[DONE]`.
+//! event in the client's API. What an event means and how the client's bytes look is the
+//! stream's [`StreamDialect`]: chat completions relayed ([`OpenAiChat`]), or another API's
+//! (`relay/messages_stream.rs`); reading, time limits, priming and bookkeeping are shared.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,26 +23,61 @@ use super::upstream::BodyStream;
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::{RequestCtx, Usage};
+use crate::redact::Redactor;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-pub struct ChatStream {
+/// How one API's stream reads and writes: what each upstream event means and the bytes the
+/// client gets for it.
+pub trait StreamDialect {
+    /// One upstream event: bytes for the client go to `cx.out`, what it told to `cx.progress`.
+    /// `Step::Done` after the dialect wrote its own end of stream.
+    fn on_event(&mut self, event: SseEvent, cx: &mut EventCx<'_>) -> Step;
+    /// The client's bytes for a failure after its stream began (the stream ends after them).
+    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>);
+    /// The backend closed cleanly after finishing but without its end marker.
+    fn closed(&mut self, out: &mut VecDeque<Bytes>);
+}
+
+/// What a dialect's event handler may touch.
+pub struct EventCx<'a> {
+    pub out: &'a mut VecDeque<Bytes>,
+    pub progress: &'a mut Progress,
+    pub redactor: &'a Redactor,
+}
+
+/// What the stream learned so far, whichever API it speaks.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub usage: Option<Usage>,
+    /// Bytes of generated text (and tool-call arguments), for the estimate when no usage came.
+    pub content_chars: usize,
+    /// Content (or the finish) arrived: from here on nothing can fall back.
+    pub content_seen: bool,
+    /// The backend said the generation is complete.
+    pub finish_seen: bool,
+}
+
+/// Chat completions relayed as they are: `model` rewritten, the usage chunk shown only to
+/// clients that asked for it, `[DONE]` at the end, errors as OpenAI error events.
+pub struct OpenAiChat {
+    pub public_model: String,
+    pub client_wants_usage: bool,
+}
+
+pub struct ChatStream<D: StreamDialect = OpenAiChat> {
     upstream: BodyStream,
     parser: SseParser,
     lease: Lease,
     ctx: Option<RequestCtx>,
+    dialect: D,
     public_model: String,
-    /// What upstream events mean and what the client gets for them.
-    dialect: Box<dyn StreamDialect>,
     prompt_estimate: u64,
     idle: Duration,
     /// The attempt's total time limit; `None` = only the idle limit applies.
     deadline: Option<Instant>,
     pending: VecDeque<Bytes>,
-    usage: Option<Usage>,
-    content_chars: usize,
-    content_seen: bool,
-    finish_seen: bool,
+    progress: Progress,
     /// No more upstream reads; whatever is pending is the rest of the stream.
     ended: bool,
     outcome: Option<Outcome>,
@@ -62,13 +99,13 @@ enum Read {
 }
 
 /// What one upstream event turned out to be.
-enum Step {
+pub enum Step {
     Continue,
     Done,
     UpstreamError(ApiError),
 }
 
-impl ChatStream {
+impl ChatStream<OpenAiChat> {
     pub fn new(
         upstream: BodyStream,
         lease: Lease,
@@ -77,25 +114,46 @@ impl ChatStream {
         prompt_estimate: u64,
         idle: Duration,
         max_event: usize,
-    ) -> ChatStream {
+    ) -> ChatStream<OpenAiChat> {
+        let dialect = OpenAiChat {
+            public_model: public_model.clone(),
+            client_wants_usage,
+        };
+        ChatStream::with_dialect(
+            upstream,
+            lease,
+            dialect,
+            public_model,
+            prompt_estimate,
+            idle,
+            max_event,
+        )
+    }
+}
+
+impl<D: StreamDialect> ChatStream<D> {
+    /// A stream speaking `dialect` to the client.
+    pub fn with_dialect(
+        upstream: BodyStream,
+        lease: Lease,
+        dialect: D,
+        public_model: String,
+        prompt_estimate: u64,
+        idle: Duration,
+        max_event: usize,
+    ) -> ChatStream<D> {
         ChatStream {
             upstream,
             parser: SseParser::new(max_event),
             lease,
             ctx: None,
-            dialect: Box::new(ChatDialect {
-                public_model: public_model.clone(),
-                client_wants_usage,
-            }),
+            dialect,
             public_model,
             prompt_estimate,
             idle,
             deadline: None,
             pending: VecDeque::new(),
-            usage: None,
-            content_chars: 0,
-            content_seen: false,
-            finish_seen: false,
+            progress: Progress::default(),
             ended: false,
             outcome: None,
             settled: false,
@@ -104,14 +162,8 @@ impl ChatStream {
         }
     }
 
-    /// Speak another API to the client (or read another API's events from the backend).
-    pub fn with_dialect(mut self, dialect: Box<dyn StreamDialect>) -> ChatStream {
-        self.dialect = dialect;
-        self
-    }
-
     /// End the attempt once `total` has passed since `started` (the lease's start).
-    pub fn with_total_limit(mut self, started_ago: Duration, total: Duration) -> ChatStream {
+    pub fn with_total_limit(mut self, started_ago: Duration, total: Duration) -> ChatStream<D> {
         self.deadline = Instant::now().checked_add(total.saturating_sub(started_ago));
         self
     }
@@ -132,7 +184,7 @@ impl ChatStream {
     /// Read until the first content-bearing event. An error here means nothing has been sent
     /// to the client, so the caller may try another route; the lease records the failure.
     pub async fn prime(&mut self) -> Result<(), ApiError> {
-        while !self.content_seen && !self.ended {
+        while !self.progress.content_seen && !self.ended {
             let chunk = match self.read().await {
                 Read::IdleTimeout => {
                     return Err(self.prime_failed(
@@ -159,7 +211,7 @@ impl ChatStream {
                             return Err(self.prime_error(e));
                         }
                     }
-                    if self.content_seen || self.outcome == Some(Outcome::Success) {
+                    if self.progress.content_seen || self.outcome == Some(Outcome::Success) {
                         break;
                     }
                     return Err(self.prime_failed(
@@ -239,9 +291,9 @@ impl ChatStream {
                         self.handle_post_commit(event);
                     }
                     if !self.ended {
-                        if self.finish_seen {
+                        if self.progress.finish_seen {
                             // Some servers close after the finish chunk without `[DONE]`.
-                            self.dialect.done(&mut self.pending);
+                            self.dialect.closed(&mut self.pending);
                             self.end(Outcome::Success);
                         } else {
                             self.abort(
@@ -296,7 +348,7 @@ impl ChatStream {
         self.late_failure.get_or_insert(e);
     }
 
-    /// A time limit ran out after the client got bytes: an error event, then the end.
+    /// A time limit ran out after the client got bytes: the dialect's error event ends it.
     fn abort_timeout(&mut self, message: &str) {
         let e = ApiError::new(ErrorCode::UpstreamTimeout, message);
         self.dialect.failed(&e, &mut self.pending);
@@ -309,47 +361,17 @@ impl ChatStream {
     }
 
     fn on_event(&mut self, event: SseEvent) -> Step {
-        let Some(data) = event.data else {
-            return Step::Continue; // comments and keep-alives
+        let mut cx = EventCx {
+            out: &mut self.pending,
+            progress: &mut self.progress,
+            redactor: self.lease.redactor(),
         };
-        let data = data.trim();
-        if data == "[DONE]" {
-            self.dialect.done(&mut self.pending);
+        let step = self.dialect.on_event(event, &mut cx);
+        if matches!(step, Step::Done) {
             self.end(Outcome::Success);
-            self.content_seen = true;
-            return Step::Done;
+            self.progress.content_seen = true;
         }
-        // One level deep: only what the dialect looks at is parsed, the rest is relayed as
-        // the backend wrote it.
-        let obj = match JsonObject::parse(data.as_bytes()) {
-            Ok(obj) => obj,
-            Err(_) => {
-                // Not ours to judge: pass unknown payloads through untouched.
-                self.pending
-                    .push_back(Bytes::from(format!("data: {data}\n\n")));
-                return Step::Continue;
-            }
-        };
-        let seen = self.dialect.inspect(&obj);
-        if let Some(err) = &seen.error {
-            let body = format!("{{\"error\":{err}}}");
-            let (message, kind, code) = upstream_message(body.as_bytes(), self.lease.redactor());
-            // Sent as a 502 with the backend's own type and code.
-            return Step::UpstreamError(ApiError::from_backend(
-                StatusCode::BAD_GATEWAY,
-                kind.unwrap_or_else(|| "upstream_error".into()),
-                Some(code.unwrap_or_else(|| "upstream_error".into())),
-                format!("The backend reported an error: {message}"),
-            ));
-        }
-        if seen.usage.is_some() {
-            self.usage = seen.usage;
-        }
-        self.content_chars += seen.content_chars;
-        self.content_seen |= seen.content || seen.finished;
-        self.finish_seen |= seen.finished;
-        self.dialect.forward(obj, &seen, &mut self.pending);
-        Step::Continue
+        step
     }
 
     /// Final bookkeeping once the stream is over (or dropped).
@@ -359,9 +381,9 @@ impl ChatStream {
         }
         self.settled = true;
         let outcome = self.outcome.unwrap_or(Outcome::Canceled);
-        let usage = self.usage.unwrap_or(Usage {
+        let usage = self.progress.usage.unwrap_or(Usage {
             prompt_tokens: self.prompt_estimate,
-            completion_tokens: (self.content_chars as u64).div_ceil(4),
+            completion_tokens: (self.progress.content_chars as u64).div_ceil(4),
             cached_tokens: 0,
             estimated: true,
         });
@@ -392,13 +414,136 @@ impl ChatStream {
     }
 }
 
-impl Drop for ChatStream {
+impl<D: StreamDialect> Drop for ChatStream<D> {
     fn drop(&mut self) {
         // Reached on client disconnect too: the upstream body is dropped with `self`, which
         // closes the upstream connection instead of draining it.
         if self.ctx.is_some() {
             self.settle();
         }
+    }
+}
+
+/// A backend's `error` member (raw JSON) as the 502 the client is told, the backend's type and
+/// code kept, redacted.
+pub fn upstream_error_event(error: &str, redactor: &Redactor) -> ApiError {
+    let body = format!("{{\"error\":{error}}}");
+    let (message, kind, code) = upstream_message(body.as_bytes(), redactor);
+    // Sent as a 502 with the backend's own type and code.
+    ApiError::from_backend(
+        StatusCode::BAD_GATEWAY,
+        kind.unwrap_or_else(|| "upstream_error".into()),
+        Some(code.unwrap_or_else(|| "upstream_error".into())),
+        format!("The backend reported an error: {message}"),
+    )
+}
+
+impl StreamDialect for OpenAiChat {
+    fn on_event(&mut self, event: SseEvent, cx: &mut EventCx<'_>) -> Step {
+        let Some(data) = event.data else {
+            return Step::Continue; // comments and keep-alives
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            cx.out.push_back(Bytes::from_static(DONE));
+            return Step::Done;
+        }
+        // One level deep: only `model`, `usage`, `error` and `choices` are looked at, the rest
+        // is relayed as the backend wrote it.
+        let mut obj = match JsonObject::parse(data.as_bytes()) {
+            Ok(obj) => obj,
+            Err(_) => {
+                // Not ours to judge: pass unknown payloads through untouched.
+                cx.out.push_back(Bytes::from(format!("data: {data}\n\n")));
+                return Step::Continue;
+            }
+        };
+        if let Some(err) = obj.non_null("error") {
+            return Step::UpstreamError(upstream_error_event(err.get(), cx.redactor));
+        }
+        obj.replace_string("model", &self.public_model);
+        let usage = obj
+            .field::<serde_json::Value>("usage")
+            .as_ref()
+            .and_then(Usage::from_json);
+        if usage.is_some() {
+            cx.progress.usage = usage;
+        }
+        let no_choices = match obj.get("choices") {
+            None => true,
+            Some(raw) => cx.progress.inspect_choices(raw),
+        };
+        if no_choices && usage.is_some() {
+            // The usage chunk: the router always asks for it, the client sees it only if it
+            // asked too, normalised to `choices: []`.
+            if self.client_wants_usage {
+                if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
+                    obj.set_raw("choices", empty);
+                }
+                cx.out.push_back(sse_data(&obj));
+            }
+            return Step::Continue;
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+        }
+        cx.out.push_back(sse_data(&obj));
+        Step::Continue
+    }
+
+    /// An OpenAI error event, then `[DONE]`.
+    fn failed(&mut self, e: &ApiError, out: &mut VecDeque<Bytes>) {
+        let mut bytes = b"data: ".to_vec();
+        // Serializing a Value cannot fail.
+        let _ = serde_json::to_writer(&mut bytes, &e.body());
+        bytes.extend_from_slice(b"\n\n");
+        out.push_back(Bytes::from(bytes));
+        out.push_back(Bytes::from_static(DONE));
+    }
+
+    fn closed(&mut self, out: &mut VecDeque<Bytes>) {
+        out.push_back(Bytes::from_static(DONE));
+    }
+}
+
+impl Progress {
+    /// Count content and spot finished choices of a chat chunk's `choices`; true when there
+    /// are none (`null` or `[]`). Lenient: a part of another shape than OpenAI's is skipped,
+    /// never an error.
+    pub fn inspect_choices(&mut self, raw: &RawValue) -> bool {
+        let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            return raw.get().trim() == "null";
+        };
+        for choice in &choices {
+            let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {
+                continue;
+            };
+            let delta = choice
+                .delta
+                .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
+            let (delta_texts, tool_calls) = match delta {
+                Some(d) => ([d.content, d.reasoning_content, d.refusal], d.tool_calls),
+                None => ([None; 3], None),
+            };
+            // A text completion's chunk carries its text on the choice itself.
+            for text in delta_texts.into_iter().chain([choice.text]).flatten() {
+                // A non-empty JSON string: `"…"` with at least one character inside.
+                let text = text.get();
+                if text.starts_with('"') && text.len() > 2 {
+                    self.content_chars += text.len() - 2;
+                    self.content_seen = true;
+                }
+            }
+            if let Some(calls) = tool_calls {
+                self.content_chars += calls.get().len();
+                self.content_seen = true;
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_seen = true;
+                self.content_seen = true;
+            }
+        }
+        choices.is_empty()
     }
 }
 
@@ -410,6 +555,9 @@ struct ChoiceView<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
+    /// Text completions (`/v1/completions`) stream `text` instead of a delta.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -424,136 +572,7 @@ struct DeltaView<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-/// What one upstream event carried, as the relay's bookkeeping needs it.
-#[derive(Debug, Default)]
-pub struct Inspection {
-    pub usage: Option<Usage>,
-    /// Characters of generated content, for an estimate when no usage comes.
-    pub content_chars: usize,
-    /// The event carries generated content: the stream is committed once it is sent.
-    pub content: bool,
-    /// The answer is complete (a finish reason, a completed response).
-    pub finished: bool,
-    /// The event is an error; the error object's raw JSON.
-    pub error: Option<String>,
-    /// The event carries usage and nothing else.
-    pub usage_only: bool,
-}
-
-/// What upstream events mean and what the client gets for them: chat relayed as chat
-/// ([`ChatDialect`]), chat translated into another API's events, or another API relayed as is.
-pub trait StreamDialect {
-    /// Read one upstream event (its top level parsed).
-    fn inspect(&mut self, obj: &JsonObject) -> Inspection;
-    /// Queue what the client gets for one event that is not an error.
-    fn forward(&mut self, obj: JsonObject, seen: &Inspection, out: &mut VecDeque<Bytes>);
-    /// The upstream stream ended well.
-    fn done(&mut self, out: &mut VecDeque<Bytes>);
-    /// The stream fails after the client got bytes: tell the client and end.
-    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>);
-}
-
-/// Read a chat completion chunk: usage, content and finished choices. Lenient: a part of
-/// another shape than OpenAI's is skipped, never an error.
-pub fn inspect_chat_chunk(obj: &JsonObject) -> Inspection {
-    let mut seen = Inspection {
-        error: obj.non_null("error").map(|e| e.get().to_string()),
-        usage: obj
-            .field::<serde_json::Value>("usage")
-            .as_ref()
-            .and_then(Usage::from_json),
-        ..Inspection::default()
-    };
-    let no_choices = match obj.get("choices") {
-        None => true,
-        Some(raw) => inspect_choices(raw, &mut seen),
-    };
-    seen.usage_only = no_choices && seen.usage.is_some();
-    seen
-}
-
-/// Count content and spot finished choices; true when there are none (`null` or `[]`).
-fn inspect_choices(raw: &RawValue, seen: &mut Inspection) -> bool {
-    let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
-        return raw.get().trim() == "null";
-    };
-    for choice in &choices {
-        let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {
-            continue;
-        };
-        let delta = choice
-            .delta
-            .and_then(|d| serde_json::from_str::<DeltaView>(d.get()).ok());
-        if let Some(delta) = delta {
-            for text in [delta.content, delta.reasoning_content, delta.refusal]
-                .into_iter()
-                .flatten()
-            {
-                // A non-empty JSON string: `"…"` with at least one character inside.
-                let text = text.get();
-                if text.starts_with('"') && text.len() > 2 {
-                    seen.content_chars += text.len() - 2;
-                    seen.content = true;
-                }
-            }
-            if let Some(calls) = delta.tool_calls {
-                seen.content_chars += calls.get().len();
-                seen.content = true;
-            }
-        }
-        if choice.finish_reason.is_some() {
-            seen.finished = true;
-        }
-    }
-    choices.is_empty()
-}
-
-/// Chat relayed as chat: `model` rewritten, the usage chunk shown only to a client that asked
-/// for it, `[DONE]` at the end, an OpenAI error event then `[DONE]` on failure.
-pub struct ChatDialect {
-    pub public_model: String,
-    pub client_wants_usage: bool,
-}
-
-impl StreamDialect for ChatDialect {
-    fn inspect(&mut self, obj: &JsonObject) -> Inspection {
-        inspect_chat_chunk(obj)
-    }
-
-    fn forward(&mut self, mut obj: JsonObject, seen: &Inspection, out: &mut VecDeque<Bytes>) {
-        obj.replace_string("model", &self.public_model);
-        if seen.usage_only {
-            // The usage chunk: the router always asks for it, the client sees it only if it
-            // asked too, normalised to `choices: []`.
-            if self.client_wants_usage {
-                if let Ok(empty) = RawValue::from_string("[]".to_owned()) {
-                    obj.set_raw("choices", empty);
-                }
-                out.push_back(sse_data(&obj));
-            }
-            return;
-        }
-        if !self.client_wants_usage {
-            obj.remove("usage");
-        }
-        out.push_back(sse_data(&obj));
-    }
-
-    fn done(&mut self, out: &mut VecDeque<Bytes>) {
-        out.push_back(Bytes::from_static(DONE));
-    }
-
-    fn failed(&mut self, error: &ApiError, out: &mut VecDeque<Bytes>) {
-        let mut line = b"data: ".to_vec();
-        // Serializing a Value cannot fail.
-        let _ = serde_json::to_writer(&mut line, &error.body());
-        line.extend_from_slice(b"\n\n");
-        out.push_back(Bytes::from(line));
-        out.push_back(Bytes::from_static(DONE));
-    }
-}
-
-pub fn sse_data(obj: &JsonObject) -> Bytes {
+fn sse_data(obj: &JsonObject) -> Bytes {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"data: ");
     obj.write_to(&mut out);
@@ -579,5 +598,13 @@ mod tests {
         let done: ChoiceView =
             serde_json::from_str(r#"{"delta":{},"finish_reason":"stop"}"#).unwrap();
         assert_eq!(done.finish_reason.unwrap().get(), r#""stop""#);
+
+        // A text completion's chunk: the text on the choice, no delta.
+        let text: ChoiceView = serde_json::from_str(
+            r#"{"index":0,"text":"Once","logprobs":null,"finish_reason":null}"#,
+        )
+        .unwrap();
+        assert!(text.delta.is_none() && text.finish_reason.is_none());
+        assert_eq!(text.text.unwrap().get(), r#""Once""#);
     }
 }

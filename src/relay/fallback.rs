@@ -226,9 +226,13 @@ where
         .caller
         .clone()
         .map(|caller| caller as Arc<dyn ModelAccess>);
+    // A request the router refuses itself (no capacity, 501, 503) still belongs to its model:
+    // the request log counts it there (`GROUP BY model_id`, `switchyard usage`).
+    let refused_model: std::cell::RefCell<Option<String>> = Default::default();
     let acquire = |exclude: Vec<usize>| {
         let caller = caller.clone();
         let model = model.to_string();
+        let refused_model = &refused_model;
         async move {
             let leased = match pinned {
                 None => {
@@ -256,10 +260,19 @@ where
             };
             leased
                 .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
-                .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))
+                .map_err(|refusal| {
+                    if let Some(id) = refusal.known_model() {
+                        refused_model.replace(Some(id.to_string()));
+                    }
+                    NoLease::NoRouteLeft(refusal.into())
+                })
         }
     };
-    run_attempts(policy, ctx, acquire, attempt).await
+    let result = run_attempts(policy, ctx, acquire, attempt).await;
+    if ctx.record.model.is_none() {
+        ctx.record.model = refused_model.into_inner();
+    }
+    result
 }
 
 /// A relayed request's record follows its attempts: where it was served, how long the

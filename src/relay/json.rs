@@ -6,7 +6,7 @@ use super::fallback::Attempt;
 use super::shallow::JsonObject;
 use actix_web::http::Method;
 
-use super::upstream::{read_body_within, send, Forwarded, Timeouts};
+use super::upstream::{read_body_within, send, Forwarded, Timeouts, UpstreamPath};
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome};
 use crate::record::Usage;
@@ -19,10 +19,10 @@ pub struct JsonReply {
     pub usage: Option<Usage>,
 }
 
-pub async fn call_json(
+pub async fn call_json<'a>(
     client: &awc::Client,
     lease: Lease,
-    path: &str,
+    path: impl Into<UpstreamPath<'a>>,
     body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
@@ -34,31 +34,23 @@ pub async fn call_json(
 
 /// [`call_json`] with any method, and a body only when there is one (`GET`, `DELETE` of a
 /// backend's stored object).
-pub async fn call_json_with(
+pub async fn call_json_with<'a>(
     client: &awc::Client,
-    mut lease: Lease,
-    (method, path, body): (
+    lease: Lease,
+    call: (
         Method,
-        &str,
+        impl Into<UpstreamPath<'a>>,
         Option<impl actix_web::body::MessageBody + 'static>,
     ),
     fwd: &Forwarded,
     timeouts: &Timeouts,
     max_response: usize,
 ) -> Attempt<JsonReply> {
-    let mut upstream = match send(client, &lease, method, path, body, fwd, timeouts).await {
-        Ok(u) => u,
-        Err(e) => return e.into_attempt(&mut lease),
-    };
-    let limits = timeouts.for_route(lease.route());
-    let total_left = limits.total_left(lease.elapsed());
-    let bytes =
-        match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
-            Ok(b) => b,
-            Err(e) => {
-                lease.finish(Outcome::Failure);
-                return Attempt::Retry(e);
-            }
+    let (mut lease, bytes) =
+        match call_for_bytes_with(client, lease, call, fwd, timeouts, max_response).await {
+            Attempt::Done(done) => done,
+            Attempt::Retry(e) => return Attempt::Retry(e),
+            Attempt::Fail(e) => return Attempt::Fail(e),
         };
     let model = lease.model().id.clone();
     let mut body = match JsonObject::parse(&bytes) {
@@ -90,4 +82,47 @@ pub async fn call_json_with(
     }
     lease.finish(Outcome::Success);
     Attempt::Done(JsonReply { lease, body, usage })
+}
+
+/// Send `body` and read the whole successful answer within the route's limits; the lease is
+/// still open (the caller judges the answer) unless the call failed.
+pub async fn call_for_bytes<'a>(
+    client: &awc::Client,
+    lease: Lease,
+    path: impl Into<UpstreamPath<'a>>,
+    body: impl actix_web::body::MessageBody + 'static,
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+    max_response: usize,
+) -> Attempt<(Lease, bytes::Bytes)> {
+    let call = (Method::POST, path, Some(body));
+    call_for_bytes_with(client, lease, call, fwd, timeouts, max_response).await
+}
+
+/// [`call_for_bytes`] with any method, and a body only when there is one.
+async fn call_for_bytes_with<'a>(
+    client: &awc::Client,
+    mut lease: Lease,
+    (method, path, body): (
+        Method,
+        impl Into<UpstreamPath<'a>>,
+        Option<impl actix_web::body::MessageBody + 'static>,
+    ),
+    fwd: &Forwarded,
+    timeouts: &Timeouts,
+    max_response: usize,
+) -> Attempt<(Lease, bytes::Bytes)> {
+    let mut upstream = match send(client, &lease, method, path, body, fwd, timeouts).await {
+        Ok(u) => u,
+        Err(e) => return e.into_attempt(&mut lease),
+    };
+    let limits = timeouts.for_route(lease.route());
+    let total_left = limits.total_left(lease.elapsed());
+    match read_body_within(&mut upstream.body, max_response, limits.idle, total_left).await {
+        Ok(bytes) => Attempt::Done((lease, bytes)),
+        Err(e) => {
+            lease.finish(Outcome::Failure);
+            Attempt::Retry(e)
+        }
+    }
 }

@@ -99,16 +99,40 @@ impl CallError {
     }
 }
 
-/// Build a request to `path` under the lease's API base.
-pub fn request(
+/// Where on a backend a call goes: under its API base (`/v1`, nearly everything), or under
+/// the server root for engines whose native endpoint lives there (TEI's `/rerank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamPath<'a> {
+    Api(&'a str),
+    Root(&'a str),
+}
+
+impl<'a> From<&'a str> for UpstreamPath<'a> {
+    fn from(path: &'a str) -> UpstreamPath<'a> {
+        UpstreamPath::Api(path)
+    }
+}
+
+impl<'a> From<&'a String> for UpstreamPath<'a> {
+    fn from(path: &'a String) -> UpstreamPath<'a> {
+        UpstreamPath::Api(path)
+    }
+}
+
+/// Build a request to `path` on the lease's backend.
+pub fn request<'a>(
     client: &awc::Client,
     method: actix_web::http::Method,
     lease: &Lease,
-    path: &str,
+    path: impl Into<UpstreamPath<'a>>,
     fwd: &Forwarded,
     timeout: Duration,
 ) -> awc::ClientRequest {
-    let url = lease.endpoint().base.api_url(path);
+    let base = &lease.endpoint().base;
+    let url = match path.into() {
+        UpstreamPath::Api(path) => base.api_url(path),
+        UpstreamPath::Root(path) => base.root_url(path),
+    };
     // A route with its own connect timeout needs a connector built with it.
     let client = match lease.route().timeouts.connect {
         Some(connect) => super::client::with_connect_timeout(connect),
@@ -129,10 +153,10 @@ pub fn request(
 
 /// POST a JSON body (a `Bytes`, or a [`SplicedBody`](super::spliced::SplicedBody)) and
 /// classify the answer.
-pub async fn post_json(
+pub async fn post_json<'a>(
     client: &awc::Client,
     lease: &Lease,
-    path: &str,
+    path: impl Into<UpstreamPath<'a>>,
     body: impl actix_web::body::MessageBody + 'static,
     fwd: &Forwarded,
     timeouts: &Timeouts,
@@ -142,11 +166,11 @@ pub async fn post_json(
 
 /// Send `method` to `path` with a JSON body, or with none (`GET`, `DELETE`), and classify the
 /// answer.
-pub async fn send(
+pub async fn send<'a>(
     client: &awc::Client,
     lease: &Lease,
     method: Method,
-    path: &str,
+    path: impl Into<UpstreamPath<'a>>,
     body: Option<impl actix_web::body::MessageBody + 'static>,
     fwd: &Forwarded,
     timeouts: &Timeouts,

@@ -110,6 +110,14 @@ function bucketCell(b) {
   return td;
 }
 
+// A provider endpoint's last /v1/models query (seed 004's row); "–" for other endpoints.
+function probeText(p) {
+  if (!p) return "–";
+  const yesNo = (v) => (v === null || v === undefined ? "?" : v ? "yes" : "no");
+  return "reachable " + yesNo(p.reachable) + " · auth ok " + yesNo(p.auth_ok) +
+    " · models " + p.models_discovered + " · private network " + (p.private_network_approved ? "approved" : "not approved");
+}
+
 function renderEndpoints(endpoints) {
   const body = $("endpoints").querySelector("tbody");
   body.textContent = "";
@@ -126,6 +134,7 @@ function renderEndpoints(endpoints) {
     tr.appendChild(el("td", { class: "requests" }, fmt(e.requests_total, 0)));
     tr.appendChild(el("td", {}, fmt(e.failures_total, 0)));
     tr.appendChild(el("td", {}, (e.routes || []).map((r) => r.model + "/" + r.route + " ×" + r.weight).join(", ")));
+    tr.appendChild(el("td", { class: "probe" }, probeText(e.probe)));
     body.appendChild(tr);
   }
 }

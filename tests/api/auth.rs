@@ -401,7 +401,37 @@ const CLIENT_PATHS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/models", ""),
     ("GET", "/api/v1/models", ""),
     ("GET", "/v1/video/generations", ""),
+    ("POST", "/v1/completions", r#"{"model":"m","prompt":"hi"}"#),
+    (
+        "POST",
+        "/api/v1/completions",
+        r#"{"model":"m","prompt":"hi"}"#,
+    ),
+    ("POST", "/v1/responses", RESPONSES_BODY),
+    ("POST", "/api/v1/ai/responses", RESPONSES_BODY),
+    ("POST", "/v1/rerank", RERANK_BODY),
+    ("POST", "/rerank", RERANK_BODY),
+    ("POST", "/v2/rerank", RERANK_BODY),
+    ("POST", "/api/v1/rerank", RERANK_BODY),
+    (
+        "POST",
+        "/api/v1/ai/chat/completions",
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    ),
+    (
+        "POST",
+        "/api/v1/ai/embeddings",
+        r#"{"model":"emb","input":"hi"}"#,
+    ),
+    ("POST", "/v1/generations/images", IMAGE_BODY),
+    ("POST", "/api/v1/ai/generations/images", IMAGE_BODY),
+    ("GET", "/v1/generations/videos", ""),
+    ("GET", "/api/v1/ai/generations/videos", ""),
+    ("GET", "/api/v1/ai/models", ""),
 ];
+const RESPONSES_BODY: &str = r#"{"model":"m","input":"hi"}"#;
+const RERANK_BODY: &str = r#"{"model":"rr","query":"q","documents":["q a","b"]}"#;
+const IMAGE_BODY: &str = r#"{"model":"img","prompt":"a cat","response_format":"b64_json"}"#;
 const ADMIN_PATHS: &[(&str, &str, &str)] = &[
     ("GET", "/admin/backends", ""),
     ("GET", "/admin/usage", ""),
@@ -515,10 +545,16 @@ async fn assert_no_spelling_passes(
     .expect("spellings thread");
 }
 
-/// A router for model `m` on `mock` with client key `sk-client-1234` and admin key
-/// `adm-secret-1234`.
+/// A router for models `m` (chat), `emb`, `rr` (rerank) and `img` on `mock` with client key
+/// `sk-client-1234` and admin key `adm-secret-1234`.
 async fn router_with_both_keys(mock: &Proc, routing_yaml: Option<&str>) -> Router {
-    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let mut yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    for (id, model_type) in [("emb", "embedding"), ("rr", "rerank"), ("img", "image")] {
+        yaml.push_str(&format!(
+            "  - id: {id}\n    type: {model_type}\n    route: [{{kind: vllm, base_url: \"{}\"}}]\n",
+            mock.url
+        ));
+    }
     start_router_ready(
         RouterOpts {
             models_yaml: &yaml,

@@ -218,8 +218,9 @@ async fn function_calls_round_trip_natively_and_translated() {
     for model in ["native", "translated"] {
         for stream in [false, true] {
             let label = format!("{model} stream={stream}");
-            let ask =
-                json!({"model": model, "input": "look it up", "tools": tools, "stream": stream});
+            // The mocks call a tool only when `tool_choice` demands it, as the chat mock does.
+            let ask = json!({"model": model, "input": "look it up", "tools": tools,
+                             "tool_choice": "required", "stream": stream});
             let first = if stream {
                 let events = stream_events(&router.url, &ask).await;
                 let kinds = kinds(&events);
@@ -240,7 +241,7 @@ async fn function_calls_round_trip_natively_and_translated() {
             let call = &first["output"][0];
             assert_eq!(call["type"], "function_call", "{label}: {first}");
             assert_eq!(call["name"], "lookup", "{label}");
-            assert_eq!(call["arguments"], r#"{"word":"word0"}"#, "{label}");
+            assert_eq!(call["arguments"], r#"{"arg":"word0"}"#, "{label}");
             let call_id = call["call_id"].as_str().expect("call_id").to_string();
             // The call and its result sent back: the model answers in text.
             let follow = json!({"model": model, "tools": tools, "stream": false, "input": [

@@ -212,8 +212,38 @@ fn test_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Options for a router with these models and environment, without a routing file.
+pub fn router_opts<'a>(models_yaml: &'a str, env: Vec<(&'a str, String)>) -> RouterOpts<'a> {
+    RouterOpts {
+        models_yaml,
+        routing_yaml: None,
+        env,
+    }
+}
+
+/// Write a keys file into `dir`; its path, as `KEYS_FILE` takes it.
+pub fn write_keys_file(dir: &std::path::Path, yaml: &str) -> String {
+    let path = dir.join("keys.yaml");
+    std::fs::write(&path, yaml).expect("write keys");
+    path.display().to_string()
+}
+
 pub fn start_router(opts: RouterOpts<'_>) -> Router {
     let (cmd, dir) = router_command(&opts);
+    let proc = spawn_and_wait(cmd, "switchyard listening on ");
+    Router { proc, dir }
+}
+
+/// A router run from its environment alone, as the single-backend gateway's users ran it:
+/// `--config` names a models.yaml that does not exist.
+pub fn start_router_without_models_file(env: Vec<(&str, String)>) -> Router {
+    let opts = RouterOpts {
+        models_yaml: "",
+        routing_yaml: None,
+        env,
+    };
+    let (cmd, dir) = router_command(&opts);
+    std::fs::remove_file(dir.path().join("models.yaml")).expect("remove models.yaml");
     let proc = spawn_and_wait(cmd, "switchyard listening on ");
     Router { proc, dir }
 }

@@ -51,6 +51,19 @@ pub async fn wait_rows(store: &Store, n: usize) -> Vec<LogRow> {
     }
 }
 
+/// Wait until at least `n` rows answered 200 (rows of refused requests may come first).
+pub async fn wait_served_rows(store: &Store, n: usize) -> Vec<LogRow> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = all_rows(store).await;
+        let served = rows.iter().filter(|r| r.status_code == 200).count();
+        if served >= n || Instant::now() > deadline {
+            return rows;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn row_for<'a>(rows: &'a [LogRow], request_id: &str) -> &'a LogRow {
     rows.iter()
         .find(|r| r.request_id == request_id)

@@ -5,6 +5,7 @@
 mod architecture;
 mod catalogue;
 mod chat_request_props;
+mod compose;
 mod config;
 mod env_example;
 mod props;

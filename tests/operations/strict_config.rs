@@ -282,19 +282,22 @@ fn a_malformed_config_lenient_is_an_error() {
 /// A value each known key accepts (and validation passes), to add to a valid entry.
 fn sample_value(key: &str) -> &'static str {
     match key {
-        "type" => "chat",
+        "type" | "modelType" => "chat",
+        "engine" => "vllm",
         "input_modalities" | "output_modalities" => "[text]",
         "context_length" | "max_output_length" | "rpm" | "tpm" | "max_in_flight" => "8",
         "weight" | "local_fraction" | "health_check" | "timeout" | "connect" | "headers"
         | "idle" | "total" => "1",
-        "supports_tools" | "supports_structured_output" | "allow_private_network" | "discover" => {
-            "true"
-        }
+        "supports_tools"
+        | "supports_structured_output"
+        | "allow_private_network"
+        | "discover"
+        | "optional" => "true",
         "supported_params" | "aliases" | "supported_voices" | "models" => "[x]",
         "pricing" => "{prompt: \"0\"}",
         "timeouts" => "{connect: 1}",
         "discover_map" => "{a: b}",
-        "native_apis" => "[responses]",
+        "native_apis" => "[messages, responses]",
         "auth_header" => "api-key",
         "health_path" | "video_submit_path" => "/p",
         "video_poll_path" | "video_content_path" | "video_cancel_path" => "/p/{id}",

@@ -1,0 +1,652 @@
+//! Each seed system run the way its own users ran it (issue 20): their files, variables and
+//! requests, replayed against the router. docs/seeds.md maps each seed's requirements here.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A router on `yaml` with the test defaults and nothing else.
+fn opts(yaml: &str) -> RouterOpts<'_> {
+    RouterOpts {
+        models_yaml: yaml,
+        routing_yaml: None,
+        env: vec![],
+    }
+}
+
+async fn chat(router: &str, body: &Value) -> (u16, Value) {
+    let (status, _, v) = post_json(&format!("{router}/v1/chat/completions"), body).await;
+    (status, v)
+}
+
+async fn wait_for_models(router: &str, expected: &[&str]) {
+    let url = router.to_string();
+    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    eventually(Duration::from_secs(10), "the expected model list", || {
+        let (url, expected) = (url.clone(), expected.clone());
+        async move {
+            let mut ids = model_ids(&url, None).await;
+            ids.sort();
+            ids == expected
+        }
+    })
+    .await;
+}
+
+fn last_upstream(stats: &Value) -> (&Value, &Value) {
+    let last = &stats["last_request"];
+    (&last["body"]["model"], &last["headers"]["authorization"])
+}
+
+// ------------------------------------------------------------------ seed 000: local model guide
+
+/// The guide's model entry as written (only its `host.docker.internal:8007` server is the test
+/// engine), then its step-5 checks: listed, chat by id and alias, streaming.
+#[actix_rt::test]
+async fn seed_000_the_guide_entry_serves_its_step_5_requests() {
+    let engine = start_mock(json!({}));
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/local_model_guide_model_entry.yaml");
+    let yaml = std::fs::read_to_string(fixture)
+        .expect("guide fixture")
+        .replace("http://host.docker.internal:8007", &engine.url);
+    let router = start_router_ready(opts(&yaml), 1).await;
+    assert_eq!(model_ids(&router.url, None).await, vec!["qwen3.5-27b"]);
+    for model in ["qwen3.5-27b", "Qwen3.5-27B"] {
+        let body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello from the gateway"}],
+            "max_tokens": 32
+        });
+        let (status, v) = chat(&router.url, &body).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["model"], "qwen3.5-27b");
+        assert_eq!(
+            mock_stats(&engine).await["last_request"]["body"]["model"],
+            "Qwen3.5-27B"
+        );
+    }
+    let mut resp = client()
+        .post(format!("{}/v1/chat/completions", router.url))
+        .insert_header(("content-type", "application/json"))
+        .send_body(
+            json!({
+                "model": "qwen3.5-27b",
+                "messages": [{"role": "user", "content": "Stream one sentence"}],
+                "stream": true,
+                "max_tokens": 64
+            })
+            .to_string(),
+        )
+        .await
+        .expect("stream");
+    let events = read_sse(&mut resp).await;
+    assert!(events.len() > 2, "{events:?}");
+    assert_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+}
+
+// ------------------------------------------------------------------ seed 003: single backend
+
+/// `.env` as the seed's quick start leaves it (`make env-vllm`, then MODEL_NAME set): no
+/// models.yaml at all; the named model is served by the engine with BACKEND_API_KEY.
+#[actix_rt::test]
+async fn seed_003_the_env_file_alone_serves_the_named_models() {
+    let engine = start_mock(json!({}));
+    let router = start_router_without_models_file(vec![
+        ("BACKEND_KIND", "vllm".into()),
+        ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ("BACKEND_API_KEY", "sk-engine-key-0001".into()),
+        (
+            "MODEL_NAME",
+            "meta-llama/Llama-3.1-8B-Instruct, Qwen/Qwen2.5-7B-Instruct".into(),
+        ),
+    ]);
+    wait_for_models(
+        &router.url,
+        &[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
+        ],
+    )
+    .await;
+    for stream in [false, true] {
+        let body = chat_body("meta-llama/Llama-3.1-8B-Instruct", stream);
+        let (status, v) = chat(&router.url, &body).await;
+        assert_eq!(status, 200, "{v}");
+        let stats = mock_stats(&engine).await;
+        let (model, auth) = last_upstream(&stats);
+        assert_eq!(model, "meta-llama/Llama-3.1-8B-Instruct");
+        assert_eq!(auth, "Bearer sk-engine-key-0001");
+    }
+}
+
+/// Ollama's way: `MODEL_NAME` unset, whatever the engine has pulled is served by its tag; the
+/// discovery template itself is never a model.
+#[actix_rt::test]
+async fn seed_003_without_model_name_the_engine_list_is_served() {
+    let engine = start_mock(json!({"model_ids": ["llama3.1:8b-instruct", "qwen2.5:7b"]}));
+    let router = start_router_without_models_file(vec![
+        ("BACKEND_KIND", "ollama".into()),
+        ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ("DISCOVERY_INTERVAL_SECS", "0.3".into()),
+    ]);
+    wait_for_models(&router.url, &["llama3.1:8b-instruct", "qwen2.5:7b"]).await;
+    let (status, v) = chat(&router.url, &chat_body("llama3.1:8b-instruct", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = chat(&router.url, &chat_body("ollama:discovered", false)).await;
+    assert_openai_error(status, 404, &v);
+    // A model pulled later shows up without a restart.
+    mock_patch(
+        &engine,
+        json!({"model_ids": ["llama3.1:8b-instruct", "phi3"]}),
+    )
+    .await;
+    wait_for_models(&router.url, &["llama3.1:8b-instruct", "phi3"]).await;
+}
+
+/// Alongside a models.yaml, the file's models and the backend's are both served.
+#[actix_rt::test]
+async fn seed_003_the_backend_is_added_to_a_models_yaml() {
+    let engine = start_mock(json!({}));
+    let other = start_mock(json!({}));
+    let yaml = chat_model_yaml("from-file", &[("openai_compat", &other.url, 1.0)]);
+    let router = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![
+            ("BACKEND_KIND", "llamacpp".into()),
+            ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+            ("MODEL_NAME", "model.gguf".into()),
+        ],
+    });
+    wait_for_models(&router.url, &["from-file", "model.gguf"]).await;
+    let (status, v) = chat(&router.url, &chat_body("model.gguf", false)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        mock_stats(&engine).await["last_request"]["body"]["model"],
+        "model.gguf"
+    );
+}
+
+/// `check-config` and `serve` refuse what the seed's table does not list, naming the variable.
+#[test]
+fn seed_003_a_kind_outside_the_table_or_an_external_kind_without_url_is_refused() {
+    for (env, named) in [
+        (vec![("BACKEND_KIND", "triton")], "BACKEND_KIND"),
+        (vec![("BACKEND_KIND", "openai")], "BACKEND_BASE_URL"),
+        (
+            vec![("BACKEND_KIND", "vllm"), ("BACKEND_BASE_URL", "not a url")],
+            "BACKEND_BASE_URL",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = std::process::Command::new(bin("switchyard"));
+        cmd.current_dir(dir.path()).arg("check-config");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("check-config");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{env:?}: {text}");
+        assert!(text.contains(named), "{env:?}: {text}");
+    }
+}
+
+// ------------------------------------------------------------------ seed 004: vLLM provider
+
+const ADMIN_KEY: &str = "admin-key-seeds-0001";
+
+/// The one endpoint's probe row in `/admin/backends`, once there is one.
+async fn probe_row(router: &str) -> Value {
+    let url = format!("{router}/admin/backends");
+    let mut row = Value::Null;
+    for _ in 0..100 {
+        let (_, _, v) = send_with_key("GET", &url, Some(ADMIN_KEY), None).await;
+        row = v["data"][0]["probe"].clone();
+        if !row.is_null() {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    row
+}
+
+/// An explicit provider on loopback without `request.allowPrivateNetwork`: its probe row says
+/// the private network is not approved, and nothing was sent to it.
+#[actix_rt::test]
+async fn seed_004_the_probe_row_shows_an_unapproved_private_network() {
+    let engine = start_mock(json!({}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("providers.json5");
+    let text = SEED_004_EXPLICIT
+        .replace("http://127.0.0.1:8000/v1", &format!("{}/v1", engine.url))
+        .replace("request: { allowPrivateNetwork: true },", "");
+    std::fs::write(&file, text).expect("write providers file");
+    let router = start_router_without_models_file(vec![
+        ("PROVIDERS_FILE", file.display().to_string()),
+        ("VLLM_API_KEY", "real-key-0001".into()),
+        ("ADMIN_API_KEY", ADMIN_KEY.into()),
+    ]);
+    let row = probe_row(&router.url).await;
+    assert_eq!(row["private_network_approved"], false, "{row}");
+    assert_eq!(row["reachable"], false, "{row}");
+    assert!(
+        row["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row}"
+    );
+    assert!(!row.to_string().contains("real-key-0001"), "{row}");
+    assert!(mock_stats(&engine).await["requests_by_path"]["/v1/models"].is_null());
+}
+
+/// `export VLLM_API_KEY="vllm-local"` and nothing else: what the server lists is served as
+/// `vllm/<id>`, with the key, and with no capability assumed.
+#[actix_rt::test]
+async fn seed_004_implicit_discovery_serves_vllm_ids_and_assumes_no_capability() {
+    let engine = start_mock(json!({"model_ids": ["your-model-id"]}));
+    let router = start_router_without_models_file(vec![
+        ("VLLM_API_KEY", "vllm-local".into()),
+        ("VLLM_BASE_URL", format!("{}/v1", engine.url)),
+        ("ADMIN_API_KEY", ADMIN_KEY.into()),
+    ]);
+    wait_for_models(&router.url, &["vllm/your-model-id"]).await;
+    // The probe row: reachable, auth ok, one model discovered, private network approved.
+    let row = probe_row(&router.url).await;
+    assert_eq!(
+        (
+            &row["reachable"],
+            &row["auth_ok"],
+            &row["models_discovered"],
+            &row["private_network_approved"]
+        ),
+        (&json!(true), &json!(true), &json!(1), &json!(true)),
+        "{row}"
+    );
+    let (status, v) = chat(&router.url, &chat_body("vllm/your-model-id", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = mock_stats(&engine).await;
+    let (model, auth) = last_upstream(&stats);
+    assert_eq!(model, "your-model-id");
+    assert_eq!(auth, "Bearer vllm-local");
+    let served = stats["requests_by_path"]["/v1/chat/completions"].clone();
+
+    let tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+    let image = json!([{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]);
+    // (what the request adds, the error code, the param named)
+    let refused = [
+        ("tools", tool.clone(), "unsupported_capability", "tools"),
+        (
+            "tool_choice",
+            json!("auto"),
+            "unsupported_capability",
+            "tool_choice",
+        ),
+        (
+            "reasoning_effort",
+            json!("high"),
+            "unsupported_capability",
+            "reasoning_effort",
+        ),
+        (
+            "reasoning",
+            json!({"effort": "low"}),
+            "unsupported_capability",
+            "reasoning",
+        ),
+        ("messages", image, "unsupported_modality", "messages"),
+    ];
+    for (key, value, code, param) in refused {
+        let mut body = chat_body("vllm/your-model-id", false);
+        body[key] = value;
+        let (status, v) = chat(&router.url, &body).await;
+        assert_openai_error(status, 400, &v);
+        assert_eq!(v["error"]["code"], code, "{key}: {v}");
+        assert_eq!(v["error"]["param"], param, "{key}: {v}");
+    }
+    assert_eq!(
+        mock_stats(&engine).await["requests_by_path"]["/v1/chat/completions"],
+        served,
+        "a refused request reached the engine"
+    );
+}
+
+/// The seed's explicit configuration, as written (only the URL points at the test engine):
+/// its model is served with its name and limits, and the implicit discovery is off.
+#[actix_rt::test]
+async fn seed_004_the_explicit_provider_file_loads_as_written_and_turns_discovery_off() {
+    let engine = start_mock(json!({}));
+    let discoverable = start_mock(json!({"model_ids": ["should-not-appear"]}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("providers.json5");
+    let text = SEED_004_EXPLICIT.replace("http://127.0.0.1:8000/v1", &format!("{}/v1", engine.url));
+    std::fs::write(&file, text).expect("write providers file");
+    let router = start_router_without_models_file(vec![
+        ("PROVIDERS_FILE", file.display().to_string()),
+        ("VLLM_API_KEY", "real-key-0001".into()),
+        ("VLLM_BASE_URL", format!("{}/v1", discoverable.url)),
+        ("DISCOVERY_INTERVAL_SECS", "0.2".into()),
+    ]);
+    wait_for_models(&router.url, &["vllm/your-model-id"]).await;
+    let (_, v) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let entry = &v["data"][0];
+    assert_eq!(entry["name"], "Local Served Model", "{entry}");
+    assert_eq!(entry["context_length"], 128000, "{entry}");
+    let (status, v) = chat(&router.url, &chat_body("vllm/your-model-id", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = mock_stats(&engine).await;
+    assert_eq!(
+        last_upstream(&stats),
+        (&json!("your-model-id"), &json!("Bearer real-key-0001"))
+    );
+    // Discovery never ran: the other server was not even asked.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        mock_stats(&discoverable).await["requests_by_path"]["/v1/models"].is_null(),
+        "implicit discovery ran beside an explicit vllm provider"
+    );
+}
+
+/// The seed's explicit configuration, as written there.
+const SEED_004_EXPLICIT: &str = include_str!("../fixtures/seed_004_providers.json5");
+
+// ------------------------------------------------------------------ seed 001: the gateway
+
+/// The shipped config/models.yaml has the README's quick-check models; each stays disabled
+/// until its variables are in `.env`, then serves with its weight.
+#[test]
+fn seed_001_the_quick_check_models_turn_on_with_their_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models.yaml");
+    let text = std::fs::read_to_string(&path).expect("config/models.yaml");
+    let load = |pairs: &[(&str, &str)]| {
+        let vars: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        switchyard::config::load_str("config/models.yaml", &text, None, &vars)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let enabled = |registry: &switchyard::config::Registry, id: &str| {
+        let model = registry
+            .find(id)
+            .unwrap_or_else(|| panic!("{id} not shipped"));
+        model
+            .routes
+            .iter()
+            .any(|r| r.is_enabled() && r.weight > 0.0)
+    };
+    let bare = load(&[]);
+    for id in ["llama-4-scout", "deepseek-chat"] {
+        assert!(!enabled(&bare, id), "{id} enabled without its key");
+    }
+    // The README's .env lines.
+    let env = load(&[
+        ("DEEPSEEK_API_KEY", "your-deepseek-api-key"),
+        ("LLAMA_API_KEY", "your-llama-api-key"),
+        ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
+    ]);
+    for id in ["llama-4-scout", "deepseek-chat"] {
+        assert!(enabled(&env, id), "{id} still disabled with its key");
+    }
+}
+
+/// A request the router refuses itself still has its model in the request log, so the
+/// README's `GROUP BY model_id` and `switchyard usage` count it there.
+#[actix_rt::test]
+async fn seed_001_refused_requests_are_counted_for_their_model() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: tgi-embed
+    type: embedding
+    route: [{{kind: tgi, base_url: "{url}"}}]
+  - id: keyless
+    route: [{{kind: deepseek, optional: true, base_url: "{url}", api_key: "${{SEEDS_UNSET_KEY}}"}}]
+  - id: tiny-tpm
+    route: [{{kind: vllm, base_url: "{url}", tpm: 10}}]
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(opts(&yaml), 1).await;
+    let (status, _, _) = common::obs::post_with_id(
+        &format!("{}/v1/embeddings", router.url),
+        &json!({"model": "tgi-embed", "input": "x"}),
+        "seed-501",
+    )
+    .await;
+    assert_eq!(status, 501);
+    let chat_url = format!("{}/v1/chat/completions", router.url);
+    let (status, _, _) =
+        common::obs::post_with_id(&chat_url, &chat_body("keyless", false), "seed-503").await;
+    assert_eq!(status, 503);
+    // A full bucket lets one request overdraw it; the next waits for it to refill.
+    let mut big = chat_body("tiny-tpm", false);
+    big["max_tokens"] = json!(4096);
+    let (status, _, _) = common::obs::post_with_id(&chat_url, &big, "seed-tpm-first").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = common::obs::post_with_id(&chat_url, &big, "seed-429").await;
+    assert_eq!(status, 429);
+    let db = common::obs::sqlite_path(&router);
+    let mut router = router;
+    assert_eq!(router.terminate(Duration::from_secs(20)), Some(0));
+    let store = common::obs::open_sqlite(&db).await;
+    let rows = common::obs::all_rows(&store).await;
+    for (id, model, status) in [
+        ("seed-501", "tgi-embed", 501),
+        ("seed-503", "keyless", 503),
+        ("seed-429", "tiny-tpm", 429),
+    ] {
+        let row = common::obs::row_for(&rows, id);
+        assert_eq!(row.model_id.as_deref(), Some(model), "{row:?}");
+        assert_eq!(row.status_code, status, "{row:?}");
+    }
+    let counts: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT model_id, COUNT(*) FROM api_logs GROUP BY model_id")
+            .fetch_all(&store.pool)
+            .await
+            .expect("the README's query");
+    for (model, requests) in [("tgi-embed", 1), ("keyless", 1), ("tiny-tpm", 2)] {
+        assert!(
+            counts
+                .iter()
+                .any(|(m, n)| m.as_deref() == Some(model) && *n == requests),
+            "{model}: {counts:?}"
+        );
+    }
+}
+
+/// `curl /health`: liveness and dependency checks, as the README says.
+#[actix_rt::test]
+async fn seed_001_health_reports_its_dependencies() {
+    let engine = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
+    let router = start_router(opts(&yaml));
+    let (status, v) = get_json(&format!("{}/health", router.url))
+        .await
+        .expect("health");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "ok", "{v}");
+    for dep in ["request_log", "job_store"] {
+        assert_eq!(v["dependencies"][dep]["status"], "ok", "{v}");
+        assert_eq!(v["dependencies"][dep]["database"], "sqlite", "{v}");
+    }
+    let off = start_router(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![("REQUEST_LOG_ENABLED", "false".into())],
+    });
+    let (_, v) = get_json(&format!("{}/health", off.url))
+        .await
+        .expect("health");
+    assert_eq!(
+        v["dependencies"]["request_log"]["status"], "disabled",
+        "{v}"
+    );
+    assert_eq!(v["status"], "ok", "{v}");
+}
+
+// ------------------------------------------------------------------ seed 002: the platform
+
+/// Registration as the platform writes it (`provider: self_hosted`, `engine`, `modelType`),
+/// engines behind its CustomProvider serving what the model's type asks, and the TTS request
+/// of its documentation, `"voice": "default"` included.
+#[actix_rt::test]
+async fn seed_002_self_hosted_registrations_serve_as_the_platform_documents() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: llama-3.1-8b
+    provider: self_hosted
+    engine: vllm
+    modelType: chat
+    base_url: "{url}"
+  - id: my-custom-model
+    provider: self_hosted
+    engine: custom
+    modelType: chat
+    base_url: "{url}"
+  - id: chat-behind-whisper
+    provider: self_hosted
+    engine: whisper
+    modelType: chat
+    base_url: "{url}"
+  - id: kokoro
+    provider: self_hosted
+    engine: tts-engine
+    modelType: text_to_speech
+    supported_voices: [af_heart, am_adam]
+    base_url: "{url}"
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(opts(&yaml), 1).await;
+    for model in ["llama-3.1-8b", "my-custom-model", "chat-behind-whisper"] {
+        let (status, v) = chat(&router.url, &chat_body(model, false)).await;
+        assert_eq!(status, 200, "{model}: {v}");
+    }
+    let (_, v) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let kokoro = v["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["id"] == "kokoro"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(!kokoro.is_null(), "{v}");
+    // The platform's TTS request, as its documentation writes it.
+    let request = json!({
+        "input": "Text to speak",
+        "voice": "default",
+        "model": "kokoro",
+        "response_format": "mp3",
+        "speed": 1.0
+    });
+    let mut resp = client()
+        .post(format!("{}/v1/audio/speech", router.url))
+        .insert_header(("content-type", "application/json"))
+        .send_body(request.to_string())
+        .await
+        .expect("speech");
+    let body = resp.body().limit(1 << 24).await.expect("audio");
+    assert_eq!(resp.status().as_u16(), 200, "{body:?}");
+    assert!(!body.is_empty());
+    // A voice the model does not offer is still refused.
+    let mut other = request.clone();
+    other["voice"] = json!("alloy");
+    let (status, _, v) = post_json(&format!("{}/v1/audio/speech", router.url), &other).await;
+    assert_openai_error(status, 400, &v);
+}
+
+/// OpenRouter's `links.details` of every listed model resolves, in OpenRouter's endpoint
+/// shape, under `/api/v1` as written and under `/v1`; ids with a slash included.
+#[actix_rt::test]
+async fn seed_001_links_details_resolve_to_the_model_endpoints() {
+    let engine = start_mock(json!({}));
+    let yaml = format!(
+        r#"models:
+  - id: deepseek/deepseek-chat
+    provider: deepseek
+    context_length: 65536
+    pricing: {{prompt: "0.00000027", completion: "0.0000011"}}
+    route:
+      - {{name: primary, kind: vllm, base_url: "{url}", api_key: sk-never-shown-01}}
+      - {{name: spare, kind: vllm, base_url: "{url}/spare", weight: 0}}
+"#,
+        url = engine.url
+    );
+    let router = start_router_ready(opts(&yaml), 1).await;
+    let (_, list) = get_json(&format!("{}/v1/models", router.url))
+        .await
+        .expect("models");
+    let details = list["data"][0]["links"]["details"]
+        .as_str()
+        .expect("links.details")
+        .to_string();
+    assert_eq!(details, "/api/v1/models/deepseek/deepseek-chat/endpoints");
+    for path in [details.clone(), details.replacen("/api/v1", "/v1", 1)] {
+        let (status, v) = get_json(&format!("{}{path}", router.url))
+            .await
+            .expect("endpoints");
+        assert_eq!(status, 200, "{path}: {v}");
+        let data = &v["data"];
+        assert_eq!(data["id"], "deepseek/deepseek-chat");
+        let endpoints = data["endpoints"].as_array().expect("endpoints");
+        // The weight-0 spare is configured but serves nothing: not an endpoint.
+        assert_eq!(endpoints.len(), 1, "{v}");
+        let e = &endpoints[0];
+        assert_eq!(e["name"], "deepseek | deepseek/deepseek-chat");
+        assert_eq!(e["provider_name"], "vllm");
+        assert_eq!(e["tag"], "primary");
+        assert_eq!(e["context_length"], 65536);
+        assert_eq!(e["pricing"]["prompt"], "0.00000027");
+        assert_eq!(e["status"], 0);
+        let text = v.to_string();
+        assert!(
+            !text.contains("sk-never-shown-01") && !text.contains(&engine.url),
+            "{text}"
+        );
+    }
+    let (status, v) = get_json(&format!("{}/api/v1/models/nope/endpoints", router.url))
+        .await
+        .expect("404");
+    assert_openai_error(status, 404, &v);
+}
+
+/// The catalogue's JSON entries carry their full Dockerfile, with the document's example
+/// served name (`meta-llama/Llama-3.1-8B-Instruct` served as `llama-3.1-8b`).
+#[actix_rt::test]
+async fn seed_002_catalogue_entries_carry_their_dockerfile() {
+    let engine = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &engine.url, 1.0)]);
+    let router = start_router(opts(&yaml));
+    let (status, v) = get_json(&format!("{}/v1/catalogue?engine=vllm", router.url))
+        .await
+        .expect("catalogue");
+    assert_eq!(status, 200);
+    let entries = v["data"].as_array().expect("entries");
+    assert!(!entries.is_empty());
+    for e in entries {
+        let dockerfile = e["dockerfile"].as_str().unwrap_or_default();
+        assert!(
+            dockerfile.starts_with("FROM ") || dockerfile.contains("\nFROM "),
+            "{}",
+            e["id"]
+        );
+        let served = e["servedModelName"].as_str().expect("servedModelName");
+        assert!(
+            dockerfile.contains(&format!("\"--served-model-name\", \"{served}\"")),
+            "{}: {dockerfile}",
+            e["id"]
+        );
+    }
+    let llama = entries
+        .iter()
+        .find(|e| e["huggingFaceId"] == "meta-llama/Llama-3.1-8B-Instruct")
+        .expect("the document's example");
+    assert_eq!(llama["servedModelName"], "llama-3.1-8b");
+}

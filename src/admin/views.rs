@@ -140,6 +140,7 @@ pub fn backends_view(table: &RouteTable) -> Vec<Value> {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("url".into(), Value::String(redact_url(&snap.url)));
                 obj.insert("health_path".into(), json!(ep.health_path));
+                obj.insert("metrics_path".into(), json!(ep.metrics_path));
                 obj.insert("has_credentials".into(), Value::Bool(ep.auth.is_some()));
                 obj.insert(
                     "routes".into(),

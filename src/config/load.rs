@@ -482,6 +482,7 @@ fn implicit_route(kind: String) -> RawRoute {
         tpm: None,
         max_in_flight: None,
         health_path: None,
+        metrics_path: None,
         auth_header: None,
         timeouts: None,
         allow_private_network: None,
@@ -586,11 +587,17 @@ fn build_route(
     let timeouts = route_timeouts(at, &r, errors);
     let discover = route_discovery(at, &r, out);
     let auth = route_auth(at, &r, kind, errors);
-    if let Some(path) = &r.health_path {
-        if !path.starts_with('/') && path != "none" {
+    for (field, path, off) in [
+        ("health_path", &r.health_path, "probing"),
+        ("metrics_path", &r.metrics_path, "load reading"),
+    ] {
+        if path
+            .as_ref()
+            .is_some_and(|p| !p.starts_with('/') && p != "none")
+        {
             errors.push(at.at(
-                "health_path",
-                "must start with / (or be `none` to disable probing)",
+                field,
+                format!("must start with / (or be `none` to disable {off})"),
             ));
         }
     }
@@ -621,6 +628,7 @@ fn build_route(
         pricing: ctx.pricing.overlaid_by(&route_pricing),
         limits,
         health_path: r.health_path,
+        metrics_path: r.metrics_path,
         disabled_reason,
         timeouts,
         allow_private_network: r.allow_private_network.unwrap_or(false),

@@ -274,6 +274,8 @@ pub struct RouteDef {
     pub pricing: Pricing,
     pub limits: Limits,
     pub health_path: Option<String>,
+    /// `metrics_path:` as written (`none` = no load reading; unset = the kind's default).
+    pub metrics_path: Option<String>,
     /// Why this route can never be chosen, when it can't (missing env var, OFFLOAD).
     pub disabled_reason: Option<String>,
     /// Overrides of the router-wide upstream time limits.

@@ -129,6 +129,8 @@ pub struct RawRoute {
     pub max_in_flight: Option<u64>,
     /// Override of the kind's health path, e.g. `/health_generate` for SGLang.
     pub health_path: Option<String>,
+    /// Where the engine's load is read (Prometheus text); `none` turns the reading off.
+    pub metrics_path: Option<String>,
     /// Header to carry the key: `authorization` (Bearer, default) or `api-key`.
     pub auth_header: Option<String>,
     /// Upstream time limits in seconds: `connect`, `headers`, `idle`, `total`.
@@ -167,6 +169,7 @@ pub const ROUTE_KEYS: &[&str] = &[
     "tpm",
     "max_in_flight",
     "health_path",
+    "metrics_path",
     "auth_header",
     "timeouts",
     "allow_private_network",

@@ -21,7 +21,7 @@ pub use bucket::TokenBucket;
 pub use circuit::{CircuitBreaker, CircuitSettings, CircuitState, OpenReason};
 pub use client_error::wrong_endpoint;
 pub use endpoint::{Endpoint, EndpointSnapshot, Health};
-pub use engine_load::{EngineLoad, EngineLoadSlot};
+pub use engine_load::{EngineLoad, EngineLoadSlot, EngineLoadView};
 pub use lease::Lease;
 pub use outcome::Outcome;
 pub use router::{

@@ -75,15 +75,18 @@ impl EndpointFactory for ActorFactory {
         base: &BaseUrl,
         route: &RouteDef,
     ) -> EndpointHandle {
-        let endpoint = Arc::new(Endpoint::new(
-            name,
-            route.kind,
-            base.clone(),
-            route.api_key.clone().map(|k| (route.auth, k)),
-            key.health_path.clone(),
-            route.limits,
-            self.circuit,
-        ));
+        let endpoint = Arc::new(
+            Endpoint::new(
+                name,
+                route.kind,
+                base.clone(),
+                route.api_key.clone().map(|k| (route.auth, k)),
+                key.health_path.clone(),
+                route.limits,
+                self.circuit,
+            )
+            .with_metrics_path(key.metrics_path.clone()),
+        );
         let (probe, health_check) = (self.probe, self.health_check.clone());
         let for_actor = endpoint.clone();
         let actor = BackendActor::start_in_arbiter(&self.arbiter, move |_| {

@@ -30,6 +30,8 @@ pub struct EndpointKey {
     pub kind: BackendKind,
     pub auth: Option<(AuthStyle, u64)>,
     pub health_path: Option<String>,
+    /// Where the engine's load is read; `None` = not read.
+    pub metrics_path: Option<String>,
 }
 
 /// A caller limited to some models, as the Router sees it: access is decided on the resolved
@@ -135,6 +137,11 @@ impl RouteTable {
                     Some(p) => Some(p.to_string()),
                     None => Some(route.kind.health_path().to_string()),
                 };
+                let metrics_path = match route.metrics_path.as_deref() {
+                    Some("none") => None,
+                    Some(p) => Some(p.to_string()),
+                    None => route.kind.metrics_path().map(str::to_string),
+                };
                 let key = EndpointKey {
                     api_base: base.api_base().to_string(),
                     kind: route.kind,
@@ -144,6 +151,7 @@ impl RouteTable {
                         (route.auth, h.finish())
                     }),
                     health_path,
+                    metrics_path,
                 };
                 let slot = match index.get(&key) {
                     Some(&i) => i,

@@ -422,6 +422,21 @@ fn live_families(
             "Recent mean latency of the endpoint's finished requests.",
             &["backend"],
         );
+        let engine_requests = int_gauge(
+            "switchyard_backend_engine_requests",
+            "Requests the engine itself reports, running or waiting in its queue (fresh readings only).",
+            &["backend", "state"],
+        );
+        let engine_kv = float_gauge(
+            "switchyard_backend_engine_kv_cache_usage_ratio",
+            "Fraction of the engine's KV cache in use, as it reports it (fresh readings only).",
+            &["backend"],
+        );
+        let engine_age = float_gauge(
+            "switchyard_backend_engine_load_age_seconds",
+            "Age of the engine's load reading (absent once older than two probe intervals).",
+            &["backend"],
+        );
         let weight = float_gauge(
             "switchyard_route_weight",
             "Effective routing weight per model and route (0 = never chosen).",
@@ -443,6 +458,22 @@ fn live_families(
             if let Some(g) = &latency {
                 g.with_label_values(&[&s.name])
                     .set(s.latency_ewma_ms / 1000.0);
+            }
+            if let Some(reading) = &s.engine_load {
+                if let Some(g) = &engine_requests {
+                    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    g.with_label_values(&[&s.name, "running"])
+                        .set(count(reading.load.running));
+                    g.with_label_values(&[&s.name, "waiting"])
+                        .set(count(reading.load.waiting));
+                }
+                if let (Some(g), Some(kv)) = (&engine_kv, reading.load.kv_cache_usage) {
+                    g.with_label_values(&[&s.name]).set(kv);
+                }
+                if let Some(g) = &engine_age {
+                    g.with_label_values(&[&s.name])
+                        .set(reading.age_ms as f64 / 1000.0);
+                }
             }
             if let Some(g) = &bucket {
                 if let Some(b) = &s.rpm {

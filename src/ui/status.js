@@ -110,6 +110,14 @@ function bucketCell(b) {
   return td;
 }
 
+// The engine's own view of its load (running + queued, KV cache), while the reading is fresh.
+function engineLoadCell(load) {
+  if (!load) return el("td", { class: "engine-load" }, "–");
+  const kv = load.kv_cache_usage === null || load.kv_cache_usage === undefined ? "" : " · kv " + fmt(100 * load.kv_cache_usage, 0) + "%";
+  const text = load.running + " run · " + load.waiting + " queued" + kv + " (" + fmt(load.age_ms / 1000, 1) + " s ago)";
+  return el("td", { class: "engine-load" }, text);
+}
+
 function renderEndpoints(endpoints) {
   const body = $("endpoints").querySelector("tbody");
   body.textContent = "";
@@ -120,6 +128,7 @@ function renderEndpoints(endpoints) {
     tr.appendChild(el("td", { class: "circuit-" + e.circuit }, e.circuit));
     const cap = e.max_in_flight ? "/" + e.max_in_flight : "";
     tr.appendChild(el("td", { class: "in-flight" }, e.in_flight + cap));
+    tr.appendChild(engineLoadCell(e.engine_load));
     tr.appendChild(bucketCell(e.rpm));
     tr.appendChild(bucketCell(e.tpm));
     tr.appendChild(el("td", {}, fmt(e.latency_ewma_ms) + " ms"));

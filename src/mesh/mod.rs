@@ -13,6 +13,7 @@ mod endpoint;
 mod engine_load;
 mod lease;
 mod outcome;
+pub mod policy;
 mod router;
 mod table;
 

@@ -13,8 +13,8 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, RoutingPolicy,
-    Secret, VideoRouteOptions,
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, RoutingPolicy, Secret,
+    VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
 use crate::error::ConfigError;

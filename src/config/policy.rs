@@ -33,7 +33,9 @@ impl RoutingPolicy {
     /// The policy named `s` (`least-load` and any case accepted); `None` for unknown names.
     pub fn parse(s: &str) -> Option<RoutingPolicy> {
         let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
-        RoutingPolicy::ALL.into_iter().find(|p| p.as_str() == wanted)
+        RoutingPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == wanted)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -25,8 +25,8 @@ use serde_yaml::Value;
 
 use super::env::{substitute_tree, VarSource};
 use super::lenient;
-use super::strict::{place_in, Strictness};
 use super::policy::{RawPolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
+use super::strict::{place_in, Strictness};
 use super::{ConfigErrors, ModelDef, Registry};
 use crate::engines::normalize_base_url;
 use crate::error::ConfigError;
@@ -221,9 +221,9 @@ impl RoutingFile {
             };
             match registry.models.iter_mut().find(|m| &m.id == model_id) {
                 Some(model) => model.policy = Some(policy),
-                None => out.warnings.push(format!(
-                    "{label}: {field}: no such model (ignored)"
-                )),
+                None => out
+                    .warnings
+                    .push(format!("{label}: {field}: no such model (ignored)")),
             }
         }
     }

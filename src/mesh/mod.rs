@@ -25,6 +25,7 @@ pub use endpoint::{Endpoint, EndpointSnapshot, Health};
 pub use engine_load::{EngineLoad, EngineLoadSlot};
 pub use lease::Lease;
 pub use outcome::Outcome;
+pub use policy::RoutingHints;
 pub use router::{
     Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
 };

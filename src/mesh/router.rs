@@ -16,6 +16,7 @@ use super::backend::{BackendActor, HealthCheck, ProbeSettings, Retire};
 use super::circuit::CircuitSettings;
 use super::endpoint::Endpoint;
 use super::lease::Lease;
+use super::policy::RoutingHints;
 use super::table::{
     EndpointFactory, EndpointHandle, EndpointKey, ModelAccess, RouteError, RouteTable,
 };
@@ -36,6 +37,9 @@ pub struct Acquire {
     /// The client's key, when it may be limited to some models: checked on the entry that
     /// routing resolves, so the check costs no message of its own.
     pub caller: Option<Arc<dyn ModelAccess>>,
+    /// The prompt's head and the session key, for `prefix_cache` and session affinity;
+    /// `RoutingHints::default()` when the operation has neither.
+    pub hints: RoutingHints,
 }
 
 /// Ask for a lease on one named route of `model` (see [`RouteTable::acquire_route`]): video
@@ -193,6 +197,7 @@ impl Handler<Acquire> for RouterActor {
             msg.est_tokens,
             &msg.exclude,
             msg.caller.as_deref(),
+            &msg.hints,
         )
     }
 }
@@ -340,6 +345,7 @@ mod tests {
                     est_tokens: 1,
                     exclude: Vec::new(),
                     caller: caller.cloned(),
+                    hints: RoutingHints::default(),
                 })
                 .await
                 .unwrap()

@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(huge.bytes(), MAX_PROMPT_BYTES);
         assert_eq!(huge.chunks().len(), MAX_PROMPT_BYTES / CHUNK_BYTES);
         assert!(RoutingHints::default().with_prompt("").prompt.is_none());
-        assert!(RoutingHints::default().with_session_key("  ").session.is_none());
+        assert!(RoutingHints::default()
+            .with_session_key("  ")
+            .session
+            .is_none());
         assert_eq!(
             RoutingHints::default().with_session_key("abc").session,
             RoutingHints::default().with_session_key(" abc ").session

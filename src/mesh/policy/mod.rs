@@ -99,7 +99,11 @@ pub struct Context<'a> {
 
 /// Choose among `candidates` (one tier): the session's route when it has one under its load
 /// bound, else the policy's pick. `None` only for no candidates.
-pub fn choose(candidates: &[Candidate], ctx: &Context<'_>, rng: &mut fastrand::Rng) -> Option<Choice> {
+pub fn choose(
+    candidates: &[Candidate],
+    ctx: &Context<'_>,
+    rng: &mut fastrand::Rng,
+) -> Option<Choice> {
     if candidates.is_empty() {
         return None;
     }

@@ -98,7 +98,11 @@ mod tests {
                 cand.in_flight = *load;
             }
             let choice = pick(&c, *prompt, &settings(), &mut rng);
-            assert_eq!((choice.index, choice.reason), (*want, *reason), "{routes:?}");
+            assert_eq!(
+                (choice.index, choice.reason),
+                (*want, *reason),
+                "{routes:?}"
+            );
         }
     }
 

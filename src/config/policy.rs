@@ -226,4 +226,72 @@ mod tests {
         assert_eq!(settings.prefix_match_threshold, 0.8);
         assert_eq!(settings.tier_queue_limit, 3);
     }
+
+    /// What models.yaml and routing.yaml say about policies, tiers and their settings, and
+    /// what each mistake is reported as.
+    #[test]
+    fn files_set_policies_priorities_and_settings() {
+        let model = |extra: &str, route_extra: &str| {
+            format!("models:\n  - id: m\n    {extra}\n    route:\n      - {{kind: vllm, base_url: \"http://r:1\"{route_extra}}}\n")
+        };
+        let load = |models: &str, routing: Option<&str>| {
+            crate::config::load_str(
+                "models.yaml",
+                models,
+                routing.map(|r| ("routing.yaml", r)),
+                &crate::config::test_vars(&[]),
+            )
+        };
+        let ok = load(&model("policy: prefix-cache", ", priority: 2"), None).unwrap();
+        assert_eq!(ok.models[0].policy, Some(RoutingPolicy::PrefixCache));
+        assert_eq!(ok.models[0].routes[0].priority, 2);
+        let plain = model("name: m", "");
+        let ok = load(&plain, None).unwrap();
+        assert_eq!(ok.models[0].policy, None);
+        assert_eq!(ok.models[0].routes[0].priority, 0);
+        assert_eq!(ok.mesh.policy, PolicySettings::default());
+        let routing = "default_policy: weighted\nmodel_policies: {m: prefix_cache, gone: weighted}\npolicy_settings: {prefix_match_threshold: 0.7}\n";
+        let ok = load(&plain, Some(routing)).unwrap();
+        assert_eq!(ok.mesh.policy.default_policy, RoutingPolicy::Weighted);
+        assert_eq!(ok.mesh.policy.prefix_match_threshold, 0.7);
+        assert_eq!(ok.models[0].policy, Some(RoutingPolicy::PrefixCache));
+        assert!(ok
+            .warnings
+            .iter()
+            .any(|w| w.contains("model_policies.gone")));
+
+        let refused: &[(String, Option<&str>, &str)] = &[
+            (
+                model("policy: fastest", ""),
+                None,
+                "unknown routing policy \"fastest\"",
+            ),
+            (model("name: m", ", priority: 1.5"), None, "priority"),
+            (model("name: m", ", priority: 100000"), None, "priority"),
+            (
+                plain.clone(),
+                Some("default_policy: nope\n"),
+                "default_policy",
+            ),
+            (
+                plain.clone(),
+                Some("model_policies: {m: nope}\n"),
+                "model_policies.m",
+            ),
+            (
+                plain.clone(),
+                Some("policy_settings: {balance_rel_threshold: 0.2}\n"),
+                "policy_settings.balance_rel_threshold",
+            ),
+            (
+                plain.clone(),
+                Some("policy_settings: {tier_queue_limt: 2}\n"),
+                "did you mean `tier_queue_limit`",
+            ),
+        ];
+        for (models, routing, needle) in refused {
+            let errors = load(models, *routing).unwrap_err().messages().join("\n");
+            assert!(errors.contains(needle), "{models}{routing:?}: {errors}");
+        }
+    }
 }

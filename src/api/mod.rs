@@ -15,6 +15,7 @@ pub mod models;
 pub mod openapi;
 pub mod raw_json;
 pub mod request_id;
+pub mod routing_hints;
 pub mod speech;
 pub mod state;
 pub mod transcriptions;

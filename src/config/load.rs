@@ -13,7 +13,7 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret,
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, RoutingPolicy, Secret,
     VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl};
@@ -398,6 +398,13 @@ fn build_model(
     };
     let routes = build_routes(place, &ctx, raw_routes, &mut errors, out);
     let aliases = distinct_aliases(&raw.aliases, &id);
+    let policy = raw.policy.as_deref().and_then(|name| {
+        let parsed = RoutingPolicy::parse(name);
+        if parsed.is_none() {
+            errors.push(place.at("policy", RoutingPolicy::unknown(name)));
+        }
+        parsed
+    });
 
     if !errors.is_empty() {
         return Err(errors);
@@ -420,6 +427,7 @@ fn build_model(
         pricing,
         supported_voices: raw.supported_voices,
         routes,
+        policy,
     })
 }
 
@@ -481,6 +489,7 @@ fn implicit_route(kind: String) -> RawRoute {
         rpm: None,
         tpm: None,
         max_in_flight: None,
+        priority: None,
         health_path: None,
         metrics_path: None,
         auth_header: None,
@@ -602,6 +611,7 @@ fn build_route(
         }
     }
     let limits = route_limits(at, ctx, &r, &kind_name, errors);
+    let priority = route_priority(at, &r, errors);
     let name = r.name.clone().unwrap_or_else(|| kind_name.clone());
     let count = names.entry(name.clone()).or_insert(0);
     *count += 1;
@@ -634,6 +644,23 @@ fn build_route(
         allow_private_network: r.allow_private_network.unwrap_or(false),
         discover,
         video,
+        priority,
+    }
+}
+
+/// The route's tier: a whole number, 0 when left out.
+fn route_priority(at: &RouteField<'_>, r: &RawRoute, errors: &mut Vec<ConfigError>) -> i32 {
+    const RANGE: std::ops::RangeInclusive<f64> = -1000.0..=1000.0;
+    match r.priority {
+        None => 0,
+        Some(p) if p.fract() == 0.0 && RANGE.contains(&p) => p as i32,
+        Some(p) => {
+            errors.push(at.at(
+                "priority",
+                format!("must be a whole number between -1000 and 1000, found {p}"),
+            ));
+            0
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod env;
 mod lenient;
 mod load;
+mod policy;
 mod raw;
 mod route_opts;
 mod routing;
@@ -25,6 +26,7 @@ pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
+pub use policy::{PolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};
 pub use routing::{
@@ -286,6 +288,8 @@ pub struct RouteDef {
     pub discover: Option<Discovery>,
     /// How a video backend answers and where its job paths are.
     pub video: VideoRouteOptions,
+    /// The route's tier: higher first; a lower tier only takes what no higher route admits.
+    pub priority: i32,
 }
 
 impl RouteDef {
@@ -320,6 +324,16 @@ pub struct ModelDef {
     pub pricing: Pricing,
     pub supported_voices: Option<Vec<String>>,
     pub routes: Vec<RouteDef>,
+    /// The policy models.yaml (or a run-time change) names; `None` follows routing.yaml's
+    /// `default_policy`.
+    pub policy: Option<RoutingPolicy>,
+}
+
+impl ModelDef {
+    /// The policy in force: the model's own, else the registry's default.
+    pub fn policy_or(&self, default: RoutingPolicy) -> RoutingPolicy {
+        self.policy.unwrap_or(default)
+    }
 }
 
 /// Settings that come from routing.yaml rather than from a model.
@@ -327,6 +341,8 @@ pub struct ModelDef {
 pub struct MeshSettings {
     /// Interval between active health probes (routing.yaml `health_check`, env override).
     pub health_interval: Option<Duration>,
+    /// `default_policy` and the policies' tunables (routing.yaml `policies:`).
+    pub policy: PolicySettings,
 }
 
 /// A validated registry, ready for the Router.

@@ -13,6 +13,7 @@ mod endpoint;
 mod engine_load;
 mod lease;
 mod outcome;
+pub mod policy;
 mod router;
 mod table;
 
@@ -24,6 +25,7 @@ pub use endpoint::{Endpoint, EndpointSnapshot, Health};
 pub use engine_load::{EngineLoad, EngineLoadSlot, EngineLoadView};
 pub use lease::Lease;
 pub use outcome::Outcome;
+pub use policy::RoutingHints;
 pub use router::{
     Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
 };

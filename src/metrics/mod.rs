@@ -122,6 +122,12 @@ impl Metrics {
     /// `expect`s run once at start and are exercised by every test.
     pub fn new() -> Metrics {
         let r = Registry::new();
+        // The routing decisions are counted where they are made, in the mesh.
+        let decisions = crate::mesh::policy::decision_metrics();
+        r.register(Box::new(decisions.decisions.clone()))
+            .expect("metric registered once");
+        r.register(Box::new(decisions.prefix_match.clone()))
+            .expect("metric registered once");
         Metrics {
             http_requests: counter(
                 &r,
@@ -491,6 +497,28 @@ fn live_families(
                     let w = if enabled { route.weight } else { 0.0 };
                     g.with_label_values(&[&m.def.id, &route.name]).set(w);
                 }
+            }
+        }
+        let policy = int_gauge(
+            "switchyard_model_policy",
+            "1 for each model's routing policy in force.",
+            &["model", "policy"],
+        );
+        let tree = int_gauge(
+            "switchyard_prefix_tree_bytes",
+            "Memory of each prefix_cache model's prefix tree (bounded by prefix_tree_max_bytes).",
+            &["model"],
+        );
+        for m in &table.models {
+            if let Some(g) = &policy {
+                g.with_label_values(&[&m.def.id, m.policy.as_str()]).set(1);
+            }
+            if let (Some(g), Some(t)) = (&tree, &m.prefix_tree) {
+                let bytes = t
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .approx_bytes();
+                g.with_label_values(&[&m.def.id]).set(bytes as i64);
             }
         }
     }

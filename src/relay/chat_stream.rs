@@ -350,6 +350,10 @@ impl ChatStream {
         if usage.is_some() {
             self.usage = usage;
         }
+        if let Some(report) = super::json::cache_report(&obj) {
+            self.lease
+                .report_cache(report.prompt_tokens, report.cached_tokens);
+        }
         let no_choices = match obj.get("choices") {
             None => true,
             Some(raw) => self.inspect_choices(raw),

@@ -19,5 +19,5 @@ pub mod sse;
 pub mod upload;
 pub mod upstream;
 
-pub use fallback::{with_fallback, Attempt, RetryPolicy};
+pub use fallback::{with_fallback, with_fallback_to, Attempt, RetryPolicy, RouteAsk};
 pub use upstream::{Forwarded, Timeouts};

@@ -17,3 +17,4 @@ mod discovery;
 mod models_and_health;
 mod openapi;
 mod redaction;
+mod routing_policies;

@@ -2,20 +2,41 @@
 //! format with vLLM's and llama.cpp's names, and llama.cpp's `GET /slots`. Never faulted;
 //! `serve_metrics: false` answers 501, as llama-server started without `--metrics` does.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::errors::json_response;
+use super::engine::EngineState;
+use super::errors::{json_response, Rejection};
+use super::settings::MockSettings;
 use super::state::MockState;
 
-/// `GET /metrics`.
-pub async fn prometheus(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
+/// Counts the request; the settings and the engine's state now, or llama-server's 501 when
+/// `serve_metrics` is off.
+fn reporting(
+    req: &HttpRequest,
+    state: &MockState,
+) -> Result<(Arc<MockSettings>, EngineState), Rejection> {
     state.count(req.path());
     let settings = state.settings();
     if !settings.serve_metrics {
-        return not_supported();
+        return Err(json_response(
+            501,
+            &json!({"error": {"code": 501, "message": "This server does not support metrics endpoint. Start it with `--metrics`", "type": "not_supported_error"}}),
+        )
+        .into());
     }
-    let e = state.engine.state(settings.cost_model.as_ref());
+    let engine = state.engine.state(settings.cost_model.as_ref());
+    Ok((settings, engine))
+}
+
+/// `GET /metrics`.
+pub async fn prometheus(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
+    let (settings, e) = match reporting(&req, &state) {
+        Ok(now) => now,
+        Err(off) => return *off,
+    };
     let model = settings
         .model_ids
         .first()
@@ -65,25 +86,15 @@ pub async fn prometheus(req: HttpRequest, state: web::Data<MockState>) -> HttpRe
 
 /// `GET /slots`: llama.cpp's slot list, the first `running` slots busy.
 pub async fn slots(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
-    state.count(req.path());
-    let settings = state.settings();
-    if !settings.serve_metrics {
-        return not_supported();
-    }
-    let e = state.engine.state(settings.cost_model.as_ref());
+    let (settings, e) = match reporting(&req, &state) {
+        Ok(now) => now,
+        Err(off) => return *off,
+    };
     let slots = settings.cost_model.as_ref().map_or(1, |m| m.slots);
     let list: Vec<_> = (0..slots)
         .map(|id| json!({"id": id, "is_processing": u64::from(id) < e.running}))
         .collect();
     json_response(200, &json!(list))
-}
-
-/// llama-server's answer when the endpoint is turned off.
-fn not_supported() -> HttpResponse {
-    json_response(
-        501,
-        &json!({"error": {"code": 501, "message": "This server does not support metrics endpoint. Start it with `--metrics`", "type": "not_supported_error"}}),
-    )
 }
 
 /// A label value as the exposition format writes it.

@@ -267,6 +267,12 @@ impl RouteTable {
         self.by_name.get(name).map(|&i| &self.models[i])
     }
 
+    /// Whether routing `name` looks at the prompt (its policy is `prefix_cache`), so handlers
+    /// render the prompt's head only when it is used.
+    pub fn wants_prompt(&self, name: &str) -> bool {
+        self.resolve(name).is_some_and(|m| m.prefix_tree.is_some())
+    }
+
     /// Pick a route by the model's policy among those that can take the request now, highest
     /// tier first, skipping `exclude` (route indices that already failed for this request). A
     /// `caller` limited to some models is refused any other before a route is considered.

@@ -126,6 +126,8 @@ pub fn backends_view(table: &RouteTable) -> Vec<Value> {
                         "model": m.def.id,
                         "route": route.name,
                         "weight": route.weight,
+                        "priority": route.priority,
+                        "policy": m.policy,
                     }));
             }
         }

@@ -178,8 +178,11 @@ async fn handle(
     } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
     let (facts, body) = chat_request::parse(&bytes)?;
     ctx.record.stream = facts.stream;
-    let hints =
-        routing_hints::chat_hints(req, body.get("messages"), |name| body.get(name).cloned());
+    // The prompt's head is rendered only for models whose policy reads it.
+    let messages = body
+        .get("messages")
+        .filter(|_| state.mesh.table().wants_prompt(&facts.model));
+    let hints = routing_hints::chat_hints(req, messages, |name| body.get(name).cloned());
     let fwd = forwarded(req, ctx.request_id());
     let settings = &state.settings;
     // The body is shared by attempts: filtered once for the model, renamed per route.

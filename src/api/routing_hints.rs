@@ -18,8 +18,8 @@ pub const SESSION_HEADER: &str = "x-session-id";
 /// Session keys longer than this are cut before hashing (they only need to tell sessions apart).
 const MAX_SESSION_KEY_BYTES: usize = 1024;
 
-/// The hints of a chat request: its `messages` rendered in order (role, then text content) and
-/// its session key.
+/// The hints of a chat request: its `messages` rendered in order (role, then text content),
+/// when `messages` is given (the model's policy looks at prompts), and its session key.
 pub fn chat_hints(
     req: &HttpRequest,
     messages: Option<&Bytes>,

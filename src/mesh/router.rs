@@ -293,13 +293,7 @@ mod tests {
     async fn the_router_refuses_models_outside_the_caller_s_list() {
         let yaml = "models:\n  - id: open\n    aliases: [open-alias]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n  - id: secret\n    aliases: [innocent]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n";
         let registry = load_str("m.yaml", yaml, None, &HashMap::new()).unwrap();
-        let factory = ActorFactory {
-            arbiter: actix_rt::Arbiter::current(),
-            probe: ProbeSettings::default(),
-            circuit: CircuitSettings::default(),
-            health_check: Arc::new(AlwaysHealthy),
-        };
-        let router = RouterActor::owner(&registry, factory).0.start();
+        let router = RouterActor::owner(&registry, test_factory()).0.start();
         let open_only: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open"]));
         let by_alias: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open-alias"]));
         let cases = vec![
@@ -360,13 +354,17 @@ mod tests {
     fn table_for(yaml: &str, routing: Option<&str>) -> Arc<RouteTable> {
         let routing = routing.map(|r| ("routing.yaml", r));
         let registry = load_str("m.yaml", yaml, routing, &HashMap::new()).unwrap();
-        let factory = ActorFactory {
+        RouterActor::owner(&registry, test_factory()).1.load()
+    }
+
+    /// Endpoints on this arbiter whose probes always succeed.
+    fn test_factory() -> ActorFactory {
+        ActorFactory {
             arbiter: actix_rt::Arbiter::current(),
             probe: ProbeSettings::default(),
             circuit: CircuitSettings::default(),
             health_check: Arc::new(AlwaysHealthy),
-        };
-        RouterActor::owner(&registry, factory).1.load()
+        }
     }
 
     fn lease_on(table: &RouteTable, hints: &RoutingHints) -> Result<Lease, RouteError> {

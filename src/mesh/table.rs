@@ -275,6 +275,12 @@ impl RouteTable {
         self.by_name.get(name).map(|&i| &self.models[i])
     }
 
+    /// Whether routing `name` looks at the prompt (its policy is `prefix_cache`), so handlers
+    /// render the prompt's head only when it is used.
+    pub fn wants_prompt(&self, name: &str) -> bool {
+        self.resolve(name).is_some_and(|m| m.prefix_tree.is_some())
+    }
+
     /// Pick a route by the model's policy among those that can take the request now, highest
     /// tier first, skipping `exclude` (route indices that already failed for this request). A
     /// `caller` limited to some models is refused any other before a route is considered.
@@ -287,30 +293,8 @@ impl RouteTable {
         caller: Option<&dyn ModelAccess>,
         hints: &RoutingHints,
     ) -> Result<Lease, RouteError> {
-        let entry = self
-            .resolve(name)
-            .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
+        let entry = self.servable(name, op, caller)?;
         let def = &entry.def;
-        if let Some(caller) = caller.filter(|c| !c.may_use(def)) {
-            return Err(RouteError::ModelNotAllowed {
-                model: name.to_string(),
-                key_id: caller.key_id().to_string(),
-            });
-        }
-        if !def.model_type.accepts(op) {
-            return Err(RouteError::WrongEndpoint {
-                model: def.id.clone(),
-                model_type: def.model_type,
-            });
-        }
-        if !def.routes.iter().any(|r| r.kind.serves(op)) {
-            let mut kinds: Vec<String> = def.routes.iter().map(|r| r.kind_name.clone()).collect();
-            kinds.dedup();
-            return Err(RouteError::Unsupported {
-                model: def.id.clone(),
-                kinds,
-            });
-        }
         let now = Instant::now();
         let mut candidates = self.candidates(entry, op, exclude, now);
         if candidates.is_empty() {
@@ -337,16 +321,8 @@ impl RouteTable {
                 c.matched_chunks = matched.get(c.route).map_or(0, |m| usize::from(*m));
             }
         }
-        // A tier above the lowest passes on endpoints whose engine already queues work.
-        let lowest = candidates.iter().map(|(p, _)| *p).min().unwrap_or(0);
-        let queue_full: Vec<usize> = candidates
-            .iter()
-            .filter(|(p, c)| {
-                *p > lowest
-                    && c.engine_waiting.unwrap_or(0) >= self.policy_settings.tier_queue_limit
-            })
-            .map(|(_, c)| c.route)
-            .collect();
+        let queue_full =
+            queue_full_above_lowest(&candidates, self.policy_settings.tier_queue_limit);
         let ctx = policy::Context {
             policy: entry.policy,
             settings: &self.policy_settings,
@@ -389,29 +365,52 @@ impl RouteTable {
         };
         policy::count(entry.policy, reason);
         let (endpoint, permit) = placed.admitted;
-        let route = placed.candidate.route;
         let mut lease = Lease::new(
             def.clone(),
-            route,
+            placed.candidate.route,
             endpoint,
             permit,
             est_tokens,
             self.redactor.clone(),
         );
         if let Some((tree, prompt)) = prefix {
-            let predicted = placed.candidate.matched_chunks;
-            policy::decision_metrics()
-                .prefix_match
-                .observe((predicted * policy::CHUNK_BYTES).min(prompt.bytes()) as f64);
-            lock_tree(tree).insert(prompt, route);
-            lease.set_cache_feedback(CacheFeedback {
-                tree: tree.clone(),
-                prompt: prompt.clone(),
-                route,
-                predicted_chunks: predicted,
-            });
+            remember_prefix(&mut lease, tree, prompt, placed.candidate.matched_chunks);
         }
         Ok(lease)
+    }
+
+    /// The model `name` resolves to, when `caller` may use it and it serves `op`.
+    fn servable(
+        &self,
+        name: &str,
+        op: ApiOp,
+        caller: Option<&dyn ModelAccess>,
+    ) -> Result<&ModelEntry, RouteError> {
+        let entry = self
+            .resolve(name)
+            .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
+        let def = &entry.def;
+        if let Some(caller) = caller.filter(|c| !c.may_use(def)) {
+            return Err(RouteError::ModelNotAllowed {
+                model: name.to_string(),
+                key_id: caller.key_id().to_string(),
+            });
+        }
+        if !def.model_type.accepts(op) {
+            return Err(RouteError::WrongEndpoint {
+                model: def.id.clone(),
+                model_type: def.model_type,
+            });
+        }
+        if !def.routes.iter().any(|r| r.kind.serves(op)) {
+            let mut kinds: Vec<String> = def.routes.iter().map(|r| r.kind_name.clone()).collect();
+            kinds.dedup();
+            return Err(RouteError::Unsupported {
+                model: def.id.clone(),
+                kinds,
+            });
+        }
+        Ok(entry)
     }
 
     /// The routes of `entry` that may serve `op` now (weight above 0, enabled, not excluded),
@@ -489,6 +488,39 @@ impl RouteTable {
             }
         }
     }
+}
+
+/// Routes above the lowest tier whose engine already queues `limit` requests or more: they
+/// count as saturated, so the tier below takes the request (the lowest tier is used whatever
+/// its queue).
+fn queue_full_above_lowest(candidates: &[(i32, Candidate)], limit: u64) -> Vec<usize> {
+    let lowest = candidates.iter().map(|(p, _)| *p).min().unwrap_or(0);
+    candidates
+        .iter()
+        .filter(|(p, c)| *p > lowest && c.engine_waiting.unwrap_or(0) >= limit)
+        .map(|(_, c)| c.route)
+        .collect()
+}
+
+/// Record `prompt` for the lease's route in the model's tree, count the match the choice was
+/// made on, and let the lease correct the tree from the backend's cache report.
+fn remember_prefix(
+    lease: &mut Lease,
+    tree: &Arc<Mutex<PrefixTree>>,
+    prompt: &Arc<policy::PromptPrefix>,
+    predicted_chunks: usize,
+) {
+    let route = lease.route_index();
+    policy::decision_metrics()
+        .prefix_match
+        .observe((predicted_chunks * policy::CHUNK_BYTES).min(prompt.bytes()) as f64);
+    lock_tree(tree).insert(prompt, route);
+    lease.set_cache_feedback(CacheFeedback {
+        tree: tree.clone(),
+        prompt: prompt.clone(),
+        route,
+        predicted_chunks,
+    });
 }
 
 /// Rate limits and saturation clear soonest (429); loading and outages are 503s.

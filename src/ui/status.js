@@ -134,7 +134,7 @@ function renderEndpoints(endpoints) {
     tr.appendChild(el("td", {}, fmt(e.latency_ewma_ms) + " ms"));
     tr.appendChild(el("td", { class: "requests" }, fmt(e.requests_total, 0)));
     tr.appendChild(el("td", {}, fmt(e.failures_total, 0)));
-    tr.appendChild(el("td", {}, (e.routes || []).map((r) => r.model + "/" + r.route + " ×" + r.weight).join(", ")));
+    tr.appendChild(el("td", {}, (e.routes || []).map((r) => r.model + "/" + r.route + " ×" + r.weight + " " + r.policy + (r.priority ? " p" + r.priority : "")).join(", ")));
     body.appendChild(tr);
   }
 }

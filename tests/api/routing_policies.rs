@@ -46,6 +46,20 @@ async fn chat(router: &str, body: &Value, session: Option<&str>) -> u16 {
     resp.status().as_u16()
 }
 
+async fn start(
+    yaml: &str,
+    routing_yaml: Option<&str>,
+    env: Vec<(&'static str, String)>,
+    ready: u64,
+) -> Router {
+    let opts = RouterOpts {
+        models_yaml: yaml,
+        routing_yaml,
+        env,
+    };
+    start_router_ready(opts, ready).await
+}
+
 async fn admin(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
     let (status, _, v) = send_with_key(method, url, Some(ADMIN_KEY), body).await;
     (status, v)
@@ -72,15 +86,7 @@ fn model_yaml(mocks: &[Proc], policy: Option<&str>, extra: &[&str]) -> String {
 async fn the_default_policy_is_least_load_and_the_admin_view_changes_it() {
     let mocks = [start_mock(json!({})), start_mock(json!({}))];
     let yaml = model_yaml(&mocks, None, &[", priority: 2", ""]);
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: Some("health_check: 0.2\n"),
-            env: admin_env(),
-        },
-        2,
-    )
-    .await;
+    let router = start(&yaml, Some("health_check: 0.2\n"), admin_env(), 2).await;
     let routing = format!("{}/admin/routing", router.url);
     let (status, view) = admin("GET", &routing, None).await;
     assert_eq!(status, 200, "{view}");
@@ -106,18 +112,11 @@ async fn the_default_policy_is_least_load_and_the_admin_view_changes_it() {
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["models"][0]["policy"], "prefix_cache");
     assert_eq!(view["models"][0]["policy_source"], "model");
-    let file = std::fs::read_to_string(router.dir.path().join("routing.yaml")).expect("file");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&file).expect("yaml");
+    // The persisted file keeps its other keys and loads back with the change; a reload
+    // keeps it.
+    let (file, doc, reloaded) = persisted_routing(&router, &yaml);
     assert_eq!(doc["model_policies"]["m"].as_str(), Some("prefix_cache"));
     assert_eq!(doc["health_check"].as_f64(), Some(0.2), "{file}");
-    // The persisted file loads back with the change, and a reload keeps it.
-    let reloaded = switchyard::config::load_str(
-        "models.yaml",
-        &yaml,
-        Some(("routing.yaml", &file)),
-        &std::collections::HashMap::<String, String>::new(),
-    )
-    .expect("persisted routing.yaml loads");
     assert_eq!(
         reloaded.models[0].policy,
         Some(switchyard::config::RoutingPolicy::PrefixCache)
@@ -158,15 +157,7 @@ async fn soft_offload_sends_only_the_overflow_to_the_lower_tier() {
         start_mock(json!({"latency_ms": 400})),
     ];
     let yaml = model_yaml(&mocks, None, &[", priority: 1, max_in_flight: 4", ""]);
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        2,
-    )
-    .await;
+    let router = start(&yaml, None, vec![], 2).await;
     let body = chat_body("m", false);
     let burst = |n: usize| join_all((0..n).map(|_| chat(&router.url, &body, None)));
 
@@ -210,14 +201,9 @@ async fn session_affinity_holds_across_two_replicas() {
         start_mock(json!({})),
     ];
     let yaml = model_yaml(&mocks, None, &[]);
-    let opts = || RouterOpts {
-        models_yaml: &yaml,
-        routing_yaml: None,
-        env: vec![],
-    };
     let replicas = [
-        start_router_ready(opts(), 4).await,
-        start_router_ready(opts(), 4).await,
+        start(&yaml, None, vec![], 4).await,
+        start(&yaml, None, vec![], 4).await,
     ];
     let mut homes = std::collections::HashSet::new();
     for session in 0..16 {
@@ -257,15 +243,7 @@ async fn prefix_cache_keeps_shared_prefixes_on_one_endpoint() {
         start_mock(json!({})),
     ];
     let yaml = model_yaml(&mocks, Some("prefix_cache"), &[]);
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: admin_env(),
-        },
-        3,
-    )
-    .await;
+    let router = start(&yaml, None, admin_env(), 3).await;
     for family in 0..6 {
         let system = format!("You are assistant number {family}. ").repeat(60);
         let before = chats(&mocks).await;

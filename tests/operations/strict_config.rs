@@ -538,6 +538,7 @@ fn every_documented_yaml_example_has_only_known_keys() {
         "docs/real-engines.md",
         "docs/multimodal.md",
         "docs/operations.md",
+        "docs/routing.md",
     ] {
         let text = repo(doc);
         for block in text.split("```yaml\n").skip(1) {

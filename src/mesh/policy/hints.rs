@@ -4,14 +4,8 @@
 
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::xxh3_64_with_seed;
-
 use super::affinity::stable_id;
-use super::prefix_tree::CHUNK_BYTES;
-
-/// Prompt text past this is not looked at: a shared prefix longer than this decides nothing
-/// more, and the hashing cost stays bounded.
-pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+use super::prefix_tree::PromptPrefix;
 
 /// Hints for one routing decision. Cheap to clone (retries reuse it).
 #[derive(Debug, Clone, Default)]
@@ -24,7 +18,7 @@ pub struct RoutingHints {
 
 impl RoutingHints {
     /// With the prompt's text: chat messages rendered in order (role, then content), or a
-    /// completions prompt. Only the first [`MAX_PROMPT_BYTES`] count.
+    /// completions prompt. Only the first `MAX_PROMPT_BYTES` count.
     pub fn with_prompt(mut self, text: &str) -> RoutingHints {
         if !text.is_empty() {
             self.prompt = Some(Arc::new(PromptPrefix::from_text(text)));
@@ -42,43 +36,9 @@ impl RoutingHints {
     }
 }
 
-/// A prompt's leading text as a chain of chunk hashes: chunk `k`'s hash is seeded with chunk
-/// `k-1`'s, so equal hashes at depth `k` mean equal text up to the end of chunk `k`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptPrefix {
-    chunks: Vec<u64>,
-    bytes: usize,
-}
-
-impl PromptPrefix {
-    pub fn from_text(text: &str) -> PromptPrefix {
-        let bytes = &text.as_bytes()[..text.len().min(MAX_PROMPT_BYTES)];
-        let mut seed = 0x9e37_79b9_7f4a_7c15;
-        let chunks = bytes
-            .chunks(CHUNK_BYTES)
-            .map(|chunk| {
-                seed = xxh3_64_with_seed(chunk, seed);
-                seed
-            })
-            .collect();
-        PromptPrefix {
-            chunks,
-            bytes: bytes.len(),
-        }
-    }
-
-    pub fn chunks(&self) -> &[u64] {
-        &self.chunks
-    }
-
-    /// Bytes of text the chunks cover.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::prefix_tree::{CHUNK_BYTES, MAX_PROMPT_BYTES};
     use super::*;
 
     #[test]

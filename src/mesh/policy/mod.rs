@@ -14,8 +14,10 @@ mod tiers;
 mod weighted;
 
 pub use affinity::stable_id;
-pub use hints::{PromptPrefix, RoutingHints, MAX_PROMPT_BYTES};
-pub use prefix_tree::{PrefixTree, CHUNK_BYTES, MAX_TRACKED_ROUTES, NODE_BYTES};
+pub use hints::RoutingHints;
+pub use prefix_tree::{
+    PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES, MAX_TRACKED_ROUTES, NODE_BYTES,
+};
 pub use stats::{count, decision_metrics, DecisionMetrics};
 pub use tiers::{by_priority, first_admitted, Placed};
 

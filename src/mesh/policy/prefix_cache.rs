@@ -75,7 +75,8 @@ mod tests {
     fn decisions_by_case() {
         let mut rng = fastrand::Rng::with_seed(3);
         // (matched chunks, outstanding) per route, prompt chunks, expected (index, reason)
-        let cases: &[(&[(usize, u64)], usize, usize, Reason)] = &[
+        type Case = (&'static [(usize, u64)], usize, usize, Reason);
+        let cases: &[Case] = &[
             (&[(8, 0), (0, 0)], 10, 0, Reason::CacheHit),
             (&[(0, 0), (8, 3)], 10, 1, Reason::CacheHit),
             // The longer match wins, even if a bit busier.

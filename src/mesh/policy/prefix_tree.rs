@@ -12,8 +12,7 @@
 //! eviction takes leaves before the prefixes they hang from.
 
 use hashlink::LruCache;
-
-use super::hints::PromptPrefix;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Bytes of prompt text per tree node (about 16 tokens).
 pub const CHUNK_BYTES: usize = 64;
@@ -24,6 +23,45 @@ pub const MAX_TRACKED_ROUTES: usize = 64;
 /// list's two links (16), the boxed node's allocator overhead (16) and the hash table's slot
 /// and control byte at its worst load factor (about 20), rounded up.
 pub const NODE_BYTES: u64 = 96;
+
+/// Prompt text past this is not looked at: a shared prefix longer than this decides nothing
+/// more, and the hashing cost stays bounded.
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+
+/// A prompt's leading text as a chain of chunk hashes: chunk `k`'s hash is seeded with chunk
+/// `k-1`'s, so equal hashes at depth `k` mean equal text up to the end of chunk `k`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptPrefix {
+    chunks: Vec<u64>,
+    bytes: usize,
+}
+
+impl PromptPrefix {
+    pub fn from_text(text: &str) -> PromptPrefix {
+        let bytes = &text.as_bytes()[..text.len().min(MAX_PROMPT_BYTES)];
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let chunks = bytes
+            .chunks(CHUNK_BYTES)
+            .map(|chunk| {
+                seed = xxh3_64_with_seed(chunk, seed);
+                seed
+            })
+            .collect();
+        PromptPrefix {
+            chunks,
+            bytes: bytes.len(),
+        }
+    }
+
+    pub fn chunks(&self) -> &[u64] {
+        &self.chunks
+    }
+
+    /// Bytes of text the chunks cover.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
 
 pub struct PrefixTree {
     nodes: LruCache<u64, u64>,

@@ -90,6 +90,18 @@ fn sample(page: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Nothing running or waiting, under both engines' names.
+fn assert_idle(page: &str) {
+    for name in [
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+    ] {
+        assert_eq!(sample(page, name), Some(0.0), "{name}: {page}");
+    }
+}
+
 #[actix_rt::test]
 async fn a_shared_prefix_is_served_from_the_cache_and_reported() {
     let server = start(
@@ -181,17 +193,7 @@ async fn slots_and_the_queue_show_in_the_metrics() {
         4,
     )
     .await;
-    let idle = metrics(&server).await.1;
-    assert_eq!(
-        sample(&idle, "vllm:num_requests_running"),
-        Some(0.0),
-        "{idle}"
-    );
-    assert_eq!(
-        sample(&idle, "llamacpp:requests_deferred"),
-        Some(0.0),
-        "{idle}"
-    );
+    assert_idle(&metrics(&server).await.1);
     // One computes (~0.3 s each), two wait, a fourth finds the queue full.
     let requests = (0..3).map(|i| {
         let server = &server;
@@ -227,17 +229,7 @@ async fn slots_and_the_queue_show_in_the_metrics() {
     }
     assert_eq!((running, waiting), (1.0, 2.0), "the queue never showed");
     assert_eq!(refused, Some(503), "a request beyond max_queue is refused");
-    let done = metrics(&server).await.1;
-    assert_eq!(
-        sample(&done, "vllm:num_requests_running"),
-        Some(0.0),
-        "{done}"
-    );
-    assert_eq!(
-        sample(&done, "vllm:num_requests_waiting"),
-        Some(0.0),
-        "{done}"
-    );
+    assert_idle(&metrics(&server).await.1);
 }
 
 #[actix_rt::test]

@@ -311,7 +311,7 @@ fn sample_value(key: &str) -> &'static str {
         "timeouts" => "{connect: 1}",
         "discover_map" => "{a: b}",
         "auth_header" => "api-key",
-        "health_path" | "video_submit_path" => "/p",
+        "health_path" | "metrics_path" | "video_submit_path" => "/p",
         "video_poll_path" | "video_content_path" | "video_cancel_path" => "/p/{id}",
         "video_mode" => "async",
         "route" => "[{kind: vllm, base_url: \"http://r:1\"}]",

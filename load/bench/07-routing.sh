@@ -38,14 +38,15 @@ if [ "$SMOKE" = 1 ]; then REAL_DURATION=6; fi
 
 build_release
 
-# start_mock NAME SETTINGS_JSON: one switchyard-mock process; prints its URL.
+# start_mock NAME SETTINGS_JSON: one switchyard-mock process; sets MOCK_URL. Not called in a
+# subshell (`$(…)`), so its PID reaches PIDS and the cleanup stops it.
 start_mock() {
     local name="$1" settings="$2" out="$WORK/$1.out"
     "$BIN/switchyard-mock" --host 127.0.0.1 --port 0 --settings-json "$settings" >"$out" 2>"$WORK/$name.err" &
     PIDS+=("$!")
     local line
     line="$(wait_line "$out" "listening on" 30)"
-    echo "${line##* }"
+    MOCK_URL="${line##* }"
 }
 
 # models_yaml FILE POLICY KIND URL...: one model `bench` with one route per URL, weight 1.
@@ -95,8 +96,12 @@ mock_phase() {
     local fast slow urls=() i
     fast="{\"chunks\":$MOCK_CHUNKS,\"cost_model\":{\"slots\":2,\"max_queue\":100000,\"prefill_us_per_token\":200,\"decode_us_per_token\":$MOCK_DECODE_US}}"
     slow="{\"chunks\":$MOCK_CHUNKS,\"cost_model\":{\"slots\":2,\"max_queue\":100000,\"prefill_us_per_token\":$((200 * MOCK_SLOW)),\"decode_us_per_token\":$((MOCK_DECODE_US * MOCK_SLOW))}}"
-    for i in 0 1 2; do urls+=("$(start_mock "mock$i" "$fast")"); done
-    urls+=("$(start_mock mock3 "$slow")")
+    for i in 0 1 2; do
+        start_mock "mock$i" "$fast"
+        urls+=("$MOCK_URL")
+    done
+    start_mock mock3 "$slow"
+    urls+=("$MOCK_URL")
     # A request: ~12 prompt tokens of prefill, then chunks-1 decode gaps; 2 slots per engine.
     MOCK_CAPACITY="$(awk -v d="$MOCK_DECODE_US" -v c="$MOCK_CHUNKS" -v s="$MOCK_SLOW" 'BEGIN{
         t = (12*200 + (c-1)*d) / 1e6; printf "%.1f", 3*2/t + 2/(s*t) }')"
@@ -151,7 +156,8 @@ mock_phase() {
     } | emit
 }
 
-# start_llama NAME CORE: llama-server pinned to CORE; prints its URL.
+# start_llama NAME CORE: llama-server pinned to CORE; sets LLAMA_URL (not in a subshell, as
+# start_mock).
 start_llama() {
     local name="$1" core="$2" port
     port="$(free_port)"
@@ -167,7 +173,7 @@ start_llama() {
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && break
         sleep 0.2
     done
-    echo "http://127.0.0.1:$port"
+    LLAMA_URL="http://127.0.0.1:$port"
 }
 
 real_phase() {
@@ -180,7 +186,8 @@ real_phase() {
     source "$env_file"
     local urls=() core i=0
     for core in $REAL_CORES; do
-        urls+=("$(start_llama "llama$i" "$core")")
+        start_llama "llama$i" "$core"
+        urls+=("$LLAMA_URL")
         i=$((i + 1))
     done
     log "llama-server instances: ${urls[*]}"

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::engine::Engine;
 use super::settings::MockSettings;
 use super::video::VideoJob;
 
@@ -160,6 +161,8 @@ pub struct MockState {
     last_request: Mutex<Option<PendingRecord>>,
     pub videos: Mutex<HashMap<String, VideoJob>>,
     pub images: Mutex<HashSet<String>>,
+    /// Slots, queue and prefix cache of the cost model; running requests always.
+    pub engine: Engine,
     /// `http://host:port` of this server, for URLs it hands out.
     pub base_url: String,
 }
@@ -173,6 +176,7 @@ impl MockState {
             last_request: Mutex::new(None),
             videos: Mutex::new(HashMap::new()),
             images: Mutex::new(HashSet::new()),
+            engine: Engine::default(),
             base_url,
         }
     }
@@ -259,12 +263,13 @@ impl MockState {
         }
     }
 
-    /// Zeroes the statistics and forgets video jobs and image ids.
+    /// Zeroes the statistics and forgets video jobs, image ids and cached prompts.
     pub fn reset(&self) {
         self.counters.reset();
         lock(&self.by_path).clear();
         *lock(&self.last_request) = None;
         lock(&self.videos).clear();
         lock(&self.images).clear();
+        self.engine.reset();
     }
 }

@@ -23,6 +23,7 @@ pub mod raw_json;
 pub mod request_id;
 pub mod rerank;
 pub mod rerank_shape;
+pub mod routing_hints;
 pub mod speech;
 pub mod state;
 pub mod transcriptions;

@@ -13,7 +13,7 @@ use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
+use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor, RoutingHints};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -202,6 +202,36 @@ where
     F: FnMut(Lease) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
+    let ask = RouteAsk {
+        model,
+        op,
+        est_tokens,
+        hints: RoutingHints::default(),
+    };
+    with_fallback_to(router, ask, policy, ctx, attempt).await
+}
+
+/// What a relayed request asks the Router for: a model, an operation, the tokens it expects
+/// to use, and the hints its policy may use (prompt head, session key).
+pub struct RouteAsk<'a> {
+    pub model: &'a str,
+    pub op: ApiOp,
+    pub est_tokens: u64,
+    pub hints: RoutingHints,
+}
+
+/// [`with_fallback`] with routing hints: every attempt's `Acquire` carries them.
+pub async fn with_fallback_to<T, F, Fut>(
+    router: &Addr<RouterActor>,
+    ask: RouteAsk<'_>,
+    policy: &RetryPolicy,
+    ctx: &mut RequestCtx,
+    attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut(Lease) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
     let caller = ctx
         .caller
         .clone()
@@ -211,11 +241,12 @@ where
     let refused_model: std::cell::RefCell<Option<String>> = Default::default();
     let acquire = |exclude: Vec<usize>| {
         let request = Acquire {
-            model: model.to_string(),
-            op,
-            est_tokens,
+            model: ask.model.to_string(),
+            op: ask.op,
+            est_tokens: ask.est_tokens,
             exclude,
             caller: caller.clone(),
+            hints: ask.hints.clone(),
         };
         let refused_model = &refused_model;
         async move {

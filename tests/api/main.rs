@@ -20,4 +20,5 @@ mod models_and_health;
 mod openapi;
 mod redaction;
 mod rerank;
+mod routing_policies;
 mod seed_paths;

@@ -290,6 +290,24 @@ fn router_command(opts: &RouterOpts<'_>) -> (Command, tempfile::TempDir) {
     (cmd, dir)
 }
 
+/// The routing.yaml `router` persisted to, as text and parsed, and the registry it loads into
+/// with `models_yaml` (a persisted change must load back).
+pub fn persisted_routing(
+    router: &Router,
+    models_yaml: &str,
+) -> (String, serde_yaml::Value, switchyard::config::Registry) {
+    let file = std::fs::read_to_string(router.dir.path().join("routing.yaml")).expect("file");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&file).expect("routing.yaml is YAML");
+    let registry = switchyard::config::load_str(
+        "models.yaml",
+        models_yaml,
+        Some(("routing.yaml", &file)),
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .expect("persisted routing.yaml loads");
+    (file, doc, registry)
+}
+
 /// Start a router and wait until `ready` endpoints report ready.
 pub async fn start_router_ready(opts: RouterOpts<'_>, ready: u64) -> Router {
     let router = start_router(opts);

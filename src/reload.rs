@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::auth::{Auth, KeyStore};
-use crate::config::{self, LoadOptions, ProcessEnv, Registry};
+use crate::config::{self, LoadOptions, ProcessEnv, Registry, RoutingPolicy};
 use crate::discovery::{self, Discovered, DiscoveryKey, FetchError, ProbeRow};
 use crate::mesh::{ApplyRegistry, GetTable, RouterActor};
 
@@ -27,12 +27,21 @@ pub struct ConfigSource {
     pub routing_required: bool,
 }
 
-/// Change route weights at run time (`PUT /admin/routing`): the change is made to the
-/// registry this actor composes, so later reloads of unchanged files and discovery rounds keep
-/// it. Replies with the changes that could not be made (model not from the files).
+/// Change route weights and model policies at run time (`PUT /admin/routing`): the change is
+/// made to the registry this actor composes, so later reloads of unchanged files and discovery
+/// rounds keep it. Replies with the changes that could not be made (model not from the files).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<String>, ReloadFailure>")]
-pub struct SetWeights(pub Vec<WeightChange>);
+pub struct SetRouting {
+    pub weights: Vec<WeightChange>,
+    pub policies: Vec<PolicyChange>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyChange {
+    pub model_id: String,
+    pub policy: RoutingPolicy,
+}
 
 #[derive(Debug, Clone)]
 pub struct WeightChange {
@@ -229,12 +238,21 @@ impl Actor for ConfigActor {
     }
 }
 
-impl Handler<SetWeights> for ConfigActor {
+impl Handler<SetRouting> for ConfigActor {
     type Result = AtomicResponse<Self, Result<Vec<String>, ReloadFailure>>;
 
-    fn handle(&mut self, msg: SetWeights, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SetRouting, _ctx: &mut Self::Context) -> Self::Result {
         let mut skipped = Vec::new();
-        for change in msg.0 {
+        for change in msg.policies {
+            match self.base.models.iter_mut().find(|m| m.id == change.model_id) {
+                Some(model) => model.policy = Some(change.policy),
+                None => skipped.push(format!(
+                    "{}: discovered models follow the model that discovered them; policy not changed",
+                    change.model_id
+                )),
+            }
+        }
+        for change in msg.weights {
             let route = self
                 .base
                 .models

@@ -7,7 +7,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN="$ROOT/target/release"
+# BENCH_PROFILE=debug runs the debug binaries (no release build: quick looks, not figures).
+BENCH_PROFILE="${BENCH_PROFILE:-release}"
+BIN="$ROOT/target/$BENCH_PROFILE"
 LOAD="$BIN/switchyard-load"
 RESULTS="${RESULTS:-$ROOT/load/bench/results.md}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")"
@@ -39,6 +41,11 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 build_release() {
     if [ "${SKIP_BUILD:-0}" = 1 ] && [ -x "$LOAD" ] && [ -x "$BIN/switchyard" ]; then
+        return
+    fi
+    if [ "$BENCH_PROFILE" = debug ]; then
+        log "building debug binaries (cargo build --bins)"
+        (cd "$ROOT" && cargo build --bins --quiet)
         return
     fi
     log "building release binaries (cargo build --release --bins)"

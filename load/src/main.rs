@@ -106,6 +106,12 @@ struct RunArgs {
     max_tokens: Option<u32>,
     #[arg(long)]
     prompt_words: Option<usize>,
+    /// Chat: distinct questions after one of N shared system prompts (0: no shared prefix).
+    #[arg(long)]
+    shared_prefixes: Option<u32>,
+    /// Words per shared system prompt (default 400).
+    #[arg(long)]
+    prefix_words: Option<usize>,
     /// Upload size for transcription, e.g. 20MiB.
     #[arg(long)]
     file_size: Option<String>,
@@ -275,6 +281,12 @@ fn apply_overrides(s: &mut ScenarioSpec, a: &RunArgs) -> anyhow::Result<()> {
     }
     if let Some(w) = a.prompt_words {
         s.prompt_words = w;
+    }
+    if let Some(n) = a.shared_prefixes {
+        s.shared_prefixes = Some(n);
+    }
+    if let Some(w) = a.prefix_words {
+        s.prefix_words = w;
     }
     if let Some(f) = &a.file_size {
         s.file_bytes = parse_size(f)?;

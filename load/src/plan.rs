@@ -102,6 +102,12 @@ impl Plan {
                     s.display_name()
                 );
             }
+            if s.prefix_words > 100_000 || s.shared_prefixes.is_some_and(|n| n > 10_000) {
+                bail!(
+                    "{}: prefix_words ≤ 100000, shared_prefixes ≤ 10000",
+                    s.display_name()
+                );
+            }
             if s.model_pool.is_some_and(|n| n == 0 || n > 1_000_000) {
                 bail!("{}: model_pool must be in 1..=1000000", s.display_name());
             }

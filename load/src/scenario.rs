@@ -37,14 +37,17 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(spec: &ScenarioSpec, targets: &[String]) -> Prepared {
         let (content_type, body) = build_body(spec);
-        let pool = match spec.model_pool {
-            Some(n) if spec.kind != Kind::Get => (0..n)
+        let pool = match (spec.model_pool, spec.shared_prefixes) {
+            (Some(n), _) if spec.kind != Kind::Get => (0..n)
                 .map(|i| {
                     let mut s = spec.clone();
                     s.model = format!("{}-{i:05}", spec.model);
                     build_body(&s).1
                 })
                 .collect(),
+            (None, Some(prefixes)) if matches!(spec.kind, Kind::Chat | Kind::ChatStream) => {
+                prefixed_pool(spec, prefixes)
+            }
             _ => Vec::new(),
         };
         Prepared {
@@ -91,6 +94,62 @@ fn words(n: usize) -> String {
         "route", "the", "tokens", "through", "a", "mesh", "of", "actors",
     ];
     (0..n).map(|i| W[i % W.len()]).collect::<Vec<_>>().join(" ")
+}
+
+/// Distinct requests in a shared-prefix pool, used in turn (so every run sends the same ones).
+const PREFIX_POOL: u32 = 4096;
+
+/// Plain English words, so an engine's tokenizer sees about one token per word.
+const VOCABULARY: [&str; 48] = [
+    "the", "river", "runs", "past", "old", "stone", "houses", "where", "people", "keep", "small",
+    "gardens", "and", "bright", "windows", "every", "morning", "bakers", "open", "doors", "to",
+    "sell", "warm", "bread", "while", "children", "walk", "school", "along", "narrow", "streets",
+    "under", "green", "trees", "that", "grow", "near", "water", "in", "summer", "light", "falls",
+    "on", "quiet", "roofs", "of", "town", "hall",
+];
+
+/// SplitMix64's finalizer: a fixed, well-spread pseudo-random value per input.
+fn mix(x: u64) -> u64 {
+    let mut x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Word `j` of shared system prompt `p`: a fixed pseudo-random pick, different per prompt.
+fn prefix_word(p: u32, j: usize) -> &'static str {
+    VOCABULARY[(mix(u64::from(p) << 32 | j as u64) % VOCABULARY.len() as u64) as usize]
+}
+
+/// Chat bodies with distinct questions, after one of `prefixes` shared system prompts (none
+/// when 0). Which prompt request `i` gets is a fixed pseudo-random sequence.
+fn prefixed_pool(s: &ScenarioSpec, prefixes: u32) -> Vec<Bytes> {
+    let systems: Vec<String> = (0..prefixes)
+        .map(|p| {
+            let words: Vec<&str> = (0..s.prefix_words).map(|j| prefix_word(p, j)).collect();
+            format!("You are assistant number {p}. {}", words.join(" "))
+        })
+        .collect();
+    (0..PREFIX_POOL)
+        .map(|i| {
+            // The question leads with its number, so no two requests share more than the
+            // system prompt (and without one, nothing but the role).
+            let question = format!("Q{i}: {}", words(s.prompt_words));
+            let mut messages = Vec::new();
+            if prefixes > 0 {
+                let pick = mix(u64::from(i) | 1 << 63) % u64::from(prefixes);
+                let system = &systems[pick as usize];
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            messages.push(json!({"role": "user", "content": question}));
+            let mut body = build_body(s).1;
+            if let Ok(mut v) = serde_json::from_slice::<Value>(&body) {
+                v["messages"] = Value::Array(messages);
+                body = Bytes::from(v.to_string());
+            }
+            body
+        })
+        .collect()
 }
 
 fn build_body(s: &ScenarioSpec) -> (String, Bytes) {
@@ -589,6 +648,40 @@ pub fn describe(p: &Prepared) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_prefix_pools_share_only_their_system_prompts() {
+        let messages = |b: &Bytes| -> Vec<Value> {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            v["messages"].as_array().unwrap().clone()
+        };
+        for prefixes in [0u32, 1, 3] {
+            let mut spec = ScenarioSpec::new(Kind::ChatStream);
+            spec.shared_prefixes = Some(prefixes);
+            spec.prefix_words = 50;
+            let p = Prepared::new(&spec, &["http://127.0.0.1:1".into()]);
+            assert_eq!(p.pool.len(), PREFIX_POOL as usize);
+            let mut systems = std::collections::BTreeMap::new();
+            let mut questions = std::collections::HashSet::new();
+            for body in &p.pool {
+                let m = messages(body);
+                assert_eq!(m.len(), if prefixes > 0 { 2 } else { 1 });
+                if prefixes > 0 {
+                    *systems.entry(m[0]["content"].to_string()).or_insert(0u32) += 1;
+                }
+                assert!(questions.insert(m.last().unwrap()["content"].to_string()));
+            }
+            assert_eq!(systems.len(), prefixes as usize);
+            // Each system prompt gets a fair share of the requests.
+            for n in systems.values() {
+                let share = f64::from(*n) / f64::from(PREFIX_POOL);
+                assert!(
+                    (share - 1.0 / f64::from(prefixes)).abs() < 0.05,
+                    "{systems:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn weighted_picks_follow_weights() {

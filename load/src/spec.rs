@@ -104,6 +104,15 @@ pub struct ScenarioSpec {
     pub prompt_words: usize,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Chat: each request gets a distinct short question (`prompt_words` words); with N > 0,
+    /// after one of N long system prompts shared between requests (chosen per request by a
+    /// fixed pseudo-random sequence), as a cache-aware router would see in an app with a few
+    /// system prompts. `0`: distinct prompts that share no prefix. Unset: every request alike.
+    #[serde(default)]
+    pub shared_prefixes: Option<u32>,
+    /// Words in each shared system prompt.
+    #[serde(default = "default_prefix_words")]
+    pub prefix_words: usize,
     /// Embeddings: strings per request.
     #[serde(default = "one")]
     pub inputs: u32,
@@ -142,6 +151,9 @@ fn four() -> u32 {
 fn eight() -> usize {
     8
 }
+fn default_prefix_words() -> usize {
+    400
+}
 fn default_model() -> String {
     "mock-model".into()
 }
@@ -165,6 +177,8 @@ impl ScenarioSpec {
             model_pool: None,
             prompt_words: eight(),
             max_tokens: None,
+            shared_prefixes: None,
+            prefix_words: default_prefix_words(),
             inputs: 1,
             file_bytes: default_file_bytes(),
             response_format: None,

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::time::Sleep;
 
+use super::engine::SlotGuard;
 use super::state::{Counters, MockState};
 
 enum Step {
@@ -51,9 +52,13 @@ impl Plan {
     }
 
     pub fn pause_ms(&mut self, ms: u64) {
-        if ms > 0 {
+        self.pause(Duration::from_millis(ms));
+    }
+
+    pub fn pause(&mut self, d: Duration) {
+        if !d.is_zero() {
             self.flush();
-            self.steps.push_back(Step::Pause(Duration::from_millis(ms)));
+            self.steps.push_back(Step::Pause(d));
         }
     }
 
@@ -185,6 +190,8 @@ pub struct PacedBody {
     tracker: Tracker,
     /// `Die` first yields once so actix flushes what was already sent.
     die_flushed: bool,
+    /// The engine slot this reply computes in, given back when the body ends or is dropped.
+    _slot: Option<SlotGuard>,
 }
 
 impl PacedBody {
@@ -194,7 +201,14 @@ impl PacedBody {
             sleep: None,
             tracker,
             die_flushed: false,
+            _slot: None,
         }
+    }
+
+    /// Hold `slot` until the body is done.
+    pub fn holding(mut self, slot: SlotGuard) -> Self {
+        self._slot = Some(slot);
+        self
     }
 }
 

@@ -1,13 +1,16 @@
 //! `POST /v1/chat/completions` and the legacy `POST /v1/completions`: JSON and SSE replies
 //! made of `chunks` words `"word{i} "`, with the same faults, pacing and usage modes.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::body::{PacedBody, Plan, Tracker};
-use super::errors::{bad_request, injected_error_body, injected_message, Rejection};
-use super::faults::{deliver, sleep_ms};
+use super::engine::{render_prompt, SlotGuard};
+use super::errors::{bad_request, injected_error_body, injected_message, openai_error, Rejection};
+use super::faults::deliver;
 use super::request::{begin_json, JsonRequest};
 use super::settings::{Hang, MockSettings, UsageMode};
 use super::state::{Counters, MockState};
@@ -73,6 +76,11 @@ struct Reply {
     prompt_tokens: u64,
     /// The function called instead of text, when `tool_choice` demanded one.
     tool: Option<String>,
+    /// Prompt tokens served from the cost model's prefix cache (`None` without one).
+    cached_tokens: Option<u64>,
+    /// Until the first content chunk (prefill), and between the next ones (decode).
+    first_token: Duration,
+    between_tokens: Duration,
 }
 
 /// Arguments of the mock's tool calls, streamed in two pieces.
@@ -107,11 +115,43 @@ pub fn forced_tool(body: &Value) -> Option<String> {
 impl Reply {
     fn usage(&self) -> Value {
         let completion = u64::from(self.words);
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
-        })
+        });
+        if let Some(cached) = self.cached_tokens {
+            usage["prompt_tokens_details"] = json!({"cached_tokens": cached});
+        }
+        usage
+    }
+
+    /// llama.cpp's `timings` (its own report of cache reuse), with the cost model only.
+    fn timings(&self) -> Option<Value> {
+        let cached = self.cached_tokens?;
+        Some(json!({
+            "cache_n": cached,
+            "prompt_n": self.prompt_tokens.saturating_sub(cached),
+            "prompt_ms": self.first_token.as_secs_f64() * 1000.0,
+            "predicted_n": self.words,
+            "predicted_ms": self.between_tokens.as_secs_f64() * 1000.0 * f64::from(self.words.saturating_sub(1)),
+        }))
+    }
+
+    /// Fields after `"usage"` in the object carrying it: `,"timings":{…}` or nothing.
+    fn usage_extras(&self) -> String {
+        self.timings()
+            .map(|t| format!(r#","timings":{t}"#))
+            .unwrap_or_default()
+    }
+
+    /// How long the whole reply takes to compute.
+    fn compute_time(&self) -> Duration {
+        if self.words == 0 {
+            return Duration::ZERO;
+        }
+        self.first_token
+            .saturating_add(self.between_tokens.saturating_mul(self.words - 1))
     }
 
     fn content(&self) -> String {
@@ -130,8 +170,8 @@ async fn respond(
 ) -> Result<HttpResponse, Rejection> {
     let s = &request.settings;
     let model = request.model()?;
-    let prompt_tokens = match flavor {
-        Flavor::Chat => prompt_words(
+    let messages = match flavor {
+        Flavor::Chat => Some(
             request
                 .body
                 .get("messages")
@@ -144,7 +184,11 @@ async fn respond(
                     )
                 })?,
         ),
-        Flavor::Text => text_prompt_tokens(request.body.get("prompt")).ok_or_else(|| {
+        Flavor::Text => None,
+    };
+    let plain_prompt_tokens = match messages {
+        Some(messages) => prompt_words(messages),
+        None => text_prompt_tokens(request.body.get("prompt")).ok_or_else(|| {
             bad_request(
                 "`prompt` must be a string, an array of strings or token ids",
                 Some("prompt"),
@@ -159,6 +203,40 @@ async fn respond(
         None => s.chunks,
     };
     let tool = forced_tool(&request.body);
+    let cost_model = s.cost_model.as_ref();
+    // The engine's turn: a slot (after the queue, under the cost model), held until the reply
+    // is computed and sent.
+    let slot = state.engine.admit(cost_model).await.map_err(|_| {
+        Rejection::from(openai_error(
+            503,
+            "mock: the engine's queue is full".to_owned(),
+            "server_error",
+            None,
+            Some("queue_full"),
+        ))
+    })?;
+    let ms = Duration::from_millis;
+    // The cost model reads chat prompts; a text prompt is timed as without one.
+    let (prompt_tokens, cached_tokens, first_token, between_tokens) = match cost_model.zip(messages)
+    {
+        Some((model, messages)) => {
+            let prompt = render_prompt(messages);
+            let cached = state.engine.prefill(model, &prompt);
+            let uncached = (prompt.len() as u64).saturating_sub(cached);
+            (
+                prompt.len() as u64,
+                Some(cached),
+                ms(s.ttft_ms).saturating_add(model.prefill(uncached)),
+                ms(s.chunk_interval_ms).saturating_add(model.decode_per_token()),
+            )
+        }
+        None => (
+            plain_prompt_tokens,
+            None,
+            ms(s.ttft_ms),
+            ms(s.chunk_interval_ms),
+        ),
+    };
     let reply = Reply {
         flavor,
         id: match flavor {
@@ -175,10 +253,13 @@ async fn respond(
         },
         prompt_tokens,
         tool,
+        cached_tokens,
+        first_token,
+        between_tokens,
     };
     let stream = request.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
-        return Ok(non_streaming(&reply, s, state).await);
+        return Ok(non_streaming(&reply, s, state, slot).await);
     }
     if s.error_event_first {
         return Ok(error_event_stream(
@@ -192,7 +273,11 @@ async fn respond(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    Ok(sse_response(sse_plan(&reply, s, include_usage), state))
+    Ok(sse_response(
+        sse_plan(&reply, s, include_usage),
+        state,
+        Some(slot),
+    ))
 }
 
 /// A text prompt's size: words of its strings, or its token ids; `None` when it has another
@@ -235,13 +320,12 @@ async fn non_streaming(
     reply: &Reply,
     s: &MockSettings,
     state: &web::Data<MockState>,
+    slot: SlotGuard,
 ) -> HttpResponse {
     // A real engine takes as long to generate a reply whether or not it streams it.
-    if reply.words > 0 {
-        let rest = s
-            .chunk_interval_ms
-            .saturating_mul(u64::from(reply.words - 1));
-        sleep_ms(s.ttft_ms.saturating_add(rest)).await;
+    let compute = reply.compute_time();
+    if !compute.is_zero() {
+        tokio::time::sleep(compute).await;
     }
     let (object, choice) = match reply.flavor {
         Flavor::Chat => {
@@ -274,7 +358,8 @@ async fn non_streaming(
             }),
         ),
     };
-    let body = json!({
+    drop(slot);
+    let mut body = json!({
         "id": reply.id,
         "object": object,
         "created": reply.created,
@@ -282,6 +367,9 @@ async fn non_streaming(
         "choices": [choice],
         "usage": reply.usage(),
     });
+    if let Some(timings) = reply.timings() {
+        body["timings"] = timings;
+    }
     deliver(state, s, "application/json", Bytes::from(body.to_string()))
 }
 
@@ -345,7 +433,7 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
         plan.pause_ms(s.hang_ms);
     }
     if let Some(name) = &reply.tool {
-        plan.pause_ms(s.ttft_ms);
+        plan.pause(reply.first_token);
         for (k, piece) in TOOL_ARGUMENTS.iter().enumerate() {
             let mut call = json!({"index": 0, "function": {"arguments": piece}});
             if k == 0 {
@@ -363,10 +451,10 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
         }
     }
     for i in 0..reply.words {
-        plan.pause_ms(if i == 0 {
-            s.ttft_ms
+        plan.pause(if i == 0 {
+            reply.first_token
         } else {
-            s.chunk_interval_ms
+            reply.between_tokens
         });
         let text = Value::String(word(i)).to_string();
         plan.data(events.choice(Some(&text), "null"), 1);
@@ -379,7 +467,8 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
         }
     }
     let finish = format!(r#""{}""#, reply.finish_reason);
-    let usage = reply.usage();
+    // The usage object, then llama.cpp's `timings` beside it (cost model only).
+    let usage = format!("{}{}", reply.usage(), reply.usage_extras());
     let last = events.choice(None, &finish);
     if s.usage_mode == UsageMode::OnFinish {
         // The finish chunk with `"usage":…` spliced in before its closing brace.
@@ -405,11 +494,19 @@ fn sse_plan(reply: &Reply, s: &MockSettings, include_usage: bool) -> Plan {
     plan
 }
 
-pub fn sse_response(plan: Plan, state: &web::Data<MockState>) -> HttpResponse {
+pub fn sse_response(
+    plan: Plan,
+    state: &web::Data<MockState>,
+    slot: Option<SlotGuard>,
+) -> HttpResponse {
+    let mut body = PacedBody::new(plan, Tracker::stream(state.clone()));
+    if let Some(slot) = slot {
+        body = body.holding(slot);
+    }
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
-        .streaming(PacedBody::new(plan, Tracker::stream(state.clone())))
+        .streaming(body)
 }
 
 /// `error_event_first`: a 200 stream whose only event is an error, then `[DONE]`.
@@ -423,7 +520,7 @@ fn error_event_stream(
     let error = injected_error_body(s.error_style, s.fail_status, &message);
     let mut plan = Plan::new();
     plan.data(format!("data: {error}\n\ndata: [DONE]\n\n"), 0);
-    sse_response(plan, state)
+    sse_response(plan, state, None)
 }
 
 #[cfg(test)]
@@ -453,6 +550,9 @@ mod tests {
             finish_reason: "stop",
             prompt_tokens: 3,
             tool: None,
+            cached_tokens: None,
+            first_token: Duration::ZERO,
+            between_tokens: Duration::ZERO,
         }
     }
 

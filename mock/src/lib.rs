@@ -13,6 +13,8 @@
 //! - `body`: bodies produced over time (SSE, audio pieces, slow drip), with abort detection.
 //! - `chat` (chat and text completions), `responses`, `messages`, `embeddings`, `rerank`
 //!   (native and TEI shapes), `audio`, `transcribe`, `images`, `video`: one file per API.
+//! - `engine`: the opt-in cost model (slots, queue, prefix cache); `metrics`: `/metrics` and
+//!   `/slots`, which report it.
 //! - `health`, `control`: probe/discovery paths and `/_mock/*`.
 
 mod audio;
@@ -20,11 +22,13 @@ mod body;
 mod chat;
 mod control;
 mod embeddings;
+mod engine;
 mod errors;
 mod faults;
 mod health;
 mod images;
 mod messages;
+mod metrics;
 mod request;
 mod rerank;
 mod reset;
@@ -41,7 +45,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use settings::{
-    ErrorStyle, Hang, Health, MockSettings, UsageMode, VideoMode, VideoStatusStyle,
+    CostModel, ErrorStyle, Hang, Health, MockSettings, UsageMode, VideoMode, VideoStatusStyle,
 };
 pub use state::{MockStats, RecordedRequest};
 
@@ -151,6 +155,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/api/version").route(get().to(health::ollama_version)))
         .service(at("/").route(get().to(health::ollama_root)))
         .service(at("/v1/models").route(get().to(health::models)))
+        // the engine's own load
+        .service(at("/metrics").route(get().to(metrics::prometheus)))
+        .service(at("/slots").route(get().to(metrics::slots)))
         // inference
         .service(at(chat::ROUTE).route(post().to(chat::completions)))
         .service(at(responses::ROUTE).route(post().to(responses::create)))

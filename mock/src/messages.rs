@@ -130,7 +130,7 @@ async fn respond(
         Counters::add(&state.counters.faults_injected, 1);
         let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
         plan.data(format!("event: error\ndata: {error}\n\n"), 0);
-        return Ok(sse_response(plan, state));
+        return Ok(sse_response(plan, state, None));
     }
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     plan.data(
@@ -181,7 +181,7 @@ async fn respond(
         );
         if die_at == Some(i + 1) {
             plan.die();
-            return Ok(sse_response(plan, state));
+            return Ok(sse_response(plan, state, None));
         }
     }
     plan.data(
@@ -201,5 +201,5 @@ async fn respond(
         0,
     );
     plan.data(event("message_stop", json!({"type": "message_stop"})), 0);
-    Ok(sse_response(plan, state))
+    Ok(sse_response(plan, state, None))
 }

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::engine::CostModel;
+
 /// What the health paths report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +118,12 @@ pub struct MockSettings {
     pub chunk_interval_ms: u64,
     pub ttft_ms: u64,
     pub usage_mode: UsageMode,
+    /// Slots, a queue and a prefix cache that decide chat timing (`null` = off; see
+    /// [`CostModel`]).
+    pub cost_model: Option<CostModel>,
+    /// `GET /metrics` (vLLM and llama.cpp names) and `GET /slots` answer; false = 501, as
+    /// llama-server without `--metrics` (and an engine that stopped reporting) does.
+    pub serve_metrics: bool,
 
     // --- embeddings ---
     pub embedding_dim: usize,
@@ -185,6 +193,8 @@ impl Default for MockSettings {
             chunk_interval_ms: 0,
             ttft_ms: 0,
             usage_mode: UsageMode::Auto,
+            cost_model: None,
+            serve_metrics: true,
             embedding_dim: 8,
             tts_chunks: 4,
             tts_chunk_interval_ms: 0,
@@ -269,6 +279,9 @@ impl MockSettings {
                 "error_padding_bytes must be at most {MAX_ERROR_PADDING_BYTES}"
             ));
         }
+        if let Some(model) = &self.cost_model {
+            model.validate()?;
+        }
         if self.video_steps == 0 {
             return Err("video_steps must be at least 1".to_owned());
         }
@@ -331,5 +344,13 @@ mod tests {
         assert!(s.patched(json!({"health": "sideways"})).is_err());
         assert!(s.patched(json!({"chunks": "many"})).is_err());
         assert!(s.patched(json!([1])).is_err());
+        assert!(s.patched(json!({"cost_model": {"slots": 0}})).is_err());
+        assert!(s.patched(json!({"cost_model": {"slotz": 1}})).is_err());
+        let on = s.patched(json!({"cost_model": {"slots": 3}})).unwrap();
+        assert_eq!(on.cost_model.as_ref().map(|m| m.slots), Some(3));
+        assert_eq!(
+            on.patched(json!({"cost_model": null})).unwrap().cost_model,
+            None
+        );
     }
 }

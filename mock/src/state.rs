@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::engine::Engine;
 use super::settings::MockSettings;
 use super::video::VideoJob;
 
@@ -162,6 +163,8 @@ pub struct MockState {
     pub images: Mutex<HashSet<String>>,
     /// Responses stored by `/v1/responses`, for `previous_response_id`.
     pub responses: Mutex<super::responses::StoredResponses>,
+    /// Slots, queue and prefix cache of the cost model; running requests always.
+    pub engine: Engine,
     /// `http://host:port` of this server, for URLs it hands out.
     pub base_url: String,
 }
@@ -176,6 +179,7 @@ impl MockState {
             videos: Mutex::new(HashMap::new()),
             images: Mutex::new(HashSet::new()),
             responses: Mutex::default(),
+            engine: Engine::default(),
             base_url,
         }
     }
@@ -262,7 +266,7 @@ impl MockState {
         }
     }
 
-    /// Zeroes the statistics and forgets video jobs and image ids.
+    /// Zeroes the statistics and forgets video jobs, image ids and cached prompts.
     pub fn reset(&self) {
         self.counters.reset();
         lock(&self.by_path).clear();
@@ -270,5 +274,6 @@ impl MockState {
         lock(&self.videos).clear();
         lock(&self.images).clear();
         lock(&self.responses).clear();
+        self.engine.reset();
     }
 }

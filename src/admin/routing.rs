@@ -1,11 +1,13 @@
-//! `GET /admin/routing`: the weights in force per model and route, after models.yaml,
-//! routing.yaml and OFFLOAD. `PUT /admin/routing`: change weights at run time through the
-//! Router's `ApplyRegistry` (endpoints keep their state), and optionally write them to
-//! routing.yaml in its `weights:` form.
+//! `GET /admin/routing`: each model's policy and the weights and priorities in force per
+//! route, after models.yaml, routing.yaml and OFFLOAD. `PUT /admin/routing`: change weights
+//! and policies at run time through the Router's `ApplyRegistry` (endpoints and prefix trees
+//! keep their state), and optionally write them to routing.yaml (`weights:`,
+//! `model_policies:`).
 //!
 //! ```json
 //! PUT /admin/routing
-//! {"weights": {"qwen2.5-7b-instruct": {"vllm": 1.0, "featherless": 0.25}}, "persist": true}
+//! {"weights": {"qwen2.5-7b-instruct": {"vllm": 1.0, "featherless": 0.25}},
+//!  "policies": {"qwen2.5-7b-instruct": "prefix_cache"}, "persist": true}
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,10 +20,10 @@ use serde_json::{json, Value};
 use super::Observability;
 use crate::api::json_response;
 use crate::api::state::AppState;
-use crate::config::select_route;
+use crate::config::{select_route, RoutingPolicy};
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{GetTable, RouteTable};
-use crate::reload::{ConfigActor, SetWeights, WeightChange};
+use crate::reload::{ConfigActor, PolicyChange, SetRouting, WeightChange};
 
 async fn table(state: &AppState) -> Result<Arc<RouteTable>, ApiError> {
     state
@@ -68,6 +70,7 @@ pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>, offload: bo
                         "configured_weight": r.configured_weight,
                         "weight": r.weight,
                         "share": share,
+                        "priority": r.priority,
                         "enabled": on,
                         "disabled_reason": r.disabled_reason,
                     })
@@ -77,6 +80,8 @@ pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>, offload: bo
                 "id": m.def.id,
                 "type": m.def.model_type,
                 "aliases": m.def.aliases,
+                "policy": m.policy,
+                "policy_source": if m.def.policy.is_some() { "model" } else { "default" },
                 "routes": routes,
             })
         })
@@ -85,6 +90,7 @@ pub fn routing_view(table: &RouteTable, routing_path: Option<&Path>, offload: bo
         "object": "routing",
         "routing_file": routing_path.map(|p| p.display().to_string()),
         "offload": offload,
+        "default_policy": table.policy_settings.default_policy,
         "models": models,
     })
 }
@@ -101,7 +107,7 @@ pub async fn get_routing(
     )))
 }
 
-/// One validated change: model index, route index, its names, the new weight.
+/// One validated weight change: model index, route index, its names, the new weight.
 struct Change {
     model: usize,
     route: usize,
@@ -110,14 +116,38 @@ struct Change {
     weight: f64,
 }
 
-fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool), ApiError> {
+/// Everything one `PUT /admin/routing` asks for, validated.
+struct Changes {
+    weights: Vec<Change>,
+    policies: Vec<PolicyChange>,
+    persist: bool,
+}
+
+/// The model named `name` (id or alias) in `table`, or a 404 naming `param`.
+fn model_index(table: &RouteTable, name: &str, param: &str) -> Result<usize, ApiError> {
+    table
+        .models
+        .iter()
+        .position(|m| m.def.id == name || m.def.aliases.iter().any(|a| a == name))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!("No model `{name}` is configured."),
+            )
+            .with_param(param)
+        })
+}
+
+fn parse_changes(body: &Value, table: &RouteTable) -> Result<Changes, ApiError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("The request body must be a JSON object.", None))?;
     for key in obj.keys() {
-        if key != "weights" && key != "persist" {
+        if !["weights", "policies", "persist"].contains(&key.as_str()) {
             return Err(ApiError::bad_request(
-                format!("Unknown field `{key}` (expected `weights` and optional `persist`)."),
+                format!(
+                    "Unknown field `{key}` (expected `weights`, `policies` and optional `persist`)."
+                ),
                 Some(key),
             ));
         }
@@ -133,7 +163,8 @@ fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool)
         }
     };
     let weights = match obj.get("weights") {
-        Some(Value::Object(w)) if !w.is_empty() => w,
+        None if obj.contains_key("policies") => Vec::new(),
+        Some(Value::Object(w)) if !w.is_empty() => parse_weights(w, table)?,
         _ => {
             return Err(ApiError::bad_request(
                 "`weights` must be an object: {model id: {route: weight}}.",
@@ -141,20 +172,31 @@ fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool)
             ))
         }
     };
+    let policies = match obj.get("policies") {
+        None => Vec::new(),
+        Some(Value::Object(p)) if !p.is_empty() => parse_policies(p, table)?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "`policies` must be an object: {model id: policy}.",
+                Some("policies"),
+            ))
+        }
+    };
+    Ok(Changes {
+        weights,
+        policies,
+        persist,
+    })
+}
+
+fn parse_weights(
+    weights: &serde_json::Map<String, Value>,
+    table: &RouteTable,
+) -> Result<Vec<Change>, ApiError> {
     let mut changes = Vec::new();
     for (model_name, routes) in weights {
         let param = format!("weights.{model_name}");
-        let model = table
-            .models
-            .iter()
-            .position(|m| &m.def.id == model_name || m.def.aliases.contains(model_name))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ModelNotFound,
-                    format!("No model `{model_name}` is configured."),
-                )
-                .with_param(param.clone())
-            })?;
+        let model = model_index(table, model_name, &param)?;
         let def = &table.models[model].def;
         let routes = match routes {
             Value::Object(r) if !r.is_empty() => r,
@@ -187,7 +229,31 @@ fn parse_changes(body: &Value, table: &RouteTable) -> Result<(Vec<Change>, bool)
             });
         }
     }
-    Ok((changes, persist))
+    Ok(changes)
+}
+
+fn parse_policies(
+    policies: &serde_json::Map<String, Value>,
+    table: &RouteTable,
+) -> Result<Vec<PolicyChange>, ApiError> {
+    policies
+        .iter()
+        .map(|(model_name, name)| {
+            let param = format!("policies.{model_name}");
+            let model = model_index(table, model_name, &param)?;
+            let policy = name
+                .as_str()
+                .and_then(RoutingPolicy::parse)
+                .ok_or_else(|| {
+                    let shown = name.as_str().unwrap_or("(not a string)");
+                    ApiError::bad_request(RoutingPolicy::unknown(shown), Some(&param))
+                })?;
+            Ok(PolicyChange {
+                model_id: table.models[model].def.id.clone(),
+                policy,
+            })
+        })
+        .collect()
 }
 
 pub async fn put_routing(
@@ -200,7 +266,11 @@ pub async fn put_routing(
     let (body, _permit) = crate::api::body::read_json(&req, payload, 1024 * 1024).await?;
     let _one_at_a_time = obs.routing_lock.lock().await;
     let current = table(&state).await?;
-    let (changes, persist) = parse_changes(&body, &current)?;
+    let Changes {
+        weights: changes,
+        policies,
+        persist,
+    } = parse_changes(&body, &current)?;
     if persist && obs.routing_path.is_none() {
         return Err(ApiError::new(
             ErrorCode::NoRoutingFile,
@@ -219,8 +289,8 @@ pub async fn put_routing(
     }
     // Through the ConfigActor, so reloads and discovery keep the change.
     let skipped = control
-        .send(SetWeights(
-            changes
+        .send(SetRouting {
+            weights: changes
                 .iter()
                 .map(|c| WeightChange {
                     model_id: c.model_id.clone(),
@@ -228,14 +298,15 @@ pub async fn put_routing(
                     weight: c.weight,
                 })
                 .collect(),
-        ))
+            policies: policies.clone(),
+        })
         .await
         .map_err(|_| ApiError::internal("the configuration actor is not running"))?
         .map_err(|e| ApiError::internal(format!("weights not applied: {e:?}")))?;
     warnings.extend(skipped);
     if persist {
         if let Some(path) = &obs.routing_path {
-            persist_weights(path, &changes, &current).map_err(|e| {
+            persist_changes(path, &changes, &policies, &current).map_err(|e| {
                 ApiError::new(
                     ErrorCode::PersistFailed,
                     format!(
@@ -249,6 +320,9 @@ pub async fn put_routing(
     for c in &changes {
         tracing::info!(model = %c.model_id, route = %c.route_name, weight = c.weight, persist, "routing weight changed");
     }
+    for p in &policies {
+        tracing::info!(model = %p.model_id, policy = %p.policy, persist, "routing policy changed");
+    }
     let after = table(&state).await?;
     let mut view = routing_view(&after, obs.routing_path.as_deref(), state.settings.offload);
     if let Some(obj) = view.as_object_mut() {
@@ -258,10 +332,15 @@ pub async fn put_routing(
     Ok(json_response(&view))
 }
 
-/// Merge the changes into routing.yaml's `weights:` (creating the file if needed), keyed by
-/// route name, and replace the file atomically. Other keys (health_check, the fixed
-/// strategy) are kept; comments are not (YAML round-trips drop them).
-fn persist_weights(path: &Path, changes: &[Change], table: &RouteTable) -> std::io::Result<()> {
+/// Merge the changes into routing.yaml's `weights:` (keyed by route name) and
+/// `model_policies:` (creating the file if needed), and replace the file atomically. Other keys
+/// (health_check, the fixed strategy) are kept; comments are not (YAML round-trips drop them).
+fn persist_changes(
+    path: &Path,
+    changes: &[Change],
+    policies: &[PolicyChange],
+    table: &RouteTable,
+) -> std::io::Result<()> {
     use serde_yaml::{Mapping, Value as Y};
     let mut doc = match std::fs::read_to_string(path) {
         Ok(text) => serde_yaml::from_str::<Y>(&text).map_err(std::io::Error::other)?,
@@ -271,10 +350,7 @@ fn persist_weights(path: &Path, changes: &[Change], table: &RouteTable) -> std::
     if doc.is_null() {
         doc = Y::Mapping(Mapping::new());
     }
-    let root = doc
-        .as_mapping_mut()
-        .ok_or_else(|| std::io::Error::other("routing.yaml is not a mapping"))?;
-    let weights = root
+    let weights = root_mapping(&mut doc)?
         .entry(Y::from("weights"))
         .or_insert_with(|| Y::Mapping(Mapping::new()));
     if !weights.is_mapping() {
@@ -305,9 +381,27 @@ fn persist_weights(path: &Path, changes: &[Change], table: &RouteTable) -> std::
             }
         }
     }
+    if !policies.is_empty() {
+        let by_model = root_mapping(&mut doc)?
+            .entry(Y::from("model_policies"))
+            .or_insert_with(|| Y::Mapping(Mapping::new()));
+        if !by_model.is_mapping() {
+            *by_model = Y::Mapping(Mapping::new());
+        }
+        if let Some(by_model) = by_model.as_mapping_mut() {
+            for p in policies {
+                by_model.insert(Y::from(p.model_id.as_str()), Y::from(p.policy.as_str()));
+            }
+        }
+    }
     let text = serde_yaml::to_string(&doc).map_err(std::io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+fn root_mapping(doc: &mut serde_yaml::Value) -> std::io::Result<&mut serde_yaml::Mapping> {
+    doc.as_mapping_mut()
+        .ok_or_else(|| std::io::Error::other("routing.yaml is not a mapping"))
 }

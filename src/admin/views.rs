@@ -136,6 +136,8 @@ pub fn backends_view(table: &RouteTable, probes: &[ProbeRow]) -> Vec<Value> {
                         "model": m.def.id,
                         "route": route.name,
                         "weight": route.weight,
+                        "priority": route.priority,
+                        "policy": m.policy,
                     }));
             }
         }
@@ -150,6 +152,7 @@ pub fn backends_view(table: &RouteTable, probes: &[ProbeRow]) -> Vec<Value> {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("url".into(), Value::String(redact_url(&snap.url)));
                 obj.insert("health_path".into(), json!(ep.health_path));
+                obj.insert("metrics_path".into(), json!(ep.metrics_path));
                 obj.insert("has_credentials".into(), Value::Bool(ep.auth.is_some()));
                 obj.insert(
                     "routes".into(),

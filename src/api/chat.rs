@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::body::{read_json_body, JsonBody};
 use super::chat_request::{self, ChatBody, ChatFacts};
+use super::routing_hints;
 use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
 use crate::config::ModelDef;
@@ -24,7 +25,7 @@ use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
 use crate::relay::spliced::SplicedBody;
 use crate::relay::upstream::post_json;
-use crate::relay::{with_fallback, Attempt, Forwarded};
+use crate::relay::{with_fallback_to, Attempt, Forwarded, RouteAsk};
 use crate::settings::Settings;
 
 /// Body keys that steer the router (OpenRouter extensions) and are never sent upstream.
@@ -272,16 +273,31 @@ async fn handle(
     } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
     let (facts, body) = parse(&bytes)?;
     ctx.record.stream = facts.stream;
+    // The prompt's head is rendered only for models whose policy reads it.
+    let shape = match op {
+        ApiOp::Completions => routing_hints::PromptShape::Prompt,
+        _ => routing_hints::PromptShape::Messages,
+    };
+    let input = body
+        .get(input_member(op))
+        .filter(|_| state.mesh.table().wants_prompt(&facts.model));
+    let hints = routing_hints::chat_hints(req, input.map(|b| (b, shape)), |name| {
+        body.get(name).cloned()
+    });
     let fwd = forwarded(req, ctx.request_id());
     let settings = &state.settings;
     // The body is shared by attempts: filtered once for the model, renamed per route.
     let shared = Rc::new(RefCell::new((body, false)));
     let facts = Rc::new(facts);
-    with_fallback(
-        &state.mesh.local_router(),
-        &facts.model,
+    let ask = RouteAsk {
+        model: &facts.model,
         op,
-        estimated_tokens(&facts),
+        est_tokens: estimated_tokens(&facts),
+        hints,
+    };
+    with_fallback_to(
+        &state.mesh.local_router(),
+        ask,
         &settings.retry,
         ctx,
         |lease| {

@@ -18,18 +18,19 @@ use serde_json::{json, Map, Value};
 use super::body::read_json_object;
 use super::chat::{check_input_modalities, filter_params, open_stream, upstream_body};
 use super::chat_request::{self, ChatBody};
+use super::routing_hints::{self, PromptShape};
 use super::{event_stream_response, forwarded, json_response, new_ctx};
 use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{Lease, Outcome};
+use crate::mesh::{Lease, Outcome, RoutingHints};
 use crate::record::{RequestCtx, Usage};
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
 use crate::relay::messages_stream::{MessagesDialect, MessagesFromChat, MessagesNative};
 use crate::relay::spliced::SplicedBody;
-use crate::relay::{with_fallback, Attempt, Forwarded};
+use crate::relay::{with_fallback, with_fallback_to, Attempt, Forwarded, RouteAsk};
 use crate::translate::anthropic::{self, MessagesFacts};
 
 /// Client headers of Anthropic's API passed on (to native backends; chat backends ignore it).
@@ -103,11 +104,18 @@ async fn handle(
     });
     let model = shared.facts.model.clone();
     let settings = &state.settings;
-    with_fallback(
+    let hints = messages_hints(req, &shared.native.borrow(), || {
+        state.mesh.table().wants_prompt(&model)
+    });
+    let ask = RouteAsk {
+        model: &model,
+        op: ApiOp::Messages,
+        est_tokens: est,
+        hints,
+    };
+    with_fallback_to(
         &state.mesh.local_router(),
-        &model,
-        ApiOp::Messages,
-        est,
+        ask,
         &settings.retry,
         ctx,
         |mut lease| {
@@ -366,4 +374,36 @@ async fn count(
         },
     )
     .await
+}
+
+/// The routing hints of a Messages request: `system` then `messages` rendered as the engine
+/// will see them (only when the model's policy reads prompts), and the session key from
+/// `x-session-id`, else `metadata.user_id`.
+fn messages_hints(
+    req: &HttpRequest,
+    body: &Map<String, Value>,
+    wants_prompt: impl FnOnce() -> bool,
+) -> RoutingHints {
+    let prompt = wants_prompt()
+        .then(|| {
+            let system = body
+                .get("system")
+                .map(|content| serde_json::json!({"role": "system", "content": content}));
+            let turns = body.get("messages").and_then(Value::as_array);
+            let all: Vec<&Value> = system.iter().chain(turns.into_iter().flatten()).collect();
+            serde_json::to_vec(&all).ok().map(Bytes::from)
+        })
+        .flatten();
+    routing_hints::chat_hints(
+        req,
+        prompt.as_ref().map(|b| (b, PromptShape::Messages)),
+        |name| match name {
+            "user" => body
+                .get("metadata")
+                .and_then(|m| m.get("user_id"))
+                .and_then(|id| serde_json::to_vec(id).ok())
+                .map(Bytes::from),
+            _ => None,
+        },
+    )
 }

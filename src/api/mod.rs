@@ -24,6 +24,7 @@ pub mod request_id;
 pub mod rerank;
 pub mod rerank_shape;
 pub mod responses;
+pub mod routing_hints;
 pub mod speech;
 pub mod state;
 pub mod transcriptions;

@@ -22,18 +22,19 @@ use tracing::warn;
 use super::body::read_json_object;
 use super::chat::{chat_attempt, open_stream, ChatCall, Reply, SharedChatBody};
 use super::chat_request::{self, ChatFacts};
+use super::routing_hints::{self, PromptShape};
 use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
-use crate::mesh::{Lease, Outcome};
+use crate::mesh::{Lease, Outcome, RoutingHints};
 use crate::record::{RequestCtx, Usage};
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::{call_json, call_json_with};
 use crate::relay::responses_stream::{
     OnStored, ResponsesDialect, ResponsesFromChat, ResponsesNative,
 };
-use crate::relay::{with_fallback_on, Attempt, Forwarded};
+use crate::relay::{with_fallback_on, Attempt, Forwarded, RouteAsk};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
 use crate::translate::responses::request::MAX_RESPONSE_ID_BYTES;
 use crate::translate::responses::{from_chat, to_chat, EventStream, ResponseMeta, ResponsesFacts};
@@ -133,12 +134,17 @@ async fn handle(
     });
     let est_tokens = (request.facts.prompt_chars as u64).div_ceil(4)
         + request.facts.max_output_tokens.unwrap_or(512);
+    let wants_prompt = table.wants_prompt(&request.facts.model);
+    let ask = RouteAsk {
+        model: &request.facts.model,
+        op: ApiOp::Responses,
+        est_tokens,
+        hints: hints(req, &request.body, &request.translated, wants_prompt),
+    };
     with_fallback_on(
         &state.mesh.local_router(),
-        &request.facts.model,
+        ask,
         pinned.as_ref().map(|home| home.route.as_str()),
-        ApiOp::Responses,
-        est_tokens,
         &state.settings.retry,
         ctx,
         |lease| {
@@ -153,6 +159,30 @@ async fn handle(
         },
     )
     .await
+}
+
+/// The routing hints of a Responses request: for a model whose policy reads prompts, the
+/// prompt as the chat translation renders it (`instructions` as the system message, then the
+/// input items as turns), so native and translated routes share one prefix; and the session
+/// key (`x-session-id`, else the body's `prompt_cache_key`, else `user`). A request the
+/// translation refuses (built-in tools, for native routes only) routes without a prompt.
+fn hints(
+    req: &HttpRequest,
+    body: &Map<String, Value>,
+    translated: &Result<Translated, ApiError>,
+    wants_prompt: bool,
+) -> RoutingHints {
+    let chat = translated
+        .as_ref()
+        .ok()
+        .filter(|_| wants_prompt)
+        .map(|t| t.body.borrow());
+    let messages = chat.as_ref().and_then(|chat| chat.0.get("messages"));
+    routing_hints::chat_hints(req, messages.map(|m| (m, PromptShape::Messages)), |name| {
+        body.get(name)
+            .and_then(|v| serde_json::to_vec(v).ok())
+            .map(Bytes::from)
+    })
 }
 
 /// `GET /v1/responses/{id}`: the stored response, from the backend that stored it.
@@ -217,12 +247,16 @@ async fn relay_stored(
         let fwd = forwarded(req, ctx.request_id());
         let path = format!("{}/{id}", ApiOp::Responses.upstream_path());
         let settings = &state.settings;
+        let ask = RouteAsk {
+            model: &home.model,
+            op: ApiOp::Responses,
+            est_tokens: 1,
+            hints: RoutingHints::default(),
+        };
         let reply = with_fallback_on(
             &state.mesh.local_router(),
-            &home.model,
+            ask,
             Some(&home.route),
-            ApiOp::Responses,
-            1,
             &settings.retry,
             &mut ctx,
             |lease| {

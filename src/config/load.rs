@@ -13,8 +13,8 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, Secret, SingleBackend,
-    VideoRouteOptions,
+    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, RoutingPolicy, Secret,
+    SingleBackend, VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl, NativeApi};
 use crate::error::ConfigError;
@@ -464,6 +464,13 @@ fn build_model(
     };
     let routes = build_routes(place, &ctx, raw_routes, &mut errors, out);
     let aliases = distinct_aliases(&raw.aliases, &id);
+    let policy = raw.policy.as_deref().and_then(|name| {
+        let parsed = RoutingPolicy::parse(name);
+        if parsed.is_none() {
+            errors.push(place.at("policy", RoutingPolicy::unknown(name)));
+        }
+        parsed
+    });
 
     if !errors.is_empty() {
         return Err(errors);
@@ -488,6 +495,7 @@ fn build_model(
         routes,
         discovery_template: false,
         declared: None,
+        policy,
     })
 }
 
@@ -555,7 +563,9 @@ fn implicit_route(kind: String) -> RawRoute {
         rpm: None,
         tpm: None,
         max_in_flight: None,
+        priority: None,
         health_path: None,
+        metrics_path: None,
         auth_header: None,
         timeouts: None,
         allow_private_network: None,
@@ -662,15 +672,22 @@ fn build_route(
     let timeouts = route_timeouts(at, &r, errors);
     let discover = route_discovery(at, &r, out);
     let auth = route_auth(at, &r, kind, errors);
-    if let Some(path) = &r.health_path {
-        if !path.starts_with('/') && path != "none" {
+    for (field, path, off) in [
+        ("health_path", &r.health_path, "probing"),
+        ("metrics_path", &r.metrics_path, "load reading"),
+    ] {
+        if path
+            .as_ref()
+            .is_some_and(|p| !p.starts_with('/') && p != "none")
+        {
             errors.push(at.at(
-                "health_path",
-                "must start with / (or be `none` to disable probing)",
+                field,
+                format!("must start with / (or be `none` to disable {off})"),
             ));
         }
     }
     let limits = route_limits(at, ctx, &r, &kind_name, errors);
+    let priority = route_priority(at, &r, errors);
     let name = r.name.clone().unwrap_or_else(|| kind_name.clone());
     let count = names.entry(name.clone()).or_insert(0);
     *count += 1;
@@ -698,12 +715,30 @@ fn build_route(
         pricing: ctx.pricing.overlaid_by(&route_pricing),
         limits,
         health_path: r.health_path,
+        metrics_path: r.metrics_path,
         disabled_reason,
         timeouts,
         allow_private_network: r.allow_private_network.unwrap_or(false),
         discover,
         video,
         native_apis,
+        priority,
+    }
+}
+
+/// The route's tier: a whole number, 0 when left out.
+fn route_priority(at: &RouteField<'_>, r: &RawRoute, errors: &mut Vec<ConfigError>) -> i32 {
+    const RANGE: std::ops::RangeInclusive<f64> = -1000.0..=1000.0;
+    match r.priority {
+        None => 0,
+        Some(p) if p.fract() == 0.0 && RANGE.contains(&p) => p as i32,
+        Some(p) => {
+            errors.push(at.at(
+                "priority",
+                format!("must be a whole number between -1000 and 1000, found {p}"),
+            ));
+            0
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod env;
 mod lenient;
 mod load;
+mod policy;
 mod providers;
 mod raw;
 mod route_opts;
@@ -27,6 +28,7 @@ pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
+pub use policy::{PolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
 pub use providers::{providers_path, Declared};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};
@@ -292,6 +294,8 @@ pub struct RouteDef {
     pub pricing: Pricing,
     pub limits: Limits,
     pub health_path: Option<String>,
+    /// `metrics_path:` as written (`none` = no load reading; unset = the kind's default).
+    pub metrics_path: Option<String>,
     /// Why this route can never be chosen, when it can't (missing env var, OFFLOAD).
     pub disabled_reason: Option<String>,
     /// Overrides of the router-wide upstream time limits.
@@ -305,6 +309,8 @@ pub struct RouteDef {
     /// `native_apis:` as written: the newer APIs this endpoint serves itself, replacing its
     /// kind's list; `None` = the kind's list ([`BackendKind::native_apis`]).
     pub native_apis: Option<Vec<NativeApi>>,
+    /// The route's tier: higher first; a lower tier only takes what no higher route admits.
+    pub priority: i32,
 }
 
 impl RouteDef {
@@ -360,6 +366,16 @@ pub struct ModelDef {
     /// `Some` for provider models (seed 004), whose tools and reasoning are refused unless
     /// declared (vision follows `input_modalities`, as for every model); `None` = not checked.
     pub declared: Option<Declared>,
+    /// The policy models.yaml (or a run-time change) names; `None` follows routing.yaml's
+    /// `default_policy`.
+    pub policy: Option<RoutingPolicy>,
+}
+
+impl ModelDef {
+    /// The policy in force: the model's own, else the registry's default.
+    pub fn policy_or(&self, default: RoutingPolicy) -> RoutingPolicy {
+        self.policy.unwrap_or(default)
+    }
 }
 
 /// Settings that come from routing.yaml rather than from a model.
@@ -367,6 +383,8 @@ pub struct ModelDef {
 pub struct MeshSettings {
     /// Interval between active health probes (routing.yaml `health_check`, env override).
     pub health_interval: Option<Duration>,
+    /// `default_policy` and the policies' tunables (routing.yaml `policies:`).
+    pub policy: PolicySettings,
 }
 
 /// A validated registry, ready for the Router.

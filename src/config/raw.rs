@@ -47,6 +47,8 @@ pub struct RawModel {
     pub provider_model_id: Option<String>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    /// Routing policy: `weighted`, `least_load` or `prefix_cache` (docs/routing.md).
+    pub policy: Option<String>,
     /// Keys not above: typos, reported (errors unless lenient) instead of silently ignored.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml::Value>,
@@ -77,6 +79,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "api_key",
     "provider_model_id",
     "route",
+    "policy",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,8 +137,13 @@ pub struct RawRoute {
     pub tpm: Option<u64>,
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub max_in_flight: Option<u64>,
+    /// Tier: higher first (default 0); a lower tier takes only what no higher route admits.
+    #[serde(default, deserialize_with = "lenient::opt_f64")]
+    pub priority: Option<f64>,
     /// Override of the kind's health path, e.g. `/health_generate` for SGLang.
     pub health_path: Option<String>,
+    /// Where the engine's load is read (Prometheus text); `none` turns the reading off.
+    pub metrics_path: Option<String>,
     /// Header to carry the key: `authorization` (Bearer, default) or `api-key`.
     pub auth_header: Option<String>,
     /// Upstream time limits in seconds: `connect`, `headers`, `idle`, `total`.
@@ -183,7 +191,9 @@ pub const ROUTE_KEYS: &[&str] = &[
     "rpm",
     "tpm",
     "max_in_flight",
+    "priority",
     "health_path",
+    "metrics_path",
     "auth_header",
     "timeouts",
     "allow_private_network",

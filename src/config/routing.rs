@@ -7,6 +7,11 @@
 //!     sglang: 1.0
 //!     featherless: 0.25
 //! health_check: 10          # seconds between active health probes
+//! default_policy: least_load  # models without `policy:` (docs/routing.md)
+//! model_policies:            # per-model overrides (what PUT /admin/routing persists)
+//!   qwen3.5-27b: prefix_cache
+//! policy_settings:           # the policies' tunables, each optional
+//!   prefix_match_threshold: 0.5
 //! ```
 //!
 //! and the original gateway's fixed-ratio strategy (`routing_strategy: fixed`,
@@ -20,6 +25,7 @@ use serde_yaml::Value;
 
 use super::env::{substitute_tree, VarSource};
 use super::lenient;
+use super::policy::{RawPolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
 use super::strict::{place_in, Strictness};
 use super::{ConfigErrors, ModelDef, Registry};
 use crate::engines::normalize_base_url;
@@ -45,6 +51,12 @@ pub struct RoutingFile {
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub timeout: Option<f64>,
     pub logging: Option<Value>,
+    /// The policy of models that name none.
+    pub default_policy: Option<String>,
+    /// Policy by model id, over models.yaml's `policy:`.
+    #[serde(default)]
+    pub model_policies: BTreeMap<String, String>,
+    pub policy_settings: Option<RawPolicySettings>,
     #[serde(flatten)]
     pub unknown: BTreeMap<String, Value>,
 }
@@ -59,6 +71,9 @@ pub const ROUTING_KEYS: &[&str] = &[
     "health_check",
     "timeout",
     "logging",
+    "default_policy",
+    "model_policies",
+    "policy_settings",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +158,7 @@ impl RoutingFile {
                 self.apply_fixed(label, registry, out);
             }
         }
+        self.apply_policies(label, registry, out);
         for (model_id, routes) in &self.weights {
             let Some(model) = registry.models.iter_mut().find(|m| &m.id == model_id) else {
                 out.warnings.push(format!(
@@ -170,9 +186,60 @@ impl RoutingFile {
         }
     }
 
+    /// `default_policy`, `model_policies` and `policy_settings`; an unknown policy name or an
+    /// out-of-range setting is an error.
+    fn apply_policies(&self, label: &str, registry: &mut Registry, out: &mut ConfigErrors) {
+        let settings = &mut registry.mesh.policy;
+        if let Some(name) = &self.default_policy {
+            match RoutingPolicy::parse(name) {
+                Some(p) => settings.default_policy = p,
+                None => out.errors.push(ConfigError::field(
+                    label,
+                    "default_policy",
+                    RoutingPolicy::unknown(name),
+                )),
+            }
+        }
+        if let Some(raw) = &self.policy_settings {
+            for (field, problem) in raw.apply(settings) {
+                out.errors.push(ConfigError::field(
+                    label,
+                    format!("policy_settings.{field}"),
+                    problem,
+                ));
+            }
+        }
+        for (model_id, name) in &self.model_policies {
+            let field = format!("model_policies.{model_id}");
+            let Some(policy) = RoutingPolicy::parse(name) else {
+                out.errors.push(ConfigError::field(
+                    label,
+                    field,
+                    RoutingPolicy::unknown(name),
+                ));
+                continue;
+            };
+            match registry.models.iter_mut().find(|m| &m.id == model_id) {
+                Some(model) => model.policy = Some(policy),
+                None => out
+                    .warnings
+                    .push(format!("{label}: {field}: no such model (ignored)")),
+            }
+        }
+    }
+
     /// Every unknown key of the file, at every level, in one pass.
     fn report_unknown_keys(&self, label: &str, strictness: Strictness, out: &mut ConfigErrors) {
         strictness.report(label, &place_in(""), self.unknown.keys(), ROUTING_KEYS, out);
+        if let Some(settings) = &self.policy_settings {
+            strictness.report(
+                label,
+                &place_in("policy_settings"),
+                settings.unknown.keys(),
+                POLICY_SETTING_KEYS,
+                out,
+            );
+        }
         if let Some(parameter) = &self.routing_parameter {
             strictness.report(
                 label,

@@ -348,6 +348,19 @@ impl BackendKind {
         }
     }
 
+    /// Path (relative to the server root) where the engine reports its own load in the
+    /// Prometheus text format, for the kinds that have one: vLLM, SGLang, llama.cpp (started
+    /// with `--metrics`; without it the router falls back to `/slots`) and TGI. Hosted APIs
+    /// and the other runtimes report nothing, so nothing is asked of them.
+    pub fn metrics_path(self) -> Option<&'static str> {
+        match self {
+            BackendKind::Vllm | BackendKind::Sglang | BackendKind::Llamacpp | BackendKind::Tgi => {
+                Some("/metrics")
+            }
+            _ => None,
+        }
+    }
+
     pub fn auth_style(self) -> AuthStyle {
         AuthStyle::Bearer
     }

@@ -28,7 +28,7 @@ use super::{now_ms, JobStatus};
 use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError};
+use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError, RoutingHints};
 use crate::record::{RequestCtx, ServedBy};
 use crate::redact::Redactor;
 use crate::relay::error_body::shorten;
@@ -197,6 +197,7 @@ async fn lease_for_submission(
                 exclude: exclude.clone(),
                 // The key's model list was checked when the job was created.
                 caller: None,
+                hints: RoutingHints::default(),
             })
             .await;
         match acquired {

@@ -8,13 +8,14 @@
 //! the server wiring passes to [`super::Mesh::start`] (the relay's HTTP client).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Health};
+use super::engine_load::EngineLoad;
 
 /// How often and how patiently endpoints are probed.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,20 @@ pub trait HealthCheck: Send + Sync + 'static {
         path: &str,
         timeout: Duration,
     ) -> LocalBoxFuture<'static, ProbeVerdict>;
+
+    /// Reads the engine's own load at `path` (its metrics). `None` when it reports nothing the
+    /// router understands (not exposed, unreadable, too large, no known metric): the previous
+    /// reading then simply ages out. Only asked of endpoints that have a metrics path, right
+    /// after a healthy probe.
+    fn read_load(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, Option<EngineLoad>> {
+        let _ = (endpoint, path, timeout);
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// Stop probing (endpoint removed by a reload); the actor ends once its in-flight count is 0.
@@ -100,17 +115,35 @@ impl BackendActor {
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
-        let Some(path) = self.endpoint.health_path.as_deref() else {
+        let Some(path) = self.endpoint.health_path.clone() else {
             return;
         };
-        let verdict = self
-            .health_check
-            .check(&self.endpoint, path, self.probe.timeout);
-        ctx.spawn(verdict.into_actor(self).map(|verdict, act, ctx| {
+        let checker = self.health_check.clone();
+        let endpoint = self.endpoint.clone();
+        let timeout = self.probe.timeout;
+        // The load is read on the same timer, and only from an engine that just answered its
+        // health probe: a failing engine's last reading ages out instead of being refreshed.
+        let round = async move {
+            let verdict = checker.check(&endpoint, &path, timeout).await;
+            let load = match (&verdict, endpoint.metrics_path.as_deref()) {
+                (ProbeVerdict::Healthy, Some(metrics)) => {
+                    checker.read_load(&endpoint, metrics, timeout).await
+                }
+                _ => None,
+            };
+            (verdict, load.map(|load| (load, Instant::now())))
+        };
+        ctx.spawn(round.into_actor(self).map(|(verdict, load), act, ctx| {
             match verdict {
                 ProbeVerdict::Healthy => act.on_probe(Ok(())),
                 ProbeVerdict::Unhealthy(why) => act.on_probe(Err(why)),
                 ProbeVerdict::NotSent => {}
+            }
+            if let Some((load, at)) = load {
+                // Probes are jittered up to 1.2 intervals apart: two intervals keep a live
+                // engine's reading valid from one probe to the next, and drop a silent one's.
+                let valid_for = act.probe.interval.saturating_mul(2);
+                act.endpoint.engine_load.record(load, at, valid_for);
             }
             act.schedule_probe(ctx, false);
         }));

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::bucket::TokenBucket;
 use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
-use super::engine_load::EngineLoadSlot;
+use super::engine_load::{EngineLoadSlot, EngineLoadView};
 use super::outcome::{Finished, Outcome};
 use crate::config::{Limits, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
@@ -90,6 +90,8 @@ pub struct Endpoint {
     pub auth: Option<(AuthStyle, Secret)>,
     /// `None` = not actively probed (passive health only).
     pub health_path: Option<String>,
+    /// Where the engine's own load is read on the probe timer; `None` = not read.
+    pub metrics_path: Option<String>,
     pub limits: Limits,
     health: AtomicU8,
     in_flight: AtomicU64,
@@ -137,6 +139,7 @@ impl Endpoint {
             base,
             auth,
             health_path,
+            metrics_path: None,
             limits,
             health: AtomicU8::new(initial.to_u8()),
             in_flight: AtomicU64::new(0),
@@ -149,6 +152,13 @@ impl Endpoint {
             counters: Counters::default(),
             engine_load: EngineLoadSlot::default(),
         }
+    }
+
+    /// Read the engine's load at `path` on the probe timer (the kind's default or the route's
+    /// `metrics_path`).
+    pub fn with_metrics_path(mut self, path: Option<String>) -> Endpoint {
+        self.metrics_path = path;
+        self
     }
 
     /// The endpoint's API key in its auth style, for [`crate::engines::attach_credentials`].
@@ -324,6 +334,7 @@ impl Endpoint {
             failures_total: self.counters.failures.load(Ordering::Relaxed),
             rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
             latency_ewma_ms: self.counters.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            engine_load: self.engine_load.view(now),
         }
     }
 }
@@ -355,6 +366,8 @@ pub struct EndpointSnapshot {
     pub failures_total: u64,
     pub rate_limited_total: u64,
     pub latency_ewma_ms: f64,
+    /// What the engine last reported of its own load, while that reading is fresh.
+    pub engine_load: Option<EngineLoadView>,
 }
 
 #[cfg(test)]

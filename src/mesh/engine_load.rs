@@ -21,6 +21,14 @@ pub struct EngineLoad {
     pub kv_cache_usage: Option<f64>,
 }
 
+/// A fresh reading as the admin views show it: the counts and how old they are.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EngineLoadView {
+    #[serde(flatten)]
+    pub load: EngineLoad,
+    pub age_ms: u64,
+}
+
 /// The latest reading and how long it stays valid.
 #[derive(Debug, Default)]
 pub struct EngineLoadSlot {
@@ -40,8 +48,22 @@ impl EngineLoadSlot {
 
     /// The reading, when one exists and is not older than its validity at `now`.
     pub fn fresh(&self, now: Instant) -> Option<EngineLoad> {
+        self.fresh_with_age(now).map(|(load, _)| load)
+    }
+
+    /// The fresh reading and how old it is (for the admin views).
+    pub fn fresh_with_age(&self, now: Instant) -> Option<(EngineLoad, Duration)> {
         let (load, at, valid_for) = (*self.lock())?;
-        (now.saturating_duration_since(at) <= valid_for).then_some(load)
+        let age = now.saturating_duration_since(at);
+        (age <= valid_for).then_some((load, age))
+    }
+
+    /// The fresh reading for the views; `None` once it is too old to be trusted.
+    pub fn view(&self, now: Instant) -> Option<EngineLoadView> {
+        self.fresh_with_age(now).map(|(load, age)| EngineLoadView {
+            load,
+            age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(EngineLoad, Instant, Duration)>> {
@@ -68,6 +90,10 @@ mod tests {
         };
         slot.record(load, t0, Duration::from_secs(10));
         assert_eq!(slot.fresh(t0 + Duration::from_secs(10)), Some(load));
+        assert_eq!(
+            slot.fresh_with_age(t0 + Duration::from_secs(4)),
+            Some((load, Duration::from_secs(4)))
+        );
         assert_eq!(slot.fresh(t0 + Duration::from_secs(11)), None);
         slot.record(load, t0 + Duration::from_secs(11), Duration::from_secs(10));
         assert_eq!(slot.fresh(t0 + Duration::from_secs(12)), Some(load));

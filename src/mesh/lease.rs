@@ -2,11 +2,12 @@
 //! gives the in-flight slot back and reports the outcome, on every path — success, error,
 //! timeout and client disconnect alike (a disconnect drops the response stream that owns it).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::endpoint::{Endpoint, Permit};
 use super::outcome::{Finished, Outcome};
+use super::policy::{PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES};
 use crate::config::{ModelDef, RouteDef};
 use crate::redact::Redactor;
 
@@ -20,6 +21,48 @@ pub struct Lease {
     outcome: Option<Outcome>,
     actual_tokens: Option<u64>,
     redactor: Arc<Redactor>,
+    /// `prefix_cache` leases: where to correct the tree when the backend says how much of the
+    /// prompt it served from its cache.
+    cache_feedback: Option<CacheFeedback>,
+}
+
+/// What a `prefix_cache` decision believed about the chosen route.
+pub struct CacheFeedback {
+    pub tree: Arc<Mutex<PrefixTree>>,
+    pub prompt: Arc<PromptPrefix>,
+    pub route: usize,
+    /// Prompt chunks the tree said the route held when it was chosen.
+    pub predicted_chunks: usize,
+}
+
+/// Bytes of prompt text per token, for prompts longer than the hashed head (tokenizers give
+/// 3–5 for prose; the lower figure keeps less of the entry).
+const BYTES_PER_TOKEN: u64 = 3;
+
+impl CacheFeedback {
+    /// The backend served `cached_tokens` of `prompt_tokens` from its cache. When that is less
+    /// than the tree predicted, the engine evidently no longer holds (or never keeps) the rest:
+    /// the route's entry for this prompt is cut to what the engine had. A prompt the tree
+    /// knew nothing about is left alone: its cold start says nothing about the cache.
+    fn correct(&self, prompt_tokens: u64, cached_tokens: u64) {
+        if self.predicted_chunks == 0 || prompt_tokens == 0 || cached_tokens >= prompt_tokens {
+            return;
+        }
+        let chunks = self.prompt.chunks().len() as u64;
+        let kept = if self.prompt.bytes() < MAX_PROMPT_BYTES {
+            // The whole prompt was hashed: the cached share maps onto the chunks.
+            chunks.saturating_mul(cached_tokens) / prompt_tokens
+        } else {
+            cached_tokens.saturating_mul(BYTES_PER_TOKEN) / CHUNK_BYTES as u64
+        };
+        let kept = kept.min(chunks) as usize;
+        if kept < self.predicted_chunks {
+            self.tree
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .forget_beyond(&self.prompt, self.route, kept);
+        }
+    }
 }
 
 impl Lease {
@@ -41,6 +84,20 @@ impl Lease {
             outcome: None,
             actual_tokens: None,
             redactor,
+            cache_feedback: None,
+        }
+    }
+
+    pub(super) fn set_cache_feedback(&mut self, feedback: CacheFeedback) {
+        self.cache_feedback = Some(feedback);
+    }
+
+    /// The backend reported how many prompt tokens it served from its cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`); used to
+    /// correct the prefix tree of `prefix_cache` models. Reported once; later calls are ignored.
+    pub fn report_cache(&mut self, prompt_tokens: u64, cached_tokens: u64) {
+        if let Some(feedback) = self.cache_feedback.take() {
+            feedback.correct(prompt_tokens, cached_tokens);
         }
     }
 

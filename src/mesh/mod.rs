@@ -13,6 +13,7 @@ mod endpoint;
 mod engine_load;
 mod lease;
 mod outcome;
+pub mod policy;
 mod router;
 mod table;
 
@@ -21,9 +22,10 @@ pub use bucket::TokenBucket;
 pub use circuit::{CircuitBreaker, CircuitSettings, CircuitState, OpenReason};
 pub use client_error::wrong_endpoint;
 pub use endpoint::{Endpoint, EndpointSnapshot, Health};
-pub use engine_load::{EngineLoad, EngineLoadSlot};
+pub use engine_load::{EngineLoad, EngineLoadSlot, EngineLoadView};
 pub use lease::Lease;
 pub use outcome::Outcome;
+pub use policy::RoutingHints;
 pub use router::{
     Acquire, AcquireRoute, ActorFactory, ApplyRegistry, GetTable, RouterActor, TableHub,
 };

@@ -16,6 +16,7 @@ use super::backend::{BackendActor, HealthCheck, ProbeSettings, Retire};
 use super::circuit::CircuitSettings;
 use super::endpoint::Endpoint;
 use super::lease::Lease;
+use super::policy::RoutingHints;
 use super::table::{
     EndpointFactory, EndpointHandle, EndpointKey, ModelAccess, RouteError, RouteTable,
 };
@@ -36,6 +37,9 @@ pub struct Acquire {
     /// The client's key, when it may be limited to some models: checked on the entry that
     /// routing resolves, so the check costs no message of its own.
     pub caller: Option<Arc<dyn ModelAccess>>,
+    /// The prompt's head and the session key, for `prefix_cache` and session affinity;
+    /// `RoutingHints::default()` when the operation has neither.
+    pub hints: RoutingHints,
 }
 
 /// Ask for a lease on one named route of `model` (see [`RouteTable::acquire_route`]): video
@@ -78,15 +82,18 @@ impl EndpointFactory for ActorFactory {
         base: &BaseUrl,
         route: &RouteDef,
     ) -> EndpointHandle {
-        let endpoint = Arc::new(Endpoint::new(
-            name,
-            route.kind,
-            base.clone(),
-            route.api_key.clone().map(|k| (route.auth, k)),
-            key.health_path.clone(),
-            route.limits,
-            self.circuit,
-        ));
+        let endpoint = Arc::new(
+            Endpoint::new(
+                name,
+                route.kind,
+                base.clone(),
+                route.api_key.clone().map(|k| (route.auth, k)),
+                key.health_path.clone(),
+                route.limits,
+                self.circuit,
+            )
+            .with_metrics_path(key.metrics_path.clone()),
+        );
         let (probe, health_check) = (self.probe, self.health_check.clone());
         let for_actor = endpoint.clone();
         let actor = BackendActor::start_in_arbiter(&self.arbiter, move |_| {
@@ -196,6 +203,7 @@ impl Handler<Acquire> for RouterActor {
             msg.est_tokens,
             &msg.exclude,
             msg.caller.as_deref(),
+            &msg.hints,
         )
     }
 }
@@ -288,13 +296,7 @@ mod tests {
     async fn the_router_refuses_models_outside_the_caller_s_list() {
         let yaml = "models:\n  - id: open\n    aliases: [open-alias]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n  - id: secret\n    aliases: [innocent]\n    route: [{kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}]\n";
         let registry = load_str("m.yaml", yaml, None, &HashMap::new()).unwrap();
-        let factory = ActorFactory {
-            arbiter: actix_rt::Arbiter::current(),
-            probe: ProbeSettings::default(),
-            circuit: CircuitSettings::default(),
-            health_check: Arc::new(AlwaysHealthy),
-        };
-        let router = RouterActor::owner(&registry, factory).0.start();
+        let router = RouterActor::owner(&registry, test_factory()).0.start();
         let open_only: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open"]));
         let by_alias: Arc<dyn ModelAccess> = Arc::new(Allowed(&["open-alias"]));
         let cases = vec![
@@ -343,11 +345,96 @@ mod tests {
                     est_tokens: 1,
                     exclude: Vec::new(),
                     caller: caller.cloned(),
+                    hints: RoutingHints::default(),
                 })
                 .await
                 .unwrap()
                 .map(|_lease| ());
             assert_eq!(acquired, expected, "{model} {op:?}");
         }
+    }
+
+    fn table_for(yaml: &str, routing: Option<&str>) -> Arc<RouteTable> {
+        let routing = routing.map(|r| ("routing.yaml", r));
+        let registry = load_str("m.yaml", yaml, routing, &HashMap::new()).unwrap();
+        RouterActor::owner(&registry, test_factory()).1.load()
+    }
+
+    /// Endpoints on this arbiter whose probes always succeed.
+    fn test_factory() -> ActorFactory {
+        ActorFactory {
+            arbiter: actix_rt::Arbiter::current(),
+            probe: ProbeSettings::default(),
+            circuit: CircuitSettings::default(),
+            health_check: Arc::new(AlwaysHealthy),
+        }
+    }
+
+    fn lease_on(table: &RouteTable, hints: &RoutingHints) -> Result<Lease, RouteError> {
+        table.acquire("m", ApiOp::ChatCompletions, 1, &[], None, hints)
+    }
+
+    /// Under every policy: weight 0 is never chosen, the higher tier takes what it admits and
+    /// the lower one only the overflow, and a freed slot brings traffic back at once.
+    #[actix_rt::test]
+    async fn tiers_and_weight_zero_hold_under_every_policy() {
+        let yaml = "models:\n  - id: m\n    route:\n      - {name: local, kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none, priority: 1, max_in_flight: 2}\n      - {name: off, kind: vllm, base_url: \"http://127.0.0.1:10\", health_path: none, priority: 1, weight: 0}\n      - {name: remote, kind: vllm, base_url: \"http://127.0.0.1:11\", health_path: none}\n";
+        for policy in crate::config::RoutingPolicy::ALL {
+            let routing = format!("default_policy: {policy}\n");
+            let table = table_for(yaml, Some(&routing));
+            for session in [None, Some("s-1")] {
+                let mut hints = RoutingHints::default().with_prompt("a prompt");
+                if let Some(s) = session {
+                    hints = hints.with_session_key(s);
+                }
+                let held: Vec<Lease> = (0..5).map(|_| lease_on(&table, &hints).unwrap()).collect();
+                let routes: Vec<&str> = held.iter().map(|l| l.route().name.as_str()).collect();
+                assert_eq!(
+                    routes,
+                    ["local", "local", "remote", "remote", "remote"],
+                    "{policy}"
+                );
+                drop(held);
+                let again = lease_on(&table, &hints).unwrap();
+                assert_eq!(again.route().name, "local", "{policy}");
+            }
+        }
+    }
+
+    /// A backend that says it served nothing from its cache takes the route's entry for that
+    /// prompt out of the tree; one that served it all leaves the entry.
+    #[actix_rt::test]
+    async fn cache_reports_correct_the_prefix_tree() {
+        let yaml = "models:\n  - id: m\n    policy: prefix_cache\n    route:\n      - {name: a, kind: vllm, base_url: \"http://127.0.0.1:9\", health_path: none}\n      - {name: b, kind: vllm, base_url: \"http://127.0.0.1:10\", health_path: none}\n";
+        let table = table_for(yaml, None);
+        let hints = RoutingHints::default().with_prompt(&"system prompt. ".repeat(100));
+        let prompt = hints.prompt.clone().unwrap();
+        let Some(tree) = table.resolve("m").and_then(|m| m.prefix_tree.clone()) else {
+            panic!("prefix_cache models have a tree");
+        };
+        let matched =
+            |route: usize| usize::from(tree.lock().unwrap().matched_chunks(&prompt)[route]);
+        let first = lease_on(&table, &hints).unwrap();
+        let home = first.route_index();
+        // A cold start says nothing about the cache: no correction.
+        let mut first = first;
+        first.report_cache(300, 0);
+        drop(first);
+        assert_eq!(matched(home), prompt.chunks().len());
+        let mut hit = lease_on(&table, &hints).unwrap();
+        assert_eq!(hit.route_index(), home, "the cached prefix wins");
+        hit.report_cache(300, 300);
+        drop(hit);
+        assert_eq!(matched(home), prompt.chunks().len());
+        let mut stale = lease_on(&table, &hints).unwrap();
+        stale.report_cache(300, 150);
+        assert_eq!(matched(home), prompt.chunks().len() / 2);
+        stale.report_cache(300, 0); // once per lease
+        assert_eq!(matched(home), prompt.chunks().len() / 2);
+        drop(stale);
+        let mut evicted = lease_on(&table, &hints).unwrap();
+        assert_eq!(evicted.route_index(), home);
+        evicted.report_cache(300, 0);
+        assert_eq!(matched(home), 0);
     }
 }

@@ -1,18 +1,20 @@
-//! The Router's model table: names → models → routes → endpoints, and the weighted choice.
-//! Pure data plus atomics, so routing decisions are testable without actors.
+//! The Router's model table: names → models → routes → endpoints, and the routing decision:
+//! the candidates' views handed to the model's policy (`policy/`), capacity taken from the
+//! chosen endpoint. Pure data plus atomics, so routing decisions are testable without actors.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 
 use super::backend::BackendActor;
 use super::endpoint::{Endpoint, Refusal};
-use super::lease::Lease;
-use crate::config::{ModelDef, Registry};
+use super::lease::{CacheFeedback, Lease};
+use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints};
+use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
 use crate::redact::Redactor;
 
@@ -30,6 +32,8 @@ pub struct EndpointKey {
     pub kind: BackendKind,
     pub auth: Option<(AuthStyle, u64)>,
     pub health_path: Option<String>,
+    /// Where the engine's load is read; `None` = not read.
+    pub metrics_path: Option<String>,
 }
 
 /// A caller limited to some models, as the Router sees it: access is decided on the resolved
@@ -45,6 +49,51 @@ pub struct ModelEntry {
     pub def: Arc<ModelDef>,
     /// Parallel to `def.routes`; `None` for disabled routes.
     pub endpoints: Vec<Option<EndpointHandle>>,
+    /// The policy in force (the model's own or the registry's default).
+    pub policy: RoutingPolicy,
+    /// Parallel to `def.routes`: each route's identity for consistent hashing, from its name
+    /// (unique in the model, the same on every replica).
+    identities: Vec<u64>,
+    /// `prefix_cache` models: the routing history's prefix tree. One per model, shared by
+    /// every worker's RouterActor through the table: per-worker trees would split the history
+    /// by whichever thread accepted the connection, and the lock is held for one walk of at
+    /// most a few hundred hashes.
+    pub prefix_tree: Option<Arc<Mutex<PrefixTree>>>,
+}
+
+impl ModelEntry {
+    fn new(
+        def: &ModelDef,
+        endpoints: Vec<Option<EndpointHandle>>,
+        settings: &PolicySettings,
+        previous: Option<&RouteTable>,
+    ) -> ModelEntry {
+        let policy = def.policy_or(settings.default_policy);
+        let prefix_tree = (policy == RoutingPolicy::PrefixCache).then(|| {
+            previous
+                .and_then(|p| p.reusable_tree(def, settings))
+                .unwrap_or_else(|| {
+                    Arc::new(Mutex::new(PrefixTree::new(settings.prefix_tree_max_bytes)))
+                })
+        });
+        ModelEntry {
+            identities: def
+                .routes
+                .iter()
+                .map(|r| policy::stable_id(&r.name))
+                .collect(),
+            def: Arc::new(def.clone()),
+            endpoints,
+            policy,
+            prefix_tree,
+        }
+    }
+}
+
+/// Lock a prefix tree; a panic elsewhere cannot leave it worse than stale, so a poisoned lock
+/// is used as is.
+fn lock_tree(tree: &Mutex<PrefixTree>) -> std::sync::MutexGuard<'_, PrefixTree> {
+    tree.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Why no lease could be given.
@@ -113,6 +162,8 @@ pub struct RouteTable {
     /// The registry's backend credentials, handed to every lease so whatever reads a backend's
     /// error can take them out.
     pub redactor: Arc<Redactor>,
+    /// The policies' tunables and the default policy.
+    pub policy_settings: PolicySettings,
 }
 
 /// Builds endpoints (and their actors) for keys not seen before.
@@ -151,6 +202,11 @@ impl RouteTable {
                     Some(p) => Some(p.to_string()),
                     None => Some(route.kind.health_path().to_string()),
                 };
+                let metrics_path = match route.metrics_path.as_deref() {
+                    Some("none") => None,
+                    Some(p) => Some(p.to_string()),
+                    None => route.kind.metrics_path().map(str::to_string),
+                };
                 let key = EndpointKey {
                     api_base: base.api_base().to_string(),
                     kind: route.kind,
@@ -160,6 +216,7 @@ impl RouteTable {
                         (route.auth, h.finish())
                     }),
                     health_path,
+                    metrics_path,
                 };
                 let slot = match index.get(&key) {
                     Some(&i) => i,
@@ -201,26 +258,53 @@ impl RouteTable {
             for alias in &def.aliases {
                 by_name.entry(alias.clone()).or_insert(i);
             }
-            models.push(ModelEntry {
-                def: Arc::new(def.clone()),
-                endpoints: handles,
-            });
+            models.push(ModelEntry::new(
+                def,
+                handles,
+                &registry.mesh.policy,
+                previous,
+            ));
         }
         RouteTable {
             models,
             by_name,
             endpoints,
             redactor: Arc::new(Redactor::new(registry.backend_secrets())),
+            policy_settings: registry.mesh.policy,
         }
+    }
+
+    /// The prefix tree of this table's model `def.id` when the new definition can keep it:
+    /// same routes in the same order (the tree names routes by index) and the same cap.
+    fn reusable_tree(
+        &self,
+        def: &ModelDef,
+        settings: &PolicySettings,
+    ) -> Option<Arc<Mutex<PrefixTree>>> {
+        let old = self.models.iter().find(|m| m.def.id == def.id)?;
+        let same_routes = old.def.routes.len() == def.routes.len()
+            && old.def.routes.iter().zip(&def.routes).all(|(a, b)| {
+                a.name == b.name
+                    && a.base_url.as_ref().map(|u| u.api_base())
+                        == b.base_url.as_ref().map(|u| u.api_base())
+            });
+        let same_cap = self.policy_settings.prefix_tree_max_bytes == settings.prefix_tree_max_bytes;
+        old.prefix_tree.clone().filter(|_| same_routes && same_cap)
     }
 
     pub fn resolve(&self, name: &str) -> Option<&ModelEntry> {
         self.by_name.get(name).map(|&i| &self.models[i])
     }
 
-    /// Pick a route by weight among those that can take the request now, skipping `exclude`
-    /// (route indices that already failed for this request). A `caller` limited to some
-    /// models is refused any other before a route is considered.
+    /// Whether routing `name` looks at the prompt (its policy is `prefix_cache`), so handlers
+    /// render the prompt's head only when it is used.
+    pub fn wants_prompt(&self, name: &str) -> bool {
+        self.resolve(name).is_some_and(|m| m.prefix_tree.is_some())
+    }
+
+    /// Pick a route by the model's policy among those that can take the request now, highest
+    /// tier first, skipping `exclude` (route indices that already failed for this request). A
+    /// `caller` limited to some models is refused any other before a route is considered.
     pub fn acquire(
         &self,
         name: &str,
@@ -228,7 +312,101 @@ impl RouteTable {
         est_tokens: u64,
         exclude: &[usize],
         caller: Option<&dyn ModelAccess>,
+        hints: &RoutingHints,
     ) -> Result<Lease, RouteError> {
+        let entry = self.servable(name, op, caller)?;
+        let def = &entry.def;
+        let now = Instant::now();
+        let mut candidates = self.candidates(entry, op, exclude, now);
+        if candidates.is_empty() {
+            return Err(if exclude.is_empty() {
+                RouteError::NoCapacity {
+                    model: def.id.clone(),
+                    reason: CapacityReason::NoEnabledRoute,
+                    retry_after: Duration::from_secs(30),
+                }
+            } else {
+                RouteError::Exhausted {
+                    model: def.id.clone(),
+                }
+            });
+        }
+        let prefix = entry
+            .prefix_tree
+            .as_ref()
+            .zip(hints.prompt.as_ref())
+            .filter(|_| entry.policy == RoutingPolicy::PrefixCache);
+        if let Some((tree, prompt)) = prefix {
+            let matched = lock_tree(tree).matched_chunks(prompt);
+            for (_, c) in &mut candidates {
+                c.matched_chunks = matched.get(c.route).map_or(0, |m| usize::from(*m));
+            }
+        }
+        let queue_full =
+            queue_full_above_lowest(&candidates, self.policy_settings.tier_queue_limit);
+        let ctx = policy::Context {
+            policy: entry.policy,
+            settings: &self.policy_settings,
+            session: hints.session,
+            prompt_chunks: hints.prompt.as_ref().map_or(0, |p| p.chunks().len()),
+        };
+        let mut rng = fastrand::Rng::new();
+        let mut refusals = Vec::with_capacity(candidates.len());
+        let placed = policy::first_admitted(
+            policy::by_priority(candidates),
+            |remaining| policy::choose(remaining, &ctx, &mut rng),
+            |c| {
+                if queue_full.contains(&c.route) {
+                    refusals.push(Refusal::Saturated);
+                    return None;
+                }
+                let handle = entry.endpoints.get(c.route)?.as_ref()?;
+                handle
+                    .endpoint
+                    .try_acquire(est_tokens, now)
+                    .map_err(|refusal| refusals.push(refusal))
+                    .ok()
+                    .map(|permit| (handle.endpoint.clone(), permit))
+            },
+        );
+        let Some(placed) = placed else {
+            let (reason, retry_after) = classify(&refusals);
+            return Err(RouteError::NoCapacity {
+                model: def.id.clone(),
+                reason,
+                retry_after,
+            });
+        };
+        let reason = if !exclude.is_empty() {
+            Reason::Fallback
+        } else if placed.tier > 0 {
+            Reason::TierOverflow
+        } else {
+            placed.choice.reason
+        };
+        policy::count(entry.policy, reason);
+        let (endpoint, permit) = placed.admitted;
+        let mut lease = Lease::new(
+            def.clone(),
+            placed.candidate.route,
+            endpoint,
+            permit,
+            est_tokens,
+            self.redactor.clone(),
+        );
+        if let Some((tree, prompt)) = prefix {
+            remember_prefix(&mut lease, tree, prompt, placed.candidate.matched_chunks);
+        }
+        Ok(lease)
+    }
+
+    /// The model `name` resolves to, when `caller` may use it and it serves `op`.
+    fn servable(
+        &self,
+        name: &str,
+        op: ApiOp,
+        caller: Option<&dyn ModelAccess>,
+    ) -> Result<&ModelEntry, RouteError> {
         let entry = self
             .resolve(name)
             .ok_or_else(|| RouteError::UnknownModel(name.to_string()))?;
@@ -253,59 +431,37 @@ impl RouteTable {
                 kinds,
             });
         }
-        let mut candidates: Vec<(usize, f64)> = def
+        Ok(entry)
+    }
+
+    /// The routes of `entry` that may serve `op` now (weight above 0, enabled, not excluded),
+    /// with their priority, as the policies see them.
+    fn candidates(
+        &self,
+        entry: &ModelEntry,
+        op: ApiOp,
+        exclude: &[usize],
+        now: Instant,
+    ) -> Vec<(i32, Candidate)> {
+        entry
+            .def
             .routes
             .iter()
             .enumerate()
-            .filter(|(j, r)| {
-                r.weight > 0.0
-                    && r.serves(op)
-                    && entry.endpoints[*j].is_some()
-                    && !exclude.contains(j)
+            .filter(|(j, r)| r.weight > 0.0 && r.serves(op) && !exclude.contains(j))
+            .filter_map(|(j, r)| {
+                let endpoint = &entry.endpoints.get(j)?.as_ref()?.endpoint;
+                let candidate = Candidate {
+                    route: j,
+                    weight: r.weight,
+                    in_flight: endpoint.in_flight(),
+                    engine_waiting: endpoint.engine_load.fresh(now).map(|l| l.waiting),
+                    identity: entry.identities.get(j).copied().unwrap_or_default(),
+                    matched_chunks: 0,
+                };
+                Some((r.priority, candidate))
             })
-            .map(|(j, r)| (j, r.weight))
-            .collect();
-        if candidates.is_empty() {
-            return Err(if exclude.is_empty() {
-                RouteError::NoCapacity {
-                    model: def.id.clone(),
-                    reason: CapacityReason::NoEnabledRoute,
-                    retry_after: Duration::from_secs(30),
-                }
-            } else {
-                RouteError::Exhausted {
-                    model: def.id.clone(),
-                }
-            });
-        }
-        let now = Instant::now();
-        let mut refusals = Vec::with_capacity(candidates.len());
-        while !candidates.is_empty() {
-            let pick = weighted_pick(&candidates);
-            let (j, _) = candidates.swap_remove(pick);
-            let Some(handle) = &entry.endpoints[j] else {
-                continue;
-            };
-            match handle.endpoint.try_acquire(est_tokens, now) {
-                Ok(permit) => {
-                    return Ok(Lease::new(
-                        def.clone(),
-                        j,
-                        handle.endpoint.clone(),
-                        permit,
-                        est_tokens,
-                        self.redactor.clone(),
-                    ))
-                }
-                Err(refusal) => refusals.push(refusal),
-            }
-        }
-        let (reason, retry_after) = classify(&refusals);
-        Err(RouteError::NoCapacity {
-            model: def.id.clone(),
-            reason,
-            retry_after,
-        })
+            .collect()
     }
 }
 
@@ -362,16 +518,37 @@ impl RouteTable {
     }
 }
 
-fn weighted_pick(candidates: &[(usize, f64)]) -> usize {
-    let total: f64 = candidates.iter().map(|(_, w)| w).sum();
-    let mut point = fastrand::f64() * total;
-    for (i, (_, w)) in candidates.iter().enumerate() {
-        if point < *w {
-            return i;
-        }
-        point -= w;
-    }
-    candidates.len() - 1
+/// Routes above the lowest tier whose engine already queues `limit` requests or more: they
+/// count as saturated, so the tier below takes the request (the lowest tier is used whatever
+/// its queue).
+fn queue_full_above_lowest(candidates: &[(i32, Candidate)], limit: u64) -> Vec<usize> {
+    let lowest = candidates.iter().map(|(p, _)| *p).min().unwrap_or(0);
+    candidates
+        .iter()
+        .filter(|(p, c)| *p > lowest && c.engine_waiting.unwrap_or(0) >= limit)
+        .map(|(_, c)| c.route)
+        .collect()
+}
+
+/// Record `prompt` for the lease's route in the model's tree, count the match the choice was
+/// made on, and let the lease correct the tree from the backend's cache report.
+fn remember_prefix(
+    lease: &mut Lease,
+    tree: &Arc<Mutex<PrefixTree>>,
+    prompt: &Arc<policy::PromptPrefix>,
+    predicted_chunks: usize,
+) {
+    let route = lease.route_index();
+    policy::decision_metrics()
+        .prefix_match
+        .observe((predicted_chunks * policy::CHUNK_BYTES).min(prompt.bytes()) as f64);
+    lock_tree(tree).insert(prompt, route);
+    lease.set_cache_feedback(CacheFeedback {
+        tree: tree.clone(),
+        prompt: prompt.clone(),
+        route,
+        predicted_chunks,
+    });
 }
 
 /// Rate limits and saturation clear soonest (429); loading and outages are 503s.
@@ -402,17 +579,6 @@ fn classify(refusals: &[Refusal]) -> (CapacityReason, Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn weighted_pick_follows_weights() {
-        let candidates = [(0, 3.0), (1, 1.0)];
-        let mut counts = [0u32; 2];
-        for _ in 0..20_000 {
-            counts[weighted_pick(&candidates)] += 1;
-        }
-        let share = counts[0] as f64 / 20_000.0;
-        assert!((share - 0.75).abs() < 0.02, "share {share}");
-    }
 
     #[test]
     fn classification_prefers_rate_limits() {

@@ -122,6 +122,12 @@ impl Metrics {
     /// `expect`s run once at start and are exercised by every test.
     pub fn new() -> Metrics {
         let r = Registry::new();
+        // The routing decisions are counted where they are made, in the mesh.
+        let decisions = crate::mesh::policy::decision_metrics();
+        r.register(Box::new(decisions.decisions.clone()))
+            .expect("metric registered once");
+        r.register(Box::new(decisions.prefix_match.clone()))
+            .expect("metric registered once");
         Metrics {
             http_requests: counter(
                 &r,
@@ -422,6 +428,21 @@ fn live_families(
             "Recent mean latency of the endpoint's finished requests.",
             &["backend"],
         );
+        let engine_requests = int_gauge(
+            "switchyard_backend_engine_requests",
+            "Requests the engine itself reports, running or waiting in its queue (fresh readings only).",
+            &["backend", "state"],
+        );
+        let engine_kv = float_gauge(
+            "switchyard_backend_engine_kv_cache_usage_ratio",
+            "Fraction of the engine's KV cache in use, as it reports it (fresh readings only).",
+            &["backend"],
+        );
+        let engine_age = float_gauge(
+            "switchyard_backend_engine_load_age_seconds",
+            "Age of the engine's load reading (absent once older than two probe intervals).",
+            &["backend"],
+        );
         let weight = float_gauge(
             "switchyard_route_weight",
             "Effective routing weight per model and route (0 = never chosen).",
@@ -444,6 +465,22 @@ fn live_families(
                 g.with_label_values(&[&s.name])
                     .set(s.latency_ewma_ms / 1000.0);
             }
+            if let Some(reading) = &s.engine_load {
+                if let Some(g) = &engine_requests {
+                    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    g.with_label_values(&[&s.name, "running"])
+                        .set(count(reading.load.running));
+                    g.with_label_values(&[&s.name, "waiting"])
+                        .set(count(reading.load.waiting));
+                }
+                if let (Some(g), Some(kv)) = (&engine_kv, reading.load.kv_cache_usage) {
+                    g.with_label_values(&[&s.name]).set(kv);
+                }
+                if let Some(g) = &engine_age {
+                    g.with_label_values(&[&s.name])
+                        .set(reading.age_ms as f64 / 1000.0);
+                }
+            }
             if let Some(g) = &bucket {
                 if let Some(b) = &s.rpm {
                     g.with_label_values(&[&s.name, "rpm"]).set(b.available);
@@ -460,6 +497,28 @@ fn live_families(
                     let w = if enabled { route.weight } else { 0.0 };
                     g.with_label_values(&[&m.def.id, &route.name]).set(w);
                 }
+            }
+        }
+        let policy = int_gauge(
+            "switchyard_model_policy",
+            "1 for each model's routing policy in force.",
+            &["model", "policy"],
+        );
+        let tree = int_gauge(
+            "switchyard_prefix_tree_bytes",
+            "Memory of each prefix_cache model's prefix tree (bounded by prefix_tree_max_bytes).",
+            &["model"],
+        );
+        for m in &table.models {
+            if let Some(g) = &policy {
+                g.with_label_values(&[&m.def.id, m.policy.as_str()]).set(1);
+            }
+            if let (Some(g), Some(t)) = (&tree, &m.prefix_tree) {
+                let bytes = t
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .approx_bytes();
+                g.with_label_values(&[&m.def.id]).set(bytes as i64);
             }
         }
     }

@@ -56,6 +56,9 @@ pub struct Progress {
     pub content_seen: bool,
     /// The backend said the generation is complete.
     pub finish_seen: bool,
+    /// How much of the prompt the backend served from its KV cache, when a chunk said so;
+    /// taken by the relay and handed to the lease (it corrects the prefix tree).
+    pub cache: Option<super::json::CacheReport>,
 }
 
 /// Chat completions relayed as they are: `model` rewritten, the usage chunk shown only to
@@ -367,6 +370,10 @@ impl<D: StreamDialect> ChatStream<D> {
             redactor: self.lease.redactor(),
         };
         let step = self.dialect.on_event(event, &mut cx);
+        if let Some(report) = self.progress.cache.take() {
+            self.lease
+                .report_cache(report.prompt_tokens, report.cached_tokens);
+        }
         if matches!(step, Step::Done) {
             self.end(Outcome::Success);
             self.progress.content_seen = true;
@@ -468,6 +475,9 @@ impl StreamDialect for OpenAiChat {
             .and_then(Usage::from_json);
         if usage.is_some() {
             cx.progress.usage = usage;
+        }
+        if let Some(report) = super::json::cache_report(&obj) {
+            cx.progress.cache = Some(report);
         }
         let no_choices = match obj.get("choices") {
             None => true,

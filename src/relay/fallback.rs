@@ -13,7 +13,9 @@ use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{Acquire, AcquireRoute, Lease, ModelAccess, Outcome, RouteError, RouterActor};
+use crate::mesh::{
+    Acquire, AcquireRoute, Lease, ModelAccess, Outcome, RouteError, RouterActor, RoutingHints,
+};
 use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -202,18 +204,46 @@ where
     F: FnMut(Lease) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
-    with_fallback_on(router, model, None, op, est_tokens, policy, ctx, attempt).await
+    let ask = RouteAsk {
+        model,
+        op,
+        est_tokens,
+        hints: RoutingHints::default(),
+    };
+    with_fallback_to(router, ask, policy, ctx, attempt).await
 }
 
-/// [`with_fallback`], or, with `pinned`, one attempt on that route of the model only: a
-/// follow-up on state one backend holds (a stored response) has nowhere else to go.
-#[allow(clippy::too_many_arguments)] // with_fallback's arguments plus the pin
+/// What a relayed request asks the Router for: a model, an operation, the tokens it expects
+/// to use, and the hints its policy may use (prompt head, session key).
+pub struct RouteAsk<'a> {
+    pub model: &'a str,
+    pub op: ApiOp,
+    pub est_tokens: u64,
+    pub hints: RoutingHints,
+}
+
+/// [`with_fallback`] with routing hints: every attempt's `Acquire` carries them.
+pub async fn with_fallback_to<T, F, Fut>(
+    router: &Addr<RouterActor>,
+    ask: RouteAsk<'_>,
+    policy: &RetryPolicy,
+    ctx: &mut RequestCtx,
+    attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut(Lease) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    with_fallback_on(router, ask, None, policy, ctx, attempt).await
+}
+
+/// [`with_fallback_to`], or, with `pinned`, one attempt on that route of the model only: a
+/// follow-up on state one backend holds (a stored response) has nowhere else to go, so the
+/// policy and its hints do not choose.
 pub async fn with_fallback_on<T, F, Fut>(
     router: &Addr<RouterActor>,
-    model: &str,
+    ask: RouteAsk<'_>,
     pinned: Option<&str>,
-    op: ApiOp,
-    est_tokens: u64,
     policy: &RetryPolicy,
     ctx: &mut RequestCtx,
     attempt: F,
@@ -231,7 +261,8 @@ where
     let refused_model: std::cell::RefCell<Option<String>> = Default::default();
     let acquire = |exclude: Vec<usize>| {
         let caller = caller.clone();
-        let model = model.to_string();
+        let model = ask.model.to_string();
+        let (op, est_tokens, hints) = (ask.op, ask.est_tokens, ask.hints.clone());
         let refused_model = &refused_model;
         async move {
             let leased = match pinned {
@@ -242,6 +273,7 @@ where
                         est_tokens,
                         exclude,
                         caller,
+                        hints,
                     };
                     router.send(request).await
                 }

@@ -80,6 +80,9 @@ pub async fn call_json_with<'a>(
     if let Some(u) = usage {
         lease.set_actual_tokens(u.total());
     }
+    if let Some(report) = cache_report(&body) {
+        lease.report_cache(report.prompt_tokens, report.cached_tokens);
+    }
     lease.finish(Outcome::Success);
     Attempt::Done(JsonReply { lease, body, usage })
 }
@@ -123,6 +126,81 @@ async fn call_for_bytes_with<'a>(
         Err(e) => {
             lease.finish(Outcome::Failure);
             Attempt::Retry(e)
+        }
+    }
+}
+
+/// How much of a prompt the backend served from its KV cache, as it reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheReport {
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// The cache report in an answer (or a stream chunk): llama.cpp's `timings` (`cache_n` of
+/// `cache_n + prompt_n`), else `usage.prompt_tokens_details.cached_tokens` of `prompt_tokens`.
+/// `None` when neither is there: a backend that does not report its cache has not said "0".
+pub fn cache_report(body: &JsonObject) -> Option<CacheReport> {
+    #[derive(serde::Deserialize)]
+    struct Timings {
+        cache_n: u64,
+        prompt_n: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Details {
+        cached_tokens: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct UsageWithDetails {
+        prompt_tokens: u64,
+        prompt_tokens_details: Details,
+    }
+    if let Some(t) = body.field::<Timings>("timings") {
+        return Some(CacheReport {
+            prompt_tokens: t.cache_n.saturating_add(t.prompt_n),
+            cached_tokens: t.cache_n,
+        });
+    }
+    body.field::<UsageWithDetails>("usage")
+        .map(|u| CacheReport {
+            prompt_tokens: u.prompt_tokens,
+            cached_tokens: u.prompt_tokens_details.cached_tokens,
+        })
+}
+
+#[cfg(test)]
+mod cache_report_tests {
+    use super::*;
+
+    #[test]
+    fn reports_come_from_timings_then_usage_details_and_absence_is_none() {
+        let report = |json: &str| cache_report(&JsonObject::parse(json.as_bytes()).unwrap());
+        let r = |prompt_tokens, cached_tokens| {
+            Some(CacheReport {
+                prompt_tokens,
+                cached_tokens,
+            })
+        };
+        let cases = [
+            (r#"{"timings":{"cache_n":30,"prompt_n":10}}"#, r(40, 30)),
+            (
+                r#"{"usage":{"prompt_tokens":50,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+                r(50, 0),
+            ),
+            (
+                r#"{"timings":{"cache_n":1,"prompt_n":1},"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":9}}}"#,
+                r(2, 1),
+            ),
+            (r#"{"usage":{"prompt_tokens":50}}"#, None),
+            (
+                r#"{"usage":{"prompt_tokens":50,"prompt_tokens_details":null}}"#,
+                None,
+            ),
+            (r#"{"timings":{"cache_n":-1,"prompt_n":1}}"#, None),
+            (r#"{}"#, None),
+        ];
+        for (json, want) in cases {
+            assert_eq!(report(json), want, "{json}");
         }
     }
 }

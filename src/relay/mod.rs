@@ -5,6 +5,7 @@ pub mod budget;
 pub mod bytes_stream;
 pub mod chat_stream;
 pub mod client;
+pub mod engine_signals;
 pub mod error_body;
 pub mod fallback;
 pub mod json;
@@ -12,6 +13,7 @@ pub mod messages_stream;
 pub mod multipart;
 pub mod pace;
 pub mod probe;
+pub mod prom_text;
 pub mod responses_stream;
 pub mod shallow;
 pub mod spliced;
@@ -19,5 +21,7 @@ pub mod sse;
 pub mod upload;
 pub mod upstream;
 
-pub use fallback::{with_fallback, with_fallback_on, Attempt, RetryPolicy};
+pub use fallback::{
+    with_fallback, with_fallback_on, with_fallback_to, Attempt, RetryPolicy, RouteAsk,
+};
 pub use upstream::{Forwarded, Timeouts};

@@ -1,14 +1,17 @@
 //! Health probes over HTTP: the [`HealthCheck`] the server wiring gives the mesh, which itself
-//! knows nothing of HTTP. A probe is a `GET {base}{health path}` with the route's credentials.
+//! knows nothing of HTTP. A probe is a `GET {base}{health path}` with the route's credentials;
+//! the engine's load is a `GET {base}{metrics path}` the same way (llama.cpp without
+//! `--metrics`: its `/slots` list instead), read into [`EngineLoad`] by [`super::engine_signals`].
 
 use std::cell::RefCell;
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use crate::engines::attach_credentials;
-use crate::mesh::{Endpoint, HealthCheck, ProbeVerdict};
+use super::engine_signals::{load_from_metrics, load_from_slots, MAX_SIGNAL_BYTES};
+use crate::engines::{attach_credentials, BackendKind};
+use crate::mesh::{Endpoint, EngineLoad, HealthCheck, ProbeVerdict};
 
 /// Probes endpoints with one awc client per thread.
 pub struct HttpHealthCheck;
@@ -59,4 +62,53 @@ impl HealthCheck for HttpHealthCheck {
             }
         })
     }
+
+    fn read_load(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, Option<EngineLoad>> {
+        let get = |path: &str| {
+            attach_credentials(
+                probe_client()
+                    .get(endpoint.base.probe_url(path))
+                    .timeout(timeout),
+                endpoint.credentials(),
+            )
+        };
+        let metrics = get(path);
+        // llama-server answers 501 on /metrics unless started with --metrics; its slot list
+        // still tells how many requests it is computing.
+        let slots = (endpoint.kind == BackendKind::Llamacpp).then(|| get("/slots"));
+        let kind = endpoint.kind;
+        let name = endpoint.name.clone();
+        Box::pin(async move {
+            if let Some(body) = bounded_body(metrics).await {
+                let load = load_from_metrics(kind, &String::from_utf8_lossy(&body));
+                if load.is_some() {
+                    return load;
+                }
+            }
+            let load = match slots {
+                Some(slots) => bounded_body(slots).await.and_then(|b| load_from_slots(&b)),
+                None => None,
+            };
+            if load.is_none() {
+                debug!(endpoint = %name, "no load reading from the engine");
+            }
+            load
+        })
+    }
+}
+
+/// A successful answer's body, when it fits in [`MAX_SIGNAL_BYTES`].
+async fn bounded_body(request: awc::ClientRequest) -> Option<bytes::Bytes> {
+    let mut resp = request.send().await.ok()?;
+    if !resp.status().is_success() {
+        // Drain a little so the connection can be reused.
+        let _ = resp.body().limit(64 * 1024).await;
+        return None;
+    }
+    resp.body().limit(MAX_SIGNAL_BYTES).await.ok()
 }

@@ -118,6 +118,14 @@ function probeText(p) {
     " · models " + p.models_discovered + " · private network " + (p.private_network_approved ? "approved" : "not approved");
 }
 
+// The engine's own view of its load (running + queued, KV cache), while the reading is fresh.
+function engineLoadCell(load) {
+  if (!load) return el("td", { class: "engine-load" }, "–");
+  const kv = load.kv_cache_usage === null || load.kv_cache_usage === undefined ? "" : " · kv " + fmt(100 * load.kv_cache_usage, 0) + "%";
+  const text = load.running + " run · " + load.waiting + " queued" + kv + " (" + fmt(load.age_ms / 1000, 1) + " s ago)";
+  return el("td", { class: "engine-load" }, text);
+}
+
 function renderEndpoints(endpoints) {
   const body = $("endpoints").querySelector("tbody");
   body.textContent = "";
@@ -128,12 +136,13 @@ function renderEndpoints(endpoints) {
     tr.appendChild(el("td", { class: "circuit-" + e.circuit }, e.circuit));
     const cap = e.max_in_flight ? "/" + e.max_in_flight : "";
     tr.appendChild(el("td", { class: "in-flight" }, e.in_flight + cap));
+    tr.appendChild(engineLoadCell(e.engine_load));
     tr.appendChild(bucketCell(e.rpm));
     tr.appendChild(bucketCell(e.tpm));
     tr.appendChild(el("td", {}, fmt(e.latency_ewma_ms) + " ms"));
     tr.appendChild(el("td", { class: "requests" }, fmt(e.requests_total, 0)));
     tr.appendChild(el("td", {}, fmt(e.failures_total, 0)));
-    tr.appendChild(el("td", {}, (e.routes || []).map((r) => r.model + "/" + r.route + " ×" + r.weight).join(", ")));
+    tr.appendChild(el("td", {}, (e.routes || []).map((r) => r.model + "/" + r.route + " ×" + r.weight + " " + r.policy + (r.priority ? " p" + r.priority : "")).join(", ")));
     tr.appendChild(el("td", { class: "probe" }, probeText(e.probe)));
     body.appendChild(tr);
   }

@@ -21,4 +21,5 @@ mod openapi;
 mod redaction;
 mod rerank;
 mod responses;
+mod routing_policies;
 mod seed_paths;

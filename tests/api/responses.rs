@@ -618,3 +618,70 @@ async fn stored_responses_are_read_and_deleted_on_their_backend() {
         Some("GET, DELETE")
     );
 }
+
+/// Requests each mock got on the two APIs so far.
+async fn counts(mocks: &[Proc]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(mocks.len());
+    for mock in mocks {
+        out.push(inference_requests(mock).await);
+    }
+    out
+}
+
+/// Model `m` over the three mocks (native, translated, native) with routing `policy`.
+fn policy_model(mocks: &[Proc], policy: &str) -> String {
+    let mut y = format!("models:\n  - id: m\n    policy: {policy}\n    route:\n");
+    for (i, (mock, kind)) in mocks.iter().zip(["vllm", "tgi", "vllm"]).enumerate() {
+        y.push_str(&format!(
+            "      - {{name: r{i}, kind: {kind}, base_url: \"{}\"}}\n",
+            mock.url
+        ));
+    }
+    y
+}
+
+/// Routing hints reach the policy: a session (the `x-session-id` header, else the body's
+/// `prompt_cache_key`, else `user`) sticks to one endpoint; under `prefix_cache`, requests
+/// sharing long `instructions` go where that prefix went before, native or translated.
+#[actix_rt::test]
+async fn sessions_and_shared_instructions_steer_the_route() {
+    let mocks = [
+        start_mock(json!({})),
+        start_mock(json!({})),
+        start_mock(json!({})),
+    ];
+    let router = start_router_ready(opts(&policy_model(&mocks, "least_load")), 3).await;
+    for session in 0..6 {
+        let key = format!("session-{session}");
+        let mut body = json!({"model": "m", "input": "hello", "max_output_tokens": 2});
+        let header = place_session_key(session, &key, &mut body);
+        let before = counts(&mocks).await;
+        for _ in 0..6 {
+            let mut req = client().post(format!("{}/v1/responses", router.url));
+            if let Some(session) = header {
+                req = req.insert_header(("x-session-id", session));
+            }
+            let resp = req.send_json(&body).await.expect("send");
+            assert_eq!(resp.status().as_u16(), 200, "{key}");
+        }
+        let after = counts(&mocks).await;
+        let got: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a - b).collect();
+        assert!(got.contains(&6), "{key} spread over {got:?}");
+    }
+    drop(router);
+
+    let router = start_router_ready(opts(&policy_model(&mocks, "prefix_cache")), 3).await;
+    for family in 0..4 {
+        let instructions = format!("You are assistant number {family}. ").repeat(60);
+        let before = counts(&mocks).await;
+        for question in 0..5 {
+            let body = json!({"model": "m", "instructions": instructions,
+                              "input": format!("Question {question}?"), "max_output_tokens": 2});
+            let (status, v) = responses(&router.url, &body).await;
+            assert_eq!(status, 200, "{v}");
+        }
+        let after = counts(&mocks).await;
+        let got: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a - b).collect();
+        assert!(got.contains(&5), "family {family} spread over {got:?}");
+    }
+}

@@ -290,6 +290,24 @@ fn router_command(opts: &RouterOpts<'_>) -> (Command, tempfile::TempDir) {
     (cmd, dir)
 }
 
+/// The routing.yaml `router` persisted to, as text and parsed, and the registry it loads into
+/// with `models_yaml` (a persisted change must load back).
+pub fn persisted_routing(
+    router: &Router,
+    models_yaml: &str,
+) -> (String, serde_yaml::Value, switchyard::config::Registry) {
+    let file = std::fs::read_to_string(router.dir.path().join("routing.yaml")).expect("file");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&file).expect("routing.yaml is YAML");
+    let registry = switchyard::config::load_str(
+        "models.yaml",
+        models_yaml,
+        Some(("routing.yaml", &file)),
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .expect("persisted routing.yaml loads");
+    (file, doc, registry)
+}
+
 /// Start a router and wait until `ready` endpoints report ready.
 pub async fn start_router_ready(opts: RouterOpts<'_>, ready: u64) -> Router {
     let router = start_router(opts);
@@ -535,3 +553,20 @@ pub async fn model_ids(router: &str, key: Option<&str>) -> Vec<String> {
 
 pub mod obs;
 pub mod pg;
+
+/// Put the session key `key` where the `n`th of the three places a client may put it says:
+/// the `x-session-id` header (returned, for the caller to send), the body's
+/// `prompt_cache_key`, or its `user`.
+pub fn place_session_key<'a>(n: usize, key: &'a str, body: &mut Value) -> Option<&'a str> {
+    match n % 3 {
+        0 => Some(key),
+        1 => {
+            body["prompt_cache_key"] = Value::String(key.to_string());
+            None
+        }
+        _ => {
+            body["user"] = Value::String(key.to_string());
+            None
+        }
+    }
+}

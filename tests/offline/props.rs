@@ -85,6 +85,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "tpm",
     "max_in_flight",
     "health_path",
+    "metrics_path",
     "auth_header",
     "timeouts",
     "allow_private_network",

@@ -7,6 +7,7 @@ mod common;
 
 mod accounting;
 mod check_config_parity;
+mod engine_signals;
 mod healthcheck;
 mod observability;
 mod scale_out;

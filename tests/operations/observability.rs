@@ -422,18 +422,10 @@ async fn weights_change_at_run_time_and_persist_to_routing_yaml() {
     assert_eq!(a_chats, 0);
 
     // routing.yaml keeps its other keys and gains the weights; it loads back the same.
-    let file = std::fs::read_to_string(router.dir.path().join("routing.yaml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&file).unwrap();
+    let (file, doc, reloaded) = persisted_routing(&router, &yaml);
     assert_eq!(doc["health_check"].as_f64(), Some(0.2), "{file}");
     assert_eq!(doc["weights"]["m"]["second"].as_f64(), Some(2.5), "{file}");
     assert_eq!(doc["weights"]["m"]["first"].as_f64(), Some(0.0), "{file}");
-    let reloaded = switchyard::config::load_str(
-        "models.yaml",
-        &yaml,
-        Some(("routing.yaml", &file)),
-        &std::collections::HashMap::<String, String>::new(),
-    )
-    .expect("persisted routing.yaml loads");
     assert_eq!(reloaded.models[0].routes[1].weight, 2.5);
 
     // The metrics show the weights in force.

@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use switchyard::auth::KeyStore;
 use switchyard::config::{
-    load_str, ConfigErrors, Registry, DEPLOYMENT_KEYS, MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS,
-    ROUTING_KEYS, ROUTING_PARAMETER_KEYS, TIMEOUT_KEYS, VIDEO_ROUTE_KEYS,
+    load_str, ConfigErrors, Registry, DEPLOYMENT_KEYS, MODEL_KEYS, POLICY_SETTING_KEYS,
+    PRICING_KEYS, ROUTE_KEYS, ROUTING_KEYS, ROUTING_PARAMETER_KEYS, TIMEOUT_KEYS, VIDEO_ROUTE_KEYS,
 };
 
 use common::*;
@@ -286,8 +286,24 @@ fn sample_value(key: &str) -> &'static str {
         "engine" => "vllm",
         "input_modalities" | "output_modalities" => "[text]",
         "context_length" | "max_output_length" | "rpm" | "tpm" | "max_in_flight" => "8",
-        "weight" | "local_fraction" | "health_check" | "timeout" | "connect" | "headers"
-        | "idle" | "total" => "1",
+        "weight"
+        | "local_fraction"
+        | "health_check"
+        | "timeout"
+        | "connect"
+        | "headers"
+        | "idle"
+        | "total"
+        | "priority"
+        | "balance_abs_threshold"
+        | "balance_rel_threshold"
+        | "affinity_load_factor"
+        | "tier_queue_limit" => "1",
+        "prefix_match_threshold" => "0.5",
+        "prefix_tree_max_bytes" => "1048576",
+        "policy" | "default_policy" => "prefix_cache",
+        "model_policies" => "{m: weighted}",
+        "policy_settings" => "{tier_queue_limit: 2}",
         "supports_tools"
         | "supports_structured_output"
         | "allow_private_network"
@@ -299,7 +315,7 @@ fn sample_value(key: &str) -> &'static str {
         "discover_map" => "{a: b}",
         "native_apis" => "[messages, responses]",
         "auth_header" => "api-key",
-        "health_path" | "video_submit_path" => "/p",
+        "health_path" | "metrics_path" | "video_submit_path" => "/p",
         "video_poll_path" | "video_content_path" | "video_cancel_path" => "/p/{id}",
         "video_mode" => "async",
         "route" => "[{kind: vllm, base_url: \"http://r:1\"}]",
@@ -370,6 +386,15 @@ fn every_known_key_spelled_right_is_accepted() {
             plain.clone(),
             Some(format!(
                 "routing_parameter: {{{key}: {}}}\n",
+                sample_value(key)
+            )),
+        ));
+    }
+    for key in POLICY_SETTING_KEYS {
+        cases.push((
+            plain.clone(),
+            Some(format!(
+                "policy_settings: {{{key}: {}}}\n",
                 sample_value(key)
             )),
         ));
@@ -517,6 +542,7 @@ fn every_documented_yaml_example_has_only_known_keys() {
         "docs/real-engines.md",
         "docs/multimodal.md",
         "docs/operations.md",
+        "docs/routing.md",
     ] {
         let text = repo(doc);
         for block in text.split("```yaml\n").skip(1) {

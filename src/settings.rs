@@ -63,6 +63,8 @@ pub struct Settings {
     /// `OFFLOAD`: routes on `LOCAL_BASE_URL` are out of rotation (shown by `/admin/routing`;
     /// the configuration loader applies it to the routes).
     pub offload: bool,
+    /// `QUOTA_*`: how limits are shared with other replicas (docs/limits.md).
+    pub quota: crate::quota::QuotaSettings,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -134,6 +136,7 @@ impl Default for Settings {
             config_strictness: Strictness::default(),
             log_format: LogFormat::default(),
             offload: false,
+            quota: crate::quota::QuotaSettings::default(),
             probe_interval_from_env: false,
         }
     }
@@ -263,6 +266,18 @@ impl Settings {
         }
         if let Some(v) = num("DISCOVERY_INTERVAL_SECS", 0.1) {
             s.discovery_interval = secs(v);
+        }
+        if let Some(v) = num("QUOTA_LEASE_PERCENT", 0.01) {
+            s.quota.lease_fraction = v.min(100.0) / 100.0;
+        }
+        if let Some(v) = num("QUOTA_LEASE_TTL_MS", 200.0) {
+            s.quota.lease_ttl = Duration::from_millis(v as u64);
+        }
+        if let Some(v) = num("QUOTA_LEASE_WAIT_MS", 1.0) {
+            s.quota.lease_wait = Duration::from_millis(v as u64);
+        }
+        if let Some(v) = num("QUOTA_LEASE_INTERVAL_MS", 10.0) {
+            s.quota.lease_interval = Duration::from_millis(v as u64);
         }
         let workers = num("WORKERS", 1.0);
         if let Some(v) = num("MAX_CONNECTIONS", 1.0) {

@@ -156,6 +156,9 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
         .cloned();
     if let Some(caller) = caller {
         ctx.record.api_key_id = Some(caller.key_id.clone());
+        if caller.tpm.is_some() || caller.budget.is_some() {
+            ctx.quotas = Some(state.quotas.clone());
+        }
         ctx.caller = Some(caller);
     }
     ctx

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::caller::Caller;
+use crate::caller::{Budget, Caller};
+use crate::period::BudgetPeriod;
 use crate::config::{place_in, substitute_str, unknown_key_message, VarSource};
 
 /// The Router checks a key's model list while it resolves the model for routing.
@@ -173,11 +174,63 @@ struct RawKey {
     models: Option<Vec<String>>,
     rpm: Option<u64>,
     tpm: Option<u64>,
+    /// USD per period, a decimal (`0.50`).
+    budget_usd: Option<f64>,
+    /// `day`, `week`, `month` (default) or `total`.
+    budget_period: Option<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
-const KEY_ENTRY_KEYS: &[&str] = &["name", "key", "key_sha256", "admin", "models", "rpm", "tpm"];
+const KEY_ENTRY_KEYS: &[&str] = &[
+    "name",
+    "key",
+    "key_sha256",
+    "admin",
+    "models",
+    "rpm",
+    "tpm",
+    "budget_usd",
+    "budget_period",
+];
+
+/// The most a budget may be (a typo guard, and it keeps micro-dollars well inside `u64`).
+const MAX_BUDGET_USD: f64 = 1e9;
+
+/// A key's `budget_usd` and `budget_period`, checked; `Err` says what is wrong.
+fn parse_budget(usd: Option<f64>, period: Option<&str>) -> Result<Option<Budget>, String> {
+    let period = match period {
+        None => BudgetPeriod::default(),
+        Some(word) => BudgetPeriod::parse(word).ok_or_else(|| {
+            format!(
+                "`budget_period` must be one of {} (got {word:?})",
+                BudgetPeriod::NAMES.join(", ")
+            )
+        })?,
+    };
+    match usd {
+        None if period != BudgetPeriod::default() => {
+            Err("`budget_period` needs `budget_usd`".into())
+        }
+        None => Ok(None),
+        Some(v) if !(0.0..=MAX_BUDGET_USD).contains(&v) => Err(format!(
+            "`budget_usd` must be a number from 0 to {MAX_BUDGET_USD} (got {v})"
+        )),
+        Some(v) => Ok(Some(Budget {
+            micro_usd: (v * 1e6).round() as u64,
+            period,
+        })),
+    }
+}
+
+/// What a keys file entry restricts (environment keys restrict nothing).
+#[derive(Default)]
+struct Limits {
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    budget: Option<Budget>,
+}
 
 #[derive(Default)]
 struct Builder {
@@ -218,20 +271,17 @@ impl Builder {
                 ));
                 continue;
             }
-            self.add(var, None, digest(key), admin, None, None, None);
+            self.add(var, None, digest(key), admin, Limits::default());
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         source: &str,
         name: Option<String>,
         digest: KeyDigest,
         admin: bool,
-        models: Option<Vec<String>>,
-        rpm: Option<u64>,
-        tpm: Option<u64>,
+        limits: Limits,
     ) {
         let key_id = name.unwrap_or_else(|| short_id(&digest));
         if !self.digests.insert(digest) {
@@ -250,9 +300,10 @@ impl Builder {
             caller: Arc::new(Caller {
                 key_id,
                 admin,
-                models,
-                rpm,
-                tpm,
+                models: limits.models,
+                rpm: limits.rpm,
+                tpm: limits.tpm,
+                budget: limits.budget,
             }),
         });
     }
@@ -319,13 +370,26 @@ impl Builder {
                 ));
                 continue;
             }
+            let budget = match parse_budget(k.budget_usd, k.budget_period.as_deref()) {
+                Ok(budget) => budget,
+                Err(problem) => {
+                    self.errors.push(format!("{place}: {problem}"));
+                    continue;
+                }
+            };
             let models = k.models.map(|list| {
                 list.into_iter()
                     .map(|m| m.trim().to_string())
                     .filter(|m| !m.is_empty())
                     .collect::<Vec<_>>()
             });
-            self.add(label, Some(name), digest, k.admin, models, k.rpm, k.tpm);
+            let limits = Limits {
+                models,
+                rpm: k.rpm,
+                tpm: k.tpm,
+                budget,
+            };
+            self.add(label, Some(name), digest, k.admin, limits);
         }
     }
 

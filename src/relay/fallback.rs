@@ -3,6 +3,7 @@
 //! the replica-wide retry budget, with a jittered exponential back-off. One executor,
 //! [`run_attempts`], serves relayed requests ([`with_fallback`]) and video job submissions.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,8 @@ use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
-use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
+use crate::quota::{reservation_usd, KeyCharge};
+use crate::record::{ChargeSlot, RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -206,6 +208,8 @@ where
         .caller
         .clone()
         .map(|caller| caller as Arc<dyn ModelAccess>);
+    let limited = ctx.caller.clone().zip(ctx.quotas.clone());
+    let charge: RefCell<Option<KeyCharge>> = RefCell::new(None);
     let acquire = |exclude: Vec<usize>| {
         let request = Acquire {
             model: model.to_string(),
@@ -214,15 +218,33 @@ where
             exclude,
             caller: caller.clone(),
         };
+        let (limited, charge) = (&limited, &charge);
         async move {
-            router
+            let lease = router
                 .send(request)
                 .await
                 .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
-                .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))
+                .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))?;
+            if let Some((caller, quotas)) = limited {
+                if charge.borrow().is_none() {
+                    // Reserved once, on the first lease: its model and route give the price.
+                    let route_pricing = Some(&lease.route().pricing);
+                    let est_usd = reservation_usd(&lease.model().pricing, route_pricing, est_tokens);
+                    let held = quotas
+                        .reserve_for_key(caller, est_tokens, est_usd)
+                        .await
+                        .map_err(|refusal| NoLease::Stop(refusal.into_error(&caller.key_id)))?;
+                    *charge.borrow_mut() = held;
+                }
+            }
+            Ok(lease)
         }
     };
-    run_attempts(policy, ctx, acquire, attempt).await
+    let result = run_attempts(policy, ctx, acquire, attempt).await;
+    if let Some(held) = charge.into_inner() {
+        ctx.record.key_charge = ChargeSlot::new(held);
+    }
+    result
 }
 
 /// A relayed request's record follows its attempts: where it was served, how long the

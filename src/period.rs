@@ -88,7 +88,11 @@ fn date_of(now_ms: i64) -> Date {
 }
 
 fn ms_of(date: Date) -> i64 {
-    (date.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    (date
+        .with_time(Time::MIDNIGHT)
+        .assume_utc()
+        .unix_timestamp_nanos()
+        / 1_000_000) as i64
 }
 
 fn next_month(first: Date) -> Option<Date> {
@@ -129,14 +133,56 @@ mod tests {
     fn calendar_periods_in_utc() {
         // (period, instant, start, end, label)
         let cases = [
-            (BudgetPeriod::Day, "2026-12-03T23:59:59.999Z", "2026-12-03T00:00:00Z", "2026-12-04T00:00:00Z", "day:2026-12-03"),
-            (BudgetPeriod::Day, "2026-12-04T00:00:00Z", "2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z", "day:2026-12-04"),
+            (
+                BudgetPeriod::Day,
+                "2026-12-03T23:59:59.999Z",
+                "2026-12-03T00:00:00Z",
+                "2026-12-04T00:00:00Z",
+                "day:2026-12-03",
+            ),
+            (
+                BudgetPeriod::Day,
+                "2026-12-04T00:00:00Z",
+                "2026-12-04T00:00:00Z",
+                "2026-12-05T00:00:00Z",
+                "day:2026-12-04",
+            ),
             // 2026-12-03 is a Thursday; ISO weeks start on Monday.
-            (BudgetPeriod::Week, "2026-12-03T10:00:00Z", "2026-11-30T00:00:00Z", "2026-12-07T00:00:00Z", "week:2026-11-30"),
-            (BudgetPeriod::Week, "2026-11-30T00:00:00Z", "2026-11-30T00:00:00Z", "2026-12-07T00:00:00Z", "week:2026-11-30"),
-            (BudgetPeriod::Week, "2026-11-29T23:59:59Z", "2026-11-23T00:00:00Z", "2026-11-30T00:00:00Z", "week:2026-11-23"),
-            (BudgetPeriod::Month, "2026-12-31T23:00:00Z", "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z", "month:2026-12-01"),
-            (BudgetPeriod::Month, "2028-02-29T12:00:00Z", "2028-02-01T00:00:00Z", "2028-03-01T00:00:00Z", "month:2028-02-01"),
+            (
+                BudgetPeriod::Week,
+                "2026-12-03T10:00:00Z",
+                "2026-11-30T00:00:00Z",
+                "2026-12-07T00:00:00Z",
+                "week:2026-11-30",
+            ),
+            (
+                BudgetPeriod::Week,
+                "2026-11-30T00:00:00Z",
+                "2026-11-30T00:00:00Z",
+                "2026-12-07T00:00:00Z",
+                "week:2026-11-30",
+            ),
+            (
+                BudgetPeriod::Week,
+                "2026-11-29T23:59:59Z",
+                "2026-11-23T00:00:00Z",
+                "2026-11-30T00:00:00Z",
+                "week:2026-11-23",
+            ),
+            (
+                BudgetPeriod::Month,
+                "2026-12-31T23:00:00Z",
+                "2026-12-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "month:2026-12-01",
+            ),
+            (
+                BudgetPeriod::Month,
+                "2028-02-29T12:00:00Z",
+                "2028-02-01T00:00:00Z",
+                "2028-03-01T00:00:00Z",
+                "month:2028-02-01",
+            ),
         ];
         for (period, now, start, end, label) in cases {
             let b = period.bounds(at(now));
@@ -152,7 +198,10 @@ mod tests {
     #[test]
     fn words_parse_and_print() {
         for name in BudgetPeriod::NAMES {
-            assert_eq!(BudgetPeriod::parse(name).map(BudgetPeriod::as_str), Some(*name));
+            assert_eq!(
+                BudgetPeriod::parse(name).map(BudgetPeriod::as_str),
+                Some(*name)
+            );
         }
         assert_eq!(BudgetPeriod::parse(" Month "), Some(BudgetPeriod::Month));
         assert_eq!(BudgetPeriod::parse("monthly"), None);

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::caller::{Budget, Caller};
-use crate::period::BudgetPeriod;
 use crate::config::{place_in, substitute_str, unknown_key_message, VarSource};
+use crate::period::BudgetPeriod;
 
 /// The Router checks a key's model list while it resolves the model for routing.
 impl crate::mesh::ModelAccess for Caller {

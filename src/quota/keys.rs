@@ -131,7 +131,11 @@ impl Quotas {
                 return Err(KeyRefusal::BudgetExceeded(until_period_end(bounds)));
             }
         }
-        if let Some(wait) = scopes.tpm.as_ref().and_then(|(name, _)| self.refused_for(name)) {
+        if let Some(wait) = scopes
+            .tpm
+            .as_ref()
+            .and_then(|(name, _)| self.refused_for(name))
+        {
             return Err(KeyRefusal::RateLimited(wait));
         }
         if let Some((name, limit)) = &scopes.rpm {
@@ -167,7 +171,11 @@ impl Quotas {
             charge.tokens = Some((name, tokens));
         }
         if let Some((name, limit, bounds)) = scopes.budget {
-            let usd = if est_usd.is_finite() { est_usd.max(0.0) } else { 0.0 };
+            let usd = if est_usd.is_finite() {
+                est_usd.max(0.0)
+            } else {
+                0.0
+            };
             if let Err(_wait) = self.take(&name, limit, usd).await {
                 // Nothing was used: the tokens reserved above go back.
                 charge.settle(0, 0.0);
@@ -266,7 +274,12 @@ mod tests {
         }
         let scopes = KeyScopes::of(&c, now_ms());
         let (name, ..) = scopes.budget.unwrap();
-        quotas.shared.scopes().get_mut(name.as_str()).unwrap().refused_until = None;
+        quotas
+            .shared
+            .scopes()
+            .get_mut(name.as_str())
+            .unwrap()
+            .refused_until = None;
         assert!(quotas.reserve_for_key(&c, 100, 0.1).await.is_ok());
         assert!(quotas.reserve_for_key(&c, 100, 0.1).await.is_err());
     }

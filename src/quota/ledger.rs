@@ -90,8 +90,11 @@ pub fn exchange(
     row.level -= granted;
     let refused = granted + 1e-9 < min_grant;
     let wait_ms = refused.then(|| {
-        (row.refill_per_ms > 0.0)
-            .then(|| ((min_grant - row.level) / row.refill_per_ms).ceil().max(1.0) as i64)
+        (row.refill_per_ms > 0.0).then(|| {
+            ((min_grant - row.level) / row.refill_per_ms)
+                .ceil()
+                .max(1.0) as i64
+        })
     });
     Grant {
         granted,
@@ -147,7 +150,11 @@ mod tests {
         );
         assert_eq!(g.granted, 0.0);
         assert!((g.level + 0.2).abs() < 1e-12);
-        assert_eq!(g.wait_ms, Some(None), "a budget waits for its period to end");
+        assert_eq!(
+            g.wait_ms,
+            Some(None),
+            "a budget waits for its period to end"
+        );
         assert!((row.level_at(10_000_000) + 0.2).abs() < 1e-12);
     }
 

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub use keys::{reservation_usd, KeyCharge, KeyRefusal};
-pub use slice::{SharedView, Take};
 use slice::ScopeState;
+pub use slice::{SharedView, Take};
 
 /// A shared allowance's size: `capacity` units at once, refilled at `refill_per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -301,7 +301,11 @@ impl Quotas {
             .map(|(name, s)| ScopeView {
                 scope: name.to_string(),
                 limit: s.limit,
-                held: if s.live(now) { s.slice } else { s.slice.min(0.0) },
+                held: if s.live(now) {
+                    s.slice
+                } else {
+                    s.slice.min(0.0)
+                },
                 shared: s.shared,
             })
             .collect();

@@ -67,12 +67,19 @@ impl ScopeState {
     /// What a spend of `amount` really takes: an amount larger than the whole allowance waits
     /// for all of it rather than never being admitted (as the token buckets do).
     fn clamp(&self, amount: f64) -> f64 {
-        amount.max(0.0).min(self.limit.capacity.max(self.limit.unit))
+        amount
+            .max(0.0)
+            .min(self.limit.capacity.max(self.limit.unit))
     }
 
     /// Spend `amount` from the slice when it holds that much. `low_water`: whether the broker
     /// should be asked to top the slice up now, ahead of need.
-    pub fn try_take(&mut self, amount: f64, now: Instant, settings: &QuotaSettings) -> (Take, bool) {
+    pub fn try_take(
+        &mut self,
+        amount: f64,
+        now: Instant,
+        settings: &QuotaSettings,
+    ) -> (Take, bool) {
         self.last_use = now;
         let amount = self.clamp(amount);
         if self.live(now) && self.slice + 1e-9 >= amount {
@@ -154,7 +161,11 @@ mod tests {
         assert_eq!(s.try_take(1.0, now, &settings()), (Take::Empty, false));
         s.slice = 5.0;
         let later = now + Duration::from_secs(2);
-        assert_eq!(s.try_take(1.0, later, &settings()).0, Take::Empty, "expired");
+        assert_eq!(
+            s.try_take(1.0, later, &settings()).0,
+            Take::Empty,
+            "expired"
+        );
         s.refused_until = Some(later + Duration::from_millis(300));
         assert_eq!(
             s.try_take(1.0, later, &settings()).0,

@@ -229,7 +229,8 @@ where
                 if charge.borrow().is_none() {
                     // Reserved once, on the first lease: its model and route give the price.
                     let route_pricing = Some(&lease.route().pricing);
-                    let est_usd = reservation_usd(&lease.model().pricing, route_pricing, est_tokens);
+                    let est_usd =
+                        reservation_usd(&lease.model().pricing, route_pricing, est_tokens);
                     let held = quotas
                         .reserve_for_key(caller, est_tokens, est_usd)
                         .await

@@ -10,6 +10,7 @@ mod check_config_parity;
 mod healthcheck;
 mod observability;
 mod scale_out;
+mod shared_limits;
 mod startup_guard;
 mod status_page;
 mod strict_config;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::ModelType;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
-use crate::quota::{KeyCharge, Quotas};
+use crate::quota::{LimitCharge, Quotas};
 
 /// Token (or other unit) counts of one request.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -106,16 +106,16 @@ pub struct RequestRecord {
     pub key_charge: ChargeSlot,
 }
 
-/// A request's [`KeyCharge`], handed over once: records are `Clone`, a charge is settled once.
+/// A request's [`LimitCharge`], handed over once: records are `Clone`, a charge is settled once.
 #[derive(Clone, Default)]
-pub struct ChargeSlot(Option<Arc<std::sync::Mutex<Option<KeyCharge>>>>);
+pub struct ChargeSlot(Option<Arc<std::sync::Mutex<Option<LimitCharge>>>>);
 
 impl ChargeSlot {
-    pub fn new(charge: KeyCharge) -> ChargeSlot {
+    pub fn new(charge: LimitCharge) -> ChargeSlot {
         ChargeSlot(Some(Arc::new(std::sync::Mutex::new(Some(charge)))))
     }
 
-    pub fn take(&self) -> Option<KeyCharge> {
+    pub fn take(&self) -> Option<LimitCharge> {
         let slot = self.0.as_ref()?;
         slot.lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -257,7 +257,7 @@ pub struct RequestCtx {
     pub record: RequestRecord,
     /// The authenticated caller, when a key was presented (model lists are checked on it).
     pub caller: Option<Arc<crate::caller::Caller>>,
-    /// Where the caller's tokens/minute and budget are reserved (set when it has either).
+    /// Where endpoints' shared limits and the caller's tokens/minute and budget are taken.
     pub quotas: Option<Quotas>,
     started: Instant,
     sink: Arc<dyn RecordSink>,

@@ -501,6 +501,60 @@ mod tests {
         );
     }
 
+    /// `budget_usd` is a decimal from 0 up, `budget_period` one of the calendar words
+    /// (default month) and only with a budget; every problem names the key.
+    #[test]
+    fn budgets_in_the_keys_file() {
+        // (entry fields, Ok(micro-dollars, period) or Err(part of the message))
+        let cases: [(&str, Result<Option<(u64, BudgetPeriod)>, &str>); 10] = [
+            ("", Ok(None)),
+            ("budget_usd: 0.50", Ok(Some((500_000, BudgetPeriod::Month)))),
+            (
+                "budget_usd: 12",
+                Ok(Some((12_000_000, BudgetPeriod::Month))),
+            ),
+            ("budget_usd: 0", Ok(Some((0, BudgetPeriod::Month)))),
+            (
+                "{budget_usd: 1.25, budget_period: Week}",
+                Ok(Some((1_250_000, BudgetPeriod::Week))),
+            ),
+            (
+                "{budget_usd: 3, budget_period: total}",
+                Ok(Some((3_000_000, BudgetPeriod::Total))),
+            ),
+            ("budget_usd: -1", Err("from 0 to")),
+            ("budget_usd: .nan", Err("from 0 to")),
+            (
+                "{budget_usd: 1, budget_period: yearly}",
+                Err("day, week, month, total"),
+            ),
+            ("budget_period: day", Err("needs `budget_usd`")),
+        ];
+        for (fields, expected) in cases {
+            let fields = fields.trim_start_matches('{').trim_end_matches('}');
+            let sep = if fields.is_empty() { "" } else { ", " };
+            let text = format!("keys: [{{name: k, key: long-enough-key{sep}{fields}}}]");
+            let got = KeyStore::from_file_text("k.yaml", &text, &vars(&[]));
+            match (got, expected) {
+                (Ok(store), Ok(budget)) => {
+                    let Lookup::Known(c) = store.lookup("long-enough-key") else {
+                        panic!("{text}")
+                    };
+                    assert_eq!(c.budget.map(|b| (b.micro_usd, b.period)), budget, "{text}");
+                }
+                (Err(errors), Err(part)) => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert!(
+                        errors[0].contains(part) && errors[0].contains("`k`"),
+                        "{errors:?}"
+                    );
+                    assert!(!errors[0].contains("long-enough-key"), "{errors:?}");
+                }
+                (got, expected) => panic!("{text}: {:?} vs {expected:?}", got.map(|_| ())),
+            }
+        }
+    }
+
     #[test]
     fn keys_file_errors_are_all_reported() {
         let text = "keys:\n  - name: a\n    key: short\n  - name: b\n  - name: c\n    key: ${NOPE}\n  - name: d\n    key_sha256: xyz\n  - name: e\n    key: long-enough-key\n    rpm: 0\n";
@@ -524,6 +578,8 @@ mod tests {
             "admin" => "true",
             "models" => "[m]",
             "rpm" | "tpm" => "5",
+            "budget_usd" => "1.5",
+            "budget_period" => "day",
             "key_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             _ => "long-enough-key",
         };

@@ -2,7 +2,6 @@
 //! with the request's estimate once its model (and so its price) is known, and settled with
 //! what the request really used and cost when its record is written.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{scope_name, Limit, Quotas};
@@ -77,26 +76,56 @@ fn until_period_end(bounds: &PeriodBounds) -> Duration {
         .map_or(TOTAL_BUDGET_RETRY, |ms| Duration::from_millis(ms as u64))
 }
 
-/// What a request holds of its key's tokens/minute and budget until it ends.
-pub struct KeyCharge {
+/// What a request holds of its key's tokens/minute and budget, and of the tokens/minute of the
+/// endpoints it tried, until it ends.
+pub struct LimitCharge {
     quotas: Quotas,
     tokens: Option<(String, f64)>,
     usd: Option<(String, f64)>,
+    /// Per attempt, in order: the last one served the request.
+    endpoint_tokens: Vec<(String, f64)>,
 }
 
-impl std::fmt::Debug for KeyCharge {
+impl std::fmt::Debug for LimitCharge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyCharge")
+        f.debug_struct("LimitCharge")
             .field("tokens", &self.tokens.as_ref().map(|t| t.1))
             .field("usd", &self.usd.as_ref().map(|u| u.1))
             .finish()
     }
 }
 
-impl KeyCharge {
-    /// Replace the estimates by what the request used and cost. A charge dropped without
-    /// this keeps its estimates as spent: a request whose end is unknown may have cost them.
+impl LimitCharge {
+    /// A charge holding nothing yet.
+    pub fn empty(quotas: &Quotas) -> LimitCharge {
+        LimitCharge {
+            quotas: quotas.clone(),
+            tokens: None,
+            usd: None,
+            endpoint_tokens: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_none() && self.usd.is_none() && self.endpoint_tokens.is_empty()
+    }
+
+    /// Add an attempt's reservation of an endpoint's tokens/minute.
+    pub fn hold_endpoint_tokens(&mut self, reservation: (String, f64)) {
+        self.endpoint_tokens.push(reservation);
+    }
+
+    /// Replace the estimates by what the request used and cost: earlier attempts' endpoint
+    /// tokens go back (they failed before using any worth counting), the last attempt's
+    /// endpoint pays the real tokens. A charge dropped without this keeps its estimates as
+    /// spent: a request whose end is unknown may have cost them.
     pub fn settle(mut self, tokens: u64, usd: f64) {
+        let attempts = std::mem::take(&mut self.endpoint_tokens);
+        let last = attempts.len().saturating_sub(1);
+        for (i, (scope, reserved)) in attempts.into_iter().enumerate() {
+            let used = if i == last { tokens as f64 } else { 0.0 };
+            self.quotas.adjust(&scope, reserved - used);
+        }
         if let Some((scope, reserved)) = self.tokens.take() {
             self.quotas.adjust(&scope, reserved - tokens as f64);
         }
@@ -147,28 +176,25 @@ impl Quotas {
     }
 
     /// Once the model is known: reserve the request's estimated tokens and cost from the
-    /// key's tokens/minute and budget. `None` when the key has neither.
+    /// key's tokens/minute and budget, into `charge`. On a refusal nothing stays reserved.
     pub async fn reserve_for_key(
         &self,
-        caller: &Arc<Caller>,
+        caller: &Caller,
         est_tokens: u64,
         est_usd: f64,
-    ) -> Result<Option<KeyCharge>, KeyRefusal> {
+        charge: &mut LimitCharge,
+    ) -> Result<(), KeyRefusal> {
         if caller.tpm.is_none() && caller.budget.is_none() {
-            return Ok(None);
+            return Ok(());
         }
         let scopes = KeyScopes::of(caller, now_ms());
-        let mut charge = KeyCharge {
-            quotas: self.clone(),
-            tokens: None,
-            usd: None,
-        };
+        let mut tokens = None;
         if let Some((name, limit)) = scopes.tpm {
-            let tokens = (est_tokens.max(1) as f64).min(limit.capacity);
-            self.take(&name, limit, tokens)
+            let amount = (est_tokens.max(1) as f64).min(limit.capacity);
+            self.take(&name, limit, amount)
                 .await
                 .map_err(KeyRefusal::RateLimited)?;
-            charge.tokens = Some((name, tokens));
+            tokens = Some((name, amount));
         }
         if let Some((name, limit, bounds)) = scopes.budget {
             let usd = if est_usd.is_finite() {
@@ -176,14 +202,17 @@ impl Quotas {
             } else {
                 0.0
             };
-            if let Err(_wait) = self.take(&name, limit, usd).await {
+            if self.take(&name, limit, usd).await.is_err() {
                 // Nothing was used: the tokens reserved above go back.
-                charge.settle(0, 0.0);
+                if let Some((scope, amount)) = tokens {
+                    self.adjust(&scope, amount);
+                }
                 return Err(KeyRefusal::BudgetExceeded(until_period_end(&bounds)));
             }
             charge.usd = Some((name, usd));
         }
-        Ok(Some(charge))
+        charge.tokens = tokens;
+        Ok(())
     }
 
     /// Usage of a request that reserved nothing (a video job, a request that never reached
@@ -234,15 +263,21 @@ mod tests {
         assert_eq!(reservation_usd(&Pricing::default(), None, 5000), 0.0);
     }
 
-    fn caller(budget: Option<Budget>, tpm: Option<u64>) -> Arc<Caller> {
-        Arc::new(Caller {
+    fn caller(budget: Option<Budget>, tpm: Option<u64>) -> Caller {
+        Caller {
             key_id: "team".into(),
             admin: false,
             models: None,
             rpm: None,
             tpm,
             budget,
-        })
+        }
+    }
+
+    async fn reserve(quotas: &Quotas, c: &Caller) -> Result<LimitCharge, KeyRefusal> {
+        let mut charge = LimitCharge::empty(quotas);
+        quotas.reserve_for_key(c, 100, 0.1, &mut charge).await?;
+        Ok(charge)
     }
 
     /// Concurrent reservations cannot all slip under the line: each takes its estimate, the
@@ -257,9 +292,9 @@ mod tests {
         let c = caller(Some(budget), Some(100_000));
         let mut held = Vec::new();
         for _ in 0..10 {
-            held.push(quotas.reserve_for_key(&c, 100, 0.1).await.unwrap().unwrap());
+            held.push(reserve(&quotas, &c).await.unwrap());
         }
-        let refusal = quotas.reserve_for_key(&c, 100, 0.1).await.unwrap_err();
+        let refusal = reserve(&quotas, &c).await.unwrap_err();
         let KeyRefusal::BudgetExceeded(wait) = refusal else {
             panic!("{refusal:?}")
         };
@@ -280,7 +315,7 @@ mod tests {
             .get_mut(name.as_str())
             .unwrap()
             .refused_until = None;
-        assert!(quotas.reserve_for_key(&c, 100, 0.1).await.is_ok());
-        assert!(quotas.reserve_for_key(&c, 100, 0.1).await.is_err());
+        assert!(reserve(&quotas, &c).await.is_ok());
+        assert!(reserve(&quotas, &c).await.is_err());
     }
 }

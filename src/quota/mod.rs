@@ -14,8 +14,10 @@
 //! - `store`: the ledger in SQL (SQLite or PostgreSQL) and in memory (fallback).
 //! - `broker`: the background task that exchanges with the ledger.
 //! - `keys`: a key's allowances (rpm, tpm, budget), reservations and their settlement.
+//! - `endpoints`: an endpoint's shared rpm and tpm, taken per attempt.
 
 mod broker;
+mod endpoints;
 pub mod keys;
 pub mod ledger;
 mod slice;
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use keys::{reservation_usd, KeyCharge, KeyRefusal};
+pub use keys::{reservation_usd, KeyRefusal, LimitCharge};
 use slice::ScopeState;
 pub use slice::{SharedView, Take};
 

@@ -3,19 +3,19 @@
 //! the replica-wide retry budget, with a jittered exponential back-off. One executor,
 //! [`run_attempts`], serves relayed requests ([`with_fallback`]) and video job submissions.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 
+use super::admission::{Admission, Refusal};
 use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor};
-use crate::quota::{reservation_usd, KeyCharge};
+use crate::mesh::{CapacityReason, RouteError};
 use crate::record::{ChargeSlot, RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
@@ -208,42 +208,58 @@ where
         .caller
         .clone()
         .map(|caller| caller as Arc<dyn ModelAccess>);
-    let limited = ctx.caller.clone().zip(ctx.quotas.clone());
-    let charge: RefCell<Option<KeyCharge>> = RefCell::new(None);
+    let admission = Admission::new(ctx, est_tokens);
     let acquire = |exclude: Vec<usize>| {
-        let request = Acquire {
-            model: model.to_string(),
-            op,
-            est_tokens,
-            exclude,
-            caller: caller.clone(),
-        };
-        let (limited, charge) = (&limited, &charge);
+        let (caller, admission) = (caller.clone(), &admission);
         async move {
-            let lease = router
-                .send(request)
-                .await
-                .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
-                .map_err(|refusal| NoLease::NoRouteLeft(refusal.into()))?;
-            if let Some((caller, quotas)) = limited {
-                if charge.borrow().is_none() {
-                    // Reserved once, on the first lease: its model and route give the price.
-                    let route_pricing = Some(&lease.route().pricing);
-                    let est_usd =
-                        reservation_usd(&lease.model().pricing, route_pricing, est_tokens);
-                    let held = quotas
-                        .reserve_for_key(caller, est_tokens, est_usd)
-                        .await
-                        .map_err(|refusal| NoLease::Stop(refusal.into_error(&caller.key_id)))?;
-                    *charge.borrow_mut() = held;
+            // Routes whose endpoint's shared rpm/tpm is spent are skipped like failed ones,
+            // but without costing an attempt.
+            let mut skip = exclude;
+            let mut full_for: Option<Duration> = None;
+            loop {
+                let request = Acquire {
+                    model: model.to_string(),
+                    op,
+                    est_tokens,
+                    exclude: skip.clone(),
+                    caller: caller.clone(),
+                };
+                let lease = match router.send(request).await {
+                    Err(_) => {
+                        return Err(NoLease::Stop(ApiError::internal(
+                            "the router is not running",
+                        )))
+                    }
+                    Ok(Ok(lease)) => lease,
+                    Ok(Err(refusal)) => {
+                        let refusal = match full_for {
+                            Some(retry_after) => RouteError::NoCapacity {
+                                model: model.to_string(),
+                                reason: CapacityReason::RateLimited,
+                                retry_after,
+                            },
+                            None => refusal,
+                        };
+                        return Err(NoLease::NoRouteLeft(refusal.into()));
+                    }
+                };
+                let Some(admission) = admission else {
+                    return Ok(lease);
+                };
+                match admission.on_lease(&lease).await {
+                    Ok(()) => return Ok(lease),
+                    Err(Refusal::Stop(error)) => return Err(NoLease::Stop(error)),
+                    Err(Refusal::EndpointFull(wait)) => {
+                        skip.push(lease.route_index());
+                        full_for = Some(full_for.map_or(wait, |w| w.min(wait)));
+                    }
                 }
             }
-            Ok(lease)
         }
     };
     let result = run_attempts(policy, ctx, acquire, attempt).await;
-    if let Some(held) = charge.into_inner() {
-        ctx.record.key_charge = ChargeSlot::new(held);
+    if let Some(charge) = admission.and_then(Admission::into_charge) {
+        ctx.record.key_charge = ChargeSlot::new(charge);
     }
     result
 }

@@ -506,7 +506,8 @@ mod tests {
     #[test]
     fn budgets_in_the_keys_file() {
         // (entry fields, Ok(micro-dollars, period) or Err(part of the message))
-        let cases: [(&str, Result<Option<(u64, BudgetPeriod)>, &str>); 10] = [
+        type Expected = Result<Option<(u64, BudgetPeriod)>, &'static str>;
+        let cases: [(&str, Expected); 10] = [
             ("", Ok(None)),
             ("budget_usd: 0.50", Ok(Some((500_000, BudgetPeriod::Month)))),
             (

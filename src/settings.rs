@@ -303,7 +303,7 @@ impl Settings {
             bool_var(vars, "ALLOW_UNAUTHENTICATED", errors).unwrap_or(false);
         self.auth.metrics_public = bool_var(vars, "METRICS_PUBLIC", errors).unwrap_or(false);
         self.offload = bool_var(vars, "OFFLOAD", errors).unwrap_or(false);
-        self.auth.keys_file = keys_file_path(vars);
+        self.auth.keys_file = crate::auth::keys_file_path(vars);
         self.listen.host = vars
             .get("HOST")
             .map(|h| h.trim().to_string())
@@ -319,17 +319,6 @@ impl Settings {
         match log_format(vars) {
             Ok(format) => self.log_format = format,
             Err(e) => errors.push(e),
-        }
-    }
-}
-
-/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
-fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
-    match vars.get("KEYS_FILE") {
-        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
-        _ => {
-            let default = PathBuf::from("config/keys.yaml");
-            default.exists().then_some(default)
         }
     }
 }

@@ -107,6 +107,17 @@ impl Auth {
     }
 }
 
+/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
+pub fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
+    match vars.get("KEYS_FILE") {
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
+        _ => {
+            let default = PathBuf::from("config/keys.yaml");
+            default.exists().then_some(default)
+        }
+    }
+}
+
 /// A warning when the keys file holds keys in plain text and its group or others may read it.
 /// A file of `key_sha256` entries and `${VAR}` references holds no secret and needs none.
 pub fn keys_file_exposure(store: &KeyStore, path: &std::path::Path) -> Option<String> {

@@ -103,8 +103,8 @@ impl ScopeState {
         self.spent_since_sync -= delta;
     }
 
-    /// The slice to hold: what the recent rate spends in one lease interval (×1.5 so a lease
-    /// lasts at least that long), at least one unit, at most the lease fraction of the limit.
+    /// The slice to hold: what the recent rate spends in one lease interval (×2.5: topped up at half, a lease
+    /// then lasts 1.25 intervals), at least one unit, at most the lease fraction of the limit.
     /// Budgets hold the whole fraction: a slice held never lets spend pass the budget (it
     /// was taken from it), it only keeps it from other replicas a while.
     pub fn target(&self, settings: &QuotaSettings) -> f64 {
@@ -112,7 +112,7 @@ impl ScopeState {
         if self.limit.unit == 0.0 {
             return cap;
         }
-        let by_rate = self.rate_per_sec * settings.lease_interval.as_secs_f64() * 1.5;
+        let by_rate = self.rate_per_sec * settings.lease_interval.as_secs_f64() * 2.5;
         by_rate.max(self.limit.unit).min(cap)
     }
 
@@ -179,7 +179,7 @@ mod tests {
         let mut s = ScopeState::new(Limit::per_minute(100_000), now);
         assert_eq!(s.target(&settings()), 1.0);
         s.rate_per_sec = 100.0;
-        assert_eq!(s.target(&settings()), 150.0);
+        assert_eq!(s.target(&settings()), 250.0);
         s.rate_per_sec = 1e6;
         assert_eq!(s.target(&settings()), 1000.0);
         let budget = ScopeState::new(Limit::budget(0.5, None), now);

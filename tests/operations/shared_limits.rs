@@ -216,6 +216,31 @@ async fn a_budget_stops_a_key_on_one_replica() {
         total <= 0.10 + request_cost() + 1e-9 && total >= 0.10 - 2.0 * request_cost(),
         "spent {total} after raising the budget to 0.10 ({served} + {more} requests)"
     );
+
+    // `switchyard usage --by key` shows the period's spend against the budget.
+    let out = std::process::Command::new(bin("switchyard"))
+        .current_dir(router.dir.path())
+        .env("KEYS_FILE", &keys)
+        .args(["usage", "--by", "key"])
+        .output()
+        .expect("switchyard usage");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("small ") && l.contains("day:"))
+        .unwrap_or_else(|| panic!("no budget line for `small`: {text}"));
+    let numbers: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 3, "{line}");
+    assert!(
+        (numbers[0] - total).abs() < 2.0 * request_cost(),
+        "{line} vs {total}"
+    );
+    assert_eq!(numbers[1], 0.1, "{line}");
+    assert!(!text.contains("small-key-secret"));
 }
 
 /// Three replicas on one PostgreSQL: the key's rpm, tpm and budget hold for all of them

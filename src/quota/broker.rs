@@ -224,13 +224,30 @@ impl Broker {
             Err(e) => {
                 stats.ledger_errors.fetch_add(1, Ordering::Relaxed);
                 if !self.failing {
-                    tracing::warn!(error = %e, "quota ledger unreachable: this replica limits on its own until it is back");
+                    tracing::warn!(error = %e, "quota ledger unreachable: rate limits are per replica and budgets spend nothing more until it is back");
                     self.failing = true;
+                }
+                if plan.limit.refill_per_sec == 0.0 {
+                    self.keep_unreported(scope, &plan);
+                    return;
                 }
                 ledger.exchange_in_memory(scope, &plan.limit, &plan.req, now_ms)
             }
         };
         self.apply(scope, &plan, exchanged);
+    }
+
+    /// A budget is money: without the ledger nothing more is leased (it fails closed), and
+    /// what this exchange was to report stays with the replica for the next one.
+    fn keep_unreported(&self, scope: &str, plan: &Plan) {
+        let mut scopes = self.shared.scopes();
+        let Some(state) = scopes.get_mut(scope) else {
+            return;
+        };
+        state.slice += plan.req.give_back - plan.req.overdraft;
+        if plan.for_waiters {
+            state.refused_until = Some(plan.at + Duration::from_secs(1));
+        }
     }
 
     fn apply(&self, scope: &str, plan: &Plan, done: Exchanged) {
@@ -291,8 +308,27 @@ mod tests {
         let wait = refused.expect("refused once spent");
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert!(matches!(
-            quotas.try_take("key:k:rpm", limit, 1.0),
+            quotas.take_now("key:k:rpm", limit, 1.0).0,
             Take::Refused(_)
         ));
+    }
+
+    /// A database that fails every exchange (here: its tables were never created): rate limits
+    /// go on per replica from memory, budgets admit nothing more.
+    #[actix_rt::test]
+    async fn a_failing_ledger_keeps_rate_limits_and_closes_budgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-tables.db");
+        let vars = crate::config::test_vars(&[("SQLITE_DB_PATH", path.to_str().unwrap())]);
+        let db = crate::store::DbSettings::from_vars(&vars).unwrap();
+        let store = crate::store::Store::connect(&db).await.unwrap();
+        let quotas = Quotas::start(QuotaSettings::default(), "r1", Some(store));
+        assert_eq!(
+            quotas.take("key:k:rpm", Limit::per_minute(60), 1.0).await,
+            Ok(())
+        );
+        let budget = Limit::budget(10.0, None);
+        assert!(quotas.take("key:k:usd:total", budget, 0.01).await.is_err());
+        assert!(quotas.stats().ledger_errors.load(Ordering::Relaxed) >= 2);
     }
 }

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use keys::{reservation_usd, KeyRefusal, LimitCharge};
 use slice::ScopeState;
-pub use slice::{SharedView, Take};
+pub use slice::SharedView;
+use slice::Take;
 
 /// A shared allowance's size: `capacity` units at once, refilled at `refill_per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,25 +193,20 @@ impl Quotas {
         &self.holder
     }
 
-    /// Spend `amount` of `scope` from what this replica holds, without waiting. `Empty` asks
-    /// the broker for a lease in the background (so a later request finds one).
-    pub fn try_take(&self, scope: &str, limit: Limit, amount: f64) -> Take {
+    /// Spend `amount` of `scope` from what this replica holds, if it holds that much; the
+    /// second value says the slice ran low and the broker should top it up.
+    fn take_now(&self, scope: &str, limit: Limit, amount: f64) -> (Take, bool) {
         let now = Instant::now();
-        let (take, low) = {
-            let mut scopes = self.shared.scopes();
-            let state = match scopes.get_mut(scope) {
-                Some(state) => state,
-                None => scopes
-                    .entry(Arc::from(scope))
-                    .or_insert_with(|| ScopeState::new(limit, now)),
-            };
-            state.limit = limit;
-            state.try_take(amount, now, &self.shared.settings)
+        let mut scopes = self.shared.scopes();
+        let state = match scopes.get_mut(scope) {
+            Some(state) => state,
+            None => scopes
+                .entry(Arc::from(scope))
+                .or_insert_with(|| ScopeState::new(limit, now)),
         };
-        if low || take == Take::Empty {
-            self.ask(scope, if low { 0.0 } else { amount }, None);
-        }
-        take
+        // A reload may have changed the limit; the ledger applies it at the next exchange.
+        state.limit = limit;
+        state.try_take(amount, now, &self.shared.settings)
     }
 
     /// Spend `amount` of `scope`, waiting (at most `QUOTA_LEASE_WAIT_MS`) for a lease when this
@@ -220,17 +216,7 @@ impl Quotas {
         let mut waited = false;
         loop {
             let now = Instant::now();
-            let (take, low) = {
-                let mut scopes = self.shared.scopes();
-                let state = match scopes.get_mut(scope) {
-                    Some(state) => state,
-                    None => scopes
-                        .entry(Arc::from(scope))
-                        .or_insert_with(|| ScopeState::new(limit, now)),
-                };
-                state.limit = limit;
-                state.try_take(amount, now, &self.shared.settings)
-            };
+            let (take, low) = self.take_now(scope, limit, amount);
             match take {
                 Take::Taken => {
                     if low {
@@ -350,9 +336,9 @@ mod tests {
             state.live_until = Some(Instant::now() + Duration::from_secs(5));
         }
         assert_eq!(quotas.take("key:k:rpm", limit, 1.0).await, Ok(()));
-        assert_eq!(quotas.try_take("key:k:rpm", limit, 1.0), Take::Taken);
-        assert_eq!(quotas.try_take("key:k:rpm", limit, 1.0), Take::Empty);
+        assert_eq!(quotas.take_now("key:k:rpm", limit, 1.0).0, Take::Taken);
+        assert_eq!(quotas.take_now("key:k:rpm", limit, 1.0).0, Take::Empty);
         quotas.adjust("key:k:rpm", 1.0);
-        assert_eq!(quotas.try_take("key:k:rpm", limit, 1.0), Take::Taken);
+        assert_eq!(quotas.take("key:k:rpm", limit, 1.0).await, Ok(()));
     }
 }

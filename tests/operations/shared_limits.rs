@@ -84,8 +84,12 @@ struct Answer {
 }
 
 async fn chat(router: &str, key: &str, stream: bool) -> Answer {
+    post_chat(router, key, &body(stream)).await
+}
+
+async fn post_chat(router: &str, key: &str, request: &Value) -> Answer {
     let url = format!("{router}/v1/chat/completions");
-    let (status, headers, body) = send_with_key("POST", &url, Some(key), Some(&body(stream))).await;
+    let (status, headers, body) = send_with_key("POST", &url, Some(key), Some(request)).await;
     let retry_after = headers
         .get("retry-after")
         .and_then(|h| h.to_str().ok())
@@ -99,7 +103,18 @@ async fn chat(router: &str, key: &str, stream: bool) -> Answer {
 
 /// `n` requests at once, spread round-robin over `routers`.
 async fn burst(routers: &[&str], key: &str, n: usize, stream: bool) -> Vec<Answer> {
-    join_all((0..n).map(|i| chat(routers[i % routers.len()], key, stream))).await
+    let request = body(stream);
+    join_all((0..n).map(|i| post_chat(routers[i % routers.len()], key, &request))).await
+}
+
+/// A fresh PostgreSQL database on `TEST_DATABASE_URL`'s server; `None` (the test says SKIP)
+/// when it is not set.
+async fn pg_database(prefix: &str) -> Option<common::pg::TempDatabase> {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("SKIP: TEST_DATABASE_URL not set (a PostgreSQL server where this test may create and drop a database)");
+        return None;
+    };
+    Some(common::pg::TempDatabase::create(&admin, prefix).await)
 }
 
 /// Every refusal is a 429 in OpenAI's shape with a `Retry-After` and the given code.
@@ -247,11 +262,9 @@ async fn a_budget_stops_a_key_on_one_replica() {
 /// together, not once per replica.
 #[actix_rt::test]
 async fn limits_hold_across_three_replicas() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("SKIP: TEST_DATABASE_URL not set (a PostgreSQL server where this test may create and drop a database)");
+    let Some(db) = pg_database("switchyard_limits").await else {
         return;
     };
-    let db = common::pg::TempDatabase::create(&admin, "switchyard_limits").await;
     let mock = start_mock(json!({"chunks": WORDS}));
     let capped_mock = start_mock(json!({"chunks": WORDS}));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -270,24 +283,8 @@ async fn limits_hold_across_three_replicas() {
     // An endpoint's rpm 60 holds for the three together, whatever the key.
     let started = Instant::now();
     let capped = json!({"model": "capped", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4});
-    let answers: Vec<Answer> = join_all((0..150).map(|i| {
-        let url = format!("{}/v1/chat/completions", urls[i % 3]);
-        let capped = capped.clone();
-        async move {
-            let (status, headers, body) =
-                send_with_key("POST", &url, Some("free-key-secret-1"), Some(&capped)).await;
-            let retry_after = headers
-                .get("retry-after")
-                .and_then(|h| h.to_str().ok())
-                .and_then(|s| s.parse().ok());
-            Answer {
-                status,
-                retry_after,
-                body,
-            }
-        }
-    }))
-    .await;
+    let answers =
+        join_all((0..150).map(|i| post_chat(urls[i % 3], "free-key-secret-1", &capped))).await;
     let refill = started.elapsed().as_secs_f64().ceil() as usize;
     let n = accepted(&answers);
     assert!(
@@ -382,11 +379,9 @@ async fn spend_until_refused(routers: &[String]) -> usize {
 /// back once that lease expires.
 #[actix_rt::test]
 async fn a_killed_replicas_lease_comes_back_when_it_expires() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("SKIP: TEST_DATABASE_URL not set (a PostgreSQL server where this test may create and drop a database)");
+    let Some(db) = pg_database("switchyard_lease_kill").await else {
         return;
     };
-    let db = common::pg::TempDatabase::create(&admin, "switchyard_lease_kill").await;
     let mock = start_mock(json!({"chunks": WORDS}));
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.yaml");

@@ -7,7 +7,7 @@ use actix::Actor;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::api::state::AppState;
-use crate::auth::{Auth, Exposure, KeyUsageSink};
+use crate::auth::{Auth, Exposure};
 use crate::config::Registry;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
@@ -62,15 +62,13 @@ pub async fn serve(
             observability.logger,
         )
     });
-    // Per-key token accounting wraps the accounting sink (metrics + request log).
-    let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(
-        auth.clone(),
-        Arc::new(crate::metrics::AccountingSink::new(
-            metrics.clone(),
-            log.clone(),
-            &replica,
-        )),
-    ));
+    // Limits and budgets shared with the other replicas through the database.
+    let quotas = crate::quota::Quotas::start(settings.quota, &replica, Some(store.clone()));
+    // Keys' limits settled, metrics, the request log.
+    let sink: Arc<dyn RecordSink> = Arc::new(
+        crate::metrics::AccountingSink::new(metrics.clone(), log.clone(), &replica)
+            .with_quotas(quotas.clone()),
+    );
     let routing_path = opts.reload.as_ref().and_then(|s| s.routing.clone());
     let control = {
         let (source, registry, router, auth) =
@@ -96,13 +94,15 @@ pub async fn serve(
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
     let client_request_timeout = settings.client_request_timeout;
-    let state = web::Data::new(AppState::new(mesh, settings, sink, store));
+    let quotas_data = web::Data::new(quotas.clone());
+    let state = web::Data::new(AppState::new(mesh, settings, sink, store, quotas));
     let auth = web::Data::from(auth);
     let control = web::Data::new(control);
     let mut server = HttpServer::new(move || {
         let client = crate::relay::client::build(connect_timeout, max_conns);
         App::new()
             .app_data(state.clone())
+            .app_data(quotas_data.clone())
             .app_data(auth.clone())
             .app_data(control.clone())
             .app_data(obs.clone())

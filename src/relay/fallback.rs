@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
+use super::admission::{Admission, Refusal};
 use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, Lease, ModelAccess, Outcome, RouterActor, RoutingHints};
-use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
+use crate::mesh::{CapacityReason, RouteError};
+use crate::record::{ChargeSlot, RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -239,30 +241,64 @@ where
     // A request the router refuses itself (no capacity, 501, 503) still belongs to its model:
     // the request log counts it there (`GROUP BY model_id`, `switchyard usage`).
     let refused_model: std::cell::RefCell<Option<String>> = Default::default();
+    let admission = Admission::new(ctx, ask.est_tokens);
     let acquire = |exclude: Vec<usize>| {
-        let request = Acquire {
-            model: ask.model.to_string(),
-            op: ask.op,
-            est_tokens: ask.est_tokens,
-            exclude,
-            caller: caller.clone(),
-            hints: ask.hints.clone(),
-        };
-        let refused_model = &refused_model;
+        let (caller, admission, refused_model, ask) =
+            (caller.clone(), &admission, &refused_model, &ask);
         async move {
-            router
-                .send(request)
-                .await
-                .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
-                .map_err(|refusal| {
-                    if let Some(id) = refusal.known_model() {
-                        refused_model.replace(Some(id.to_string()));
+            // Routes whose endpoint's shared rpm/tpm is spent are skipped like failed ones,
+            // but without costing an attempt.
+            let mut skip = exclude;
+            let mut full_for: Option<Duration> = None;
+            loop {
+                let request = Acquire {
+                    model: ask.model.to_string(),
+                    op: ask.op,
+                    est_tokens: ask.est_tokens,
+                    exclude: skip.clone(),
+                    caller: caller.clone(),
+                    hints: ask.hints.clone(),
+                };
+                let lease = match router.send(request).await {
+                    Err(_) => {
+                        return Err(NoLease::Stop(ApiError::internal(
+                            "the router is not running",
+                        )))
                     }
-                    NoLease::NoRouteLeft(refusal.into())
-                })
+                    Ok(Ok(lease)) => lease,
+                    Ok(Err(refusal)) => {
+                        if let Some(id) = refusal.known_model() {
+                            refused_model.replace(Some(id.to_string()));
+                        }
+                        let refusal = match full_for {
+                            Some(retry_after) => RouteError::NoCapacity {
+                                model: ask.model.to_string(),
+                                reason: CapacityReason::RateLimited,
+                                retry_after,
+                            },
+                            None => refusal,
+                        };
+                        return Err(NoLease::NoRouteLeft(refusal.into()));
+                    }
+                };
+                let Some(admission) = admission else {
+                    return Ok(lease);
+                };
+                match admission.on_lease(&lease).await {
+                    Ok(()) => return Ok(lease),
+                    Err(Refusal::Stop(error)) => return Err(NoLease::Stop(error)),
+                    Err(Refusal::EndpointFull(wait)) => {
+                        skip.push(lease.route_index());
+                        full_for = Some(full_for.map_or(wait, |w| w.min(wait)));
+                    }
+                }
+            }
         }
     };
     let result = run_attempts(policy, ctx, acquire, attempt).await;
+    if let Some(charge) = admission.and_then(Admission::into_charge) {
+        ctx.record.key_charge = ChargeSlot::new(charge);
+    }
     if ctx.record.model.is_none() {
         ctx.record.model = refused_model.into_inner();
     }

@@ -12,6 +12,7 @@ mod healthcheck;
 mod observability;
 mod scale_out;
 mod seeds;
+mod shared_limits;
 mod startup_guard;
 mod status_page;
 mod strict_config;

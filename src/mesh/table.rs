@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
-use super::backend::BackendActor;
+use super::backend::{BackendActor, Wake};
 use super::endpoint::{Endpoint, Refusal};
 use super::lease::Lease;
 use crate::config::{ModelDef, Registry};
@@ -123,6 +123,8 @@ impl RouteTable {
         let mut names: HashMap<String, u32> = HashMap::new();
         let mut models = Vec::with_capacity(registry.models.len());
         let mut by_name = HashMap::new();
+        // Per endpoint slot: does any route give it weight? (Remote ones with none sleep.)
+        let mut weighted: Vec<bool> = Vec::new();
         for def in &registry.models {
             let mut handles = Vec::with_capacity(def.routes.len());
             for route in &def.routes {
@@ -169,10 +171,14 @@ impl RouteTable {
                             }
                         };
                         endpoints.push((key.clone(), handle));
+                        weighted.push(false);
                         index.insert(key, endpoints.len() - 1);
                         endpoints.len() - 1
                     }
                 };
+                if route.weight > 0.0 {
+                    weighted[slot] = true;
+                }
                 handles.push(Some(endpoints[slot].1.clone()));
             }
             let i = models.len();
@@ -184,6 +190,12 @@ impl RouteTable {
                 def: Arc::new(def.clone()),
                 endpoints: handles,
             });
+        }
+        for ((_, handle), weighted) in endpoints.iter().zip(weighted) {
+            let dormant = !weighted && !handle.endpoint.base.is_on_this_machine();
+            if handle.endpoint.set_dormant(dormant) {
+                handle.actor.do_send(Wake);
+            }
         }
         RouteTable {
             models,

@@ -7,4 +7,5 @@ mod catalogue;
 mod chat_request_props;
 mod config;
 mod env_example;
+mod monitoring;
 mod props;

@@ -8,6 +8,7 @@ mod common;
 mod accounting;
 mod check_config_parity;
 mod healthcheck;
+mod monitoring_stack;
 mod observability;
 mod scale_out;
 mod startup_guard;

@@ -23,6 +23,9 @@ pub struct ServeOptions {
     /// The files the registry came from, for hot reload and for `PUT /admin/routing` to
     /// persist weights to routing.yaml (`None`: the demo, which has no files).
     pub reload: Option<crate::reload::ConfigSource>,
+    /// An admin key to print once, in the status page link (`/ui#key=…`), with the listening
+    /// line: the demo's generated one. Never logged.
+    pub ui_key: Option<String>,
 }
 
 /// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
@@ -147,6 +150,10 @@ pub async fn serve(
         .max_connections(connections_per_worker);
     for addr in server.addrs() {
         println!("switchyard listening on http://{addr}");
+    }
+    if let (Some(key), Some(addr)) = (&opts.ui_key, server.addrs().first()) {
+        // The fragment never reaches the server (or its access log): the page reads it.
+        println!("status page: http://{addr}/ui#key={key}");
     }
     let _ = std::io::stdout().flush();
     let server = server.run();

@@ -9,6 +9,7 @@ mod accounting;
 mod check_config_parity;
 mod engine_signals;
 mod healthcheck;
+mod monitoring_stack;
 mod observability;
 mod scale_out;
 mod seeds;

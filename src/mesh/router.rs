@@ -433,6 +433,8 @@ mod tests {
         assert_eq!(evicted.route_index(), home);
         evicted.report_cache(300, 0);
         assert_eq!(matched(home), 0);
+    }
+
     /// Records which endpoints were probed (and calls them healthy).
     #[derive(Default)]
     struct ProbeLog(std::sync::Mutex<Vec<String>>);

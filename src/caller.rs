@@ -3,6 +3,7 @@
 //! the key store in `auth` to name it.
 
 use crate::config::ModelDef;
+use crate::period::BudgetPeriod;
 
 /// Who is calling: what handlers, records and limits see of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,21 @@ pub struct Caller {
     pub models: Option<Vec<String>>,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// Spend cap per calendar period (keys file `budget_usd`, `budget_period`).
+    pub budget: Option<Budget>,
+}
+
+/// A key's spend cap: whole micro-dollars, so the caller stays `Eq` and sums stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub micro_usd: u64,
+    pub period: BudgetPeriod,
+}
+
+impl Budget {
+    pub fn usd(&self) -> f64 {
+        self.micro_usd as f64 / 1e6
+    }
 }
 
 impl Caller {

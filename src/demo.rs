@@ -2,8 +2,44 @@
 //! routes every model type to them — a newcomer's first command gives a router where every
 //! endpoint answers.
 
-use crate::config::{load_str, ProcessEnv, Registry};
+use crate::config::{load_str, ProcessEnv, Registry, VarSource};
 use switchyard_mock::{self as mock, MockServer, MockSettings};
+
+/// The demo's environment: the process's own, plus an admin key generated for this run when
+/// none is configured — the status page (`/ui`) asks for one, and a newcomer has none.
+pub struct DemoEnv<V> {
+    vars: V,
+    generated_admin_key: Option<String>,
+}
+
+impl<V: VarSource> DemoEnv<V> {
+    pub fn new(vars: V) -> DemoEnv<V> {
+        let configured = ["ADMIN_API_KEY", "ADMIN_API_KEYS"]
+            .iter()
+            .any(|name| vars.get(name).is_some_and(|v| !v.trim().is_empty()));
+        // A v4 UUID carries 122 bits from the thread's CSPRNG: unguessable for a run's lifetime.
+        let generated_admin_key =
+            (!configured).then(|| format!("sy-demo-{}", uuid::Uuid::new_v4().simple()));
+        DemoEnv {
+            vars,
+            generated_admin_key,
+        }
+    }
+
+    /// The key made for this run (`None` when the operator set `ADMIN_API_KEY(S)`).
+    pub fn generated_admin_key(&self) -> Option<&str> {
+        self.generated_admin_key.as_deref()
+    }
+}
+
+impl<V: VarSource> VarSource for DemoEnv<V> {
+    fn get(&self, name: &str) -> Option<String> {
+        match (&self.generated_admin_key, name) {
+            (Some(key), "ADMIN_API_KEY") => Some(key.clone()),
+            _ => self.vars.get(name),
+        }
+    }
+}
 
 /// The engines a demo starts: (name, settings).
 fn engines() -> Vec<(&'static str, MockSettings)> {
@@ -127,6 +163,45 @@ pub async fn start_engines() -> std::io::Result<(Vec<(&'static str, MockServer)>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn demo_env_generates_an_admin_key_only_when_none_is_set() {
+        let cases: [(&[(&str, &str)], bool); 5] = [
+            (&[], true),
+            (&[("ADMIN_API_KEY", "  ")], true),
+            (&[("API_KEYS", "client-key-000000001")], true),
+            (&[("ADMIN_API_KEY", "fixed-admin-key-0001")], false),
+            (&[("ADMIN_API_KEYS", "fixed-admin-key-0001")], false),
+        ];
+        for (pairs, generates) in cases {
+            let env = DemoEnv::new(vars(pairs));
+            assert_eq!(env.generated_admin_key().is_some(), generates, "{pairs:?}");
+            let admin = env.get("ADMIN_API_KEY");
+            match env.generated_admin_key() {
+                Some(key) => assert_eq!(admin.as_deref(), Some(key)),
+                None => assert_eq!(admin, vars(pairs).get("ADMIN_API_KEY").cloned()),
+            }
+            // Everything else reads through.
+            assert_eq!(env.get("API_KEYS"), vars(pairs).get("API_KEYS").cloned());
+        }
+    }
+
+    #[test]
+    fn generated_admin_keys_are_fresh_and_accepted_by_the_key_store() {
+        let a = DemoEnv::new(vars(&[]));
+        let b = DemoEnv::new(vars(&[]));
+        assert_ne!(a.generated_admin_key(), b.generated_admin_key());
+        let store = crate::auth::KeyStore::load(&a, None).expect("generated key is valid");
+        assert_eq!(store.len(), 1);
+    }
 
     #[test]
     fn demo_config_covers_every_model_type() {

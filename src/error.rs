@@ -63,6 +63,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     // 429: slow down.
     RateLimitExceeded,
+    /// The key's `budget_usd` for the current period is spent.
+    BudgetExceeded,
     CapacityExhausted,
     TooManyUnfinishedJobs,
     UpstreamRateLimited,
@@ -208,6 +210,11 @@ impl ErrorCode {
                 S::TOO_MANY_REQUESTS,
                 RATE_LIMIT,
                 Some("rate_limit_exceeded"),
+            ),
+            C::BudgetExceeded => (
+                S::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("budget_exceeded"),
             ),
             C::CapacityExhausted => (S::TOO_MANY_REQUESTS, RATE_LIMIT, Some("capacity_exhausted")),
             C::TooManyUnfinishedJobs => (
@@ -531,6 +538,7 @@ pub(crate) mod tests {
             C::FieldTooLarge => (413, invalid, Some("field_too_large")),
             C::UnsupportedMediaType => (415, invalid, Some("unsupported_media_type")),
             C::RateLimitExceeded => (429, "rate_limit_error", Some("rate_limit_exceeded")),
+            C::BudgetExceeded => (429, "insufficient_quota", Some("budget_exceeded")),
             C::CapacityExhausted => (429, "rate_limit_error", Some("capacity_exhausted")),
             C::TooManyUnfinishedJobs => (429, "rate_limit_error", Some("too_many_unfinished_jobs")),
             C::UpstreamRateLimited => (429, "rate_limit_error", Some("upstream_rate_limited")),
@@ -568,7 +576,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 55] = {
+    pub(crate) const ALL: [ErrorCode; 56] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -606,6 +614,7 @@ pub(crate) mod tests {
             C::FieldTooLarge,
             C::UnsupportedMediaType,
             C::RateLimitExceeded,
+            C::BudgetExceeded,
             C::CapacityExhausted,
             C::TooManyUnfinishedJobs,
             C::UpstreamRateLimited,

@@ -49,6 +49,8 @@ pub mod media;
 pub mod mesh;
 pub mod metrics;
 pub mod netguard;
+pub mod period;
+pub mod quota;
 pub mod record;
 pub mod redact;
 pub mod relay;

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use switchyard::auth::Auth;
 use switchyard::auth::Exposure;
-use switchyard::config::{self, LoadOptions, ProcessEnv, Registry};
+use switchyard::config::{self, LoadOptions, ProcessEnv, Registry, VarSource};
 use switchyard::listen::listen_host;
 use switchyard::settings::{LogFormat, Settings};
 
@@ -182,6 +182,8 @@ struct Runtime {
     host: String,
     port: u16,
     exposure: Exposure,
+    /// The demo's generated admin key, printed once in the status page link.
+    ui_key: Option<String>,
 }
 
 /// Why [`check_runtime`] refused. Keys and the listen decision depend on valid settings (the
@@ -212,10 +214,14 @@ fn prefixed(prefix: &str, lines: Vec<String>) -> Vec<String> {
 
 /// Read the environment once and decide where to listen, as `serve` (or, with `demo`, the
 /// demo) does before binding.
-fn check_runtime(listen: &ListenArgs, demo: bool) -> Result<Runtime, Refused> {
-    let settings = Settings::from_env(&ProcessEnv).map_err(Refused::Settings)?;
+fn check_runtime(
+    listen: &ListenArgs,
+    demo: bool,
+    vars: &dyn VarSource,
+) -> Result<Runtime, Refused> {
+    let settings = Settings::from_env(vars).map_err(Refused::Settings)?;
     let auth = Auth::load(
-        &ProcessEnv,
+        vars,
         settings.auth.metrics_public,
         settings.auth.keys_file.clone(),
     )
@@ -246,6 +252,7 @@ fn check_runtime(listen: &ListenArgs, demo: bool) -> Result<Runtime, Refused> {
         auth,
         host,
         exposure,
+        ui_key: None,
     })
 }
 
@@ -275,7 +282,7 @@ fn check_serve(args: &ServeArgs) -> Result<(Registry, Runtime), Problems> {
     apply_lenient_flag(&args.config);
     let (registry, runtime) = (
         load_registry(&args.config),
-        check_runtime(&args.listen, false),
+        check_runtime(&args.listen, false, &ProcessEnv),
     );
     let (mut problems, refused) = match (registry, runtime) {
         (Ok(registry), Ok(runtime)) => return Ok((registry, runtime)),
@@ -409,8 +416,12 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 #[cfg(feature = "demo")]
 fn demo(args: DemoArgs) -> ExitCode {
-    let runtime = match check_runtime(&args.listen, true) {
-        Ok(runtime) => runtime,
+    let env = switchyard::demo::DemoEnv::new(ProcessEnv);
+    let runtime = match check_runtime(&args.listen, true, &env) {
+        Ok(runtime) => Runtime {
+            ui_key: env.generated_admin_key().map(str::to_string),
+            ..runtime
+        },
         Err(refused) => {
             let problems = Problems {
                 errors: refused.lines(),
@@ -421,6 +432,12 @@ fn demo(args: DemoArgs) -> ExitCode {
         }
     };
     init_logging(runtime.settings.log_format);
+    if runtime.ui_key.is_some() {
+        // stdout, not the log: the key must not end up in log files or collectors.
+        println!(
+            "switchyard demo: an admin key was generated for this run and is printed once, in the status page link below; set ADMIN_API_KEY to use a fixed one."
+        );
+    }
     run_server(runtime, None, |settings, auth, opts| async move {
         // The engines run as long as the router does: they are dropped with this future.
         let (engines, registry, yaml) = switchyard::demo::start_engines().await?;
@@ -449,12 +466,14 @@ where
         host,
         port,
         exposure,
+        ui_key,
     } = runtime;
     let opts = switchyard::server::ServeOptions {
         host,
         port,
         exposure,
         reload,
+        ui_key,
     };
     let system = actix_rt::System::new();
     match system.block_on(server(settings, auth, opts)) {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::ModelType;
 use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
+use crate::quota::{LimitCharge, Quotas};
 
 /// Token (or other unit) counts of one request.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -107,6 +108,37 @@ pub struct RequestRecord {
     /// The model and route that served the request, for pricing.
     #[serde(skip)]
     pub served_by: Option<ServedBy>,
+    /// What the request reserved of its key's tokens/minute and budget, settled with its real
+    /// usage and cost by the sink that prices it.
+    #[serde(skip)]
+    pub key_charge: ChargeSlot,
+}
+
+/// A request's [`LimitCharge`], handed over once: records are `Clone`, a charge is settled once.
+#[derive(Clone, Default)]
+pub struct ChargeSlot(Option<Arc<std::sync::Mutex<Option<LimitCharge>>>>);
+
+impl ChargeSlot {
+    pub fn new(charge: LimitCharge) -> ChargeSlot {
+        ChargeSlot(Some(Arc::new(std::sync::Mutex::new(Some(charge)))))
+    }
+
+    pub fn take(&self) -> Option<LimitCharge> {
+        let slot = self.0.as_ref()?;
+        slot.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::fmt::Debug for ChargeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_empty() { "none" } else { "held" })
+    }
 }
 
 /// One failed upstream attempt, with bounded labels only.
@@ -195,6 +227,7 @@ impl RequestRecord {
             upstream_time: Duration::ZERO,
             upstream_errors: Vec::new(),
             served_by: None,
+            key_charge: ChargeSlot::default(),
         }
     }
 }
@@ -232,6 +265,8 @@ pub struct RequestCtx {
     pub record: RequestRecord,
     /// The authenticated caller, when a key was presented (model lists are checked on it).
     pub caller: Option<Arc<crate::caller::Caller>>,
+    /// Where endpoints' shared limits and the caller's tokens/minute and budget are taken.
+    pub quotas: Option<Quotas>,
     started: Instant,
     sink: Arc<dyn RecordSink>,
     finished: bool,
@@ -247,6 +282,7 @@ impl RequestCtx {
                 ..RequestRecord::placeholder(op)
             },
             caller: None,
+            quotas: None,
             started: Instant::now(),
             sink,
             finished: false,

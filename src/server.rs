@@ -7,7 +7,7 @@ use actix::Actor;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::api::state::AppState;
-use crate::auth::{Auth, Exposure, KeyUsageSink};
+use crate::auth::{Auth, Exposure};
 use crate::config::Registry;
 use crate::mesh::Mesh;
 use crate::record::RecordSink;
@@ -23,6 +23,9 @@ pub struct ServeOptions {
     /// The files the registry came from, for hot reload and for `PUT /admin/routing` to
     /// persist weights to routing.yaml (`None`: the demo, which has no files).
     pub reload: Option<crate::reload::ConfigSource>,
+    /// An admin key to print once, in the status page link (`/ui#key=…`), with the listening
+    /// line: the demo's generated one. Never logged.
+    pub ui_key: Option<String>,
 }
 
 /// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
@@ -62,15 +65,13 @@ pub async fn serve(
             observability.logger,
         )
     });
-    // Per-key token accounting wraps the accounting sink (metrics + request log).
-    let sink: Arc<dyn RecordSink> = Arc::new(KeyUsageSink::new(
-        auth.clone(),
-        Arc::new(crate::metrics::AccountingSink::new(
-            metrics.clone(),
-            log.clone(),
-            &replica,
-        )),
-    ));
+    // Limits and budgets shared with the other replicas through the database.
+    let quotas = crate::quota::Quotas::start(settings.quota, &replica, Some(store.clone()));
+    // Keys' limits settled, metrics, the request log.
+    let sink: Arc<dyn RecordSink> = Arc::new(
+        crate::metrics::AccountingSink::new(metrics.clone(), log.clone(), &replica)
+            .with_quotas(quotas.clone()),
+    );
     let routing_path = opts.reload.as_ref().and_then(|s| s.routing.clone());
     let control = {
         let (source, registry, router, auth) =
@@ -96,13 +97,15 @@ pub async fn serve(
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
     let client_request_timeout = settings.client_request_timeout;
-    let state = web::Data::new(AppState::new(mesh, settings, sink, store));
+    let quotas_data = web::Data::new(quotas.clone());
+    let state = web::Data::new(AppState::new(mesh, settings, sink, store, quotas));
     let auth = web::Data::from(auth);
     let control = web::Data::new(control);
     let mut server = HttpServer::new(move || {
         let client = crate::relay::client::build(connect_timeout, max_conns);
         App::new()
             .app_data(state.clone())
+            .app_data(quotas_data.clone())
             .app_data(auth.clone())
             .app_data(control.clone())
             .app_data(obs.clone())
@@ -147,6 +150,10 @@ pub async fn serve(
         .max_connections(connections_per_worker);
     for addr in server.addrs() {
         println!("switchyard listening on http://{addr}");
+    }
+    if let (Some(key), Some(addr)) = (&opts.ui_key, server.addrs().first()) {
+        // The fragment never reaches the server (or its access log): the page reads it.
+        println!("status page: http://{addr}/ui#key={key}");
     }
     let _ = std::io::stdout().flush();
     let server = server.run();

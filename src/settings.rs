@@ -69,6 +69,8 @@ pub struct Settings {
     /// `BACKEND_KIND`, `BACKEND_BASE_URL`, `MODEL_NAME`: the single-backend gateway's engine,
     /// whose models the configuration loader adds to models.yaml's (or serves alone).
     pub single_backend: Option<crate::config::SingleBackend>,
+    /// `QUOTA_*`: how limits are shared with other replicas (docs/limits.md).
+    pub quota: crate::quota::QuotaSettings,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -143,6 +145,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             offload: false,
             single_backend: None,
+            quota: crate::quota::QuotaSettings::default(),
             probe_interval_from_env: false,
         }
     }
@@ -280,6 +283,18 @@ impl Settings {
         if let Some(v) = num("RESPONSE_ROUTES_TTL_DAYS", 0.001) {
             s.response_routes_ttl = secs(v.min(3650.0) * 86_400.0);
         }
+        if let Some(v) = num("QUOTA_LEASE_PERCENT", 0.01) {
+            s.quota.lease_fraction = v.min(100.0) / 100.0;
+        }
+        if let Some(v) = num("QUOTA_LEASE_TTL_MS", 200.0) {
+            s.quota.lease_ttl = Duration::from_millis(v as u64);
+        }
+        if let Some(v) = num("QUOTA_LEASE_WAIT_MS", 1.0) {
+            s.quota.lease_wait = Duration::from_millis(v as u64);
+        }
+        if let Some(v) = num("QUOTA_LEASE_INTERVAL_MS", 10.0) {
+            s.quota.lease_interval = Duration::from_millis(v as u64);
+        }
         let workers = num("WORKERS", 1.0);
         if let Some(v) = num("MAX_CONNECTIONS", 1.0) {
             s.max_connections = v.min(u32::MAX as f64) as usize;
@@ -304,7 +319,7 @@ impl Settings {
             bool_var(vars, "ALLOW_UNAUTHENTICATED", errors).unwrap_or(false);
         self.auth.metrics_public = bool_var(vars, "METRICS_PUBLIC", errors).unwrap_or(false);
         self.offload = bool_var(vars, "OFFLOAD", errors).unwrap_or(false);
-        self.auth.keys_file = keys_file_path(vars);
+        self.auth.keys_file = crate::auth::keys_file_path(vars);
         self.listen.host = vars
             .get("HOST")
             .map(|h| h.trim().to_string())
@@ -320,17 +335,6 @@ impl Settings {
         match log_format(vars) {
             Ok(format) => self.log_format = format,
             Err(e) => errors.push(e),
-        }
-    }
-}
-
-/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
-fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
-    match vars.get("KEYS_FILE") {
-        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
-        _ => {
-            let default = PathBuf::from("config/keys.yaml");
-            default.exists().then_some(default)
         }
     }
 }

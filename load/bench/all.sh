@@ -5,7 +5,7 @@ set -euo pipefail
 DIR="$(cd "$(dirname "$0")" && pwd)"
 (cd "$DIR/../.." && cargo build --release --bins --quiet)
 export SKIP_BUILD=1
-for b in 00-generator 01-overhead 02-streaming 03-memory 04-logging 05-scale; do
+for b in 00-generator 01-overhead 02-streaming 03-memory 04-logging 05-scale 07-routing 09-limits; do
     echo "== $b" >&2
     "$DIR/$b.sh" "$@"
 done

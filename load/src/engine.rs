@@ -170,7 +170,7 @@ fn update_bar(bar: &ProgressBar, plan: &Plan, p: &Progress, t0: Instant) {
     ));
 }
 
-fn client(connections: u32) -> awc::Client {
+fn client(connections: u32, api_key: Option<&str>) -> awc::Client {
     let connector = awc::Connector::new()
         .limit(connections as usize + 16)
         .timeout(Duration::from_secs(10))
@@ -179,11 +179,14 @@ fn client(connections: u32) -> awc::Client {
         .conn_lifetime(Duration::from_secs(24 * 3600));
     // The whole exchange is bounded by one timer in `Ctx::one`; a second one per request inside
     // awc would only cost the generator.
-    awc::Client::builder()
+    let mut builder = awc::Client::builder()
         .connector(connector)
         .disable_timeout()
-        .disable_redirects()
-        .finish()
+        .disable_redirects();
+    if let Some(key) = api_key {
+        builder = builder.add_default_header(("authorization", format!("Bearer {key}")));
+    }
+    builder.finish()
 }
 
 struct Ctx {
@@ -247,7 +250,7 @@ fn thread_main(
             plan: plan.clone(),
             prepared,
             progress,
-            client: client(share.max(1)),
+            client: client(share.max(1), plan.api_key.as_deref()),
             stats: RefCell::new(ThreadStats::new(plan.scenarios.len())),
             t0,
             bucket,
@@ -372,6 +375,7 @@ mod tests {
             scenarios: vec![ScenarioSpec::new(Kind::Chat)],
             label: None,
             seed: 0,
+            api_key: None,
         };
         assert_eq!(bucket_for(&plan), Duration::from_millis(600));
         plan.duration = Duration::from_secs(2);

@@ -136,6 +136,9 @@ struct RunArgs {
     /// Allow targets that are not loopback. Load a server only if you own it.
     #[arg(long)]
     allow_non_loopback: bool,
+    /// Client key sent as `Authorization: Bearer <KEY>` (a router with client keys).
+    #[arg(long)]
+    api_key: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -248,6 +251,7 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         scenarios,
         label: args.label.clone().or(file.label),
         seed: args.seed,
+        api_key: args.api_key.clone(),
     };
     plan.validate()?;
     Ok(plan)

@@ -44,6 +44,8 @@ pub struct Plan {
     pub scenarios: Vec<ScenarioSpec>,
     pub label: Option<String>,
     pub seed: u64,
+    /// Sent as `Authorization: Bearer <key>` on every request (a router with client keys).
+    pub api_key: Option<String>,
 }
 
 impl Plan {
@@ -184,6 +186,7 @@ mod tests {
             scenarios: vec![ScenarioSpec::new(Kind::Chat)],
             label: None,
             seed: 1,
+            api_key: None,
         }
     }
 

@@ -11,6 +11,8 @@ use clap::Args;
 use super::db::{self, Filter, GroupBy, Period};
 use super::row::LogRow;
 use crate::config::ProcessEnv;
+use crate::quota::keys::KeyScopes;
+use crate::quota::store::{read_rows, LedgerRow};
 use crate::store::{DbKind, DbSettings, Store};
 
 #[derive(Args, Clone, Debug, Default)]
@@ -291,8 +293,65 @@ pub fn usage(args: UsageArgs) -> ExitCode {
                 r.avg_latency_ms
             );
         }
+        if group.key {
+            print_budgets(&store).await;
+        }
         Ok(())
     })
+}
+
+/// Keys with a budget (from the keys file, as the router reads it): the current period's spend
+/// across replicas, from the shared ledger, against the budget.
+async fn print_budgets(store: &Store) {
+    let keys = crate::auth::keys_file_path(&ProcessEnv);
+    let callers: Vec<_> = match crate::auth::KeyStore::load(&ProcessEnv, keys.as_deref()) {
+        Ok(keys) => keys
+            .callers()
+            .filter(|c| c.budget.is_some())
+            .cloned()
+            .collect(),
+        Err(errors) => {
+            println!(
+                "\nbudgets: the keys file could not be read: {}",
+                errors.join("; ")
+            );
+            return;
+        }
+    };
+    if callers.is_empty() {
+        return;
+    }
+    let now = db::now_ms();
+    let scopes: Vec<(String, f64, String)> = callers
+        .iter()
+        .filter_map(|c| {
+            let (scope, limit, bounds) = KeyScopes::of(c, now).budget?;
+            Some((scope, limit.capacity, bounds.label))
+        })
+        .collect();
+    let names: Vec<String> = scopes.iter().map(|(s, ..)| s.clone()).collect();
+    let rows = match read_rows(store, &names, now).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            println!("\nbudgets: the quota ledger could not be read: {e}");
+            return;
+        }
+    };
+    println!(
+        "\n{:<20} {:<22} {:>14} {:>14} {:>14}",
+        "key", "budget period", "spend (USD)", "budget (USD)", "left (USD)"
+    );
+    for (caller, (scope, budget, period)) in callers.iter().zip(&scopes) {
+        let spent = rows.get(scope).map_or(0.0, LedgerRow::used);
+        println!(
+            "{:<20} {:<22} {:>14.6} {:>14.6} {:>14.6}",
+            caller.key_id,
+            period,
+            spent,
+            budget,
+            (budget - spent).max(0.0)
+        );
+    }
 }
 
 #[cfg(test)]

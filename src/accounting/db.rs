@@ -84,7 +84,14 @@ pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Err
     for size in statement_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, store.kind)));
+        // PostgreSQL: an unnamed statement, typed by this batch's own values. A named one is
+        // typed once, by the batch that prepared it, and sqlx's `Any` driver gives a NULL
+        // `f64` the type `float4` (its `Real`/`Double` nulls are swapped); a later batch
+        // whose value is there then sends 8 bytes for a 4-byte parameter and the whole batch
+        // fails ("incorrect binary data format in bind parameter"). SQLite keeps its
+        // prepared statements: it has no parameter types to get wrong.
+        let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, store.kind)))
+            .persistent(store.kind == DbKind::Sqlite);
         for row in chunk {
             q = row.bind_all(q);
         }
@@ -527,6 +534,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(back, rows);
+    }
+
+    /// On PostgreSQL, a batch whose floats are there after one whose floats were NULL lands
+    /// too (a cached statement typed by the first batch refused it). Runs when
+    /// `TEST_DATABASE_URL` names a PostgreSQL database.
+    #[actix_rt::test]
+    async fn postgres_takes_floats_after_nulls_in_the_same_statement() {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL insert test");
+            return;
+        };
+        let settings = crate::store::DbSettings {
+            kind: DbKind::Postgres,
+            url,
+            sqlite_path: None,
+            // One connection, so every batch meets the statement the first one prepared.
+            max_connections: 1,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let row = |i: i64, floats: bool| {
+            let mut row = full_row(i);
+            row.id = format!("{run}-{i}");
+            for f in [
+                &mut row.ttfb_ms,
+                &mut row.upstream_ms,
+                &mut row.audio_seconds,
+                &mut row.video_seconds,
+                &mut row.cost_usd,
+            ] {
+                *f = floats.then_some(0.5);
+            }
+            row
+        };
+        for (i, floats) in [false, true, false, true].into_iter().enumerate() {
+            insert_rows(&store, &[row(i as i64, floats)])
+                .await
+                .unwrap_or_else(|e| panic!("batch {i} (floats {floats}): {e}"));
+        }
+        let landed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM api_logs WHERE id LIKE '{run}-%' AND cost_usd IS NOT NULL"
+        )))
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(landed, 2);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! Access: the `/admin` scope and the `/metrics` resource carry the admin key check
 //! (`crate::auth::admin_scope`, `crate::auth::metrics_scope`) on the routes themselves.
 //! - [`routing`]: `GET`/`PUT /admin/routing`.
+//! - [`keys`]: `GET /admin/keys` (limits, spend and budget left per key, across replicas).
 //! - [`views`]: `/admin/usage`, `/admin/backends`, `/admin/status`, `/admin/video-jobs`, and
 //!   `/metrics`.
 //! - [`ui`]: the status page, embedded in the binary.
 
+pub mod keys;
 pub mod routing;
 pub mod ui;
 pub mod views;
@@ -52,6 +54,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(crate::api::method_not_allowed)),
             )
             .route("/usage", web::get().to(views::usage))
+            .route("/keys", web::get().to(keys::keys))
             .route("/backends", web::get().to(views::backends))
             .route("/status", web::get().to(views::status))
             .route("/video-jobs", web::get().to(views::video_jobs))

@@ -26,7 +26,9 @@ async fn current_table(state: &AppState) -> Option<std::sync::Arc<RouteTable>> {
 pub async fn metrics(state: web::Data<AppState>, obs: web::Data<Observability>) -> HttpResponse {
     let table = current_table(&state).await;
     let stats = obs.log.as_ref().map(|q| q.stats().clone());
-    let text = obs.metrics.render(table.as_deref(), stats.as_deref());
+    let text = obs
+        .metrics
+        .render_with(table.as_deref(), stats.as_deref(), Some(&state.quotas));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

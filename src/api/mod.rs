@@ -212,6 +212,8 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
         .extensions()
         .get::<std::sync::Arc<crate::caller::Caller>>()
         .cloned();
+    // Endpoints' shared limits apply to every request, keys' to keys that have them.
+    ctx.quotas = Some(state.quotas.clone());
     if let Some(caller) = caller {
         ctx.record.api_key_id = Some(caller.key_id.clone());
         ctx.caller = Some(caller);

@@ -16,6 +16,8 @@ pub struct AppState {
     pub json_budget: JsonBudget,
     pub sink: Arc<dyn RecordSink>,
     pub store: Store,
+    /// Limits and budgets shared by replicas (per-key reservations are taken here).
+    pub quotas: crate::quota::Quotas,
     pub started: Instant,
     /// Unix seconds at start: the `created` of models in `/v1/models`.
     pub started_unix: u64,
@@ -29,6 +31,7 @@ impl AppState {
         settings: Settings,
         sink: Arc<dyn RecordSink>,
         store: Store,
+        quotas: crate::quota::Quotas,
     ) -> AppState {
         AppState {
             mesh,
@@ -36,6 +39,7 @@ impl AppState {
             settings,
             sink,
             store,
+            quotas,
             started: Instant::now(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::caller::Caller;
+use crate::caller::{Budget, Caller};
 use crate::config::{place_in, substitute_str, unknown_key_message, VarSource};
+use crate::period::BudgetPeriod;
 
 /// The Router checks a key's model list while it resolves the model for routing.
 impl crate::mesh::ModelAccess for Caller {
@@ -173,11 +174,63 @@ struct RawKey {
     models: Option<Vec<String>>,
     rpm: Option<u64>,
     tpm: Option<u64>,
+    /// USD per period, a decimal (`0.50`).
+    budget_usd: Option<f64>,
+    /// `day`, `week`, `month` (default) or `total`.
+    budget_period: Option<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
-const KEY_ENTRY_KEYS: &[&str] = &["name", "key", "key_sha256", "admin", "models", "rpm", "tpm"];
+const KEY_ENTRY_KEYS: &[&str] = &[
+    "name",
+    "key",
+    "key_sha256",
+    "admin",
+    "models",
+    "rpm",
+    "tpm",
+    "budget_usd",
+    "budget_period",
+];
+
+/// The most a budget may be (a typo guard, and it keeps micro-dollars well inside `u64`).
+const MAX_BUDGET_USD: f64 = 1e9;
+
+/// A key's `budget_usd` and `budget_period`, checked; `Err` says what is wrong.
+fn parse_budget(usd: Option<f64>, period: Option<&str>) -> Result<Option<Budget>, String> {
+    let period = match period {
+        None => BudgetPeriod::default(),
+        Some(word) => BudgetPeriod::parse(word).ok_or_else(|| {
+            format!(
+                "`budget_period` must be one of {} (got {word:?})",
+                BudgetPeriod::NAMES.join(", ")
+            )
+        })?,
+    };
+    match usd {
+        None if period != BudgetPeriod::default() => {
+            Err("`budget_period` needs `budget_usd`".into())
+        }
+        None => Ok(None),
+        Some(v) if !(0.0..=MAX_BUDGET_USD).contains(&v) => Err(format!(
+            "`budget_usd` must be a number from 0 to {MAX_BUDGET_USD} (got {v})"
+        )),
+        Some(v) => Ok(Some(Budget {
+            micro_usd: (v * 1e6).round() as u64,
+            period,
+        })),
+    }
+}
+
+/// What a keys file entry restricts (environment keys restrict nothing).
+#[derive(Default)]
+struct Limits {
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    budget: Option<Budget>,
+}
 
 #[derive(Default)]
 struct Builder {
@@ -218,20 +271,17 @@ impl Builder {
                 ));
                 continue;
             }
-            self.add(var, None, digest(key), admin, None, None, None);
+            self.add(var, None, digest(key), admin, Limits::default());
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         source: &str,
         name: Option<String>,
         digest: KeyDigest,
         admin: bool,
-        models: Option<Vec<String>>,
-        rpm: Option<u64>,
-        tpm: Option<u64>,
+        limits: Limits,
     ) {
         let key_id = name.unwrap_or_else(|| short_id(&digest));
         if !self.digests.insert(digest) {
@@ -250,9 +300,10 @@ impl Builder {
             caller: Arc::new(Caller {
                 key_id,
                 admin,
-                models,
-                rpm,
-                tpm,
+                models: limits.models,
+                rpm: limits.rpm,
+                tpm: limits.tpm,
+                budget: limits.budget,
             }),
         });
     }
@@ -319,13 +370,26 @@ impl Builder {
                 ));
                 continue;
             }
+            let budget = match parse_budget(k.budget_usd, k.budget_period.as_deref()) {
+                Ok(budget) => budget,
+                Err(problem) => {
+                    self.errors.push(format!("{place}: {problem}"));
+                    continue;
+                }
+            };
             let models = k.models.map(|list| {
                 list.into_iter()
                     .map(|m| m.trim().to_string())
                     .filter(|m| !m.is_empty())
                     .collect::<Vec<_>>()
             });
-            self.add(label, Some(name), digest, k.admin, models, k.rpm, k.tpm);
+            let limits = Limits {
+                models,
+                rpm: k.rpm,
+                tpm: k.tpm,
+                budget,
+            };
+            self.add(label, Some(name), digest, k.admin, limits);
         }
     }
 
@@ -437,6 +501,61 @@ mod tests {
         );
     }
 
+    /// `budget_usd` is a decimal from 0 up, `budget_period` one of the calendar words
+    /// (default month) and only with a budget; every problem names the key.
+    #[test]
+    fn budgets_in_the_keys_file() {
+        // (entry fields, Ok(micro-dollars, period) or Err(part of the message))
+        type Expected = Result<Option<(u64, BudgetPeriod)>, &'static str>;
+        let cases: [(&str, Expected); 10] = [
+            ("", Ok(None)),
+            ("budget_usd: 0.50", Ok(Some((500_000, BudgetPeriod::Month)))),
+            (
+                "budget_usd: 12",
+                Ok(Some((12_000_000, BudgetPeriod::Month))),
+            ),
+            ("budget_usd: 0", Ok(Some((0, BudgetPeriod::Month)))),
+            (
+                "{budget_usd: 1.25, budget_period: Week}",
+                Ok(Some((1_250_000, BudgetPeriod::Week))),
+            ),
+            (
+                "{budget_usd: 3, budget_period: total}",
+                Ok(Some((3_000_000, BudgetPeriod::Total))),
+            ),
+            ("budget_usd: -1", Err("from 0 to")),
+            ("budget_usd: .nan", Err("from 0 to")),
+            (
+                "{budget_usd: 1, budget_period: yearly}",
+                Err("day, week, month, total"),
+            ),
+            ("budget_period: day", Err("needs `budget_usd`")),
+        ];
+        for (fields, expected) in cases {
+            let fields = fields.trim_start_matches('{').trim_end_matches('}');
+            let sep = if fields.is_empty() { "" } else { ", " };
+            let text = format!("keys: [{{name: k, key: long-enough-key{sep}{fields}}}]");
+            let got = KeyStore::from_file_text("k.yaml", &text, &vars(&[]));
+            match (got, expected) {
+                (Ok(store), Ok(budget)) => {
+                    let Lookup::Known(c) = store.lookup("long-enough-key") else {
+                        panic!("{text}")
+                    };
+                    assert_eq!(c.budget.map(|b| (b.micro_usd, b.period)), budget, "{text}");
+                }
+                (Err(errors), Err(part)) => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert!(
+                        errors[0].contains(part) && errors[0].contains("`k`"),
+                        "{errors:?}"
+                    );
+                    assert!(!errors[0].contains("long-enough-key"), "{errors:?}");
+                }
+                (got, expected) => panic!("{text}: {:?} vs {expected:?}", got.map(|_| ())),
+            }
+        }
+    }
+
     #[test]
     fn keys_file_errors_are_all_reported() {
         let text = "keys:\n  - name: a\n    key: short\n  - name: b\n  - name: c\n    key: ${NOPE}\n  - name: d\n    key_sha256: xyz\n  - name: e\n    key: long-enough-key\n    rpm: 0\n";
@@ -460,6 +579,8 @@ mod tests {
             "admin" => "true",
             "models" => "[m]",
             "rpm" | "tpm" => "5",
+            "budget_usd" => "1.5",
+            "budget_period" => "day",
             "key_sha256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             _ => "long-enough-key",
         };

@@ -7,7 +7,6 @@
 //! the raw path while actix routed on the percent-decoded one let `/%61dmin/backends` through.)
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,6 +17,7 @@ use super::keys::Lookup;
 use super::Auth;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::quota::Quotas;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -60,7 +60,13 @@ async fn enforce<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let verdict = match req.app_data::<web::Data<Auth>>() {
-        Some(auth) => check(auth, &req, scope),
+        Some(auth) => match check(auth, &req, scope) {
+            // Limits apply where keys are required (an open router only names callers).
+            Ok(Some(caller)) if scope == Scope::Client && auth.store().requires_client_key() => {
+                admit(&req, caller).await
+            }
+            verdict => verdict,
+        },
         // No auth state registered (unit setups): nothing to enforce.
         None => Ok(None),
     };
@@ -111,22 +117,11 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
                 // Open router: a known key still names the caller in records.
                 return Ok(caller);
             }
-            let caller = match (presented, caller) {
-                (None, _) => return Err(missing_key()),
-                (Some(_), None) => return Err(wrong_key()),
-                (Some(_), Some(c)) => c,
-            };
-            if let Err(wait) = auth.limiter.admit(&caller, Instant::now()) {
-                return Err(ApiError::new(
-                    ErrorCode::RateLimitExceeded,
-                    format!(
-                        "Rate limit reached for API key `{}`. Retry after the indicated time.",
-                        caller.key_id
-                    ),
-                )
-                .with_retry_after(wait));
+            match (presented, caller) {
+                (None, _) => Err(missing_key()),
+                (Some(_), None) => Err(wrong_key()),
+                (Some(_), Some(c)) => Ok(Some(c)),
             }
-            Ok(Some(caller))
         }
         Scope::Admin => {
             if !store.has_admin_keys() {
@@ -158,6 +153,24 @@ fn presented_key(req: &ServiceRequest, scope: Scope) -> Option<String> {
         let key = req.headers().get("x-api-key")?.to_str().ok()?.trim();
         (!key.is_empty()).then(|| key.to_string())
     })
+}
+
+/// The key's requests/minute (and whether its tokens/minute or budget is already spent), shared
+/// by every replica through the quotas registered with the app.
+async fn admit(req: &ServiceRequest, caller: Arc<Caller>) -> Result<Option<Arc<Caller>>, ApiError> {
+    let limited = caller.rpm.is_some() || caller.tpm.is_some() || caller.budget.is_some();
+    if !limited {
+        return Ok(Some(caller));
+    }
+    let Some(quotas) = req.app_data::<web::Data<Quotas>>() else {
+        // A limited key and nothing to count it with: refuse rather than run unlimited.
+        tracing::error!(key = %caller.key_id, "no quota state registered: refusing a limited key");
+        return Err(ApiError::internal("limits are not available"));
+    };
+    match quotas.admit_key(&caller).await {
+        Ok(()) => Ok(Some(caller)),
+        Err(refusal) => Err(refusal.into_error(&caller.key_id)),
+    }
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).

@@ -1,24 +1,19 @@
 //! Who may call: client keys for `/v1`, admin keys for `/admin/*` and `/metrics`, per-key model
-//! lists and rate limits. See docs/security.md.
+//! lists, and the key's limits checked at the door (their shared accounting is
+//! `crate::quota`). See docs/security.md and docs/limits.md.
 //!
 //! # Layout
 //! - `keys`: the key store (digests only, constant-time lookup) and the keys file.
-//! - `limits`: per-key requests/minute and tokens/minute buckets.
-//! - `middleware`: the scope check every request passes.
-//! - `sink`: charges finished requests' tokens to their key.
+//! - `middleware`: the scope check every request passes, with the key's requests/minute.
 
 mod keys;
-mod limits;
 mod middleware;
-mod sink;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 pub use keys::{digest, KeyStore, Lookup};
-pub use limits::KeyLimiter;
 pub use middleware::{admin_scope, client_scope, metrics_scope, Scope};
-pub use sink::KeyUsageSink;
 
 use crate::config::VarSource;
 
@@ -36,7 +31,6 @@ pub enum Exposure {
 /// The auth state shared by every worker; the key store is swapped on reload.
 pub struct Auth {
     store: RwLock<Arc<KeyStore>>,
-    pub limiter: KeyLimiter,
     /// `METRICS_PUBLIC=true`: `/metrics` needs no key.
     pub metrics_public: bool,
     /// Where the keys file is read from on start and reload, if any.
@@ -47,7 +41,6 @@ impl Auth {
     pub fn new(store: KeyStore, metrics_public: bool, keys_file: Option<PathBuf>) -> Auth {
         Auth {
             store: RwLock::new(Arc::new(store)),
-            limiter: KeyLimiter::default(),
             metrics_public,
             keys_file,
         }
@@ -110,6 +103,17 @@ impl Auth {
         }
         if self.metrics_public {
             tracing::info!("METRICS_PUBLIC=true: /metrics needs no key");
+        }
+    }
+}
+
+/// `KEYS_FILE`, else `config/keys.yaml` when it exists.
+pub fn keys_file_path(vars: &dyn VarSource) -> Option<PathBuf> {
+    match vars.get("KEYS_FILE") {
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
+        _ => {
+            let default = PathBuf::from("config/keys.yaml");
+            default.exists().then_some(default)
         }
     }
 }

@@ -69,6 +69,25 @@ impl BaseUrl {
         &self.api
     }
 
+    /// Whether the server runs on this machine: a loopback address or `localhost`. Everything
+    /// else (the internet, but also another host on the LAN) is "outside".
+    pub fn is_on_this_machine(&self) -> bool {
+        let Some(url) = url::Url::parse(&self.root).ok() else {
+            return false;
+        };
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+            None => false,
+        }
+    }
+
     /// `host:port` for labels and logs.
     pub fn authority(&self) -> String {
         url::Url::parse(&self.root)

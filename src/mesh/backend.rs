@@ -72,6 +72,12 @@ pub trait HealthCheck: Send + Sync + 'static {
     }
 }
 
+/// Probe now: the route table just gave weight to a dormant endpoint, whose first probe should
+/// not wait for the next tick (until it answers, the endpoint is `starting` and takes nothing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
 /// Stop probing (endpoint removed by a reload); the actor ends once its in-flight count is 0.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -83,6 +89,10 @@ pub struct BackendActor {
     health_check: Arc<dyn HealthCheck>,
     probe_failures: u32,
     retired: bool,
+    /// The scheduled next probe, cancelled by [`Wake`] so one chain of probes runs, never two.
+    next_probe: Option<SpawnHandle>,
+    /// A probe is awaiting its answer ([`Wake`] then has nothing to do).
+    probing: bool,
 }
 
 impl BackendActor {
@@ -97,10 +107,12 @@ impl BackendActor {
             health_check,
             probe_failures: 0,
             retired: false,
+            next_probe: None,
+            probing: false,
         }
     }
 
-    fn schedule_probe(&self, ctx: &mut Context<Self>, first: bool) {
+    fn schedule_probe(&mut self, ctx: &mut Context<Self>, first: bool) {
         if self.retired || self.endpoint.health_path.is_none() {
             return;
         }
@@ -111,13 +123,22 @@ impl BackendActor {
         } else {
             Duration::from_secs_f64(base * (0.8 + 0.4 * fastrand::f64()))
         };
-        ctx.run_later(delay, |act, ctx| act.probe(ctx));
+        self.next_probe = Some(ctx.run_later(delay, |act, ctx| {
+            act.next_probe = None;
+            act.probe(ctx);
+        }));
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
         let Some(path) = self.endpoint.health_path.clone() else {
             return;
         };
+        if self.endpoint.is_dormant() {
+            // Keep ticking (cheap: no traffic) so nothing is lost if a Wake is ever missed.
+            self.schedule_probe(ctx, false);
+            return;
+        }
+        self.probing = true;
         let checker = self.health_check.clone();
         let endpoint = self.endpoint.clone();
         let timeout = self.probe.timeout;
@@ -134,6 +155,7 @@ impl BackendActor {
             (verdict, load.map(|load| (load, Instant::now())))
         };
         ctx.spawn(round.into_actor(self).map(|(verdict, load), act, ctx| {
+            act.probing = false;
             match verdict {
                 ProbeVerdict::Healthy => act.on_probe(Ok(())),
                 ProbeVerdict::Unhealthy(why) => act.on_probe(Err(why)),
@@ -187,6 +209,20 @@ impl Actor for BackendActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Leases never message this actor (they fold outcomes into the Endpoint in `Drop`).
         self.schedule_probe(ctx, true);
+    }
+}
+
+impl Handler<Wake> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        if self.retired || self.probing {
+            return;
+        }
+        if let Some(pending) = self.next_probe.take() {
+            ctx.cancel_future(pending);
+        }
+        self.probe(ctx);
     }
 }
 

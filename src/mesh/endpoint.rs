@@ -11,7 +11,7 @@
 //! Taking capacity here instead of asking the actor saves a message and a thread wake-up per
 //! request; the circuit, buckets and pause share one small mutex so they change together.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,10 @@ pub struct Endpoint {
     pub metrics_path: Option<String>,
     pub limits: Limits,
     health: AtomicU8,
+    /// Not probed: the endpoint is outside this machine and every route on it has weight 0, so
+    /// probing would only send traffic (to the internet, often) for a route nobody uses. Remote
+    /// endpoints start dormant; the route table wakes the ones it gives weight.
+    dormant: AtomicBool,
     in_flight: AtomicU64,
     pub(super) gate: Mutex<Gate>,
     pub(super) counters: Counters,
@@ -128,6 +132,7 @@ impl Endpoint {
         circuit: CircuitSettings,
     ) -> Endpoint {
         let now = Instant::now();
+        let dormant = !base.is_on_this_machine();
         let initial = if health_path.is_some() {
             Health::Starting
         } else {
@@ -142,6 +147,7 @@ impl Endpoint {
             metrics_path: None,
             limits,
             health: AtomicU8::new(initial.to_u8()),
+            dormant: AtomicBool::new(dormant),
             in_flight: AtomicU64::new(0),
             gate: Mutex::new(Gate {
                 circuit: CircuitBreaker::from_settings(&circuit),
@@ -174,6 +180,17 @@ impl Endpoint {
 
     pub(super) fn set_health(&self, h: Health) {
         self.health.store(h.to_u8(), Ordering::Release);
+    }
+
+    pub fn is_dormant(&self) -> bool {
+        self.dormant.load(Ordering::Acquire)
+    }
+
+    /// Set by the route table on every build; returns whether the endpoint just woke up (so its
+    /// actor should probe now rather than at its next tick).
+    pub(super) fn set_dormant(&self, dormant: bool) -> bool {
+        let was = self.dormant.swap(dormant, Ordering::AcqRel);
+        was && !dormant
     }
 
     pub fn in_flight(&self) -> u64 {

@@ -437,4 +437,85 @@ mod tests {
         evicted.report_cache(300, 0);
         assert_eq!(matched(home), 0);
     }
+
+    /// Records which endpoints were probed (and calls them healthy).
+    #[derive(Default)]
+    struct ProbeLog(std::sync::Mutex<Vec<String>>);
+
+    impl ProbeLog {
+        fn probed(&self, authority: &str) -> bool {
+            let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            seen.iter().any(|name| name.ends_with(authority))
+        }
+    }
+
+    impl crate::mesh::backend::HealthCheck for Arc<ProbeLog> {
+        fn check(
+            &self,
+            endpoint: &crate::mesh::Endpoint,
+            _path: &str,
+            _timeout: std::time::Duration,
+        ) -> futures_util::future::LocalBoxFuture<'static, crate::mesh::backend::ProbeVerdict>
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(endpoint.name.clone());
+            Box::pin(std::future::ready(
+                crate::mesh::backend::ProbeVerdict::Healthy,
+            ))
+        }
+    }
+
+    async fn settle() {
+        actix_rt::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+
+    #[actix_rt::test]
+    async fn remote_routes_of_weight_zero_are_not_probed_until_given_weight() {
+        let yaml = |remote_weight: u32| {
+            format!(
+                "models:\n  - id: m\n    route:\n      - {{kind: vllm, weight: 0, base_url: \"http://127.0.0.1:9\"}}\n      - {{kind: vllm, weight: 0, base_url: \"http://localhost:10\"}}\n      - {{kind: vllm, weight: 1, base_url: \"http://10.1.2.3:11\"}}\n      - {{kind: vllm, weight: {remote_weight}, base_url: \"https://api.example.com/v1\"}}\n      - {{kind: vllm, weight: 0, base_url: \"http://[::1]:12\"}}\n"
+            )
+        };
+        let log = Arc::new(ProbeLog::default());
+        // Probes every 10s: anything seen within the test came from the first probe or a Wake.
+        let factory = ActorFactory {
+            arbiter: actix_rt::Arbiter::current(),
+            probe: ProbeSettings::default(),
+            circuit: CircuitSettings::default(),
+            health_check: Arc::new(log.clone()),
+        };
+        let registry = load_str("m.yaml", &yaml(0), None, &HashMap::new()).unwrap();
+        let router = RouterActor::owner(&registry, factory).0.start();
+        settle().await;
+        // On this machine: probed whatever the weight. Elsewhere: only with weight.
+        for (authority, probed) in [
+            ("127.0.0.1:9", true),
+            ("localhost:10", true),
+            ("[::1]:12", true),
+            ("10.1.2.3:11", true),
+            ("api.example.com:443", false),
+        ] {
+            assert_eq!(log.probed(authority), probed, "{authority}");
+        }
+        let table = router.send(GetTable).await.unwrap();
+        let remote = table
+            .endpoints
+            .iter()
+            .find(|(_, h)| h.endpoint.name.ends_with("api.example.com:443"))
+            .map(|(_, h)| h.endpoint.clone())
+            .unwrap();
+        assert!(remote.is_dormant());
+        // Enabling it (a weight change) probes it at once, not at the next 10s tick.
+        let enabled = load_str("m.yaml", &yaml(2), None, &HashMap::new()).unwrap();
+        router.send(ApplyRegistry(enabled)).await.unwrap();
+        settle().await;
+        assert!(log.probed("api.example.com:443"));
+        assert!(!remote.is_dormant());
+        // Back to weight 0: dormant again.
+        let disabled = load_str("m.yaml", &yaml(0), None, &HashMap::new()).unwrap();
+        router.send(ApplyRegistry(disabled)).await.unwrap();
+        assert!(remote.is_dormant());
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
-use super::backend::BackendActor;
+use super::backend::{BackendActor, Wake};
 use super::endpoint::{Endpoint, Refusal};
 use super::lease::{CacheFeedback, Lease};
 use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints};
@@ -190,6 +190,8 @@ impl RouteTable {
         let mut names: HashMap<String, u32> = HashMap::new();
         let mut models = Vec::with_capacity(registry.models.len());
         let mut by_name = HashMap::new();
+        // Per endpoint slot: does any route give it weight? (Remote ones with none sleep.)
+        let mut weighted: Vec<bool> = Vec::new();
         for def in &registry.models {
             let mut handles = Vec::with_capacity(def.routes.len());
             for route in &def.routes {
@@ -242,10 +244,14 @@ impl RouteTable {
                             }
                         };
                         endpoints.push((key.clone(), handle));
+                        weighted.push(false);
                         index.insert(key, endpoints.len() - 1);
                         endpoints.len() - 1
                     }
                 };
+                if route.weight > 0.0 {
+                    weighted[slot] = true;
+                }
                 handles.push(Some(endpoints[slot].1.clone()));
             }
             if def.discovery_template {
@@ -264,6 +270,12 @@ impl RouteTable {
                 &registry.mesh.policy,
                 previous,
             ));
+        }
+        for ((_, handle), weighted) in endpoints.iter().zip(weighted) {
+            let dormant = !weighted && !handle.endpoint.base.is_on_this_machine();
+            if handle.endpoint.set_dormant(dormant) {
+                handle.actor.do_send(Wake);
+            }
         }
         RouteTable {
             models,

@@ -24,6 +24,7 @@ use prometheus::{
 use crate::accounting::logger::LoggerStats;
 use crate::engines::ApiOp;
 use crate::mesh::{CircuitState, Health, RouteTable};
+use crate::quota::Quotas;
 use crate::record::RequestRecord;
 use timeline::Timeline;
 
@@ -359,8 +360,21 @@ impl Metrics {
 
     /// The whole exposition: per-request metrics plus the mesh and logger state right now.
     pub fn render(&self, table: Option<&RouteTable>, logger: Option<&LoggerStats>) -> String {
+        self.render_with(table, logger, None)
+    }
+
+    /// [`Metrics::render`] with the shared limits' state (budgets left, leases held).
+    pub fn render_with(
+        &self,
+        table: Option<&RouteTable>,
+        logger: Option<&LoggerStats>,
+        quotas: Option<&Quotas>,
+    ) -> String {
         let mut families = self.registry.gather();
         families.extend(live_families(table, logger));
+        if let Some(quotas) = quotas {
+            families.extend(quota_families(quotas));
+        }
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut buf = Vec::new();
         if TextEncoder::new().encode(&families, &mut buf).is_err() {
@@ -368,6 +382,65 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The shared limits as this replica last saw them: per allowance (labels: owner `key:<id>` or
+/// `endpoint:<name>`, and `limit`: rpm, tpm or usd), the slice it holds, and for budgets what
+/// is left across replicas; the ledger exchanges counted.
+fn quota_families(quotas: &Quotas) -> Vec<prometheus::proto::MetricFamily> {
+    let r = Registry::new();
+    let float_gauge = |name: &str, help: &str, labels: &[&str]| {
+        live(&r, prometheus::GaugeVec::new(Opts::new(name, help), labels))
+    };
+    let held = float_gauge(
+        "switchyard_quota_lease_held",
+        "Units of a shared allowance this replica holds leased and unspent.",
+        &["owner", "limit"],
+    );
+    let remaining = float_gauge(
+        "switchyard_key_budget_remaining_usd",
+        "A key's budget left in the current period across replicas, as of the last exchange.",
+        &["key"],
+    );
+    for view in quotas.views() {
+        // `key:<id>:rpm`, `key:<id>:usd:<period>`: the id is a configured name or digest id.
+        let mut parts = view.scope.splitn(3, ':');
+        let (Some(kind), Some(owner), Some(limit)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let limit = limit.split(':').next().unwrap_or(limit);
+        if let Some(g) = &held {
+            g.with_label_values(&[&format!("{kind}:{owner}"), limit])
+                .set(view.held);
+        }
+        if let (Some(g), "key", "usd", Some(shared)) = (&remaining, kind, limit, view.shared) {
+            g.with_label_values(&[owner])
+                .set((shared.level + shared.outstanding).max(0.0));
+        }
+    }
+    let stats = quotas.stats();
+    let counter = |name: &str, help: &str, value: u64| {
+        if let Some(c) = live(&r, IntCounter::new(name, help)) {
+            c.inc_by(value);
+        }
+    };
+    counter(
+        "switchyard_quota_lease_requests_total",
+        "Exchanges with the shared quota ledger (lease, renew, give back): one transaction each.",
+        stats.lease_requests.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_quota_ledger_errors_total",
+        "Ledger exchanges that failed on the database and were served from memory.",
+        stats.ledger_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_quota_lease_waits_total",
+        "Requests that waited for a lease because this replica held nothing of the allowance.",
+        stats.waits.load(Ordering::Relaxed),
+    );
+    r.gather()
 }
 
 /// Register a metric built at scrape time; `None` only if its static definition were invalid.

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
+use super::admission::{Admission, Refusal};
 use super::budget::RetryBudget;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
-use crate::mesh::{
-    Acquire, AcquireRoute, Lease, ModelAccess, Outcome, RouteError, RouterActor, RoutingHints,
-};
-use crate::record::{RequestCtx, ServedBy, UpstreamFailure};
+use crate::mesh::{Acquire, AcquireRoute, Lease, ModelAccess, Outcome, RouterActor, RoutingHints};
+use crate::mesh::{CapacityReason, RouteError};
+use crate::record::{ChargeSlot, RequestCtx, ServedBy, UpstreamFailure};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -259,48 +259,81 @@ where
     // A request the router refuses itself (no capacity, 501, 503) still belongs to its model:
     // the request log counts it there (`GROUP BY model_id`, `switchyard usage`).
     let refused_model: std::cell::RefCell<Option<String>> = Default::default();
+    let admission = Admission::new(ctx, ask.est_tokens);
     let acquire = |exclude: Vec<usize>| {
-        let caller = caller.clone();
-        let model = ask.model.to_string();
-        let (op, est_tokens, hints) = (ask.op, ask.est_tokens, ask.hints.clone());
-        let refused_model = &refused_model;
+        let (caller, admission, refused_model, ask) =
+            (caller.clone(), &admission, &refused_model, &ask);
         async move {
-            let leased = match pinned {
-                None => {
-                    let request = Acquire {
-                        model,
-                        op,
-                        est_tokens,
-                        exclude,
-                        caller,
-                        hints,
-                    };
-                    router.send(request).await
-                }
-                Some(_) if !exclude.is_empty() => {
-                    return Err(NoLease::NoRouteLeft(RouteError::Exhausted { model }.into()))
-                }
-                Some(route) => {
-                    let request = AcquireRoute {
-                        model,
-                        op,
-                        route: route.to_string(),
-                        caller,
-                    };
-                    router.send(request).await
-                }
-            };
-            leased
-                .map_err(|_| NoLease::Stop(ApiError::internal("the router is not running")))?
-                .map_err(|refusal| {
-                    if let Some(id) = refusal.known_model() {
-                        refused_model.replace(Some(id.to_string()));
+            // Routes whose endpoint's shared rpm/tpm is spent are skipped like failed ones,
+            // but without costing an attempt.
+            let mut skip = exclude;
+            let mut full_for: Option<Duration> = None;
+            loop {
+                let model = ask.model.to_string();
+                let leased = match pinned {
+                    None => {
+                        let request = Acquire {
+                            model,
+                            op: ask.op,
+                            est_tokens: ask.est_tokens,
+                            exclude: skip.clone(),
+                            caller: caller.clone(),
+                            hints: ask.hints.clone(),
+                        };
+                        router.send(request).await
                     }
-                    NoLease::NoRouteLeft(refusal.into())
-                })
+                    // The pinned route failed (or is full): there is no other.
+                    Some(_) if !skip.is_empty() => Ok(Err(RouteError::Exhausted { model })),
+                    Some(route) => {
+                        let request = AcquireRoute {
+                            model,
+                            op: ask.op,
+                            route: route.to_string(),
+                            caller: caller.clone(),
+                        };
+                        router.send(request).await
+                    }
+                };
+                let lease = match leased {
+                    Err(_) => {
+                        return Err(NoLease::Stop(ApiError::internal(
+                            "the router is not running",
+                        )))
+                    }
+                    Ok(Ok(lease)) => lease,
+                    Ok(Err(refusal)) => {
+                        if let Some(id) = refusal.known_model() {
+                            refused_model.replace(Some(id.to_string()));
+                        }
+                        let refusal = match full_for {
+                            Some(retry_after) => RouteError::NoCapacity {
+                                model: ask.model.to_string(),
+                                reason: CapacityReason::RateLimited,
+                                retry_after,
+                            },
+                            None => refusal,
+                        };
+                        return Err(NoLease::NoRouteLeft(refusal.into()));
+                    }
+                };
+                let Some(admission) = admission else {
+                    return Ok(lease);
+                };
+                match admission.on_lease(&lease).await {
+                    Ok(()) => return Ok(lease),
+                    Err(Refusal::Stop(error)) => return Err(NoLease::Stop(error)),
+                    Err(Refusal::EndpointFull(wait)) => {
+                        skip.push(lease.route_index());
+                        full_for = Some(full_for.map_or(wait, |w| w.min(wait)));
+                    }
+                }
+            }
         }
     };
     let result = run_attempts(policy, ctx, acquire, attempt).await;
+    if let Some(charge) = admission.and_then(Admission::into_charge) {
+        ctx.record.key_charge = ChargeSlot::new(charge);
+    }
     if ctx.record.model.is_none() {
         ctx.record.model = refused_model.into_inner();
     }

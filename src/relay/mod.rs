@@ -1,6 +1,7 @@
 //! Forwarding to backends: the outbound client, one upstream call, retry/fallback, and the
 //! streaming relays.
 
+pub mod admission;
 pub mod budget;
 pub mod bytes_stream;
 pub mod chat_stream;

@@ -293,6 +293,7 @@ mod tests {
             (2, "7df9f2e0a8beec147b1a5767a118c682c6c7e5dae96aab249343b40448d7cefb3c5b8c831d220d6bdabdca9fc76e1ef3"),
             (3, "5858ee41cf69a723be6484903e1228368ebe1b0b3f0a6b3d6cc2f609b4b7863675c2963492faa1f0fe45ccde656105ba"),
             (4, "3098a3f0a929311f20fdfecbe790d1b44b60c77ceaeebc23cbf44baaf8f4ddd9ff8c1dc888c045975998d303dc8fb606"),
+            (5, "c10dc63a1746617aeb738f4dab8ac5bf011fb0dd0ac70ec33a4c5d67f6dd788749d0e5ced47eb629bff03cc1d8aad66f"),
         ];
         let migrator = sqlx::migrate!("src/store/migrations");
         let shipped: Vec<(i64, String)> = migrator

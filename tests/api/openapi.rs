@@ -72,6 +72,7 @@ async fn openapi_document_is_served_and_covers_the_api() {
         "/admin/reload",
         "/admin/routing",
         "/admin/usage",
+        "/admin/keys",
         "/admin/backends",
     ] {
         assert!(

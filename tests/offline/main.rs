@@ -8,4 +8,5 @@ mod chat_request_props;
 mod compose;
 mod config;
 mod env_example;
+mod monitoring;
 mod props;

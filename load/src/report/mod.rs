@@ -361,6 +361,7 @@ pub(crate) mod tests {
             ],
             label: Some("unit <test>".into()),
             seed: 3,
+            api_key: None,
         };
         let bucket = Duration::from_millis(100);
         let mut stats = ThreadStats::new(2);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bench 7 — shared limits (docs/limits.md): what a key's rpm, tpm and budget add to the hot
+# Bench 9 — shared limits (docs/limits.md): what a key's rpm, tpm and budget add to the hot
 # path, and how often the quota ledger is asked under steady load.
 #   1. added p50 at c=1, key with rpm + tpm + budget vs the same router's key without limits
 #      (closed loop, median of ROUNDS). Target ≤ 5 µs.

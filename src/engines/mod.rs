@@ -256,17 +256,19 @@ impl BackendKind {
     }
 
     /// The newer APIs this kind serves itself, from the engines' own documentation:
-    /// llama.cpp's server has `/v1/messages` (with `count_tokens`), `/v1/responses`,
-    /// `/v1/completions` and `/v1/rerank` (with `--reranking`); vLLM has all four
+    /// llama.cpp's server has `/v1/messages` (with `count_tokens`), `/v1/completions` and
+    /// `/v1/rerank` (with `--reranking`). Its `/v1/responses` is left out on purpose: it stores
+    /// nothing (`previous_response_id` is refused) and its stream events lack `output_index`,
+    /// which the openai SDK needs (both seen against llama-server in `load/engines/e2e.sh`), so
+    /// the router's translation serves Responses clients better. vLLM has all four
     /// (`/v1/messages` since 0.11); OpenAI has Responses and Completions; SGLang, Ollama, TGI,
     /// LocalAI and LM Studio have legacy completions, LocalAI reranking too. Unknown remote
     /// providers are assumed to speak OpenAI only. A route's `native_apis:` overrides this.
     pub fn native_apis(self) -> &'static [NativeApi] {
         use NativeApi as N;
         match self {
-            BackendKind::Llamacpp | BackendKind::Vllm => {
-                &[N::Messages, N::Responses, N::Completions, N::Rerank]
-            }
+            BackendKind::Vllm => &[N::Messages, N::Responses, N::Completions, N::Rerank],
+            BackendKind::Llamacpp => &[N::Messages, N::Completions, N::Rerank],
             BackendKind::Openai => &[N::Responses, N::Completions, N::Rerank],
             BackendKind::Localai
             | BackendKind::Sglang
@@ -554,14 +556,7 @@ mod tests {
         .into_iter()
         .filter(|k| k.serves_natively(ApiOp::Responses))
         .collect();
-        assert_eq!(
-            native,
-            [
-                BackendKind::Vllm,
-                BackendKind::Llamacpp,
-                BackendKind::Openai
-            ]
-        );
+        assert_eq!(native, [BackendKind::Vllm, BackendKind::Openai]);
         assert_eq!(NativeApi::of(ApiOp::Responses), Some(NativeApi::Responses));
     }
 }

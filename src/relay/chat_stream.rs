@@ -431,6 +431,33 @@ impl<D: StreamDialect> Drop for ChatStream<D> {
     }
 }
 
+/// What a dialect that translates chat chunks into another API's events reads from one chunk
+/// before translating it, as the chat relay reads it: an `error` member (the attempt failed),
+/// the usage, and whether content came. `Ok(None)` for data that is not a chunk (nothing to
+/// translate); `Ok(Some(chunk))` for the chunk, parsed for the translator.
+pub fn read_chat_chunk(
+    data: &str,
+    cx: &mut EventCx<'_>,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let Ok(obj) = JsonObject::parse(data.as_bytes()) else {
+        return Ok(None);
+    };
+    if let Some(err) = obj.non_null("error") {
+        return Err(upstream_error_event(err.get(), cx.redactor));
+    }
+    if let Some(usage) = obj
+        .field::<serde_json::Value>("usage")
+        .as_ref()
+        .and_then(Usage::from_json)
+    {
+        cx.progress.usage = Some(usage);
+    }
+    if let Some(raw) = obj.get("choices") {
+        cx.progress.inspect_choices(raw);
+    }
+    Ok(serde_json::from_str(data).ok())
+}
+
 /// A backend's `error` member (raw JSON) as the 502 the client is told, the backend's type and
 /// code kept, redacted.
 pub fn upstream_error_event(error: &str, redactor: &Redactor) -> ApiError {

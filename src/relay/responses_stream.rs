@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::chat_stream::{upstream_error_event, EventCx, Step, StreamDialect};
+use super::chat_stream::{read_chat_chunk, upstream_error_event, EventCx, Step, StreamDialect};
 use super::shallow::JsonObject;
 use super::sse::SseEvent;
 use crate::error::ApiError;
@@ -60,25 +60,10 @@ impl StreamDialect for ResponsesFromChat {
             push_events(cx.out, self.events.finish());
             return Step::Done;
         }
-        // Shallow first, as the chat relay reads it: errors, usage, content seen.
-        let Ok(obj) = JsonObject::parse(data.as_bytes()) else {
-            return Step::Continue; // not a chunk: nothing to translate
-        };
-        if let Some(err) = obj.non_null("error") {
-            return Step::UpstreamError(upstream_error_event(err.get(), cx.redactor));
-        }
-        if let Some(usage) = obj
-            .field::<Value>("usage")
-            .as_ref()
-            .and_then(Usage::from_json)
-        {
-            cx.progress.usage = Some(usage);
-        }
-        if let Some(raw) = obj.get("choices") {
-            cx.progress.inspect_choices(raw);
-        }
-        if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-            push_events(cx.out, self.events.feed(&chunk));
+        match read_chat_chunk(data, cx) {
+            Err(e) => return Step::UpstreamError(e),
+            Ok(Some(chunk)) => push_events(cx.out, self.events.feed(&chunk)),
+            Ok(None) => {} // not a chunk: nothing to translate
         }
         Step::Continue
     }

@@ -19,6 +19,19 @@ pub struct EngineLoad {
     pub waiting: u64,
     /// Fraction of the KV cache in use, 0.0–1.0, where the engine reports it.
     pub kv_cache_usage: Option<f64>,
+    /// How many requests the engine computes at once (llama.cpp's slot count), where it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u64>,
+}
+
+impl EngineLoad {
+    /// How many requests the engine computes at once, as far as this reading tells: its slot
+    /// count when it reports one; otherwise, when it is queueing, what it is running (an engine
+    /// with a queue runs as many as it can). `None` when the reading does not say.
+    pub fn capacity(&self) -> Option<u64> {
+        self.slots
+            .or_else(|| (self.waiting > 0).then_some(self.running.max(1)))
+    }
 }
 
 /// A fresh reading as the admin views show it: the counts and how old they are.
@@ -87,6 +100,7 @@ mod tests {
             running: 2,
             waiting: 3,
             kv_cache_usage: Some(0.5),
+            slots: None,
         };
         slot.record(load, t0, Duration::from_secs(10));
         assert_eq!(slot.fresh(t0 + Duration::from_secs(10)), Some(load));
@@ -99,5 +113,28 @@ mod tests {
         assert_eq!(slot.fresh(t0 + Duration::from_secs(12)), Some(load));
         slot.clear();
         assert_eq!(slot.fresh(t0 + Duration::from_secs(12)), None);
+    }
+
+    #[test]
+    fn capacity_is_the_slot_count_else_what_a_queueing_engine_runs() {
+        let reading = |running, waiting, slots| EngineLoad {
+            running,
+            waiting,
+            kv_cache_usage: None,
+            slots,
+        };
+        let cases = [
+            (reading(0, 0, Some(2)), Some(2)),
+            (reading(2, 5, Some(4)), Some(4)),
+            (reading(3, 1, None), Some(3)),
+            // A queue with nothing running (a reading taken between two batches) still
+            // means "full": at least one.
+            (reading(0, 2, None), Some(1)),
+            (reading(3, 0, None), None),
+            (reading(0, 0, None), None),
+        ];
+        for (load, want) in cases {
+            assert_eq!(load.capacity(), want, "{load:?}");
+        }
     }
 }

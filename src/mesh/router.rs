@@ -438,6 +438,45 @@ mod tests {
         assert_eq!(matched(home), 0);
     }
 
+    /// An engine that reports its slots is full once this router holds that many requests on
+    /// it: the next request for its cached prompt goes to the engine with a free slot (and is
+    /// remembered there), while without a slot count the cache holder keeps it.
+    #[actix_rt::test]
+    async fn a_full_cache_holder_gives_way_to_an_engine_with_a_free_slot() {
+        let yaml = "models:\n  - id: m\n    policy: prefix_cache\n    route:\n      - {name: a, kind: llamacpp, base_url: \"http://127.0.0.1:9\", health_path: none}\n      - {name: b, kind: llamacpp, base_url: \"http://127.0.0.1:10\", health_path: none}\n";
+        let hints = RoutingHints::default().with_prompt(&"system prompt. ".repeat(100));
+        for slots in [None, Some(1)] {
+            let table = table_for(yaml, None);
+            if let Some(entry) = table.resolve("m") {
+                for handle in entry.endpoints.iter().flatten() {
+                    let reading = crate::mesh::EngineLoad {
+                        slots,
+                        ..Default::default()
+                    };
+                    handle.endpoint.engine_load.record(
+                        reading,
+                        std::time::Instant::now(),
+                        std::time::Duration::from_secs(60),
+                    );
+                }
+            }
+            let first = lease_on(&table, &hints).unwrap();
+            let home = first.route_index();
+            let second = lease_on(&table, &hints).unwrap();
+            match slots {
+                None => assert_eq!(second.route_index(), home, "no capacity known: cache wins"),
+                Some(_) => assert_ne!(second.route_index(), home, "the holder is full"),
+            }
+            drop((first, second));
+            if slots.is_some() {
+                // Both engines now hold the prompt: the idle pair splits it, cache hits both.
+                let third = lease_on(&table, &hints).unwrap();
+                let fourth = lease_on(&table, &hints).unwrap();
+                assert_ne!(third.route_index(), fourth.route_index());
+            }
+        }
+    }
+
     /// Records which endpoints were probed (and calls them healthy).
     #[derive(Default)]
     struct ProbeLog(std::sync::Mutex<Vec<String>>);

@@ -463,13 +463,24 @@ impl RouteTable {
             .filter(|(j, r)| r.weight > 0.0 && r.serves(op) && !exclude.contains(j))
             .filter_map(|(j, r)| {
                 let endpoint = &entry.endpoints.get(j)?.as_ref()?.endpoint;
+                let engine = endpoint.engine_load.fresh(now);
+                // The tighter of what the engine says it computes at once and what the
+                // operator allows in flight.
+                let capacity = match (
+                    engine.and_then(|l| l.capacity()),
+                    endpoint.limits.max_in_flight,
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let candidate = Candidate {
                     route: j,
                     weight: r.weight,
                     in_flight: endpoint.in_flight(),
-                    engine_waiting: endpoint.engine_load.fresh(now).map(|l| l.waiting),
+                    engine_waiting: engine.map(|l| l.waiting),
                     identity: entry.identities.get(j).copied().unwrap_or_default(),
                     matched_chunks: 0,
+                    capacity,
                 };
                 Some((r.priority, candidate))
             })

@@ -452,6 +452,11 @@ pub fn read_chat_chunk(
     {
         cx.progress.usage = Some(usage);
     }
+    // The engine's word on how much of the prompt it had cached corrects the prefix tree,
+    // whichever API the client speaks.
+    if let Some(report) = super::json::cache_report(&obj) {
+        cx.progress.cache = Some(report);
+    }
     if let Some(raw) = obj.get("choices") {
         cx.progress.inspect_choices(raw);
     }
@@ -620,6 +625,41 @@ fn sse_data(obj: &JsonObject) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The translating dialects (Messages, Responses) read chunks through `read_chat_chunk`:
+    /// a cache report in any of the engines' shapes must reach the lease from there too.
+    #[test]
+    fn a_translated_chunk_s_cache_report_is_kept() {
+        use super::super::json::CacheReport;
+        let redactor = Redactor::new(["sk-unused"]);
+        let cases: &[(&str, Option<CacheReport>)] = &[
+            (
+                r#"{"choices":[],"timings":{"cache_n":240,"prompt_n":10}}"#,
+                Some(CacheReport {
+                    prompt_tokens: 250,
+                    cached_tokens: 240,
+                }),
+            ),
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":50,"completion_tokens":2,"total_tokens":52,"prompt_tokens_details":{"cached_tokens":32}}}"#,
+                Some(CacheReport {
+                    prompt_tokens: 50,
+                    cached_tokens: 32,
+                }),
+            ),
+            (r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, None),
+        ];
+        for (chunk, want) in cases {
+            let (mut out, mut progress) = (VecDeque::new(), Progress::default());
+            let mut cx = EventCx {
+                out: &mut out,
+                progress: &mut progress,
+                redactor: &redactor,
+            };
+            assert!(read_chat_chunk(chunk, &mut cx).is_ok(), "{chunk}");
+            assert_eq!(progress.cache, *want, "{chunk}");
+        }
+    }
 
     #[test]
     fn null_fields_read_as_absent_and_other_shapes_are_kept_raw() {

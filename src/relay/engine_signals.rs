@@ -111,6 +111,7 @@ pub fn load_from_metrics(kind: BackendKind, text: &str) -> Option<EngineLoad> {
                 .iter()
                 .find_map(|name| get(name))
                 .map(|f| f.max.clamp(0.0, 1.0)),
+            slots: None,
         })
     })
 }
@@ -120,7 +121,8 @@ fn count(folded: Option<Folded>) -> u64 {
     folded.map_or(0, |f| f.sum.clamp(0.0, MAX_COUNT).round() as u64)
 }
 
-/// The load llama.cpp's `/slots` list shows: slots processing now. The list has no queue, so
+/// The load llama.cpp's `/slots` list shows: slots processing now, and how many slots there
+/// are (the engine's capacity, which its metrics do not report). The list has no queue, so
 /// `waiting` is 0 (llama.cpp started with `--metrics` reports it through `/metrics`).
 pub fn load_from_slots(body: &[u8]) -> Option<EngineLoad> {
     let slots: Vec<Value> = serde_json::from_slice(body).ok()?;
@@ -136,6 +138,7 @@ pub fn load_from_slots(body: &[u8]) -> Option<EngineLoad> {
         running: slots.iter().filter(|s| busy(s)).count() as u64,
         waiting: 0,
         kv_cache_usage: None,
+        slots: Some(slots.len() as u64),
     })
 }
 
@@ -149,6 +152,14 @@ mod tests {
             running,
             waiting,
             kv_cache_usage: kv,
+            slots: None,
+        })
+    }
+
+    fn slot_list(running: u64, slots: u64) -> Option<EngineLoad> {
+        load(running, 0, None).map(|l| EngineLoad {
+            slots: Some(slots),
+            ..l
         })
     }
 
@@ -226,13 +237,13 @@ mod tests {
         let cases: &[(&str, Option<EngineLoad>)] = &[
             (
                 r#"[{"id":0,"is_processing":true},{"id":1,"is_processing":false}]"#,
-                load(1, 0, None),
+                slot_list(1, 2),
             ),
             (
-                r#"[{"id":0,"state":1},{"id":1,"state":0}]"#,
-                load(1, 0, None),
+                r#"[{"id":0,"state":1},{"id":1,"state":0},{"id":2,"state":0}]"#,
+                slot_list(1, 3),
             ),
-            ("[]", load(0, 0, None)),
+            ("[]", slot_list(0, 0)),
             (r#"{"error":{"code":501}}"#, None),
             ("not json", None),
         ];

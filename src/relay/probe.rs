@@ -1,7 +1,7 @@
 //! Health probes over HTTP: the [`HealthCheck`] the server wiring gives the mesh, which itself
 //! knows nothing of HTTP. A probe is a `GET {base}{health path}` with the route's credentials;
 //! the engine's load is a `GET {base}{metrics path}` the same way (llama.cpp without
-//! `--metrics`: its `/slots` list instead), read into [`EngineLoad`] by [`super::engine_signals`].
+//! `--metrics`: its `/slots` list instead; with it, the slot count from that list as well), read into [`EngineLoad`] by [`super::engine_signals`].
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -79,20 +79,26 @@ impl HealthCheck for HttpHealthCheck {
         };
         let metrics = get(path);
         // llama-server answers 501 on /metrics unless started with --metrics; its slot list
-        // still tells how many requests it is computing.
+        // still tells how many requests it is computing, and with metrics on it is still the
+        // only place that says how many slots there are (the capacity the load guard uses).
         let slots = (endpoint.kind == BackendKind::Llamacpp).then(|| get("/slots"));
         let kind = endpoint.kind;
         let name = endpoint.name.clone();
         Box::pin(async move {
-            if let Some(body) = bounded_body(metrics).await {
-                let load = load_from_metrics(kind, &String::from_utf8_lossy(&body));
-                if load.is_some() {
-                    return load;
-                }
-            }
-            let load = match slots {
+            let from_metrics = match bounded_body(metrics).await {
+                Some(body) => load_from_metrics(kind, &String::from_utf8_lossy(&body)),
+                None => None,
+            };
+            let from_slots = match slots {
                 Some(slots) => bounded_body(slots).await.and_then(|b| load_from_slots(&b)),
                 None => None,
+            };
+            let load = match (from_metrics, from_slots) {
+                (Some(metrics), slots) => Some(EngineLoad {
+                    slots: slots.and_then(|s| s.slots),
+                    ..metrics
+                }),
+                (None, slots) => slots,
             };
             if load.is_none() {
                 debug!(endpoint = %name, "no load reading from the engine");

@@ -38,6 +38,9 @@ pub struct Candidate {
     pub identity: u64,
     /// Leading prompt chunks the endpoint is believed to hold (`prefix_cache`).
     pub matched_chunks: usize,
+    /// How many requests the endpoint computes at once, when known (the engine's slots, the
+    /// route's `max_in_flight`, or what a queueing engine runs): beyond it a request queues.
+    pub capacity: Option<u64>,
 }
 
 impl Candidate {
@@ -50,6 +53,20 @@ impl Candidate {
     /// Outstanding work per unit of weight (weights are shares of capacity).
     pub fn load(&self) -> f64 {
         self.outstanding() as f64 / self.weight
+    }
+
+    /// Whether one more request would queue here: every slot of a known capacity is taken.
+    pub fn saturated(&self) -> bool {
+        self.capacity.is_some_and(|cap| self.outstanding() >= cap)
+    }
+
+    /// Whether one more request would start at once: a free slot of a known capacity, or,
+    /// capacity unknown, nothing outstanding at all.
+    pub fn has_room(&self) -> bool {
+        match self.capacity {
+            Some(cap) => self.outstanding() < cap,
+            None => self.outstanding() == 0,
+        }
     }
 }
 
@@ -151,6 +168,7 @@ pub(crate) mod tests {
                 engine_waiting: None,
                 identity: stable_id(&format!("route-{route}")),
                 matched_chunks: 0,
+                capacity: None,
             })
             .collect()
     }

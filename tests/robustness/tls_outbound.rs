@@ -3,7 +3,8 @@
 //! proxy in the test that records what went through it.
 //!
 //! - trust: a route's `ca_file`, `UPSTREAM_CA_FILE`, no trust (502 `upstream_tls_error`
-//!   naming the host and the reason), expired and wrong-name certificates,
+//!   naming the host and the reason), expired and wrong-name certificates, https to a port
+//!   that speaks plain HTTP,
 //!   `tls_insecure_skip_verify`; a failing route falls back to a working one; the reason is the
 //!   endpoint's last error in `/admin/backends`, probes included;
 //! - mutual TLS: with the client certificate, without it, with one the backend does not trust;
@@ -178,6 +179,7 @@ async fn trust_decides_which_backends_are_reached() {
     let good = pki.mock("server", false);
     let expired = pki.mock("expired", false);
     let wrong_name = pki.mock("wrong-name", false);
+    let plain = start_mock(json!({}));
     let ca = format!(", ca_file: {}", pki.path("server-ca.pem"));
     let port = |m: &Proc| m.url.rsplit(':').next().unwrap_or_default().to_string();
     let cases: Vec<TrustCase> = vec![
@@ -229,6 +231,14 @@ async fn trust_decides_which_backends_are_reached() {
             200,
             "",
             &[],
+        ),
+        (
+            "tls-to-plain",
+            plain.url.replace("http://", "https://"),
+            String::new(),
+            502,
+            "upstream_tls_error",
+            &["does not speak TLS"],
         ),
         (
             "plain-to-tls",

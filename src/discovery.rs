@@ -172,15 +172,20 @@ pub async fn fetch(route: &RouteDef) -> Result<Vec<String>, FetchError> {
             status: None,
             message,
         })?;
-    let client = crate::relay::client::with_connect_timeout(Duration::from_secs(5));
+    // The route's own CA, client certificate and proxy: discovery reaches the endpoint the
+    // way its traffic will.
+    let client = crate::relay::client::for_profile(Duration::from_secs(5), &route.outbound);
     let req = attach_credentials(
         client.get(&url).timeout(Duration::from_secs(10)),
         route.credentials(),
     );
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| FetchError::new(None, format!("GET {url}: {e}")))?;
+    let mut resp = req.send().await.map_err(|e| {
+        let why = match crate::relay::tls_error::tls_failure(&e) {
+            Some(reason) => format!("TLS: {reason}"),
+            None => e.to_string(),
+        };
+        FetchError::new(None, format!("GET {url}: {why}"))
+    })?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         return Err(FetchError::new(

@@ -75,6 +75,9 @@ pub enum ErrorCode {
     // 502, 504: the backend failed.
     UpstreamError,
     UpstreamUnreachable,
+    /// The TLS handshake with the backend failed (untrusted issuer, expired, wrong name, a
+    /// client certificate refused or missing).
+    UpstreamTlsError,
     UpstreamInvalidResponse,
     UpstreamAuthFailed,
     UpstreamResponseTooLarge,
@@ -236,6 +239,7 @@ impl ErrorCode {
             ),
             C::UpstreamError => (S::BAD_GATEWAY, UPSTREAM, Some("upstream_error")),
             C::UpstreamUnreachable => (S::BAD_GATEWAY, UPSTREAM, Some("upstream_unreachable")),
+            C::UpstreamTlsError => (S::BAD_GATEWAY, UPSTREAM, Some("upstream_tls_error")),
             C::UpstreamInvalidResponse => {
                 (S::BAD_GATEWAY, UPSTREAM, Some("upstream_invalid_response"))
             }
@@ -547,6 +551,7 @@ pub(crate) mod tests {
             C::UnsupportedEndpoint => (501, "not_implemented_error", Some("unsupported_endpoint")),
             C::UpstreamError => (502, "upstream_error", Some("upstream_error")),
             C::UpstreamUnreachable => (502, "upstream_error", Some("upstream_unreachable")),
+            C::UpstreamTlsError => (502, "upstream_error", Some("upstream_tls_error")),
             C::UpstreamInvalidResponse => {
                 (502, "upstream_error", Some("upstream_invalid_response"))
             }
@@ -576,7 +581,7 @@ pub(crate) mod tests {
     }
 
     /// Every router-owned code (all but [`ErrorCode::Backend`]).
-    pub(crate) const ALL: [ErrorCode; 56] = {
+    pub(crate) const ALL: [ErrorCode; 57] = {
         use ErrorCode as C;
         [
             C::InvalidRequest,
@@ -623,6 +628,7 @@ pub(crate) mod tests {
             C::UnsupportedEndpoint,
             C::UpstreamError,
             C::UpstreamUnreachable,
+            C::UpstreamTlsError,
             C::UpstreamInvalidResponse,
             C::UpstreamAuthFailed,
             C::UpstreamResponseTooLarge,

@@ -163,6 +163,7 @@ impl UpstreamFailure {
             C::Backend(_) => "upstream_error",
             C::UpstreamTimeout => "upstream_timeout",
             C::UpstreamUnreachable => "upstream_unreachable",
+            C::UpstreamTlsError => "upstream_tls_error",
             C::UpstreamError | C::UpstreamEmptyResponse => "upstream_error",
             C::UpstreamRateLimited => "upstream_rate_limited",
             C::UpstreamUnavailable => "upstream_unavailable",
@@ -394,9 +395,10 @@ mod tests {
     /// The classification as it was when it compared code strings: a backend's 4xx passed
     /// through, then the router's upstream codes by name, then any other 502 or 504.
     fn by_code_string(error: &ApiError) -> Option<&'static str> {
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 9] = [
             "upstream_timeout",
             "upstream_unreachable",
+            "upstream_tls_error",
             "upstream_error",
             "upstream_rate_limited",
             "upstream_unavailable",

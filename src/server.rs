@@ -37,6 +37,9 @@ pub async fn serve(
     auth: Auth,
     opts: ServeOptions,
 ) -> std::io::Result<()> {
+    // Before any outbound client exists: every client (traffic, probes, discovery, jobs,
+    // webhooks) is built with these.
+    crate::relay::client::configure(settings.outbound_settings());
     let auth = Arc::new(auth);
     let observability = settings.observability.clone();
     let host = opts.host;

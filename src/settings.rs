@@ -71,6 +71,10 @@ pub struct Settings {
     pub single_backend: Option<crate::config::SingleBackend>,
     /// `QUOTA_*`: how limits are shared with other replicas (docs/limits.md).
     pub quota: crate::quota::QuotaSettings,
+    /// `UPSTREAM_CA_FILE` and the egress proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`, lower case winning); the connect timeout is filled in by
+    /// [`Settings::outbound_settings`].
+    pub outbound: crate::relay::client::OutboundSettings,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -146,6 +150,7 @@ impl Default for Settings {
             offload: false,
             single_backend: None,
             quota: crate::quota::QuotaSettings::default(),
+            outbound: crate::relay::client::OutboundSettings::default(),
             probe_interval_from_env: false,
         }
     }
@@ -194,6 +199,7 @@ impl Settings {
             Ok(backend) => s.single_backend = backend,
             Err(e) => errors.extend(e),
         }
+        s.read_outbound(vars, &mut errors);
         if errors.is_empty() {
             Ok(s)
         } else {
@@ -209,6 +215,32 @@ impl Settings {
             probe.interval = interval;
         }
         probe
+    }
+
+    /// The outbound clients' settings, with the router-wide connect timeout.
+    pub fn outbound_settings(&self) -> crate::relay::client::OutboundSettings {
+        crate::relay::client::OutboundSettings {
+            connect_timeout: self.connect_timeout,
+            ..self.outbound.clone()
+        }
+    }
+
+    /// `UPSTREAM_CA_FILE` (read now: a bad bundle stops the start) and the proxy variables.
+    fn read_outbound(&mut self, vars: &dyn VarSource, errors: &mut Vec<String>) {
+        if let Some(path) = vars
+            .get("UPSTREAM_CA_FILE")
+            .filter(|v| !v.trim().is_empty())
+        {
+            let path = std::path::PathBuf::from(path.trim());
+            match crate::config::read_ca_bundle(&path) {
+                Ok(_) => self.outbound.ca_file = Some(path),
+                Err(e) => errors.push(format!("UPSTREAM_CA_FILE: {e}")),
+            }
+        }
+        match crate::relay::proxy_env::EnvProxies::from_vars(|name| vars.get(name)) {
+            Ok(proxies) => self.outbound.proxies = std::sync::Arc::new(proxies),
+            Err(e) => errors.push(e),
+        }
     }
 
     /// Body sizes, time limits, probes, circuits, retries, connections and workers.

@@ -35,6 +35,7 @@ mod reset;
 mod responses;
 mod settings;
 mod state;
+mod tls;
 mod transcribe;
 mod util;
 mod video;
@@ -48,20 +49,24 @@ pub use settings::{
     CostModel, ErrorStyle, Hang, Health, MockSettings, UsageMode, VideoMode, VideoStatusStyle,
 };
 pub use state::{MockStats, RecordedRequest};
+pub use tls::TlsFiles;
 
 use state::MockState;
 
 /// A running mock server. Dropping it leaves the server running; call [`MockServer::stop`].
 pub struct MockServer {
     pub addr: SocketAddr,
+    /// `https` in TLS mode, else `http`.
+    scheme: &'static str,
     state: web::Data<MockState>,
     handle: ServerHandle,
 }
 
 impl MockServer {
-    /// `http://127.0.0.1:PORT` (a wildcard bind address is shown as loopback).
+    /// `http://127.0.0.1:PORT` (`https://` in TLS mode; a wildcard bind address is shown as
+    /// loopback).
     pub fn url(&self) -> String {
-        base_url(self.addr)
+        base_url(self.scheme, self.addr)
     }
 
     pub fn stats(&self) -> MockStats {
@@ -93,25 +98,36 @@ impl MockServer {
     }
 }
 
-fn base_url(addr: SocketAddr) -> String {
+fn base_url(scheme: &str, addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         ip if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Starts a mock server on `host:port` (port 0 picks a free port) with `settings.workers`
 /// worker threads. Must be called inside a running actix System / actix_rt runtime.
 pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Result<MockServer> {
+    start_with(host, port, settings, None).await
+}
+
+/// [`start`], serving HTTPS (HTTP/2 and HTTP/1.1) with `tls` when given.
+pub async fn start_with(
+    host: &str,
+    port: u16,
+    settings: MockSettings,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<MockServer> {
     settings
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = std::net::TcpListener::bind((host, port))?;
     let addr = listener.local_addr()?;
     let workers = settings.workers;
-    let state = web::Data::new(MockState::new(settings, base_url(addr)));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let state = web::Data::new(MockState::new(settings, base_url(scheme, addr)));
     let app_state = state.clone();
     let server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes))
         .workers(workers)
@@ -126,13 +142,17 @@ pub async fn start(host: &str, port: u16, settings: MockSettings) -> std::io::Re
         // router's.
         .tcp_nodelay(true)
         .shutdown_timeout(1)
-        .on_connect(reset::remember_socket)
-        .listen(listener)?
-        .run();
+        .on_connect(reset::remember_socket);
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    }
+    .run();
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(MockServer {
         addr,
+        scheme,
         state,
         handle,
     })

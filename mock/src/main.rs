@@ -100,6 +100,15 @@ struct Cli {
     video_step_ms: Option<u64>,
     #[arg(long)]
     video_fail: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Demand a client certificate signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -187,6 +196,18 @@ async fn run() -> anyhow::Result<()> {
 
     let cli = Cli::parse();
     let settings = cli.settings()?;
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            mock::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: cli.tls_client_ca.clone(),
+            }
+            .server_config()
+            .context("TLS mode")?,
+        ),
+        _ => None,
+    };
     let mut servers = Vec::with_capacity(usize::from(cli.count));
     for i in 0..cli.count {
         let port = if cli.port == 0 {
@@ -196,7 +217,7 @@ async fn run() -> anyhow::Result<()> {
                 .checked_add(i)
                 .ok_or_else(|| anyhow!("port {} + {i} overflows", cli.port))?
         };
-        let server = mock::start(&cli.host, port, settings.clone())
+        let server = mock::start_with(&cli.host, port, settings.clone(), tls.clone())
             .await
             .with_context(|| format!("could not start a mock on {}:{port}", cli.host))?;
         let mut out = std::io::stdout().lock();

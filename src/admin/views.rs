@@ -156,6 +156,7 @@ pub fn backends_view(table: &RouteTable, probes: &[ProbeRow]) -> Vec<Value> {
                 obj.insert("health_path".into(), json!(ep.health_path));
                 obj.insert("metrics_path".into(), json!(ep.metrics_path));
                 obj.insert("has_credentials".into(), Value::Bool(ep.auth.is_some()));
+                obj.insert("outbound".into(), outbound_view(&ep.outbound));
                 obj.insert(
                     "routes".into(),
                     Value::Array(used_by.remove(ep.name.as_str()).unwrap_or_default()),
@@ -167,6 +168,22 @@ pub fn backends_view(table: &RouteTable, probes: &[ProbeRow]) -> Vec<Value> {
             v
         })
         .collect()
+}
+
+/// How an endpoint is reached: its extra CA, client certificate (paths, never contents),
+/// whether verification is off, and its proxy with any credentials masked.
+fn outbound_view(o: &crate::config::Outbound) -> Value {
+    use crate::config::ProxyChoice;
+    json!({
+        "ca_file": o.ca_file.as_ref().map(|p| p.display().to_string()),
+        "client_cert_file": o.client_identity.as_ref().map(|c| c.cert.display().to_string()),
+        "tls_insecure_skip_verify": o.insecure_skip_verify,
+        "proxy": match &o.proxy {
+            ProxyChoice::Environment => "environment".to_string(),
+            ProxyChoice::Direct => "none".to_string(),
+            ProxyChoice::Via(url) => url.to_string(),
+        },
+    })
 }
 
 pub async fn backends(

@@ -13,7 +13,8 @@ use super::routing::RoutingFile;
 use super::strict::{place_in, Strictness};
 use super::video::VIDEO_ROUTE_KEYS;
 use super::{
-    ConfigErrors, Limits, ModelDef, ModelType, Pricing, Registry, RouteDef, RoutingPolicy, Secret,
+    read_ca_bundle, read_client_identity, ClientIdentityFiles, ConfigErrors, Limits, ModelDef,
+    ModelType, Outbound, Pricing, ProxyChoice, Registry, RouteDef, RoutingPolicy, Secret,
     SingleBackend, VideoRouteOptions,
 };
 use crate::engines::{normalize_base_url, AuthStyle, BackendKind, BaseUrl, NativeApi};
@@ -574,6 +575,11 @@ fn implicit_route(kind: String) -> RawRoute {
         discover_prefix: None,
         discover_map: None,
         native_apis: None,
+        ca_file: None,
+        client_cert_file: None,
+        client_key_file: None,
+        tls_insecure_skip_verify: None,
+        proxy: None,
         video: Default::default(),
         unknown: Default::default(),
     }
@@ -695,6 +701,7 @@ fn build_route(
         errors.push(at.at("name", format!("route name {name:?} is used twice")));
     }
     let native_apis = route_native_apis(at, &r, errors);
+    let outbound = route_outbound(at, &r, &name, api_key.is_some(), errors, out);
     let route_pricing = pricing_of(at.place, &at.name("pricing"), r.pricing.as_ref(), out);
     let video = VideoRouteOptions::from_raw(&r.video).unwrap_or_else(|problems| {
         for (f, message) in problems {
@@ -723,7 +730,83 @@ fn build_route(
         video,
         native_apis,
         priority,
+        outbound,
     }
+}
+
+/// The route's trust, client certificate and proxy; the files are read now so a bad one fails
+/// the load with the route's name.
+fn route_outbound(
+    at: &RouteField<'_>,
+    r: &RawRoute,
+    name: &str,
+    has_api_key: bool,
+    errors: &mut Vec<ConfigError>,
+    out: &mut ConfigErrors,
+) -> Outbound {
+    let path = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let mut outbound = Outbound {
+        ca_file: path(&r.ca_file),
+        insecure_skip_verify: r.tls_insecure_skip_verify.unwrap_or(false),
+        ..Outbound::default()
+    };
+    if let Some(ca) = &outbound.ca_file {
+        if let Err(e) = read_ca_bundle(ca) {
+            errors.push(at.at("ca_file", format!("route `{name}`: {e}")));
+        }
+    }
+    match (path(&r.client_cert_file), path(&r.client_key_file)) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            let files = ClientIdentityFiles { cert, key };
+            match read_client_identity(&files) {
+                Ok(_) => outbound.client_identity = Some(files),
+                Err(e) => errors.push(at.at("client_cert_file", format!("route `{name}`: {e}"))),
+            }
+        }
+        (Some(_), None) => errors.push(at.at(
+            "client_key_file",
+            format!("route `{name}`: client_cert_file needs client_key_file"),
+        )),
+        (None, Some(_)) => errors.push(at.at(
+            "client_cert_file",
+            format!("route `{name}`: client_key_file needs client_cert_file"),
+        )),
+    }
+    if outbound.insecure_skip_verify {
+        if has_api_key {
+            errors.push(at.at(
+                "tls_insecure_skip_verify",
+                format!(
+                    "route `{name}` carries an api_key: its certificate must be verified (set \
+                     ca_file to the CA that signed it instead)"
+                ),
+            ));
+        } else {
+            out.warnings.push(
+                at.at(
+                    "tls_insecure_skip_verify",
+                    format!(
+                        "route `{name}`: TLS VERIFICATION IS OFF: the backend's certificate is \
+                         not checked, anyone on the path can impersonate it; set ca_file instead"
+                    ),
+                )
+                .to_string(),
+            );
+        }
+    }
+    if let Some(value) = &r.proxy {
+        match ProxyChoice::parse(value) {
+            Ok(choice) => outbound.proxy = choice,
+            Err(e) => errors.push(at.at("proxy", format!("route `{name}`: {e}"))),
+        }
+    }
+    outbound
 }
 
 /// The route's tier: a whole number, 0 when left out.

@@ -6,6 +6,7 @@
 mod env;
 mod lenient;
 mod load;
+mod outbound;
 mod policy;
 mod providers;
 mod raw;
@@ -28,6 +29,9 @@ pub use env::test_vars;
 pub use env::{bool_var, number_var, substitute_str, ProcessEnv, VarSource};
 pub use lenient::bool_word;
 pub use load::{load, load_str, LoadOptions};
+pub use outbound::{
+    read_ca_bundle, read_client_identity, ClientIdentityFiles, Outbound, ProxyChoice, ProxyUrl,
+};
 pub use policy::{PolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
 pub use providers::{providers_path, Declared};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
@@ -311,6 +315,8 @@ pub struct RouteDef {
     pub native_apis: Option<Vec<NativeApi>>,
     /// The route's tier: higher first; a lower tier only takes what no higher route admits.
     pub priority: i32,
+    /// Trust, client certificate and proxy of the route's calls (probes and discovery too).
+    pub outbound: Outbound,
 }
 
 impl RouteDef {

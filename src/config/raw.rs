@@ -172,6 +172,17 @@ pub struct RawRoute {
     /// The newer APIs the endpoint serves itself (`messages`, `responses`, `completions`,
     /// `rerank`), replacing its kind's list.
     pub native_apis: Option<Vec<String>>,
+    /// Extra CA certificates (PEM bundle) this route's backend may be signed by.
+    pub ca_file: Option<String>,
+    /// Client certificate chain (PEM) for backends that demand mutual TLS; with `client_key_file`.
+    pub client_cert_file: Option<String>,
+    /// The private key (PEM) of `client_cert_file`.
+    pub client_key_file: Option<String>,
+    /// Accept any server certificate (a loud warning; refused on routes with an `api_key`).
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub tls_insecure_skip_verify: Option<bool>,
+    /// `http://[user:pass@]host:port`, or `none` to ignore `HTTPS_PROXY`/`HTTP_PROXY`.
+    pub proxy: Option<String>,
     /// Video backends: `video_mode` and `video_*_path` (docs/configuration.md).
     #[serde(flatten)]
     pub video: super::video::RawVideoRoute,
@@ -202,4 +213,9 @@ pub const ROUTE_KEYS: &[&str] = &[
     "discover_prefix",
     "discover_map",
     "native_apis",
+    "ca_file",
+    "client_cert_file",
+    "client_key_file",
+    "tls_insecure_skip_verify",
+    "proxy",
 ];

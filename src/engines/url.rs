@@ -69,6 +69,19 @@ impl BaseUrl {
         &self.api
     }
 
+    /// `host:port` of the server (the scheme's port when none is written), never credentials:
+    /// what error messages name the backend by.
+    pub fn host_for_display(&self) -> String {
+        match url::Url::parse(&self.root) {
+            Ok(url) => match (url.host_str(), url.port_or_known_default()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_string(),
+                _ => "the backend".into(),
+            },
+            Err(_) => "the backend".into(),
+        }
+    }
+
     /// Whether the server runs on this machine: a loopback address or `localhost`. Everything
     /// else (the internet, but also another host on the LAN) is "outside".
     pub fn is_on_this_machine(&self) -> bool {

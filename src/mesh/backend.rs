@@ -181,6 +181,7 @@ impl BackendActor {
             Err(ref why) => {
                 self.probe_failures = self.probe_failures.saturating_add(1);
                 debug!(endpoint = %self.endpoint.name, error = %why, "health probe failed");
+                self.endpoint.note_error(format!("health probe: {why}"));
                 match before {
                     // Loading engines refuse connections or answer 503 until they are ready.
                     Health::Starting => Health::Starting,

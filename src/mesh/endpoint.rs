@@ -21,7 +21,7 @@ use super::bucket::TokenBucket;
 use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
 use super::engine_load::{EngineLoadSlot, EngineLoadView};
 use super::outcome::{Finished, Outcome};
-use crate::config::{Limits, Secret};
+use crate::config::{Limits, Outbound, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +93,10 @@ pub struct Endpoint {
     /// Where the engine's own load is read on the probe timer; `None` = not read.
     pub metrics_path: Option<String>,
     pub limits: Limits,
+    /// Trust, client certificate and proxy of every call to it (traffic and probes).
+    pub outbound: Outbound,
+    /// The last failure of a call or probe worth showing (a TLS refusal names its reason).
+    last_error: Mutex<Option<LastError>>,
     health: AtomicU8,
     /// Not probed: the endpoint is outside this machine and every route on it has weight 0, so
     /// probing would only send traffic (to the internet, often) for a route nobody uses. Remote
@@ -146,6 +150,8 @@ impl Endpoint {
             health_path,
             metrics_path: None,
             limits,
+            outbound: Outbound::default(),
+            last_error: Mutex::new(None),
             health: AtomicU8::new(initial.to_u8()),
             dormant: AtomicBool::new(dormant),
             in_flight: AtomicU64::new(0),
@@ -165,6 +171,22 @@ impl Endpoint {
     pub fn with_metrics_path(mut self, path: Option<String>) -> Endpoint {
         self.metrics_path = path;
         self
+    }
+
+    /// Reach the endpoint with `outbound` (its route's CA, client certificate and proxy).
+    pub fn with_outbound(mut self, outbound: Outbound) -> Endpoint {
+        self.outbound = outbound;
+        self
+    }
+
+    /// Keep `message` as the endpoint's last error (admin views). It must hold nothing secret.
+    pub fn note_error(&self, message: String) {
+        let at_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(LastError { message, at_unix_s });
     }
 
     /// The endpoint's API key in its auth style, for [`crate::engines::attach_credentials`].
@@ -352,8 +374,21 @@ impl Endpoint {
             rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
             latency_ewma_ms: self.counters.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
             engine_load: self.engine_load.view(now),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
+}
+
+/// A failure kept for admin views.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub message: String,
+    /// When, in seconds since the Unix epoch.
+    pub at_unix_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -385,6 +420,8 @@ pub struct EndpointSnapshot {
     pub latency_ewma_ms: f64,
     /// What the engine last reported of its own load, while that reading is fresh.
     pub engine_load: Option<EngineLoadView>,
+    /// The last failed call or probe worth showing (e.g. a TLS refusal and its reason).
+    pub last_error: Option<LastError>,
 }
 
 #[cfg(test)]

@@ -92,7 +92,8 @@ impl EndpointFactory for ActorFactory {
                 route.limits,
                 self.circuit,
             )
-            .with_metrics_path(key.metrics_path.clone()),
+            .with_metrics_path(key.metrics_path.clone())
+            .with_outbound(route.outbound.clone()),
         );
         let (probe, health_check) = (self.probe, self.health_check.clone());
         let for_actor = endpoint.clone();

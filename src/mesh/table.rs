@@ -34,6 +34,8 @@ pub struct EndpointKey {
     pub health_path: Option<String>,
     /// Where the engine's load is read; `None` = not read.
     pub metrics_path: Option<String>,
+    /// Another CA, client certificate or proxy makes another endpoint.
+    pub outbound: crate::config::Outbound,
 }
 
 /// A caller limited to some models, as the Router sees it: access is decided on the resolved
@@ -219,6 +221,7 @@ impl RouteTable {
                     }),
                     health_path,
                     metrics_path,
+                    outbound: route.outbound.clone(),
                 };
                 let slot = match index.get(&key) {
                     Some(&i) => i,

@@ -21,13 +21,20 @@ thread_local! {
     static PROBE_CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
 }
 
-fn probe_client() -> awc::Client {
+/// The probe client for `endpoint`: its route's CA, client certificate and proxy, so a probe
+/// fails or succeeds exactly as traffic would.
+fn probe_client(endpoint: &Endpoint) -> awc::Client {
+    if !endpoint.outbound.is_default() {
+        return super::client::for_profile(PROBE_CONNECT_TIMEOUT, &endpoint.outbound);
+    }
     PROBE_CLIENT.with(|cell| {
         cell.borrow_mut()
-            .get_or_insert_with(|| super::client::build(Duration::from_secs(5), 0))
+            .get_or_insert_with(|| super::client::build(PROBE_CONNECT_TIMEOUT, 0))
             .clone()
     })
 }
+
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl HealthCheck for HttpHealthCheck {
     fn check(
@@ -38,7 +45,7 @@ impl HealthCheck for HttpHealthCheck {
     ) -> LocalBoxFuture<'static, ProbeVerdict> {
         let url = endpoint.base.probe_url(path);
         let req = attach_credentials(
-            probe_client().get(&url).timeout(timeout),
+            probe_client(endpoint).get(&url).timeout(timeout),
             endpoint.credentials(),
         );
         let name = endpoint.name.clone();
@@ -58,7 +65,10 @@ impl HealthCheck for HttpHealthCheck {
                     warn!(endpoint = %name, error = %e, "health probe not sent: the router is out of local resources");
                     ProbeVerdict::NotSent
                 }
-                Err(e) => ProbeVerdict::Unhealthy(e.to_string()),
+                Err(e) => ProbeVerdict::Unhealthy(match super::tls_error::tls_failure(&e) {
+                    Some(reason) => format!("TLS: {reason}"),
+                    None => e.to_string(),
+                }),
             }
         })
     }
@@ -71,7 +81,7 @@ impl HealthCheck for HttpHealthCheck {
     ) -> LocalBoxFuture<'static, Option<EngineLoad>> {
         let get = |path: &str| {
             attach_credentials(
-                probe_client()
+                probe_client(endpoint)
                     .get(endpoint.base.probe_url(path))
                     .timeout(timeout),
                 endpoint.credentials(),

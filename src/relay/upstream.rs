@@ -133,11 +133,8 @@ pub fn request<'a>(
         UpstreamPath::Api(path) => base.api_url(path),
         UpstreamPath::Root(path) => base.root_url(path),
     };
-    // A route with its own connect timeout needs a connector built with it.
-    let client = match lease.route().timeouts.connect {
-        Some(connect) => super::client::with_connect_timeout(connect),
-        None => client.clone(),
-    };
+    // A route with its own connect timeout or TLS/proxy profile needs a connector built with it.
+    let client = super::client::for_route(client, lease.route());
     let mut req = attach_credentials(
         client
             .request(method, url)
@@ -347,6 +344,9 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
             error: ApiError::router_overloaded(),
         };
     }
+    if let Some(reason) = super::tls_error::tls_failure(&e) {
+        return tls_refused(lease, &reason);
+    }
     let (code, what) = match &e {
         SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
             (ErrorCode::UpstreamTimeout, "timed out")
@@ -357,6 +357,24 @@ fn send_error(lease: &Lease, e: SendRequestError) -> CallError {
     CallError::Retryable {
         outcome: Outcome::Failure,
         error: ApiError::new(code, format!("The backend for model `{model}` {what}.")),
+    }
+}
+
+/// The TLS handshake with the backend failed: a 502 naming the host and the reason, counted
+/// against the endpoint like any failed attempt, and kept as the endpoint's last error.
+fn tls_refused(lease: &Lease, reason: &str) -> CallError {
+    let host = lease.endpoint().base.host_for_display();
+    lease.endpoint().note_error(format!("TLS: {reason}"));
+    warn!(endpoint = %lease.endpoint().name, route = %lease.route().name, reason, "TLS handshake with the backend failed");
+    CallError::Retryable {
+        outcome: Outcome::Failure,
+        error: ApiError::new(
+            ErrorCode::UpstreamTlsError,
+            format!(
+                "TLS with the backend for model `{}` ({host}) failed: {reason}.",
+                lease.model().id
+            ),
+        ),
     }
 }
 

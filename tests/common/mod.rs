@@ -154,6 +154,11 @@ fn cargo_build_bin(package: &str, name: &str, path: &std::path::Path) {
 
 /// Start one mock engine with the given settings (JSON object of `MockSettings` fields).
 pub fn start_mock(settings: Value) -> Proc {
+    start_mock_with_args(settings, &[])
+}
+
+/// [`start_mock`] with more command-line flags (e.g. its TLS mode: `--tls-cert`, `--tls-key`).
+pub fn start_mock_with_args(settings: Value, args: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("switchyard-mock"));
     cmd.args([
         "--host",
@@ -162,7 +167,8 @@ pub fn start_mock(settings: Value) -> Proc {
         "0",
         "--settings-json",
         &settings.to_string(),
-    ]);
+    ])
+    .args(args);
     spawn_and_wait(cmd, "switchyard-mock listening on ")
 }
 
@@ -263,6 +269,8 @@ pub fn router_log(router: &Router) -> String {
     std::fs::read_to_string(router.dir.path().join(ROUTER_LOG)).unwrap_or_default()
 }
 
+const PROXY_VARS: [&str; 4] = ["https_proxy", "http_proxy", "all_proxy", "no_proxy"];
+
 /// The command that starts a router for `opts`, in a fresh working directory.
 fn router_command(opts: &RouterOpts<'_>) -> (Command, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -280,6 +288,10 @@ fn router_command(opts: &RouterOpts<'_>) -> (Command, tempfile::TempDir) {
         .args(["--host", "127.0.0.1", "--port", "0"]);
     if opts.routing_yaml.is_some() {
         cmd.arg("--routing").arg(&routing);
+    }
+    // A proxy in the test runner's environment would reroute every test's loopback traffic.
+    for name in PROXY_VARS {
+        cmd.env_remove(name).env_remove(name.to_ascii_uppercase());
     }
     for (k, v) in test_env() {
         cmd.env(k, v);

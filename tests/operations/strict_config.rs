@@ -315,6 +315,8 @@ fn sample_value(key: &str) -> &'static str {
         "discover_map" => "{a: b}",
         "native_apis" => "[messages, responses]",
         "auth_header" => "api-key",
+        "tls_insecure_skip_verify" => "false",
+        "proxy" => "none",
         "health_path" | "metrics_path" | "video_submit_path" => "/p",
         "video_poll_path" | "video_content_path" | "video_cancel_path" => "/p/{id}",
         "video_mode" => "async",
@@ -348,12 +350,26 @@ fn every_known_key_spelled_right_is_accepted() {
         }
         cases.push((text, None));
     }
+    // The TLS file keys name files that are read at load (and a certificate needs its key).
+    let tls = tempfile::tempdir().expect("tempdir");
+    let (cert, key_file) = (tls.path().join("c.pem"), tls.path().join("c.key"));
+    let pair = rcgen::generate_simple_self_signed(vec!["r".to_string()]).expect("certificate");
+    std::fs::write(&cert, pair.cert.pem()).expect("write certificate");
+    std::fs::write(&key_file, pair.signing_key.serialize_pem()).expect("write key");
+    let (cert, key_file) = (cert.display(), key_file.display());
     for key in ROUTE_KEYS
         .iter()
         .chain(VIDEO_ROUTE_KEYS)
         .filter(|k| !["kind", "base_url"].contains(*k))
     {
-        cases.push((route(&format!("{key}: {}", sample_value(key))), None));
+        let entry = match *key {
+            "ca_file" => format!("ca_file: {cert}"),
+            "client_cert_file" | "client_key_file" => {
+                format!("client_cert_file: {cert}\n        client_key_file: {key_file}")
+            }
+            _ => format!("{key}: {}", sample_value(key)),
+        };
+        cases.push((route(&entry), None));
     }
     for key in PRICING_KEYS {
         cases.push((

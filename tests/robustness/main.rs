@@ -1,5 +1,5 @@
 //! The router under failure: the mock engine's fault matrix, circuits and retries, hot reload,
-//! graceful shutdown (one test binary; see tests/api/main.rs for why the tests are grouped).
+//! graceful shutdown, outbound TLS and egress proxies (one test binary; see tests/api/main.rs for why the tests are grouped).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,3 +10,4 @@ mod limits;
 mod reload;
 mod resilience;
 mod shutdown;
+mod tls_outbound;

@@ -71,6 +71,9 @@ pub struct Settings {
     pub single_backend: Option<crate::config::SingleBackend>,
     /// `QUOTA_*`: how limits are shared with other replicas (docs/limits.md).
     pub quota: crate::quota::QuotaSettings,
+    /// `TLS_CERT_FILE` + `TLS_KEY_FILE`: serve HTTPS (and HTTP/2) with this certificate,
+    /// loaded and checked here, re-read on reload. `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::ServingCert>>,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -146,6 +149,7 @@ impl Default for Settings {
             offload: false,
             single_backend: None,
             quota: crate::quota::QuotaSettings::default(),
+            tls: None,
             probe_interval_from_env: false,
         }
     }
@@ -336,6 +340,14 @@ impl Settings {
             Ok(format) => self.log_format = format,
             Err(e) => errors.push(e),
         }
+        // The files are read now, so a missing file or a key that is not the certificate's
+        // stops the start (and fails check-config) instead of the first handshake.
+        let tls = crate::tls::TlsFiles::from_vars(vars)
+            .and_then(|files| files.map(crate::tls::ServingCert::load).transpose());
+        match tls {
+            Ok(cert) => self.tls = cert.map(std::sync::Arc::new),
+            Err(e) => errors.push(e),
+        }
     }
 }
 
@@ -438,6 +450,7 @@ mod tests {
         ("CONFIG_LENIENT", "kinda"),
         ("LOG_FORMAT", "xml"),
         ("BACKEND_KIND", "triton"),
+        ("TLS_CERT_FILE", "/nonexistent/server.crt"),
     ];
 
     #[test]

@@ -326,8 +326,12 @@ fn check_config(args: &ServeArgs) -> ExitCode {
                 println!("warning: {w}");
             }
             print_summary(&registry);
+            let scheme = match &runtime.settings.tls {
+                Some(cert) => format!(", HTTPS and HTTP/2 with {}", cert.files().cert.display()),
+                None => String::new(),
+            };
             println!(
-                "listen: {}:{} ({})",
+                "listen: {}:{} ({}){scheme}",
                 runtime.host,
                 runtime.port,
                 exposure_summary(runtime.exposure)

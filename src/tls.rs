@@ -168,8 +168,10 @@ mod tests {
 
     #[test]
     fn the_cert_and_key_come_as_a_pair_or_not_at_all() {
-        // (TLS_CERT_FILE, TLS_KEY_FILE, Ok(files set) or Err(the variable named))
-        let cases: &[(Option<&str>, Option<&str>, Result<bool, &str>)] = &[
+        /// Ok(whether files are set), or Err(what the message says).
+        type Verdict = Result<bool, &'static str>;
+        // (TLS_CERT_FILE, TLS_KEY_FILE, verdict)
+        let cases: &[(Option<&str>, Option<&str>, Verdict)] = &[
             (None, None, Ok(false)),
             (Some(""), Some("  "), Ok(false)),
             (Some("c.pem"), Some("k.pem"), Ok(true)),

@@ -132,6 +132,13 @@ fn whisper_and_chat_yaml(mock: &Proc) -> String {
     )
 }
 
+/// A streamed chat whose length the mock's `chunks` decides (`max_tokens` cuts it otherwise).
+fn long_stream_body() -> Value {
+    let mut body = chat_body("m", true);
+    body["max_tokens"] = json!(1000);
+    body
+}
+
 async fn wait_ready_over_tls(client: &awc::Client, router: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -306,11 +313,9 @@ async fn a_replaced_certificate_is_served_after_reload_while_open_streams_go_on(
     let open_client = tls_client(&first.pem(), H2_AND_H1);
     wait_ready_over_tls(&open_client, &router.url).await;
 
-    let mut long = chat_body("m", true);
-    long["max_tokens"] = json!(1000);
     let mut stream = open_client
         .post(format!("{}/v1/chat/completions", router.url))
-        .send_json(&long)
+        .send_json(&long_stream_body())
         .await
         .expect("stream");
     assert_eq!(stream.version(), Version::HTTP_2);
@@ -458,12 +463,18 @@ fn half_or_mismatched_tls_settings_stop_the_start_with_the_reason() {
         ),
         (
             "missing certificate file",
-            vec![("TLS_CERT_FILE", missing.clone()), ("TLS_KEY_FILE", key)],
+            vec![
+                ("TLS_CERT_FILE", missing.clone()),
+                ("TLS_KEY_FILE", key.clone()),
+            ],
             &missing,
         ),
         (
             "key file holding a certificate",
-            vec![("TLS_CERT_FILE", cert.clone()), ("TLS_KEY_FILE", cert)],
+            vec![
+                ("TLS_CERT_FILE", cert.clone()),
+                ("TLS_KEY_FILE", cert.clone()),
+            ],
             "TLS_KEY_FILE",
         ),
     ];
@@ -482,6 +493,15 @@ fn half_or_mismatched_tls_settings_stop_the_start_with_the_reason() {
             assert!(!output.contains("PRIVATE KEY"), "{case}: {output}");
         }
     }
+    // The good pair passes check-config, which says the router will serve HTTPS.
+    let good = [("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)];
+    let (code, output) = run_to_exit(
+        dir.path(),
+        &["check-config", "--config", "models.yaml"],
+        &good,
+    );
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("HTTPS and HTTP/2 with "), "{output}");
 }
 
 #[actix_rt::test]
@@ -543,4 +563,42 @@ async fn the_health_check_probes_https_when_the_router_serves_it() {
             "{args:?} TLS_CERT_FILE={tls_cert:?}: {stderr}"
         );
     }
+}
+
+/// A client that cancels an HTTP/2 stream (RST_STREAM, the connection staying open) must end
+/// the request and its backend call, as closing an HTTP/1.1 connection does.
+#[actix_rt::test]
+async fn a_canceled_http2_stream_releases_its_backend_at_once() {
+    // 60 events 100 ms apart: 6 s if nobody cancels.
+    let mock = start_mock(json!({"chunks": 60, "chunk_interval_ms": 100}));
+    let ca = TestCa::new("cancel CA");
+    let files = TlsFiles::new(&ca.server_pair());
+    let router = start_router(router_opts(&chat_yaml(&mock), files.env()));
+    let client = tls_client(&ca.pem(), H2_AND_H1);
+    wait_ready_over_tls(&client, &router.url).await;
+    let in_flight = || async {
+        let resp = client.get(format!("{}/health", router.url)).send().await;
+        let body: Value = match resp {
+            Ok(mut r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        body["endpoints"]["in_flight"].as_u64()
+    };
+    let mut stream = client
+        .post(format!("{}/v1/chat/completions", router.url))
+        .send_json(&long_stream_body())
+        .await
+        .expect("stream");
+    assert_eq!(stream.version(), Version::HTTP_2);
+    stream.next().await.expect("a first event").expect("bytes");
+    assert_eq!(in_flight().await, Some(1));
+    let canceled = Instant::now();
+    drop(stream);
+    // The same client (and so the same HTTP/2 connection) asks: the lease is gone long
+    // before the 6 s the stream would have taken.
+    eventually(Duration::from_secs(3), "the lease released", || async {
+        in_flight().await == Some(0)
+    })
+    .await;
+    assert!(canceled.elapsed() < Duration::from_secs(3));
 }

@@ -60,4 +60,5 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod translate;

@@ -51,7 +51,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct HealthcheckArgs {
-    /// The URL to check (default: http://127.0.0.1:$PORT/health).
+    /// The URL to check (default: http://127.0.0.1:$PORT/health, https:// when TLS_CERT_FILE
+    /// is set; on loopback the certificate is not verified).
     #[arg(long)]
     url: Option<String>,
     /// The router's port, for the default URL.
@@ -60,6 +61,9 @@ struct HealthcheckArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3.0)]
     timeout: f64,
+    /// The router's certificate, when it serves HTTPS: only whether it is set matters here.
+    #[arg(long, env = "TLS_CERT_FILE", hide = true)]
+    tls_cert_file: Option<String>,
 }
 
 #[cfg(feature = "demo")]
@@ -119,9 +123,12 @@ fn main() -> ExitCode {
         Some(Command::Logs(args)) => switchyard::accounting::cli::logs(args),
         Some(Command::Usage(args)) => switchyard::accounting::cli::usage(args),
         Some(Command::Healthcheck(args)) => {
+            let https = args
+                .tls_cert_file
+                .is_some_and(|file| !file.trim().is_empty());
             let url = args
                 .url
-                .unwrap_or_else(|| format!("http://127.0.0.1:{}/health", args.port));
+                .unwrap_or_else(|| switchyard::healthcheck::default_url(args.port, https));
             let secs = if args.timeout.is_finite() {
                 args.timeout.clamp(0.1, 300.0)
             } else {
@@ -319,8 +326,12 @@ fn check_config(args: &ServeArgs) -> ExitCode {
                 println!("warning: {w}");
             }
             print_summary(&registry);
+            let scheme = match &runtime.settings.tls {
+                Some(cert) => format!(", HTTPS and HTTP/2 with {}", cert.files().cert.display()),
+                None => String::new(),
+            };
             println!(
-                "listen: {}:{} ({})",
+                "listen: {}:{} ({}){scheme}",
                 runtime.host,
                 runtime.port,
                 exposure_summary(runtime.exposure)

@@ -1,7 +1,7 @@
 //! The `ConfigActor`: owns the registry the files describe, the models discovery found, and the
 //! key store's source, and is the only sender of `ApplyRegistry`. Hot reload (SIGHUP and
 //! `POST /admin/reload`) validates everything first — a bad file changes nothing and every
-//! error is reported — then swaps keys and registry. Endpoints with an unchanged identity keep
+//! error is reported — then swaps keys, registry and the served TLS certificate. Endpoints with an unchanged identity keep
 //! their BackendActor and state; removed ones are retired and stop once drained.
 
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use crate::auth::{Auth, KeyStore};
 use crate::config::{self, LoadOptions, ProcessEnv, Registry, RoutingPolicy};
 use crate::discovery::{self, Discovered, DiscoveryKey, FetchError, ProbeRow};
 use crate::mesh::{ApplyRegistry, GetTable, RouterActor};
+use crate::tls::ServingCert;
 
 /// Where the registry came from, so it can be read again.
 #[derive(Debug, Clone)]
@@ -25,6 +26,14 @@ pub struct ConfigSource {
     pub models: PathBuf,
     pub routing: Option<PathBuf>,
     pub routing_required: bool,
+}
+
+/// What a reload read and checked, before anything is changed.
+struct Loaded {
+    registry: Registry,
+    keys: KeyStore,
+    /// The freshly read certificate, when the router serves HTTPS.
+    cert: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 /// Change route weights and model policies at run time (`PUT /admin/routing`): the change is
@@ -62,6 +71,9 @@ pub struct ReloadReport {
     pub endpoints_added: usize,
     pub endpoints_retired: usize,
     pub keys: usize,
+    /// The HTTPS certificate was read again (and is served to new connections); false when
+    /// the router serves plain HTTP.
+    pub tls_certificate_reloaded: bool,
     pub warnings: Vec<String>,
 }
 
@@ -86,6 +98,8 @@ pub struct ConfigActor {
     router: Addr<RouterActor>,
     auth: Arc<Auth>,
     discovery_interval: Duration,
+    /// The certificate served over HTTPS (`None`: plain HTTP), re-read with the files.
+    tls: Option<Arc<ServingCert>>,
 }
 
 impl ConfigActor {
@@ -104,11 +118,18 @@ impl ConfigActor {
             router,
             auth,
             discovery_interval,
+            tls: None,
         }
     }
 
-    /// Validate the files and keys without changing anything.
-    fn load(&self) -> Result<(Registry, KeyStore), ReloadFailure> {
+    /// Re-read `cert`'s files on every reload.
+    pub fn with_tls(mut self, cert: Option<Arc<ServingCert>>) -> ConfigActor {
+        self.tls = cert;
+        self
+    }
+
+    /// Validate the files, keys and certificate without changing anything.
+    fn load(&self) -> Result<Loaded, ReloadFailure> {
         let source = self.source.as_ref().ok_or(ReloadFailure::NoSource)?;
         let registry = config::load(&LoadOptions {
             models_path: &source.models,
@@ -117,9 +138,14 @@ impl ConfigActor {
             vars: &ProcessEnv,
         });
         let keys = KeyStore::load(&ProcessEnv, self.auth.keys_file.as_deref());
-        match (registry, keys) {
-            (Ok(registry), Ok(keys)) => Ok((registry, keys)),
-            (registry, keys) => {
+        let cert = self.tls.as_ref().map(|tls| tls.check()).transpose();
+        match (registry, keys, cert) {
+            (Ok(registry), Ok(keys), Ok(cert)) => Ok(Loaded {
+                registry,
+                keys,
+                cert,
+            }),
+            (registry, keys, cert) => {
                 let mut errors = Vec::new();
                 let mut warnings = Vec::new();
                 match registry {
@@ -131,6 +157,9 @@ impl ConfigActor {
                 }
                 if let Err(e) = keys {
                     errors.extend(e);
+                }
+                if let Err(e) = cert {
+                    errors.push(e);
                 }
                 Err(ReloadFailure::Invalid { errors, warnings })
             }
@@ -299,10 +328,21 @@ impl Handler<Reload> for ConfigActor {
     type Result = AtomicResponse<Self, Result<ReloadReport, ReloadFailure>>;
 
     fn handle(&mut self, _msg: Reload, _ctx: &mut Self::Context) -> Self::Result {
-        let loaded = self.load();
-        let (registry, keys) = match loaded {
-            Ok(pair) => pair,
+        let Loaded {
+            registry,
+            keys,
+            cert,
+        } = match self.load() {
+            Ok(loaded) => loaded,
             Err(failure) => return AtomicResponse::new(Box::pin(fut::ready(Err(failure)))),
+        };
+        // New handshakes get the new certificate; open connections keep their session.
+        let tls_certificate_reloaded = match (&self.tls, cert) {
+            (Some(tls), Some(cert)) => {
+                tls.swap(cert);
+                true
+            }
+            _ => false,
         };
         let warnings = registry.warnings.clone();
         let models = registry.models.len();
@@ -327,6 +367,7 @@ impl Handler<Reload> for ConfigActor {
                     endpoints_added: added,
                     endpoints_retired: retired,
                     keys: key_count,
+                    tls_certificate_reloaded,
                     warnings,
                 })
             },
@@ -348,6 +389,7 @@ pub fn log_outcome(trigger: &str, outcome: &Result<ReloadReport, ReloadFailure>)
                 endpoints_added = r.endpoints_added,
                 endpoints_retired = r.endpoints_retired,
                 keys = r.keys,
+                tls_certificate_reloaded = r.tls_certificate_reloaded,
                 "configuration reloaded"
             );
         }

@@ -28,7 +28,8 @@ pub struct ServeOptions {
     pub ui_key: Option<String>,
 }
 
-/// Run until the server stops. Prints `switchyard listening on http://ADDR` to stdout once
+/// Run until the server stops. Prints `switchyard listening on http://ADDR` (`https://` with
+/// TLS_CERT_FILE) to stdout once
 /// bound (tests and scripts read the port from it when started with `--port 0`). Everything
 /// comes in already read and checked: this reads no environment variable.
 pub async fn serve(
@@ -80,8 +81,9 @@ pub async fn serve(
         let (source, registry, router, auth) =
             (opts.reload, registry, mesh.router.clone(), auth.clone());
         let interval = settings.discovery_interval;
+        let tls = settings.tls.clone();
         ConfigActor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
-            ConfigActor::new(source, registry, router, auth, interval)
+            ConfigActor::new(source, registry, router, auth, interval).with_tls(tls)
         })
     };
     crate::reload::listen_for_sighup(control.clone())?;
@@ -100,6 +102,7 @@ pub async fn serve(
     let connect_timeout = settings.connect_timeout;
     let max_conns = settings.max_upstream_connections;
     let client_request_timeout = settings.client_request_timeout;
+    let tls = settings.tls.clone();
     let quotas_data = web::Data::new(quotas.clone());
     let state = web::Data::new(AppState::new(mesh, settings, sink, store, quotas));
     let auth = web::Data::from(auth);
@@ -142,8 +145,17 @@ pub async fn serve(
     // before the request logger drained.
     .disable_signals()
     .shutdown_timeout(grace.as_secs_f64().ceil() as u64);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for listener in listeners {
-        server = server.listen(listener)?;
+        server = match &tls {
+            // HTTPS, with HTTP/2 offered through ALPN (actix adds `h2` and `http/1.1`).
+            Some(cert) => {
+                let config =
+                    crate::tls::server_config(cert.clone()).map_err(std::io::Error::other)?;
+                server.listen_rustls_0_23(listener, config)?
+            }
+            None => server.listen(listener)?,
+        };
     }
     // Past the cap a worker stops accepting; once every worker is full, new connections wait
     // in the listen backlog (and beyond it, are refused by the kernel) instead of costing the
@@ -152,11 +164,11 @@ pub async fn serve(
         .workers(workers)
         .max_connections(connections_per_worker);
     for addr in server.addrs() {
-        println!("switchyard listening on http://{addr}");
+        println!("switchyard listening on {scheme}://{addr}");
     }
     if let (Some(key), Some(addr)) = (&opts.ui_key, server.addrs().first()) {
         // The fragment never reaches the server (or its access log): the page reads it.
-        println!("status page: http://{addr}/ui#key={key}");
+        println!("status page: {scheme}://{addr}/ui#key={key}");
     }
     let _ = std::io::stdout().flush();
     let server = server.run();

@@ -75,6 +75,9 @@ pub struct Settings {
     /// `ALL_PROXY`, `NO_PROXY`, lower case winning); the connect timeout is filled in by
     /// [`Settings::outbound_settings`].
     pub outbound: crate::relay::client::OutboundSettings,
+    /// `TLS_CERT_FILE` + `TLS_KEY_FILE`: serve HTTPS (and HTTP/2) with this certificate,
+    /// loaded and checked here, re-read on reload. `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::ServingCert>>,
     /// `HEALTH_CHECK_INTERVAL_SECS` was set: it wins over models.yaml's `health_interval`.
     probe_interval_from_env: bool,
 }
@@ -151,6 +154,7 @@ impl Default for Settings {
             single_backend: None,
             quota: crate::quota::QuotaSettings::default(),
             outbound: crate::relay::client::OutboundSettings::default(),
+            tls: None,
             probe_interval_from_env: false,
         }
     }
@@ -368,6 +372,14 @@ impl Settings {
             Ok(format) => self.log_format = format,
             Err(e) => errors.push(e),
         }
+        // The files are read now, so a missing file or a key that is not the certificate's
+        // stops the start (and fails check-config) instead of the first handshake.
+        let tls = crate::tls::TlsFiles::from_vars(vars)
+            .and_then(|files| files.map(crate::tls::ServingCert::load).transpose());
+        match tls {
+            Ok(cert) => self.tls = cert.map(std::sync::Arc::new),
+            Err(e) => errors.push(e),
+        }
     }
 }
 
@@ -470,6 +482,7 @@ mod tests {
         ("CONFIG_LENIENT", "kinda"),
         ("LOG_FORMAT", "xml"),
         ("BACKEND_KIND", "triton"),
+        ("TLS_CERT_FILE", "/nonexistent/server.crt"),
     ];
 
     #[test]

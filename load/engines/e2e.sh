@@ -17,6 +17,9 @@
 #   E2E_TIMEOUT (2700 s for the whole run after setup), E2E_SETUP_TIMEOUT (5400 s),
 #   E2E_SUMMARY (also write the summary there; default $CACHE/e2e-last-summary.txt).
 #
+# The openai SDK runs twice: against a plain-HTTP router, then (a subset) against a second router
+# serving HTTPS itself with a CA this script makes with openssl (SKIP without openssl).
+#
 # Everything listens on 127.0.0.1 only. Every process it starts is stopped on exit (by pid),
 # also on failure, Ctrl-C or timeout. Prints PASS/FAIL/SKIP per check with its time and a
 # summary; exits 1 if any check failed (124 on timeout), 0 otherwise.
@@ -295,39 +298,51 @@ EOF
 
 API_KEY="sk-e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 ADMIN_KEY="sk-e2e-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-t=$(now)
-mkdir -p "$WORK/router"
-(
-  cd "$WORK/router" || exit 1
-  exec env API_KEYS="$API_KEY" ADMIN_API_KEY="$ADMIN_KEY" RUST_LOG="${ROUTER_RUST_LOG:-warn}" \
-    SQLITE_DB_PATH="$WORK/router/router.db" UPLOAD_SPOOL_DIR="$WORK/router/spool" \
-    VIDEO_STORAGE_DIR="$WORK/router/video" VIDEO_POLL_INTERVAL_MS=200 HEALTH_CHECK_INTERVAL_SECS=2 \
-    CIRCUIT_COOLDOWN_SECS=600 WORKERS=2 \
-    "$BIN/switchyard" serve --config "$WORK/models.yaml" --host 127.0.0.1 --port 0
-) >"$WORK/logs/router.out" 2>"$WORK/logs/router.err" </dev/null &
-ROUTER_PID=$!
-PIDS+=("$ROUTER_PID")
-if line=$(wait_line "$WORK/logs/router.out" "switchyard listening on" 60 "$ROUTER_PID"); then
-  ROUTER=${line##* }
-else
-  record FAIL start_router "$(secs_since "$t")" "no 'listening' line; see $WORK/logs/router.err"
-  exit 1
-fi
-# /health: every endpoint probed and ready
-ready=0
-for _ in $(seq 600); do
-  code=$(curl -s -o "$WORK/out/health-wait.json" -w '%{http_code}' --max-time 2 "$ROUTER/health" || true)
-  if [ "$code" = 200 ] && python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json" >/dev/null; then
-    ready=1; break
+# launch_router NAME [VAR=VALUE...]: start a router on the generated config (logs NAME.out/.err,
+# files under $WORK/NAME) with the extra environment given, and wait until /health shows every
+# endpoint ready; sets LAUNCHED_URL. CURL_TLS (curl options, e.g. --cacert) reaches an https one.
+launch_router() {
+  local name=$1 t line code ready=0 pid
+  shift
+  t=$(now)
+  mkdir -p "$WORK/$name"
+  (
+    cd "$WORK/$name" || exit 1
+    exec env API_KEYS="$API_KEY" ADMIN_API_KEY="$ADMIN_KEY" RUST_LOG="${ROUTER_RUST_LOG:-warn}" \
+      SQLITE_DB_PATH="$WORK/$name/router.db" UPLOAD_SPOOL_DIR="$WORK/$name/spool" \
+      VIDEO_STORAGE_DIR="$WORK/$name/video" VIDEO_POLL_INTERVAL_MS=200 HEALTH_CHECK_INTERVAL_SECS=2 \
+      CIRCUIT_COOLDOWN_SECS=600 WORKERS=2 "$@" \
+      "$BIN/switchyard" serve --config "$WORK/models.yaml" --host 127.0.0.1 --port 0
+  ) >"$WORK/logs/$name.out" 2>"$WORK/logs/$name.err" </dev/null &
+  pid=$!
+  PIDS+=("$pid")
+  if line=$(wait_line "$WORK/logs/$name.out" "switchyard listening on" 60 "$pid"); then
+    LAUNCHED_URL=${line##* }
+  else
+    record FAIL "start_$name" "$(secs_since "$t")" "no 'listening' line; see $WORK/logs/$name.err"
+    return 1
   fi
-  sleep 0.1
-done
-if ((ready)); then
-  record PASS start_router "$(secs_since "$t")" "$ROUTER ($(python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json"))"
-else
-  record FAIL start_router "$(secs_since "$t")" "/health never showed every endpoint ready: $(cat "$WORK/out/health-wait.json" 2>/dev/null)"
-  exit 1
-fi
+  # /health: every endpoint probed and ready
+  for _ in $(seq 600); do
+    # shellcheck disable=SC2086 # CURL_TLS is a list of options
+    code=$(curl -s ${CURL_TLS:-} -o "$WORK/out/health-wait.json" -w '%{http_code}' --max-time 2 "$LAUNCHED_URL/health" || true)
+    if [ "$code" = 200 ] && python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json" >/dev/null; then
+      ready=1; break
+    fi
+    sleep 0.1
+  done
+  if ((ready)); then
+    record PASS "start_$name" "$(secs_since "$t")" "$LAUNCHED_URL ($(python3 "$HERE/curl_checks.py" health "$WORK/out/health-wait.json"))"
+  else
+    record FAIL "start_$name" "$(secs_since "$t")" "/health never showed every endpoint ready: $(cat "$WORK/out/health-wait.json" 2>/dev/null)"
+    return 1
+  fi
+}
+
+API_KEY="sk-e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ADMIN_KEY="sk-e2e-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+launch_router router || exit 1
+ROUTER=$LAUNCHED_URL
 
 # ------------------------------------------------------------------ 4. the openai SDK through the router
 t=$(now)
@@ -386,6 +401,52 @@ sdk_script anthropic anthropic_checks.py anthropic --base-url "$ROUTER" \
 # and previous_response_id are checked against the mock by tests/api/responses.rs.
 sdk_script responses responses_checks.py openai --base-url "$ROUTER/v1" \
   --translated-model gemma-3-270m-solo
+
+# ------------------------------------------------------------------ 4c. the openai SDK over HTTPS
+# A second router on the same engines serving HTTPS itself (TLS_CERT_FILE/TLS_KEY_FILE), with a
+# CA made here by openssl; the SDK trusts it through SSL_CERT_FILE (httpx reads it), curl
+# through --cacert and checks that HTTP/2 is negotiated.
+https_pass() {
+  local tls=$WORK/tls t0
+  if ! command -v openssl >/dev/null 2>&1; then
+    record SKIP https 0.00 "openssl not installed: no test CA for the HTTPS pass"
+    return
+  fi
+  mkdir -p "$tls"
+  t0=$(now)
+  if ! {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj "/CN=switchyard e2e CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+      && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" \
+      && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext" \
+      && openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem"
+  } >"$WORK/logs/https_ca.log" 2>&1; then
+    record FAIL https_ca "$(secs_since "$t0")" "openssl failed; see $WORK/logs/https_ca.log"
+    return
+  fi
+  record PASS https_ca "$(secs_since "$t0")" "test CA and server certificate in $tls"
+  CURL_TLS="--cacert $tls/ca.pem" launch_router router-https \
+    TLS_CERT_FILE="$tls/server.pem" TLS_KEY_FILE="$tls/server.key" || return
+  local https_router=$LAUNCHED_URL version
+  t0=$(now)
+  version=$(curl -s --http2 --cacert "$tls/ca.pem" -o "$WORK/out/https-models.json" -w '%{http_version}' \
+    -H "Authorization: Bearer $API_KEY" "$https_router/v1/models" || true)
+  if [ "$version" = 2 ]; then
+    record PASS https_http2 "$(secs_since "$t0")" "curl --http2 --cacert: HTTP/$version"
+  else
+    record FAIL https_http2 "$(secs_since "$t0")" "curl --http2 --cacert negotiated '$version'"
+  fi
+  t0=$(now)
+  SSL_CERT_FILE="$tls/ca.pem" TMPDIR="$WORK/tmp" timeout -k 5 600 "$PY" "$HERE/openai_checks.py" \
+    --base-url "$https_router/v1" --api-key "$API_KEY" \
+    --chat-model gemma-3-270m-solo --embed-model gemma-3-270m-embed --tts-model tts-1 --stt-model whisper-1 \
+    --only models,chat,chat_stream,embeddings,tts,stt,error_auth \
+    -v >"$WORK/logs/openai_checks_https.log" 2>&1
+  record_checks sdk-https "$WORK/logs/openai_checks_https.log" $? "$t0"
+}
+https_pass
 
 # ------------------------------------------------------------------ 5. HybridInference's curl commands
 # Its guide "Adding a New Local Model" and its gateway README, as written there,

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "replica",
             "healthcheck",
+            "tls",
             "translate",
             "period",
         ],

@@ -105,6 +105,10 @@ pub struct RequestRecord {
     pub upstream_time: Duration,
     /// Failed attempts (including the final one when it failed upstream).
     pub upstream_errors: Vec<UpstreamFailure>,
+    /// The record of a video job's end (not of its create request): its final status and
+    /// how long it took from creation.
+    #[serde(skip)]
+    pub video_job: Option<VideoJobEnd>,
     /// The model and route that served the request, for pricing.
     #[serde(skip)]
     pub served_by: Option<ServedBy>,
@@ -179,6 +183,14 @@ impl UpstreamFailure {
     }
 }
 
+/// How a video job ended, for `switchyard_video_job_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoJobEnd {
+    /// `completed`, `failed`, `canceled`, …: the job's final status.
+    pub status: &'static str,
+    pub duration: Duration,
+}
+
 /// Which model definition and route answered; cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
 pub struct ServedBy {
@@ -226,6 +238,7 @@ impl RequestRecord {
             video_seconds: None,
             upstream_time: Duration::ZERO,
             upstream_errors: Vec::new(),
+            video_job: None,
             served_by: None,
             key_charge: ChargeSlot::default(),
         }

@@ -29,7 +29,7 @@ use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError, RoutingHints};
-use crate::record::{RequestCtx, ServedBy};
+use crate::record::{RequestCtx, ServedBy, VideoJobEnd};
 use crate::redact::Redactor;
 use crate::relay::error_body::shorten;
 use crate::relay::fallback::{run_attempts, Attempt, NoLease};
@@ -809,7 +809,7 @@ async fn complete(
         .await?
         .and_then(|j| j.seconds)
         .and_then(|s| s.trim().parse::<f64>().ok());
-    let mut ctx = job_record(sh, job, route).await;
+    let mut ctx = job_record(sh, job, route, JobStatus::Completed).await;
     ctx.record.video_seconds = seconds;
     ctx.complete(200, "success");
     Ok(())
@@ -829,7 +829,7 @@ async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, messag
     }
     info!(job = %job.id, status = status.as_str(), code, %message, "video job ended");
     let route = job.route_name.clone().unwrap_or_default();
-    let mut ctx = job_record(sh, job, &route).await;
+    let mut ctx = job_record(sh, job, &route, status).await;
     ctx.record.error = Some(message.to_string());
     ctx.record.error_code = Some(code.to_string());
     ctx.complete(502, "error");
@@ -839,8 +839,13 @@ async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, messag
 /// The record a finished job leaves (its id as request id), carrying the video seconds that
 /// are priced by the model and route that made the video; the create request left its own
 /// record (202, no units, not priced) when it was accepted.
-async fn job_record(sh: &Shared, job: &JobRow, route: &str) -> RequestCtx {
+async fn job_record(sh: &Shared, job: &JobRow, route: &str, ended: JobStatus) -> RequestCtx {
     let mut ctx = RequestCtx::new(job.id.clone(), ApiOp::Video, sh.sink.clone());
+    let lived_ms = u64::try_from(now_ms().saturating_sub(job.created_at)).unwrap_or(0);
+    ctx.record.video_job = Some(VideoJobEnd {
+        status: ended.as_str(),
+        duration: Duration::from_millis(lived_ms),
+    });
     ctx.record.model = Some(job.model.clone());
     ctx.record.model_type = Some(ModelType::Video);
     ctx.record.route = (!route.is_empty()).then(|| route.to_string());

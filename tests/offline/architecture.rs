@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "healthcheck",
             "translate",
             "period",
+            "telemetry",
         ],
     ),
     ("mesh", &["mesh", "quota"]),

@@ -17,3 +17,4 @@ mod shared_limits;
 mod startup_guard;
 mod status_page;
 mod strict_config;
+mod traces;

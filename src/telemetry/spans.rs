@@ -125,6 +125,9 @@ pub fn job_call_span(work: &'static str) -> Span {
 /// (`Span::none()`, `None`) when tracing is off.
 pub struct RequestTrace {
     pub span: Span,
+    /// The sampler kept this trace: only then are attempt spans made and attributes set (a
+    /// sampled-out request still passes its unsampled context upstream).
+    sampled: bool,
     attempt: Span,
     /// `max_tokens` (or `max_completion_tokens`, `max_output_tokens`) as the client asked.
     pub max_tokens: Option<u64>,
@@ -174,8 +177,11 @@ pub fn genai_operation(op: &'static str) -> &'static str {
 
 impl RequestTrace {
     pub fn new(span: Span) -> RequestTrace {
+        // Asking for the context makes the sampling decision now rather than at the end.
+        let sampled = !span.is_none() && span.context().span().span_context().is_sampled();
         RequestTrace {
             span,
+            sampled,
             attempt: Span::none(),
             max_tokens: None,
             finish_reasons: Vec::new(),
@@ -184,8 +190,9 @@ impl RequestTrace {
         }
     }
 
+    /// Tracing is on and this request is sampled: worth recording facts for.
     pub fn is_on(&self) -> bool {
-        !self.span.is_none()
+        self.sampled
     }
 
     /// Open the span of attempt `n` (the previous one, if any, has ended).
@@ -195,9 +202,14 @@ impl RequestTrace {
         }
     }
 
-    /// The span the attempt's future runs in (its upstream request carries its context).
+    /// The span the attempt's future runs in (its upstream request carries its context): the
+    /// attempt's own, or for a sampled-out request the server span, whose context says so.
     pub fn attempt(&self) -> Span {
-        self.attempt.clone()
+        if self.sampled {
+            self.attempt.clone()
+        } else {
+            self.span.clone()
+        }
     }
 
     /// End the current attempt's span; `failure` is its error code and message.
@@ -297,5 +309,40 @@ impl RequestTrace {
         if facts.status >= 500 {
             span.set_status(Status::error(facts.error.unwrap_or("").to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_get_their_genai_names() {
+        let table = [
+            ("chat_completions", "chat"),
+            ("messages", "chat"),
+            ("responses", "chat"),
+            ("completions", "text_completion"),
+            ("embeddings", "embeddings"),
+            ("speech", "speech"),
+            ("video", "video"),
+            ("rerank", "rerank"),
+        ];
+        for (op, name) in table {
+            assert_eq!(genai_operation(op), name, "{op}");
+        }
+    }
+
+    #[test]
+    fn with_tracing_off_nothing_is_built_or_recorded() {
+        // No layer is installed in unit tests and `init` was not called: tracing is off.
+        assert!(!enabled());
+        assert!(server_span("POST /v1/chat/completions", &HeaderMap::new()).is_none());
+        assert!(job_span("vid_1", None).is_none());
+        assert!(job_call_span("poll").is_none());
+        let mut trace = RequestTrace::default();
+        assert!(!trace.is_on());
+        trace.attempt_started(1, "r", "e", "vllm");
+        assert!(trace.attempt().is_none());
     }
 }

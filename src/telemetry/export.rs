@@ -37,7 +37,9 @@ impl TracingSetup {
         let tracer = self.provider.tracer("switchyard");
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            // Source locations and thread names are noise on a request span.
+            // Source locations and thread names are noise on a request span; busy/idle times
+            // cost two clock reads at every poll of every instrumented future.
+            .with_tracked_inactivity(false)
             .with_location(false)
             .with_threads(false)
             .with_level(false)
@@ -86,10 +88,7 @@ fn build_exporter(grpc: bool) -> Result<opentelemetry_otlp::SpanExporter, String
     use opentelemetry_otlp::SpanExporter;
     #[cfg(feature = "otlp-grpc")]
     if grpc {
-        return SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|e| format!("OTLP gRPC exporter: {e}"));
+        return grpc_exporter();
     }
     #[cfg(not(feature = "otlp-grpc"))]
     if grpc {
@@ -101,6 +100,33 @@ fn build_exporter(grpc: bool) -> Result<opentelemetry_otlp::SpanExporter, String
         .with_http()
         .build()
         .map_err(|e| format!("OTLP HTTP exporter: {e}"))
+}
+
+/// tonic's channel needs a Tokio runtime of its own, alive as long as the process: one worker
+/// thread, off the request path (the batch processor's thread blocks on the export; the
+/// channel's I/O runs here). Built before actix starts, so there is no runtime to borrow.
+#[cfg(feature = "otlp-grpc")]
+fn grpc_exporter() -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = match RUNTIME.get() {
+        Some(runtime) => runtime,
+        None => {
+            let built = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otlp-grpc")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("OTLP gRPC exporter's runtime: {e}"))?;
+            RUNTIME.get_or_init(|| built)
+        }
+    };
+    let _inside = runtime.enter();
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .build()
+        .map_err(|e| format!("OTLP gRPC exporter: {e}"))
 }
 
 /// Export what is still queued and stop the batch thread (graceful shutdown, after the

@@ -26,6 +26,8 @@
 //! - [`media`]: settings of audio uploads and video jobs.
 //! - [`healthcheck`]: `switchyard healthcheck`, the container image's health probe.
 //! - [`replica`]: this router's identity among replicas sharing a database.
+//! - [`telemetry`]: OpenTelemetry traces: OTLP export from the `OTEL_*` variables, W3C
+//!   propagation, the request and attempt spans.
 //! - [`server`], [`settings`]: wiring.
 
 #![forbid(unsafe_code)]
@@ -61,4 +63,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod telemetry;
 pub mod translate;

@@ -10,6 +10,7 @@ use switchyard::auth::Exposure;
 use switchyard::config::{self, LoadOptions, ProcessEnv, Registry, VarSource};
 use switchyard::listen::listen_host;
 use switchyard::settings::{LogFormat, Settings};
+use switchyard::telemetry::{self, TraceSettings};
 
 #[derive(Parser)]
 #[command(
@@ -149,14 +150,36 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    init_logging_and_traces(format, &TraceSettings::default());
+}
+
+/// Logs to stderr, and, when `traces` asks for them, the router's spans over OTLP: two layers
+/// with their own filters, so log lines never carry spans and the exporter sees only spans.
+fn init_logging_and_traces(format: LogFormat, traces: &TraceSettings) {
+    use tracing_subscriber::prelude::*;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    if let Ok(no_spans) = format!("{}=off", telemetry::SPAN_TARGET).parse() {
+        filter = filter.add_directive(no_spans);
+    }
+    let (setup, trace_error) = match telemetry::init(traces) {
+        Ok(setup) => (setup, None),
+        Err(e) => (None, Some(e)),
+    };
+    let export = setup.as_ref().map(|setup| setup.layer());
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(export);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(log.json().with_filter(filter)).init(),
+        LogFormat::Text => registry.with(log.with_filter(filter)).init(),
+    }
+    if let Some(e) = trace_error {
+        tracing::error!("traces are not exported: {e}");
+    } else if setup.is_some() {
+        tracing::info!(
+            capture_content = traces.capture_content,
+            "exporting traces over OTLP"
+        );
     }
 }
 
@@ -406,7 +429,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(runtime.settings.log_format);
+    init_logging_and_traces(runtime.settings.log_format, &runtime.settings.traces);
     for w in &registry.warnings {
         tracing::warn!("{w}");
     }
@@ -442,7 +465,7 @@ fn demo(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(runtime.settings.log_format);
+    init_logging_and_traces(runtime.settings.log_format, &runtime.settings.traces);
     if runtime.ui_key.is_some() {
         // stdout, not the log: the key must not end up in log files or collectors.
         println!(

@@ -105,6 +105,10 @@ pub struct RequestRecord {
     pub upstream_time: Duration,
     /// Failed attempts (including the final one when it failed upstream).
     pub upstream_errors: Vec<UpstreamFailure>,
+    /// The record of a video job's end (not of its create request): its final status and
+    /// how long it took from creation.
+    #[serde(skip)]
+    pub video_job: Option<VideoJobEnd>,
     /// The model and route that served the request, for pricing.
     #[serde(skip)]
     pub served_by: Option<ServedBy>,
@@ -180,6 +184,14 @@ impl UpstreamFailure {
     }
 }
 
+/// How a video job ended, for `switchyard_video_job_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoJobEnd {
+    /// `completed`, `failed`, `canceled`, …: the job's final status.
+    pub status: &'static str,
+    pub duration: Duration,
+}
+
 /// Which model definition and route answered; cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
 pub struct ServedBy {
@@ -227,6 +239,7 @@ impl RequestRecord {
             video_seconds: None,
             upstream_time: Duration::ZERO,
             upstream_errors: Vec::new(),
+            video_job: None,
             served_by: None,
             key_charge: ChargeSlot::default(),
         }
@@ -268,6 +281,8 @@ pub struct RequestCtx {
     pub caller: Option<Arc<crate::caller::Caller>>,
     /// Where endpoints' shared limits and the caller's tokens/minute and budget are taken.
     pub quotas: Option<Quotas>,
+    /// The request's spans (inert when tracing is off).
+    pub trace: crate::telemetry::RequestTrace,
     started: Instant,
     sink: Arc<dyn RecordSink>,
     finished: bool,
@@ -284,6 +299,7 @@ impl RequestCtx {
             },
             caller: None,
             quotas: None,
+            trace: crate::telemetry::RequestTrace::default(),
             started: Instant::now(),
             sink,
             finished: false,
@@ -300,7 +316,9 @@ impl RequestCtx {
 
     pub fn mark_first_byte(&mut self) {
         if self.record.ttfb.is_none() {
-            self.record.ttfb = Some(self.started.elapsed());
+            let ttfb = self.started.elapsed();
+            self.record.ttfb = Some(ttfb);
+            self.trace.first_token(ttfb);
         }
     }
 
@@ -339,11 +357,40 @@ impl Drop for RequestCtx {
             // A non-streamed answer's first byte leaves with the whole of it.
             self.record.ttfb = Some(self.record.latency);
         }
+        if self.trace.is_on() {
+            self.trace.finish(trace_facts(&self.record));
+        }
         let op = self.record.op;
         let record = std::mem::replace(&mut self.record, RequestRecord::placeholder(op));
         self.sink.record(record);
         // After the sink took the record: shutdown waits for zero, then flushes.
         LIVE_REQUESTS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The finished record as the server span's attributes.
+fn trace_facts(r: &RequestRecord) -> crate::telemetry::RequestFacts<'_> {
+    let route = r.served_by.as_ref().and_then(ServedBy::route);
+    crate::telemetry::RequestFacts {
+        op: r.op.as_str(),
+        request_id: &r.request_id,
+        model: r.model.as_deref(),
+        response_model: route.map(|route| route.provider_model_id.as_str()),
+        provider: route.map(|route| route.kind.as_str()),
+        policy: r
+            .served_by
+            .as_ref()
+            .map(|s| s.model.policy.map_or("default", |p| p.as_str())),
+        route: r.route.as_deref(),
+        endpoint: r.endpoint.as_deref(),
+        attempts: r.attempts,
+        status: r.status,
+        outcome: r.outcome,
+        input_tokens: r.usage.map(|u| u.prompt_tokens),
+        output_tokens: r.usage.map(|u| u.completion_tokens),
+        stream: r.stream,
+        error_code: r.error_code.as_deref(),
+        error: r.error.as_deref(),
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Settings {
     pub config_strictness: Strictness,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_*`, `OTEL_SDK_DISABLED`, `OTEL_GENAI_CAPTURE_CONTENT`: whether
+    /// traces are exported (the SDK reads the rest of the `OTEL_*` variables itself).
+    pub traces: crate::telemetry::TraceSettings,
     /// `OFFLOAD`: routes on `LOCAL_BASE_URL` are out of rotation (shown by `/admin/routing`;
     /// the configuration loader applies it to the routes).
     pub offload: bool,
@@ -150,6 +153,7 @@ impl Default for Settings {
             replica: ReplicaName::default(),
             config_strictness: Strictness::default(),
             log_format: LogFormat::default(),
+            traces: crate::telemetry::TraceSettings::default(),
             offload: false,
             single_backend: None,
             quota: crate::quota::QuotaSettings::default(),
@@ -380,6 +384,7 @@ impl Settings {
             Ok(cert) => self.tls = cert.map(std::sync::Arc::new),
             Err(e) => errors.push(e),
         }
+        self.traces = crate::telemetry::TraceSettings::from_vars(|name| vars.get(name));
     }
 }
 

@@ -64,4 +64,9 @@ pub async fn finish(log: Option<&LogQueue>) {
             None => tracing::error!("request logger was not running at shutdown"),
         }
     }
+    // Every request context is gone, so every server span has ended: export what is queued.
+    // The exporter blocks (its own HTTP client), so off this async thread.
+    if crate::telemetry::enabled() {
+        let _ = actix_rt::task::spawn_blocking(crate::telemetry::shutdown).await;
+    }
 }

@@ -23,8 +23,19 @@ async fn current_table(state: &AppState) -> Option<std::sync::Arc<RouteTable>> {
     state.mesh.router.send(GetTable).await.ok()
 }
 
-pub async fn metrics(state: web::Data<AppState>, obs: web::Data<Observability>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    obs: web::Data<Observability>,
+    jobs: Option<web::Data<crate::jobs::Jobs>>,
+) -> HttpResponse {
     let table = current_table(&state).await;
+    if let Some(jobs) = jobs {
+        match jobs.store.count_by_status().await {
+            Ok(counts) => obs.metrics.set_video_jobs(&counts),
+            // The gauge keeps its last counts; the rest of the exposition still helps.
+            Err(e) => tracing::warn!(error = %e, "video job counts not read for /metrics"),
+        }
+    }
     let stats = obs.log.as_ref().map(|q| q.stats().clone());
     let text = obs
         .metrics

@@ -225,6 +225,9 @@ pub async fn serve(
     match result {
         Ok(Reply::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
+            if ctx.trace.is_on() {
+                trace_answer(&mut ctx.trace, &body);
+            }
             ctx.complete(200, "success");
             Ok(json_bytes_response(body.to_bytes()))
         }
@@ -233,6 +236,19 @@ pub async fn serve(
             ctx.fail(&e);
             Err(e)
         }
+    }
+}
+
+/// A JSON answer's finish reasons (and, when content is captured, its choices) on the span.
+fn trace_answer(trace: &mut crate::telemetry::RequestTrace, body: &JsonObject) {
+    let choices = body.field::<Vec<Value>>("choices").unwrap_or_default();
+    trace.finish_reasons = choices
+        .iter()
+        .filter_map(|c| c.get("finish_reason").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    if crate::telemetry::capture_content() {
+        trace.output = serde_json::to_string(&choices).ok();
     }
 }
 
@@ -273,6 +289,14 @@ async fn handle(
     } = read_json_body(req, payload, state.settings.max_body_bytes).await?;
     let (facts, body) = parse(&bytes)?;
     ctx.record.stream = facts.stream;
+    if ctx.trace.is_on() {
+        ctx.trace.max_tokens = facts.max_tokens;
+        if crate::telemetry::capture_content() {
+            ctx.trace.input = body
+                .get(input_member(op))
+                .map(|raw| String::from_utf8_lossy(raw).into_owned());
+        }
+    }
     // The prompt's head is rendered only for models whose policy reads it.
     let shape = match op {
         ApiOp::Completions => routing_hints::PromptShape::Prompt,

@@ -208,6 +208,10 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
         .map(|r| r.0.clone())
         .unwrap_or_else(request_id::generate);
     let mut ctx = RequestCtx::new(id, op, state.sink.clone());
+    if crate::telemetry::enabled() {
+        let span = crate::telemetry::server_span(op.public_route(), req.headers());
+        ctx.trace = crate::telemetry::RequestTrace::new(span);
+    }
     let caller = req
         .extensions()
         .get::<std::sync::Arc<crate::caller::Caller>>()

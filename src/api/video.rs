@@ -360,7 +360,8 @@ pub async fn create(
         };
         let row = match jobs.store.insert(&job, caps).await.map_err(store_error)? {
             Inserted::New(row) => {
-                jobs.runner.do_send(JobCreated(row.id.clone()));
+                let created_in = crate::telemetry::JobTrace::of(&ctx.trace.span);
+                jobs.runner.do_send(JobCreated(row.id.clone(), created_in));
                 row
             }
             Inserted::Existing(row) => row,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::content::save;
 use super::shared::Shared;
@@ -29,13 +29,14 @@ use crate::config::{ModelType, RouteDef, VideoMode, VideoRouteOptions};
 use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Acquire, AcquireRoute, GetTable, Lease, Outcome, RouteError, RoutingHints};
-use crate::record::{RequestCtx, ServedBy};
+use crate::record::{RequestCtx, ServedBy, VideoJobEnd};
 use crate::redact::Redactor;
 use crate::relay::error_body::shorten;
 use crate::relay::fallback::{run_attempts, Attempt, NoLease};
 use crate::relay::upstream::{
     classify, is_local_failure, read_body, request, BodyStream, CallError, Forwarded,
 };
+use crate::telemetry::{job_call_span, JobTrace};
 
 /// Largest JSON answer (job objects) read from a video backend.
 const MAX_JOB_JSON: usize = 1024 * 1024;
@@ -43,9 +44,13 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Db<T> = Result<T, sqlx::Error>;
 
-/// Run a job until it is finished, another runner holds it, or this runner is stopped.
-pub async fn drive(shared: Rc<Shared>, id: String) {
-    if let Err(e) = drive_job(&shared, &id).await {
+/// Run a job until it is finished, another runner holds it, or this runner is stopped. With
+/// tracing on, the work is one span linked to the request that created the job, and each
+/// backend call a child span of it (whose context the call carries upstream).
+pub async fn drive(shared: Rc<Shared>, id: String, created_in: Option<JobTrace>) {
+    let span = crate::telemetry::job_span(&id, created_in.as_ref());
+    let driven = drive_job(&shared, &id).instrument(span).await;
+    if let Err(e) = driven {
         // The job keeps its claim and is picked up again by a later maintenance pass.
         warn!(job = %id, error = %e, "video job interrupted by a database error");
         return;
@@ -253,7 +258,8 @@ async fn submit_on(
         "model".into(),
         Value::String(route.provider_model_id.clone()),
     );
-    Ok(match call_submit(sh, lease, &route, &sent, job).await {
+    let call = call_submit(sh, lease, &route, &sent, job);
+    Ok(match call.instrument(job_call_span("submit")).await {
         Submitted::Async { backend_id, answer } => {
             if !sh
                 .store
@@ -424,7 +430,10 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
         };
         let redactor = lease.redactor().clone();
         let path = VideoRouteOptions::fill(&lease.route().video.poll_path, backend_id);
-        let answer = match get_json(sh, lease, &path, job).await {
+        let answer = match get_json(sh, lease, &path, job)
+            .instrument(job_call_span("poll"))
+            .await
+        {
             Reply::Ok(v) => {
                 if std::mem::take(&mut failing) {
                     sh.store.reset_poll_failures(&job.id).await?;
@@ -455,7 +464,10 @@ async fn poll(sh: &Shared, job: &JobRow) -> Db<()> {
             .and_then(Value::as_str)
             .and_then(JobStatus::from_vendor);
         match status {
-            Some(JobStatus::Completed) => match download(sh, job, route_name, backend_id).await? {
+            Some(JobStatus::Completed) => match download(sh, job, route_name, backend_id)
+                .instrument(job_call_span("download"))
+                .await?
+            {
                 Downloaded::Stored(content) => {
                     complete(sh, job, route_name, content, "async").await?;
                     return Ok(());
@@ -809,7 +821,7 @@ async fn complete(
         .await?
         .and_then(|j| j.seconds)
         .and_then(|s| s.trim().parse::<f64>().ok());
-    let mut ctx = job_record(sh, job, route).await;
+    let mut ctx = job_record(sh, job, route, JobStatus::Completed).await;
     ctx.record.video_seconds = seconds;
     ctx.complete(200, "success");
     Ok(())
@@ -829,7 +841,7 @@ async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, messag
     }
     info!(job = %job.id, status = status.as_str(), code, %message, "video job ended");
     let route = job.route_name.clone().unwrap_or_default();
-    let mut ctx = job_record(sh, job, &route).await;
+    let mut ctx = job_record(sh, job, &route, status).await;
     ctx.record.error = Some(message.to_string());
     ctx.record.error_code = Some(code.to_string());
     ctx.complete(502, "error");
@@ -839,8 +851,13 @@ async fn finish(sh: &Shared, job: &JobRow, status: JobStatus, code: &str, messag
 /// The record a finished job leaves (its id as request id), carrying the video seconds that
 /// are priced by the model and route that made the video; the create request left its own
 /// record (202, no units, not priced) when it was accepted.
-async fn job_record(sh: &Shared, job: &JobRow, route: &str) -> RequestCtx {
+async fn job_record(sh: &Shared, job: &JobRow, route: &str, ended: JobStatus) -> RequestCtx {
     let mut ctx = RequestCtx::new(job.id.clone(), ApiOp::Video, sh.sink.clone());
+    let lived_ms = u64::try_from(now_ms().saturating_sub(job.created_at)).unwrap_or(0);
+    ctx.record.video_job = Some(VideoJobEnd {
+        status: ended.as_str(),
+        duration: Duration::from_millis(lived_ms),
+    });
     ctx.record.model = Some(job.model.clone());
     ctx.record.model_type = Some(ModelType::Video);
     ctx.record.route = (!route.is_empty()).then(|| route.to_string());

@@ -21,15 +21,18 @@ use tracing::{debug, info, warn};
 
 use super::shared::{Shared, SharedParts};
 use super::{now_ms, JobStatus};
+use crate::telemetry::JobTrace;
 
 const TICK: Duration = Duration::from_millis(500);
 /// Longest wait between two looks for jobs nobody works on.
 const MAX_PICKUP_EVERY: Duration = Duration::from_secs(5);
 
-/// A job row was inserted by this router: start it.
+/// A job row was inserted by this router: start it. The creating request's trace, when it
+/// was traced, is what the job's spans link to (kept in memory only: a job resumed after a
+/// restart or by another replica has no link).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct JobCreated(pub String);
+pub struct JobCreated(pub String, pub Option<JobTrace>);
 
 /// A handler marked the job canceled: stop its work and tell the backend.
 #[derive(Message)]
@@ -70,12 +73,12 @@ impl JobRunner {
         }
     }
 
-    fn start_job(&mut self, id: String, ctx: &mut Context<Self>) {
+    fn start_job(&mut self, id: String, created_in: Option<JobTrace>, ctx: &mut Context<Self>) {
         if self.active.contains_key(&id) {
             return;
         }
         let done_id = id.clone();
-        let work = super::drive::drive(self.shared.clone(), id.clone())
+        let work = super::drive::drive(self.shared.clone(), id.clone(), created_in)
             .into_actor(self)
             .map(move |_, act: &mut JobRunner, ctx| {
                 act.active.remove(&done_id);
@@ -142,7 +145,7 @@ impl JobRunner {
             }
             for (id, unfinished) in claimed {
                 if unfinished {
-                    act.start_job(id, ctx);
+                    act.start_job(id, None, ctx);
                 } else {
                     act.send_webhook(id, ctx);
                 }
@@ -331,7 +334,7 @@ impl Handler<JobCreated> for JobRunner {
     type Result = ();
 
     fn handle(&mut self, msg: JobCreated, ctx: &mut Self::Context) {
-        self.start_job(msg.0, ctx);
+        self.start_job(msg.0, msg.1, ctx);
     }
 }
 

@@ -526,6 +526,25 @@ impl JobStore {
         rows.iter().map(JobRow::from_row).collect()
     }
 
+    /// Jobs by model and status, the whole table (every replica's jobs): the
+    /// `switchyard_video_jobs` gauge, read at scrape time.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT model, status, CAST(COUNT(*) AS BIGINT) AS n FROM video_jobs GROUP BY model, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("model")?,
+                    row.try_get("status")?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Bytes of every completed job's video (what `VIDEO_MAX_STORED_MB` caps).
     pub async fn stored_bytes(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(

@@ -309,6 +309,9 @@ impl Metrics {
                 .with_label_values(&[model, key, reason])
                 .inc();
         }
+        if let Some(job) = r.video_job {
+            self.video_job_finished(model, job.status, job.duration.as_secs_f64());
+        }
         if let Some(secs) = r.audio_seconds.filter(|s| s.is_finite() && *s > 0.0) {
             let direction = match r.op {
                 ApiOp::Transcriptions | ApiOp::Translations => "input",
@@ -334,18 +337,18 @@ impl Metrics {
         );
     }
 
-    /// For the video job runner: a job moved from one status to another (`None` = the job
-    /// is new, or gone).
-    pub fn video_job_status(&self, model: &str, from: Option<&str>, to: Option<&str>) {
-        if let Some(from) = from {
-            self.video_jobs.with_label_values(&[model, from]).dec();
-        }
-        if let Some(to) = to {
-            self.video_jobs.with_label_values(&[model, to]).inc();
+    /// The job table's counts by model and status, read at scrape time: the table is the
+    /// truth (jobs move on other replicas, and outlive this process). Statuses no longer
+    /// present drop to nothing rather than stay at their last count.
+    pub fn set_video_jobs(&self, counts: &[(String, String, i64)]) {
+        self.video_jobs.reset();
+        for (model, status, n) in counts {
+            self.video_jobs.with_label_values(&[model, status]).set(*n);
         }
     }
 
-    /// For the video job runner: a job reached a final status after `seconds`.
+    /// A job reached a final status (`completed`, `failed`, `canceled`) `seconds` after it
+    /// was created.
     pub fn video_job_finished(&self, model: &str, outcome: &str, seconds: f64) {
         self.video_job_duration
             .with_label_values(&[model, outcome])
@@ -722,10 +725,15 @@ mod tests {
         video.op = ApiOp::Video;
         video.model = Some("wan".into());
         video.video_seconds = Some(8.0);
+        // A job's end: its record carries the final status and how long it lived.
+        video.video_job = Some(crate::record::VideoJobEnd {
+            status: "completed",
+            duration: std::time::Duration::from_secs(42),
+        });
         m.observe(&video, None);
-        m.video_job_status("wan", None, Some("queued"));
-        m.video_job_status("wan", Some("queued"), Some("in_progress"));
-        m.video_job_finished("wan", "completed", 42.0);
+        // The table's counts replace the last scrape's: `queued` is gone, not stuck at 1.
+        m.set_video_jobs(&[("wan".into(), "queued".into(), 1)]);
+        m.set_video_jobs(&[("wan".into(), "in_progress".into(), 1)]);
         let mut limited = test_record();
         limited.outcome = "rate_limited";
         limited.status = 429;
@@ -738,7 +746,6 @@ mod tests {
             r#"switchyard_images_generated_total{model="sdxl"} 3"#,
             r#"switchyard_video_seconds_total{model="wan"} 8"#,
             r#"switchyard_video_jobs{model="wan",status="in_progress"} 1"#,
-            r#"switchyard_video_jobs{model="wan",status="queued"} 0"#,
             r#"switchyard_video_job_duration_seconds_count{model="wan",outcome="completed"} 1"#,
             r#"switchyard_rate_limited_total{api_key_id="team-a",model="-",reason="rate_limit_exceeded"} 1"#,
             r#"switchyard_requests_total{backend="vllm@127.0.0.1:1",model="m1",op="chat_completions",outcome="success"} 1"#,
@@ -752,5 +759,6 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        assert!(!text.contains(r#"switchyard_video_jobs{model="wan",status="queued"}"#));
     }
 }

@@ -56,6 +56,8 @@ pub struct Progress {
     pub content_seen: bool,
     /// The backend said the generation is complete.
     pub finish_seen: bool,
+    /// The `finish_reason`s the choices ended with, kept only when tracing is on.
+    pub finish_reasons: Vec<String>,
     /// How much of the prompt the backend served from its KV cache, when a chunk said so;
     /// taken by the relay and handed to the lease (it corrects the prefix tree).
     pub cache: Option<super::json::CacheReport>,
@@ -399,6 +401,9 @@ impl<D: StreamDialect> ChatStream<D> {
         if let Some(ctx) = self.ctx.as_mut() {
             ctx.record.usage = Some(usage);
             ctx.record.stream = true;
+            if ctx.trace.is_on() {
+                ctx.trace.finish_reasons = std::mem::take(&mut self.progress.finish_reasons);
+            }
             if let Some(started) = self.relay_started {
                 ctx.record.upstream_time += started.elapsed();
             }
@@ -580,9 +585,14 @@ impl Progress {
                 self.content_chars += calls.get().len();
                 self.content_seen = true;
             }
-            if choice.finish_reason.is_some() {
+            if let Some(reason) = choice.finish_reason {
                 self.finish_seen = true;
                 self.content_seen = true;
+                if crate::telemetry::enabled() {
+                    if let Ok(reason) = serde_json::from_str::<String>(reason.get()) {
+                        self.finish_reasons.push(reason);
+                    }
+                }
             }
         }
         choices.is_empty()

@@ -92,6 +92,11 @@ pub trait AttemptObserver<L, E> {
     fn finished(&mut self, _elapsed: Duration, _failure: Option<&E>) {}
     /// The executor waits `wait` before the next attempt.
     fn backing_off(&mut self, _wait: Duration) {}
+    /// The span the attempt just leased runs in (its upstream requests carry its trace
+    /// context); none unless the observer traces.
+    fn attempt_span(&self) -> tracing::Span {
+        tracing::Span::none()
+    }
 }
 
 impl<L, E> AttemptObserver<L, E> for () {}
@@ -158,7 +163,7 @@ where
         observer.leased(attempts, &lease);
         let route = lease.route_index();
         let started = Instant::now();
-        let result = attempt(lease).await;
+        let result = tracing::Instrument::instrument(attempt(lease), observer.attempt_span()).await;
         let elapsed = started.elapsed();
         let failure = match result {
             Attempt::Done(value) => {
@@ -354,9 +359,24 @@ impl AttemptObserver<Lease, ApiError> for RequestCtx {
             model: lease.model().clone(),
             route_index: lease.route_index(),
         });
+        let route = lease.route();
+        self.trace.attempt_started(
+            attempt,
+            &route.name,
+            &lease.endpoint().name,
+            route.kind.as_str(),
+        );
+    }
+
+    fn attempt_span(&self) -> tracing::Span {
+        self.trace.attempt()
     }
 
     fn finished(&mut self, elapsed: Duration, failure: Option<&ApiError>) {
+        if self.trace.is_on() {
+            let code = failure.map(|e| (e.wire_code().unwrap_or("error"), e.message.as_str()));
+            self.trace.attempt_ended(code);
+        }
         let record = &mut self.record;
         record.upstream_time += elapsed;
         if let (Some(error), Some(endpoint)) = (failure, &record.endpoint) {

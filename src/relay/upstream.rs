@@ -145,7 +145,9 @@ pub fn request<'a>(
     for (name, value) in &fwd.attribution {
         req = req.insert_header((name.as_str(), value.as_str()));
     }
-    req
+    // The attempt's (or the job's) span context as `traceparent`, so an engine that traces
+    // joins the trace; nothing when tracing is off.
+    crate::telemetry::inject_current(req)
 }
 
 /// POST a JSON body (a `Bytes`, or a [`SplicedBody`](super::spliced::SplicedBody)) and

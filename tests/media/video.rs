@@ -1349,3 +1349,82 @@ async fn stored_videos_over_the_cap_expire_oldest_first_on_sqlite() {
 async fn stored_videos_over_the_cap_expire_oldest_first_on_postgres() {
     on_postgres(stored_videos_expire_oldest_first).await;
 }
+
+/// `switchyard_video_jobs` (the table's jobs by status, read at scrape time) and
+/// `switchyard_video_job_duration_seconds` (observed when the runner ends a job), which the
+/// deploy/ alert and dashboard read: one job per outcome the runner reaches.
+#[actix_rt::test]
+async fn video_job_metrics_follow_the_jobs() {
+    let cases = [
+        (
+            json!({"video_queue_ms": 0, "video_steps": 2, "video_step_ms": 50}),
+            "completed",
+        ),
+        (
+            json!({"video_queue_ms": 0, "video_steps": 2, "video_step_ms": 50, "video_fail": true}),
+            "failed",
+        ),
+        (
+            json!({"video_mode": "sync", "video_steps": 1, "video_step_ms": 50, "video_fail": true}),
+            "failed",
+        ),
+    ];
+    for (mock_settings, outcome) in cases {
+        let mock = start_mock(mock_settings.clone());
+        let router = start(
+            &video_yaml(&mock.url, ""),
+            vec![
+                ("METRICS_PUBLIC", "true".into()),
+                ("MAX_ATTEMPTS", "1".into()),
+            ],
+        )
+        .await;
+        let metrics = || async {
+            let mut resp = client()
+                .get(format!("{}/metrics", router.url))
+                .send()
+                .await
+                .expect("metrics");
+            let body = resp.body().limit(8 << 20).await.expect("metrics body");
+            String::from_utf8_lossy(&body).into_owned()
+        };
+        let before = metrics().await;
+        assert!(
+            !before.contains("switchyard_video_job_duration_seconds_count{"),
+            "{mock_settings}: {before}"
+        );
+        let id = create_clip(&router.url, 0).await;
+        wait_for(
+            &router.url,
+            &id,
+            Duration::from_secs(20),
+            status_is(outcome),
+        )
+        .await;
+        let count = format!(
+            "switchyard_video_job_duration_seconds_count{{model=\"vid\",outcome=\"{outcome}\"}} 1"
+        );
+        let gauge = format!("switchyard_video_jobs{{model=\"vid\",status=\"{outcome}\"}} 1");
+        // The job's record reaches the sink just after its row changed.
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = metrics().await;
+            if text.contains(&count) {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            text.contains(&count),
+            "{mock_settings}: no `{count}` in\n{text}"
+        );
+        assert!(
+            text.contains(&gauge),
+            "{mock_settings}: no `{gauge}` in\n{text}"
+        );
+        assert!(
+            !text.contains("switchyard_video_jobs{model=\"vid\",status=\"queued\"}"),
+            "{mock_settings}: a finished job still counted as queued"
+        );
+    }
+}

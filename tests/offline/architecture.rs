@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tls",
             "translate",
             "period",
+            "telemetry",
         ],
     ),
     ("mesh", &["mesh", "quota"]),

@@ -18,3 +18,4 @@ mod startup_guard;
 mod status_page;
 mod strict_config;
 mod tls_serving;
+mod traces;

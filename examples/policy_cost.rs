@@ -63,6 +63,7 @@ fn main() {
                 engine_waiting: None,
                 identity: route as u64,
                 matched_chunks: usize::from(matched[route]),
+                capacity: Some(2),
             })
             .collect();
         let ctx = policy::Context {

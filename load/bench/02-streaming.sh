@@ -52,7 +52,7 @@ done
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     verdicts=()
     for c in $LEVELS; do
-        read -r dt dt99 dg dg99 dco dcr dtok dok derr <<<"${ROW[direct$c]}"
+        read -r dt _ dg _ dco _ _ _ _ <<<"${ROW[direct$c]}"
         for t in direct router; do
             read -r tt tt99 g g99 co cr tok ok err <<<"${ROW[$t$c]}"
             at="$(awk -v a="$tt" -v b="$dt" 'BEGIN{print a-b}')"

@@ -132,6 +132,24 @@ sys.exit(0 if e.get("total",0)>0 and e.get("ready")==e.get("total") else 1)' "$b
 # start_nginx NAME UPSTREAM_HOST:PORT: reverse proxy with upstream keepalive; sets NGINX_URL.
 start_nginx() {
     local name="$1" upstream="$2"
+    run_nginx "$name" "
+    upstream backend { server $upstream; keepalive 256; }
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_buffering off;
+        }
+    }"
+}
+
+# run_nginx NAME HTTP_BLOCK: nginx serving HTTP_BLOCK (its `@PORT@` replaced by a free loopback
+# port) inside the shared settings (workers, keep-alive, temp paths in the work dir); sets
+# NGINX_URL and NGINX_PID once `/health` answers.
+run_nginx() {
+    local name="$1" block="$2"
     local dir="$WORK/$name"
     mkdir -p "$dir/logs" "$dir/tmp"
     local port
@@ -149,16 +167,7 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     keepalive_requests 1000000;
-    upstream backend { server $upstream; keepalive 256; }
-    server {
-        listen 127.0.0.1:$port;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
+${block//@PORT@/$port}
 }
 EOF
     # Unprivileged: as root, drop to nobody (setpriv execs, so $! is nginx's master itself).

@@ -170,7 +170,7 @@ fn update_bar(bar: &ProgressBar, plan: &Plan, p: &Progress, t0: Instant) {
     ));
 }
 
-fn client(connections: u32, api_key: Option<&str>) -> awc::Client {
+fn client(connections: u32, plan: &Plan) -> awc::Client {
     let connector = awc::Connector::new()
         .limit(connections as usize + 16)
         .timeout(Duration::from_secs(10))
@@ -183,8 +183,11 @@ fn client(connections: u32, api_key: Option<&str>) -> awc::Client {
         .connector(connector)
         .disable_timeout()
         .disable_redirects();
-    if let Some(key) = api_key {
+    if let Some(key) = &plan.api_key {
         builder = builder.add_default_header(("authorization", format!("Bearer {key}")));
+    }
+    for (name, value) in &plan.headers {
+        builder = builder.add_default_header((name.as_str(), value.as_str()));
     }
     builder.finish()
 }
@@ -250,7 +253,7 @@ fn thread_main(
             plan: plan.clone(),
             prepared,
             progress,
-            client: client(share.max(1), plan.api_key.as_deref()),
+            client: client(share.max(1), plan),
             stats: RefCell::new(ThreadStats::new(plan.scenarios.len())),
             t0,
             bucket,
@@ -376,6 +379,7 @@ mod tests {
             label: None,
             seed: 0,
             api_key: None,
+            headers: Vec::new(),
         };
         assert_eq!(bucket_for(&plan), Duration::from_millis(600));
         plan.duration = Duration::from_secs(2);

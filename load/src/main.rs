@@ -139,6 +139,23 @@ struct RunArgs {
     /// Client key sent as `Authorization: Bearer <KEY>` (a router with client keys).
     #[arg(long)]
     api_key: Option<String>,
+    /// An extra request header, `NAME: VALUE`; repeat it. For gateways that route on headers
+    /// (Portkey's `x-portkey-provider`, bench 8).
+    #[arg(long = "header", short = 'H', value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+}
+
+/// `NAME: VALUE`, spaces around the colon trimmed. Checked here as HTTP would, because awc
+/// panics on an invalid default header instead of returning an error.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    use awc::http::header::{HeaderName, HeaderValue};
+    let (name, value) = s
+        .split_once(':')
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .ok_or_else(|| format!("expected NAME: VALUE, got {s:?}"))?;
+    HeaderName::try_from(name).map_err(|e| format!("header name {name:?}: {e}"))?;
+    HeaderValue::try_from(value).map_err(|e| format!("header value of {name}: {e}"))?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -252,6 +269,7 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         label: args.label.clone().or(file.label),
         seed: args.seed,
         api_key: args.api_key.clone(),
+        headers: args.headers.clone(),
     };
     plan.validate()?;
     Ok(plan)
@@ -408,5 +426,46 @@ mod tests {
         assert!(build_plan(&args(&["-t", "http://127.0.0.1:9"])).is_err());
         assert!(build_plan(&args(&["-t", "http://127.0.0.1:9", "-s", "warp"])).is_err());
         assert!(build_plan(&args(&["-t", "http://127.0.0.1:9", "-s", "chat:x"])).is_err());
+    }
+
+    #[test]
+    fn extra_headers_are_name_colon_value_and_checked_before_the_run() {
+        let good = [
+            (
+                "x-portkey-provider: openai",
+                ("x-portkey-provider", "openai"),
+            ),
+            ("X-A:b", ("X-A", "b")),
+            (
+                "x-portkey-custom-host: http://127.0.0.1:9/v1",
+                ("x-portkey-custom-host", "http://127.0.0.1:9/v1"),
+            ),
+            ("x-empty:", ("x-empty", "")),
+        ];
+        for (input, (name, value)) in good {
+            assert_eq!(
+                parse_header(input),
+                Ok((name.to_string(), value.to_string())),
+                "{input}"
+            );
+        }
+        for bad in ["no-colon", ": value", "bad name: v", "x-a: line\nbreak"] {
+            assert!(parse_header(bad).is_err(), "{bad:?} accepted");
+        }
+        let p = build_plan(&args(&[
+            "-t",
+            "http://127.0.0.1:9",
+            "-s",
+            "chat",
+            "-H",
+            "x-a: 1",
+            "--header",
+            "x-b: 2",
+        ]))
+        .expect("plan");
+        assert_eq!(
+            p.headers,
+            vec![("x-a".into(), "1".into()), ("x-b".into(), "2".into())]
+        );
     }
 }

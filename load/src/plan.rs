@@ -46,6 +46,8 @@ pub struct Plan {
     pub seed: u64,
     /// Sent as `Authorization: Bearer <key>` on every request (a router with client keys).
     pub api_key: Option<String>,
+    /// Extra `(name, value)` headers on every request (`--header`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -187,6 +189,7 @@ mod tests {
             label: None,
             seed: 1,
             api_key: None,
+            headers: Vec::new(),
         }
     }
 

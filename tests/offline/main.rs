@@ -3,6 +3,7 @@
 //! the tests are grouped).
 
 mod architecture;
+mod bench_scripts;
 mod catalogue;
 mod chat_request_props;
 mod compose;

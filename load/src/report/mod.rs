@@ -362,6 +362,7 @@ pub(crate) mod tests {
             label: Some("unit <test>".into()),
             seed: 3,
             api_key: None,
+            headers: Vec::new(),
         };
         let bucket = Duration::from_millis(100);
         let mut stats = ThreadStats::new(2);

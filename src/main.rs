@@ -12,6 +12,12 @@ use switchyard::listen::listen_host;
 use switchyard::settings::{LogFormat, Settings};
 use switchyard::telemetry::{self, TraceSettings};
 
+/// mimalloc instead of the system allocator: a request allocates a few hundred times (HTTP
+/// heads, the body's members, the record, the log row), and glibc's malloc/free were ~15 % of
+/// the router's instructions per request (issue 17; figures in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",

@@ -123,10 +123,9 @@ pub async fn serve(
                     .into()
             }))
             // Key checks are not here: each scope carries its own (see `crate::auth`), so they
-            // apply to exactly what routing chose. Paths are canonical before routing runs.
-            .wrap(middleware::from_fn(crate::api::canonical_path::middleware))
-            .wrap(middleware::from_fn(crate::metrics::http_middleware))
-            .wrap(middleware::from_fn(crate::api::request_id::middleware))
+            // apply to exactly what routing chose. Paths are canonical before routing runs;
+            // request id, span and HTTP counts are set by the same one layer.
+            .wrap(middleware::from_fn(crate::api::front_door::middleware))
             .configure(crate::api::routes)
             .configure(crate::admin::routes)
             .default_service(web::to(crate::api::not_found))

@@ -74,30 +74,41 @@ fn statement_sizes(mut rows: usize) -> Vec<usize> {
     sizes
 }
 
-/// Insert rows in one transaction: all of them or none.
+/// Insert rows in one transaction: all of them or none. SQLite's rows go through the
+/// store's native writer connection, PostgreSQL's through the `Any` pool.
 pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut tx = store.pool.begin().await?;
-    let mut rest = rows;
-    for size in statement_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        // PostgreSQL: an unnamed statement, typed by this batch's own values. A named one is
-        // typed once, by the batch that prepared it, and sqlx's `Any` driver gives a NULL
-        // `f64` the type `float4` (its `Real`/`Double` nulls are swapped); a later batch
-        // whose value is there then sends 8 bytes for a 4-byte parameter and the whole batch
-        // fails ("incorrect binary data format in bind parameter"). SQLite keeps its
-        // prepared statements: it has no parameter types to get wrong.
-        let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, store.kind)))
-            .persistent(store.kind == DbKind::Sqlite);
-        for row in chunk {
-            q = row.bind_all(q);
-        }
-        q.execute(&mut *tx).await?;
+    // One body for both pools: the drivers' query types differ, the statements do not.
+    macro_rules! insert_in_one_transaction {
+        ($pool:expr, $kind:expr) => {{
+            let mut tx = $pool.begin().await?;
+            let mut rest = rows;
+            for size in statement_sizes(rows.len()) {
+                let (chunk, tail) = rest.split_at(size);
+                rest = tail;
+                // PostgreSQL: an unnamed statement, typed by this batch's own values. A named
+                // one is typed once, by the batch that prepared it, and sqlx's `Any` driver
+                // gives a NULL `f64` the type `float4` (its `Real`/`Double` nulls are
+                // swapped); a later batch whose value is there then sends 8 bytes for a
+                // 4-byte parameter and the whole batch fails ("incorrect binary data format
+                // in bind parameter"). SQLite keeps its prepared statements: it has no
+                // parameter types to get wrong.
+                let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, $kind)))
+                    .persistent($kind == DbKind::Sqlite);
+                for row in chunk {
+                    q = row.bind_all(q);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }};
     }
-    tx.commit().await
+    match &store.sqlite_writer {
+        Some(writer) => insert_in_one_transaction!(writer, DbKind::Sqlite),
+        None => insert_in_one_transaction!(store.pool, store.kind),
+    }
 }
 
 /// Filters shared by the log tail and the usage aggregates.
@@ -526,6 +537,10 @@ mod tests {
             max_connections: 1,
         };
         let store = Store::connect(&settings).await.unwrap();
+        assert!(
+            store.sqlite_writer.is_some(),
+            "SQLite rows go through the native writer"
+        );
         store.migrate().await.unwrap();
         let rows: Vec<LogRow> = (0..300).map(full_row).collect();
         insert_rows(&store, &rows).await.unwrap();

@@ -3,6 +3,8 @@
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
+use sqlx::query::Query;
+use sqlx::{Database, Encode, Type};
 
 use crate::record::RequestRecord;
 
@@ -132,11 +134,21 @@ impl LogRow {
         }
     }
 
-    /// Bind every column, in [`COLUMNS`] order.
-    pub fn bind_all<'q>(
+    /// Bind every column, in [`COLUMNS`] order, for any database that takes these types
+    /// (`Any`, and SQLite's native driver for the request log's inserts).
+    pub fn bind_all<'q, DB>(
         &'q self,
-        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        mut q: Query<'q, DB, DB::Arguments>,
+    ) -> Query<'q, DB, DB::Arguments>
+    where
+        DB: Database,
+        &'q str: Encode<'q, DB> + Type<DB>,
+        Option<&'q str>: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+        Option<i64>: Encode<'q, DB> + Type<DB>,
+        f64: Encode<'q, DB> + Type<DB>,
+        Option<f64>: Encode<'q, DB> + Type<DB>,
+    {
         q = q
             .bind(self.id.as_str())
             .bind(self.request_id.as_str())

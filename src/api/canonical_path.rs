@@ -1,5 +1,5 @@
 //! Request paths must arrive in canonical form; anything else is refused with 400 before
-//! routing sees it.
+//! routing sees it (by [`super::front_door`]).
 //!
 //! Access is decided by the scope a request routes to (see `crate::auth`), so a strange
 //! spelling cannot change which key a handler demands. This check is the second wall: it keeps
@@ -16,13 +16,6 @@
 //!
 //! Still allowed: escapes of reserved or non-ASCII characters (`%2F` inside a model id,
 //! `%20`, UTF-8 bytes), which have no other spelling.
-
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::ResponseError;
-
-use crate::error::{ApiError, ErrorCode};
 
 /// Why `path` (the raw path of the request target, without the query) is not canonical.
 pub fn non_canonical_reason(path: &str) -> Option<&'static str> {
@@ -55,13 +48,14 @@ pub fn non_canonical_reason(path: &str) -> Option<&'static str> {
             _ => i += 1,
         }
     }
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (n, segment) in segments.iter().enumerate() {
-        match *segment {
+    // Walked without collecting: this runs on every request.
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let is_last = segments.peek().is_none();
+        match segment {
             "." | ".." => return Some("a dot segment"),
             // `/` itself and one trailing slash (`/ui/`) are fine; `//` anywhere else is not.
-            "" if n != last => return Some("an empty segment (repeated `/`)"),
+            "" if !is_last => return Some("an empty segment (repeated `/`)"),
             _ => {}
         }
     }
@@ -75,27 +69,6 @@ fn hex_value(digit: u8) -> Option<u8> {
 /// RFC 3986 §2.3: characters whose percent-encoded form is equivalent to the plain one.
 fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Refuse a non-canonical path before routing (400 in OpenAI's shape, code `invalid_path`).
-pub async fn middleware<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    match non_canonical_reason(req.path()) {
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
-        Some(reason) => {
-            let error = ApiError::new(
-                ErrorCode::InvalidPath,
-                format!("The request path is not in canonical form: it contains {reason}."),
-            );
-            let response = error.error_response();
-            Ok(req.into_response(response).map_into_right_body())
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod chat_request;
 pub mod completions;
 pub mod completions_request;
 pub mod embeddings;
+pub mod front_door;
 pub mod health;
 pub mod health_deps;
 pub mod images;

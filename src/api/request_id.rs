@@ -1,5 +1,6 @@
 //! `X-Request-Id`: accepted from the client when it is sane, generated otherwise, stored in the
-//! request's extensions for handlers and logs, and returned on every response. Each request
+//! request's extensions for handlers and logs, and returned on every response (all three done
+//! by [`super::front_door`]). Each request
 //! runs in a `request` tracing span carrying the id, entered while the handler runs and while
 //! the response body (a stream too) is produced or dropped, so every log line of the request
 //! carries it (`LOG_FORMAT=json` puts it under `span`).
@@ -8,10 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::HttpMessage;
+use actix_web::http::header::HeaderMap;
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -28,35 +26,30 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
+/// The request's id: the client's `X-Request-Id` when it is sane, a new one otherwise.
+pub fn from_headers(headers: &HeaderMap) -> String {
+    headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| acceptable(v))
         .map(str::to_string)
-        .unwrap_or_else(generate);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let mut res = tracing::Instrument::instrument(next.call(req), span.clone()).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
-    }
-    Ok(res.map_body(move |_, body| SpannedBody {
-        inner: Some(body.boxed()),
-        span,
-    }))
+        .unwrap_or_else(generate)
 }
 
 /// A response body polled (and dropped) inside its request's span.
 pub struct SpannedBody {
     inner: Option<BoxBody>,
     span: tracing::Span,
+}
+
+impl SpannedBody {
+    pub fn new(body: impl MessageBody + 'static, span: tracing::Span) -> SpannedBody {
+        SpannedBody {
+            inner: Some(body.boxed()),
+            span,
+        }
+    }
 }
 
 impl MessageBody for SpannedBody {

@@ -62,6 +62,6 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
-pub mod tls;
 pub mod telemetry;
+pub mod tls;
 pub mod translate;

@@ -384,6 +384,12 @@ async fn client_certificates_reach_a_backend_that_demands_them() {
     for (model, _, status, words) in &cases {
         let (got, code, message) = chat(&router.url, model).await;
         assert_eq!(got, *status, "{model}: {message}");
+        // TLS 1.3 sends "certificate required" after the handshake: when the request's write
+        // meets the server's close before the alert is read, the client sees a reset, not the
+        // alert (curl shows the same race). The call still fails, as a plain upstream error.
+        if *model != "with-cert" && code == "upstream_error" {
+            continue;
+        }
         if *status == 502 {
             assert_eq!(code, "upstream_tls_error", "{model}: {message}");
         }

@@ -142,7 +142,7 @@ if [ "${CALLGRIND:-1}" = 1 ] && [ "$SMOKE" != 1 ] && ensure_tool valgrind valgri
 fi
 
 {
-    echo "### Bench 7 — shared limits (rpm + tpm + budget on one key)"
+    echo "### Bench 9 — shared limits (rpm + tpm + budget on one key)"
     echo
     echo "Measured on $(machine_line). ${#URLS[@]} replica(s) on $([ -n "${DATABASE_URL:-}" ] && echo PostgreSQL || echo SQLite), router WORKERS=${ROUTER_WORKERS:-2}; ${DURATION}s per cell, ${ROUNDS} round(s)."
     echo
@@ -154,7 +154,9 @@ fi
     if [ -n "$CG_ADDED" ]; then
         echo "| instructions per request (callgrind, c=1, ${CG_N} per phase): without limits / with | ${CG_FREE} / ${CG_LIMITED} | |"
         echo "| router CPU per request without valgrind (c=1) | ${CPU_US} µs (${CG_NS} ns per instruction) | |"
-        echo "| added CPU on the path, from the instruction difference | ${CG_ADDED} µs | ≤ 5 µs: **$(awk -v a="$CG_ADDED" 'BEGIN{print (a<=5)?"met":"missed"}')** |"
+        # An upper bound: the whole process's CPU per instruction includes the kernel's share
+        # (syscalls, wake-ups), which callgrind does not count.
+        echo "| added CPU on the path, from the instruction difference (upper bound) | ≤ ${CG_ADDED} µs | ≤ 5 µs: **$(awk -v a="$CG_ADDED" 'BEGIN{print (a<=5)?"met":"not shown by this bound"}')** |"
     fi
     echo "| ledger exchanges at ${RATE} req/s for ${DURATION}s | $((AFTER - BEFORE)) ($OK ok, $ERRS errors) | |"
     echo "| per replica, allowance and lease interval (1 s) | $PER | ≤ 1: **$(awk -v a="$PER" 'BEGIN{print (a<=1)?"met":"missed"}')** |"

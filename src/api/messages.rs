@@ -46,6 +46,15 @@ pub async fn messages(
     match handle(&req, payload, &state, &client, &mut ctx).await {
         Ok(Reply::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
+            if ctx.trace.is_on() {
+                // Native or translated, the answer is a Messages answer by now.
+                ctx.trace.finish_reasons = body
+                    .get("stop_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect();
+            }
             ctx.complete(200, "success");
             Ok(json_response(&body))
         }
@@ -94,6 +103,7 @@ async fn handle(
     let (body, _permit) = read_json_object(req, payload, state.settings.max_body_bytes).await?;
     let facts = anthropic::validate(&body)?;
     ctx.record.stream = facts.stream;
+    ctx.trace.max_tokens = Some(facts.max_tokens);
     let est = facts.prompt_tokens().saturating_add(facts.max_tokens);
     let shared = Rc::new(Shared {
         native: RefCell::new(body),

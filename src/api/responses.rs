@@ -49,6 +49,11 @@ pub async fn create(
     match handle(&req, payload, &state, &client, &mut ctx).await {
         Ok(Answer::Json(body, usage)) => {
             ctx.record.usage = Some(usage);
+            if ctx.trace.is_on() {
+                ctx.trace.finish_reasons = crate::translate::responses::finish_reason(&body)
+                    .into_iter()
+                    .collect();
+            }
             ctx.complete(200, "success");
             Ok(json_bytes_response(body))
         }
@@ -95,6 +100,7 @@ async fn handle(
     let (body, _permit) = read_json_object(req, payload, state.settings.max_body_bytes).await?;
     let facts = ResponsesFacts::read(&body)?;
     ctx.record.stream = facts.stream;
+    ctx.trace.max_tokens = facts.max_output_tokens;
     let translated = to_chat(&body).and_then(|chat| {
         let bytes = serde_json::to_vec(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
         let (facts, body) = chat_request::parse(&Bytes::from(bytes))?;

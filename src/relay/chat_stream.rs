@@ -46,6 +46,10 @@ pub struct EventCx<'a> {
     pub redactor: &'a Redactor,
 }
 
+/// How much of a stream's text a trace keeps when content capture is on: a span attribute, not
+/// an archive.
+pub const MAX_CAPTURED_BYTES: usize = 64 * 1024;
+
 /// What the stream learned so far, whichever API it speaks.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -58,6 +62,9 @@ pub struct Progress {
     pub finish_seen: bool,
     /// The `finish_reason`s the choices ended with, kept only when tracing is on.
     pub finish_reasons: Vec<String>,
+    /// The generated text, kept only when traces capture content (`OTEL_GENAI_CAPTURE_CONTENT`),
+    /// up to [`MAX_CAPTURED_BYTES`].
+    pub captured: String,
     /// How much of the prompt the backend served from its KV cache, when a chunk said so;
     /// taken by the relay and handed to the lease (it corrects the prefix tree).
     pub cache: Option<super::json::CacheReport>,
@@ -403,6 +410,12 @@ impl<D: StreamDialect> ChatStream<D> {
             ctx.record.stream = true;
             if ctx.trace.is_on() {
                 ctx.trace.finish_reasons = std::mem::take(&mut self.progress.finish_reasons);
+                if !self.progress.captured.is_empty() {
+                    let message = serde_json::json!([
+                        {"role": "assistant", "content": std::mem::take(&mut self.progress.captured)}
+                    ]);
+                    ctx.trace.output = Some(message.to_string());
+                }
             }
             if let Some(started) = self.relay_started {
                 ctx.record.upstream_time += started.elapsed();
@@ -579,6 +592,9 @@ impl Progress {
                 if text.starts_with('"') && text.len() > 2 {
                     self.content_chars += text.len() - 2;
                     self.content_seen = true;
+                    if crate::telemetry::capture_content() {
+                        self.capture(text);
+                    }
                 }
             }
             if let Some(calls) = tool_calls {
@@ -596,6 +612,19 @@ impl Progress {
             }
         }
         choices.is_empty()
+    }
+
+    /// Keep a chunk's text (a JSON string) for the trace, within the cap.
+    fn capture(&mut self, json_text: &str) {
+        let Ok(text) = serde_json::from_str::<String>(json_text) else {
+            return;
+        };
+        let room = MAX_CAPTURED_BYTES.saturating_sub(self.captured.len());
+        let mut cut = text.len().min(room);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.captured.push_str(&text[..cut]);
     }
 }
 

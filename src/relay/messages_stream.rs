@@ -144,6 +144,9 @@ impl StreamDialect for MessagesNative {
             }
             "message_delta" => {
                 self.take_usage(value.get("usage"), cx);
+                if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    cx.progress.finish_reasons.push(reason.to_string());
+                }
                 cx.progress.finish_seen = true;
                 cx.progress.content_seen = true;
             }
@@ -270,6 +273,7 @@ mod tests {
             (3 + 10, 7, 10)
         );
         assert!(progress.content_seen && progress.finish_seen);
+        assert_eq!(progress.finish_reasons, ["end_turn"]);
         assert_eq!(progress.content_chars, 5);
         assert_eq!(
             native.usage.len(),

@@ -197,6 +197,12 @@ impl StreamDialect for ResponsesNative {
         cx.progress.content_chars += seen.content_chars;
         cx.progress.content_seen |= seen.content || seen.finished;
         cx.progress.finish_seen |= seen.finished;
+        if seen.finished {
+            let reason = obj
+                .get("response")
+                .and_then(|r| crate::translate::responses::finish_reason(r.get().as_bytes()));
+            cx.progress.finish_reasons.extend(reason);
+        }
         self.forward(obj, cx.out);
         // The completed (or incomplete) response is the stream's last event.
         if seen.finished {
@@ -354,6 +360,18 @@ mod tests {
         let (out, progress, step) = feed(&mut ResponsesNative::new("pub", None), completed);
         assert!(matches!(step, Step::Done) && out.len() == 1);
         assert!(progress.finish_seen && progress.usage.is_some());
+        // Its finish reason: why it is incomplete, else its status.
+        for (response, reason) in [
+            (json!({"status": "completed"}), "completed"),
+            (
+                json!({"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}),
+                "max_output_tokens",
+            ),
+        ] {
+            let event = json!({"type": "response.completed", "response": response});
+            let (_, progress, _) = feed(&mut ResponsesNative::new("pub", None), event);
+            assert_eq!(progress.finish_reasons, [reason]);
+        }
     }
 
     #[test]

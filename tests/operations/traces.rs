@@ -284,6 +284,47 @@ async fn server_span_has_genai_attributes_and_continues_the_client_trace() {
     assert!(!router_log(&log_router).contains("otlp-secret-123"));
 }
 
+/// The APIs that are not chat carry the same GenAI facts: the client's output cap and why the
+/// answer ended (Messages' `stop_reason`; a Response's incomplete reason or status).
+#[actix_rt::test]
+async fn messages_and_responses_spans_carry_max_tokens_and_finish_reasons() {
+    let collector = Collector::start();
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let router = start_router(router_opts(&yaml, otel_env(&collector)));
+    wait_ready(&router.url, 1).await;
+    let cases = [
+        (
+            "/v1/messages",
+            json!({"model": "m", "max_tokens": 12, "messages": [{"role": "user", "content": "hi"}]}),
+            12,
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "m", "max_output_tokens": 20, "input": "hi", "store": false}),
+            20,
+        ),
+    ];
+    for (path, body, max_tokens) in cases {
+        collector.spans.lock().unwrap().clear();
+        let (status, answer) = post_traced(&format!("{}{path}", router.url), &body, None).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let spans = collector
+            .wait_for("a server span", |s| !server_spans(s).is_empty())
+            .await;
+        let a = &server_spans(&spans)[0].attributes;
+        assert_eq!(
+            int(a, "gen_ai.request.max_tokens"),
+            Some(max_tokens),
+            "{path}"
+        );
+        assert!(
+            !texts(a, "gen_ai.response.finish_reasons").is_empty(),
+            "{path}: no finish reason"
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn a_fallback_leaves_two_attempt_spans_the_first_failed() {
     let collector = Collector::start();
@@ -425,18 +466,23 @@ async fn prompts_and_completions_are_recorded_only_when_opted_in() {
         }
         let router = start_router_ready(router_opts(&yaml, env), 1).await;
         let url = format!("{}/v1/chat/completions", router.url);
-        let (status, _) = post_traced(&url, &chat_body("m", false), None).await;
-        assert_eq!(status, 200);
-        let spans = collector
-            .wait_for("a server span", |s| !server_spans(s).is_empty())
-            .await;
-        let a = &server_spans(&spans)[0].attributes;
-        let input = text(a, "gen_ai.input.messages");
-        let output = text(a, "gen_ai.output.messages");
-        assert_eq!(input.is_some(), captured, "{setting:?}");
-        assert_eq!(output.is_some(), captured, "{setting:?}");
-        if captured {
-            assert!(input.unwrap().contains("Hello there"));
+        // JSON answers and streams alike.
+        for stream in [false, true] {
+            collector.spans.lock().unwrap().clear();
+            let (status, _) = post_traced(&url, &chat_body("m", stream), None).await;
+            assert_eq!(status, 200);
+            let spans = collector
+                .wait_for("a server span", |s| !server_spans(s).is_empty())
+                .await;
+            let a = &server_spans(&spans)[0].attributes;
+            let input = text(a, "gen_ai.input.messages");
+            let output = text(a, "gen_ai.output.messages");
+            assert_eq!(input.is_some(), captured, "{setting:?} stream={stream}");
+            assert_eq!(output.is_some(), captured, "{setting:?} stream={stream}");
+            if captured {
+                assert!(input.unwrap().contains("Hello there"));
+                assert!(output.is_some_and(|o| o.len() > 20), "stream={stream}");
+            }
         }
     }
 }

@@ -7,5 +7,5 @@ pub mod response;
 pub mod stream;
 
 pub use request::{to_chat, ResponsesFacts};
-pub use response::{from_chat, ResponseMeta};
+pub use response::{finish_reason, from_chat, ResponseMeta};
 pub use stream::EventStream;

@@ -208,8 +208,47 @@ pub fn from_chat(meta: &ResponseMeta, chat: &Value) -> Value {
     )
 }
 
+/// A Response's finish reason (for traces): why it is incomplete when it is
+/// (`incomplete_details.reason`, e.g. `max_output_tokens`), else its status (`completed`).
+pub fn finish_reason(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Details {
+        reason: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Finish {
+        status: Option<String>,
+        incomplete_details: Option<Details>,
+    }
+    let finish: Finish = serde_json::from_slice(body).ok()?;
+    finish
+        .incomplete_details
+        .and_then(|d| d.reason)
+        .or(finish.status)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_response_s_finish_reason_is_its_incomplete_reason_else_its_status() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"status":"completed"}"#, Some("completed")),
+            (
+                r#"{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}}"#,
+                Some("max_output_tokens"),
+            ),
+            (
+                r#"{"status":"incomplete","incomplete_details":null}"#,
+                Some("incomplete"),
+            ),
+            (r#"{"output":[]}"#, None),
+            ("not json", None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(finish_reason(body.as_bytes()).as_deref(), *want, "{body}");
+        }
+    }
+
     use super::*;
 
     pub fn meta() -> ResponseMeta {

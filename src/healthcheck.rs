@@ -11,11 +11,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-
 /// The URL probed when none is given: this host's router on `port`, over HTTPS when it serves
 /// it.
 pub fn default_url(port: u16, https: bool) -> String {
@@ -57,7 +52,9 @@ fn client(url: &str, timeout: Duration) -> Result<awc::Client, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(LoopbackServer(provider)))
+        .with_custom_certificate_verifier(Arc::new(
+            crate::tls::SkipCertificateChecks::for_loopback(provider),
+        ))
         .with_no_client_auth();
     let connector = awc::Connector::new().rustls_0_23(Arc::new(config));
     Ok(builder.connector(connector).finish())
@@ -75,67 +72,6 @@ fn is_https_to_loopback(url: &str) -> bool {
             Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
             None => false,
         }
-}
-
-/// Accepts any certificate from a loopback server name (and nothing else), still checking
-/// that the server holds the certificate's key.
-#[derive(Debug)]
-struct LoopbackServer(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for LoopbackServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let loopback = match server_name {
-            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).is_loopback(),
-            ServerName::DnsName(name) => name.as_ref().eq_ignore_ascii_case("localhost"),
-            _ => false,
-        };
-        if loopback {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate checks are skipped for loopback only".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,103 @@ pub fn server_config(cert: Arc<ServingCert>) -> Result<rustls::ServerConfig, Str
     Ok(config)
 }
 
+/// A certificate verifier that skips the certificate checks (issuer, expiry, name) for the
+/// server names `accepts` allows and refuses the rest, while still checking the handshake's
+/// signatures (the server holds the certificate's key). Used by the route setting
+/// `tls_insecure_skip_verify` (any name) and by `switchyard healthcheck` (loopback only).
+pub struct SkipCertificateChecks {
+    provider: Arc<CryptoProvider>,
+    accepts: fn(&rustls::pki_types::ServerName<'_>) -> bool,
+    refusal: &'static str,
+}
+
+impl std::fmt::Debug for SkipCertificateChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkipCertificateChecks")
+            .field("refusal", &self.refusal)
+            .finish()
+    }
+}
+
+impl SkipCertificateChecks {
+    /// Any server name.
+    pub fn for_any_server(provider: Arc<CryptoProvider>) -> SkipCertificateChecks {
+        SkipCertificateChecks {
+            provider,
+            accepts: |_| true,
+            refusal: "",
+        }
+    }
+
+    /// 127.0.0.0/8, `::1` and `localhost` only.
+    pub fn for_loopback(provider: Arc<CryptoProvider>) -> SkipCertificateChecks {
+        SkipCertificateChecks {
+            provider,
+            accepts: |name| match name {
+                rustls::pki_types::ServerName::IpAddress(ip) => {
+                    std::net::IpAddr::from(*ip).is_loopback()
+                }
+                rustls::pki_types::ServerName::DnsName(name) => {
+                    name.as_ref().eq_ignore_ascii_case("localhost")
+                }
+                _ => false,
+            },
+            refusal: "certificate checks are skipped for loopback only",
+        }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for SkipCertificateChecks {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if (self.accepts)(server_name) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(self.refusal.into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use tracing::{error, info, warn};
 
 use crate::config::{read_ca_bundle, read_client_identity, Outbound};
@@ -63,9 +60,14 @@ fn build(outbound: &Outbound, global_ca: Option<&PathBuf>) -> ClientConfig {
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| ClientConfig::builder());
     let builder = if outbound.insecure_skip_verify {
+        // Any certificate is taken for the backend's. Handshake signatures are still checked,
+        // so the connection is encrypted to whoever holds the key of the certificate shown:
+        // what is lost is knowing who that is.
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(
+                crate::tls::SkipCertificateChecks::for_any_server(provider),
+            ))
     } else {
         let mut roots = base_roots(global_ca).clone();
         if let Some(path) = &outbound.ca_file {
@@ -96,55 +98,4 @@ fn build(outbound: &Outbound, global_ca: Option<&PathBuf>) -> ClientConfig {
     // What awc offers by default: HTTP/2 when the backend speaks it, else HTTP/1.1.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config
-}
-
-/// `tls_insecure_skip_verify: true`: any certificate is taken for the backend's. Handshake
-/// signatures are still checked, so the connection is encrypted to whoever holds the key of the
-/// certificate shown, which is all that is lost: knowing who that is.
-#[derive(Debug)]
-struct AcceptAnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -325,8 +325,12 @@ async fn print_budgets(store: &Store) {
     let scopes: Vec<(String, f64, String)> = callers
         .iter()
         .filter_map(|c| {
-            let (scope, limit, bounds) = KeyScopes::of(c, now).budget?;
-            Some((scope, limit.capacity, bounds.label))
+            let (scope, limit) = KeyScopes::of(c, now).budget?;
+            Some((
+                scope.name.to_string(),
+                limit.capacity,
+                scope.bounds.label.clone(),
+            ))
         })
         .collect();
     let names: Vec<String> = scopes.iter().map(|(s, ..)| s.clone()).collect();

@@ -2,6 +2,8 @@
 //! the shared ledger says of them across all replicas: spend in the current budget period
 //! and what is left, requests and tokens of the last minute.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
@@ -27,8 +29,8 @@ pub async fn keys(
             let rates = [&s.rpm, &s.tpm]
                 .into_iter()
                 .flatten()
-                .map(|(n, _)| n.clone());
-            rates.chain(s.budget.iter().map(|(n, ..)| n.clone()))
+                .map(|(n, _)| n.to_string());
+            rates.chain(s.budget.iter().map(|(b, _)| b.name.to_string()))
         })
         .collect();
     let rows = match quotas.store() {
@@ -42,13 +44,14 @@ pub async fn keys(
         .iter()
         .zip(&scopes)
         .map(|(caller, s)| {
-            let rate = |scope: &Option<(String, Limit)>| {
+            let rate = |scope: &Option<(Arc<str>, Limit)>| {
                 scope
                     .as_ref()
-                    .map(|(name, limit)| rate_view(limit, rows.get(name)))
+                    .map(|(name, limit)| rate_view(limit, rows.get(&**name)))
             };
-            let budget = s.budget.as_ref().map(|(name, limit, bounds)| {
-                let row = rows.get(name);
+            let budget = s.budget.as_ref().map(|(scope, limit)| {
+                let bounds = &scope.bounds;
+                let row = rows.get(&*scope.name);
                 let spent = row.map_or(0.0, LedgerRow::used);
                 let held = row.map_or(0.0, |r| r.outstanding);
                 json!({

@@ -297,14 +297,14 @@ impl Builder {
         }
         self.entries.push(Entry {
             digest,
-            caller: Arc::new(Caller {
+            caller: Arc::new(Caller::new(
                 key_id,
                 admin,
-                models: limits.models,
-                rpm: limits.rpm,
-                tpm: limits.tpm,
-                budget: limits.budget,
-            }),
+                limits.models,
+                limits.rpm,
+                limits.tpm,
+                limits.budget,
+            )),
         });
     }
 

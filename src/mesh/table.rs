@@ -158,7 +158,9 @@ pub enum CapacityReason {
 
 pub struct RouteTable {
     pub models: Vec<ModelEntry>,
-    by_name: HashMap<String, usize>,
+    /// Model ids and aliases, looked up once per request: built from configuration only, so
+    /// a fast hasher is safe (lookups insert nothing).
+    by_name: foldhash::HashMap<String, usize>,
     /// Every endpoint, keyed for reuse across reloads, in a stable order.
     pub endpoints: Vec<(EndpointKey, EndpointHandle)>,
     /// The registry's backend credentials, handed to every lease so whatever reads a backend's
@@ -191,7 +193,7 @@ impl RouteTable {
         let mut index: HashMap<EndpointKey, usize> = HashMap::new();
         let mut names: HashMap<String, u32> = HashMap::new();
         let mut models = Vec::with_capacity(registry.models.len());
-        let mut by_name = HashMap::new();
+        let mut by_name = foldhash::HashMap::default();
         // Per endpoint slot: does any route give it weight? (Remote ones with none sleep.)
         let mut weighted: Vec<bool> = Vec::new();
         for def in &registry.models {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{scope_name, Limit, Quotas};
+use super::{Limit, Quotas};
+use crate::caller::allowance_name;
 use crate::config::Limits;
 
 impl Quotas {
@@ -17,14 +18,14 @@ impl Quotas {
         est_tokens: u64,
     ) -> Result<Option<(String, f64)>, Duration> {
         if let Some(rpm) = limits.rpm {
-            let scope = scope_name("endpoint", name, "rpm");
+            let scope = allowance_name("endpoint", name, "rpm");
             self.take(&scope, Limit::per_minute(rpm), 1.0).await?;
         }
         let Some(tpm) = limits.tpm else {
             return Ok(None);
         };
         let limit = Limit::per_minute(tpm);
-        let scope = scope_name("endpoint", name, "tpm");
+        let scope = allowance_name("endpoint", name, "tpm");
         let tokens = (est_tokens.max(1) as f64).min(limit.capacity);
         self.take(&scope, limit, tokens).await?;
         Ok(Some((scope, tokens)))

@@ -2,10 +2,11 @@
 //! with the request's estimate once its model (and so its price) is known, and settled with
 //! what the request really used and cost when its record is written.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{scope_name, Limit, Quotas};
-use crate::caller::Caller;
+use super::{Limit, Quotas};
+use crate::caller::{allowance_name, BudgetScope, Caller};
 use crate::config::Pricing;
 use crate::error::{ApiError, ErrorCode};
 use crate::period::{now_ms, PeriodBounds};
@@ -45,25 +46,25 @@ const TOTAL_BUDGET_RETRY: Duration = Duration::from_secs(86_400);
 
 /// The names and sizes of one key's allowances at this moment.
 pub struct KeyScopes {
-    pub rpm: Option<(String, Limit)>,
-    pub tpm: Option<(String, Limit)>,
-    pub budget: Option<(String, Limit, PeriodBounds)>,
+    pub rpm: Option<(Arc<str>, Limit)>,
+    pub tpm: Option<(Arc<str>, Limit)>,
+    pub budget: Option<(Arc<BudgetScope>, Limit)>,
 }
 
 impl KeyScopes {
     pub fn of(caller: &Caller, now_ms: i64) -> KeyScopes {
-        let id = &caller.key_id;
+        let names = &caller.allowances;
         KeyScopes {
             rpm: caller
                 .rpm
-                .map(|n| (scope_name("key", id, "rpm"), Limit::per_minute(n))),
+                .map(|n| (names.rpm.clone(), Limit::per_minute(n))),
             tpm: caller
                 .tpm
-                .map(|n| (scope_name("key", id, "tpm"), Limit::per_minute(n))),
+                .map(|n| (names.tpm.clone(), Limit::per_minute(n))),
             budget: caller.budget.map(|b| {
-                let bounds = b.period.bounds(now_ms);
-                let name = scope_name("key", id, &format!("usd:{}", bounds.label));
-                (name, Limit::budget(b.usd(), bounds.end_ms), bounds)
+                let scope = names.budget(b.period, now_ms);
+                let limit = Limit::budget(b.usd(), scope.bounds.end_ms);
+                (scope, limit)
             }),
         }
     }
@@ -80,8 +81,8 @@ fn until_period_end(bounds: &PeriodBounds) -> Duration {
 /// endpoints it tried, until it ends.
 pub struct LimitCharge {
     quotas: Quotas,
-    tokens: Option<(String, f64)>,
-    usd: Option<(String, f64)>,
+    tokens: Option<(Arc<str>, f64)>,
+    usd: Option<(Arc<str>, f64)>,
     /// Per attempt, in order: the last one served the request.
     endpoint_tokens: Vec<(String, f64)>,
 }
@@ -155,9 +156,9 @@ impl Quotas {
             return Ok(());
         }
         let scopes = KeyScopes::of(caller, now_ms());
-        if let Some((name, _, bounds)) = &scopes.budget {
-            if self.refused_for(name).is_some() {
-                return Err(KeyRefusal::BudgetExceeded(until_period_end(bounds)));
+        if let Some((budget, _)) = &scopes.budget {
+            if self.refused_for(&budget.name).is_some() {
+                return Err(KeyRefusal::BudgetExceeded(until_period_end(&budget.bounds)));
             }
         }
         if let Some(wait) = scopes
@@ -196,20 +197,20 @@ impl Quotas {
                 .map_err(KeyRefusal::RateLimited)?;
             tokens = Some((name, amount));
         }
-        if let Some((name, limit, bounds)) = scopes.budget {
+        if let Some((budget, limit)) = scopes.budget {
             let usd = if est_usd.is_finite() {
                 est_usd.max(0.0)
             } else {
                 0.0
             };
-            if self.take(&name, limit, usd).await.is_err() {
+            if self.take(&budget.name, limit, usd).await.is_err() {
                 // Nothing was used: the tokens reserved above go back.
                 if let Some((scope, amount)) = tokens {
                     self.adjust(&scope, amount);
                 }
-                return Err(KeyRefusal::BudgetExceeded(until_period_end(&bounds)));
+                return Err(KeyRefusal::BudgetExceeded(until_period_end(&budget.bounds)));
             }
-            charge.usd = Some((name, usd));
+            charge.usd = Some((budget.name.clone(), usd));
         }
         charge.tokens = tokens;
         Ok(())
@@ -219,10 +220,10 @@ impl Quotas {
     /// a route), charged to the key's tokens/minute and current budget as it stands.
     pub fn charge_unreserved(&self, key_id: &str, tokens: u64, usd: f64) {
         if tokens > 0 {
-            self.adjust(&scope_name("key", key_id, "tpm"), -(tokens as f64));
+            self.adjust(&allowance_name("key", key_id, "tpm"), -(tokens as f64));
         }
         if usd.is_finite() && usd > 0.0 {
-            self.charge_matching(&scope_name("key", key_id, "usd:"), usd);
+            self.charge_matching(&allowance_name("key", key_id, "usd:"), usd);
         }
     }
 }
@@ -264,14 +265,7 @@ mod tests {
     }
 
     fn caller(budget: Option<Budget>, tpm: Option<u64>) -> Caller {
-        Caller {
-            key_id: "team".into(),
-            admin: false,
-            models: None,
-            rpm: None,
-            tpm,
-            budget,
-        }
+        Caller::new("team".into(), false, None, None, tpm, budget)
     }
 
     async fn reserve(quotas: &Quotas, c: &Caller) -> Result<LimitCharge, KeyRefusal> {
@@ -308,11 +302,11 @@ mod tests {
             charge.settle(10, 0.05);
         }
         let scopes = KeyScopes::of(&c, now_ms());
-        let (name, ..) = scopes.budget.unwrap();
+        let (budget, _) = scopes.budget.unwrap();
         quotas
             .shared
             .scopes()
-            .get_mut(name.as_str())
+            .get_mut(&*budget.name)
             .unwrap()
             .refused_until = None;
         assert!(reserve(&quotas, &c).await.is_ok());

@@ -23,7 +23,6 @@ pub mod ledger;
 mod slice;
 pub mod store;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -108,15 +107,19 @@ pub struct QuotaStats {
     pub waits: AtomicU64,
 }
 
+/// Every allowance this replica has used, by name. Names are configured labels, not client
+/// input, so a fast hasher is safe here; it is looked up several times per limited request.
+type ScopeMap = foldhash::HashMap<Arc<str>, ScopeState>;
+
 pub(crate) struct Shared {
-    scopes: Mutex<HashMap<Arc<str>, ScopeState>>,
+    scopes: Mutex<ScopeMap>,
     settings: QuotaSettings,
     tx: mpsc::Sender<broker::Need>,
     pub stats: QuotaStats,
 }
 
 impl Shared {
-    fn scopes(&self) -> MutexGuard<'_, HashMap<Arc<str>, ScopeState>> {
+    fn scopes(&self) -> MutexGuard<'_, ScopeMap> {
         // Every update leaves the map consistent: recover from a poisoned lock.
         self.scopes
             .lock()
@@ -164,7 +167,7 @@ impl Quotas {
     ) -> (Quotas, mpsc::Receiver<broker::Need>) {
         let (tx, rx) = mpsc::channel(BROKER_QUEUE);
         let shared = Arc::new(Shared {
-            scopes: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(ScopeMap::default()),
             settings,
             tx,
             stats: QuotaStats::default(),
@@ -300,13 +303,6 @@ impl Quotas {
         views.sort_by(|a, b| a.scope.cmp(&b.scope));
         views
     }
-}
-
-/// The name of an allowance in the ledger: `key:<id>:rpm`, `endpoint:<name>:tpm`,
-/// `key:<id>:usd:month:2026-12-01`. Ids and endpoint names are configured labels, never
-/// secrets.
-pub fn scope_name(owner_kind: &str, owner: &str, what: &str) -> String {
-    format!("{owner_kind}:{owner}:{what}")
 }
 
 #[cfg(test)]

@@ -36,12 +36,16 @@ async fn wait_for_models(router: &str, expected: &[&str]) {
     .await;
     // Routes with a health check start as `starting` (requests get 503 `model_loading`) until
     // their first probe answers; listed is not yet servable.
-    eventually(Duration::from_secs(10), "no endpoint still starting", || {
-        let url = format!("{router}/health");
-        async move {
-            matches!(get_json(&url).await, Ok((200, v)) if v["endpoints"]["starting"] == 0)
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "no endpoint still starting",
+        || {
+            let url = format!("{router}/health");
+            async move {
+                matches!(get_json(&url).await, Ok((200, v)) if v["endpoints"]["starting"] == 0)
+            }
+        },
+    )
     .await;
 }
 

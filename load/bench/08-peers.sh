@@ -326,7 +326,7 @@ cell() {
     local sys="$1" kind="$2" r="$3" f stat="" perf_pid="" cpu="-" pids
     header_args "$sys" -H
     if [ "$kind" = c8 ] && [ "$HAVE_PERF" = 1 ] && [ -n "${PID[$sys]:-}" ]; then
-        pids="$(echo "${PID[$sys]}" $(descendants "${PID[$sys]}") | tr ' ' ',')"
+        pids="$( (echo "${PID[$sys]}"; descendants "${PID[$sys]}") | paste -sd, -)"
         stat="$WORK/$sys-$kind-r$r.stat"
         perf stat -x, -e task-clock -p "$pids" -o "$stat" -- sleep "$DURATION" >/dev/null 2>&1 &
         perf_pid=$!

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Bench 8 — peers side by side: switchyard, vLLM's router, Portkey's gateway and LiteLLM's proxy
 # in front of one fixed backend (nginx answering a fixed chat completion on loopback), with nginx
-# `proxy_pass` as the reference and the backend called directly as the baseline. Rounds
-# alternate: each round runs c=1, c=32 and an open-loop RATE on every system in turn; medians of
-# the rounds are kept. RSS is the peak (VmHWM, summed over the process tree) at the end. The
-# table replaces the one in docs/benchmarks.md ("Peers side by side (bench 8)").
+# `proxy_pass` as the reference, a bare actix-web + awc relay (`switchyard-load floor-proxy`) as
+# the floor of the crates switchyard is built on, and the backend called directly as the
+# baseline. Rounds alternate: each round runs c=1, c=8 (with each system's CPU time per
+# request, perf task-clock over its process tree), c=32 and an open-loop RATE on every system in
+# turn; medians of the rounds are kept. RSS is the peak (VmHWM, summed over the process tree) at
+# the end. The table replaces the one in docs/benchmarks.md ("Peers side by side (bench 8)").
 #
 # Usage: load/bench/08-peers.sh [--duration SECS] [--smoke] [--install-only] [--versions]
 #   --install-only  install the peers into the cache and print their versions, measure nothing
 #   --versions      print the pinned versions and the cache directory, install nothing
 # Env: ROUNDS (3), DURATION via --duration (8 s a cell), RATE (open loop, 1000 req/s),
-#      SKIP (comma list of switchyard, nginx, vllm-router, portkey, litellm),
+#      SKIP (comma list of switchyard, nginx, floor, vllm-router, portkey, litellm),
 #      SWITCHYARD_PEERS_DIR (cache, ~/.cache/switchyard-peers), NO_INSTALL=1 (cache only),
 #      WRITE_DOCS (1: rewrite the docs table), ROUTER_WORKERS (2), NGINX_WORKERS (2),
 #      GEN_THREADS (2), SKIP_BUILD=1, RESULTS=FILE.
-# Defaults: 6 systems x 3 loads x 3 rounds x 8 s, about 10-12 minutes with start-ups.
+# Defaults: 7 systems x 4 loads x 3 rounds x 8 s, about 14-16 minutes with start-ups.
 source "$(dirname "$0")/lib.sh"
 
 # Pinned peers: a new version is a deliberate edit here, and the table says which one ran.
@@ -238,6 +240,17 @@ EOF
     admit switchyard "$ROUTER_URL" 20
 fi
 
+# The floor of the crates switchyard is built on: a bare actix-web + awc relay (the load tool's
+# `floor-proxy`: no JSON, routing, log or metrics), 2 workers as switchyard.
+if skipped floor; then REASON[floor]="skipped (SKIP)"; else
+    port="$(free_port)"
+    start_peer floor "$WORK/floor.log" "$LOAD" floor-proxy --upstream "$BACKEND_URL" \
+        --port "$port" --workers 2
+    lock_version() { awk -v n="$1" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock"; }
+    ROW_VERSION[floor]="actix-web $(lock_version actix-web), awc $(lock_version awc)"
+    admit floor "http://127.0.0.1:$port" 20
+fi
+
 if [ -n "${VERSION[vllm-router]:-}" ]; then
     port="$(free_port)"
     # The wheel's Rust router is an extension module (vllm_router_rs): the console script starts
@@ -291,27 +304,55 @@ fi
 load_args() {
     case "$1" in
         c1) echo "-c 1" ;;
+        c8) echo "-c 8" ;;
         c32) echo "-c 32" ;;
         open) echo "--rate $RATE --max-in-flight 256" ;;
     esac
 }
 
-# cell SYSTEM LOAD ROUND: one measurement; prints "ok_rps p50 p99 errors" (µs).
+# descendants PID: every process under PID (nginx's workers, litellm's, node's children).
+descendants() {
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
+# cell SYSTEM LOAD ROUND: one measurement; prints "ok_rps p50 p99 errors cpu_us" (µs). At c=8
+# the system's CPU time per answered request is counted too (perf's task-clock over the
+# system's process tree for the cell's duration; "-" where perf or the PID is missing).
 cell() {
-    local sys="$1" kind="$2" r="$3" f
+    local sys="$1" kind="$2" r="$3" f stat="" perf_pid="" cpu="-" pids
     header_args "$sys" -H
+    if [ "$kind" = c8 ] && [ "$HAVE_PERF" = 1 ] && [ -n "${PID[$sys]:-}" ]; then
+        pids="$( (echo "${PID[$sys]}"; descendants "${PID[$sys]}") | paste -sd, -)"
+        stat="$WORK/$sys-$kind-r$r.stat"
+        perf stat -x, -e task-clock -p "$pids" -o "$stat" -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     # shellcheck disable=SC2046 # load_args is a list of words
     f="$(load "$sys-$kind-r$r" -t "${URL[$sys]}" -s chat -m "$MODEL" $(load_args "$kind") \
         -d "$DURATION" --timeout 10s --drain 5s --label "$sys $kind" "${HDR_ARGS[@]}")" || true
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        cpu="$(awk -F, -v n="$(j "$f" 'r["totals"]["ok_rps"]' 2>/dev/null || echo 0)" -v d="$DURATION" \
+            '$3 ~ /task-clock/ { if (n > 0) printf "%.0f", $1 * 1000 / (n * d); else print "-" }' "$stat")"
+        [ -n "$cpu" ] || cpu="-"
+    fi
     if [ ! -s "$f" ]; then
-        echo "0 0 0 failed"
+        echo "0 0 0 failed -"
         return
     fi
-    j "$f" '"%s %s %s %s" % (r["totals"]["ok_rps"], r["scenarios"][0]["latency_us"]["p50"], r["scenarios"][0]["latency_us"]["p99"], r["totals"]["errors"])'
+    j "$f" '"%s %s %s %s" % (r["totals"]["ok_rps"], r["scenarios"][0]["latency_us"]["p50"], r["scenarios"][0]["latency_us"]["p99"], r["totals"]["errors"])' |
+        sed "s/\$/ $cpu/"
 }
 
+HAVE_PERF=0
+if ensure_tool perf linux-perf && perf stat -e task-clock -- true >/dev/null 2>&1; then HAVE_PERF=1; fi
+
 declare -A CELLS
-KINDS=(c1 c32 open)
+KINDS=(c1 c8 c32 open)
 for sys in "${SYSTEMS[@]}"; do
     header_args "$sys" -H
     load "warm-$sys" -t "${URL[$sys]}" -s chat -m "$MODEL" -c 4 -d "$WARMUP" "${HDR_ARGS[@]}" \
@@ -333,13 +374,6 @@ tree_hwm_kib() {
     for pid in $1 $(descendants "$1"); do total=$((total + $(hwm_kib "$pid"))); done
     echo "$total"
 }
-descendants() {
-    local child
-    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-        echo "$child"
-        descendants "$child"
-    done
-}
 declare -A RSS
 for sys in "${SYSTEMS[@]}"; do
     [ -n "${PID[$sys]:-}" ] && RSS[$sys]="$(mib "$(tree_hwm_kib "${PID[$sys]}")")"
@@ -347,7 +381,7 @@ done
 
 # median SYSTEM LOAD FIELD(1-3): the median of that field over the rounds; errors are summed.
 median() {
-    printf '%s' "${CELLS[$1.$2]}" | awk -v f="$3" 'NF{print $f}' | sort -g |
+    printf '%s' "${CELLS[$1.$2]}" | awk -v f="$3" 'NF && $f ~ /^[0-9.]+$/ {print $f}' | sort -g |
         awk '{v[NR]=$1} END{ if (NR) printf "%.0f", v[int((NR+1)/2)]; else print "n/a" }'
 }
 errors() {
@@ -359,6 +393,7 @@ label() {
         direct) echo "fixed backend, direct (nginx \`return 200\`)" ;;
         nginx) echo "nginx \`proxy_pass\` (no JSON, no log)" ;;
         switchyard) echo "**switchyard** ($BENCH_PROFILE build, defaults: SQLite request log on)" ;;
+        floor) echo "actix-web + awc relay, bare (\`switchyard-load floor-proxy\`: no JSON, no log)" ;;
         vllm-router) echo "vLLM's router (PyPI \`vllm-router\`, Rust, round robin)" ;;
         portkey) echo "Portkey gateway (npm \`@portkey-ai/gateway\`)" ;;
         litellm) echo "LiteLLM proxy (PyPI \`litellm[proxy]\`, 1 worker)" ;;
@@ -370,11 +405,11 @@ TABLE="$WORK/table.md"
     echo "Measured $(date -u +%Y-%m-%d) on $(machine_line). A shared, noisy machine: read ratios within this one run, not absolute figures."
     echo "${ROUNDS} alternating round(s) of ${DURATION} s a cell, medians shown; open loop at ${RATE} req/s offered (≤ 256 in flight, latency from the scheduled send time); RSS is VmHWM of the process tree after the run; switchyard and nginx with 2 workers, generator threads $GEN_THREADS."
     echo
-    echo "| system | version | c=1 p50 µs | added p50 µs | c=32 req/s | c=32 p50 / p99 µs | ${RATE} req/s open loop: req/s, p50 / p99 µs | errors | RSS MiB |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    for sys in direct nginx switchyard vllm-router portkey litellm; do
+    echo "| system | version | c=1 p50 µs | added p50 µs | c=32 req/s | c=32 p50 / p99 µs | CPU µs per request, c=8 | ${RATE} req/s open loop: req/s, p50 / p99 µs | errors | RSS MiB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for sys in direct nginx floor switchyard vllm-router portkey litellm; do
         if [ -z "${CELLS[$sys.c1]:-}" ]; then
-            echo "| $(label "$sys") | ${ROW_VERSION[$sys]:-${VERSION[$sys]:-}} | not run: ${REASON[$sys]:-not started} | | | | | | |"
+            echo "| $(label "$sys") | ${ROW_VERSION[$sys]:-${VERSION[$sys]:-}} | not run: ${REASON[$sys]:-not started} | | | | | | | |"
             continue
         fi
         p50="$(median "$sys" c1 2)"
@@ -386,12 +421,24 @@ TABLE="$WORK/table.md"
             [ "$e" = "run failed" ] && errs="a run failed" && break
             errs=$((errs + e))
         done
-        printf '| %s | %s | %s | %s | %s | %s / %s | %s, %s / %s | %s | %s |\n' "$(label "$sys")" \
+        printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s, %s / %s | %s | %s |\n' "$(label "$sys")" \
             "${ROW_VERSION[$sys]:-}" "$p50" "$added" "$(median "$sys" c32 1)" \
-            "$(median "$sys" c32 2)" "$(median "$sys" c32 3)" "$(median "$sys" open 1)" \
+            "$(median "$sys" c32 2)" "$(median "$sys" c32 3)" "$(median "$sys" c8 5)" "$(median "$sys" open 1)" \
             "$(median "$sys" open 2)" "$(median "$sys" open 3)" "$errs" "${RSS[$sys]:-—}"
     done
-    echo "| Bifrost (npm \`@maximhq/bifrost\`) | — | not run: its npm package downloads its binary at run time, which cannot work offline here | | | | | | |"
+    echo "| Bifrost (npm \`@maximhq/bifrost\`) | — | not run: its npm package downloads its binary at run time, which cannot work offline here | | | | | | | |"
+    # The issue's ratios, from this run's medians.
+    c32() { [ -n "${CELLS[$1.c1]:-}" ] && median "$1" c32 1; }
+    ratio_line() { # LABEL A B
+        local a b
+        a="$(c32 "$2")" b="$(c32 "$3")"
+        [ -n "$a" ] && [ -n "$b" ] && echo "- c=32 req/s, $1: $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')×"
+    }
+    echo
+    ratio_line "switchyard ÷ nginx \`proxy_pass\`" switchyard nginx || true
+    ratio_line "switchyard ÷ vLLM's router" switchyard vllm-router || true
+    ratio_line "the bare actix-web + awc relay ÷ nginx \`proxy_pass\`" floor nginx || true
+    ratio_line "switchyard ÷ the bare actix-web + awc relay" switchyard floor || true
 } >"$TABLE"
 
 {

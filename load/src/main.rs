@@ -10,6 +10,7 @@
 
 mod engine;
 mod fleet;
+mod floor;
 mod guard;
 mod hist;
 mod plan;
@@ -28,6 +29,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{Mode, Plan, DEFAULT_DURATION, MAX_DURATION};
 use crate::spec::{parse_duration, parse_size, FileSpec, Kind, ScenarioSpec};
+
+/// The router's allocator (see its src/main.rs), so `floor-proxy` allocates as the router does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +53,9 @@ enum Command {
     Fleet(Box<fleet::FleetArgs>),
     /// Write a models.yaml routing many models over many endpoints.
     GenConfig(fleet::GenConfigArgs),
+    /// A bare actix-web + awc relay to one upstream: the floor of the crates switchyard is
+    /// built on, for side-by-side benches (no JSON, routing, log or metrics).
+    FloorProxy(floor::FloorArgs),
     /// Redraw the HTML report from a JSON report.
     Html {
         json: PathBuf,
@@ -164,6 +172,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Fleet(args) => fleet::run_fleet(*args),
         Command::GenConfig(args) => fleet::gen_config(&args),
+        Command::FloorProxy(args) => floor::run_floor(args),
         Command::Html { json, out } => html_from_json(&json, &out),
     };
     match result {

@@ -184,6 +184,66 @@ async fn seed_003_the_backend_is_added_to_a_models_yaml() {
     );
 }
 
+/// The seed's gateway serves embeddings through the same backend: a `MODEL_NAME` model (or a
+/// discovered one) answers `/v1/embeddings` on every kind whose engine has the endpoint (and
+/// still answers chat), and TGI, which has none, gets a structured 501 pointing at a dedicated
+/// embeddings server, without the engine being asked.
+#[actix_rt::test]
+async fn seed_003_single_backend_models_serve_embeddings_where_the_engine_has_them() {
+    // (BACKEND_KIND, MODEL_NAME (empty: discovered), the embeddings answer's status)
+    let cases = [
+        ("vllm", "intfloat/e5-mistral-7b-instruct", 200),
+        ("ollama", "nomic-embed-text", 200),
+        ("llamacpp", "nomic-embed-text-v1.5.Q8_0.gguf", 200),
+        ("sglang", "Alibaba-NLP/gte-Qwen2-1.5B-instruct", 200),
+        ("ollama", "", 200),
+        ("tgi", "BAAI/bge-large-en-v1.5", 501),
+    ];
+    for (kind, name, expected) in cases {
+        let engine = start_mock(json!({"model_ids": ["nomic-embed-text:latest"]}));
+        let mut env = vec![
+            ("BACKEND_KIND", kind.to_string()),
+            ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ];
+        if !name.is_empty() {
+            env.push(("MODEL_NAME", name.to_string()));
+        }
+        let router = start_router_without_models_file(env);
+        let model = if name.is_empty() {
+            "nomic-embed-text:latest"
+        } else {
+            name
+        };
+        wait_for_models(&router.url, &[model]).await;
+        let case = format!("{kind} {model}");
+        let body = json!({"model": model, "input": ["first text", "second text"]});
+        let (status, _, v) = post_json(&format!("{}/v1/embeddings", router.url), &body).await;
+        let stats = mock_stats(&engine).await;
+        let relayed = stats["requests_by_path"]["/v1/embeddings"]
+            .as_u64()
+            .unwrap_or(0);
+        if expected == 200 {
+            assert_eq!(status, 200, "{case}: {v}");
+            assert_eq!(v["object"], "list", "{case}: {v}");
+            assert_eq!(v["data"].as_array().map(Vec::len), Some(2), "{case}: {v}");
+            assert_eq!(relayed, 1, "{case}");
+            assert_eq!(stats["last_request"]["body"]["model"], model, "{case}");
+        } else {
+            assert_openai_error(status, 501, &v);
+            assert_eq!(v["error"]["code"], "unsupported_endpoint", "{case}: {v}");
+            let message = v["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                message.contains("text-embeddings-inference") && message.contains("tgi"),
+                "{case}: {message}"
+            );
+            assert_eq!(relayed, 0, "{case}: the engine was asked");
+        }
+        // The same model still serves chat.
+        let (status, v) = chat(&router.url, &chat_body(model, false)).await;
+        assert_eq!(status, 200, "{case}: chat: {v}");
+    }
+}
+
 /// `check-config` and `serve` refuse what the seed's table does not list, naming the variable.
 #[test]
 fn seed_003_a_kind_outside_the_table_or_an_external_kind_without_url_is_refused() {

@@ -760,19 +760,53 @@ fn seed_001_the_quick_check_models_turn_on_with_their_keys() {
             .iter()
             .any(|r| r.is_enabled() && r.weight > 0.0)
     };
+    let shipped = ["llama-4-scout", "deepseek-chat", "gemini-2.0-flash"];
     let bare = load(&[]);
-    for id in ["llama-4-scout", "deepseek-chat"] {
+    for id in shipped {
         assert!(!enabled(&bare, id), "{id} enabled without its key");
     }
-    // The README's .env lines.
-    let env = load(&[
-        ("DEEPSEEK_API_KEY", "your-deepseek-api-key"),
-        ("LLAMA_API_KEY", "your-llama-api-key"),
-        ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
-    ]);
-    for id in ["llama-4-scout", "deepseek-chat"] {
+    // The README's .env lines: each key turns its own model on, and only that one.
+    let lines = [
+        (
+            "llama-4-scout",
+            vec![
+                ("LLAMA_API_KEY", "your-llama-api-key"),
+                ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
+            ],
+        ),
+        (
+            "deepseek-chat",
+            vec![("DEEPSEEK_API_KEY", "your-deepseek-api-key")],
+        ),
+        (
+            "gemini-2.0-flash",
+            vec![("GEMINI_API_KEY", "your-gemini-api-key")],
+        ),
+    ];
+    for (turned_on, vars) in &lines {
+        let env = load(vars);
+        for id in shipped {
+            assert_eq!(enabled(&env, id), id == *turned_on, "{id} with {vars:?}");
+        }
+    }
+    let all: Vec<(&str, &str)> = lines.iter().flat_map(|(_, v)| v.clone()).collect();
+    let env = load(&all);
+    for id in shipped {
         assert!(enabled(&env, id), "{id} still disabled with its key");
     }
+    // Gemini is reached on Google's OpenAI-compatible API, with the key as a bearer token.
+    let gemini = env.find("gemini-2.0-flash").expect("gemini shipped");
+    let route = &gemini.routes[0];
+    let base = route.base_url.as_ref().expect("base url");
+    assert_eq!(
+        base.api_url("/chat/completions"),
+        "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+    );
+    assert_eq!(route.provider_model_id, "gemini-2.0-flash");
+    assert_eq!(
+        route.credentials().map(|(_, key)| key),
+        Some("your-gemini-api-key")
+    );
 }
 
 /// A request the router refuses itself still has its model in the request log, so the

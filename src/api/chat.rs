@@ -17,15 +17,16 @@ use super::{event_stream_response, forwarded, json_bytes_response, new_ctx};
 use crate::api::state::AppState;
 use crate::config::ModelDef;
 use crate::engines::ApiOp;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::mesh::Lease;
 use crate::record::Usage;
+use crate::relay::capabilities::{raw_json_asks, CHAT_TOOL_KEYS};
 use crate::relay::chat_stream::{ChatStream, OpenAiChat, StreamDialect};
 use crate::relay::json::call_json;
 use crate::relay::shallow::JsonObject;
 use crate::relay::spliced::SplicedBody;
 use crate::relay::upstream::post_json;
-use crate::relay::{with_fallback_to, Attempt, Forwarded, RouteAsk};
+use crate::relay::{with_fallback_to, Attempt, Forwarded, RouteAsk, Uses};
 use crate::settings::Settings;
 
 /// Body keys that steer the router (OpenRouter extensions) and are never sent upstream.
@@ -33,42 +34,6 @@ const ROUTER_ONLY: &[&str] = &["models", "provider", "route", "transforms", "plu
 /// Body keys the router manages itself; always kept (with the operation's input, see
 /// [`input_member`]).
 const ALWAYS_KEPT: &[&str] = &["model", "stream", "stream_options"];
-const TOOL_KEYS: &[&str] = &[
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "functions",
-    "function_call",
-];
-
-/// Reject content the model cannot take (images sent to a text-only model, …).
-fn check_modalities(def: &ModelDef, facts: &ChatFacts) -> Result<(), ApiError> {
-    check_input_modalities(def, facts.uses_image, facts.uses_audio)
-}
-
-/// The modality check of chat and the APIs translated to it: 400 when the request carries
-/// images or audio that the model's `input_modalities` do not list.
-pub fn check_input_modalities(
-    def: &ModelDef,
-    uses_image: bool,
-    uses_audio: bool,
-) -> Result<(), ApiError> {
-    let accepts = |m: &str| {
-        def.input_modalities
-            .iter()
-            .any(|x| x.eq_ignore_ascii_case(m))
-    };
-    for (used, modality) in [(uses_image, "image"), (uses_audio, "audio")] {
-        if used && !accepts(modality) {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedModality,
-                format!("Model `{}` does not accept {modality} input.", def.id),
-            )
-            .with_param("messages"));
-        }
-    }
-    Ok(())
-}
 
 /// The member that carries a chat-like operation's input.
 fn input_member(op: ApiOp) -> &'static str {
@@ -76,36 +41,6 @@ fn input_member(op: ApiOp) -> &'static str {
         ApiOp::Completions => "prompt",
         _ => "messages",
     }
-}
-
-/// Body keys that ask for reasoning (OpenRouter's `reasoning`, OpenAI's `reasoning_effort`).
-const REASONING_KEYS: &[&str] = &["reasoning", "reasoning_effort", "include_reasoning"];
-
-/// Refuse tools or reasoning asked of a model whose entry must declare them and does not
-/// (the vLLM-compatible providers: a local model id says nothing about what it can do). A
-/// clear 400 here beats an engine's own error, or a silently ignored parameter.
-fn check_declared(def: &ModelDef, body: &ChatBody) -> Result<(), ApiError> {
-    let Some(declared) = def.declared else {
-        return Ok(());
-    };
-    let asked = |keys: &[&'static str]| keys.iter().copied().find(|k| body.contains_key(k));
-    let refused = [
-        (declared.tools, asked(TOOL_KEYS), "tool calling"),
-        (declared.reasoning, asked(REASONING_KEYS), "reasoning"),
-    ];
-    for (allowed, key, what) in refused {
-        if let (false, Some(key)) = (allowed, key) {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedCapability,
-                format!(
-                    "Model `{}` does not declare {what} support; declare it in the model's provider entry to use `{key}`.",
-                    def.id
-                ),
-            )
-            .with_param(key));
-        }
-    }
-    Ok(())
 }
 
 /// Drop what the model's route must not receive; the body is filtered in place, once.
@@ -130,7 +65,7 @@ pub fn filter_params(body: &mut ChatBody, def: &ModelDef, op: ApiOp) {
         let keep = ALWAYS_KEPT.contains(&key)
             || key == input_member(op)
             || listed(key)
-            || (def.supports_tools && TOOL_KEYS.contains(&key))
+            || (def.supports_tools && CHAT_TOOL_KEYS.contains(&key))
             || (def.supports_structured_output && key == "response_format");
         if !keep {
             debug!(model = %def.id, param = %key, "dropping parameter not in supported_params");
@@ -313,11 +248,18 @@ async fn handle(
     // The body is shared by attempts: filtered once for the model, renamed per route.
     let shared = Rc::new(RefCell::new((body, false)));
     let facts = Rc::new(facts);
+    let uses = Uses::read(
+        op,
+        |key| body_asks(&shared.borrow().0, key),
+        facts.uses_image,
+        facts.uses_audio,
+    );
     let ask = RouteAsk {
         model: &facts.model,
         op,
         est_tokens: estimated_tokens(&facts),
         hints,
+        uses,
     };
     with_fallback_to(
         &state.mesh.local_router(),
@@ -344,6 +286,11 @@ async fn handle(
     .await
 }
 
+/// Whether a chat-like body sends `key` asking for its capability.
+fn body_asks(body: &ChatBody, key: &str) -> bool {
+    body.get(key).is_some_and(|raw| raw_json_asks(key, raw))
+}
+
 /// Tokens a chat request is expected to use, for tokens/minute limits before it is answered.
 pub fn estimated_tokens(facts: &ChatFacts) -> u64 {
     (facts.prompt_chars as u64).div_ceil(4) + facts.max_tokens.unwrap_or(512)
@@ -355,7 +302,7 @@ pub fn estimated_tokens(facts: &ChatFacts) -> u64 {
 pub async fn chat_attempt<D: StreamDialect>(
     client: &awc::Client,
     settings: &Settings,
-    mut lease: Lease,
+    lease: Lease,
     call: &ChatCall<'_>,
     dialect: D,
 ) -> Attempt<Reply<D>> {
@@ -370,11 +317,6 @@ pub async fn chat_attempt<D: StreamDialect>(
         let mut guard = shared.borrow_mut();
         let (body, filtered) = &mut *guard;
         if !*filtered {
-            if let Err(e) = check_modalities(&def, facts).and_then(|()| check_declared(&def, body))
-            {
-                lease.finish(crate::mesh::Outcome::ClientError);
-                return Attempt::Fail(e);
-            }
             filter_params(body, &def, op);
             *filtered = true;
         }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::body::read_json_object;
-use super::chat::{check_input_modalities, filter_params, open_stream, upstream_body};
+use super::chat::{filter_params, open_stream, upstream_body};
 use super::chat_request::{self, ChatBody};
 use super::routing_hints::{self, PromptShape};
 use super::{event_stream_response, forwarded, json_response, new_ctx};
@@ -26,11 +26,12 @@ use crate::engines::ApiOp;
 use crate::error::ApiError;
 use crate::mesh::{Lease, Outcome, RoutingHints};
 use crate::record::{RequestCtx, Usage};
+use crate::relay::capabilities::json_asks;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::call_json;
 use crate::relay::messages_stream::{MessagesDialect, MessagesFromChat, MessagesNative};
 use crate::relay::spliced::SplicedBody;
-use crate::relay::{with_fallback, with_fallback_to, Attempt, Forwarded, RouteAsk};
+use crate::relay::{with_fallback, with_fallback_to, Attempt, Forwarded, RouteAsk, Uses};
 use crate::translate::anthropic::{self, MessagesFacts};
 
 /// Client headers of Anthropic's API passed on (to native backends; chat backends ignore it).
@@ -117,11 +118,21 @@ async fn handle(
     let hints = messages_hints(req, &shared.native.borrow(), || {
         state.mesh.table().wants_prompt(&model)
     });
+    let uses = {
+        let body = shared.native.borrow();
+        Uses::read(
+            ApiOp::Messages,
+            |key| body.get(key).is_some_and(|v| json_asks(key, v)),
+            shared.facts.uses_image,
+            false,
+        )
+    };
     let ask = RouteAsk {
         model: &model,
         op: ApiOp::Messages,
         est_tokens: est,
         hints,
+        uses,
     };
     with_fallback_to(
         &state.mesh.local_router(),
@@ -157,14 +168,14 @@ async fn handle(
 }
 
 /// The body one route receives: the client's own for a native route, the chat translation
-/// (checked, filtered for the model, usage requested on streams) for the rest.
+/// (filtered for the model, usage requested on streams) for the rest. What the model refuses
+/// was refused before either ([`RouteAsk::uses`]).
 fn upstream_request(
     shared: &Shared,
     def: &ModelDef,
     lease: &Lease,
     native: bool,
 ) -> Result<SplicedBody, ApiError> {
-    check_input_modalities(def, shared.facts.uses_image, false)?;
     let provider_model = &lease.route().provider_model_id;
     if native {
         let mut body = shared.native.borrow_mut();

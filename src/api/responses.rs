@@ -29,12 +29,13 @@ use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 use crate::mesh::{Lease, Outcome, RoutingHints};
 use crate::record::{RequestCtx, Usage};
+use crate::relay::capabilities::json_asks;
 use crate::relay::chat_stream::ChatStream;
 use crate::relay::json::{call_json, call_json_with};
 use crate::relay::responses_stream::{
     OnStored, ResponsesDialect, ResponsesFromChat, ResponsesNative,
 };
-use crate::relay::{with_fallback_on, Attempt, Forwarded, RouteAsk};
+use crate::relay::{with_fallback_on, Attempt, Forwarded, RouteAsk, Uses};
 use crate::store::response_routes::{ResponseHome, ResponseRoutes};
 use crate::translate::responses::request::MAX_RESPONSE_ID_BYTES;
 use crate::translate::responses::{from_chat, to_chat, EventStream, ResponseMeta, ResponsesFacts};
@@ -141,11 +142,18 @@ async fn handle(
     let est_tokens = (request.facts.prompt_chars as u64).div_ceil(4)
         + request.facts.max_output_tokens.unwrap_or(512);
     let wants_prompt = table.wants_prompt(&request.facts.model);
+    let uses = Uses::read(
+        ApiOp::Responses,
+        |key| request.body.get(key).is_some_and(|v| json_asks(key, v)),
+        request.facts.uses_image,
+        request.facts.uses_audio,
+    );
     let ask = RouteAsk {
         model: &request.facts.model,
         op: ApiOp::Responses,
         est_tokens,
         hints: hints(req, &request.body, &request.translated, wants_prompt),
+        uses,
     };
     with_fallback_on(
         &state.mesh.local_router(),
@@ -258,6 +266,7 @@ async fn relay_stored(
             op: ApiOp::Responses,
             est_tokens: 1,
             hints: RoutingHints::default(),
+            uses: Uses::default(),
         };
         let reply = with_fallback_on(
             &state.mesh.local_router(),

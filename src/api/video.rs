@@ -250,7 +250,7 @@ async fn check_model(
     if let Some(c) = caller.filter(|c| !c.may_use(def)) {
         return Err(ApiError::model_not_allowed(name, &c.key_id));
     }
-    if !def.model_type.accepts(ApiOp::Video) {
+    if !def.accepts(ApiOp::Video) {
         return Err(wrong_endpoint(&def.id, def.model_type));
     }
     if !def.routes.iter().any(|r| r.kind.serves(ApiOp::Video)) {
@@ -258,6 +258,7 @@ async fn check_model(
         return Err(RouteError::Unsupported {
             model: def.id.clone(),
             kinds,
+            op: ApiOp::Video,
         }
         .into());
     }

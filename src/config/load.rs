@@ -176,6 +176,7 @@ fn parse_models(
     for model in &mut models {
         model.discovery_template = from_env.templates.contains(&model.id);
         model.declared = from_env.declared.get(&model.id).copied();
+        model.also_embeds = from_env.also_embed.contains(&model.id);
     }
     models
 }
@@ -188,6 +189,8 @@ struct EnvModels {
     /// Ids of the discovery templates among `items`.
     templates: Vec<String>,
     declared: std::collections::BTreeMap<String, super::Declared>,
+    /// Ids of the items that also serve embeddings (the single backend's).
+    also_embed: Vec<String>,
 }
 
 fn env_model_items(vars: &dyn VarSource) -> Result<EnvModels, String> {
@@ -196,6 +199,7 @@ fn env_model_items(vars: &dyn VarSource) -> Result<EnvModels, String> {
         items: providers.items,
         templates: providers.templates,
         declared: providers.declared,
+        also_embed: Vec::new(),
     };
     // Malformed values are reported by `Settings::from_env` before any load (the environment
     // does not change while the process runs): here they only mean "no backend".
@@ -204,6 +208,7 @@ fn env_model_items(vars: &dyn VarSource) -> Result<EnvModels, String> {
             env.templates
                 .push(super::single_backend::template_id(&backend.kind));
         }
+        env.also_embed.extend(backend.model_ids());
         env.items.extend(backend.model_items());
     }
     Ok(env)
@@ -496,6 +501,7 @@ fn build_model(
         routes,
         discovery_template: false,
         declared: None,
+        also_embeds: false,
         policy,
     })
 }

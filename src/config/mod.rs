@@ -372,12 +372,23 @@ pub struct ModelDef {
     /// `Some` for provider models (seed 004), whose tools and reasoning are refused unless
     /// declared (vision follows `input_modalities`, as for every model); `None` = not checked.
     pub declared: Option<Declared>,
+    /// Whether `/v1/embeddings` is also served besides the type's own operations: the single
+    /// backend's models (seed 003), whose `MODEL_NAME` says nothing of what the model is, so
+    /// the engine, not the router, decides (vLLM, Ollama, llama.cpp with an embedding head,
+    /// SGLang embed; TGI has no embeddings endpoint and gets a 501).
+    pub also_embeds: bool,
     /// The policy models.yaml (or a run-time change) names; `None` follows routing.yaml's
     /// `default_policy`.
     pub policy: Option<RoutingPolicy>,
 }
 
 impl ModelDef {
+    /// Whether a request to `op` may use this model: what its type accepts, and embeddings
+    /// when it [`also_embeds`](Self::also_embeds).
+    pub fn accepts(&self, op: ApiOp) -> bool {
+        self.model_type.accepts(op) || (self.also_embeds && op == ApiOp::Embeddings)
+    }
+
     /// The policy in force: the model's own, else the registry's default.
     pub fn policy_or(&self, default: RoutingPolicy) -> RoutingPolicy {
         self.policy.unwrap_or(default)

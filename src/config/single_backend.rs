@@ -118,6 +118,15 @@ impl SingleBackend {
             .collect()
     }
 
+    /// The ids of [`model_items`](Self::model_items): each also serves `/v1/embeddings`
+    /// (`ModelDef::also_embeds`), as the seed's gateway does for any engine that has them.
+    pub fn model_ids(&self) -> Vec<String> {
+        if self.models.is_empty() {
+            return vec![template_id(&self.kind)];
+        }
+        self.models.clone()
+    }
+
     fn route(&self) -> Mapping {
         let mut route = Mapping::new();
         route.insert("name".into(), "backend".into());
@@ -201,5 +210,25 @@ mod tests {
         assert_eq!(discovering.len(), 1);
         assert_eq!(discovering[0]["id"], Value::from(template_id("vllm")));
         assert_eq!(discovering[0]["route"][0]["discover"], true);
+    }
+
+    /// The backend's models accept chat and embeddings; a models.yaml model beside them keeps
+    /// its type's operations only.
+    #[test]
+    fn the_backend_s_models_also_serve_embeddings_and_the_file_s_do_not() {
+        use crate::engines::ApiOp;
+        let yaml = "models:\n  - id: from-file\n    route: [{kind: vllm, base_url: \"http://10.0.0.5:9000/v1\"}]\n";
+        let env = vars(&[
+            ("BACKEND_KIND", "ollama"),
+            ("BACKEND_BASE_URL", "http://10.0.0.6:11434/v1"),
+            ("MODEL_NAME", "nomic-embed-text"),
+        ]);
+        let registry = crate::config::load_str("models.yaml", yaml, None, &env).unwrap();
+        for (id, embeds) in [("from-file", false), ("nomic-embed-text", true)] {
+            let def = registry.models.iter().find(|m| m.id == id).unwrap();
+            assert!(def.accepts(ApiOp::ChatCompletions), "{id}");
+            assert_eq!(def.accepts(ApiOp::Embeddings), embeds, "{id}");
+            assert!(!def.accepts(ApiOp::Speech), "{id}");
+        }
     }
 }

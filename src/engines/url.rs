@@ -28,20 +28,22 @@ impl BaseUrl {
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("credentials in base_url are not allowed; use api_key".into());
         }
-        let mut path = parsed.path().trim_end_matches('/').to_string();
+        let path = parsed.path().trim_end_matches('/');
         let origin = parsed.origin().ascii_serialization();
-        // A last segment such as `v1`, `v1beta` or `v2` is the API version: keep it on the API
-        // base and strip it for the server root. Anything else gets `/v1` appended.
-        let last = path.rsplit('/').next().unwrap_or("");
-        let is_version = last.len() >= 2
-            && last.starts_with('v')
-            && last[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
-        let (root, api) = if is_version {
-            let api = format!("{origin}{path}");
-            path.truncate(path.len() - last.len() - 1);
-            (format!("{origin}{path}"), api)
-        } else {
-            (format!("{origin}{path}"), format!("{origin}{path}/v1"))
+        // The last segment such as `v1`, `v1beta` or `v2` that the path has is the API
+        // version: the whole path is the API base (a provider may hang its OpenAI API below
+        // it, as Google's `/v1beta/openai` does), and the server root is what precedes that
+        // segment. A path with no version segment gets `/v1` appended.
+        let version_at = path
+            .rmatch_indices('/')
+            .map(|(at, _)| at)
+            .find(|&at| is_version_segment(path[at + 1..].split('/').next().unwrap_or("")));
+        let (root, api) = match version_at {
+            Some(at) => (
+                format!("{origin}{}", &path[..at]),
+                format!("{origin}{path}"),
+            ),
+            None => (format!("{origin}{path}"), format!("{origin}{path}/v1")),
         };
         Ok(BaseUrl { root, api })
     }
@@ -126,6 +128,14 @@ impl fmt::Display for BaseUrl {
     }
 }
 
+/// `v` and a digit, then anything: `v1`, `v2`, `v1beta`.
+fn is_version_segment(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| c.is_ascii_digit())
+}
+
 /// Canonical form used to compare URLs (OFFLOAD matching `LOCAL_BASE_URL`): the API base with
 /// a lower-case scheme and host and no trailing slash.
 pub fn normalize_base_url(raw: &str) -> Option<String> {
@@ -165,6 +175,27 @@ mod tests {
             b.probe_url("/v1/models"),
             "https://api.example.com/openai/v1beta/models"
         );
+        // Google's OpenAI-compatible API hangs below its version segment.
+        let b = BaseUrl::parse("https://generativelanguage.googleapis.com/v1beta/openai/").unwrap();
+        assert_eq!(
+            b.api_url("/chat/completions"),
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+        );
+        assert_eq!(
+            b.probe_url("/v1/models"),
+            "https://generativelanguage.googleapis.com/v1beta/openai/models"
+        );
+        assert_eq!(
+            b.root_url("/health"),
+            "https://generativelanguage.googleapis.com/health"
+        );
+        // The seed platform's proxy prefix, likewise.
+        let b = BaseUrl::parse("http://gateway:8080/api/v1/ai").unwrap();
+        assert_eq!(
+            b.api_url("/embeddings"),
+            "http://gateway:8080/api/v1/ai/embeddings"
+        );
+        assert_eq!(b.root_url("/health"), "http://gateway:8080/api/health");
         let b = BaseUrl::parse("https://api.example.com/inference").unwrap();
         assert_eq!(
             b.api_url("/embeddings"),

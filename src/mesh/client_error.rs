@@ -1,6 +1,7 @@
 //! How a routing refusal ([`RouteError`]) reads to a client.
 
 use crate::config::ModelType;
+use crate::engines::ApiOp;
 use crate::error::{ApiError, ErrorCode};
 
 use super::table::{CapacityReason, RouteError};
@@ -13,14 +14,9 @@ impl From<RouteError> for ApiError {
                 ApiError::model_not_allowed(&model, &key_id)
             }
             RouteError::WrongEndpoint { model, model_type } => wrong_endpoint(&model, model_type),
-            RouteError::Unsupported { model, kinds } => ApiError::new(
-                ErrorCode::UnsupportedEndpoint,
-                format!(
-                    "Model `{model}` is served by backend kind(s) {} that do not implement this endpoint.",
-                    kinds.join(", ")
-                ),
-            )
-            .with_param("model"),
+            RouteError::Unsupported { model, kinds, op } => {
+                unsupported(&model, &kinds, op).with_param("model")
+            }
             RouteError::Exhausted { model } => ApiError::new(
                 ErrorCode::UpstreamError,
                 format!("Every route of model `{model}` failed for this request."),
@@ -32,6 +28,25 @@ impl From<RouteError> for ApiError {
             } => no_capacity(&model, reason).with_retry_after(retry_after),
         }
     }
+}
+
+/// The 501 for a model none of whose backends implements `op`; for embeddings, where to
+/// get them instead (TGI, the usual case, has no embeddings endpoint at all).
+fn unsupported(model: &str, kinds: &[String], op: ApiOp) -> ApiError {
+    let kinds = kinds.join(", ");
+    let message = match op {
+        ApiOp::Embeddings => format!(
+            "Model `{model}` is served by backend kind(s) {kinds}, which have no embeddings \
+             endpoint. Serve embeddings from a dedicated embeddings server such as \
+             text-embeddings-inference (a models.yaml entry of type `embedding` with a route of \
+             kind `tei`) and send /v1/embeddings to that model."
+        ),
+        _ => format!(
+            "Model `{model}` is served by backend kind(s) {kinds} that do not implement {}.",
+            op.public_route()
+        ),
+    };
+    ApiError::new(ErrorCode::UnsupportedEndpoint, message)
 }
 
 fn no_capacity(model: &str, reason: CapacityReason) -> ApiError {

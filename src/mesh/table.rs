@@ -115,6 +115,7 @@ pub enum RouteError {
     Unsupported {
         model: String,
         kinds: Vec<String>,
+        op: ApiOp,
     },
     /// Every route was excluded after failing in this request.
     Exhausted {
@@ -434,7 +435,7 @@ impl RouteTable {
                 key_id: caller.key_id().to_string(),
             });
         }
-        if !def.model_type.accepts(op) {
+        if !def.accepts(op) {
             return Err(RouteError::WrongEndpoint {
                 model: def.id.clone(),
                 model_type: def.model_type,
@@ -446,6 +447,7 @@ impl RouteTable {
             return Err(RouteError::Unsupported {
                 model: def.id.clone(),
                 kinds,
+                op,
             });
         }
         Ok(entry)

@@ -11,6 +11,7 @@ use actix::Addr;
 
 use super::admission::{Admission, Refusal};
 use super::budget::RetryBudget;
+use super::capabilities::Uses;
 use super::upstream::CallError;
 use crate::engines::ApiOp;
 use crate::error::ApiError;
@@ -214,17 +215,20 @@ where
         op,
         est_tokens,
         hints: RoutingHints::default(),
+        uses: Uses::default(),
     };
     with_fallback_to(router, ask, policy, ctx, attempt).await
 }
 
 /// What a relayed request asks the Router for: a model, an operation, the tokens it expects
-/// to use, and the hints its policy may use (prompt head, session key).
+/// to use, and the hints its policy may use (prompt head, session key); and what it asks of
+/// the model ([`Uses`]), checked against every lease's model before its attempt runs.
 pub struct RouteAsk<'a> {
     pub model: &'a str,
     pub op: ApiOp,
     pub est_tokens: u64,
     pub hints: RoutingHints,
+    pub uses: Uses,
 }
 
 /// [`with_fallback`] with routing hints: every attempt's `Acquire` carries them.
@@ -335,7 +339,26 @@ where
             }
         }
     };
-    let result = run_attempts(policy, ctx, acquire, attempt).await;
+    // The one capability check of every API, native or translated: a lease whose model
+    // refuses what the request uses is given back as the client's error, and nothing is sent.
+    let uses = ask.uses;
+    let mut attempt = attempt;
+    let checked = |mut lease: Lease| {
+        let run = match uses.check(lease.model()) {
+            Ok(()) => Ok(attempt(lease)),
+            Err(refusal) => {
+                lease.finish(Outcome::ClientError);
+                Err(refusal)
+            }
+        };
+        async move {
+            match run {
+                Ok(attempt) => attempt.await,
+                Err(refusal) => Attempt::Fail(refusal),
+            }
+        }
+    };
+    let result = run_attempts(policy, ctx, acquire, checked).await;
     if let Some(charge) = admission.and_then(Admission::into_charge) {
         ctx.record.key_charge = ChargeSlot::new(charge);
     }

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod budget;
 pub mod bytes_stream;
+pub mod capabilities;
 pub mod chat_stream;
 pub mod client;
 pub mod egress;
@@ -27,6 +28,7 @@ pub mod tls_error;
 pub mod upload;
 pub mod upstream;
 
+pub use capabilities::Uses;
 pub use fallback::{
     with_fallback, with_fallback_on, with_fallback_to, Attempt, RetryPolicy, RouteAsk,
 };

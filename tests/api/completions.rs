@@ -218,21 +218,9 @@ async fn keys_limits_the_log_row_and_metrics_name_the_operation() {
         .all(|r| r.api_key_id.as_deref() == Some("team")
             && r.completion_tokens == Some(2)
             && !r.usage_estimated));
-    let (_, text) = {
-        let mut resp = client()
-            .get(format!("{}/metrics", router.url))
-            .send()
-            .await
-            .expect("metrics");
-        let body = resp.body().await.expect("metrics body");
-        (resp.status(), String::from_utf8_lossy(&body).to_string())
-    };
+    let text = metrics_text(&router.url).await;
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("switchyard_requests_total{")
-                && l.contains(r#"op="completions""#)
-                && l.contains(r#"model="c""#)
-                && l.contains(r#"outcome="success""#)),
+        counts_request(&text, "c", "completions", "success"),
         "{text}"
     );
 }

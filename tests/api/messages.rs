@@ -144,7 +144,12 @@ fn assert_anthropic_error(status: u16, expected: u16, kind: &str, body: &Value) 
 async fn native_and_translated_routes_answer_json_and_streams_alike() {
     let native = start_mock(json!({"chunks": 3}));
     let translated = start_mock(json!({"chunks": 3}));
-    let router = start(&native, &translated, vec![]).await;
+    let router = start(
+        &native,
+        &translated,
+        vec![("METRICS_PUBLIC", "true".into())],
+    )
+    .await;
     for prefix in ["/v1", "/api/v1"] {
         let url = format!("{}{prefix}/messages", router.url);
         for model in ["nat", "tr"] {
@@ -235,6 +240,14 @@ async fn native_and_translated_routes_answer_json_and_streams_alike() {
     );
     assert_eq!(chat["tool_choice"], "required");
     assert_eq!(chat["stream_options"]["include_usage"], true);
+    // Metrics count the operation by its own name, native and translated alike.
+    let metrics = metrics_text(&router.url).await;
+    for model in ["nat", "tr"] {
+        assert!(
+            counts_request(&metrics, model, "messages", "success"),
+            "{model}: no op=\"messages\" line in /metrics"
+        );
+    }
 }
 
 #[actix_rt::test]

@@ -64,7 +64,8 @@ async fn native_and_tei_backends_answer_every_rerank_path_in_one_shape() {
         ("tei", "/rerank", "texts"),
     ] {
         let yaml = rerank_yaml(&[(kind, &mock.url, 1.0)]);
-        let router = start_router_ready(router_opts(&yaml, vec![]), 1).await;
+        let env = vec![("METRICS_PUBLIC", "true".into())];
+        let router = start_router_ready(router_opts(&yaml, env), 1).await;
         for path in RERANK_PATHS {
             let (status, _, v) = post_json(&format!("{}{path}", router.url), &fruit_query()).await;
             assert_eq!(status, 200, "{kind} {path}: {v}");
@@ -102,6 +103,12 @@ async fn native_and_tei_backends_answer_every_rerank_path_in_one_shape() {
             .unwrap_or_default();
         assert_eq!(indexes, [1, 0, 2], "{kind}: {v}");
         assert!(v["results"][0].get("document").is_none(), "{v}");
+        // Metrics count the operation by its own name, whichever path the client used.
+        let metrics = metrics_text(&router.url).await;
+        assert!(
+            counts_request(&metrics, "rr", "rerank", "success"),
+            "{kind}: no op=\"rerank\" line in /metrics"
+        );
     }
 }
 

@@ -130,20 +130,10 @@ async fn json_answers_natively_and_translated() {
     let (_, v) = responses(&router.url, &json!({"model": "translated", "input": "x"})).await;
     assert_eq!(v["store"], false);
     // Metrics count the operation by its own name.
-    let mut resp = client()
-        .get(format!("{}/metrics", router.url))
-        .send()
-        .await
-        .expect("metrics");
-    let text =
-        String::from_utf8_lossy(&resp.body().limit(8 << 20).await.expect("body")).into_owned();
+    let text = metrics_text(&router.url).await;
     for model in ["native", "translated"] {
         assert!(
-            text.lines()
-                .any(|l| l.starts_with("switchyard_requests_total")
-                    && l.contains(&format!("model=\"{model}\""))
-                    && l.contains("op=\"responses\"")
-                    && l.contains("outcome=\"success\"")),
+            counts_request(&text, model, "responses", "success"),
             "{model}: no responses line in /metrics"
         );
     }

@@ -582,3 +582,24 @@ pub fn place_session_key<'a>(n: usize, key: &'a str, body: &mut Value) -> Option
         }
     }
 }
+
+/// The router's `/metrics` text (the router runs with `METRICS_PUBLIC=true`).
+pub async fn metrics_text(router: &str) -> String {
+    let mut resp = client()
+        .get(format!("{router}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let body = resp.body().limit(8 << 20).await.expect("metrics body");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Whether `/metrics` text counts a request of `model` on operation `op` with `outcome`.
+pub fn counts_request(metrics: &str, model: &str, op: &str, outcome: &str) -> bool {
+    metrics.lines().any(|l| {
+        l.starts_with("switchyard_requests_total{")
+            && l.contains(&format!("model=\"{model}\""))
+            && l.contains(&format!("op=\"{op}\""))
+            && l.contains(&format!("outcome=\"{outcome}\""))
+    })
+}

@@ -184,6 +184,66 @@ async fn seed_003_the_backend_is_added_to_a_models_yaml() {
     );
 }
 
+/// The seed's gateway serves embeddings through the same backend: a `MODEL_NAME` model (or a
+/// discovered one) answers `/v1/embeddings` on every kind whose engine has the endpoint (and
+/// still answers chat), and TGI, which has none, gets a structured 501 pointing at a dedicated
+/// embeddings server, without the engine being asked.
+#[actix_rt::test]
+async fn seed_003_single_backend_models_serve_embeddings_where_the_engine_has_them() {
+    // (BACKEND_KIND, MODEL_NAME (empty: discovered), the embeddings answer's status)
+    let cases = [
+        ("vllm", "intfloat/e5-mistral-7b-instruct", 200),
+        ("ollama", "nomic-embed-text", 200),
+        ("llamacpp", "nomic-embed-text-v1.5.Q8_0.gguf", 200),
+        ("sglang", "Alibaba-NLP/gte-Qwen2-1.5B-instruct", 200),
+        ("ollama", "", 200),
+        ("tgi", "BAAI/bge-large-en-v1.5", 501),
+    ];
+    for (kind, name, expected) in cases {
+        let engine = start_mock(json!({"model_ids": ["nomic-embed-text:latest"]}));
+        let mut env = vec![
+            ("BACKEND_KIND", kind.to_string()),
+            ("BACKEND_BASE_URL", format!("{}/v1", engine.url)),
+        ];
+        if !name.is_empty() {
+            env.push(("MODEL_NAME", name.to_string()));
+        }
+        let router = start_router_without_models_file(env);
+        let model = if name.is_empty() {
+            "nomic-embed-text:latest"
+        } else {
+            name
+        };
+        wait_for_models(&router.url, &[model]).await;
+        let case = format!("{kind} {model}");
+        let body = json!({"model": model, "input": ["first text", "second text"]});
+        let (status, _, v) = post_json(&format!("{}/v1/embeddings", router.url), &body).await;
+        let stats = mock_stats(&engine).await;
+        let relayed = stats["requests_by_path"]["/v1/embeddings"]
+            .as_u64()
+            .unwrap_or(0);
+        if expected == 200 {
+            assert_eq!(status, 200, "{case}: {v}");
+            assert_eq!(v["object"], "list", "{case}: {v}");
+            assert_eq!(v["data"].as_array().map(Vec::len), Some(2), "{case}: {v}");
+            assert_eq!(relayed, 1, "{case}");
+            assert_eq!(stats["last_request"]["body"]["model"], model, "{case}");
+        } else {
+            assert_openai_error(status, 501, &v);
+            assert_eq!(v["error"]["code"], "unsupported_endpoint", "{case}: {v}");
+            let message = v["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                message.contains("text-embeddings-inference") && message.contains("tgi"),
+                "{case}: {message}"
+            );
+            assert_eq!(relayed, 0, "{case}: the engine was asked");
+        }
+        // The same model still serves chat.
+        let (status, v) = chat(&router.url, &chat_body(model, false)).await;
+        assert_eq!(status, 200, "{case}: chat: {v}");
+    }
+}
+
 /// `check-config` and `serve` refuse what the seed's table does not list, naming the variable.
 #[test]
 fn seed_003_a_kind_outside_the_table_or_an_external_kind_without_url_is_refused() {
@@ -325,6 +385,313 @@ async fn seed_004_implicit_discovery_serves_vllm_ids_and_assumes_no_capability()
         served,
         "a refused request reached the engine"
     );
+    // The other APIs: vLLM serves Messages, Responses and text completions itself, and each
+    // is refused the same things, before the engine, in its own error shape.
+    let model = "vllm/your-model-id";
+    let messages = |extra: Value| {
+        let mut body = json!({"model": model, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Say hello"}]});
+        merge(&mut body, extra);
+        body
+    };
+    let responses = |extra: Value| {
+        let mut body = json!({"model": model, "input": "Say hello"});
+        merge(&mut body, extra);
+        body
+    };
+    let completions = |extra: Value| {
+        let mut body = json!({"model": model, "prompt": "Say hello", "max_tokens": 4});
+        merge(&mut body, extra);
+        body
+    };
+    let png = "iVBORw0KGgo=";
+    // (path, body, the member the error names)
+    let refused = [
+        (
+            "/v1/messages",
+            messages(json!({"tools": [{"name": "f", "input_schema": {"type": "object"}}]})),
+            "tools",
+        ),
+        (
+            "/v1/messages",
+            messages(json!({"tool_choice": {"type": "auto"}})),
+            "tool_choice",
+        ),
+        (
+            "/v1/messages",
+            messages(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})),
+            "thinking",
+        ),
+        (
+            "/v1/messages",
+            messages(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]})),
+            "messages",
+        ),
+        (
+            "/v1/responses",
+            responses(json!({"tools": [{"type": "function", "name": "f", "parameters": {}}]})),
+            "tools",
+        ),
+        (
+            "/v1/responses",
+            responses(json!({"tool_choice": "auto"})),
+            "tool_choice",
+        ),
+        (
+            "/v1/responses",
+            responses(json!({"reasoning": {"effort": "low"}})),
+            "reasoning",
+        ),
+        (
+            "/v1/responses",
+            responses(json!({"input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "what is this"},
+            {"type": "input_image", "image_url": format!("data:image/png;base64,{png}")}]}]})),
+            "input",
+        ),
+        (
+            "/v1/completions",
+            completions(json!({"reasoning_effort": "high"})),
+            "reasoning_effort",
+        ),
+        (
+            "/v1/completions",
+            completions(json!({"tools": tool})),
+            "tools",
+        ),
+    ];
+    for path in ["/v1/messages", "/v1/responses", "/v1/completions"] {
+        let plain = match path {
+            "/v1/messages" => messages(json!({})),
+            "/v1/responses" => responses(json!({})),
+            _ => completions(json!({})),
+        };
+        let (status, _, v) = post_json(&format!("{}{path}", router.url), &plain).await;
+        assert_eq!(status, 200, "{path}: {v}");
+    }
+    let before = inference_counts(&engine).await;
+    for (path, body, param) in refused {
+        let (status, _, v) = post_json(&format!("{}{path}", router.url), &body).await;
+        assert_eq!(status, 400, "{path} {param}: {v}");
+        let message = if path == "/v1/messages" {
+            // Anthropic's shape: no `param`, so the message names the member.
+            assert_eq!(v["type"], "error", "{v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+            v["error"]["message"].as_str().unwrap_or("").to_string()
+        } else {
+            assert_openai_error(status, 400, &v);
+            assert_eq!(v["error"]["param"], param, "{path}: {v}");
+            v["error"]["message"].as_str().unwrap_or("").to_string()
+        };
+        let expected = if param == "messages" || param == "input" {
+            "does not accept image input".to_string()
+        } else {
+            format!("`{param}`")
+        };
+        assert!(message.contains(&expected), "{path} {param}: {message}");
+    }
+    assert_eq!(
+        inference_counts(&engine).await,
+        before,
+        "a refused request reached the engine"
+    );
+}
+
+/// The capability check is one for every API and every way of serving it: each of chat, text
+/// completions, Messages and Responses, on a route that serves the API itself (`vllm`) and on
+/// one that gets it translated to chat (`tgi`; chat and text completions are relayed as they
+/// are on both), asking for tools, reasoning or an image, is refused for the provider model
+/// that declares none of them (a 400 naming the member, nothing sent) and served for the one
+/// that declares them all (one request, on the path the route speaks).
+#[actix_rt::test]
+async fn seed_004_every_api_native_or_translated_refuses_what_a_model_does_not_declare() {
+    let engine = start_mock(json!({}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("providers.json5");
+    let provider = |kind: &str| {
+        format!(
+            r#"{kind}: {{ baseUrl: "{}/v1", api: "openai-completions", request: {{ allowPrivateNetwork: true }},
+              models: [ {{ id: "plain", input: ["text"] }},
+                        {{ id: "able", input: ["text", "image"], tools: true, reasoning: true }} ] }}"#,
+            engine.url
+        )
+    };
+    let text = format!(
+        "{{ models: {{ providers: {{ {}, {} }} }} }}",
+        provider("vllm"),
+        provider("tgi")
+    );
+    std::fs::write(&file, text).expect("write providers file");
+    let router =
+        start_router_without_models_file(vec![("PROVIDERS_FILE", file.display().to_string())]);
+    wait_for_models(
+        &router.url,
+        &["tgi/able", "tgi/plain", "vllm/able", "vllm/plain"],
+    )
+    .await;
+    let png = "iVBORw0KGgo=";
+    let data_url = format!("data:image/png;base64,{png}");
+    // Per API: its path, a plain body, and what each capability adds to it (with the member a
+    // refusal names); text completions carry no images.
+    let chat_tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+    struct Api {
+        path: &'static str,
+        body: Value,
+        asks: Vec<(&'static str, Value, &'static str)>,
+    }
+    let apis = [
+        Api {
+            path: "/v1/chat/completions",
+            body: json!({"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 4}),
+            asks: vec![
+                ("tools", json!({"tools": chat_tool}), "tools"),
+                (
+                    "reasoning",
+                    json!({"reasoning_effort": "low"}),
+                    "reasoning_effort",
+                ),
+                (
+                    "image",
+                    json!({"messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": data_url}}]}]}),
+                    "messages",
+                ),
+            ],
+        },
+        Api {
+            path: "/v1/completions",
+            body: json!({"prompt": "Say hello", "max_tokens": 4}),
+            asks: vec![
+                ("tools", json!({"tools": chat_tool}), "tools"),
+                (
+                    "reasoning",
+                    json!({"reasoning_effort": "low"}),
+                    "reasoning_effort",
+                ),
+            ],
+        },
+        Api {
+            path: "/v1/messages",
+            body: json!({"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 4}),
+            asks: vec![
+                (
+                    "tools",
+                    json!({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}),
+                    "tools",
+                ),
+                (
+                    "reasoning",
+                    json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
+                    "thinking",
+                ),
+                (
+                    "image",
+                    json!({"messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]}),
+                    "messages",
+                ),
+            ],
+        },
+        Api {
+            path: "/v1/responses",
+            body: json!({"input": "Say hello", "max_output_tokens": 4}),
+            asks: vec![
+                (
+                    "tools",
+                    json!({"tools": [{"type": "function", "name": "f", "parameters": {}}]}),
+                    "tools",
+                ),
+                (
+                    "reasoning",
+                    json!({"reasoning": {"effort": "low"}}),
+                    "reasoning",
+                ),
+                (
+                    "image",
+                    json!({"input": [{"role": "user", "content": [
+                    {"type": "input_text", "text": "what is this"},
+                    {"type": "input_image", "image_url": data_url}]}]}),
+                    "input",
+                ),
+            ],
+        },
+    ];
+    let mut checked = 0;
+    for api in &apis {
+        for kind in ["vllm", "tgi"] {
+            // Where the engine gets the request: the API's own path when the route speaks it.
+            let native =
+                kind == "vllm" || matches!(api.path, "/v1/chat/completions" | "/v1/completions");
+            let upstream = if native {
+                api.path
+            } else {
+                "/v1/chat/completions"
+            };
+            let plain = std::iter::once(("nothing", json!({}), ""));
+            for (asked, extra, param) in plain.chain(api.asks.iter().cloned()) {
+                for model in ["plain", "able"] {
+                    let case = format!("{} {kind}/{model} asking {asked}", api.path);
+                    let mut body = api.body.clone();
+                    body["model"] = json!(format!("{kind}/{model}"));
+                    merge(&mut body, extra.clone());
+                    let before = inference_counts(&engine).await;
+                    let (status, _, v) =
+                        post_json(&format!("{}{}", router.url, api.path), &body).await;
+                    let after = inference_counts(&engine).await;
+                    let sent: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+                    if model == "plain" && asked != "nothing" {
+                        assert_eq!(status, 400, "{case}: {v}");
+                        assert_eq!(sent, 0, "{case}: reached the engine");
+                        let code = if asked == "image" {
+                            "unsupported_modality"
+                        } else {
+                            "unsupported_capability"
+                        };
+                        if api.path == "/v1/messages" {
+                            assert_eq!(v["error"]["type"], "invalid_request_error", "{case}: {v}");
+                        } else {
+                            assert_eq!(v["error"]["code"], code, "{case}: {v}");
+                            assert_eq!(v["error"]["param"], param, "{case}: {v}");
+                        }
+                    } else {
+                        assert_eq!(status, 200, "{case}: {v}");
+                        let at = INFERENCE_PATHS.iter().position(|p| *p == upstream);
+                        let on_path = at.map_or(0, |i| after[i] - before[i]);
+                        assert_eq!((sent, on_path), (1, 1), "{case}: one request on {upstream}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 2 * (4 + 3 + 4 + 4), "every case ran");
+}
+
+/// Requests the engine got on each inference path (probes and discovery aside).
+async fn inference_counts(engine: &Proc) -> Vec<u64> {
+    let stats = mock_stats(engine).await;
+    INFERENCE_PATHS
+        .iter()
+        .map(|p| stats["requests_by_path"][*p].as_u64().unwrap_or(0))
+        .collect()
+}
+
+const INFERENCE_PATHS: [&str; 4] = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/messages",
+    "/v1/responses",
+];
+
+/// `extra`'s members set on `body`.
+fn merge(body: &mut Value, extra: Value) {
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
 }
 
 /// The seed's explicit configuration, as written (only the URL points at the test engine):
@@ -393,19 +760,53 @@ fn seed_001_the_quick_check_models_turn_on_with_their_keys() {
             .iter()
             .any(|r| r.is_enabled() && r.weight > 0.0)
     };
+    let shipped = ["llama-4-scout", "deepseek-chat", "gemini-2.0-flash"];
     let bare = load(&[]);
-    for id in ["llama-4-scout", "deepseek-chat"] {
+    for id in shipped {
         assert!(!enabled(&bare, id), "{id} enabled without its key");
     }
-    // The README's .env lines.
-    let env = load(&[
-        ("DEEPSEEK_API_KEY", "your-deepseek-api-key"),
-        ("LLAMA_API_KEY", "your-llama-api-key"),
-        ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
-    ]);
-    for id in ["llama-4-scout", "deepseek-chat"] {
+    // The README's .env lines: each key turns its own model on, and only that one.
+    let lines = [
+        (
+            "llama-4-scout",
+            vec![
+                ("LLAMA_API_KEY", "your-llama-api-key"),
+                ("LLAMA_BASE_URL", "https://your-llama-api-base/v1"),
+            ],
+        ),
+        (
+            "deepseek-chat",
+            vec![("DEEPSEEK_API_KEY", "your-deepseek-api-key")],
+        ),
+        (
+            "gemini-2.0-flash",
+            vec![("GEMINI_API_KEY", "your-gemini-api-key")],
+        ),
+    ];
+    for (turned_on, vars) in &lines {
+        let env = load(vars);
+        for id in shipped {
+            assert_eq!(enabled(&env, id), id == *turned_on, "{id} with {vars:?}");
+        }
+    }
+    let all: Vec<(&str, &str)> = lines.iter().flat_map(|(_, v)| v.clone()).collect();
+    let env = load(&all);
+    for id in shipped {
         assert!(enabled(&env, id), "{id} still disabled with its key");
     }
+    // Gemini is reached on Google's OpenAI-compatible API, with the key as a bearer token.
+    let gemini = env.find("gemini-2.0-flash").expect("gemini shipped");
+    let route = &gemini.routes[0];
+    let base = route.base_url.as_ref().expect("base url");
+    assert_eq!(
+        base.api_url("/chat/completions"),
+        "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+    );
+    assert_eq!(route.provider_model_id, "gemini-2.0-flash");
+    assert_eq!(
+        route.credentials().map(|(_, key)| key),
+        Some("your-gemini-api-key")
+    );
 }
 
 /// A request the router refuses itself still has its model in the request log, so the

@@ -17,6 +17,10 @@ pub struct ResponsesFacts {
     pub max_output_tokens: Option<u64>,
     /// Characters of text in `instructions` and `input`, for token estimates.
     pub prompt_chars: usize,
+    /// Whether `input` carries an `input_image` part (anywhere, tool outputs included).
+    pub uses_image: bool,
+    /// Whether `input` carries an `input_audio` part.
+    pub uses_audio: bool,
 }
 
 /// The longest `previous_response_id` accepted (OpenAI's ids are about 50 characters).
@@ -103,7 +107,10 @@ impl ResponsesFacts {
                 "previous_response_id",
             ));
         }
+        let input = body.get("input");
         Ok(ResponsesFacts {
+            uses_image: input.is_some_and(|v| has_part(v, "input_image")),
+            uses_audio: input.is_some_and(|v| has_part(v, "input_audio")),
             model,
             stream: optional_bool(body, "stream")?.unwrap_or(false),
             store: optional_bool(body, "store")?.unwrap_or(true),
@@ -111,6 +118,18 @@ impl ResponsesFacts {
             max_output_tokens,
             prompt_chars,
         })
+    }
+}
+
+/// Whether a content part of type `kind` is anywhere in `value`.
+fn has_part(value: &Value, kind: &str) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(|v| has_part(v, kind)),
+        Value::Object(map) => {
+            map.get("type").and_then(Value::as_str) == Some(kind)
+                || map.values().any(|v| has_part(v, kind))
+        }
+        _ => false,
     }
 }
 
@@ -553,6 +572,34 @@ mod tests {
         assert_eq!(facts.model, "m");
         assert!(facts.store && !facts.stream);
         assert_eq!(facts.prompt_chars, 8);
+    }
+
+    /// Images and audio are found wherever the input carries them; text alone uses neither.
+    #[test]
+    fn facts_say_whether_the_input_carries_images_or_audio() {
+        let image = json!({"type": "input_image", "image_url": "data:image/png;base64,AA"});
+        let audio = json!({"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}});
+        let cases = [
+            (json!("plain text"), (false, false)),
+            (json!([{"role": "user", "content": "hi"}]), (false, false)),
+            (json!([{"role": "user", "content": [image]}]), (true, false)),
+            (
+                json!([{"type": "message", "role": "user", "content": [audio]}]),
+                (false, true),
+            ),
+            (
+                json!([{"type": "function_call_output", "call_id": "c", "output": [image]}]),
+                (true, false),
+            ),
+            (
+                json!([{"role": "user", "content": [image, audio]}]),
+                (true, true),
+            ),
+        ];
+        for (input, expected) in cases {
+            let facts = ResponsesFacts::read(&obj(json!({"model": "m", "input": input}))).unwrap();
+            assert_eq!((facts.uses_image, facts.uses_audio), expected, "{input}");
+        }
     }
 
     /// Every malformed or untranslatable request is a 400 naming the parameter at fault.

@@ -139,12 +139,14 @@ fn long_stream_body() -> Value {
     body
 }
 
+/// Until no endpoint is `starting` (its route would answer 503 `model_loading`): every mock
+/// here is up, and a router may have several endpoints (one per kind on the same mock).
 async fn wait_ready_over_tls(client: &awc::Client, router: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut resp) = client.get(format!("{router}/health")).send().await {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if body["endpoints"]["ready"].as_u64().unwrap_or(0) >= 1 {
+            if body["endpoints"]["starting"].as_u64() == Some(0) {
                 return;
             }
         }

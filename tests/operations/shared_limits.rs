@@ -326,15 +326,17 @@ async fn limits_hold_across_three_replicas() {
     for i in 0..30 {
         later.push(chat(urls[i % 3], "budget-key-secret-1", i % 2 == 0).await);
     }
-    let extra = later.iter().take_while(|a| a.status == 200).count();
+    // A request's estimate is settled to its real cost as its record is made, a moment after
+    // the client has its answer (a stream's at its end): a refund landing after a refusal can
+    // admit one more, so every success counts, wherever it falls.
+    let extra = accepted(&later);
     served += extra;
     assert!(extra <= 5, "{extra} more after the burst");
-    let rest = &later[extra..];
     assert!(
-        rest.iter().all(|a| a.status == 429),
-        "a later request passed"
+        later.iter().rev().take(5).all(|a| a.status == 429),
+        "requests still pass once every refund is in"
     );
-    assert_refusals(rest, "budget_exceeded");
+    assert_refusals(&later, "budget_exceeded");
     let spent = served as f64 * request_cost();
     assert!(
         spent <= 0.50 + 3.0 * request_cost() + 1e-9,

@@ -96,9 +96,9 @@ async fn weight_zero_routes_are_never_chosen() {
 async fn falls_back_when_the_first_route_refuses_connections() {
     let good = start_mock(json!({}));
     let dead = dead_url();
-    // No probing on the dead route, so it looks ready and is picked first (weight 1000:1).
+    // No probing on the dead route, so it looks ready, and its higher tier is tried first.
     let yaml = format!(
-        "models:\n  - id: m\n    route:\n      - {{kind: vllm, weight: 1000, base_url: \"{dead}\", health_path: none}}\n      - {{kind: vllm, weight: 1, base_url: \"{}\"}}\n",
+        "models:\n  - id: m\n    route:\n      - {{kind: vllm, priority: 1, base_url: \"{dead}\", health_path: none}}\n      - {{kind: vllm, base_url: \"{}\"}}\n",
         good.url
     );
     let router = start_router_ready(opts(&yaml), 2).await;
@@ -119,7 +119,7 @@ async fn falls_back_when_the_first_route_refuses_connections() {
 async fn falls_back_on_5xx_and_reports_the_last_error_when_all_fail() {
     let bad = start_mock(json!({"fail_rate": 1.0, "fail_status": 500, "error_style": "vllm"}));
     let good = start_mock(json!({}));
-    let yaml = chat_model_yaml("m", &[("vllm", &bad.url, 1000.0), ("vllm", &good.url, 1.0)]);
+    let yaml = chat_model_yaml_in_order("m", &[("vllm", &bad.url), ("vllm", &good.url)]);
     let router = start_router_ready(opts(&yaml), 2).await;
     let (status, v) = chat(&router.url, &chat_body("m", false)).await;
     assert_eq!(status, 200, "{v}");
@@ -136,10 +136,7 @@ async fn falls_back_on_5xx_and_reports_the_last_error_when_all_fail() {
 async fn stream_that_dies_before_content_falls_back_and_after_content_ends_with_an_error_event() {
     let dies_early = start_mock(json!({"die_after_chunks": 0}));
     let good = start_mock(json!({"chunks": 4}));
-    let yaml = chat_model_yaml(
-        "m",
-        &[("vllm", &dies_early.url, 1000.0), ("vllm", &good.url, 1.0)],
-    );
+    let yaml = chat_model_yaml_in_order("m", &[("vllm", &dies_early.url), ("vllm", &good.url)]);
     let router = start_router_ready(opts(&yaml), 2).await;
     let mut resp = client()
         .post(format!("{}/v1/chat/completions", router.url))
@@ -176,7 +173,7 @@ async fn stream_that_dies_before_content_falls_back_and_after_content_ends_with_
 async fn an_error_event_before_content_counts_as_a_failure() {
     let bad = start_mock(json!({"error_event_first": true}));
     let good = start_mock(json!({}));
-    let yaml = chat_model_yaml("m", &[("vllm", &bad.url, 1000.0), ("vllm", &good.url, 1.0)]);
+    let yaml = chat_model_yaml_in_order("m", &[("vllm", &bad.url), ("vllm", &good.url)]);
     let router = start_router_ready(opts(&yaml), 2).await;
     let mut resp = client()
         .post(format!("{}/v1/chat/completions", router.url))

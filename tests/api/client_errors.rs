@@ -23,14 +23,11 @@ async fn setup() -> (Proc, Router) {
 "#,
         mock.url
     );
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![("MAX_REQUEST_BODY_MB", "1".into())],
-        },
-        2,
-    )
+    let router = start_router_settled(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![("MAX_REQUEST_BODY_MB", "1".into())],
+    })
     .await;
     (mock, router)
 }

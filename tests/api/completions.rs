@@ -94,8 +94,8 @@ async fn a_failing_route_falls_back_before_the_first_byte() {
     let failing = start_mock(json!({"fail_rate": 1.0, "fail_status": 500}));
     let error_event = start_mock(json!({"error_event_first": true, "fail_status": 500}));
     for (bad, stream_only) in [(&failing, false), (&error_event, true)] {
-        // The bad route is tried first (weight 1000:1).
-        let yaml = chat_model_yaml("c", &[("vllm", &bad.url, 1000.0), ("vllm", &good.url, 1.0)]);
+        // The bad route is tried first (a tier above the good one).
+        let yaml = chat_model_yaml_in_order("c", &[("vllm", &bad.url), ("vllm", &good.url)]);
         let router = start_router_ready(router_opts(&yaml, vec![]), 2).await;
         let url = format!("{}/v1/completions", router.url);
         if !stream_only {
@@ -121,7 +121,7 @@ async fn bad_requests_are_400s_and_unserved_models_say_why() {
         "models:\n  - id: c\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n  - id: chat-only\n    route: [{{kind: transformers, base_url: \"{0}\"}}]\n  - id: emb\n    type: embedding\n    route: [{{kind: vllm, base_url: \"{0}\"}}]\n",
         mock.url
     );
-    let router = start_router_ready(router_opts(&yaml, vec![]), 1).await;
+    let router = start_router_settled(router_opts(&yaml, vec![])).await;
     let url = format!("{}/v1/completions", router.url);
     let cases = [
         (r#"{"model":"c"}"#, 400),

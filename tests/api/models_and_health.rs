@@ -30,14 +30,11 @@ async fn models_list_has_openrouter_fields_and_no_duplicate_aliases() {
 "#,
         mock.url
     );
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![],
-        },
-        1,
-    )
+    let router = start_router_settled(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![],
+    })
     .await;
     for prefix in ["/v1", "/api/v1"] {
         let (status, v) = get_json(&format!("{}{prefix}/models", router.url))

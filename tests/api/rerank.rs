@@ -120,7 +120,7 @@ async fn bad_rerank_requests_are_400s_and_wrong_models_say_where_to_go() {
         rerank_yaml(&[("vllm", &mock.url, 1.0)]),
         mock.url
     );
-    let router = start_router_ready(router_opts(&yaml, vec![]), 1).await;
+    let router = start_router_settled(router_opts(&yaml, vec![])).await;
     let url = format!("{}/v1/rerank", router.url);
     let cases = [
         (json!({"model": "rr", "documents": ["a"]}), 400),

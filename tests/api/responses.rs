@@ -433,14 +433,11 @@ async fn keys_limit_models_and_every_request_leaves_a_responses_row() {
         "keys:\n  - name: team\n    key: team-key-1\n    models: [open-m]\n",
     )
     .expect("write keys");
-    let router = start_router_ready(
-        RouterOpts {
-            models_yaml: &yaml,
-            routing_yaml: None,
-            env: vec![("KEYS_FILE", keys_path.display().to_string())],
-        },
-        1,
-    )
+    let router = start_router_settled(RouterOpts {
+        models_yaml: &yaml,
+        routing_yaml: None,
+        env: vec![("KEYS_FILE", keys_path.display().to_string())],
+    })
     .await;
     let url = format!("{}/v1/responses", router.url);
     let key = Some("team-key-1");

@@ -343,6 +343,33 @@ pub async fn wait_ready(url: &str, ready: u64) {
     }
 }
 
+/// Wait until no endpoint is `starting`: every probed endpoint has answered its first probe,
+/// so no request can meet the 503 `model_loading` a route gets until then. For routers whose
+/// probed endpoints all come up (a dead or loading one stays `starting`: count with
+/// [`wait_ready`] instead).
+pub async fn wait_none_starting(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((200, body)) = get_json(&format!("{url}/health")).await {
+            if body["endpoints"]["starting"].as_u64() == Some(0) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "router at {url} still has starting endpoints"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Start a router and wait until none of its endpoints is `starting` ([`wait_none_starting`]).
+pub async fn start_router_settled(opts: RouterOpts<'_>) -> Router {
+    let router = start_router(opts);
+    wait_none_starting(&router.url).await;
+    router
+}
+
 pub fn client() -> awc::Client {
     awc::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -433,6 +460,20 @@ pub fn chat_model_yaml(id: &str, routes: &[(&str, &str, f64)]) -> String {
     for (kind, url, weight) in routes {
         y.push_str(&format!(
             "      - kind: {kind}\n        weight: {weight}\n        base_url: \"{url}\"\n        provider_model_id: upstream-{id}\n"
+        ));
+    }
+    y
+}
+
+/// A models.yaml with one chat model whose routes (kind, url) are tried in the order given:
+/// each is a tier (`priority`) above the next, so the first is always tried first and the
+/// next only after it fails or refuses. (A weight of 1000:1 only makes that likely: one
+/// request in a thousand would start on the second route.)
+pub fn chat_model_yaml_in_order(id: &str, routes: &[(&str, &str)]) -> String {
+    let mut y = format!("models:\n  - id: {id}\n    route:\n");
+    for (tier, (kind, url)) in routes.iter().rev().enumerate().rev() {
+        y.push_str(&format!(
+            "      - kind: {kind}\n        priority: {tier}\n        base_url: \"{url}\"\n        provider_model_id: upstream-{id}\n"
         ));
     }
     y

@@ -29,6 +29,18 @@ fn model_yaml(id: &str, model_type: &str, kind: &str, routes: &[(&str, f64)]) ->
     y
 }
 
+/// [`model_yaml`] with routes tried in the order given: each a tier (`priority`) above the next,
+/// so the first always gets the request first.
+fn model_yaml_in_order(id: &str, model_type: &str, kind: &str, urls: &[&str]) -> String {
+    let mut y = format!("  - id: {id}\n    type: {model_type}\n    route:\n");
+    for (tier, url) in urls.iter().rev().enumerate().rev() {
+        y.push_str(&format!(
+            "      - kind: {kind}\n        priority: {tier}\n        base_url: \"{url}\"\n        provider_model_id: served-{id}\n"
+        ));
+    }
+    y
+}
+
 fn ctype(headers: &awc::http::header::HeaderMap) -> &str {
     headers
         .get("content-type")
@@ -187,15 +199,12 @@ async fn speech_falls_back_before_the_first_byte_and_chat_models_are_refused() {
     let broken = start_mock(json!({"fail_rate": 1.0, "fail_status": 500}));
     let yaml = format!(
         "models:\n{}{}",
-        model_yaml(
-            "tts",
-            "speech",
-            "tts-engine",
-            &[(&broken.url, 1000.0), (&good.url, 1.0)]
-        ),
+        model_yaml_in_order("tts", "speech", "tts-engine", &[&broken.url, &good.url]),
         "  - id: chatty\n    route:\n      - kind: vllm\n        base_url: \"http://127.0.0.1:9\"\n        health_path: none\n"
     );
-    let router = start_router_ready(opts(&yaml), 2).await;
+    // Three endpoints: chatty's (unprobed, so ready at once) must not stand in for the good
+    // speech route, which has to be ready for the fallback to reach it.
+    let router = start_router_ready(opts(&yaml), 3).await;
     let url = format!("{}/v1/audio/speech", router.url);
     let (s, h, v) = post_json(&url, &speech_body("tts", Some("wav"))).await;
     assert_eq!(s, 200, "{v}");
@@ -618,7 +627,10 @@ async fn a_streamed_upload_falls_back_from_its_spooled_copy() {
     let broken = start_mock(json!({"fail_rate": 1.0, "fail_status": 503}));
     let good = start_mock(json!({}));
     let router = start_router_ready(
-        opts(&whisper_yaml(&[(&broken.url, 1000.0), (&good.url, 1.0)])),
+        opts(&format!(
+            "models:\n{}",
+            model_yaml_in_order("stt", "transcription", "whisper", &[&broken.url, &good.url])
+        )),
         2,
     )
     .await;

@@ -155,14 +155,14 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 async fn metrics_cover_the_contract_set_and_parse() {
     let good = start_mock(json!({"chunks": 4}));
     let bad = start_mock(json!({"fail_rate": 1.0, "fail_status": 500}));
-    // The failing route is tried first (weight 1000:1), so requests fall back.
+    // The failing route is tried first (a tier above), so every request falls back.
     let yaml = format!(
         r#"models:
   - id: m
     pricing: {{prompt: "0.001", completion: "0.002"}}
     route:
-      - {{name: flaky, kind: vllm, weight: 1000, base_url: "{}", health_path: none}}
-      - {{name: steady, kind: vllm, weight: 1, base_url: "{}", rpm: 1000}}
+      - {{name: flaky, kind: vllm, priority: 1, base_url: "{}", health_path: none}}
+      - {{name: steady, kind: vllm, base_url: "{}", rpm: 1000}}
   - id: e
     type: embedding
     route:

@@ -36,17 +36,7 @@ async fn wait_for_models(router: &str, expected: &[&str]) {
     .await;
     // Routes with a health check start as `starting` (requests get 503 `model_loading`) until
     // their first probe answers; listed is not yet servable.
-    eventually(
-        Duration::from_secs(10),
-        "no endpoint still starting",
-        || {
-            let url = format!("{router}/health");
-            async move {
-                matches!(get_json(&url).await, Ok((200, v)) if v["endpoints"]["starting"] == 0)
-            }
-        },
-    )
-    .await;
+    wait_none_starting(router).await;
 }
 
 fn last_upstream(stats: &Value) -> (&Value, &Value) {
@@ -826,7 +816,8 @@ async fn seed_001_refused_requests_are_counted_for_their_model() {
 "#,
         url = engine.url
     );
-    let router = start_router_ready(opts(&yaml), 1).await;
+    // tiny-tpm must be served (200): one ready endpoint could be tgi-embed's.
+    let router = start_router_settled(opts(&yaml)).await;
     let (status, _, _) = common::obs::post_with_id(
         &format!("{}/v1/embeddings", router.url),
         &json!({"model": "tgi-embed", "input": "x"}),
@@ -938,7 +929,8 @@ async fn seed_002_self_hosted_registrations_serve_as_the_platform_documents() {
 "#,
         url = engine.url
     );
-    let router = start_router_ready(opts(&yaml), 1).await;
+    // One endpoint per kind (vllm, custom, whisper, tts-engine), each probed: all must be up.
+    let router = start_router_settled(opts(&yaml)).await;
     for model in ["llama-3.1-8b", "my-custom-model", "chat-behind-whisper"] {
         let (status, v) = chat(&router.url, &chat_body(model, false)).await;
         assert_eq!(status, 200, "{model}: {v}");

@@ -326,15 +326,17 @@ async fn limits_hold_across_three_replicas() {
     for i in 0..30 {
         later.push(chat(urls[i % 3], "budget-key-secret-1", i % 2 == 0).await);
     }
-    let extra = later.iter().take_while(|a| a.status == 200).count();
+    // A request's estimate is settled to its real cost as its record is made, a moment after
+    // the client has its answer (a stream's at its end): a refund landing after a refusal can
+    // admit one more, so every success counts, wherever it falls.
+    let extra = accepted(&later);
     served += extra;
     assert!(extra <= 5, "{extra} more after the burst");
-    let rest = &later[extra..];
     assert!(
-        rest.iter().all(|a| a.status == 429),
-        "a later request passed"
+        later.iter().rev().take(5).all(|a| a.status == 429),
+        "requests still pass once every refund is in"
     );
-    assert_refusals(rest, "budget_exceeded");
+    assert_refusals(&later, "budget_exceeded");
     let spent = served as f64 * request_cost();
     assert!(
         spent <= 0.50 + 3.0 * request_cost() + 1e-9,
@@ -387,10 +389,14 @@ async fn a_killed_replicas_lease_comes_back_when_it_expires() {
     let keys = dir.path().join("keys.yaml");
     std::fs::write(&keys, keys_yaml()).expect("keys");
     let yaml = models_yaml(&mock.url);
-    // Large leases (25 % of the budget) and a short life, so the test sees them.
+    // Large leases (25 % of the budget) and a short life, so the test sees them. The life is
+    // the time B and C have to spend the rest, one request at a time, before A's lease
+    // expires: a loaded 2-core machine has taken more than 7 s for that.
+    let lease_life = Duration::from_secs(20);
+    let lease_ttl_ms = lease_life.as_millis().to_string();
     let settings = [
         ("QUOTA_LEASE_PERCENT", "25"),
-        ("QUOTA_LEASE_TTL_MS", "8000"),
+        ("QUOTA_LEASE_TTL_MS", lease_ttl_ms.as_str()),
         ("QUOTA_LEASE_INTERVAL_MS", "60000"),
     ];
     let mut replicas: Vec<Router> = ["a", "b", "c"]
@@ -414,9 +420,11 @@ async fn a_killed_replicas_lease_comes_back_when_it_expires() {
     let others: Vec<String> = replicas[1..].iter().map(|r| r.url.clone()).collect();
     // B and C go on until what is left without A's slice is spent.
     let served = spend_until_refused(&others).await;
+    // A's lease was taken before the kill, so it ends less than `lease_life` after it.
     assert!(
-        killed.elapsed() < Duration::from_secs(7),
-        "too slow to see the lease before it expires"
+        killed.elapsed() < lease_life - Duration::from_secs(1),
+        "too slow to see the lease before it expires ({:?})",
+        killed.elapsed()
     );
     let before_expiry = (served + 3) as f64 * request_cost();
     assert!(
@@ -424,7 +432,8 @@ async fn a_killed_replicas_lease_comes_back_when_it_expires() {
         "A's unspent slice was usable before it expired: {before_expiry}"
     );
     // After A's lease expires its unspent slice is the key's again.
-    actix_rt::time::sleep(Duration::from_secs(9).saturating_sub(killed.elapsed())).await;
+    actix_rt::time::sleep((lease_life + Duration::from_secs(1)).saturating_sub(killed.elapsed()))
+        .await;
     let after = spend_until_refused(&others).await;
     let total = (served + after + 3) as f64 * request_cost();
     assert!(after > 10, "the allowance did not come back ({after} more)");

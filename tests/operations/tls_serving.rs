@@ -139,12 +139,14 @@ fn long_stream_body() -> Value {
     body
 }
 
+/// Until no endpoint is `starting` (its route would answer 503 `model_loading`): every mock
+/// here is up, and a router may have several endpoints (one per kind on the same mock).
 async fn wait_ready_over_tls(client: &awc::Client, router: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut resp) = client.get(format!("{router}/health")).send().await {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if body["endpoints"]["ready"].as_u64().unwrap_or(0) >= 1 {
+            if body["endpoints"]["starting"].as_u64() == Some(0) {
                 return;
             }
         }
@@ -592,13 +594,15 @@ async fn a_canceled_http2_stream_releases_its_backend_at_once() {
     assert_eq!(stream.version(), Version::HTTP_2);
     stream.next().await.expect("a first event").expect("bytes");
     assert_eq!(in_flight().await, Some(1));
-    let canceled = Instant::now();
     drop(stream);
-    // The same client (and so the same HTTP/2 connection) asks: the lease is gone long
-    // before the 6 s the stream would have taken.
-    eventually(Duration::from_secs(3), "the lease released", || async {
+    // The same client (and so the same HTTP/2 connection) asks: the lease is gone, and the
+    // backend's stream was cut rather than run to its end (a wall-clock bound here would
+    // measure the machine's load, not whether the cancel reached the backend call).
+    eventually(Duration::from_secs(20), "the lease released", || async {
         in_flight().await == Some(0)
     })
     .await;
-    assert!(canceled.elapsed() < Duration::from_secs(3));
+    let stats = mock_stats(&mock).await;
+    assert_eq!(stats["streams_completed"], 0, "{stats}");
+    assert!(stats["chunks_sent"].as_u64().unwrap_or(0) < 60, "{stats}");
 }

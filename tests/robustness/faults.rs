@@ -1,5 +1,6 @@
 //! The fault matrix: every way the mock engine can fail, against a router that can fall back
-//! (faulty route weight 1000, healthy route weight 1) and one that cannot (faulty route only).
+//! (faulty route a tier above the healthy one, so always tried first) and one that cannot
+//! (faulty route only).
 //! For each: what the client gets, whether the fallback route answered, and that every lease
 //! is released afterwards (`/health` → `endpoints.in_flight` back to 0).
 
@@ -136,10 +137,8 @@ const BAD_GATEWAY: &[&str] = &["upstream_error", "upstream_unreachable"];
 async fn fault_matrix() {
     let faulty = start_mock(json!({}));
     let healthy = start_mock(json!({}));
-    let with_fallback_yaml = chat_model_yaml(
-        "m",
-        &[("vllm", &faulty.url, 1000.0), ("vllm", &healthy.url, 1.0)],
-    );
+    let with_fallback_yaml =
+        chat_model_yaml_in_order("m", &[("vllm", &faulty.url), ("vllm", &healthy.url)]);
     let single_yaml = chat_model_yaml("m", &[("vllm", &faulty.url, 1.0)]);
     let with_fallback = start_router_ready(
         RouterOpts {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::bucket::TokenBucket;
 use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
 use super::engine_load::{EngineLoadSlot, EngineLoadView};
+use super::engine_slots::EngineSlots;
 use super::outcome::{Finished, Outcome};
 use crate::config::{Limits, Outbound, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
@@ -108,6 +109,9 @@ pub struct Endpoint {
     /// What the engine itself last reported about its load (written by the BackendActor's
     /// probes, read by the routing policies); empty for kinds that report nothing.
     pub engine_load: EngineLoadSlot,
+    /// The engine's slots as modelled from the requests sent to it (engines that report a
+    /// slot count: llama.cpp), for `prefix_cache`; sized by the BackendActor's readings.
+    pub engine_slots: EngineSlots,
 }
 
 #[derive(Default)]
@@ -163,6 +167,7 @@ impl Endpoint {
             }),
             counters: Counters::default(),
             engine_load: EngineLoadSlot::default(),
+            engine_slots: EngineSlots::default(),
         }
     }
 

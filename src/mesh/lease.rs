@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::{Endpoint, Permit};
 use super::outcome::{Finished, Outcome};
-use super::policy::{PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES};
+use super::policy::{PrefixTree, PromptPrefix, SlotTicket, CHUNK_BYTES, MAX_PROMPT_BYTES};
 use crate::config::{ModelDef, RouteDef};
 use crate::redact::Redactor;
 
@@ -24,6 +24,9 @@ pub struct Lease {
     /// `prefix_cache` leases: where to correct the tree when the backend says how much of the
     /// prompt it served from its cache.
     cache_feedback: Option<CacheFeedback>,
+    /// The engine slot the request took in the endpoint's slot model (engines whose slots are
+    /// modelled), given back on drop.
+    engine_slot: Option<SlotTicket>,
 }
 
 /// What a `prefix_cache` decision believed about the chosen route.
@@ -73,7 +76,11 @@ impl Lease {
         permit: Permit,
         est_tokens: u64,
         redactor: Arc<Redactor>,
+        prompt: Option<Arc<PromptPrefix>>,
     ) -> Lease {
+        // Every request takes a slot of a modelled engine, whatever its policy: they all
+        // occupy (and overwrite) one in the engine.
+        let engine_slot = endpoint.engine_slots.take(prompt);
         Lease {
             model,
             route_index,
@@ -85,6 +92,7 @@ impl Lease {
             actual_tokens: None,
             redactor,
             cache_feedback: None,
+            engine_slot,
         }
     }
 
@@ -140,6 +148,9 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.release_slot();
+        if let Some(ticket) = self.engine_slot.take() {
+            self.endpoint.engine_slots.release(ticket);
+        }
         self.endpoint.fold_outcome(Finished {
             outcome: self.outcome.unwrap_or(Outcome::Canceled),
             latency: self.started.elapsed(),

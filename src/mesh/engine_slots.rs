@@ -1,0 +1,73 @@
+//! The endpoint's side of the slot model (`policy::SlotModel`): a mutex around it, sized from
+//! the engine's slot count on the probe timer, taken by every lease on the endpoint and given
+//! back in the lease's `Drop`, so a slot cannot leak whatever way the request ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::policy::{PromptPrefix, SlotModel, SlotTicket, SlotView};
+
+/// One clock for every endpoint, so "least recently used" compares slots across engines.
+static CLOCK: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Default)]
+pub struct EngineSlots {
+    model: Mutex<SlotModel>,
+}
+
+impl EngineSlots {
+    /// Follow the engine's reported slot count (`None`: it reports none; the model is kept as
+    /// is, and unused while the reading is not fresh).
+    pub fn resize(&self, slots: Option<u64>) {
+        if let Some(n) = slots {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            let mut model = self.lock();
+            if model.len() != n {
+                model.resize(n);
+            }
+        }
+    }
+
+    /// Slots modelled (0 = none).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// See [`SlotModel::evicted_by`].
+    pub fn evicted_by(&self, prompt: &PromptPrefix) -> Option<Arc<PromptPrefix>> {
+        self.lock().evicted_by(prompt)
+    }
+
+    /// See [`SlotModel::holders_of`].
+    pub fn holders_of(&self, prompt: &PromptPrefix) -> u64 {
+        self.lock().holders_of(prompt)
+    }
+
+    /// The slots for `prompt`, the evicted prompt being kept by `copies_elsewhere` slots of
+    /// other engines.
+    pub fn view(&self, prompt: &PromptPrefix, copies_elsewhere: u64) -> Option<SlotView> {
+        self.lock().view(prompt, |_| copies_elsewhere)
+    }
+
+    /// A request was sent: see [`SlotModel::take`].
+    pub fn take(&self, prompt: Option<Arc<PromptPrefix>>) -> Option<SlotTicket> {
+        self.lock().take(prompt)
+    }
+
+    /// The request ended: see [`SlotModel::release`].
+    pub fn release(&self, ticket: SlotTicket) {
+        let now = CLOCK.fetch_add(1, Ordering::Relaxed);
+        self.lock().release(ticket, now);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotModel> {
+        // Plain data: a panic elsewhere leaves it stale at worst.
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

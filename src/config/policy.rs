@@ -82,6 +82,10 @@ pub struct PolicySettings {
     /// An endpoint whose engine reports this many queued requests counts as saturated for
     /// tiers: a lower tier takes the request instead.
     pub tier_queue_limit: u64,
+    /// `prefix_cache` in front of engines whose slots are modelled: how long a request may wait
+    /// for a busy slot keeping its prefix (running a cached request, so soon free) rather than
+    /// start cold in another idle slot, in milliseconds; 0 = never wait.
+    pub slot_wait_ms: u64,
 }
 
 impl Default for PolicySettings {
@@ -94,6 +98,7 @@ impl Default for PolicySettings {
             balance_rel_threshold: 1.5,
             affinity_load_factor: 1.25,
             tier_queue_limit: 1,
+            slot_wait_ms: 0,
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct RawPolicySettings {
     pub affinity_load_factor: Option<f64>,
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub tier_queue_limit: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub slot_wait_ms: Option<u64>,
     #[serde(flatten)]
     pub unknown: BTreeMap<String, Value>,
 }
@@ -125,7 +132,11 @@ pub const POLICY_SETTING_KEYS: &[&str] = &[
     "balance_rel_threshold",
     "affinity_load_factor",
     "tier_queue_limit",
+    "slot_wait_ms",
 ];
+
+/// The longest `slot_wait_ms` accepted: past this a cold start is surely cheaper.
+const MAX_SLOT_WAIT_MS: u64 = 60_000;
 
 /// The smallest tree worth having: a few thousand prompt chunks.
 const MIN_TREE_BYTES: u64 = 64 * 1024;
@@ -180,6 +191,14 @@ impl RawPolicySettings {
             Some(v) => base.tier_queue_limit = v,
             None => {}
         }
+        match self.slot_wait_ms {
+            Some(v) if v > MAX_SLOT_WAIT_MS => problems.push((
+                "slot_wait_ms",
+                format!("must be at most {MAX_SLOT_WAIT_MS}"),
+            )),
+            Some(v) => base.slot_wait_ms = v,
+            None => {}
+        }
         problems
     }
 }
@@ -211,18 +230,21 @@ mod tests {
             balance_rel_threshold: Some(0.5),
             affinity_load_factor: Some(f64::NAN),
             tier_queue_limit: Some(0),
+            slot_wait_ms: Some(60_001),
             ..RawPolicySettings::default()
         };
         let mut settings = PolicySettings::default();
         let problems = raw.apply(&mut settings);
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
         assert_eq!(settings, PolicySettings::default());
         let raw = RawPolicySettings {
             prefix_match_threshold: Some(0.8),
             tier_queue_limit: Some(3),
+            slot_wait_ms: Some(1500),
             ..RawPolicySettings::default()
         };
         assert!(raw.apply(&mut settings).is_empty());
+        assert_eq!(settings.slot_wait_ms, 1500);
         assert_eq!(settings.prefix_match_threshold, 0.8);
         assert_eq!(settings.tier_queue_limit, 3);
     }

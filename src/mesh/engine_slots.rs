@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::policy::{PromptPrefix, SlotModel, SlotTicket, SlotView};
 
@@ -13,6 +16,8 @@ static CLOCK: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Default)]
 pub struct EngineSlots {
     model: Mutex<SlotModel>,
+    /// Woken on every release, for requests waiting for one slot.
+    released: Notify,
 }
 
 impl EngineSlots {
@@ -58,10 +63,43 @@ impl EngineSlots {
         self.lock().take(prompt)
     }
 
+    /// A request waits for busy slot `slot`: see [`SlotModel::take_waiting_for`].
+    pub fn take_waiting_for(
+        &self,
+        prompt: Option<Arc<PromptPrefix>>,
+        slot: usize,
+    ) -> Option<SlotTicket> {
+        self.lock().take_waiting_for(prompt, slot)
+    }
+
     /// The request ended: see [`SlotModel::release`].
     pub fn release(&self, ticket: SlotTicket) {
         let now = CLOCK.fetch_add(1, Ordering::Relaxed);
         self.lock().release(ticket, now);
+        self.released.notify_waiters();
+    }
+
+    /// Until `ticket` holds a slot, at most `patience`; then it takes what the engine would
+    /// give it (see [`SlotModel::stop_waiting_for_slot`]). Whether it got its slot in time.
+    pub async fn wait_for_slot(&self, ticket: SlotTicket, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.lock().holds(ticket) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                let mut model = self.lock();
+                if model.holds(ticket) {
+                    return true;
+                }
+                model.stop_waiting_for_slot(ticket);
+                return false;
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotModel> {

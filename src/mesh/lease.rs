@@ -27,6 +27,18 @@ pub struct Lease {
     /// The engine slot the request took in the endpoint's slot model (engines whose slots are
     /// modelled), given back on drop.
     engine_slot: Option<SlotTicket>,
+    /// Set when the request chose to wait for one busy slot (`prefix_cache`'s `slot_wait`):
+    /// how long it may.
+    slot_patience: Option<Duration>,
+}
+
+/// What a new lease takes in its endpoint's slot model (engines whose slots are modelled).
+#[derive(Default)]
+pub(super) struct SlotRequest {
+    /// The prompt, when the router looked at it (`None`: the slot then keeps something unknown).
+    pub prompt: Option<Arc<PromptPrefix>>,
+    /// Wait for this busy slot, at most this long (`prefix_cache`'s `slot_wait`).
+    pub wait_for: Option<(usize, Duration)>,
 }
 
 /// What a `prefix_cache` decision believed about the chosen route.
@@ -76,11 +88,15 @@ impl Lease {
         permit: Permit,
         est_tokens: u64,
         redactor: Arc<Redactor>,
-        prompt: Option<Arc<PromptPrefix>>,
+        slot: SlotRequest,
     ) -> Lease {
         // Every request takes a slot of a modelled engine, whatever its policy: they all
         // occupy (and overwrite) one in the engine.
-        let engine_slot = endpoint.engine_slots.take(prompt);
+        let SlotRequest { prompt, wait_for } = slot;
+        let engine_slot = match wait_for {
+            Some((slot, _)) => endpoint.engine_slots.take_waiting_for(prompt, slot),
+            None => endpoint.engine_slots.take(prompt),
+        };
         Lease {
             model,
             route_index,
@@ -93,6 +109,19 @@ impl Lease {
             redactor,
             cache_feedback: None,
             engine_slot,
+            slot_patience: wait_for.map(|(_, patience)| patience),
+        }
+    }
+
+    /// Before the request is sent: when it chose to wait for a busy slot keeping its prefix,
+    /// until that slot frees or its patience runs out (then it takes what the engine would
+    /// give it). At once otherwise; only the first call waits.
+    pub async fn wait_for_engine_slot(&mut self) {
+        if let (Some(ticket), Some(patience)) = (self.engine_slot, self.slot_patience.take()) {
+            self.endpoint
+                .engine_slots
+                .wait_for_slot(ticket, patience)
+                .await;
         }
     }
 

@@ -12,7 +12,7 @@ use actix::Addr;
 
 use super::backend::{BackendActor, Wake};
 use super::endpoint::{Endpoint, Refusal};
-use super::lease::{CacheFeedback, Lease};
+use super::lease::{CacheFeedback, Lease, SlotRequest};
 use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints};
 use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
@@ -404,6 +404,17 @@ impl RouteTable {
         };
         policy::count(entry.policy, reason);
         let (endpoint, permit) = placed.admitted;
+        let wait_for = placed
+            .candidate
+            .slots
+            .and_then(|v| v.wait_slot)
+            .filter(|_| placed.choice.reason == Reason::SlotWait)
+            .map(|slot| {
+                (
+                    slot,
+                    Duration::from_millis(self.policy_settings.slot_wait_ms),
+                )
+            });
         let mut lease = Lease::new(
             def.clone(),
             placed.candidate.route,
@@ -411,7 +422,10 @@ impl RouteTable {
             permit,
             est_tokens,
             self.redactor.clone(),
-            hints.prompt.clone(),
+            SlotRequest {
+                prompt: hints.prompt.clone(),
+                wait_for,
+            },
         );
         if let Some((tree, prompt)) = prefix {
             // What the choice believed the route would serve from cache: an idle slot's
@@ -543,7 +557,7 @@ impl RouteTable {
                 permit,
                 est_tokens,
                 self.redactor.clone(),
-                None,
+                SlotRequest::default(),
             )),
             Err(refusal) => {
                 let (reason, retry_after) = classify(&[refusal]);

@@ -86,6 +86,9 @@ pub enum Reason {
     ColdSlot,
     /// Every route is full: the request queues where most slots hold its prefix.
     PrefixQueue,
+    /// No idle slot keeps the prefix, but a busy one does, running a cached request: the
+    /// request waits for it (`slot_wait_ms`) rather than start cold elsewhere.
+    SlotWait,
     Affinity,
     LeastLoad,
     Weighted,
@@ -102,6 +105,7 @@ impl Reason {
             Reason::LoadGuard => "load_guard",
             Reason::ColdSlot => "cold_slot",
             Reason::PrefixQueue => "prefix_queue",
+            Reason::SlotWait => "slot_wait",
             Reason::Affinity => "affinity",
             Reason::LeastLoad => "least_load",
             Reason::Weighted => "weighted",

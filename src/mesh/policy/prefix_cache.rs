@@ -106,6 +106,26 @@ fn by_slots(
             reason: Reason::CacheHit,
         };
     }
+    if settings.slot_wait_ms > 0 {
+        // A busy slot keeping the prefix frees, on average, sooner than a cold prefill would
+        // take (at once, when it computes a cached request), and waiting for it evicts nothing.
+        let waits = |c: &Candidate| c.slots.is_some_and(|v| v.wait_slot.is_some());
+        let warm = |c: &Candidate| {
+            c.slots
+                .is_some_and(|v| v.wait_slot.is_some() && v.wait_warm)
+        };
+        let waits_best = if candidates.iter().any(warm) {
+            warm
+        } else {
+            waits
+        };
+        if candidates.iter().any(waits_best) {
+            return Choice {
+                index: least_load::lightest(candidates, |i| waits_best(&candidates[i]), rng),
+                reason: Reason::SlotWait,
+            };
+        }
+    }
     if candidates.iter().any(starts_at_once) {
         // What the slot taken loses; an engine whose slots are not modelled evicts nothing in
         // particular.
@@ -291,6 +311,8 @@ mod tests {
                 holding,
                 loss,
                 last_used,
+                wait_slot: None,
+                wait_warm: false,
             }),
         )
     }
@@ -411,6 +433,61 @@ mod tests {
         }
     }
 
+    #[test]
+    fn with_slot_wait_a_request_waits_for_a_busy_cached_slot_rather_than_start_cold() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let waiting = PolicySettings {
+            slot_wait_ms: 1000,
+            ..settings()
+        };
+        let with_warm = |busy: u64, warm: Option<usize>| {
+            let (in_flight, capacity, view) = engine(2, busy, 0, 1, Loss::Unique, 3);
+            (
+                in_flight,
+                capacity,
+                view.map(|v| SlotView {
+                    wait_slot: warm,
+                    wait_warm: warm.is_some(),
+                    ..v
+                }),
+            )
+        };
+        type Route = (u64, Option<u64>, Option<SlotView>);
+        let cases: Vec<(&str, PolicySettings, Vec<Route>, usize, Reason)> = vec![
+            (
+                "a busy cached slot keeps the prefix on route 1: wait there",
+                waiting,
+                vec![with_warm(1, None), with_warm(2, Some(0))],
+                1,
+                Reason::SlotWait,
+            ),
+            (
+                "waiting is off by default: start cold where the least is lost",
+                settings(),
+                vec![with_warm(1, None), with_warm(2, Some(0))],
+                0,
+                Reason::ColdSlot,
+            ),
+            (
+                "a hit still wins over waiting",
+                waiting,
+                vec![engine(2, 1, 10, 1, Loss::Nothing, 0), with_warm(1, Some(0))],
+                0,
+                Reason::CacheHit,
+            ),
+        ];
+        for (what, settings, routes, want, reason) in cases {
+            let mut c = candidates(&vec![1.0; routes.len()]);
+            for (cand, (busy, capacity, slots)) in c.iter_mut().zip(routes) {
+                cand.in_flight = busy;
+                cand.capacity = capacity;
+                cand.slots = slots;
+            }
+            let choice = pick(&c, 10, &settings, &mut rng);
+            assert_eq!((choice.index, choice.reason), (want, reason), "{what}");
+        }
+    }
+
     proptest! {
         /// With modelled slots: a hit is always an idle slot keeping enough of the prompt, the
         /// longest such; a cold choice always starts at once and loses no more than any other
@@ -438,11 +515,13 @@ mod tests {
                         holding,
                         loss,
                         last_used,
+                        wait_slot: None,
+                        wait_warm: false,
                     });
                 }
             }
             if c.iter().all(|x| x.slots.is_none()) {
-                c[0].slots = Some(SlotView { slots: 1, idle: 1, idle_match: 0, holding: 0, loss: Loss::Nothing, last_used: 0 });
+                c[0].slots = Some(SlotView { slots: 1, idle: 1, idle_match: 0, holding: 0, loss: Loss::Nothing, last_used: 0, wait_slot: None, wait_warm: false });
                 c[0].in_flight = 0;
                 c[0].capacity = Some(1);
             }
@@ -461,6 +540,7 @@ mod tests {
                     let loss = |x: &Candidate| x.slots.map_or(Loss::Nothing, |v| v.loss);
                     prop_assert!(c.iter().filter(|x| starts_at_once(x)).all(|x| loss(x) >= loss(chosen)));
                 }
+                Reason::SlotWait => prop_assert!(false, "slot_wait is off by default"),
                 Reason::PrefixQueue | Reason::LeastLoad => {
                     prop_assert!(!c.iter().any(starts_at_once));
                 }

@@ -44,6 +44,18 @@ struct Slot {
     holder: Option<u64>,
     /// When it was last released (0: never used), on the caller's clock.
     last_used: u64,
+    /// The request computing in it was given it for the prompt it kept (a cache hit, so it is
+    /// likely to finish soon).
+    warm: bool,
+}
+
+/// A request waiting for a slot: any slot (the engine's queue), or one slot (it chose to wait
+/// for the busy slot keeping its prefix).
+#[derive(Debug)]
+struct Waiting {
+    ticket: u64,
+    prompt: Option<Arc<PromptPrefix>>,
+    for_slot: Option<usize>,
 }
 
 /// What taking an engine's idle slot would lose, cheapest first.
@@ -75,6 +87,12 @@ pub struct SlotView {
     /// When that slot was last used (0 for [`Loss::Nothing`]): of two equal losses, the older
     /// prompt is the one less likely to be asked for again.
     pub last_used: u64,
+    /// A busy slot keeping the prefix that nobody waits for yet, where the request may wait
+    /// instead of starting cold: one computing a cache hit (soon free) first, else the one
+    /// computing the oldest request.
+    pub wait_slot: Option<usize>,
+    /// Whether that slot's request is a cache hit.
+    pub wait_warm: bool,
 }
 
 impl SlotView {
@@ -87,7 +105,7 @@ impl SlotView {
 #[derive(Debug, Default)]
 pub struct SlotModel {
     slots: Vec<Slot>,
-    waiting: VecDeque<(u64, Option<Arc<PromptPrefix>>)>,
+    waiting: VecDeque<Waiting>,
     next_ticket: u64,
 }
 
@@ -115,15 +133,17 @@ impl SlotModel {
             self.waiting.clear();
         }
         self.slots.resize_with(slots, Slot::default);
+        self.waiting
+            .retain(|w| w.for_slot.is_none_or(|i| i < slots));
         // New slots take waiting requests at once, as the engine would.
-        while !self.waiting.is_empty() {
-            let Some((i, _)) =
-                self.idle_slot_for(self.waiting.front().and_then(|(_, p)| p.as_deref()))
+        while let Some(k) = self.waiting.iter().position(|w| w.for_slot.is_none()) {
+            let Some((i, reused)) =
+                self.idle_slot_for(self.waiting.get(k).and_then(|w| w.prompt.as_deref()))
             else {
                 break;
             };
-            if let Some((ticket, prompt)) = self.waiting.pop_front() {
-                self.occupy(i, ticket, prompt);
+            if let Some(w) = self.waiting.remove(k) {
+                self.occupy(i, w.ticket, w.prompt, reused);
             }
         }
     }
@@ -145,6 +165,17 @@ impl SlotModel {
             .iter()
             .filter(|s| s.prompt.as_deref().is_some_and(|p| reusable(p, prompt)))
             .count() as u64;
+        let pinned = |i: usize| self.waiting.iter().any(|w| w.for_slot == Some(i));
+        // Tickets grow with each request, so the lowest holder started first.
+        let wait = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                !pinned(*i) && s.prompt.as_deref().is_some_and(|p| reusable(p, prompt))
+            })
+            .filter_map(|(i, s)| s.holder.map(|ticket| (!s.warm, ticket, i)))
+            .min();
         let mut view = SlotView {
             slots: self.slots.len() as u64,
             idle,
@@ -152,6 +183,8 @@ impl SlotModel {
             holding,
             loss: Loss::Nothing,
             last_used: 0,
+            wait_slot: wait.map(|(_, _, i)| i),
+            wait_warm: wait.is_some_and(|(cold, _, _)| !cold),
         };
         let Some((i, reused)) = self.idle_slot_for(Some(prompt)) else {
             return Some(view);
@@ -208,15 +241,68 @@ impl SlotModel {
             return None;
         }
         let ticket = self.next_ticket;
-        match self.idle_slot_for(prompt.as_deref()) {
-            Some((i, _)) => self.occupy(i, ticket, prompt),
-            None if self.waiting.len() < MAX_MODELLED_WAITING => {
-                self.waiting.push_back((ticket, prompt))
-            }
-            None => return None,
+        if !self.place(ticket, prompt) {
+            return None;
         }
         self.next_ticket = self.next_ticket.wrapping_add(1);
         Some(SlotTicket(ticket))
+    }
+
+    /// A request with `prompt` waits for busy slot `slot` (see [`SlotView::wait_slot`]) rather
+    /// than taking another: it gets that slot when it frees. `None` as [`SlotModel::take`].
+    pub fn take_waiting_for(
+        &mut self,
+        prompt: Option<Arc<PromptPrefix>>,
+        slot: usize,
+    ) -> Option<SlotTicket> {
+        if slot >= self.slots.len() || self.slots[slot].holder.is_none() {
+            return self.take(prompt);
+        }
+        if self.waiting.len() >= MAX_MODELLED_WAITING {
+            return None;
+        }
+        let ticket = self.next_ticket;
+        self.waiting.push_back(Waiting {
+            ticket,
+            prompt,
+            for_slot: Some(slot),
+        });
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        Some(SlotTicket(ticket))
+    }
+
+    /// Whether `ticket`'s request holds a slot (is not waiting).
+    pub fn holds(&self, ticket: SlotTicket) -> bool {
+        !self.waiting.iter().any(|w| w.ticket == ticket.0)
+    }
+
+    /// A request that waited for one slot too long takes whatever the engine would give it
+    /// now: an idle slot, or its place at the end of the queue.
+    pub fn stop_waiting_for_slot(&mut self, ticket: SlotTicket) {
+        let Some(k) = self
+            .waiting
+            .iter()
+            .position(|w| w.ticket == ticket.0 && w.for_slot.is_some())
+        else {
+            return;
+        };
+        if let Some(w) = self.waiting.remove(k) {
+            self.place(w.ticket, w.prompt);
+        }
+    }
+
+    /// Give `ticket` the idle slot the engine would, or queue it; false when the queue is full.
+    fn place(&mut self, ticket: u64, prompt: Option<Arc<PromptPrefix>>) -> bool {
+        match self.idle_slot_for(prompt.as_deref()) {
+            Some((i, reused)) => self.occupy(i, ticket, prompt, reused),
+            None if self.waiting.len() < MAX_MODELLED_WAITING => self.waiting.push_back(Waiting {
+                ticket,
+                prompt,
+                for_slot: None,
+            }),
+            None => return false,
+        }
+        true
     }
 
     /// The request of `ticket` ended (or gave up waiting) at `now`: its slot goes to the first
@@ -224,22 +310,33 @@ impl SlotModel {
     pub fn release(&mut self, ticket: SlotTicket, now: u64) {
         if let Some(i) = self.slots.iter().position(|s| s.holder == Some(ticket.0)) {
             self.slots[i].holder = None;
+            self.slots[i].warm = false;
             self.slots[i].last_used = now;
-            if let Some((next, prompt)) = self.waiting.pop_front() {
-                let i = self
-                    .idle_slot_for(prompt.as_deref())
-                    .map_or(i, |(slot, _)| slot);
-                self.occupy(i, next, prompt);
+            // The request waiting for this very slot first, else the engine's queue in order.
+            let next = self
+                .waiting
+                .iter()
+                .position(|w| w.for_slot == Some(i))
+                .or_else(|| self.waiting.iter().position(|w| w.for_slot.is_none()));
+            if let Some(w) = next.and_then(|k| self.waiting.remove(k)) {
+                let (slot, reused) = match w.for_slot {
+                    Some(slot) => (slot, true),
+                    None => self
+                        .idle_slot_for(w.prompt.as_deref())
+                        .unwrap_or((i, false)),
+                };
+                self.occupy(slot, w.ticket, w.prompt, reused);
             }
-        } else if let Some(i) = self.waiting.iter().position(|(t, _)| *t == ticket.0) {
-            self.waiting.remove(i);
+        } else if let Some(k) = self.waiting.iter().position(|w| w.ticket == ticket.0) {
+            self.waiting.remove(k);
         }
     }
 
-    fn occupy(&mut self, i: usize, ticket: u64, prompt: Option<Arc<PromptPrefix>>) {
+    fn occupy(&mut self, i: usize, ticket: u64, prompt: Option<Arc<PromptPrefix>>, warm: bool) {
         let slot = &mut self.slots[i];
         slot.holder = Some(ticket);
         slot.prompt = prompt;
+        slot.warm = warm;
     }
 
     /// The idle slot llama-server gives a request for `prompt`, and whether it was chosen for
@@ -390,13 +487,62 @@ mod tests {
         assert!(m.is_empty(), "too many slots: not modelled");
     }
 
+    #[test]
+    fn a_request_may_wait_for_the_busy_slot_keeping_its_prefix() {
+        let mut m = SlotModel::default();
+        m.resize(2);
+        let a1 = m.take(Some(prompt('a', 1))).unwrap();
+        let b1 = m.take(Some(prompt('b', 1))).unwrap();
+        m.release(a1, 1);
+        m.release(b1, 2);
+        // A cached A in slot 1 (A's), a cold C in slot 0 (B's).
+        let a2 = m.take(Some(prompt('a', 2))).unwrap();
+        let v = m.view(&prompt('a', 3), none_elsewhere).unwrap();
+        assert_eq!((v.idle, v.wait_slot), (1, Some(1)), "A's slot is slot 1");
+        let c1 = m.take(Some(prompt('c', 1))).unwrap();
+        let v = m.view(&prompt('c', 2), none_elsewhere).unwrap();
+        assert_eq!(
+            (v.wait_slot, v.wait_warm),
+            (Some(0), false),
+            "C's cold request"
+        );
+        let v = m.view(&prompt('a', 3), none_elsewhere).unwrap();
+        assert_eq!((v.wait_slot, v.wait_warm), (Some(1), true));
+        // A third A waits for A's slot; a fourth finds nobody else to wait for.
+        let a3 = m.take_waiting_for(Some(prompt('a', 3)), 1).unwrap();
+        assert!(!m.holds(a3));
+        assert_eq!(
+            m.view(&prompt('a', 4), none_elsewhere).unwrap().wait_slot,
+            None
+        );
+        // C's slot frees first: the waiting A does not take it.
+        m.release(c1, 3);
+        assert!(!m.holds(a3));
+        m.release(a2, 4);
+        assert!(m.holds(a3));
+        let v = m.view(&prompt('a', 4), none_elsewhere).unwrap();
+        assert_eq!((v.idle, v.idle_match), (1, 0), "A's slot is busy again");
+        // Giving up the wait takes what the engine would give.
+        let b2 = m.take(Some(prompt('b', 2))).unwrap();
+        let a4 = m.take_waiting_for(Some(prompt('a', 4)), 1).unwrap();
+        assert!(!m.holds(a4));
+        m.release(b2, 5);
+        assert!(!m.holds(a4), "not its slot");
+        m.stop_waiting_for_slot(a4);
+        assert!(m.holds(a4));
+        m.release(a3, 6);
+        m.release(a4, 7);
+        assert_eq!(m.waiting(), 0);
+        assert_eq!(m.view(&prompt('a', 5), none_elsewhere).unwrap().idle, 2);
+    }
+
     proptest! {
         /// Whatever the sequence of takes, releases and resizes: no more busy slots than
         /// slots, every ticket released once leaves nothing behind, and a request finds its
         /// prompt's slot whenever an idle slot holds it.
         #[test]
         fn slots_never_leak(
-            ops in proptest::collection::vec((0u8..4, 0u32..4, 0usize..8), 1..200),
+            ops in proptest::collection::vec((0u8..6, 0u32..4, 0usize..8), 1..200),
         ) {
             let mut m = SlotModel::default();
             m.resize(3);
@@ -420,13 +566,20 @@ mod tests {
                         m.release(t, now);
                     }
                     3 if n == 0 => m.resize(1 + which as usize),
+                    4 => {
+                        let p = prompt(char::from(b'a' + which as u8), n as u32);
+                        if let Some(t) = m.take_waiting_for(Some(p), n % 4) { live.push(t) }
+                    }
+                    5 if !live.is_empty() => m.stop_waiting_for_slot(live[n % live.len()]),
                     _ => {}
                 }
                 let busy = m.slots.iter().filter(|s| s.holder.is_some()).count();
                 prop_assert!(busy <= m.len());
                 prop_assert!(m.waiting() <= MAX_MODELLED_WAITING);
-                // Nobody waits while a slot is idle (the first free slot goes to the queue).
-                prop_assert!(m.waiting() == 0 || busy == m.len());
+                // Nobody waits in the engine's queue while a slot is idle (the first free slot
+                // goes to the queue).
+                let queued = m.waiting.iter().filter(|w| w.for_slot.is_none()).count();
+                prop_assert!(queued == 0 || busy == m.len());
             }
             for t in live.drain(..) {
                 m.release(t, now);

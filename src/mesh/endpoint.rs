@@ -379,6 +379,7 @@ impl Endpoint {
             rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
             latency_ewma_ms: self.counters.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
             engine_load: self.engine_load.view(now),
+            prefill_ms_per_token: self.engine_slots.prefill_ms_per_token(),
             last_error: self
                 .last_error
                 .lock()
@@ -425,6 +426,10 @@ pub struct EndpointSnapshot {
     pub latency_ewma_ms: f64,
     /// What the engine last reported of its own load, while that reading is fresh.
     pub engine_load: Option<EngineLoadView>,
+    /// Milliseconds per uncached prompt token, learned from the engine's `timings.prompt_ms`
+    /// (`slot_wait_ms: auto`); absent until learned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill_ms_per_token: Option<f64>,
     /// The last failed call or probe worth showing (e.g. a TLS refusal and its reason).
     pub last_error: Option<LastError>,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::policy::{PromptPrefix, SlotModel, SlotTicket, SlotView};
+use super::policy::{PrefillRate, PromptPrefix, SlotModel, SlotTicket, SlotView};
 
 /// One clock for every endpoint, so "least recently used" compares slots across engines.
 static CLOCK: AtomicU64 = AtomicU64::new(1);
@@ -18,6 +18,8 @@ pub struct EngineSlots {
     model: Mutex<SlotModel>,
     /// Woken on every release, for requests waiting for one slot.
     released: Notify,
+    /// How fast the engine computes an uncached prompt, from its own reports.
+    prefill: Mutex<PrefillRate>,
 }
 
 impl EngineSlots {
@@ -100,6 +102,24 @@ impl EngineSlots {
                 return false;
             }
         }
+    }
+
+    /// The engine reported computing `computed_tokens` uncached prompt tokens in `prompt_ms`:
+    /// see [`PrefillRate::observe`].
+    pub fn observe_prefill(&self, computed_tokens: u64, prompt_ms: f64) {
+        self.prefill_rate().observe(computed_tokens, prompt_ms);
+    }
+
+    /// Milliseconds per uncached prompt token, once learned.
+    pub fn prefill_ms_per_token(&self) -> Option<f64> {
+        self.prefill_rate().ms_per_token()
+    }
+
+    fn prefill_rate(&self) -> MutexGuard<'_, PrefillRate> {
+        // Plain data: a panic elsewhere leaves it stale at worst.
+        self.prefill
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotModel> {

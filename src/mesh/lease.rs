@@ -24,6 +24,8 @@ pub struct Lease {
     /// `prefix_cache` leases: where to correct the tree when the backend says how much of the
     /// prompt it served from its cache.
     cache_feedback: Option<CacheFeedback>,
+    /// Whether the backend's cache report was taken (only the first counts).
+    cache_reported: bool,
     /// The engine slot the request took in the endpoint's slot model (engines whose slots are
     /// modelled), given back on drop.
     engine_slot: Option<SlotTicket>,
@@ -108,6 +110,7 @@ impl Lease {
             actual_tokens: None,
             redactor,
             cache_feedback: None,
+            cache_reported: false,
             engine_slot,
             slot_patience: wait_for.map(|(_, patience)| patience),
         }
@@ -130,11 +133,21 @@ impl Lease {
     }
 
     /// The backend reported how many prompt tokens it served from its cache
-    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`); used to
-    /// correct the prefix tree of `prefix_cache` models. Reported once; later calls are ignored.
-    pub fn report_cache(&mut self, prompt_tokens: u64, cached_tokens: u64) {
+    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`), and how
+    /// long it took over the rest (llama.cpp's `timings.prompt_ms`); used to correct the prefix
+    /// tree of `prefix_cache` models and to learn the endpoint's prefill speed
+    /// (`slot_wait_ms: auto`). Reported once; later calls are ignored.
+    pub fn report_cache(&mut self, prompt_tokens: u64, cached_tokens: u64, prompt_ms: Option<f64>) {
+        if std::mem::replace(&mut self.cache_reported, true) {
+            return;
+        }
         if let Some(feedback) = self.cache_feedback.take() {
             feedback.correct(prompt_tokens, cached_tokens);
+        }
+        if let Some(ms) = prompt_ms {
+            self.endpoint
+                .engine_slots
+                .observe_prefill(prompt_tokens.saturating_sub(cached_tokens), ms);
         }
     }
 

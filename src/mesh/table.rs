@@ -13,8 +13,8 @@ use actix::Addr;
 use super::backend::{BackendActor, Wake};
 use super::endpoint::{Endpoint, Refusal};
 use super::lease::{CacheFeedback, Lease, SlotRequest};
-use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints};
-use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy};
+use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints, SlotView};
+use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy, SlotWait};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
 use crate::redact::Redactor;
 
@@ -358,7 +358,8 @@ impl RouteTable {
             for (_, c) in &mut candidates {
                 c.matched_chunks = matched.get(c.route).map_or(0, |m| usize::from(*m));
             }
-            slot_views(entry, &mut candidates, prompt, now);
+            let slot_wait = self.policy_settings.slot_wait_ms;
+            slot_views(entry, &mut candidates, prompt, slot_wait, now);
         }
         let queue_full =
             queue_full_above_lowest(&candidates, self.policy_settings.tier_queue_limit);
@@ -407,14 +408,8 @@ impl RouteTable {
         let wait_for = placed
             .candidate
             .slots
-            .and_then(|v| v.wait_slot)
             .filter(|_| placed.choice.reason == Reason::SlotWait)
-            .map(|slot| {
-                (
-                    slot,
-                    Duration::from_millis(self.policy_settings.slot_wait_ms),
-                )
-            });
+            .and_then(|v| Some((v.wait_slot?, Duration::from_millis(v.wait_ms))));
         let mut lease = Lease::new(
             def.clone(),
             placed.candidate.route,
@@ -586,13 +581,17 @@ fn queue_full_above_lowest(candidates: &[(i32, Candidate)], limit: u64) -> Vec<u
 /// Fill in the slot views of the candidates whose engine reports a fresh slot count and whose
 /// slots are modelled (llama.cpp-style per-slot caches). A prompt the request would evict is
 /// counted on the other candidates' engines first, each lock taken on its own (never two at
-/// once), so a prompt kept elsewhere counts as a copy.
+/// once), so a prompt kept elsewhere counts as a copy. Each view carries how long the request
+/// may wait for a busy slot there (`slot_wait_ms`; with `auto`, the prompt's cold prefill at
+/// the engine's learned speed).
 fn slot_views(
     entry: &ModelEntry,
     candidates: &mut [(i32, Candidate)],
     prompt: &policy::PromptPrefix,
+    slot_wait: SlotWait,
     now: Instant,
 ) {
+    let prompt_tokens = policy::prompt_tokens_of_bytes(prompt.bytes());
     let endpoint_of = |route: usize| {
         entry
             .endpoints
@@ -620,7 +619,12 @@ fn slot_views(
                 .map(|(_, other)| other.engine_slots.holders_of(&kept))
                 .sum()
         });
-        candidates[k].1.slots = endpoint.engine_slots.view(prompt, elsewhere);
+        let wait_ms =
+            slot_wait.bound_ms(prompt_tokens, endpoint.engine_slots.prefill_ms_per_token());
+        candidates[k].1.slots = endpoint
+            .engine_slots
+            .view(prompt, elsewhere)
+            .map(|view| SlotView { wait_ms, ..view });
     }
 }
 

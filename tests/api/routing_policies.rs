@@ -390,7 +390,9 @@ async fn prefix_cache_models_per_slot_caches() {
 /// With as many clients as slots (two mocks with two per-slot caches, four clients), every
 /// request finds only the slot its own client just released idle, so starting at once means
 /// starting cold two times in three. `slot_wait_ms` lets a request wait for a busy slot keeping
-/// its prefix instead: more of the prompts are served from cache than without it.
+/// its prefix instead: more of the prompts are served from cache than without it, with a fixed
+/// bound and with the default `auto` (the bound learned from the mock's `timings.prompt_ms`,
+/// the prompt's cold prefill: about 300 ms here against 80 ms for a cached request).
 #[actix_rt::test]
 async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
     let cost_model = json!({
@@ -409,7 +411,12 @@ async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
     let llama =
         model_yaml(&mocks, Some("prefix_cache"), &[]).replace("kind: vllm", "kind: llamacpp");
     let mut shares = Vec::new();
-    for routing in [None, Some("policy_settings:\n  slot_wait_ms: 2000\n")] {
+    let settings = [
+        Some("policy_settings:\n  slot_wait_ms: 0\n"),
+        None,
+        Some("policy_settings:\n  slot_wait_ms: 2000\n"),
+    ];
+    for routing in settings {
         for mock in &mocks {
             let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
             assert_eq!(status, 200);
@@ -418,7 +425,19 @@ async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
         wait_for_slot_counts(&router.url, 2).await;
         let (prompt, cached) = cached_share(&router.url, 4, 15, 3).await;
         shares.push(cached as f64 / prompt as f64);
-        if routing.is_some() {
+        if routing.is_none() {
+            // What `auto` learned: the mock computes an uncached token in 1.5 ms.
+            let (_, view) = admin("GET", &format!("{}/admin/backends", router.url), None).await;
+            let rates: Vec<f64> = view["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["prefill_ms_per_token"].as_f64())
+                .collect();
+            assert!(!rates.is_empty(), "{view}");
+            assert!(rates.iter().all(|r| (1.0..5.0).contains(r)), "{rates:?}");
+        }
+        if routing != settings[0] {
             let (_, _, metrics) = send_with_key(
                 "GET",
                 &format!("{}/metrics", router.url),
@@ -437,8 +456,9 @@ async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
         }
     }
     eprintln!(
-        "cached share: without waiting {:.3}, with slot_wait_ms {:.3}",
-        shares[0], shares[1]
+        "cached share: without waiting {:.3}, auto {:.3}, slot_wait_ms 2000 {:.3}",
+        shares[0], shares[1], shares[2]
     );
     assert!(shares[1] > shares[0] + 0.1, "{shares:?}");
+    assert!(shares[2] > shares[0] + 0.1, "{shares:?}");
 }

@@ -7,6 +7,7 @@
 mod affinity;
 mod hints;
 mod least_load;
+mod prefill_rate;
 mod prefix_cache;
 mod prefix_tree;
 mod slot_model;
@@ -16,6 +17,7 @@ mod weighted;
 
 pub use affinity::stable_id;
 pub use hints::RoutingHints;
+pub use prefill_rate::{prompt_tokens_of_bytes, PrefillRate};
 pub use prefix_tree::{
     PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES, MAX_TRACKED_ROUTES, NODE_BYTES,
 };

@@ -106,25 +106,20 @@ fn by_slots(
             reason: Reason::CacheHit,
         };
     }
-    if settings.slot_wait_ms > 0 {
-        // A busy slot keeping the prefix frees, on average, sooner than a cold prefill would
-        // take (at once, when it computes a cached request), and waiting for it evicts nothing.
-        let waits = |c: &Candidate| c.slots.is_some_and(|v| v.wait_slot.is_some());
-        let warm = |c: &Candidate| {
-            c.slots
-                .is_some_and(|v| v.wait_slot.is_some() && v.wait_warm)
+    // A busy slot keeping the prefix frees, on average, sooner than a cold prefill would take
+    // (at once, when it computes a cached request), and waiting for it evicts nothing. Only
+    // where the endpoint's bound allows a wait (`slot_wait_ms`: with `auto`, the prompt's cold
+    // prefill there, so never longer than the start it saves).
+    let may_wait = |c: &Candidate, warm_only: bool| {
+        c.slots
+            .is_some_and(|v| v.wait_slot.is_some() && v.wait_ms > 0 && (v.wait_warm || !warm_only))
+    };
+    let warm_only = candidates.iter().any(|c| may_wait(c, true));
+    if candidates.iter().any(|c| may_wait(c, warm_only)) {
+        return Choice {
+            index: least_load::lightest(candidates, |i| may_wait(&candidates[i], warm_only), rng),
+            reason: Reason::SlotWait,
         };
-        let waits_best = if candidates.iter().any(warm) {
-            warm
-        } else {
-            waits
-        };
-        if candidates.iter().any(waits_best) {
-            return Choice {
-                index: least_load::lightest(candidates, |i| waits_best(&candidates[i]), rng),
-                reason: Reason::SlotWait,
-            };
-        }
     }
     if candidates.iter().any(starts_at_once) {
         // What the slot taken loses; an engine whose slots are not modelled evicts nothing in
@@ -313,6 +308,7 @@ mod tests {
                 last_used,
                 wait_slot: None,
                 wait_warm: false,
+                wait_ms: 0,
             }),
         )
     }
@@ -436,10 +432,8 @@ mod tests {
     #[test]
     fn with_slot_wait_a_request_waits_for_a_busy_cached_slot_rather_than_start_cold() {
         let mut rng = fastrand::Rng::with_seed(9);
-        let waiting = PolicySettings {
-            slot_wait_ms: 1000,
-            ..settings()
-        };
+        // The bound each route's view carries (`slot_wait_ms`, per endpoint with `auto`).
+        let waiting = [1000, 1000];
         let with_warm = |busy: u64, warm: Option<usize>| {
             let (in_flight, capacity, view) = engine(2, busy, 0, 1, Loss::Unique, 3);
             (
@@ -453,7 +447,9 @@ mod tests {
             )
         };
         type Route = (u64, Option<u64>, Option<SlotView>);
-        let cases: Vec<(&str, PolicySettings, Vec<Route>, usize, Reason)> = vec![
+        /// What the case is, each route's wait bound, the routes, the route and reason wanted.
+        type Case = (&'static str, [u64; 2], Vec<Route>, usize, Reason);
+        let cases: Vec<Case> = vec![
             (
                 "a busy cached slot keeps the prefix on route 1: wait there",
                 waiting,
@@ -462,8 +458,15 @@ mod tests {
                 Reason::SlotWait,
             ),
             (
-                "waiting is off by default: start cold where the least is lost",
-                settings(),
+                "waiting is off (or nothing learned yet): start cold where the least is lost",
+                [0, 0],
+                vec![with_warm(1, None), with_warm(2, Some(0))],
+                0,
+                Reason::ColdSlot,
+            ),
+            (
+                "only where the route's bound allows a wait: route 1's engine is not learned yet",
+                [1000, 0],
                 vec![with_warm(1, None), with_warm(2, Some(0))],
                 0,
                 Reason::ColdSlot,
@@ -476,14 +479,15 @@ mod tests {
                 Reason::CacheHit,
             ),
         ];
-        for (what, settings, routes, want, reason) in cases {
+        for (what, wait_ms, routes, want, reason) in cases {
             let mut c = candidates(&vec![1.0; routes.len()]);
-            for (cand, (busy, capacity, slots)) in c.iter_mut().zip(routes) {
+            for ((cand, (busy, capacity, slots)), wait_ms) in c.iter_mut().zip(routes).zip(wait_ms)
+            {
                 cand.in_flight = busy;
                 cand.capacity = capacity;
-                cand.slots = slots;
+                cand.slots = slots.map(|v| SlotView { wait_ms, ..v });
             }
-            let choice = pick(&c, 10, &settings, &mut rng);
+            let choice = pick(&c, 10, &settings(), &mut rng);
             assert_eq!((choice.index, choice.reason), (want, reason), "{what}");
         }
     }
@@ -517,11 +521,12 @@ mod tests {
                         last_used,
                         wait_slot: None,
                         wait_warm: false,
+                        wait_ms: 0,
                     });
                 }
             }
             if c.iter().all(|x| x.slots.is_none()) {
-                c[0].slots = Some(SlotView { slots: 1, idle: 1, idle_match: 0, holding: 0, loss: Loss::Nothing, last_used: 0, wait_slot: None, wait_warm: false });
+                c[0].slots = Some(SlotView { slots: 1, idle: 1, idle_match: 0, holding: 0, loss: Loss::Nothing, last_used: 0, wait_slot: None, wait_warm: false, wait_ms: 0 });
                 c[0].in_flight = 0;
                 c[0].capacity = Some(1);
             }
@@ -540,7 +545,7 @@ mod tests {
                     let loss = |x: &Candidate| x.slots.map_or(Loss::Nothing, |v| v.loss);
                     prop_assert!(c.iter().filter(|x| starts_at_once(x)).all(|x| loss(x) >= loss(chosen)));
                 }
-                Reason::SlotWait => prop_assert!(false, "slot_wait is off by default"),
+                Reason::SlotWait => prop_assert!(false, "no view allows a wait"),
                 Reason::PrefixQueue | Reason::LeastLoad => {
                     prop_assert!(!c.iter().any(starts_at_once));
                 }

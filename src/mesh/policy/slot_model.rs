@@ -93,6 +93,9 @@ pub struct SlotView {
     pub wait_slot: Option<usize>,
     /// Whether that slot's request is a cache hit.
     pub wait_warm: bool,
+    /// How long the request may wait for that slot, in milliseconds (`slot_wait_ms`; set by
+    /// the table, 0 = it may not).
+    pub wait_ms: u64,
 }
 
 impl SlotView {
@@ -185,6 +188,7 @@ impl SlotModel {
             last_used: 0,
             wait_slot: wait.map(|(_, _, i)| i),
             wait_warm: wait.is_some_and(|(cold, _, _)| !cold),
+            wait_ms: 0,
         };
         let Some((i, reused)) = self.idle_slot_for(Some(prompt)) else {
             return Some(view);

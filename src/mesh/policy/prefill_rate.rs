@@ -5,8 +5,12 @@
 //! a value that cannot be a prefill is ignored, and one report moves the average only a
 //! fraction of the way.
 
-/// Reports of fewer computed tokens are dominated by fixed costs (and by noise).
-const MIN_COMPUTED_TOKENS: u64 = 16;
+/// Reports of fewer computed tokens measure something else: fixed costs, and above all the
+/// batch they were computed in. llama.cpp computes all slots' prompt tokens in one batch, so a
+/// cached request's few new tokens computed beside another slot's cold prompt report that whole
+/// prompt's time (tens of ms a token, ten times the truth), and would make every bound huge. A
+/// cold start, which is what the estimate is for, computes hundreds.
+const MIN_COMPUTED_TOKENS: u64 = 64;
 /// Faster than this per token is no prefill (a cached prompt reported as computed, a clock
 /// in the wrong unit).
 const MIN_MS_PER_TOKEN: f64 = 0.001;
@@ -60,6 +64,7 @@ mod tests {
         let cases: &[(u64, f64)] = &[
             (0, 100.0),
             (15, 100.0),
+            (63, 100.0),
             (1000, f64::NAN),
             (1000, f64::INFINITY),
             (1000, f64::NEG_INFINITY),
@@ -92,7 +97,7 @@ mod tests {
         assert!(after < 0.75 + ALPHA * 1000.0 + 1e-9, "{after}");
         // Steady reports converge.
         for _ in 0..100 {
-            rate.observe(200, 40.0);
+            assert!(rate.observe(200, 40.0));
         }
         assert!((rate.ms_per_token().unwrap() - 0.2).abs() < 1e-3);
     }

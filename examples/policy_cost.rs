@@ -64,6 +64,7 @@ fn main() {
                 identity: route as u64,
                 matched_chunks: usize::from(matched[route]),
                 capacity: Some(2),
+                slots: None,
             })
             .collect();
         let ctx = policy::Context {

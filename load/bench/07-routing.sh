@@ -17,10 +17,13 @@
 # Env: PHASES ("mock real"), POLICIES ("weighted least_load prefix_cache"),
 #      MOCK_DECODE_US (10000), MOCK_CHUNKS (10), MOCK_SLOW (3), MOCK_LOAD (0.8), MOCK_C (16),
 #      REAL_DURATION (40, seconds per cell), SHARED_PREFIXES (3), PREFIX_WORDS (400),
-#      REAL_CORES ("0 1"), HEALTH_INTERVAL (1), BENCH_PROFILE (release), SKIP_BUILD=1.
+#      REAL_CORES ("0 1"), HEALTH_INTERVAL (1), BENCH_PROFILE (release), SKIP_BUILD=1;
+#      SWITCHYARD_ROUTING (a routing.yaml for every router, e.g. policy_settings.slot_wait_ms).
 # Bounded: about 2 min of mock runs and 3 × (5 + 2 × REAL_DURATION) s of real-engine runs.
 source "$(dirname "$0")/lib.sh"
 export HEALTH_INTERVAL="${HEALTH_INTERVAL:-1}"
+# The routers' /metrics are read for their decision counters (loopback only, no admin key).
+export METRICS_PUBLIC=true
 DURATION=20
 parse_common "$@"
 PHASES="${PHASES:-mock real}"
@@ -90,7 +93,7 @@ latency_row() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 verdict() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN{ print (b>0 && a/b<=t)?"met":"missed" }'; }
 
-declare -A ROW
+declare -A ROW DECISIONS
 
 mock_phase() {
     local fast slow urls=() i
@@ -200,7 +203,9 @@ real_phase() {
         for c in 1 4; do
             f="$(load "real-$p-c$c" -t "$ROUTER_URL" "${workload[@]}" -c "$c" -d "${REAL_DURATION}s" --label "real $p c=$c")"
             ROW[real$p$c]="$(first_row "$f")"
-            log "real $p c=$c: TTFT mean p50 p90 p99 ok errors = ${ROW[real$p$c]}"
+            # The router's decisions so far (warm-up and cells), by reason.
+            DECISIONS[$p$c]="$(curl -s --max-time 5 "$ROUTER_URL/metrics" | sed -n 's/^switchyard_routing_decisions_total{policy="[a-z_]*",reason="\([a-z_]*\)"} \([0-9]*\)$/\1 \2/p' | paste -sd, -)"
+            log "real $p c=$c: TTFT mean p50 p90 p99 ok errors = ${ROW[real$p$c]}; decisions so far: ${DECISIONS[$p$c]}"
         done
     done
     {
@@ -217,6 +222,10 @@ real_phase() {
                 read -r mean p50 p90 p99 ok err <<<"${ROW[real$p$c]}"
                 echo "| $p | $c | $mean | $p50 | $p90 | $p99 | $ok | $err | $(ratio "$mean" "$wmean") | $(ratio "$p90" "$wp90") |"
             done
+        done
+        echo
+        for p in $POLICIES; do
+            echo "- $p decisions by reason, counted from the warm-up on: after c=1 ${DECISIONS[${p}1]:-n/a}; after c=4 ${DECISIONS[${p}4]:-n/a}"
         done
         echo
         for c in 1 4; do

@@ -206,7 +206,7 @@ async fn respond(
     let cost_model = s.cost_model.as_ref();
     // The engine's turn: a slot (after the queue, under the cost model), held until the reply
     // is computed and sent.
-    let slot = state.engine.admit(cost_model).await.map_err(|_| {
+    let mut slot = state.engine.admit(cost_model).await.map_err(|_| {
         Rejection::from(openai_error(
             503,
             "mock: the engine's queue is full".to_owned(),
@@ -221,7 +221,7 @@ async fn respond(
     {
         Some((model, messages)) => {
             let prompt = render_prompt(messages);
-            let cached = state.engine.prefill(model, &prompt);
+            let cached = state.engine.prefill(model, &prompt, &mut slot);
             let uncached = (prompt.len() as u64).saturating_sub(cached);
             (
                 prompt.len() as u64,

@@ -32,8 +32,22 @@ pub struct CostModel {
     /// Decode time per output token, in microseconds (the gap between content chunks).
     pub decode_us_per_token: u64,
     /// Tokens the prefix cache holds, over whole prompts, least recently used evicted first;
-    /// 0 = no cache.
+    /// 0 = no cache. With `cache: slot`, what each slot keeps.
     pub cache_tokens: u64,
+    /// Where prompts are cached: `engine` (one cache shared by every request, as vLLM's and
+    /// SGLang's paged KV) or `slot` (each slot keeps the prompt it last computed, and a request
+    /// gets an idle slot as llama.cpp gives it: the one keeping the longest common prefix if
+    /// that is more than half the kept prompt, else the least recently used).
+    pub cache: CacheScope,
+}
+
+/// Where the mock engine keeps computed prompts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScope {
+    #[default]
+    Engine,
+    Slot,
 }
 
 impl Default for CostModel {
@@ -44,6 +58,7 @@ impl Default for CostModel {
             prefill_us_per_token: 1_000,
             decode_us_per_token: 10_000,
             cache_tokens: 16_384,
+            cache: CacheScope::Engine,
         }
     }
 }
@@ -202,6 +217,87 @@ pub struct Engine {
     /// requests holding the old one finish on it).
     slots: Mutex<Option<(u32, Arc<Semaphore>)>>,
     pub cache: Mutex<PrefixCache>,
+    /// `cache: slot`: what each slot keeps (sized on first use to the slot count).
+    slot_caches: Arc<Mutex<SlotCaches>>,
+}
+
+/// llama.cpp-style per-slot caches: each slot keeps the prompt it last computed.
+#[derive(Debug, Default)]
+pub struct SlotCaches {
+    slots: Vec<KeptSlot>,
+    clock: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct KeptSlot {
+    prompt: Vec<u64>,
+    busy: bool,
+    /// When it was last released (0: never).
+    last_used: u64,
+}
+
+/// llama-server's default `--slot-prompt-similarity`.
+const SLOT_PROMPT_SIMILARITY: f64 = 0.5;
+
+impl SlotCaches {
+    /// Take the idle slot llama-server would give `prompt` (sized to `slots` first); its index
+    /// and the tokens of `prompt` it keeps. `None` with no idle slot.
+    pub fn take(&mut self, slots: usize, prompt: &[u64], keep: u64) -> Option<(usize, u64)> {
+        if self.slots.len() != slots {
+            self.slots.resize_with(slots, KeptSlot::default);
+        }
+        let idle = || self.slots.iter().enumerate().filter(|(_, s)| !s.busy);
+        let mut best: Option<(usize, usize)> = None;
+        for (i, slot) in idle() {
+            let common = common_prefix(&slot.prompt, prompt);
+            let similar =
+                common > 0 && common as f64 > SLOT_PROMPT_SIMILARITY * slot.prompt.len() as f64;
+            if similar && best.is_none_or(|(_, b)| common > b) {
+                best = Some((i, common));
+            }
+        }
+        let chosen = match best {
+            Some((i, _)) => i,
+            None => {
+                // Least recently used; of equals the last, as llama.cpp's `<=` picks.
+                let mut lru: Option<(usize, u64)> = None;
+                for (i, slot) in idle() {
+                    if lru.is_none_or(|(_, t)| slot.last_used <= t) {
+                        lru = Some((i, slot.last_used));
+                    }
+                }
+                lru?.0
+            }
+        };
+        let slot = &mut self.slots[chosen];
+        let cached = common_prefix(&slot.prompt, prompt) as u64;
+        let keep = usize::try_from(keep)
+            .unwrap_or(usize::MAX)
+            .min(prompt.len());
+        slot.prompt = prompt[..keep].to_vec();
+        slot.busy = true;
+        Some((chosen, cached.min(keep as u64)))
+    }
+
+    /// The request in slot `i` is done.
+    pub fn release(&mut self, i: usize) {
+        self.clock += 1;
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.busy = false;
+            slot.last_used = self.clock;
+        }
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.slots.iter().map(|s| s.prompt.len() as u64).sum()
+    }
+
+    pub fn clear(&mut self) {
+        for slot in &mut self.slots {
+            slot.prompt.clear();
+            slot.last_used = 0;
+        }
+    }
 }
 
 /// What the metrics page shows.
@@ -217,12 +313,19 @@ pub struct EngineState {
 /// went away mid-stream).
 pub struct SlotGuard {
     running: Arc<AtomicU64>,
+    /// `cache: slot`: the slot whose kept prompt this request computes into.
+    kept: Option<(Arc<Mutex<SlotCaches>>, usize)>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.running.fetch_sub(1, Relaxed);
+        // Before the permit is returned (fields drop after this), so the next request to get
+        // it finds this slot idle.
+        if let Some((caches, i)) = self.kept.take() {
+            lock(&caches).release(i);
+        }
     }
 }
 
@@ -246,6 +349,7 @@ impl Engine {
             self.running.fetch_add(1, Relaxed);
             return Ok(SlotGuard {
                 running: self.running.clone(),
+                kept: None,
                 _permit: None,
             });
         };
@@ -264,6 +368,7 @@ impl Engine {
         self.running.fetch_add(1, Relaxed);
         Ok(SlotGuard {
             running: self.running.clone(),
+            kept: None,
             _permit: Some(permit),
         })
     }
@@ -281,9 +386,24 @@ impl Engine {
     }
 
     /// Prompt tokens served from the cache, then the prompt remembered (its prefill starts).
-    pub fn prefill(&self, model: &CostModel, prompt: &[u64]) -> u64 {
+    /// With per-slot caches the request's `slot` is given the slot llama-server would give it.
+    pub fn prefill(&self, model: &CostModel, prompt: &[u64], slot: &mut SlotGuard) -> u64 {
         if model.cache_tokens == 0 {
             return 0;
+        }
+        if model.cache == CacheScope::Slot {
+            if slot.kept.is_some() {
+                return 0;
+            }
+            let taken =
+                lock(&self.slot_caches).take(model.slots as usize, prompt, model.cache_tokens);
+            return match taken {
+                Some((i, cached)) => {
+                    slot.kept = Some((self.slot_caches.clone(), i));
+                    cached
+                }
+                None => 0,
+            };
         }
         let mut cache = lock(&self.cache);
         let cached = cache.lookup(prompt);
@@ -293,6 +413,10 @@ impl Engine {
 
     pub fn state(&self, model: Option<&CostModel>) -> EngineState {
         let kv_cache_usage = match model {
+            Some(m) if m.cache_tokens > 0 && m.cache == CacheScope::Slot => {
+                let room = m.cache_tokens.saturating_mul(u64::from(m.slots)).max(1);
+                (lock(&self.slot_caches).tokens() as f64 / room as f64).min(1.0)
+            }
             Some(m) if m.cache_tokens > 0 => {
                 (lock(&self.cache).tokens() as f64 / m.cache_tokens as f64).min(1.0)
             }
@@ -308,6 +432,7 @@ impl Engine {
     /// Forget cached prompts (`POST /_mock/reset`).
     pub fn reset(&self) {
         lock(&self.cache).clear();
+        lock(&self.slot_caches).clear();
     }
 }
 
@@ -332,6 +457,31 @@ mod tests {
         cache.insert(&[6, 6, 6, 6, 7], 8);
         assert_eq!(cache.tokens(), 8);
         assert_eq!(cache.lookup(&[6, 6, 6, 6, 7]), 5);
+    }
+
+    #[test]
+    fn slots_keep_their_own_prompt_as_llama_cpp_gives_them_out() {
+        let mut slots = SlotCaches::default();
+        // Two slots: A then B computed, both released (A first).
+        assert_eq!(slots.take(2, &[1, 1, 1, 7], 100), Some((1, 0)));
+        assert_eq!(slots.take(2, &[2, 2, 2, 7], 100), Some((0, 0)));
+        slots.release(1);
+        slots.release(0);
+        // A again finds A's slot; meanwhile another A gets B's slot (cold, evicting B).
+        assert_eq!(slots.take(2, &[1, 1, 1, 8], 100), Some((1, 3)));
+        assert_eq!(slots.take(2, &[1, 1, 1, 9], 100), Some((0, 0)));
+        assert_eq!(slots.take(2, &[2, 2, 2, 9], 100), None, "no idle slot");
+        slots.release(0);
+        assert_eq!(
+            slots.take(2, &[2, 2, 2, 9], 100),
+            Some((0, 0)),
+            "B was evicted"
+        );
+        slots.release(0);
+        slots.release(1);
+        // Nothing similar: the least recently used idle slot (0 was released before 1).
+        assert_eq!(slots.take(2, &[3], 100), Some((0, 0)));
+        assert!(slots.tokens() <= 8);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use load::{load, load_str, LoadOptions};
 pub use outbound::{
     read_ca_bundle, read_client_identity, ClientIdentityFiles, Outbound, ProxyChoice, ProxyUrl,
 };
-pub use policy::{PolicySettings, RoutingPolicy, POLICY_SETTING_KEYS};
+pub use policy::{PolicySettings, RoutingPolicy, SlotWait, POLICY_SETTING_KEYS};
 pub use providers::{providers_path, Declared};
 pub use raw::{MODEL_KEYS, PRICING_KEYS, ROUTE_KEYS};
 pub use route_opts::{Discovery, RouteTimeouts, TIMEOUT_KEYS};

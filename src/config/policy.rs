@@ -82,6 +82,39 @@ pub struct PolicySettings {
     /// An endpoint whose engine reports this many queued requests counts as saturated for
     /// tiers: a lower tier takes the request instead.
     pub tier_queue_limit: u64,
+    /// `prefix_cache` in front of engines whose slots are modelled: how long a request may wait
+    /// for a busy slot keeping its prefix (running a cached request, so soon free) rather than
+    /// start cold in another idle slot.
+    pub slot_wait_ms: SlotWait,
+}
+
+/// `slot_wait_ms`: a fixed bound, or the prompt's cold prefill as the endpoint's engine has
+/// reported its prefill speed (`auto`, the default): waiting never costs more than it saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotWait {
+    /// Wait at most the estimated cold prefill of the prompt on that endpoint, capped at
+    /// [`MAX_SLOT_WAIT_MS`]; never while nothing has been learned.
+    Auto,
+    /// Wait at most this many milliseconds; 0 = never wait.
+    Fixed(u64),
+}
+
+impl SlotWait {
+    /// The bound for a prompt of `prompt_tokens` on an endpoint whose engine computes an
+    /// uncached prompt token in `ms_per_token` (as learned; `None` = not yet).
+    pub fn bound_ms(self, prompt_tokens: u64, ms_per_token: Option<f64>) -> u64 {
+        match self {
+            SlotWait::Fixed(ms) => ms.min(MAX_SLOT_WAIT_MS),
+            SlotWait::Auto => match ms_per_token {
+                Some(rate) if rate.is_finite() && rate > 0.0 => {
+                    let ms = (prompt_tokens as f64 * rate).ceil();
+                    // `as` saturates; the cap keeps an absurd estimate harmless.
+                    (ms as u64).min(MAX_SLOT_WAIT_MS)
+                }
+                _ => 0,
+            },
+        }
+    }
 }
 
 impl Default for PolicySettings {
@@ -94,6 +127,7 @@ impl Default for PolicySettings {
             balance_rel_threshold: 1.5,
             affinity_load_factor: 1.25,
             tier_queue_limit: 1,
+            slot_wait_ms: SlotWait::Auto,
         }
     }
 }
@@ -113,6 +147,9 @@ pub struct RawPolicySettings {
     pub affinity_load_factor: Option<f64>,
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub tier_queue_limit: Option<u64>,
+    /// `auto` or a number of milliseconds.
+    #[serde(default)]
+    pub slot_wait_ms: Option<Value>,
     #[serde(flatten)]
     pub unknown: BTreeMap<String, Value>,
 }
@@ -125,7 +162,32 @@ pub const POLICY_SETTING_KEYS: &[&str] = &[
     "balance_rel_threshold",
     "affinity_load_factor",
     "tier_queue_limit",
+    "slot_wait_ms",
 ];
+
+/// The longest `slot_wait_ms` accepted: past this a cold start is surely cheaper.
+pub const MAX_SLOT_WAIT_MS: u64 = 60_000;
+
+/// `slot_wait_ms` as written: `auto`, or whole milliseconds up to [`MAX_SLOT_WAIT_MS`]
+/// (numbers as strings too, as `${VAR}` substitution produces them).
+fn parse_slot_wait(value: &Value) -> Result<SlotWait, String> {
+    let number = match value {
+        Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => return Ok(SlotWait::Auto),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    };
+    match number {
+        Some(ms) if ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0 => {
+            if ms <= MAX_SLOT_WAIT_MS as f64 {
+                Ok(SlotWait::Fixed(ms as u64))
+            } else {
+                Err(format!("must be at most {MAX_SLOT_WAIT_MS}"))
+            }
+        }
+        _ => Err("must be `auto` or a whole number of milliseconds".into()),
+    }
+}
 
 /// The smallest tree worth having: a few thousand prompt chunks.
 const MIN_TREE_BYTES: u64 = 64 * 1024;
@@ -180,6 +242,12 @@ impl RawPolicySettings {
             Some(v) => base.tier_queue_limit = v,
             None => {}
         }
+        if let Some(value) = &self.slot_wait_ms {
+            match parse_slot_wait(value) {
+                Ok(wait) => base.slot_wait_ms = wait,
+                Err(message) => problems.push(("slot_wait_ms", message)),
+            }
+        }
         problems
     }
 }
@@ -211,20 +279,75 @@ mod tests {
             balance_rel_threshold: Some(0.5),
             affinity_load_factor: Some(f64::NAN),
             tier_queue_limit: Some(0),
+            slot_wait_ms: Some(Value::from(60_001u64)),
             ..RawPolicySettings::default()
         };
         let mut settings = PolicySettings::default();
         let problems = raw.apply(&mut settings);
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
         assert_eq!(settings, PolicySettings::default());
         let raw = RawPolicySettings {
             prefix_match_threshold: Some(0.8),
             tier_queue_limit: Some(3),
+            slot_wait_ms: Some(Value::from(1500u64)),
             ..RawPolicySettings::default()
         };
         assert!(raw.apply(&mut settings).is_empty());
+        assert_eq!(settings.slot_wait_ms, SlotWait::Fixed(1500));
         assert_eq!(settings.prefix_match_threshold, 0.8);
         assert_eq!(settings.tier_queue_limit, 3);
+    }
+
+    #[test]
+    fn slot_wait_is_auto_by_default_a_number_or_auto_when_written() {
+        assert_eq!(PolicySettings::default().slot_wait_ms, SlotWait::Auto);
+        let yaml = |s: &str| serde_yaml::from_str::<Value>(s).unwrap();
+        let cases = [
+            ("auto", Ok(SlotWait::Auto)),
+            ("' AUTO '", Ok(SlotWait::Auto)),
+            ("0", Ok(SlotWait::Fixed(0))),
+            ("2000", Ok(SlotWait::Fixed(2000))),
+            ("'1500'", Ok(SlotWait::Fixed(1500))),
+            ("60000", Ok(SlotWait::Fixed(60_000))),
+            ("60001", Err(())),
+            ("-1", Err(())),
+            ("1.5", Err(())),
+            (".nan", Err(())),
+            ("soon", Err(())),
+            ("[1]", Err(())),
+            ("true", Err(())),
+        ];
+        for (written, want) in cases {
+            assert_eq!(
+                parse_slot_wait(&yaml(written)).map_err(|_| ()),
+                want,
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_auto_bound_is_the_estimated_cold_prefill_capped_and_zero_before_learning() {
+        let cases = [
+            (SlotWait::Auto, 1000, None, 0),
+            (SlotWait::Auto, 1000, Some(0.5), 500),
+            (SlotWait::Auto, 1000, Some(0.0001), 1),
+            (SlotWait::Auto, 0, Some(2.0), 0),
+            (SlotWait::Auto, 1000, Some(f64::NAN), 0),
+            (SlotWait::Auto, 1000, Some(f64::INFINITY), 0),
+            (SlotWait::Auto, 1000, Some(-3.0), 0),
+            (SlotWait::Auto, u64::MAX, Some(1e300), MAX_SLOT_WAIT_MS),
+            (SlotWait::Fixed(0), 1000, Some(1.0), 0),
+            (SlotWait::Fixed(2000), 1000, None, 2000),
+            (SlotWait::Fixed(2000), 1, Some(100.0), 2000),
+        ];
+        for (wait, tokens, rate, want) in cases {
+            assert_eq!(
+                wait.bound_ms(tokens, rate),
+                want,
+                "{wait:?} {tokens} {rate:?}"
+            );
+        }
     }
 
     /// What models.yaml and routing.yaml say about policies, tiers and their settings, and

@@ -166,6 +166,7 @@ impl BackendActor {
                 // engine's reading valid from one probe to the next, and drop a silent one's.
                 let valid_for = act.probe.interval.saturating_mul(2);
                 act.endpoint.engine_load.record(load, at, valid_for);
+                act.endpoint.engine_slots.resize(load.slots);
             }
             act.schedule_probe(ctx, false);
         }));

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::bucket::TokenBucket;
 use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
 use super::engine_load::{EngineLoadSlot, EngineLoadView};
+use super::engine_slots::EngineSlots;
 use super::outcome::{Finished, Outcome};
 use crate::config::{Limits, Outbound, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
@@ -108,6 +109,9 @@ pub struct Endpoint {
     /// What the engine itself last reported about its load (written by the BackendActor's
     /// probes, read by the routing policies); empty for kinds that report nothing.
     pub engine_load: EngineLoadSlot,
+    /// The engine's slots as modelled from the requests sent to it (engines that report a
+    /// slot count: llama.cpp), for `prefix_cache`; sized by the BackendActor's readings.
+    pub engine_slots: EngineSlots,
 }
 
 #[derive(Default)]
@@ -163,6 +167,7 @@ impl Endpoint {
             }),
             counters: Counters::default(),
             engine_load: EngineLoadSlot::default(),
+            engine_slots: EngineSlots::default(),
         }
     }
 
@@ -374,6 +379,7 @@ impl Endpoint {
             rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
             latency_ewma_ms: self.counters.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
             engine_load: self.engine_load.view(now),
+            prefill_ms_per_token: self.engine_slots.prefill_ms_per_token(),
             last_error: self
                 .last_error
                 .lock()
@@ -420,6 +426,10 @@ pub struct EndpointSnapshot {
     pub latency_ewma_ms: f64,
     /// What the engine last reported of its own load, while that reading is fresh.
     pub engine_load: Option<EngineLoadView>,
+    /// Milliseconds per uncached prompt token, learned from the engine's `timings.prompt_ms`
+    /// (`slot_wait_ms: auto`); absent until learned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill_ms_per_token: Option<f64>,
     /// The last failed call or probe worth showing (e.g. a TLS refusal and its reason).
     pub last_error: Option<LastError>,
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::{Endpoint, Permit};
 use super::outcome::{Finished, Outcome};
-use super::policy::{PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES};
+use super::policy::{PrefixTree, PromptPrefix, SlotTicket, CHUNK_BYTES, MAX_PROMPT_BYTES};
 use crate::config::{ModelDef, RouteDef};
 use crate::redact::Redactor;
 
@@ -24,6 +24,23 @@ pub struct Lease {
     /// `prefix_cache` leases: where to correct the tree when the backend says how much of the
     /// prompt it served from its cache.
     cache_feedback: Option<CacheFeedback>,
+    /// Whether the backend's cache report was taken (only the first counts).
+    cache_reported: bool,
+    /// The engine slot the request took in the endpoint's slot model (engines whose slots are
+    /// modelled), given back on drop.
+    engine_slot: Option<SlotTicket>,
+    /// Set when the request chose to wait for one busy slot (`prefix_cache`'s `slot_wait`):
+    /// how long it may.
+    slot_patience: Option<Duration>,
+}
+
+/// What a new lease takes in its endpoint's slot model (engines whose slots are modelled).
+#[derive(Default)]
+pub(super) struct SlotRequest {
+    /// The prompt, when the router looked at it (`None`: the slot then keeps something unknown).
+    pub prompt: Option<Arc<PromptPrefix>>,
+    /// Wait for this busy slot, at most this long (`prefix_cache`'s `slot_wait`).
+    pub wait_for: Option<(usize, Duration)>,
 }
 
 /// What a `prefix_cache` decision believed about the chosen route.
@@ -73,7 +90,15 @@ impl Lease {
         permit: Permit,
         est_tokens: u64,
         redactor: Arc<Redactor>,
+        slot: SlotRequest,
     ) -> Lease {
+        // Every request takes a slot of a modelled engine, whatever its policy: they all
+        // occupy (and overwrite) one in the engine.
+        let SlotRequest { prompt, wait_for } = slot;
+        let engine_slot = match wait_for {
+            Some((slot, _)) => endpoint.engine_slots.take_waiting_for(prompt, slot),
+            None => endpoint.engine_slots.take(prompt),
+        };
         Lease {
             model,
             route_index,
@@ -85,6 +110,21 @@ impl Lease {
             actual_tokens: None,
             redactor,
             cache_feedback: None,
+            cache_reported: false,
+            engine_slot,
+            slot_patience: wait_for.map(|(_, patience)| patience),
+        }
+    }
+
+    /// Before the request is sent: when it chose to wait for a busy slot keeping its prefix,
+    /// until that slot frees or its patience runs out (then it takes what the engine would
+    /// give it). At once otherwise; only the first call waits.
+    pub async fn wait_for_engine_slot(&mut self) {
+        if let (Some(ticket), Some(patience)) = (self.engine_slot, self.slot_patience.take()) {
+            self.endpoint
+                .engine_slots
+                .wait_for_slot(ticket, patience)
+                .await;
         }
     }
 
@@ -93,11 +133,21 @@ impl Lease {
     }
 
     /// The backend reported how many prompt tokens it served from its cache
-    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`); used to
-    /// correct the prefix tree of `prefix_cache` models. Reported once; later calls are ignored.
-    pub fn report_cache(&mut self, prompt_tokens: u64, cached_tokens: u64) {
+    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`), and how
+    /// long it took over the rest (llama.cpp's `timings.prompt_ms`); used to correct the prefix
+    /// tree of `prefix_cache` models and to learn the endpoint's prefill speed
+    /// (`slot_wait_ms: auto`). Reported once; later calls are ignored.
+    pub fn report_cache(&mut self, prompt_tokens: u64, cached_tokens: u64, prompt_ms: Option<f64>) {
+        if std::mem::replace(&mut self.cache_reported, true) {
+            return;
+        }
         if let Some(feedback) = self.cache_feedback.take() {
             feedback.correct(prompt_tokens, cached_tokens);
+        }
+        if let Some(ms) = prompt_ms {
+            self.endpoint
+                .engine_slots
+                .observe_prefill(prompt_tokens.saturating_sub(cached_tokens), ms);
         }
     }
 
@@ -140,6 +190,9 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.release_slot();
+        if let Some(ticket) = self.engine_slot.take() {
+            self.endpoint.engine_slots.release(ticket);
+        }
         self.endpoint.fold_outcome(Finished {
             outcome: self.outcome.unwrap_or(Outcome::Canceled),
             latency: self.started.elapsed(),

@@ -11,6 +11,7 @@ mod circuit;
 mod client_error;
 mod endpoint;
 mod engine_load;
+mod engine_slots;
 mod lease;
 mod outcome;
 pub mod policy;

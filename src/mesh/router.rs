@@ -419,23 +419,23 @@ mod tests {
         let home = first.route_index();
         // A cold start says nothing about the cache: no correction.
         let mut first = first;
-        first.report_cache(300, 0);
+        first.report_cache(300, 0, None);
         drop(first);
         assert_eq!(matched(home), prompt.chunks().len());
         let mut hit = lease_on(&table, &hints).unwrap();
         assert_eq!(hit.route_index(), home, "the cached prefix wins");
-        hit.report_cache(300, 300);
+        hit.report_cache(300, 300, None);
         drop(hit);
         assert_eq!(matched(home), prompt.chunks().len());
         let mut stale = lease_on(&table, &hints).unwrap();
-        stale.report_cache(300, 150);
+        stale.report_cache(300, 150, None);
         assert_eq!(matched(home), prompt.chunks().len() / 2);
-        stale.report_cache(300, 0); // once per lease
+        stale.report_cache(300, 0, None); // once per lease
         assert_eq!(matched(home), prompt.chunks().len() / 2);
         drop(stale);
         let mut evicted = lease_on(&table, &hints).unwrap();
         assert_eq!(evicted.route_index(), home);
-        evicted.report_cache(300, 0);
+        evicted.report_cache(300, 0, None);
         assert_eq!(matched(home), 0);
     }
 

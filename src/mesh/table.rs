@@ -12,9 +12,9 @@ use actix::Addr;
 
 use super::backend::{BackendActor, Wake};
 use super::endpoint::{Endpoint, Refusal};
-use super::lease::{CacheFeedback, Lease};
-use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints};
-use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy};
+use super::lease::{CacheFeedback, Lease, SlotRequest};
+use super::policy::{self, Candidate, PrefixTree, Reason, RoutingHints, SlotView};
+use crate::config::{ModelDef, PolicySettings, Registry, RoutingPolicy, SlotWait};
 use crate::engines::{ApiOp, AuthStyle, BackendKind};
 use crate::redact::Redactor;
 
@@ -359,6 +359,8 @@ impl RouteTable {
             for (_, c) in &mut candidates {
                 c.matched_chunks = matched.get(c.route).map_or(0, |m| usize::from(*m));
             }
+            let slot_wait = self.policy_settings.slot_wait_ms;
+            slot_views(entry, &mut candidates, prompt, slot_wait, now);
         }
         let queue_full =
             queue_full_above_lowest(&candidates, self.policy_settings.tier_queue_limit);
@@ -404,6 +406,11 @@ impl RouteTable {
         };
         policy::count(entry.policy, reason);
         let (endpoint, permit) = placed.admitted;
+        let wait_for = placed
+            .candidate
+            .slots
+            .filter(|_| placed.choice.reason == Reason::SlotWait)
+            .and_then(|v| Some((v.wait_slot?, Duration::from_millis(v.wait_ms))));
         let mut lease = Lease::new(
             def.clone(),
             placed.candidate.route,
@@ -411,9 +418,20 @@ impl RouteTable {
             permit,
             est_tokens,
             self.redactor.clone(),
+            SlotRequest {
+                prompt: hints.prompt.clone(),
+                wait_for,
+            },
         );
         if let Some((tree, prompt)) = prefix {
-            remember_prefix(&mut lease, tree, prompt, placed.candidate.matched_chunks);
+            // What the choice believed the route would serve from cache: an idle slot's
+            // prompt where slots are modelled, else the tree's entry.
+            let predicted = match placed.candidate.slots {
+                Some(view) if view.has_idle() => view.idle_match,
+                Some(_) => 0,
+                None => placed.candidate.matched_chunks,
+            };
+            remember_prefix(&mut lease, tree, prompt, predicted);
         }
         Ok(lease)
     }
@@ -488,6 +506,7 @@ impl RouteTable {
                     identity: entry.identities.get(j).copied().unwrap_or_default(),
                     matched_chunks: 0,
                     capacity,
+                    slots: None,
                 };
                 Some((r.priority, candidate))
             })
@@ -535,6 +554,7 @@ impl RouteTable {
                 permit,
                 est_tokens,
                 self.redactor.clone(),
+                SlotRequest::default(),
             )),
             Err(refusal) => {
                 let (reason, retry_after) = classify(&[refusal]);
@@ -558,6 +578,56 @@ fn queue_full_above_lowest(candidates: &[(i32, Candidate)], limit: u64) -> Vec<u
         .filter(|(p, c)| *p > lowest && c.engine_waiting.unwrap_or(0) >= limit)
         .map(|(_, c)| c.route)
         .collect()
+}
+
+/// Fill in the slot views of the candidates whose engine reports a fresh slot count and whose
+/// slots are modelled (llama.cpp-style per-slot caches). A prompt the request would evict is
+/// counted on the other candidates' engines first, each lock taken on its own (never two at
+/// once), so a prompt kept elsewhere counts as a copy. Each view carries how long the request
+/// may wait for a busy slot there (`slot_wait_ms`; with `auto`, the prompt's cold prefill at
+/// the engine's learned speed).
+fn slot_views(
+    entry: &ModelEntry,
+    candidates: &mut [(i32, Candidate)],
+    prompt: &policy::PromptPrefix,
+    slot_wait: SlotWait,
+    now: Instant,
+) {
+    let prompt_tokens = policy::prompt_tokens_of_bytes(prompt.bytes());
+    let endpoint_of = |route: usize| {
+        entry
+            .endpoints
+            .get(route)
+            .and_then(Option::as_ref)
+            .map(|h| &h.endpoint)
+    };
+    let modelled: Vec<(usize, &Arc<Endpoint>)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, c))| {
+            let endpoint = endpoint_of(c.route)?;
+            let reports_slots = endpoint
+                .engine_load
+                .fresh(now)
+                .is_some_and(|l| l.slots.is_some());
+            (reports_slots && !endpoint.engine_slots.is_empty()).then_some((k, endpoint))
+        })
+        .collect();
+    for &(k, endpoint) in &modelled {
+        let elsewhere = endpoint.engine_slots.evicted_by(prompt).map_or(0, |kept| {
+            modelled
+                .iter()
+                .filter(|(_, other)| !Arc::ptr_eq(other, endpoint))
+                .map(|(_, other)| other.engine_slots.holders_of(&kept))
+                .sum()
+        });
+        let wait_ms =
+            slot_wait.bound_ms(prompt_tokens, endpoint.engine_slots.prefill_ms_per_token());
+        candidates[k].1.slots = endpoint
+            .engine_slots
+            .view(prompt, elsewhere)
+            .map(|view| SlotView { wait_ms, ..view });
+    }
 }
 
 /// Record `prompt` for the lease's route in the model's tree, count the match the choice was

@@ -381,7 +381,7 @@ impl<D: StreamDialect> ChatStream<D> {
         let step = self.dialect.on_event(event, &mut cx);
         if let Some(report) = self.progress.cache.take() {
             self.lease
-                .report_cache(report.prompt_tokens, report.cached_tokens);
+                .report_cache(report.prompt_tokens, report.cached_tokens, report.prompt_ms);
         }
         if matches!(step, Step::Done) {
             self.end(Outcome::Success);
@@ -673,10 +673,11 @@ mod tests {
         let redactor = Redactor::new(["sk-unused"]);
         let cases: &[(&str, Option<CacheReport>)] = &[
             (
-                r#"{"choices":[],"timings":{"cache_n":240,"prompt_n":10}}"#,
+                r#"{"choices":[],"timings":{"cache_n":240,"prompt_n":10,"prompt_ms":3.5}}"#,
                 Some(CacheReport {
                     prompt_tokens: 250,
                     cached_tokens: 240,
+                    prompt_ms: Some(3.5),
                 }),
             ),
             (
@@ -684,6 +685,7 @@ mod tests {
                 Some(CacheReport {
                     prompt_tokens: 50,
                     cached_tokens: 32,
+                    prompt_ms: None,
                 }),
             ),
             (r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, None),

@@ -309,7 +309,12 @@ where
                             "the router is not running",
                         )))
                     }
-                    Ok(Ok(lease)) => lease,
+                    Ok(Ok(mut lease)) => {
+                        // `prefix_cache` may have chosen to wait for a busy engine slot
+                        // keeping the prompt (bounded by `slot_wait_ms`).
+                        lease.wait_for_engine_slot().await;
+                        lease
+                    }
                     Ok(Err(refusal)) => {
                         if let Some(id) = refusal.known_model() {
                             refused_model.replace(Some(id.to_string()));

@@ -81,7 +81,7 @@ pub async fn call_json_with<'a>(
         lease.set_actual_tokens(u.total());
     }
     if let Some(report) = cache_report(&body) {
-        lease.report_cache(report.prompt_tokens, report.cached_tokens);
+        lease.report_cache(report.prompt_tokens, report.cached_tokens, report.prompt_ms);
     }
     lease.finish(Outcome::Success);
     Attempt::Done(JsonReply { lease, body, usage })
@@ -131,10 +131,13 @@ async fn call_for_bytes_with<'a>(
 }
 
 /// How much of a prompt the backend served from its KV cache, as it reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CacheReport {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
+    /// How long the backend took over the uncached tokens (llama.cpp's `timings.prompt_ms`),
+    /// when it said; not checked here (the lease's prefill estimator judges it).
+    pub prompt_ms: Option<f64>,
 }
 
 /// The cache report in an answer (or a stream chunk): llama.cpp's `timings` (`cache_n` of
@@ -145,6 +148,9 @@ pub fn cache_report(body: &JsonObject) -> Option<CacheReport> {
     struct Timings {
         cache_n: u64,
         prompt_n: u64,
+        /// Any JSON: a `prompt_ms` that is no number loses the timing, not the cache report.
+        #[serde(default)]
+        prompt_ms: Option<serde_json::Value>,
     }
     #[derive(serde::Deserialize)]
     struct Details {
@@ -159,12 +165,14 @@ pub fn cache_report(body: &JsonObject) -> Option<CacheReport> {
         return Some(CacheReport {
             prompt_tokens: t.cache_n.saturating_add(t.prompt_n),
             cached_tokens: t.cache_n,
+            prompt_ms: t.prompt_ms.as_ref().and_then(serde_json::Value::as_f64),
         });
     }
     body.field::<UsageWithDetails>("usage")
         .map(|u| CacheReport {
             prompt_tokens: u.prompt_tokens,
             cached_tokens: u.prompt_tokens_details.cached_tokens,
+            prompt_ms: None,
         })
 }
 
@@ -179,6 +187,14 @@ mod cache_report_tests {
             Some(CacheReport {
                 prompt_tokens,
                 cached_tokens,
+                prompt_ms: None,
+            })
+        };
+        let timed = |prompt_ms| {
+            Some(CacheReport {
+                prompt_tokens: 40,
+                cached_tokens: 30,
+                prompt_ms,
             })
         };
         let cases = [
@@ -198,6 +214,22 @@ mod cache_report_tests {
             ),
             (r#"{"timings":{"cache_n":-1,"prompt_n":1}}"#, None),
             (r#"{}"#, None),
+            (
+                r#"{"timings":{"cache_n":30,"prompt_n":10,"prompt_ms":12.5}}"#,
+                timed(Some(12.5)),
+            ),
+            (
+                r#"{"timings":{"cache_n":30,"prompt_n":10,"prompt_ms":"fast"}}"#,
+                timed(None),
+            ),
+            (
+                r#"{"timings":{"cache_n":30,"prompt_n":10,"prompt_ms":null}}"#,
+                timed(None),
+            ),
+            (
+                r#"{"timings":{"cache_n":30,"prompt_n":10,"prompt_ms":-1e308}}"#,
+                timed(Some(-1e308)),
+            ),
         ];
         for (json, want) in cases {
             assert_eq!(report(json), want, "{json}");

@@ -266,3 +266,199 @@ async fn prefix_cache_keeps_shared_prefixes_on_one_endpoint() {
         "{text}"
     );
 }
+
+/// Prompt tokens and cached prompt tokens over a closed loop of `workers` concurrent clients,
+/// each sending `rounds` chats with one of `families` long system prompts, drawn from a fixed
+/// seed per client (the same sequence in every run).
+async fn cached_share(router: &str, workers: usize, rounds: usize, families: usize) -> (u64, u64) {
+    let worker = |w: usize| async move {
+        let (mut prompt, mut cached) = (0, 0);
+        let mut draw = fastrand::Rng::with_seed(w as u64);
+        for k in 0..rounds {
+            let family = draw.usize(..families);
+            let system = format!("You are assistant number {family}. ").repeat(40);
+            let body = json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": format!("Question {w} {k}?")},
+                ],
+                "max_tokens": 2,
+            });
+            let (status, _, answer) =
+                post_json(&format!("{router}/v1/chat/completions"), &body).await;
+            assert_eq!(status, 200, "{answer}");
+            prompt += answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+            cached += answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        (prompt, cached)
+    };
+    join_all((0..workers).map(worker))
+        .await
+        .into_iter()
+        .fold((0, 0), |(p, c), (wp, wc)| (p + wp, c + wc))
+}
+
+/// Waits until every endpoint of the router shows a fresh slot count from its engine.
+async fn wait_for_slot_counts(router: &str, endpoints: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, view) = admin("GET", &format!("{router}/admin/backends"), None).await;
+        let known = view["data"].as_array().map_or(0, |list| {
+            list.iter()
+                .filter(|e| e["engine_load"]["slots"].as_u64().is_some())
+                .count()
+        });
+        if known >= endpoints {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no slot counts: {view}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `prefix_cache` in front of llama.cpp-style engines that cache per slot (two mocks with three
+/// slots each, `cache: slot`), three long system prompts, four clients at once: modelling the
+/// slots serves more of the prompts from cache than the engine-level view with the same
+/// capacity (the routes as `vllm` with `max_in_flight: 3`, as `prefix_cache` saw llama.cpp
+/// before its slots were modelled), where a second concurrent request for one prompt is sent
+/// to the engine "holding" it and takes, cold, the slot of another prompt. Three slots rather
+/// than two: with as many clients as slots, every request finds only the slot its own client
+/// just released idle, so no policy has a choice to make.
+#[actix_rt::test]
+async fn prefix_cache_models_per_slot_caches() {
+    let cost_model = json!({
+        "slots": 3,
+        "cache": "slot",
+        "cache_tokens": 4096,
+        "prefill_us_per_token": 1500,
+        "decode_us_per_token": 2000,
+    });
+    let mocks = [
+        start_mock(json!({"cost_model": cost_model})),
+        start_mock(json!({"cost_model": cost_model})),
+    ];
+    let reset = || async {
+        for mock in &mocks {
+            let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
+            assert_eq!(status, 200);
+        }
+    };
+    let (workers, rounds, families) = (4, 15, 3);
+
+    let llama =
+        model_yaml(&mocks, Some("prefix_cache"), &[]).replace("kind: vllm", "kind: llamacpp");
+    let router = start(&llama, None, admin_env(), 2).await;
+    wait_for_slot_counts(&router.url, 2).await;
+    let (prompt, cached) = cached_share(&router.url, workers, rounds, families).await;
+    let (_, _, metrics) = send_with_key(
+        "GET",
+        &format!("{}/metrics", router.url),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    drop(router);
+    let by_slots = cached as f64 / prompt as f64;
+
+    reset().await;
+    let engine_level = model_yaml(&mocks, Some("prefix_cache"), &[", max_in_flight: 3"; 2]);
+    let router = start(&engine_level, None, admin_env(), 2).await;
+    let (prompt, cached) = cached_share(&router.url, workers, rounds, families).await;
+    let by_engine = cached as f64 / prompt as f64;
+
+    eprintln!("cached share: slots modelled {by_slots:.3}, engine-level {by_engine:.3}");
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("switchyard_routing_decisions_total"))
+    {
+        eprintln!("{line}");
+    }
+    assert!(
+        by_slots > by_engine + 0.1,
+        "slots modelled {by_slots:.3}, engine-level {by_engine:.3}"
+    );
+    assert!(
+        metrics.contains(r#"reason="cold_slot""#) && metrics.contains(r#"reason="cache_hit""#),
+        "{metrics}"
+    );
+}
+
+/// With as many clients as slots (two mocks with two per-slot caches, four clients), every
+/// request finds only the slot its own client just released idle, so starting at once means
+/// starting cold two times in three. `slot_wait_ms` lets a request wait for a busy slot keeping
+/// its prefix instead: more of the prompts are served from cache than without it, with a fixed
+/// bound and with the default `auto` (the bound learned from the mock's `timings.prompt_ms`,
+/// the prompt's cold prefill: about 300 ms here against 80 ms for a cached request).
+#[actix_rt::test]
+async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
+    let cost_model = json!({
+        "slots": 2,
+        "cache": "slot",
+        "cache_tokens": 4096,
+        "prefill_us_per_token": 1500,
+        // A cached request (two tokens, 80 ms) takes a fifth of a cold prefill (300 ms +
+        // 80 ms), as on the CPU engines of docs/routing.md's measurements.
+        "decode_us_per_token": 40000,
+    });
+    let mocks = [
+        start_mock(json!({"cost_model": cost_model})),
+        start_mock(json!({"cost_model": cost_model})),
+    ];
+    let llama =
+        model_yaml(&mocks, Some("prefix_cache"), &[]).replace("kind: vllm", "kind: llamacpp");
+    let mut shares = Vec::new();
+    let settings = [
+        Some("policy_settings:\n  slot_wait_ms: 0\n"),
+        None,
+        Some("policy_settings:\n  slot_wait_ms: 2000\n"),
+    ];
+    for routing in settings {
+        for mock in &mocks {
+            let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
+            assert_eq!(status, 200);
+        }
+        let router = start(&llama, routing, admin_env(), 2).await;
+        wait_for_slot_counts(&router.url, 2).await;
+        let (prompt, cached) = cached_share(&router.url, 4, 15, 3).await;
+        shares.push(cached as f64 / prompt as f64);
+        if routing.is_none() {
+            // What `auto` learned: the mock computes an uncached token in 1.5 ms.
+            let (_, view) = admin("GET", &format!("{}/admin/backends", router.url), None).await;
+            let rates: Vec<f64> = view["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["prefill_ms_per_token"].as_f64())
+                .collect();
+            assert!(!rates.is_empty(), "{view}");
+            assert!(rates.iter().all(|r| (1.0..5.0).contains(r)), "{rates:?}");
+        }
+        if routing != settings[0] {
+            let (_, _, metrics) = send_with_key(
+                "GET",
+                &format!("{}/metrics", router.url),
+                Some(ADMIN_KEY),
+                None,
+            )
+            .await;
+            let metrics = metrics.as_str().unwrap_or_default();
+            for line in metrics
+                .lines()
+                .filter(|l| l.starts_with("switchyard_routing_decisions_total"))
+            {
+                eprintln!("{line}");
+            }
+            assert!(metrics.contains(r#"reason="slot_wait""#), "{metrics}");
+        }
+    }
+    eprintln!(
+        "cached share: without waiting {:.3}, auto {:.3}, slot_wait_ms 2000 {:.3}",
+        shares[0], shares[1], shares[2]
+    );
+    assert!(shares[1] > shares[0] + 0.1, "{shares:?}");
+    assert!(shares[2] > shares[0] + 0.1, "{shares:?}");
+}

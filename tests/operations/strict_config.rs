@@ -298,7 +298,8 @@ fn sample_value(key: &str) -> &'static str {
         | "balance_abs_threshold"
         | "balance_rel_threshold"
         | "affinity_load_factor"
-        | "tier_queue_limit" => "1",
+        | "tier_queue_limit"
+        | "slot_wait_ms" => "1",
         "prefix_match_threshold" => "0.5",
         "prefix_tree_max_bytes" => "1048576",
         "policy" | "default_policy" => "prefix_cache",

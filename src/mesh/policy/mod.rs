@@ -7,16 +7,22 @@
 mod affinity;
 mod hints;
 mod least_load;
+mod prefill_rate;
 mod prefix_cache;
 mod prefix_tree;
+mod slot_model;
 mod stats;
 mod tiers;
 mod weighted;
 
 pub use affinity::stable_id;
 pub use hints::RoutingHints;
+pub use prefill_rate::{prompt_tokens_of_bytes, PrefillRate};
 pub use prefix_tree::{
     PrefixTree, PromptPrefix, CHUNK_BYTES, MAX_PROMPT_BYTES, MAX_TRACKED_ROUTES, NODE_BYTES,
+};
+pub use slot_model::{
+    Loss, SlotModel, SlotTicket, SlotView, MAX_MODELLED_SLOTS, SLOT_PROMPT_SIMILARITY,
 };
 pub use stats::{count, decision_metrics, DecisionMetrics};
 pub use tiers::{by_priority, first_admitted, Placed};
@@ -41,6 +47,9 @@ pub struct Candidate {
     /// How many requests the endpoint computes at once, when known (the engine's slots, the
     /// route's `max_in_flight`, or what a queueing engine runs): beyond it a request queues.
     pub capacity: Option<u64>,
+    /// The engine's slots as this router models them (llama.cpp-style engines that report a
+    /// slot count, `prefix_cache` with a prompt): `None` keeps the engine-level view.
+    pub slots: Option<SlotView>,
 }
 
 impl Candidate {
@@ -75,6 +84,13 @@ impl Candidate {
 pub enum Reason {
     CacheHit,
     LoadGuard,
+    /// No idle slot holds the prompt's prefix anywhere: the route whose idle slot loses least.
+    ColdSlot,
+    /// Every route is full: the request queues where most slots hold its prefix.
+    PrefixQueue,
+    /// No idle slot keeps the prefix, but a busy one does, running a cached request: the
+    /// request waits for it (`slot_wait_ms`) rather than start cold elsewhere.
+    SlotWait,
     Affinity,
     LeastLoad,
     Weighted,
@@ -89,6 +105,9 @@ impl Reason {
         match self {
             Reason::CacheHit => "cache_hit",
             Reason::LoadGuard => "load_guard",
+            Reason::ColdSlot => "cold_slot",
+            Reason::PrefixQueue => "prefix_queue",
+            Reason::SlotWait => "slot_wait",
             Reason::Affinity => "affinity",
             Reason::LeastLoad => "least_load",
             Reason::Weighted => "weighted",
@@ -169,6 +188,7 @@ pub(crate) mod tests {
                 identity: stable_id(&format!("route-{route}")),
                 matched_chunks: 0,
                 capacity: None,
+                slots: None,
             })
             .collect()
     }

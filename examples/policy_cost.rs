@@ -4,18 +4,26 @@
 //! tree walk, the policy's choice and the insertion of the prompt for the chosen route. The
 //! prompt's hashing (done once per request, in the handler) is timed on its own.
 //!
+//! A second pass repeats the decisions in front of llama.cpp-like engines whose slots the router
+//! models (`SLOTS` per route, each keeping one of the prompts): the slot views the policy reads
+//! then cost their share, and each chosen slot is taken and released as a lease would.
+//!
 //! `cargo run --release --no-default-features --example policy_cost [decisions]`
 //! (bounded: 100,000 decisions by default, at most 1,000,000).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::config::{PolicySettings, RoutingPolicy};
-use switchyard::mesh::policy::{self, Candidate, PrefixTree, PromptPrefix};
+use switchyard::mesh::policy::{self, Candidate, PrefixTree, PromptPrefix, SlotModel};
 
 const PREFIXES: usize = 10_000;
 const PROMPT_BYTES: usize = 8 * 1024;
 const QUESTION_BYTES: usize = 256;
 const ROUTES: usize = 4;
+/// Slots per engine in the second pass: llama-server's `--parallel` is a few to a few dozen;
+/// the model caps it at `MAX_MODELLED_SLOTS` (64).
+const SLOTS: usize = 16;
 
 fn main() {
     let decisions: usize = std::env::args()
@@ -41,53 +49,97 @@ fn main() {
         tree.insert(&PromptPrefix::from_text(&prefix_text(i)), i % ROUTES);
     }
     let filled = Instant::now();
-    let mut hashing = Vec::with_capacity(decisions);
-    let mut deciding = Vec::with_capacity(decisions);
-    let mut hits = 0usize;
-    for n in 0..decisions {
-        let prefix = rng.usize(..PREFIXES);
-        let question = format!("question {n}? ").repeat(QUESTION_BYTES / 16);
-        let text = format!("{}{}", prefix_text(prefix), &question[..QUESTION_BYTES]);
+    // Slot models for the second pass: every slot starts keeping one of the prompts.
+    let mut engines: Vec<SlotModel> = (0..ROUTES)
+        .map(|route| {
+            let mut model = SlotModel::default();
+            model.resize(SLOTS);
+            for k in 0..SLOTS {
+                let kept = PromptPrefix::from_text(&prefix_text((route * SLOTS + k) % PREFIXES));
+                if let Some(ticket) = model.take(Some(Arc::new(kept))) {
+                    model.release(ticket, k as u64);
+                }
+            }
+            model
+        })
+        .collect();
+    for with_slots in [false, true] {
+        let mut hashing = Vec::with_capacity(decisions);
+        let mut deciding = Vec::with_capacity(decisions);
+        let mut hits = 0usize;
+        for n in 0..decisions {
+            let prefix = rng.usize(..PREFIXES);
+            let question = format!("question {n}? ").repeat(QUESTION_BYTES / 16);
+            let text = format!("{}{}", prefix_text(prefix), &question[..QUESTION_BYTES]);
 
-        let started = Instant::now();
-        let prompt = PromptPrefix::from_text(&text);
-        hashing.push(started.elapsed());
+            let started = Instant::now();
+            let prompt = PromptPrefix::from_text(&text);
+            hashing.push(started.elapsed());
 
-        let started = Instant::now();
-        let matched = tree.matched_chunks(&prompt);
-        let candidates: Vec<Candidate> = (0..ROUTES)
-            .map(|route| Candidate {
-                route,
-                weight: 1.0,
-                in_flight: (n + route) as u64 % 3,
-                engine_waiting: None,
-                identity: route as u64,
-                matched_chunks: usize::from(matched[route]),
-                capacity: Some(2),
-                slots: None,
-            })
-            .collect();
-        let ctx = policy::Context {
-            policy: RoutingPolicy::PrefixCache,
-            settings: &settings,
-            session: None,
-            prompt_chunks: prompt.chunks().len(),
-        };
-        let choice = policy::choose(&candidates, &ctx, &mut rng);
-        if let Some(choice) = choice {
-            hits += usize::from(choice.reason == policy::Reason::CacheHit);
-            tree.insert(&prompt, candidates[choice.index].route);
+            let started = Instant::now();
+            let matched = tree.matched_chunks(&prompt);
+            let views: Vec<_> = (0..ROUTES)
+                .map(|route| {
+                    with_slots
+                        .then(|| {
+                            engines[route].view(&prompt, |kept| {
+                                (0..ROUTES)
+                                    .filter(|&other| other != route)
+                                    .map(|other| engines[other].holders_of(kept))
+                                    .sum()
+                            })
+                        })
+                        .flatten()
+                })
+                .collect();
+            let candidates: Vec<Candidate> = (0..ROUTES)
+                .map(|route| Candidate {
+                    route,
+                    weight: 1.0,
+                    in_flight: (n + route) as u64 % 3,
+                    engine_waiting: None,
+                    identity: route as u64,
+                    matched_chunks: usize::from(matched[route]),
+                    capacity: Some(2),
+                    slots: views[route],
+                })
+                .collect();
+            let ctx = policy::Context {
+                policy: RoutingPolicy::PrefixCache,
+                settings: &settings,
+                session: None,
+                prompt_chunks: prompt.chunks().len(),
+            };
+            let choice = policy::choose(&candidates, &ctx, &mut rng);
+            if let Some(choice) = choice {
+                hits += usize::from(choice.reason == policy::Reason::CacheHit);
+                let route = candidates[choice.index].route;
+                tree.insert(&prompt, route);
+                if with_slots {
+                    // The lease takes the slot and, the request over, gives it back.
+                    let model = &mut engines[route];
+                    if let Some(ticket) = model.take(Some(Arc::new(prompt.clone()))) {
+                        model.release(ticket, n as u64 + SLOTS as u64);
+                    }
+                }
+            }
+            deciding.push(started.elapsed());
         }
-        deciding.push(started.elapsed());
-    }
-    let rss_after = rss_bytes();
-    println!(
+        let rss_after = rss_bytes();
+        println!(
         "policy_cost: {decisions} prefix_cache decisions, {PREFIXES} prefixes of {PROMPT_BYTES} B, {ROUTES} routes ({:.1} s)",
         filled.elapsed().as_secs_f64()
     );
-    report("decision (tree walk + choice + insert)", &mut deciding);
-    report("prompt hashing (8 KiB, in the handler)", &mut hashing);
-    println!(
+        if with_slots {
+            report(
+            &format!("decision with {SLOTS} modelled slots per route (views + choice + insert + take/release)"),
+            &mut deciding,
+        );
+            continue;
+        }
+        report("decision (tree walk + choice + insert)", &mut deciding);
+        report("prompt hashing (8 KiB, in the handler)", &mut hashing);
+        println!(
         "cache hits: {:.1} %; tree: {} nodes, {:.1} MiB by NODE_BYTES, cap {:.1} MiB; process RSS grew {:.1} MiB",
         100.0 * hits as f64 / decisions.max(1) as f64,
         tree.len(),
@@ -95,6 +147,7 @@ fn main() {
         settings.prefix_tree_max_bytes as f64 / 1048576.0,
         rss_after.saturating_sub(rss_before) as f64 / 1048576.0,
     );
+    }
 }
 
 fn report(what: &str, samples: &mut [Duration]) {

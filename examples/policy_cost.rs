@@ -5,7 +5,7 @@
 //! prompt's hashing (done once per request, in the handler) is timed on its own.
 //!
 //! A second pass repeats the decisions in front of llama.cpp-like engines whose slots the router
-//! models (`SLOTS` per route, each keeping one of the prompts): the slot views the policy reads
+//! models (env `SLOTS` per route, default 16, each keeping one of the prompts): the slot views the policy reads
 //! then cost their share, and each chosen slot is taken and released as a lease would.
 //!
 //! `cargo run --release --no-default-features --example policy_cost [decisions]`
@@ -17,13 +17,24 @@ use std::time::{Duration, Instant};
 use switchyard::config::{PolicySettings, RoutingPolicy};
 use switchyard::mesh::policy::{self, Candidate, PrefixTree, PromptPrefix, SlotModel};
 
+/// The router's allocator (src/main.rs), so node allocations cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PREFIXES: usize = 10_000;
 const PROMPT_BYTES: usize = 8 * 1024;
 const QUESTION_BYTES: usize = 256;
 const ROUTES: usize = 4;
-/// Slots per engine in the second pass: llama-server's `--parallel` is a few to a few dozen;
-/// the model caps it at `MAX_MODELLED_SLOTS` (64).
-const SLOTS: usize = 16;
+/// Slots per engine in the second pass (env `SLOTS`, default 16): llama-server's `--parallel`
+/// is a few to a few dozen; the model caps it at `MAX_MODELLED_SLOTS` (64). `SLOTS=0` repeats
+/// the first pass on the tree as it then stands: the control for the second pass.
+fn slots_per_engine() -> usize {
+    std::env::var("SLOTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16)
+        .min(policy::MAX_MODELLED_SLOTS)
+}
 
 fn main() {
     let decisions: usize = std::env::args()
@@ -49,13 +60,14 @@ fn main() {
         tree.insert(&PromptPrefix::from_text(&prefix_text(i)), i % ROUTES);
     }
     let filled = Instant::now();
+    let slots = slots_per_engine();
     // Slot models for the second pass: every slot starts keeping one of the prompts.
     let mut engines: Vec<SlotModel> = (0..ROUTES)
         .map(|route| {
             let mut model = SlotModel::default();
-            model.resize(SLOTS);
-            for k in 0..SLOTS {
-                let kept = PromptPrefix::from_text(&prefix_text((route * SLOTS + k) % PREFIXES));
+            model.resize(slots);
+            for k in 0..slots {
+                let kept = PromptPrefix::from_text(&prefix_text((route * slots + k) % PREFIXES));
                 if let Some(ticket) = model.take(Some(Arc::new(kept))) {
                     model.release(ticket, k as u64);
                 }
@@ -69,7 +81,8 @@ fn main() {
         let mut hits = 0usize;
         for n in 0..decisions {
             let prefix = rng.usize(..PREFIXES);
-            let question = format!("question {n}? ").repeat(QUESTION_BYTES / 16);
+            // At least QUESTION_BYTES whatever the width of `n` (the text is ASCII, so any cut is a char boundary).
+            let question = format!("question {n}? ").repeat(QUESTION_BYTES / 8);
             let text = format!("{}{}", prefix_text(prefix), &question[..QUESTION_BYTES]);
 
             let started = Instant::now();
@@ -119,7 +132,7 @@ fn main() {
                     // The lease takes the slot and, the request over, gives it back.
                     let model = &mut engines[route];
                     if let Some(ticket) = model.take(Some(Arc::new(prompt.clone()))) {
-                        model.release(ticket, n as u64 + SLOTS as u64);
+                        model.release(ticket, (n + slots) as u64);
                     }
                 }
             }
@@ -132,7 +145,7 @@ fn main() {
     );
         if with_slots {
             report(
-            &format!("decision with {SLOTS} modelled slots per route (views + choice + insert + take/release)"),
+            &format!("decision with {slots} modelled slots per route (views + choice + insert + take/release)"),
             &mut deciding,
         );
             continue;

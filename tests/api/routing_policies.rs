@@ -319,6 +319,28 @@ async fn wait_for_slot_counts(router: &str, endpoints: usize) {
     }
 }
 
+/// Empty every mock's counters and caches between two routers in one test.
+async fn reset_mocks(mocks: &[Proc]) {
+    for mock in mocks {
+        let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// The router's `/metrics` text, its routing decisions printed for the test's log.
+async fn metrics_with_decisions(router: &str) -> String {
+    let (_, _, metrics) =
+        send_with_key("GET", &format!("{router}/metrics"), Some(ADMIN_KEY), None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("switchyard_routing_decisions_total"))
+    {
+        eprintln!("{line}");
+    }
+    metrics
+}
+
 /// `prefix_cache` in front of llama.cpp-style engines that cache per slot (two mocks with three
 /// slots each, `cache: slot`), three long system prompts, four clients at once: modelling the
 /// slots serves more of the prompts from cache than the engine-level view with the same
@@ -340,12 +362,6 @@ async fn prefix_cache_models_per_slot_caches() {
         start_mock(json!({"cost_model": cost_model})),
         start_mock(json!({"cost_model": cost_model})),
     ];
-    let reset = || async {
-        for mock in &mocks {
-            let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
-            assert_eq!(status, 200);
-        }
-    };
     let (workers, rounds, families) = (4, 15, 3);
 
     let llama =
@@ -353,30 +369,17 @@ async fn prefix_cache_models_per_slot_caches() {
     let router = start(&llama, None, admin_env(), 2).await;
     wait_for_slot_counts(&router.url, 2).await;
     let (prompt, cached) = cached_share(&router.url, workers, rounds, families).await;
-    let (_, _, metrics) = send_with_key(
-        "GET",
-        &format!("{}/metrics", router.url),
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    let metrics = metrics_with_decisions(&router.url).await;
     drop(router);
     let by_slots = cached as f64 / prompt as f64;
 
-    reset().await;
+    reset_mocks(&mocks).await;
     let engine_level = model_yaml(&mocks, Some("prefix_cache"), &[", max_in_flight: 3"; 2]);
     let router = start(&engine_level, None, admin_env(), 2).await;
     let (prompt, cached) = cached_share(&router.url, workers, rounds, families).await;
     let by_engine = cached as f64 / prompt as f64;
 
     eprintln!("cached share: slots modelled {by_slots:.3}, engine-level {by_engine:.3}");
-    for line in metrics
-        .lines()
-        .filter(|l| l.starts_with("switchyard_routing_decisions_total"))
-    {
-        eprintln!("{line}");
-    }
     assert!(
         by_slots > by_engine + 0.1,
         "slots modelled {by_slots:.3}, engine-level {by_engine:.3}"
@@ -417,10 +420,7 @@ async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
         Some("policy_settings:\n  slot_wait_ms: 2000\n"),
     ];
     for routing in settings {
-        for mock in &mocks {
-            let (status, _, _) = post_json(&format!("{}/_mock/reset", mock.url), &json!({})).await;
-            assert_eq!(status, 200);
-        }
+        reset_mocks(&mocks).await;
         let router = start(&llama, routing, admin_env(), 2).await;
         wait_for_slot_counts(&router.url, 2).await;
         let (prompt, cached) = cached_share(&router.url, 4, 15, 3).await;
@@ -438,20 +438,7 @@ async fn prefix_cache_may_wait_for_a_slot_keeping_the_prefix() {
             assert!(rates.iter().all(|r| (1.0..5.0).contains(r)), "{rates:?}");
         }
         if routing != settings[0] {
-            let (_, _, metrics) = send_with_key(
-                "GET",
-                &format!("{}/metrics", router.url),
-                Some(ADMIN_KEY),
-                None,
-            )
-            .await;
-            let metrics = metrics.as_str().unwrap_or_default();
-            for line in metrics
-                .lines()
-                .filter(|l| l.starts_with("switchyard_routing_decisions_total"))
-            {
-                eprintln!("{line}");
-            }
+            let metrics = metrics_with_decisions(&router.url).await;
             assert!(metrics.contains(r#"reason="slot_wait""#), "{metrics}");
         }
     }

@@ -43,8 +43,15 @@ fn main() {
         .unwrap_or(100_000)
         .min(1_000_000);
     let settings = PolicySettings {
-        // 10,000 prefixes of 8 KiB are 1.28 M nodes; the cap holds them all.
-        prefix_tree_max_bytes: 128 * 1024 * 1024,
+        // 10,000 prefixes of 8 KiB are 320 k nodes (30 MiB); the default cap holds them all.
+        // `TREE_MIB` sets another: the router's default (8) keeps the tree evicting throughout.
+        prefix_tree_max_bytes: std::env::var("TREE_MIB")
+            .ok()
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(128)
+            .clamp(1, 4096)
+            * 1024
+            * 1024,
         ..PolicySettings::default()
     };
     let mut rng = fastrand::Rng::with_seed(42);

@@ -43,8 +43,10 @@ mod tests {
 
     #[test]
     fn equal_heads_share_chunks_and_the_cap_holds() {
-        let a = PromptPrefix::from_text(&format!("{}x", "s".repeat(200)));
-        let b = PromptPrefix::from_text(&format!("{}y", "s".repeat(200)));
+        // Three whole chunks in common, then a fourth that differs in its last byte.
+        let head = "s".repeat(CHUNK_BYTES * 3 + CHUNK_BYTES / 2);
+        let a = PromptPrefix::from_text(&format!("{head}x"));
+        let b = PromptPrefix::from_text(&format!("{head}y"));
         assert_eq!(a.chunks().len(), 4);
         assert_eq!(a.chunks()[..3], b.chunks()[..3]);
         assert_ne!(a.chunks()[3], b.chunks()[3]);

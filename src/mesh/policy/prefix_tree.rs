@@ -14,8 +14,10 @@
 use hashlink::LruCache;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Bytes of prompt text per tree node (about 16 tokens).
-pub const CHUNK_BYTES: usize = 64;
+/// Bytes of prompt text per tree node (about 64 tokens). Coarse enough that an 8 KiB prompt is
+/// 32 lookups and 32 LRU touches (at 64 bytes it was 128, and a decision's p99 was the cache
+/// misses of those touches: docs/routing.md, "Decision cost").
+pub const CHUNK_BYTES: usize = 256;
 /// Routes past this index are not tracked (a model with more routes than this is balanced
 /// by load alone on its later routes).
 pub const MAX_TRACKED_ROUTES: usize = 64;

@@ -12,7 +12,7 @@
 //! request; the circuit, buckets and pause share one small mutex so they change together.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -22,6 +22,7 @@ use super::circuit::{Admission, CircuitBreaker, CircuitSettings, CircuitState};
 use super::engine_load::{EngineLoadSlot, EngineLoadView};
 use super::engine_slots::EngineSlots;
 use super::outcome::{Finished, Outcome};
+use crate::caller::allowance_name;
 use crate::config::{Limits, Outbound, Secret};
 use crate::engines::{AuthStyle, BackendKind, BaseUrl};
 
@@ -94,6 +95,10 @@ pub struct Endpoint {
     /// Where the engine's own load is read on the probe timer; `None` = not read.
     pub metrics_path: Option<String>,
     pub limits: Limits,
+    /// Its requests/minute and tokens/minute in the shared ledger (`endpoint:<name>:rpm`, …),
+    /// named once here: every attempt on a limited endpoint looks them up.
+    pub rpm_allowance: Arc<str>,
+    pub tpm_allowance: Arc<str>,
     /// Trust, client certificate and proxy of every call to it (traffic and probes).
     pub outbound: Outbound,
     /// The last failure of a call or probe worth showing (a TLS refusal names its reason).
@@ -147,6 +152,8 @@ impl Endpoint {
             Health::Ready
         };
         Endpoint {
+            rpm_allowance: allowance_name("endpoint", &name, "rpm").into(),
+            tpm_allowance: allowance_name("endpoint", &name, "tpm").into(),
             name,
             kind,
             base,

@@ -84,7 +84,7 @@ pub struct LimitCharge {
     tokens: Option<(Arc<str>, f64)>,
     usd: Option<(Arc<str>, f64)>,
     /// Per attempt, in order: the last one served the request.
-    endpoint_tokens: Vec<(String, f64)>,
+    endpoint_tokens: Vec<(Arc<str>, f64)>,
 }
 
 impl std::fmt::Debug for LimitCharge {
@@ -112,7 +112,7 @@ impl LimitCharge {
     }
 
     /// Add an attempt's reservation of an endpoint's tokens/minute.
-    pub fn hold_endpoint_tokens(&mut self, reservation: (String, f64)) {
+    pub fn hold_endpoint_tokens(&mut self, reservation: (Arc<str>, f64)) {
         self.endpoint_tokens.push(reservation);
     }
 

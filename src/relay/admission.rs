@@ -59,7 +59,7 @@ impl Admission {
         if endpoint.limits.rpm.is_some() || endpoint.limits.tpm.is_some() {
             let held = self
                 .quotas
-                .admit_endpoint(&endpoint.name, &endpoint.limits, self.est_tokens)
+                .admit_endpoint(endpoint, self.est_tokens)
                 .await
                 .map_err(Refusal::EndpointFull)?;
             if let Some(reservation) = held {

@@ -45,7 +45,7 @@ fn insert_sql(rows: usize, kind: DbKind) -> String {
 /// prepared-statement cache, so it must not be rebuilt per batch). Row counts are powers of
 /// two (see [`statement_sizes`]), so at most nine texts per database kind ever exist; they are
 /// leaked on purpose.
-fn cached_insert_sql(rows: usize, kind: DbKind) -> &'static str {
+pub(super) fn cached_insert_sql(rows: usize, kind: DbKind) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<(usize, bool), &'static str>>> = OnceLock::new();
@@ -60,7 +60,7 @@ fn cached_insert_sql(rows: usize, kind: DbKind) -> &'static str {
 
 /// Split `rows` into statement sizes that are powers of two up to [`MAX_ROWS_PER_STATEMENT`]
 /// (300 → 256, 32, 8, 4): few round trips, and few distinct prepared statements.
-fn statement_sizes(mut rows: usize) -> Vec<usize> {
+pub(super) fn statement_sizes(mut rows: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     while rows > 0 {
         let size = if rows >= MAX_ROWS_PER_STATEMENT {
@@ -74,41 +74,32 @@ fn statement_sizes(mut rows: usize) -> Vec<usize> {
     sizes
 }
 
-/// Insert rows in one transaction: all of them or none. SQLite's rows go through the
-/// store's native writer connection, PostgreSQL's through the `Any` pool.
+/// Insert rows in one transaction: all of them or none, through the `Any` pool. The request
+/// log writes PostgreSQL's rows this way; SQLite's go through its own writer
+/// ([`super::sqlite_rows`]), which is cheaper per row.
 pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    // One body for both pools: the drivers' query types differ, the statements do not.
-    macro_rules! insert_in_one_transaction {
-        ($pool:expr, $kind:expr) => {{
-            let mut tx = $pool.begin().await?;
-            let mut rest = rows;
-            for size in statement_sizes(rows.len()) {
-                let (chunk, tail) = rest.split_at(size);
-                rest = tail;
-                // PostgreSQL: an unnamed statement, typed by this batch's own values. A named
-                // one is typed once, by the batch that prepared it, and sqlx's `Any` driver
-                // gives a NULL `f64` the type `float4` (its `Real`/`Double` nulls are
-                // swapped); a later batch whose value is there then sends 8 bytes for a
-                // 4-byte parameter and the whole batch fails ("incorrect binary data format
-                // in bind parameter"). SQLite keeps its prepared statements: it has no
-                // parameter types to get wrong.
-                let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, $kind)))
-                    .persistent($kind == DbKind::Sqlite);
-                for row in chunk {
-                    q = row.bind_all(q);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }};
+    let mut tx = store.pool.begin().await?;
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        // PostgreSQL: an unnamed statement, typed by this batch's own values. A named one is
+        // typed once, by the batch that prepared it, and sqlx's `Any` driver gives a NULL `f64`
+        // the type `float4` (its `Real`/`Double` nulls are swapped); a later batch whose value
+        // is there then sends 8 bytes for a 4-byte parameter and the whole batch fails
+        // ("incorrect binary data format in bind parameter"). SQLite keeps its prepared
+        // statements: it has no parameter types to get wrong.
+        let mut q = sqlx::query(AssertSqlSafe(cached_insert_sql(size, store.kind)))
+            .persistent(store.kind == DbKind::Sqlite);
+        for row in chunk {
+            q = row.bind_all(q);
+        }
+        q.execute(&mut *tx).await?;
     }
-    match &store.sqlite_writer {
-        Some(writer) => insert_in_one_transaction!(writer, DbKind::Sqlite),
-        None => insert_in_one_transaction!(store.pool, store.kind),
-    }
+    tx.commit().await
 }
 
 /// Filters shared by the log tail and the usage aggregates.
@@ -488,10 +479,10 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn full_row(i: i64) -> LogRow {
+    pub(crate) fn full_row(i: i64) -> LogRow {
         LogRow {
             id: format!("row-{i}"),
             request_id: format!("req-{i}"),
@@ -538,8 +529,8 @@ mod tests {
         };
         let store = Store::connect(&settings).await.unwrap();
         assert!(
-            store.sqlite_writer.is_some(),
-            "SQLite rows go through the native writer"
+            store.sqlite_path.is_some(),
+            "a SQLite store names its file, for the request log's own writer"
         );
         store.migrate().await.unwrap();
         let rows: Vec<LogRow> = (0..300).map(full_row).collect();

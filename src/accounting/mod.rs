@@ -6,6 +6,8 @@
 //! - [`row`]: the `api_logs` row; [`db`]: its SQL (insert, tail, aggregates).
 //! - [`logger`]: the batching `RequestLogger` actor and the request path's [`LogQueue`].
 //! - [`spill`]: the spill file for rows the database could not take yet.
+//! - [`sqlite_rows`]: the request log's own SQLite writer (PostgreSQL's rows go through
+//!   [`db::insert_rows`]).
 //! - [`cli`]: `switchyard logs` and `switchyard usage`.
 //! - [`settings`]: the environment variables of this feature.
 
@@ -16,6 +18,7 @@ pub mod logger;
 pub mod row;
 pub mod settings;
 pub mod spill;
+pub mod sqlite_rows;
 
 pub use logger::LogQueue;
 pub use row::LogRow;

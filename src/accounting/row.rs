@@ -8,7 +8,7 @@ use sqlx::{Database, Encode, Type};
 
 use crate::record::RequestRecord;
 
-/// Column list in insert order; [`LogRow::bind_all`] binds in the same order.
+/// Column list in insert order; [`LogRow::bind_all`] and [`LogRow::sqlite_params`] follow it.
 pub const COLUMNS: &[&str] = &[
     "id",
     "request_id",
@@ -132,6 +132,41 @@ impl LogRow {
                 .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
             replica: None,
         }
+    }
+
+    /// Every column's value, in [`COLUMNS`] order, borrowed for the SQLite writer's prepared
+    /// statement ([`super::sqlite_rows`]).
+    pub fn sqlite_params(&self) -> [&dyn rusqlite::ToSql; 28] {
+        [
+            &self.id,
+            &self.request_id,
+            &self.ts_ms,
+            &self.model_id,
+            &self.model_type,
+            &self.op,
+            &self.route,
+            &self.endpoint,
+            &self.api_key_id,
+            &self.status_code,
+            &self.outcome,
+            &self.stream,
+            &self.latency_ms,
+            &self.ttfb_ms,
+            &self.upstream_ms,
+            &self.prompt_tokens,
+            &self.completion_tokens,
+            &self.cached_tokens,
+            &self.total_tokens,
+            &self.usage_estimated,
+            &self.audio_seconds,
+            &self.images,
+            &self.video_seconds,
+            &self.cost_usd,
+            &self.attempts,
+            &self.error_code,
+            &self.error,
+            &self.replica,
+        ]
     }
 
     /// Bind every column, in [`COLUMNS`] order, for any database that takes these types

@@ -10,9 +10,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub mod response_routes;
@@ -175,32 +172,14 @@ fn postgres_url_problem(url: &str) -> Option<String> {
     }
 }
 
-/// The request log's own SQLite connection, with the settings `connect` gives the shared
-/// pool's (WAL, busy timeout, `synchronous=NORMAL`); one connection, as the logger writes
-/// one batch at a time.
-fn sqlite_writer(path: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5))
-        .synchronous(SqliteSynchronous::Normal);
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(options)
-}
-
 /// A connection pool plus which database it talks to.
 #[derive(Clone)]
 pub struct Store {
     pub pool: AnyPool,
     pub kind: DbKind,
-    /// SQLite only: one native connection for the request log's inserts. Through `Any`, every
-    /// row's 28 values were converted to `Any` arguments and back on the way to SQLite
-    /// (~8k instructions a row, issue 17); the native driver binds them directly. Opened on
-    /// first use, so commands that never write rows never open it.
-    pub sqlite_writer: Option<SqlitePool>,
+    /// SQLite only: the database file, which the request log's own writer opens
+    /// (`accounting::sqlite_rows`).
+    pub sqlite_path: Option<PathBuf>,
 }
 
 impl Store {
@@ -230,14 +209,14 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let sqlite_writer = match &settings.sqlite_path {
-            Some(path) if kind == DbKind::Sqlite => Some(sqlite_writer(path)),
+        let sqlite_path = match &settings.sqlite_path {
+            Some(path) if kind == DbKind::Sqlite => Some(path.clone()),
             _ => None,
         };
         Ok(Store {
             pool,
             kind,
-            sqlite_writer,
+            sqlite_path,
         })
     }
 

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::de::DeserializeSeed;
 use serde::Serialize;
+
+pub mod usage_json;
 
 use crate::config::ModelType;
 use crate::engines::ApiOp;
@@ -37,35 +40,11 @@ impl Usage {
     /// reads and writes apart from `input_tokens`: they are added to the prompt here, the
     /// reads also counted as cached.
     pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
-        let obj = v.as_object()?;
-        let get = |a: &str, b: &str| {
-            obj.get(a)
-                .or_else(|| obj.get(b))
-                .and_then(serde_json::Value::as_u64)
-        };
-        let prompt = get("prompt_tokens", "input_tokens");
-        let completion = get("completion_tokens", "output_tokens");
-        if prompt.is_none() && completion.is_none() {
-            return None;
-        }
-        let count = |k: &str| obj.get(k).and_then(serde_json::Value::as_u64);
-        let cache_reads = count("cache_read_input_tokens").unwrap_or(0);
-        let cache_writes = count("cache_creation_input_tokens").unwrap_or(0);
-        let cached = obj
-            .get("prompt_tokens_details")
-            .or_else(|| obj.get("input_tokens_details"))
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(cache_reads);
-        Some(Usage {
-            prompt_tokens: prompt
-                .unwrap_or(0)
-                .saturating_add(cache_reads)
-                .saturating_add(cache_writes),
-            completion_tokens: completion.unwrap_or(0),
-            cached_tokens: cached,
-            estimated: false,
-        })
+        // One reading for a `Value` and for an answer's raw `usage` text (`read_usage`).
+        usage_json::UsageSeed::AS_VALUE
+            .deserialize(v)
+            .ok()
+            .and_then(|fields| fields.usage())
     }
 }
 

@@ -4,6 +4,7 @@
 //! never keys). Per-request metrics are fed from the finished [`RequestRecord`]; the mesh's
 //! live state (health, buckets, in-flight, weights) is read at scrape time.
 
+mod series;
 mod sink;
 pub mod timeline;
 
@@ -23,6 +24,7 @@ use crate::engines::ApiOp;
 use crate::mesh::{CircuitState, Health, RouteTable};
 use crate::quota::Quotas;
 use crate::record::RequestRecord;
+use series::{RequestSeries, SeriesCache, TOKEN_TYPES};
 use timeline::Timeline;
 
 /// Request and time-to-first-token buckets, 10 ms to 5 min: proxy hops to long generations.
@@ -57,6 +59,8 @@ pub struct Metrics {
     video_jobs: IntGaugeVec,
     video_job_duration: HistogramVec,
     cost: CounterVec,
+    /// Handles of the per-request series above, by the request's labels.
+    series: SeriesCache,
     pub timeline: Timeline,
 }
 
@@ -235,6 +239,7 @@ impl Metrics {
                 &["model", "api_key_id"],
             ),
             registry: r,
+            series: SeriesCache::default(),
             timeline: Timeline::default(),
         }
     }
@@ -246,39 +251,61 @@ impl Metrics {
         let key = r.api_key_id.as_deref().unwrap_or(NONE);
         let op = r.op.as_str();
         let latency = r.latency.as_secs_f64();
-        self.requests
-            .with_label_values(&[op, model, backend, r.outcome])
+        let cached = self.series.get((op, model, backend, r.outcome));
+        let uncached;
+        let series: &RequestSeries = match &cached {
+            Some(series) => series,
+            None => {
+                uncached = RequestSeries::default();
+                &uncached
+            }
+        };
+        series
+            .requests
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[op, model, backend, r.outcome])
+            })
             .inc();
-        self.request_duration
-            .with_label_values(&[op, model, backend])
+        series
+            .request_duration
+            .get_or_init(|| {
+                self.request_duration
+                    .with_label_values(&[op, model, backend])
+            })
             .observe(latency);
         if r.attempts > 0 {
             let upstream = r.upstream_time.min(r.latency);
-            self.upstream_duration
-                .with_label_values(&[model, backend])
+            series
+                .upstream_duration
+                .get_or_init(|| self.upstream_duration.with_label_values(&[model, backend]))
                 .observe(upstream.as_secs_f64());
-            self.overhead
-                .with_label_values(&[op])
+            series
+                .overhead
+                .get_or_init(|| self.overhead.with_label_values(&[op]))
                 .observe((r.latency - upstream).as_secs_f64());
         }
         if r.stream {
             if let Some(ttfb) = r.ttfb {
-                self.time_to_first_token
-                    .with_label_values(&[model, backend])
+                series
+                    .time_to_first_token
+                    .get_or_init(|| {
+                        self.time_to_first_token
+                            .with_label_values(&[model, backend])
+                    })
                     .observe(ttfb.as_secs_f64());
             }
         }
         if let Some(u) = r.usage {
-            let by = |kind: &str, n: u64| {
+            let counts = [u.prompt_tokens, u.completion_tokens, u.cached_tokens];
+            for ((handle, kind), n) in series.tokens.iter().zip(TOKEN_TYPES).zip(counts) {
+                // A zero count creates no series, as ever.
                 if n > 0 {
-                    self.tokens
-                        .with_label_values(&[model, backend, kind])
+                    handle
+                        .get_or_init(|| self.tokens.with_label_values(&[model, backend, kind]))
                         .inc_by(n);
                 }
-            };
-            by("prompt", u.prompt_tokens);
-            by("completion", u.completion_tokens);
-            by("cached", u.cached_tokens);
+            }
             if u.estimated {
                 self.estimated_usage.with_label_values(&[model]).inc();
             }
@@ -740,5 +767,70 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains(r#"switchyard_video_jobs{model="wan",status="queued"}"#));
+    }
+
+    /// Requests of many label sets, some repeated, with and without what adds series
+    /// (attempts, a stream's first token, zero and non-zero token counts).
+    fn varied_records() -> Vec<RequestRecord> {
+        let mut records = Vec::new();
+        for round in 0..3u64 {
+            for (i, op) in [ApiOp::ChatCompletions, ApiOp::Embeddings]
+                .into_iter()
+                .enumerate()
+            {
+                for model in [None, Some("m1"), Some("m2")] {
+                    for backend in [None, Some("vllm@h:1"), Some("ollama@h:2")] {
+                        for outcome in ["success", "error", "canceled"] {
+                            let mut r = test_record();
+                            r.op = op;
+                            r.model = model.map(str::to_string);
+                            r.endpoint = backend.map(str::to_string);
+                            r.outcome = outcome;
+                            r.attempts = ((round + i as u64) % 3) as u32;
+                            r.stream = round % 2 == 0;
+                            r.ttfb = (round != 1).then(|| Duration::from_millis(5 + round));
+                            r.latency = Duration::from_millis(20 + round * 7);
+                            r.upstream_time = Duration::from_millis(10 + round);
+                            r.usage = (round != 2).then_some(Usage {
+                                prompt_tokens: round * 3,
+                                completion_tokens: 4,
+                                cached_tokens: round,
+                                estimated: round == 1,
+                            });
+                            records.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn cached_series_handles_expose_what_lookups_in_the_families_exposed() {
+        let exposition = |bound: usize| {
+            let mut m = Metrics::new();
+            m.series = series::SeriesCache::with_bound(bound);
+            for r in varied_records() {
+                m.observe(&r, Some(0.25));
+            }
+            assert!(m.series.len() <= bound);
+            let mut text = Vec::new();
+            TextEncoder::new()
+                .encode(&m.registry.gather(), &mut text)
+                .unwrap();
+            String::from_utf8(text).unwrap()
+        };
+        // Bound 0 caches nothing: every handle is looked up in its family, as before.
+        let uncached = exposition(0);
+        assert!(uncached
+            .contains(r#"switchyard_tokens_total{backend="vllm@h:1",model="m1",type="cached"} 6"#));
+        assert!(
+            !uncached.contains(r#"type="cached"} 0"#),
+            "zero counts add no series"
+        );
+        for bound in [1, 7, series::MAX_CACHED_LABEL_SETS] {
+            assert_eq!(exposition(bound), uncached, "bound {bound}");
+        }
     }
 }

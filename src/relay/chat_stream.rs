@@ -461,18 +461,15 @@ pub fn read_chat_chunk(
         return Ok(None);
     };
     if let Some(err) = obj.non_null("error") {
-        return Err(upstream_error_event(err.get(), cx.redactor));
+        return Err(upstream_error_event(err, cx.redactor));
     }
-    if let Some(usage) = obj
-        .field::<serde_json::Value>("usage")
-        .as_ref()
-        .and_then(Usage::from_json)
-    {
+    let (usage, cache) = super::json::answer_counts(&obj);
+    if let Some(usage) = usage {
         cx.progress.usage = Some(usage);
     }
     // The engine's word on how much of the prompt it had cached corrects the prefix tree,
     // whichever API the client speaks.
-    if let Some(report) = super::json::cache_report(&obj) {
+    if let Some(report) = cache {
         cx.progress.cache = Some(report);
     }
     if let Some(raw) = obj.get("choices") {
@@ -516,17 +513,14 @@ impl StreamDialect for OpenAiChat {
             }
         };
         if let Some(err) = obj.non_null("error") {
-            return Step::UpstreamError(upstream_error_event(err.get(), cx.redactor));
+            return Step::UpstreamError(upstream_error_event(err, cx.redactor));
         }
         obj.replace_string("model", &self.public_model);
-        let usage = obj
-            .field::<serde_json::Value>("usage")
-            .as_ref()
-            .and_then(Usage::from_json);
+        let (usage, cache) = super::json::answer_counts(&obj);
         if usage.is_some() {
             cx.progress.usage = usage;
         }
-        if let Some(report) = super::json::cache_report(&obj) {
+        if let Some(report) = cache {
             cx.progress.cache = Some(report);
         }
         let no_choices = match obj.get("choices") {
@@ -570,9 +564,9 @@ impl Progress {
     /// Count content and spot finished choices of a chat chunk's `choices`; true when there
     /// are none (`null` or `[]`). Lenient: a part of another shape than OpenAI's is skipped,
     /// never an error.
-    pub fn inspect_choices(&mut self, raw: &RawValue) -> bool {
-        let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
-            return raw.get().trim() == "null";
+    pub fn inspect_choices(&mut self, raw: &str) -> bool {
+        let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(raw) else {
+            return raw.trim() == "null";
         };
         for choice in &choices {
             let Ok(choice) = serde_json::from_str::<ChoiceView>(choice.get()) else {

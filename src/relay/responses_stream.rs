@@ -145,7 +145,7 @@ impl ResponsesNative {
         }
         let nested = obj
             .get("response")
-            .and_then(|raw| JsonObject::parse(raw.get().as_bytes()).ok());
+            .and_then(|raw| JsonObject::parse(raw.as_bytes()).ok());
         if let Some(mut response) = nested {
             if kind == "response.created" {
                 self.stored(
@@ -200,7 +200,7 @@ impl StreamDialect for ResponsesNative {
         if seen.finished {
             let reason = obj
                 .get("response")
-                .and_then(|r| crate::translate::responses::finish_reason(r.get().as_bytes()));
+                .and_then(|r| crate::translate::responses::finish_reason(r.as_bytes()));
             cx.progress.finish_reasons.extend(reason);
         }
         self.forward(obj, cx.out);

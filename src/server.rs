@@ -61,7 +61,7 @@ pub async fn serve(
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let log = observability.request_log.then(|| {
         crate::accounting::LogQueue::start(
-            crate::accounting::logger::log_store(&store),
+            crate::accounting::log_store(&store),
             Arc::new(crate::accounting::spill::Spill::new(
                 observability.spill_path.clone(),
                 observability.spill_max_bytes,

@@ -48,15 +48,6 @@ impl LogStore for crate::store::Store {
     }
 }
 
-/// Where `store`'s request log rows go: SQLite's own writer ([`super::sqlite_rows`]) for a
-/// SQLite store, the store's pool for PostgreSQL.
-pub fn log_store(store: &crate::store::Store) -> Arc<dyn LogStore + Send + Sync> {
-    match &store.sqlite_path {
-        Some(path) => Arc::new(super::sqlite_rows::SqliteRows::new(path)),
-        None => Arc::new(store.clone()),
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct LoggerSettings {
     /// Rows that trigger a write before the timer does.

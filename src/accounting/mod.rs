@@ -22,3 +22,14 @@ pub mod sqlite_rows;
 
 pub use logger::LogQueue;
 pub use row::LogRow;
+
+use std::sync::Arc;
+
+/// Where `store`'s request log rows go: SQLite's own writer ([`sqlite_rows`]) for a SQLite
+/// store, the store's pool for PostgreSQL.
+pub fn log_store(store: &crate::store::Store) -> Arc<dyn logger::LogStore + Send + Sync> {
+    match &store.sqlite_path {
+        Some(path) => Arc::new(sqlite_rows::SqliteRows::new(path)),
+        None => Arc::new(store.clone()),
+    }
+}

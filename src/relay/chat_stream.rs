@@ -286,6 +286,9 @@ impl<D: StreamDialect> ChatStream<D> {
             }
             if self.ended {
                 self.settle();
+                if self.outcome == Some(Outcome::Success) {
+                    self.drain_after_end().await;
+                }
                 return None;
             }
             match self.read().await {
@@ -335,6 +338,25 @@ impl<D: StreamDialect> ChatStream<D> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// After a stream's end marker, read what is left of the upstream body (normally only the
+    /// chunked encoding's last chunk), so that its connection goes back to the pool: awc
+    /// closes a connection whose body was dropped unread. Without this every stream opened a
+    /// new upstream connection (a TCP handshake, or a TLS one for https backends, before each
+    /// stream's first token; issue 17). Bounded in time and bytes: a backend that keeps
+    /// sending after its end marker, or never ends the body, is cut off as before. The client
+    /// already has the whole stream; the record is already made ([`Self::settle`]).
+    async fn drain_after_end(&mut self) {
+        const DRAIN_WAIT: Duration = Duration::from_millis(20);
+        const DRAIN_MAX_BYTES: usize = 64 * 1024;
+        let mut drained = 0;
+        while drained <= DRAIN_MAX_BYTES {
+            match actix_rt::time::timeout(DRAIN_WAIT, self.upstream.next()).await {
+                Ok(Some(Ok(chunk))) => drained += chunk.len(),
+                _ => return,
             }
         }
     }

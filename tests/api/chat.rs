@@ -228,6 +228,78 @@ async fn streaming_chunks_are_relayed_as_they_arrive() {
     );
 }
 
+/// A TCP forwarder to `upstream` (host:port) that counts the connections made through it.
+async fn counting_forwarder(
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    actix_rt::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            actix_rt::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+/// A finished stream gives its upstream connection back to the pool, as a non-streamed
+/// answer does: requests one after another, streamed or not, all go over the one connection
+/// the first opened (before, every stream opened a new one: a handshake before its first
+/// token).
+#[actix_rt::test]
+async fn finished_streams_give_their_upstream_connection_back() {
+    use std::sync::atomic::Ordering;
+    let mock = start_mock(json!({"chunks": 3, "usage_mode": "auto"}));
+    let (url, connections) =
+        counting_forwarder(mock.url.trim_start_matches("http://").to_string()).await;
+    let yaml = chat_model_yaml("m", &[("vllm", &url, 1.0)]);
+    // One worker, one upstream pool; no probes opening connections of their own meanwhile.
+    let env = vec![
+        ("WORKERS", "1".to_string()),
+        ("HEALTH_CHECK_INTERVAL_SECS", "3600".to_string()),
+    ];
+    let router = start_router_settled(router_opts(&yaml, env)).await;
+    let chat = |stream: bool| {
+        let url = format!("{}/v1/chat/completions", router.url);
+        async move {
+            let mut resp = client()
+                .post(url)
+                .send_json(&chat_body("m", stream))
+                .await
+                .expect("request");
+            assert_eq!(resp.status().as_u16(), 200);
+            if stream {
+                let events = read_sse(&mut resp).await;
+                assert_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+            } else {
+                let body: Value = resp.json().await.expect("json");
+                assert!(body["choices"].is_array(), "{body}");
+            }
+        }
+    };
+    chat(true).await;
+    let opened = connections.load(Ordering::SeqCst);
+    for stream in [true, true, false, true, false, true, true] {
+        chat(stream).await;
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        opened,
+        "each later request reused the first one's upstream connection"
+    );
+}
+
 #[actix_rt::test]
 async fn usage_chunk_reaches_the_client_only_when_asked() {
     let mock = start_mock(json!({"chunks": 2, "usage_mode": "auto"}));

@@ -14,6 +14,11 @@ use crate::record::RecordSink;
 use crate::reload::ConfigActor;
 use crate::settings::Settings;
 
+/// The server's keep-alive (see where it is set): long enough that a client silent for a
+/// few seconds mid-request keeps its connection. An HTTP/2 client that answers no PING is
+/// dropped after between one and two of these.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct ServeOptions {
     /// Where to listen, and what that exposes: decided before `serve` by [`crate::listen::listen_host`] (so
     /// `check-config` makes the same decision without binding).
@@ -132,6 +137,14 @@ pub async fn serve(
     })
     // Slow-loris clients: the request head must arrive within this (actix answers 408).
     .client_request_timeout(client_request_timeout)
+    // One value, two jobs in actix-http: how long an idle HTTP/1.1 connection is kept open,
+    // and for HTTP/2 both the PING interval and the PING timeout (a PING unanswered by the
+    // next deadline drops the whole connection, every stream and upload on it). Actix's
+    // default of 5 s cut the requests of clients that stop reading for longer (starved of
+    // CPU, a stalled mobile link). Graceful shutdown is not held up by it: actix closes idle
+    // HTTP/1.1 connections at once when draining; an idle HTTP/2 connection whose client
+    // answers PINGs never closes on keep-alive, so it lasts to the shutdown grace either way.
+    .keep_alive(KEEP_ALIVE)
     // A client that closes its connection while waiting must cancel its request: without
     // this, actix keeps running a pending (non-streamed) handler to the end, upstream call
     // and all. Half-closing HTTP/1 clients are not something inference clients do.

@@ -1,7 +1,8 @@
 //! The router serving HTTPS itself (`TLS_CERT_FILE`/`TLS_KEY_FILE`): HTTP/2 through ALPN with
 //! chat, SSE streams, uploads and large bodies over it; the certificate replaced on SIGHUP and
 //! `POST /admin/reload` while open streams go on; bad pairs refused at start and at reload; the
-//! health check over HTTPS. Every CA and certificate is made here, at run time.
+//! health check over HTTPS; an HTTP/2 client that stops reading (answers no PING) mid-body keeps
+//! its request. Every CA and certificate is made here, at run time.
 
 use crate::common;
 
@@ -605,4 +606,142 @@ async fn a_canceled_http2_stream_releases_its_backend_at_once() {
     let stats = mock_stats(&mock).await;
     assert_eq!(stats["streams_completed"], 0, "{stats}");
     assert!(stats["chunks_sent"].as_u64().unwrap_or(0) < 60, "{stats}");
+}
+
+/// Whether a spawned HTTP/2 connection driver runs; see [`PausableDriver`].
+#[derive(Default)]
+struct DriverGate {
+    paused: std::cell::Cell<bool>,
+    waker: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+impl DriverGate {
+    fn pause(&self) {
+        self.paused.set(true);
+    }
+
+    fn resume(&self) {
+        self.paused.set(false);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// An h2 client's connection future, not polled while its gate is paused: the client then
+/// reads and writes nothing, so it answers no PING, as a client starved of CPU or on a
+/// stalled link does.
+struct PausableDriver<F> {
+    connection: std::pin::Pin<Box<F>>,
+    gate: std::rc::Rc<DriverGate>,
+}
+
+impl<F: std::future::Future> std::future::Future for PausableDriver<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if self.gate.paused.get() {
+            *self.gate.waker.borrow_mut() = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        self.connection.as_mut().poll(cx)
+    }
+}
+
+/// An HTTP/2 connection (TLS, ALPN `h2` only) to `router`, its driver spawned behind a gate.
+async fn pausable_h2_connection(
+    ca_pem: &str,
+    router: &str,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    std::rc::Rc<DriverGate>,
+) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("CA into the root store");
+    let mut config = rustls::ClientConfig::builder_with_provider(switchyard::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let addr = router.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let server_name = ServerName::try_from("127.0.0.1").expect("server name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send_request, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let gate = std::rc::Rc::new(DriverGate::default());
+    actix_rt::spawn(PausableDriver {
+        connection: Box::pin(connection),
+        gate: gate.clone(),
+    });
+    (send_request, gate)
+}
+
+/// A client that stops reading its HTTP/2 connection for a while (starved of CPU, a stalled
+/// mobile link) in the middle of its request body must still get its answer: the router's
+/// keep-alive is also actix's h2 PING interval and PING timeout, and an unanswered PING drops
+/// the connection with every request on it. Pausing 12 s covers a whole PING interval plus
+/// its timeout at actix's default 5 s keep-alive, however the pause falls against the PINGs,
+/// while staying well inside the client body idle timeout (60 s by default).
+#[actix_rt::test]
+async fn an_http2_client_that_stops_reading_for_a_while_still_gets_its_answer() {
+    let pause = Duration::from_secs(12);
+    let mock = start_mock(json!({}));
+    let ca = TestCa::new("pause CA");
+    let files = TlsFiles::new(&ca.server_pair());
+    let router = start_router(router_opts(&chat_yaml(&mock), files.env()));
+    let ca_pem = ca.pem();
+    wait_ready_over_tls(&tls_client(&ca_pem, H2_AND_H1), &router.url).await;
+
+    let (send_request, gate) = pausable_h2_connection(&ca_pem, &router.url).await;
+    let mut send_request = send_request.ready().await.expect("h2 ready for a request");
+    let body = serde_json::to_vec(&chat_body("m", false)).expect("chat JSON");
+    let (first, rest) = body.split_at(body.len() / 2);
+    let request = http::Request::post(format!("{}/v1/chat/completions", router.url))
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(())
+        .expect("request");
+    let (response, mut upload) = send_request
+        .send_request(request, false)
+        .expect("open the stream");
+    upload
+        .send_data(bytes::Bytes::copy_from_slice(first), false)
+        .expect("first half of the body");
+    // The head and half the body reach the router while the connection is driven.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+
+    gate.pause();
+    actix_rt::time::sleep(pause).await;
+    gate.resume();
+
+    upload
+        .send_data(bytes::Bytes::copy_from_slice(rest), true)
+        .expect("the rest of the body after the pause");
+    let response = response
+        .await
+        .expect("the answer after the pause (was the connection dropped?)");
+    assert_eq!(response.status(), 200);
+    let mut received = response.into_body();
+    let mut answer = Vec::new();
+    while let Some(chunk) = received.data().await {
+        let chunk = chunk.expect("answer body");
+        received
+            .flow_control()
+            .release_capacity(chunk.len())
+            .expect("release capacity");
+        answer.extend_from_slice(&chunk);
+    }
+    let v: Value = serde_json::from_slice(&answer).expect("answer JSON");
+    assert_eq!(v["object"], "chat.completion", "{v}");
 }

@@ -168,3 +168,46 @@ async fn streams_longer_than_the_grace_period_are_cut_and_still_logged() {
         );
     }
 }
+
+/// The server's keep-alive is long (30 s, so that slow HTTP/2 clients keep their connections;
+/// see `src/server.rs`): an idle HTTP/1.1 keep-alive connection must still not hold the exit
+/// until it, or the grace period, runs out. Actix closes idle connections when draining.
+#[actix_rt::test]
+async fn an_idle_keep_alive_connection_does_not_hold_the_shutdown() {
+    use std::io::{Read, Write};
+    let mock = start_mock(json!({}));
+    let yaml = chat_model_yaml("m", &[("vllm", &mock.url, 1.0)]);
+    let mut router = start_router_ready(
+        RouterOpts {
+            models_yaml: &yaml,
+            routing_yaml: None,
+            env: vec![("SHUTDOWN_GRACE_SECONDS", "20".into())],
+        },
+        1,
+    )
+    .await;
+    let addr = router.url.trim_start_matches("http://").to_string();
+    let mut idle = std::net::TcpStream::connect(&addr).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut head = [0u8; 1024];
+    let n = idle.read(&mut head).expect("an answer");
+    let answer = String::from_utf8_lossy(&head[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "kept alive: {answer}"
+    );
+
+    let signalled = Instant::now();
+    sigterm(router.pid());
+    assert_eq!(wait_exit(&mut router, Duration::from_secs(30)), Some(0));
+    let exited_after = signalled.elapsed();
+    assert!(
+        exited_after < Duration::from_secs(5),
+        "an idle connection held the exit for {exited_after:?}"
+    );
+    drop(idle);
+}

@@ -5,7 +5,7 @@
 //! into reference-counted arguments on the logger's thread, handed to sqlx's worker thread,
 //! bound there, freed there (a cross-thread free for each), and a 256-row statement clears
 //! 7,168 bindings per run. That was ~8k of the ~31k instructions a row cost (issue 17,
-//! docs/benchmarks.md "The request log's writer"). rusqlite binds the row's borrowed values
+//! docs/benchmarks.md, "Fourth pass"). rusqlite binds the row's borrowed values
 //! straight into the prepared statement, on the thread that batched them.
 //!
 //! The work is blocking, and runs on the logger's own arbiter thread (see

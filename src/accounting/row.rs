@@ -1,5 +1,6 @@
 //! One `api_logs` row: what the database, the spill file and the CLI agree on.
 
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
@@ -50,13 +51,15 @@ pub struct LogRow {
     /// Request start, unix milliseconds.
     pub ts_ms: i64,
     pub model_id: Option<String>,
-    pub model_type: Option<String>,
-    pub op: String,
+    /// Names from a fixed set (model types, operations, outcomes): borrowed, not copied, on the
+    /// request path; owned only when read back from the database or the spill file.
+    pub model_type: Option<Cow<'static, str>>,
+    pub op: Cow<'static, str>,
     pub route: Option<String>,
     pub endpoint: Option<String>,
     pub api_key_id: Option<String>,
     pub status_code: i64,
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     pub stream: bool,
     pub latency_ms: f64,
     pub ttfb_ms: Option<f64>,
@@ -104,13 +107,13 @@ impl LogRow {
             request_id: r.request_id.clone(),
             ts_ms,
             model_id: r.model.clone(),
-            model_type: r.model_type.map(|t| t.as_str().to_string()),
-            op: r.op.as_str().to_string(),
+            model_type: r.model_type.map(|t| Cow::Borrowed(t.as_str())),
+            op: Cow::Borrowed(r.op.as_str()),
             route: r.route.clone(),
             endpoint: r.endpoint.clone(),
             api_key_id: r.api_key_id.clone(),
             status_code: i64::from(r.status),
-            outcome: r.outcome.to_string(),
+            outcome: Cow::Borrowed(r.outcome),
             stream: r.stream,
             latency_ms: ms(r.latency),
             ttfb_ms: r.ttfb.map(ms),
@@ -190,12 +193,12 @@ impl LogRow {
             .bind(self.ts_ms)
             .bind(self.model_id.as_deref())
             .bind(self.model_type.as_deref())
-            .bind(self.op.as_str())
+            .bind(&*self.op)
             .bind(self.route.as_deref())
             .bind(self.endpoint.as_deref())
             .bind(self.api_key_id.as_deref())
             .bind(self.status_code)
-            .bind(self.outcome.as_str())
+            .bind(&*self.outcome)
             .bind(i64::from(self.stream))
             .bind(self.latency_ms)
             .bind(self.ttfb_ms)

@@ -166,7 +166,7 @@ mod tests {
         let store = migrated(&path).await;
         // A batch with a row that breaks a constraint fails whole.
         let mut bad = rows.clone();
-        bad[3].op = String::new();
+        bad[3].op = "".into();
         sqlx::query("CREATE TRIGGER no_empty_op BEFORE INSERT ON api_logs WHEN NEW.op = '' BEGIN SELECT RAISE(ABORT, 'empty op'); END")
             .execute(&store.pool)
             .await

@@ -170,7 +170,11 @@ fn too_large(limit: usize) -> ApiError {
 /// JSON endpoints accept `application/json` (and `+json` types), no Content-Type, and the
 /// form/text types curl and some clients send by default; anything else is a 415.
 fn check_json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
-    if req.headers().get("content-type").is_none() {
+    if req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_none()
+    {
         return Ok(());
     }
     let mime = req.content_type().to_ascii_lowercase();

@@ -7,7 +7,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 
@@ -53,7 +53,7 @@ pub async fn middleware(
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
+            .insert(request_id::X_REQUEST_ID.clone(), value);
     }
     Ok(res.map_body(move |_, body| SpannedBody::new(body, span)))
 }

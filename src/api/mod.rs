@@ -31,7 +31,7 @@ pub mod state;
 pub mod transcriptions;
 pub mod video;
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
@@ -228,11 +228,16 @@ pub fn new_ctx(req: &HttpRequest, state: &AppState, op: ApiOp) -> RequestCtx {
 
 /// Headers carried to the backend: our request id and OpenRouter attribution, nothing else.
 pub fn forwarded(req: &HttpRequest, request_id: &str) -> Forwarded {
-    let attribution = ["http-referer", "x-title"]
+    // Names made once: a name given as text is parsed on every lookup.
+    static ATTRIBUTION: [HeaderName; 2] = [
+        HeaderName::from_static("http-referer"),
+        HeaderName::from_static("x-title"),
+    ];
+    let attribution = ATTRIBUTION
         .iter()
         .filter_map(|name| {
-            let v: &HeaderValue = req.headers().get(*name)?;
-            Some((name.to_string(), v.to_str().ok()?.to_string()))
+            let v: &HeaderValue = req.headers().get(name)?;
+            Some((name.as_str().to_string(), v.to_str().ok()?.to_string()))
         })
         .collect();
     Forwarded {

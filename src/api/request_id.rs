@@ -9,10 +9,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// The header's name, made once: a name given as text is parsed on every lookup.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn generate() -> String {
     format!("req_{}", uuid::Uuid::now_v7().simple())
@@ -29,7 +32,7 @@ fn acceptable(id: &str) -> bool {
 /// The request's id: the client's `X-Request-Id` when it is sane, a new one otherwise.
 pub fn from_headers(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| acceptable(v))

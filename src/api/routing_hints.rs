@@ -4,6 +4,7 @@
 //! the walk stops there) and never an error: a body the handler accepted whose hints cannot be
 //! read just routes without them.
 
+use actix_web::http::header::HeaderName;
 use actix_web::HttpRequest;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -14,7 +15,7 @@ use crate::mesh::RoutingHints;
 
 /// Header naming the session (sticky routing); the body's `prompt_cache_key`, then `user`,
 /// stand in when it is absent.
-pub const SESSION_HEADER: &str = "x-session-id";
+pub static SESSION_HEADER: HeaderName = HeaderName::from_static("x-session-id");
 /// Session keys longer than this are cut before hashing (they only need to tell sessions apart).
 const MAX_SESSION_KEY_BYTES: usize = 1024;
 
@@ -55,7 +56,7 @@ pub fn chat_hints(
 fn session_key(req: &HttpRequest, body_field: impl Fn(&str) -> Option<Bytes>) -> Option<String> {
     let from_header = req
         .headers()
-        .get(SESSION_HEADER)
+        .get(&SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let key = from_header.or_else(|| {
@@ -218,7 +219,7 @@ mod tests {
         let only_user = |name: &str| (name == "user").then(|| Bytes::from_static(b"\"alice\""));
         let not_a_string = |name: &str| (name == "user").then(|| Bytes::from_static(b"42"));
         let with_header = TestRequest::default()
-            .insert_header((SESSION_HEADER, "s-9"))
+            .insert_header((SESSION_HEADER.clone(), "s-9"))
             .to_http_request();
         let plain = TestRequest::default().to_http_request();
         let session =

@@ -6,6 +6,7 @@
 //! the handler it routes to runs behind that handler's scope check. (Deciding the scope from
 //! the raw path while actix routed on the percent-decoded one let `/%61dmin/backends` through.)
 
+use actix_web::http::header::HeaderName;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -143,6 +144,9 @@ fn check(auth: &Auth, req: &ServiceRequest, scope: Scope) -> Result<Option<Arc<C
     }
 }
 
+/// Anthropic's key header, made once: a name given as text is parsed on every lookup.
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// The key the caller presented: `Authorization: Bearer <key>`, or on the client scope
 /// Anthropic's `x-api-key: <key>` (what the anthropic SDK sends). Bearer wins when both come.
 fn presented_key(req: &ServiceRequest, scope: Scope) -> Option<String> {
@@ -150,7 +154,7 @@ fn presented_key(req: &ServiceRequest, scope: Scope) -> Option<String> {
         if scope != Scope::Client {
             return None;
         }
-        let key = req.headers().get("x-api-key")?.to_str().ok()?.trim();
+        let key = req.headers().get(&X_API_KEY)?.to_str().ok()?.trim();
         (!key.is_empty()).then(|| key.to_string())
     })
 }

@@ -144,7 +144,7 @@ async fn every_request_leaves_a_priced_usage_row() {
         .endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("vllm@127.0.0.1:")));
-    assert_eq!((r.status_code, r.outcome.as_str()), (200, "success"));
+    assert_eq!((r.status_code, &*r.outcome), (200, "success"));
     assert!(!r.stream);
     assert_eq!((r.prompt_tokens, r.completion_tokens), (Some(2), Some(8)));
     assert_eq!(r.total_tokens, Some(10));
@@ -159,11 +159,7 @@ async fn every_request_leaves_a_priced_usage_row() {
     for id in ["acct-stream-usage", "acct-stream-plain"] {
         let r = row_for(&rows, id);
         assert!(r.stream, "{id}");
-        assert_eq!(
-            (r.status_code, r.outcome.as_str()),
-            (200, "success"),
-            "{id}"
-        );
+        assert_eq!((r.status_code, &*r.outcome), (200, "success"), "{id}");
         assert_eq!(
             (r.prompt_tokens, r.completion_tokens),
             (Some(2), Some(8)),
@@ -183,14 +179,14 @@ async fn every_request_leaves_a_priced_usage_row() {
 
     let r = row_for(&rows, "acct-embed");
     assert_eq!(
-        (r.op.as_str(), r.model_id.as_deref()),
+        (&*r.op, r.model_id.as_deref()),
         ("embeddings", Some("embed"))
     );
     assert_eq!(r.prompt_tokens, Some(4));
     assert!(close(r.cost_usd.unwrap(), 4.0 * 1e-7));
 
     let r = row_for(&rows, "acct-404");
-    assert_eq!((r.status_code, r.outcome.as_str()), (404, "error"));
+    assert_eq!((r.status_code, &*r.outcome), (404, "error"));
     assert_eq!(r.model_id, None);
     assert_eq!(r.error_code.as_deref(), Some("model_not_found"));
     assert_eq!(r.cost_usd, None);

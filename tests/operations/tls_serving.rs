@@ -91,9 +91,8 @@ impl TlsFiles {
 const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
 const H1_ONLY: &[&[u8]] = &[b"http/1.1"];
 
-/// A client trusting only `ca_pem`, offering `alpn`. Each call has its own connection pool,
-/// so its first request is a new handshake.
-fn tls_client(ca_pem: &str, alpn: &[&[u8]]) -> awc::Client {
+/// A client TLS configuration trusting only `ca_pem`, offering `alpn`.
+fn client_tls_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -105,6 +104,13 @@ fn tls_client(ca_pem: &str, alpn: &[&[u8]]) -> awc::Client {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A client trusting only `ca_pem`, offering `alpn`. Each call has its own connection pool,
+/// so its first request is a new handshake.
+fn tls_client(ca_pem: &str, alpn: &[&[u8]]) -> awc::Client {
+    let config = client_tls_config(ca_pem, alpn);
     awc::Client::builder()
         .connector(awc::Connector::new().rustls_0_23(Arc::new(config)))
         .timeout(Duration::from_secs(60))
@@ -659,17 +665,8 @@ async fn pausable_h2_connection(
     h2::client::SendRequest<bytes::Bytes>,
     std::rc::Rc<DriverGate>,
 ) {
-    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
-        .expect("CA into the root store");
-    let mut config = rustls::ClientConfig::builder_with_provider(switchyard::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    use rustls::pki_types::ServerName;
+    let config = client_tls_config(ca_pem, &[b"h2"]);
     let addr = router.trim_start_matches("https://");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let server_name = ServerName::try_from("127.0.0.1").expect("server name");

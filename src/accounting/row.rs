@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
+use sqlx::any::{Any, AnyArguments};
 use sqlx::query::Query;
-use sqlx::{Database, Encode, Type};
 
 use crate::record::RequestRecord;
 
@@ -172,21 +172,12 @@ impl LogRow {
         ]
     }
 
-    /// Bind every column, in [`COLUMNS`] order, for any database that takes these types
-    /// (`Any`, and SQLite's native driver for the request log's inserts).
-    pub fn bind_all<'q, DB>(
+    /// Bind every column, in [`COLUMNS`] order, to an insert through the `Any` pool
+    /// ([`super::db::insert_rows`]; SQLite's own writer binds [`LogRow::sqlite_params`]).
+    pub fn bind_all<'q>(
         &'q self,
-        mut q: Query<'q, DB, DB::Arguments>,
-    ) -> Query<'q, DB, DB::Arguments>
-    where
-        DB: Database,
-        &'q str: Encode<'q, DB> + Type<DB>,
-        Option<&'q str>: Encode<'q, DB> + Type<DB>,
-        i64: Encode<'q, DB> + Type<DB>,
-        Option<i64>: Encode<'q, DB> + Type<DB>,
-        f64: Encode<'q, DB> + Type<DB>,
-        Option<f64>: Encode<'q, DB> + Type<DB>,
-    {
+        mut q: Query<'q, Any, AnyArguments>,
+    ) -> Query<'q, Any, AnyArguments> {
         q = q
             .bind(self.id.as_str())
             .bind(self.request_id.as_str())

@@ -139,8 +139,11 @@ pub struct CacheReport {
 }
 
 /// What an answer (or a stream chunk) says it used and how much of its prompt the backend had
-/// cached, its `usage` read once for both: [`Usage::from_json`]'s reading and
-/// [`cache_report`]'s.
+/// cached, its `usage` read once for both ([`Usage::from_json`]'s reading is the first).
+///
+/// The cache report: llama.cpp's `timings` (`cache_n` of `cache_n + prompt_n`), else
+/// `usage.prompt_tokens_details.cached_tokens` of `prompt_tokens`. `None` when neither is
+/// there: a backend that does not report its cache has not said "0".
 pub fn answer_counts(body: &JsonObject) -> (Option<Usage>, Option<CacheReport>) {
     let reading = body.get("usage").map(read_usage).unwrap_or_default();
     let cache = timings_report(body).or_else(|| {
@@ -153,13 +156,6 @@ pub fn answer_counts(body: &JsonObject) -> (Option<Usage>, Option<CacheReport>) 
             })
     });
     (reading.usage, cache)
-}
-
-/// The cache report in an answer (or a stream chunk): llama.cpp's `timings` (`cache_n` of
-/// `cache_n + prompt_n`), else `usage.prompt_tokens_details.cached_tokens` of `prompt_tokens`.
-/// `None` when neither is there: a backend that does not report its cache has not said "0".
-pub fn cache_report(body: &JsonObject) -> Option<CacheReport> {
-    answer_counts(body).1
 }
 
 /// llama.cpp's `timings`, when they say how much of the prompt was cached.
@@ -186,7 +182,7 @@ mod cache_report_tests {
 
     #[test]
     fn reports_come_from_timings_then_usage_details_and_absence_is_none() {
-        let report = |json: &str| cache_report(&JsonObject::parse(json.as_bytes()).unwrap());
+        let report = |json: &str| answer_counts(&JsonObject::parse(json.as_bytes()).unwrap()).1;
         let r = |prompt_tokens, cached_tokens| {
             Some(CacheReport {
                 prompt_tokens,
@@ -451,7 +447,7 @@ mod answer_counts_tests {
                 let old_usage = body.field::<Value>("usage").as_ref().and_then(old_usage);
                 let old = (old_usage, old_cache_report(&body));
                 assert_eq!(answer_counts(&body), old, "{text}");
-                assert_eq!(cache_report(&body), old.1, "{text}");
+                assert_eq!(answer_counts(&body).1, old.1, "{text}");
                 compared += 1;
             }
             // The `Value` reading shares the implementation: same answers.

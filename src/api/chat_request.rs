@@ -18,6 +18,9 @@ use crate::relay::spliced::SplicedBody;
 /// Most distinct top-level members a chat body may have (OpenAI's API has about forty; a
 /// test of odd clients sends 5000). Each costs about 150 bytes once parsed.
 pub const MAX_TOP_LEVEL_FIELDS: usize = 10_000;
+/// Bodies with at most this many members find a duplicate key by scanning them; bigger ones
+/// index their keys, so a body of thousands of members is not read in quadratic time.
+const SCAN_UP_TO: usize = 32;
 /// Values shorter than this are copied into the spliced body; longer ones are shared.
 const SHARE_FROM_BYTES: usize = 4096;
 
@@ -93,17 +96,33 @@ impl<'a> Visitor<'a> for TopLevel {
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Fields<'a>, A::Error> {
         let mut fields: Fields<'a> = Vec::new();
-        // Where each key sits in `fields`: duplicates found without a quadratic scan.
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Where each key sits in `fields`, once there are more than `SCAN_UP_TO` of them; below
+        // that a duplicate is found by scanning (no hashing, no copy of each key).
+        let mut index: Option<HashMap<String, usize>> = None;
         while let Some((key, value)) = map.next_entry::<String, &'a RawValue>()? {
-            if let Some(slot) = index.get(&key).and_then(|&at| fields.get_mut(at)) {
+            let seen = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => fields.iter().position(|(k, _)| *k == key),
+            };
+            if let Some(slot) = seen.and_then(|at| fields.get_mut(at)) {
                 slot.1 = value;
                 continue;
             }
             if fields.len() == MAX_TOP_LEVEL_FIELDS {
                 return Err(A::Error::custom("too many top-level fields"));
             }
-            index.insert(key.clone(), fields.len());
+            if fields.len() == SCAN_UP_TO {
+                index = Some(
+                    fields
+                        .iter()
+                        .enumerate()
+                        .map(|(at, (k, _))| (k.clone(), at))
+                        .collect(),
+                );
+            }
+            if let Some(index) = &mut index {
+                index.insert(key.clone(), fields.len());
+            }
             fields.push((key, value));
         }
         Ok(fields)
@@ -242,12 +261,19 @@ fn check_messages(messages: Option<&RawValue>, facts: &mut ChatFacts) -> Result<
     }
 }
 
+/// `messages[i]`: the parameter an error about message `i` names. Made only for an error, as
+/// valid messages (nearly all of them) need no text.
+fn message_param(i: usize) -> String {
+    format!("messages[{i}]")
+}
+
 fn check_message(i: usize, message: &RawValue, facts: &mut ChatFacts) -> Result<(), ApiError> {
-    let param = format!("messages[{i}]");
     let [role, content] = reread(pick_fields(message, ["role", "content"]))?.ok_or_else(|| {
+        let param = message_param(i);
         ApiError::bad_request(format!("`{param}` must be an object."), Some(&param))
     })?;
     if !matches!(role.map(shape).transpose(), Ok(Some(Shape::Str(len))) if len > 0) {
+        let param = message_param(i);
         return Err(ApiError::bad_request(
             format!("`{param}.role` is required and must be a string."),
             Some(&format!("{param}.role")),
@@ -263,31 +289,36 @@ fn check_message(i: usize, message: &RawValue, facts: &mut ChatFacts) -> Result<
             Ok(())
         }
         Shape::Array => {
-            let walked = for_each_element(content, |_, part| check_part(&param, part, facts));
+            let walked = for_each_element(content, |_, part| check_part(i, part, facts));
             match walked {
                 Err(ElementError::Stopped(e)) => Err(e),
                 Err(ElementError::Json(e)) => Err(invalid_json(&e)),
                 Ok(_) => Ok(()),
             }
         }
-        _ => Err(ApiError::bad_request(
-            format!("`{param}.content` must be a string, an array of parts, or null."),
-            Some(&format!("{param}.content")),
-        )),
+        _ => {
+            let param = message_param(i);
+            Err(ApiError::bad_request(
+                format!("`{param}.content` must be a string, an array of parts, or null."),
+                Some(&format!("{param}.content")),
+            ))
+        }
     }
 }
 
 const PART_TYPES: [&str; 3] = ["text", "image_url", "input_audio"];
 
-fn check_part(param: &str, part: &RawValue, facts: &mut ChatFacts) -> Result<(), ApiError> {
+/// Part of message `message`'s content array.
+fn check_part(message: usize, part: &RawValue, facts: &mut ChatFacts) -> Result<(), ApiError> {
     let picked = reread(pick_fields(part, ["type", "text"]))?;
     let (kind, text) = match picked {
         Some([Some(kind), text]) if raw_json::is_string(kind) => (kind, text),
         _ => {
+            let param = message_param(message);
             return Err(ApiError::bad_request(
                 format!("Every part of `{param}.content` needs a `type`."),
                 Some(&format!("{param}.content")),
-            ))
+            ));
         }
     };
     match reread(raw_json::string_among(kind, &PART_TYPES))? {

@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::http::header::{HeaderMap, HeaderName};
+use actix_web::http::header::HeaderMap;
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// The header's name, made once: a name given as text is parsed on every lookup.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The header's name, made once (the relay sends it upstream under the same static).
+pub use crate::relay::upstream::X_REQUEST_ID;
 
 pub fn generate() -> String {
     format!("req_{}", uuid::Uuid::now_v7().simple())

@@ -119,6 +119,10 @@ impl<'a> From<&'a String> for UpstreamPath<'a> {
     }
 }
 
+/// The request id's header name, made once: a name given as text is parsed on every request.
+pub static X_REQUEST_ID: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-request-id");
+
 /// Build a request to `path` on the lease's backend.
 pub fn request<'a>(
     client: &awc::Client,
@@ -139,7 +143,7 @@ pub fn request<'a>(
         client
             .request(method, url)
             .timeout(timeout)
-            .insert_header(("x-request-id", fwd.request_id.as_str())),
+            .insert_header((X_REQUEST_ID.clone(), fwd.request_id.as_str())),
         lease.endpoint().credentials(),
     );
     for (name, value) in &fwd.attribution {

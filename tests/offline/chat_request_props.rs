@@ -317,6 +317,61 @@ fn duplicate_keys_resolve_as_the_tree_did_last_one_wins() {
     }
 }
 
+/// Small bodies find a repeated key by scanning their members, bodies of more than 32 members
+/// through an index built when the 33rd arrives: a repeat must resolve the same either side of
+/// that switch, whichever side its first appearance was on.
+#[test]
+fn duplicate_keys_resolve_alike_in_small_and_large_bodies() {
+    for members in [0usize, 1, 29, 30, 31, 32, 33, 34, 40, 100] {
+        for repeat_at in [0, members / 2, members.saturating_sub(1)] {
+            let mut parts = vec![r#""model":"a""#.to_string()];
+            parts.extend((0..members).map(|i| format!(r#""p{i}":{i}"#)));
+            parts.push(r#""messages":[{"role":"user"}]"#.to_string());
+            // A padding member again (first seen early or late), then `model` again, last.
+            parts.push(format!(r#""p{repeat_at}":"again""#));
+            parts.push(r#""model":"b""#.to_string());
+            let text = format!("{{{}}}", parts.join(","));
+            assert_eq!(typed(text.as_bytes()), legacy(text.as_bytes()), "{text}");
+            // And the body sent on names each member once, where it first appeared.
+            let (facts, mut body) = chat_request::parse(&Bytes::from(text.clone())).unwrap();
+            let sent = upstream_body(&mut body, "upstream-id", facts.stream).to_vec();
+            let keys = top_level_keys(&sent);
+            let mut expected = vec!["model".to_string()];
+            expected.extend((0..members).map(|i| format!("p{i}")));
+            expected.push("messages".into());
+            if repeat_at >= members {
+                expected.push(format!("p{repeat_at}"));
+            }
+            assert_eq!(keys, expected, "{text}");
+        }
+    }
+}
+
+/// The top-level keys of a JSON object, in order, repeats included.
+fn top_level_keys(json: &[u8]) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    use serde::Deserializer as _;
+    serde_json::Deserializer::from_slice(json)
+        .deserialize_map(Keys)
+        .expect("the spliced body is a JSON object")
+}
+
 #[test]
 fn whitespace_escapes_and_non_objects_agree() {
     for text in [

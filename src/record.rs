@@ -235,6 +235,13 @@ pub struct LogSink;
 
 impl RecordSink for LogSink {
     fn record(&self, r: RequestRecord) {
+        LogSink::write_line(&r);
+    }
+}
+
+impl LogSink {
+    /// The request's log line, for sinks that go on to consume the record themselves.
+    pub fn write_line(r: &RequestRecord) {
         tracing::info!(
             request_id = %r.request_id,
             op = r.op.as_str(),

@@ -451,7 +451,7 @@ mod tests {
             request_id: format!("req-{n}"),
             ..crate::record::test_record()
         };
-        LogRow::from_record(&record, None)
+        LogRow::from_record(record, None)
     }
 
     fn start(store: Arc<FakeStore>, spill: Arc<Spill>, settings: LoggerSettings) -> LogQueue {

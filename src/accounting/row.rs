@@ -44,6 +44,14 @@ pub const COLUMNS: &[&str] = &[
 /// Longest error text kept in a row: enough to diagnose, small enough for a busy table.
 const MAX_ERROR_CHARS: usize = 500;
 
+/// `text` cut after its first `max` characters (not bytes: a cut never splits a character).
+fn cut_to_chars(mut text: String, max: usize) -> String {
+    if let Some((end, _)) = text.char_indices().nth(max) {
+        text.truncate(end);
+    }
+    text
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
     pub id: String,
@@ -95,7 +103,9 @@ fn finite(v: Option<f64>) -> Option<f64> {
 }
 
 impl LogRow {
-    pub fn from_record(r: &RequestRecord, cost_usd: Option<f64>) -> LogRow {
+    /// The row of a finished request. It takes the record's strings over (the record is done
+    /// with once its row and log line are made), so the request thread copies none of them.
+    pub fn from_record(r: RequestRecord, cost_usd: Option<f64>) -> LogRow {
         let ts_ms = r
             .started_at
             .duration_since(UNIX_EPOCH)
@@ -104,14 +114,14 @@ impl LogRow {
         let usage = r.usage;
         LogRow {
             id: uuid::Uuid::now_v7().simple().to_string(),
-            request_id: r.request_id.clone(),
+            request_id: r.request_id,
             ts_ms,
-            model_id: r.model.clone(),
+            model_id: r.model,
             model_type: r.model_type.map(|t| Cow::Borrowed(t.as_str())),
             op: Cow::Borrowed(r.op.as_str()),
-            route: r.route.clone(),
-            endpoint: r.endpoint.clone(),
-            api_key_id: r.api_key_id.clone(),
+            route: r.route,
+            endpoint: r.endpoint,
+            api_key_id: r.api_key_id,
             status_code: i64::from(r.status),
             outcome: Cow::Borrowed(r.outcome),
             stream: r.stream,
@@ -128,11 +138,8 @@ impl LogRow {
             video_seconds: finite(r.video_seconds),
             cost_usd: finite(cost_usd),
             attempts: i64::from(r.attempts),
-            error_code: r.error_code.clone(),
-            error: r
-                .error
-                .as_ref()
-                .map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+            error_code: r.error_code,
+            error: r.error.map(|e| cut_to_chars(e, MAX_ERROR_CHARS)),
             replica: None,
         }
     }
@@ -208,5 +215,46 @@ impl LogRow {
             .bind(self.error.as_deref())
             .bind(self.replica.as_deref());
         q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error text is cut after its first characters, never inside one, and a short one is
+    /// kept whole.
+    #[test]
+    fn error_text_is_cut_at_a_character_count() {
+        let cases: [(&str, usize, &str); 7] = [
+            ("", 3, ""),
+            ("abc", 3, "abc"),
+            ("abcd", 3, "abc"),
+            ("ab", 3, "ab"),
+            ("éèêë", 2, "éè"),
+            ("a😀b", 2, "a😀"),
+            ("😀😀", 0, ""),
+        ];
+        for (text, max, cut) in cases {
+            assert_eq!(
+                cut_to_chars(text.to_string(), max),
+                cut,
+                "{text:?} at {max}"
+            );
+        }
+    }
+
+    /// The row keeps the record's error text up to `MAX_ERROR_CHARS` characters.
+    #[test]
+    fn a_long_error_is_kept_to_its_first_characters() {
+        let long: String = "é".repeat(MAX_ERROR_CHARS + 10);
+        let record = RequestRecord {
+            error: Some(long),
+            ..crate::record::test_record()
+        };
+        let row = LogRow::from_record(record, None);
+        let kept = row.error.unwrap_or_default();
+        assert_eq!(kept.chars().count(), MAX_ERROR_CHARS);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 }

@@ -306,7 +306,7 @@ mod tests {
             request_id: format!("req-{n:04}"),
             ..crate::record::test_record()
         };
-        LogRow::from_record(&record, None)
+        LogRow::from_record(record, None)
     }
 
     fn line_len(row: &LogRow) -> u64 {

@@ -57,11 +57,12 @@ impl RecordSink for AccountingSink {
         let cost = cost::of_record(&record);
         self.settle(&record, cost);
         self.metrics.observe(&record, cost);
+        LogSink::write_line(&record);
         if let Some(queue) = &self.log {
-            let mut row = LogRow::from_record(&record, cost);
+            // The row takes the record's strings over rather than copying them.
+            let mut row = LogRow::from_record(record, cost);
             row.replica = Some(self.replica.to_string());
             queue.push(row);
         }
-        LogSink.record(record);
     }
 }

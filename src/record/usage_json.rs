@@ -125,6 +125,32 @@ impl<'de> Deserialize<'de> for MaybeF64 {
     }
 }
 
+/// A visitor's methods for JSON scalars (booleans, numbers, strings, null), each giving
+/// `$value`: where this reader expects an object or an array, a scalar carries nothing it keeps
+/// (a string is still decoded, and a number still read, before the visitor sees it).
+macro_rules! scalars_give {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// How a member that is not read is consumed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Skip {
@@ -155,24 +181,7 @@ impl<'de> Visitor<'de> for AsValue {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    scalars_give!(());
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element_seed(Skip::AsValue)?.is_some() {}
         Ok(())
@@ -266,24 +275,7 @@ impl<'de> Visitor<'de> for DetailsSeed {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Details, E> {
-        Ok(Details::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Details, E> {
-        Ok(Details::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Details, E> {
-        Ok(Details::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Details, E> {
-        Ok(Details::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Details, E> {
-        Ok(Details::default())
-    }
-    fn visit_unit<E>(self) -> Result<Details, E> {
-        Ok(Details::default())
-    }
+    scalars_give!(Details::default());
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Details, A::Error> {
         let mut details = Details::default();
         if let Some(first) = seq.next_element::<Count>()? {
@@ -405,24 +397,7 @@ impl<'de> Visitor<'de> for UsageSeed {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
-    fn visit_unit<E>(self) -> Result<UsageFields, E> {
-        Ok(UsageFields::default())
-    }
+    scalars_give!(UsageFields::default());
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UsageFields, A::Error> {
         // No usage (not an object); the cache report's struct read from an array.

@@ -75,8 +75,8 @@ pub(super) fn statement_sizes(mut rows: usize) -> Vec<usize> {
 }
 
 /// Insert rows in one transaction: all of them or none, through the `Any` pool. The request
-/// log writes PostgreSQL's rows this way; SQLite's go through its own writer
-/// ([`super::sqlite_rows`]), which is cheaper per row.
+/// log writes PostgreSQL's rows this way, through its own pool ([`super::pg_rows`]); SQLite's
+/// go through its own writer ([`super::sqlite_rows`]), which is cheaper per row.
 pub async fn insert_rows(store: &Store, rows: &[LogRow]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());

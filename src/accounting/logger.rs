@@ -37,17 +37,6 @@ pub trait LogStore: 'static {
     fn insert(&self, rows: Arc<Vec<LogRow>>) -> LocalBoxFuture<'static, Result<(), String>>;
 }
 
-impl LogStore for crate::store::Store {
-    fn insert(&self, rows: Arc<Vec<LogRow>>) -> LocalBoxFuture<'static, Result<(), String>> {
-        let store = self.clone();
-        Box::pin(async move {
-            super::db::insert_rows(&store, &rows)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct LoggerSettings {
     /// Rows that trigger a write before the timer does.

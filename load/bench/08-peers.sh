@@ -392,7 +392,7 @@ label() {
     case "$1" in
         direct) echo "fixed backend, direct (nginx \`return 200\`)" ;;
         nginx) echo "nginx \`proxy_pass\` (no JSON, no log)" ;;
-        switchyard) echo "**switchyard** ($BENCH_PROFILE build, defaults: SQLite request log on)" ;;
+        switchyard) echo "**switchyard** ($BENCH_PROFILE build, defaults, SQLite request log on; log lines at \`RUST_LOG=warn\` as the peers)" ;;
         floor) echo "actix-web + awc relay, bare (\`switchyard-load floor-proxy\`: no JSON, no log)" ;;
         vllm-router) echo "vLLM's router (PyPI \`vllm-router\`, Rust, round robin)" ;;
         portkey) echo "Portkey gateway (npm \`@portkey-ai/gateway\`)" ;;

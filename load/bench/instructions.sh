@@ -10,7 +10,8 @@
 # Usage: load/bench/instructions.sh
 # Env: SCEN (chat; chat_stream for streams), MODES ("off on floor"), WARM (2000), COUNT (4000),
 #      KEEP_DUMPS=1 keeps the dumps under load/bench/out/, ROUTER_BIN (a saved router binary to
-#      compare, e.g. the one before a change), SKIP_BUILD=1.
+#      compare, e.g. the one before a change), ROUTER_RUST_LOG (warn; `info`, the router's
+#      default, adds each request's finish line on stderr), SKIP_BUILD=1.
 source "$(dirname "$0")/lib.sh"
 parse_common "$@"
 SCEN="${SCEN:-chat}"
@@ -37,7 +38,7 @@ for mode in $MODES; do
             "$LOAD" floor-proxy --upstream "$FLEET_URL" --workers 1) >"$dir/stdout" 2>"$dir/stderr" &
         ready_text="switchyard-load floor-proxy ready: "
     else
-        (cd "$dir" && exec env RUST_LOG=warn SQLITE_DB_PATH="$dir/db" WORKERS=1 \
+        (cd "$dir" && exec env RUST_LOG="${ROUTER_RUST_LOG:-warn}" SQLITE_DB_PATH="$dir/db" WORKERS=1 \
             REQUEST_LOG_ENABLED="$enabled" HEALTH_CHECK_INTERVAL_SECS=3600 \
             valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
             "${ROUTER_BIN:-$BIN/switchyard}" serve --config "$WORK/models.yaml" --host 127.0.0.1 --port 0) \
@@ -75,6 +76,7 @@ for mode in $MODES; do
         floor) what="floor-proxy (actix-web + awc relay, no JSON/log/metrics)" ;;
         *) what="switchyard, logging $mode" ;;
     esac
+    [ "${ROUTER_RUST_LOG:-warn}" = warn ] || what="$what, RUST_LOG=$ROUTER_RUST_LOG"
     echo "$what: $per instructions per $SCEN request ($total over $COUNT requests, $ok ok)"
     if [ "${KEEP_DUMPS:-0}" = 1 ]; then
         cp "$second" "$OUT/instructions-$SCEN-$mode.callgrind"

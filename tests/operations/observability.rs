@@ -490,8 +490,9 @@ async fn usage_view_aggregates_by_model_key_and_period() {
     assert_eq!(body["data"][0]["requests"], 5, "one total row");
 }
 
-#[actix_rt::test]
-async fn every_log_line_of_a_request_carries_its_request_id() {
+/// Serve one model in front of a mock with `env` (stderr piped), send one chat request with
+/// the request id `request_id`, stop the router and return every line it wrote to stderr.
+async fn stderr_lines_of_one_request(env: &[(&str, &str)], request_id: &str) -> Vec<String> {
     let mock = start_mock(json!({}));
     let yaml = format!(
         "models:\n  - id: m\n    supported_params: [max_tokens]\n    route:\n      - {{kind: vllm, base_url: \"{}\"}}\n",
@@ -504,8 +505,7 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
         .current_dir(dir.path())
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
         .arg(&models)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,switchyard::api=debug")
+        .envs(env.iter().copied())
         .env("HEALTH_CHECK_INTERVAL_SECS", "0.2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -531,14 +531,23 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
     let mut body = chat_body("m", true);
     body["top_k"] = json!(3); // not supported: the handler logs that it dropped it (debug)
     let (status, _, _) =
-        post_with_id(&format!("{url}/v1/chat/completions"), &body, "trace-me-42").await;
+        post_with_id(&format!("{url}/v1/chat/completions"), &body, request_id).await;
     assert_eq!(status, 200);
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
     assert!(child.wait().unwrap().success());
-    let lines = lines.join().unwrap();
+    lines.join().unwrap()
+}
+
+#[actix_rt::test]
+async fn every_log_line_of_a_request_carries_its_request_id() {
+    let env = [
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,switchyard::api=debug"),
+    ];
+    let lines = stderr_lines_of_one_request(&env, "trace-me-42").await;
     let mine: Vec<Value> = lines
         .iter()
         .filter(|l| l.contains("trace-me-42"))
@@ -558,5 +567,27 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
         .as_str()
         .unwrap_or("")
         .contains("dropping parameter")));
-    let _ = std::io::stdout().flush();
+}
+
+/// Text lines written to a pipe or a file (a container's log stream) carry no terminal colour
+/// codes, at the default level and at debug: whoever reads them gets plain `key=value` text.
+#[actix_rt::test]
+async fn text_log_lines_to_a_pipe_are_plain_text() {
+    // `info` is the level when RUST_LOG is unset.
+    for level in ["info", "debug"] {
+        let lines = stderr_lines_of_one_request(&[("RUST_LOG", level)], "plain-text-7").await;
+        let finish = lines
+            .iter()
+            .find(|l| l.contains("request finished"))
+            .unwrap_or_else(|| panic!("the finish line at {level}: {lines:#?}"));
+        assert!(
+            finish.contains("request_id=plain-text-7") && finish.contains("status=200"),
+            "{finish}"
+        );
+        let coloured: Vec<&String> = lines.iter().filter(|l| l.contains('\u{1b}')).collect();
+        assert!(
+            coloured.is_empty(),
+            "escape codes at {level}: {coloured:#?}"
+        );
+    }
 }

@@ -268,7 +268,7 @@ fn thread_main(
         actix_rt::time::sleep_until(t0.into()).await;
         match plan.mode {
             Mode::Open { rate, .. } => open_loop(&ctx, &picker, k, rate, share.max(1)).await,
-            Mode::Closed { .. } => closed_loop(&ctx, &picker, share).await,
+            Mode::Closed { .. } => closed_loop(&ctx, &picker, k, share).await,
         }
         let unfinished = ctx.in_flight.get();
         let mut stats = ctx.stats.borrow().clone();
@@ -331,14 +331,18 @@ fn sched_end(s: &OpenSchedule) -> Duration {
     }
 }
 
-async fn closed_loop(ctx: &Rc<Ctx>, picker: &Rc<RefCell<Picker>>, share: u32) {
+async fn closed_loop(ctx: &Rc<Ctx>, picker: &Rc<RefCell<Picker>>, k: usize, share: u32) {
     let plan = &ctx.plan;
     let end = ctx.t0 + plan.duration;
     let mut loops = Vec::with_capacity(share as usize);
-    for _ in 0..share {
+    for i in 0..share {
         let c = ctx.clone();
         let picker = picker.clone();
+        let first = ctx.t0 + plan.closed_start(k, i);
         loops.push(actix_rt::spawn(async move {
+            if first > Instant::now() {
+                actix_rt::time::sleep_until(first.into()).await;
+            }
             loop {
                 let now = Instant::now();
                 if now >= end || c.progress.stop.load(Ordering::Relaxed) {
@@ -380,6 +384,7 @@ mod tests {
             seed: 0,
             api_key: None,
             headers: Vec::new(),
+            spread: Duration::ZERO,
         };
         assert_eq!(bucket_for(&plan), Duration::from_millis(600));
         plan.duration = Duration::from_secs(2);

@@ -86,6 +86,10 @@ struct RunArgs {
     /// Closed loop: concurrent connections, each sending as soon as its previous answer ends.
     #[arg(long, short = 'c')]
     concurrency: Option<u32>,
+    /// Closed loop: start the connections evenly over this long (e.g. 500ms) instead of all at
+    /// once; equal-length streams started together stay in step and arrive in bursts.
+    #[arg(long)]
+    spread: Option<String>,
     /// Open loop: cap on requests in flight (arrivals wait, latency still counts).
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: u32,
@@ -279,6 +283,10 @@ fn build_plan(args: &RunArgs) -> anyhow::Result<Plan> {
         seed: args.seed,
         api_key: args.api_key.clone(),
         headers: args.headers.clone(),
+        spread: match &args.spread {
+            Some(d) => parse_duration(d)?,
+            None => Duration::ZERO,
+        },
     };
     plan.validate()?;
     Ok(plan)

@@ -48,6 +48,10 @@ pub struct Plan {
     pub api_key: Option<String>,
     /// Extra `(name, value)` headers on every request (`--header`).
     pub headers: Vec<(String, String)>,
+    /// Closed loop: the connections' first requests are spread evenly over this long instead
+    /// of all sent at once (`--spread`). Equal-length exchanges started together stay in
+    /// step for the whole run, so each wave of them arrives as one burst.
+    pub spread: Duration,
 }
 
 impl Plan {
@@ -68,6 +72,14 @@ impl Plan {
                 if concurrency == 0 || concurrency > MAX_CONCURRENCY {
                     bail!("--concurrency must be in 1..={MAX_CONCURRENCY}");
                 }
+            }
+        }
+        if !self.spread.is_zero() {
+            if matches!(self.mode, Mode::Open { .. }) {
+                bail!("--spread applies to a closed loop (--concurrency), not to --rate");
+            }
+            if self.spread >= self.duration {
+                bail!("--spread must be shorter than the duration");
             }
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
@@ -123,6 +135,19 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// When closed-loop connection `index` of thread `thread` sends its first request, after
+    /// the start: thread `k` owns the global connections `k, k+threads, k+2·threads, …` (as
+    /// [`Plan::per_thread`] shares them out), and connection `g` of `total` starts at
+    /// `spread · g / total`, so together they start evenly over `spread`.
+    pub fn closed_start(&self, thread: usize, index: u32) -> Duration {
+        let Mode::Closed { concurrency } = self.mode else {
+            return Duration::ZERO;
+        };
+        let global = u64::from(index) * self.threads.max(1) as u64 + thread as u64;
+        let total = u64::from(concurrency.max(1));
+        self.spread.mul_f64(global.min(total) as f64 / total as f64)
     }
 
     /// The share of closed-loop connections (or open-loop in-flight cap) one thread gets.
@@ -190,6 +215,7 @@ mod tests {
             seed: 1,
             api_key: None,
             headers: Vec::new(),
+            spread: Duration::ZERO,
         }
     }
 
@@ -248,6 +274,55 @@ mod tests {
         assert_eq!(parts, vec![11, 11, 10]);
         assert_eq!(parts.iter().sum::<u32>(), 32);
         assert_eq!(Plan::per_thread(1, 2, 1), 0);
+    }
+
+    #[test]
+    fn spread_starts_every_connection_once_evenly() {
+        for (concurrency, threads) in [(1, 1), (100, 2), (32, 3), (7, 4), (1000, 2)] {
+            let mut p = plan(Mode::Closed { concurrency });
+            p.threads = threads;
+            p.spread = Duration::from_millis(500);
+            let mut starts: Vec<Duration> = (0..threads)
+                .flat_map(|k| {
+                    let share = Plan::per_thread(concurrency, threads, k);
+                    let p = &p;
+                    (0..share).map(move |i| p.closed_start(k, i))
+                })
+                .collect();
+            starts.sort();
+            let step = p.spread / concurrency;
+            let expected: Vec<Duration> = (0..concurrency).map(|g| step * g).collect();
+            for (got, want) in starts.iter().zip(&expected) {
+                let off = got.abs_diff(*want);
+                assert!(
+                    off < Duration::from_micros(1),
+                    "{concurrency}/{threads}: {starts:?}"
+                );
+            }
+            assert_eq!(
+                starts.len(),
+                concurrency as usize,
+                "{concurrency}/{threads}"
+            );
+        }
+        // Without a spread every connection starts at once.
+        let p = plan(Mode::Closed { concurrency: 8 });
+        assert_eq!(p.closed_start(0, 7), Duration::ZERO);
+    }
+
+    #[test]
+    fn spread_is_for_a_closed_loop_shorter_than_the_run() {
+        let mut p = plan(Mode::Closed { concurrency: 4 });
+        p.spread = Duration::from_millis(500);
+        assert!(p.validate().is_ok());
+        p.spread = Duration::from_secs(1);
+        assert!(p.validate().is_err(), "as long as the run");
+        let mut p = plan(Mode::Open {
+            rate: 10.0,
+            max_in_flight: 10,
+        });
+        p.spread = Duration::from_millis(100);
+        assert!(p.validate().is_err(), "open loop");
     }
 
     #[test]

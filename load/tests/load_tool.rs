@@ -24,6 +24,46 @@ fn read_report(path: &Path) -> Value {
     serde_json::from_str(&text).expect("report is JSON")
 }
 
+/// The JSON report of a run that must have succeeded.
+fn report_of_success(out: &std::process::Output, path: &Path) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_report(path)
+}
+
+/// `--spread`: the run goes on as usual, its report says over how long the connections
+/// started, and a spread no shorter than the run is refused.
+#[test]
+fn connection_starts_spread_over_a_set_time() {
+    let mock = common::start_mock(json!({"chunks": 3, "chunk_interval_ms": 5, "ttft_ms": 5}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json_path = dir.path().join("report.json");
+    let json_arg = json_path.to_str().expect("utf-8 path");
+    let args = |spread: &'static str| {
+        let mut args = vec!["run", "-q", "-t", &mock.url, "-s", "chat_stream", "-c", "8"];
+        args.extend(["-d", "1s", "--spread", spread, "--json", json_arg]);
+        run_load(&args)
+    };
+    let out = args("400ms");
+    let r = report_of_success(&out, &json_path);
+    assert_eq!(r["mode"]["kind"], "closed");
+    assert_eq!(r["mode"]["spread_ms"], 400, "{r}");
+    assert_eq!(r["totals"]["errors"], 0, "{r}");
+    assert!(
+        r["totals"]["ok"].as_u64() >= Some(8),
+        "every connection sent: {r}"
+    );
+    let out = args("1s");
+    assert!(
+        !out.status.success(),
+        "a spread as long as the run is refused"
+    );
+}
+
 #[test]
 fn chat_and_streams_for_two_seconds() {
     let mock = common::start_mock(json!({"chunks": 5, "chunk_interval_ms": 10, "ttft_ms": 5}));
@@ -48,13 +88,7 @@ fn chat_and_streams_for_two_seconds() {
         "--html",
         html_path.to_str().expect("utf-8 path"),
     ]);
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = read_report(&json_path);
+    let r = report_of_success(&out, &json_path);
     assert_eq!(r["tool"], "switchyard-load");
     assert_eq!(r["mode"]["kind"], "closed");
     let total = r["totals"]["requests"].as_u64().expect("requests");
@@ -115,12 +149,7 @@ fn every_modality_open_loop_against_the_mock() {
         "--json",
         json_path.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = read_report(&json_path);
+    let r = report_of_success(&out, &json_path);
     assert_eq!(r["mode"]["kind"], "open");
     assert_eq!(r["totals"]["requests"], 60, "30/s for 2 s: {r}");
     assert_eq!(r["totals"]["errors"], 0, "{r}");
@@ -178,8 +207,7 @@ fn errors_are_counted_by_status() {
         "--json",
         json_path.to_str().expect("utf-8"),
     ]);
-    assert!(out.status.success());
-    let r = read_report(&json_path);
+    let r = report_of_success(&out, &json_path);
     assert_eq!(r["totals"]["requests"], 20);
     assert_eq!(r["totals"]["errors"], 20);
     assert_eq!(r["scenarios"][0]["status_counts"]["503"], 20);

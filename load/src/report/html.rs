@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ModeReport, Report, ScenarioReport};
+use super::{Report, ScenarioReport};
 use crate::hist::fmt_us;
 
 const W: f64 = 640.0;
@@ -34,10 +34,7 @@ pub fn render(r: &Report) -> String {
         Some(l) => format!("switchyard-load: {}", escape(l)),
         None => "switchyard-load report".to_string(),
     };
-    let mode = match &r.mode {
-        ModeReport::Open { rate, .. } => format!("open loop at {rate} req/s"),
-        ModeReport::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-    };
+    let mode = r.mode.describe();
     let _ = write!(
         o,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title><style>\

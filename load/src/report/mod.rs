@@ -40,8 +40,35 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModeReport {
-    Open { rate: f64, max_in_flight: u32 },
-    Closed { concurrency: u32 },
+    Open {
+        rate: f64,
+        max_in_flight: u32,
+    },
+    Closed {
+        concurrency: u32,
+        /// Over how long the connections' first requests were spread (0: all at once).
+        #[serde(default)]
+        spread_ms: u64,
+    },
+}
+
+impl ModeReport {
+    /// How requests arrived, in words, for the text table and the HTML page.
+    pub fn describe(&self) -> String {
+        match self {
+            ModeReport::Open { rate, .. } => format!("open loop at {rate} req/s"),
+            ModeReport::Closed {
+                concurrency,
+                spread_ms: 0,
+            } => format!("closed loop, concurrency {concurrency}"),
+            ModeReport::Closed {
+                concurrency,
+                spread_ms,
+            } => {
+                format!("closed loop, concurrency {concurrency}, starts spread over {spread_ms} ms")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,7 +161,10 @@ impl Report {
                 rate,
                 max_in_flight,
             },
-            Mode::Closed { concurrency } => ModeReport::Closed { concurrency },
+            Mode::Closed { concurrency } => ModeReport::Closed {
+                concurrency,
+                spread_ms: plan.spread.as_millis() as u64,
+            },
         };
         Report {
             tool: "switchyard-load".into(),
@@ -168,10 +198,7 @@ impl Report {
     /// The end-of-run table.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let mode = match &self.mode {
-            ModeReport::Open { rate, .. } => format!("open loop, {rate} req/s"),
-            ModeReport::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-        };
+        let mode = self.mode.describe();
         let more = if self.targets > 1 {
             format!(" and {} more", self.targets - 1)
         } else {
@@ -363,6 +390,7 @@ pub(crate) mod tests {
             seed: 3,
             api_key: None,
             headers: Vec::new(),
+            spread: Duration::ZERO,
         };
         let bucket = Duration::from_millis(100);
         let mut stats = ThreadStats::new(2);

@@ -173,10 +173,10 @@ fn init_logging_and_traces(format: LogFormat, traces: &TraceSettings) {
         Err(e) => (None, Some(e)),
     };
     let export = setup.as_ref().map(|setup| setup.layer());
-    // Colour only for a terminal: escape codes in a file or a container's log stream are noise
-    // to whoever reads it, and styling every field cost more than the rest of the line (bench:
-    // ~27k instructions of the ~37k a request's finish line took).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let colour = log_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let log = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
@@ -196,6 +196,13 @@ fn init_logging_and_traces(format: LogFormat, traces: &TraceSettings) {
             "exporting traces over OTLP"
         );
     }
+}
+
+/// Colour only for a terminal, and not there either when `NO_COLOR` is set (no-color.org):
+/// escape codes in a file or a container's log stream are noise to whoever reads it, and
+/// styling every field cost more than the rest of a request's finish line (docs/benchmarks.md).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Fields as `name=value`, the message bare, as the default formatter writes them without
@@ -579,6 +586,30 @@ fn migrate() -> ExitCode {
         Err(e) => {
             eprintln!("error: database {}: {e}", db.describe());
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+
+    #[test]
+    fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
+        let cases: [(bool, Option<&str>, bool); 6] = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (true, Some("false"), false),
+            (false, None, false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, coloured) in cases {
+            assert_eq!(
+                log_colour(terminal, no_color.map(Into::into)),
+                coloured,
+                "terminal {terminal}, NO_COLOR {no_color:?}"
+            );
         }
     }
 }

@@ -575,7 +575,8 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
 async fn text_log_lines_to_a_pipe_are_plain_text() {
     // `info` is the level when RUST_LOG is unset.
     for level in ["info", "debug"] {
-        let lines = stderr_lines_of_one_request(&[("RUST_LOG", level)], "plain-text-7").await;
+        let env = [("LOG_FORMAT", "text"), ("RUST_LOG", level)];
+        let lines = stderr_lines_of_one_request(&env, "plain-text-7").await;
         let finish = lines
             .iter()
             .find(|l| l.contains("request finished"))
